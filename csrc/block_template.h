@@ -1,0 +1,189 @@
+/*
+ * One block kernel, instantiated once per dtype combination (see kernels.h).
+ * The includer defines:
+ *   BLOCK_FN      name of the function to define
+ *   T_PRED        element type of y_pred
+ *   T_TRUE        element type of y_true (left undefined: y_true reads as zeros)
+ *   T_WEIGHTS     element type of the weights (left undefined: unweighted)
+ *   COMPENSATED   1 when any input is float64: a float64 result needs compensated
+ *                 lanes to stay within an ulp or two; a float32 result needs no more than
+ *                 plain float64 lanes.
+ */
+
+#define LANES FL2_LANES
+
+#ifdef T_TRUE
+#define HAS_TRUE 1
+#else
+#define HAS_TRUE 0
+#endif
+#ifdef T_WEIGHTS
+#define HAS_WEIGHTS 1
+#else
+#define HAS_WEIGHTS 0
+#endif
+
+#if !defined(COMPENSATED)
+#error "define COMPENSATED: 1 when any input is float64 (a float64 result)"
+#endif
+
+#define BODY_FN FL2_CAT(BLOCK_FN, _body)
+
+/* Adds x to lane k.  Compensated lanes keep the plain running sum and, beside it, the sum of
+ * the exact rounding errors of its additions (TwoSum, Ogita-Rump-Oishi "Sum2"): neither
+ * depends on the other's last value, so the loop-carried chains stay one addition long.
+ * The plain sum alone carries inf and nan, as IEEE addition would. */
+#define ACCUMULATE(sum, err, k, x)                             \
+    do {                                                       \
+        if (COMPENSATED) {                                     \
+            double t_ = sum[k] + (x);                          \
+            double z_ = t_ - sum[k];                           \
+            err[k] += (sum[k] - (t_ - z_)) + ((x) - z_);       \
+            sum[k] = t_;                                       \
+        } else {                                               \
+            sum[k] += (x);                                     \
+        }                                                      \
+    } while (0)
+
+FL2_INLINE fl2_dd FL2_CAT(BLOCK_FN, _lanes)(const double *sum, const double *err)
+{
+    fl2_dd lane[LANES];
+    for (int k = 0; k < LANES; k++) {
+        lane[k].hi = sum[k];
+        lane[k].lo = COMPENSATED ? err[k] : 0.0;
+    }
+    return fl2_dd_combine(lane, LANES);
+}
+
+FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t start, int64_t end,
+                        fl2_partial *out, const int absolute, const int want_sums,
+                        const int want_grad, const int want_elem, const int weights_only)
+{
+    typedef T_PRED pred_t;
+#if COMPENSATED
+    typedef double result_t;
+#else
+    typedef float result_t;
+#endif
+    const pred_t *y_pred = (const pred_t *)p->y_pred;
+#if HAS_TRUE
+    const T_TRUE *y_true = (const T_TRUE *)p->y_true;
+#endif
+#if HAS_WEIGHTS
+    const T_WEIGHTS *w = (const T_WEIGHTS *)p->weights;
+    const int64_t repeat = p->weights_repeat;
+    int64_t row = start / repeat, row_end = (row + 1) * repeat;
+#endif
+    pred_t *grad = want_grad ? (pred_t *)o->grad : 0;
+    result_t *elem = want_elem ? (result_t *)o->elementwise : 0;
+    const double scale = want_grad ? o->grad_scale : 0.0;
+
+    double loss_sum[LANES] = {0}, loss_err[LANES] = {0};
+    double w_sum[LANES] = {0}, w_err[LANES] = {0};
+    (void)loss_err; (void)w_sum; (void)w_err;
+
+    /* One element: its difference d, weight wk, going to lane k. */
+#define ELEMENT(i, k, d, wk)                                                         \
+    do {                                                                             \
+        if (!weights_only) {                                                         \
+            double l_ = absolute ? fabs(d) : (d) * (d);                              \
+            double wl_ = HAS_WEIGHTS ? (wk) * l_ : l_;                               \
+            if (want_sums) ACCUMULATE(loss_sum, loss_err, k, wl_);      \
+            if (want_elem) elem[i] = (result_t)wl_;                                  \
+            if (want_grad) {                                                         \
+                double g_ = absolute ? ((d) > 0 ? 1.0 : (d) < 0 ? -1.0 : (d) * 0.0)  \
+                                     : (d);                                          \
+                grad[i] = (pred_t)(scale * (HAS_WEIGHTS ? (wk) * g_ : g_));          \
+            }                                                                        \
+        }                                                                            \
+        if (HAS_WEIGHTS && want_sums) ACCUMULATE(w_sum, w_err, k, wk);     \
+    } while (0)
+
+#if HAS_TRUE
+#define DIFF(i) ((double)y_pred[i] - (double)y_true[i])
+#else
+#define DIFF(i) ((double)y_pred[i])
+#endif
+
+    int64_t i = start;
+    for (; i + LANES <= end; i += LANES) {
+        double d[LANES], wk[LANES];
+        /* All reads of the chunk come before its writes: the gradient may alias y_pred. */
+        if (!weights_only)
+            for (int k = 0; k < LANES; k++) d[k] = DIFF(i + k);
+#if HAS_WEIGHTS
+        if (repeat == 1) {
+            for (int k = 0; k < LANES; k++) wk[k] = (double)w[i + k];
+        } else if (i + LANES <= row_end) {
+            double wr = (double)w[row];
+            for (int k = 0; k < LANES; k++) wk[k] = wr;
+        } else {
+            for (int k = 0; k < LANES; k++) {
+                while (i + k >= row_end) { row++; row_end += repeat; }
+                wk[k] = (double)w[row];
+            }
+        }
+#else
+        for (int k = 0; k < LANES; k++) wk[k] = 1.0;
+#endif
+        for (int k = 0; k < LANES; k++) ELEMENT(i + k, k, d[k], wk[k]);
+    }
+    for (int k = 0; i < end; i++, k++) {
+        double dk = weights_only ? 0.0 : DIFF(i), wk = 1.0;
+#if HAS_WEIGHTS
+        if (repeat == 1) {
+            wk = (double)w[i];
+        } else {
+            while (i >= row_end) { row++; row_end += repeat; }
+            wk = (double)w[row];
+        }
+#endif
+        ELEMENT(i, k, dk, wk);
+    }
+
+    if (want_sums) {
+        out->loss = FL2_CAT(BLOCK_FN, _lanes)(loss_sum, loss_err);
+#if HAS_WEIGHTS
+        out->weights = FL2_CAT(BLOCK_FN, _lanes)(w_sum, w_err);
+#else
+        out->weights.hi = (double)(end - start);
+        out->weights.lo = 0.0;
+#endif
+    }
+#undef ELEMENT
+#undef DIFF
+}
+
+static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, int64_t start,
+                     int64_t end, fl2_partial *out)
+{
+    const int absolute = p->loss == FL2_ABSOLUTE;
+    /* Constant flags make each call below its own loop without per-element branches. */
+#define SPECIALISE(sums, grad, elem, wonly)                                              \
+    (absolute ? BODY_FN(p, o, start, end, out, 1, sums, grad, elem, wonly)               \
+              : BODY_FN(p, o, start, end, out, 0, sums, grad, elem, wonly))
+    switch (mode) {
+    case FL2_MODE_SUMS: SPECIALISE(1, 0, 0, 0); break;
+    case FL2_MODE_SUMS_GRAD: SPECIALISE(1, 1, 0, 0); break;
+    case FL2_MODE_GRAD: SPECIALISE(0, 1, 0, 0); break;
+    case FL2_MODE_ELEM: SPECIALISE(0, 0, 1, 0); break;
+    case FL2_MODE_ELEM_GRAD: SPECIALISE(0, 1, 1, 0); break;
+    case FL2_MODE_WEIGHTS: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1); break;
+    }
+#undef SPECIALISE
+}
+
+#undef LANES
+#undef HAS_TRUE
+#undef HAS_WEIGHTS
+#undef COMPENSATED
+#undef BODY_FN
+#undef ACCUMULATE
+#undef BLOCK_FN
+#undef T_PRED
+#ifdef T_TRUE
+#undef T_TRUE
+#endif
+#ifdef T_WEIGHTS
+#undef T_WEIGHTS
+#endif

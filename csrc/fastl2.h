@@ -1,0 +1,77 @@
+/*
+ * fastl2 kernels: the whole C API, plain C99 (+ OpenMP when available), no Python.h.
+ *
+ * Every call walks the n elements in fixed blocks of FL2_BLOCK_SIZE.  Inside a block,
+ * element i is accumulated into float64 lane (i % FL2_LANES); lanes are combined in a
+ * fixed order into a double-double block partial, and block partials are combined
+ * pairwise in a fixed (bottom-up) tree.  Threads only decide who computes which block,
+ * so results are bit-identical for every thread count.
+ */
+#ifndef FASTL2_H
+#define FASTL2_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FL2_BLOCK_SIZE 8192 /* elements per deterministic reduction block */
+#define FL2_LANES 16        /* interleaved float64 accumulators inside a block */
+
+typedef enum { FL2_FLOAT32 = 0, FL2_FLOAT64 = 1 } fl2_dtype;
+typedef enum { FL2_SQUARED = 0, FL2_ABSOLUTE = 1 } fl2_loss;
+
+/* What is read.  d = y_pred - y_true, computed in float64. */
+typedef struct {
+    fl2_loss loss;
+    int64_t n;                  /* number of elements */
+    const void *y_true;         /* NULL reads as zeros: the L2 penalty of y_pred */
+    const void *y_pred;
+    const void *weights;        /* NULL: every weight is 1 */
+    fl2_dtype true_dtype, pred_dtype, weights_dtype;
+    int64_t weights_repeat;     /* consecutive elements sharing one weight (>= 1) */
+} fl2_problem;
+
+/* What is written, besides the sums.  Any pointer may be NULL. */
+typedef struct {
+    void *grad;          /* grad_scale * w * l'(d), dtype pred_dtype; may alias y_pred */
+    double grad_scale;   /* 2/D for squared loss, 1/D for absolute loss */
+    void *elementwise;   /* w * l(d), float64 if any input is float64, else float32 */
+} fl2_outputs;
+
+typedef struct {
+    double loss;         /* sum of w * l(d) */
+    double weights;      /* sum of w over all n elements (n without weights) */
+} fl2_sums;
+
+/* One pass over the problem: fills *sums (if not NULL) and the outputs in o (if not NULL).
+ * Returns 0, or -1 if memory for the block partials could not be allocated. */
+int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthreads);
+
+/* Sum of the weights over all n elements (each weight counted weights_repeat times),
+ * bit-identical to fl2_run's sums->weights; reads the weights only. */
+int fl2_weight_sum(const fl2_problem *p, double *weight_sum, int nthreads);
+
+/* Chooses the best kernels for this CPU and makes forked children run serially; call once
+ * before anything else. */
+void fl2_init(void);
+
+/* Threads: 0 means "use OpenMP's current default" (OMP_NUM_THREADS, threadpoolctl). */
+void fl2_set_num_threads(int nthreads);
+int fl2_get_num_threads(void);
+int fl2_openmp_enabled(void);      /* 1 if built with OpenMP */
+int fl2_in_forked_child(void);     /* 1 after fork(): threads are not used any more */
+int64_t fl2_parallel_threshold(void);
+void fl2_set_parallel_threshold(int64_t n);
+
+/* Instruction-set level of the kernels in use. */
+const char *fl2_simd_level(void);
+const char *fl2_simd_levels_available(void);   /* comma-separated, best last */
+int fl2_set_simd_level(const char *name);      /* 0 ok, -1 unknown or unsupported here */
+const char *fl2_compiler(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTL2_H */

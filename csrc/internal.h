@@ -1,0 +1,76 @@
+/* Shared between the driver (fastl2.c) and the per-instruction-set kernel files. */
+#ifndef FASTL2_INTERNAL_H
+#define FASTL2_INTERNAL_H
+
+#include <math.h>
+#include "fastl2.h"
+
+/* Per-instruction-set kernels with a run-time choice need GCC or clang on x86-64. */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(FL2_NO_DISPATCH)
+#define FL2_HAVE_X86_DISPATCH 1
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FL2_INLINE static inline __attribute__((always_inline))
+#else
+#define FL2_INLINE static inline
+#endif
+
+/* A sum kept as an unevaluated pair hi + lo (|lo| <= ulp(hi)/2 after normalisation). */
+typedef struct { double hi, lo; } fl2_dd;
+
+typedef struct { fl2_dd loss, weights; } fl2_partial;
+
+/* What one block kernel call does; each is its own specialised loop. */
+typedef enum {
+    FL2_MODE_SUMS = 0,       /* loss and weight sums */
+    FL2_MODE_SUMS_GRAD,      /* sums and the gradient, one pass */
+    FL2_MODE_GRAD,           /* the gradient alone */
+    FL2_MODE_ELEM,           /* per-element losses (reduction "none") */
+    FL2_MODE_ELEM_GRAD,      /* per-element losses and the gradient */
+    FL2_MODE_WEIGHTS,        /* the weight sum alone */
+} fl2_mode;
+
+/* Computes elements [start, end) of one block; start is a multiple of FL2_BLOCK_SIZE. */
+typedef void (*fl2_block_fn)(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode,
+                             int64_t start, int64_t end, fl2_partial *out);
+
+/* One kernel per (y_true, y_pred, weights) dtype combination:
+ * index ((true * 2 + pred) * 3 + weights) with weights 0 = none, 1 = float32, 2 = float64,
+ * then 12 + pred for problems without y_true (the L2 penalty). */
+#define FL2_NKERNELS 14
+
+extern const fl2_block_fn fl2_kernels_baseline[FL2_NKERNELS];
+#if defined(FL2_HAVE_X86_DISPATCH)
+extern const fl2_block_fn fl2_kernels_avx2[FL2_NKERNELS];
+extern const fl2_block_fn fl2_kernels_avx512[FL2_NKERNELS];
+#endif
+
+/* Error-free sum of two double-doubles, normalised.  Non-finite sums propagate as IEEE
+ * addition would (the error terms would otherwise turn inf into nan). */
+FL2_INLINE fl2_dd fl2_dd_add(fl2_dd a, fl2_dd b)
+{
+    double s = a.hi + b.hi;
+    if (!isfinite(s)) {
+        fl2_dd r = {s, 0.0};
+        return r;
+    }
+    double bb = s - a.hi;
+    double e = (a.hi - (s - bb)) + (b.hi - bb);
+    e += a.lo + b.lo;
+    fl2_dd r;
+    r.hi = s + e;
+    r.lo = e - (r.hi - s);
+    return r;
+}
+
+/* Pairwise combination of v[0..m) in place, bottom-up: the tree depends on m only. */
+FL2_INLINE fl2_dd fl2_dd_combine(fl2_dd *v, int64_t m)
+{
+    for (int64_t step = 1; step < m; step *= 2)
+        for (int64_t i = 0; i + step < m; i += 2 * step)
+            v[i] = fl2_dd_add(v[i], v[i + step]);
+    return v[0];
+}
+
+#endif /* FASTL2_INTERNAL_H */

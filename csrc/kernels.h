@@ -1,0 +1,98 @@
+/*
+ * The block kernels for every dtype combination, compiled once per instruction-set level:
+ * each kernels_<level>.c sets its target and names its table, then includes this file.
+ * The includer defines FL2_KERNEL_TABLE, the name of the table to define.
+ */
+#include "internal.h"
+
+#define FL2_CAT_(a, b) a##b
+#define FL2_CAT(a, b) FL2_CAT_(a, b)
+#define FL2_KNAME(name) FL2_CAT(FL2_KERNEL_TABLE, name)
+
+/* y_true, y_pred, weights */
+#define BLOCK_FN FL2_KNAME(_f_f)
+#define T_TRUE float
+#define T_PRED float
+#define COMPENSATED 0
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_f_f_wf)
+#define T_TRUE float
+#define T_PRED float
+#define T_WEIGHTS float
+#define COMPENSATED 0
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_f_f_wd)
+#define T_TRUE float
+#define T_PRED float
+#define T_WEIGHTS double
+#define COMPENSATED 1
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_f_d)
+#define T_TRUE float
+#define T_PRED double
+#define COMPENSATED 1
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_f_d_wf)
+#define T_TRUE float
+#define T_PRED double
+#define T_WEIGHTS float
+#define COMPENSATED 1
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_f_d_wd)
+#define T_TRUE float
+#define T_PRED double
+#define T_WEIGHTS double
+#define COMPENSATED 1
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_d_f)
+#define T_TRUE double
+#define T_PRED float
+#define COMPENSATED 1
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_d_f_wf)
+#define T_TRUE double
+#define T_PRED float
+#define T_WEIGHTS float
+#define COMPENSATED 1
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_d_f_wd)
+#define T_TRUE double
+#define T_PRED float
+#define T_WEIGHTS double
+#define COMPENSATED 1
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_d_d)
+#define T_TRUE double
+#define T_PRED double
+#define COMPENSATED 1
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_d_d_wf)
+#define T_TRUE double
+#define T_PRED double
+#define T_WEIGHTS float
+#define COMPENSATED 1
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_d_d_wd)
+#define T_TRUE double
+#define T_PRED double
+#define T_WEIGHTS double
+#define COMPENSATED 1
+#include "block_template.h"
+
+/* no y_true: the L2 penalty */
+#define BLOCK_FN FL2_KNAME(_penalty_f)
+#define T_PRED float
+#define COMPENSATED 0
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_penalty_d)
+#define T_PRED double
+#define COMPENSATED 1
+#include "block_template.h"
+
+const fl2_block_fn FL2_KERNEL_TABLE[FL2_NKERNELS] = {
+    FL2_KNAME(_f_f), FL2_KNAME(_f_f_wf), FL2_KNAME(_f_f_wd),
+    FL2_KNAME(_f_d), FL2_KNAME(_f_d_wf), FL2_KNAME(_f_d_wd),
+    FL2_KNAME(_d_f), FL2_KNAME(_d_f_wf), FL2_KNAME(_d_f_wd),
+    FL2_KNAME(_d_d), FL2_KNAME(_d_d_wf), FL2_KNAME(_d_d_wd),
+    FL2_KNAME(_penalty_f), FL2_KNAME(_penalty_d),
+};

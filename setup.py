@@ -1,0 +1,105 @@
+"""Build of fastl2's one compiled extension, fastl2._core.
+
+pyproject.toml holds the metadata; this file says only what it cannot:
+
+* the extension's sources and flags (C99, no FMA contraction, OpenMP when the compiler has it);
+* the fallback: without a working C compiler or Cython, or with FASTL2_NO_EXT=1, the install
+  still succeeds and gives the pure-Python package, which runs on the NumPy backend.
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).parent
+CSRC = ["csrc/fastl2.c", "csrc/kernels_baseline.c", "csrc/kernels_avx2.c", "csrc/kernels_avx512.c"]
+# Strict C99: GCC then keeps every a*b+c as two roundings (no FMA contraction), which is what
+# makes the kernels of every instruction-set level return the same bits.
+BASE_FLAGS = ["-std=c99", "-O3", "-ffp-contract=off", "-fno-math-errno"]
+
+
+def _say(message):
+    print(f"fastl2 setup: {message}", file=sys.stderr)
+
+
+def _compiles(compiler, flags, link_flags, source):
+    """Whether `source` compiles and links with these flags."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as f:
+            f.write(source)
+        try:
+            objects = compiler.compile([path], output_dir=tmp, extra_postargs=flags)
+            compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=link_flags)
+        except Exception:
+            return False
+    return True
+
+
+OPENMP_PROBE = """
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return n > 0 ? 0 : 1;
+}
+"""
+
+
+class BuildExt(build_ext):
+    """Adds OpenMP when the compiler has it; installs pure Python when nothing compiles."""
+
+    def build_extensions(self):
+        compiler = self.compiler
+        if compiler.compiler_type == "msvc":
+            flags, omp = ["/O2", "/fp:precise"], (["/openmp"], [])
+        else:
+            flags, omp = list(BASE_FLAGS), (["-fopenmp"], ["-fopenmp"])
+        if os.environ.get("FASTL2_NO_OPENMP") != "1" and _compiles(compiler, omp[0], omp[1], OPENMP_PROBE):
+            _say("OpenMP found: kernels are multithreaded")
+            flags += omp[0]
+            link = omp[1]
+        else:
+            _say("OpenMP not available: kernels build serial (still correct)")
+            link = []
+        for ext in self.extensions:
+            ext.extra_compile_args = flags + list(ext.extra_compile_args or [])
+            ext.extra_link_args = link + list(ext.extra_link_args or [])
+        super().build_extensions()
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, no Cython, a failed compile: fall back
+            if os.environ.get("FASTL2_REQUIRE_COMPILED") == "1":
+                raise
+            _say(f"the compiled extension could not be built ({exc}); installing the pure-Python package")
+
+
+def extensions():
+    if os.environ.get("FASTL2_NO_EXT") == "1":
+        _say("FASTL2_NO_EXT=1: installing the pure-Python package (NumPy backend)")
+        return []
+    try:
+        import numpy
+        from Cython.Build import cythonize
+        from setuptools import Extension
+    except ImportError as exc:
+        _say(f"{exc}: installing the pure-Python package (NumPy backend)")
+        return []
+    ext = Extension(
+        "fastl2._core",
+        sources=["src/fastl2/_core.pyx", *CSRC],
+        include_dirs=["csrc", numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+        depends=[str(p) for p in (HERE / "csrc").glob("*.h")],
+    )
+    return cythonize([ext], compiler_directives={"language_level": 3}, quiet=True)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -1,0 +1,20 @@
+"""fastl2: squared-error (L2) losses and their gradients in one pass, multithreaded and
+deterministic, for NumPy arrays.
+
+>>> import fastl2
+>>> fastl2.mse([1.0, 2.0, 3.0], [1.0, 2.0, 5.0])
+np.float64(1.3333333333333333)
+"""
+
+__version__ = "0.1.0"
+
+from ._backends import available_backends, get_backend, get_num_threads, set_backend, set_num_threads
+from ._api import l2_penalty, l2_penalty_grad, mae, mae_and_grad, mae_grad, mse, mse_and_grad, mse_grad, rmse
+from ._config import show_config
+
+__all__ = [
+    "mse", "mae", "rmse", "mse_grad", "mse_and_grad", "mae_grad", "mae_and_grad",
+    "l2_penalty", "l2_penalty_grad",
+    "get_backend", "set_backend", "available_backends", "get_num_threads", "set_num_threads",
+    "show_config", "__version__",
+]

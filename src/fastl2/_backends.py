@@ -1,0 +1,162 @@
+"""Which backend runs, and with how many threads.
+
+A backend is a module with two functions over plans (fastl2._plan.Plan):
+``run(plan, want_sums, grad=None, grad_scale=0.0, elementwise=None) -> (loss_sum, weight_sum)``
+and ``weight_sum(plan) -> float``.  The compiled one ("cython") is chosen when built, the
+NumPy one otherwise; ``FASTL2_BACKEND`` or :func:`set_backend` choose explicitly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import operator
+import os
+import warnings
+
+#: Every backend fastl2 knows, in the order the automatic choice tries them.
+KNOWN_BACKENDS = ("cython", "numpy")
+
+_INSTALL_HINT = {
+    "cython": "the compiled extension is not built: reinstall fastl2 with a C compiler "
+    "(pip install --force-reinstall --no-binary fastl2 fastl2), without FASTL2_NO_EXT=1",
+}
+
+_core = None  # the compiled module, when it imports
+_core_error: Exception | None = None
+_loaded: dict[str, object] = {}
+_active_name = "numpy"
+_active = None
+
+
+def _load(name: str):
+    """The backend module, imported on first use; raises ImportError if it cannot work here."""
+    if name in _loaded:
+        return _loaded[name]
+    if name == "cython":
+        if _core is None:
+            raise ImportError(f"fastl2 backend 'cython' is not available: {_INSTALL_HINT['cython']} ({_core_error})")
+        module = _core
+    else:
+        module = importlib.import_module(f"fastl2._{name}")
+    _loaded[name] = module
+    return module
+
+
+def available_backends() -> list[str]:
+    """The backends that work in this installation, best first.
+
+    >>> import fastl2
+    >>> "numpy" in fastl2.available_backends()
+    True
+    """
+    names = []
+    for name in KNOWN_BACKENDS:
+        try:
+            _load(name)
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
+def get_backend() -> str:
+    """The name of the backend that computes: "cython" or "numpy"."""
+    return _active_name
+
+
+def set_backend(name: str) -> None:
+    """Make ``name`` the backend that computes (``"cython"`` or ``"numpy"``).
+
+    Raises ValueError for an unknown name, ImportError for a backend that is not available.
+    """
+    global _active_name, _active
+    if name not in KNOWN_BACKENDS:
+        raise ValueError(
+            f"unknown fastl2 backend {name!r}; known: {', '.join(KNOWN_BACKENDS)}; "
+            f"available here: {', '.join(available_backends())}"
+        )
+    module = _load(name)
+    _active_name, _active = name, module
+    if _core is not None:
+        _core._set_fast_path(name == "cython")
+
+
+def active():
+    """The module of the backend that computes."""
+    return _active
+
+
+def compiled_module():
+    """fastl2._core if it was built and imports, else None."""
+    return _core
+
+
+# ---- threads -----------------------------------------------------------------------------
+
+_requested_threads = 0  # 0: OpenMP's default (OMP_NUM_THREADS, threadpoolctl)
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (an int >= 1) for large inputs from now on."""
+    global _requested_threads
+    try:
+        count = operator.index(n)
+    except TypeError:
+        count = 0
+    if isinstance(n, bool) or count < 1:
+        raise ValueError(f"the number of threads must be an int >= 1; got {n!r}")
+    _requested_threads = n = count
+    if _core is not None:
+        _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads large inputs use: set_num_threads / FASTL2_NUM_THREADS, else
+    OpenMP's default (which follows OMP_NUM_THREADS and threadpoolctl)."""
+    if _requested_threads:
+        return _requested_threads
+    if _core is not None:
+        return _core.get_num_threads()
+    return 1
+
+
+# ---- the choice at import ------------------------------------------------------------------
+
+def _import_compiled():
+    global _core, _core_error
+    try:
+        from . import _core as core
+    except ImportError as exc:
+        if os.environ.get("FASTL2_REQUIRE_COMPILED") == "1":
+            raise ImportError(
+                "FASTL2_REQUIRE_COMPILED=1 but fastl2's compiled kernels cannot be loaded: "
+                f"{exc}"
+            ) from exc
+        _core_error = exc
+        return
+    _core = core
+
+
+def _configure_from_environment():
+    threads = os.environ.get("FASTL2_NUM_THREADS")
+    if threads:
+        try:
+            set_num_threads(int(threads))
+        except ValueError:
+            warnings.warn(
+                f"FASTL2_NUM_THREADS={threads!r} is not an int >= 1; ignored",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    wanted = os.environ.get("FASTL2_BACKEND")
+    if wanted:
+        try:
+            set_backend(wanted)
+            return
+        except (ValueError, ImportError) as exc:
+            warnings.warn(f"FASTL2_BACKEND={wanted!r} ignored: {exc}", RuntimeWarning, stacklevel=3)
+    set_backend(available_backends()[0])
+
+
+_import_compiled()
+_configure_from_environment()

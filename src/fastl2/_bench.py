@@ -1,0 +1,847 @@
+"""Time fastl2 against the libraries a user would otherwise pick: ``python -m fastl2 bench``.
+
+Three operations are timed for each dtype and size:
+
+``mse``
+    the unweighted mean squared error (loss only);
+``wmse``
+    the mean squared error with full-shape positive weights (loss only);
+``grad``
+    the loss and its gradient with respect to ``y_pred``, ``2 (y_pred - y_true) / n``.
+
+Every method is checked against an exact value of what *that method* computes (``math.fsum`` over
+float64 products), so the table shows speed and accuracy side by side. The peers are defined once,
+in :data:`PEERS`; the pytest-benchmark suite in ``bench/`` reuses them.
+
+Run ``python -m fastl2 bench --help`` for the options. Unset ``OPENBLAS_CORETYPE`` and
+``OPENBLAS_L2_SIZE`` in the benchmark's environment where a machine sets them: they slow NumPy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import itertools
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import asdict, dataclass
+from functools import cache
+from importlib import metadata
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+OPS = ("mse", "wmse", "grad")
+OP_TITLES = {
+    "mse": "mse: unweighted mean squared error, loss only",
+    "wmse": "wmse: mean squared error with full-shape weights, loss only",
+    "grad": "grad: mse loss and its gradient with respect to y_pred, in one call",
+}
+DEFAULT_SIZES = (16, 1_000, 100_000, 10_000_000)
+DEFAULT_DTYPES = ("float32", "float64")
+DEFAULT_BUDGET_S = 0.1
+BASELINE = "numpy"  # the speed-up column is relative to this method: np.mean((a - b) ** 2)
+MIN_SAMPLE_S = 2e-4  # batch calls until one timed sample lasts at least this long
+MAX_SAMPLES = 1000
+SEED = 0
+
+#: A prepared, argument-free call to time; it returns the loss or a ``(loss, grad)`` pair.
+Call = Callable[[], Any]
+
+
+class Unavailable(Exception):
+    """A method cannot run here (its library is missing); the message says why."""
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs and exact values
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """The inputs of one benchmark cell (op, dtype, size), made once and shared by every method."""
+
+    op: str
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    weights: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return self.y_pred.size
+
+    @property
+    def dtype(self) -> str:
+        return self.y_pred.dtype.name
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes a one-pass kernel must move: every input read once, the gradient written once."""
+        arrays = 2 + (self.weights is not None) + (self.op == "grad")
+        return arrays * self.y_pred.nbytes
+
+
+def make_case(op: str, dtype: str, n: int, seed: int = SEED) -> Case:
+    """Uniform inputs on [0, 1) (weights on [0.5, 1.5) for ``wmse``), the same for every run."""
+    if op not in OPS:
+        raise ValueError(f"op must be one of {OPS}, got {op!r}")
+    rng = np.random.default_rng(seed)
+    y_true = rng.random(n, dtype=dtype)
+    y_pred = rng.random(n, dtype=dtype)
+    weights = rng.random(n, dtype=dtype) + np.asarray(0.5, dtype) if op == "wmse" else None
+    return Case(op, y_true, y_pred, weights)
+
+
+class Reference:
+    """Exact values for one :class:`Case`, each computed once and on demand.
+
+    The loss is ``math.fsum`` over the float64 element losses ``w * d * d`` with
+    ``d = float64(y_pred) - float64(y_true)``, divided by ``n`` ("mean") or by ``fsum(w)``
+    ("weighted_mean"): the only roundings are those of the float64 products and the final division.
+    """
+
+    _CHUNK = 1 << 16
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self._losses: dict[str, float] = {}
+
+    def _diff(self) -> np.ndarray:
+        return self.case.y_pred.astype(np.float64) - self.case.y_true.astype(np.float64)
+
+    @classmethod
+    def _fsum(cls, values: np.ndarray) -> float:
+        """Exact sum of a float64 array, converted in chunks to bound the memory used."""
+        chunks = (values[i : i + cls._CHUNK].tolist() for i in range(0, values.size, cls._CHUNK))
+        return math.fsum(itertools.chain.from_iterable(chunks))
+
+    def loss(self, reduction: str = "mean") -> float:
+        """The exact loss for ``reduction`` "mean" or "weighted_mean"."""
+        if reduction not in self._losses:
+            d = self._diff()
+            weights = self.case.weights
+            if weights is None:
+                total, divisor = self._fsum(d * d), float(self.case.n)
+            else:
+                w = weights.astype(np.float64)
+                total = self._fsum(w * d * d)
+                divisor = self._fsum(w) if reduction == "weighted_mean" else float(self.case.n)
+            self._losses[reduction] = total / divisor
+        return self._losses[reduction]
+
+    def grad(self) -> np.ndarray:
+        """The float64 gradient of the unweighted mean, ``2 d / n``."""
+        return self._diff() * (2.0 / self.case.n)
+
+
+def relative_error(value: float, exact: float) -> float:
+    """``|value - exact| / |exact|`` (the absolute error where ``exact`` is 0)."""
+    error = abs(value - exact)
+    return error / abs(exact) if exact != 0 else error
+
+
+def unpack(value: Any) -> tuple[float, np.ndarray | None]:
+    """Turn what a method returned (scalar, tensor, or ``(loss, grad)``) into ``(float, ndarray)``."""
+    if isinstance(value, tuple):
+        loss, grad = value
+        return float(loss), _to_numpy(grad)
+    return float(value), None
+
+
+def _to_numpy(array: Any) -> np.ndarray:
+    if hasattr(array, "detach"):  # a torch tensor
+        array = array.detach().numpy()
+    return np.asarray(array)
+
+
+# --------------------------------------------------------------------------------------------
+# Methods: fastl2 and its peers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way of computing the benchmarked operations.
+
+    ``bind(case)`` prepares the inputs (tensors, buffers) outside the timing and returns the call to
+    time. ``weighted_reduction`` says what the method's weighted loss divides by ("mean": ``n``;
+    "weighted_mean": the sum of the weights), so that its error is measured against the right
+    exact value. ``use()`` is entered around binding, warm-up and timing (fastl2 selects a backend).
+    """
+
+    key: str
+    name: str
+    ops: frozenset[str]
+    bind: Callable[[Case], Call]
+    describe: dict[str, str]
+    weighted_reduction: str = "mean"
+    use: Callable[[], AbstractContextManager[Any]] = nullcontext
+
+
+def _require(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # also catches a broken install, which raises an ImportError subclass
+        raise Unavailable(f"{module} is not installed ({exc})") from None
+
+
+def numpy_mean_peer() -> Method:
+    """The textbook NumPy expression, ``np.mean((y_pred - y_true) ** 2)``: the baseline."""
+
+    def bind(case: Case) -> Call:
+        a, b, w, n = case.y_true, case.y_pred, case.weights, case.n
+        if case.op == "mse":
+            return lambda: np.mean((b - a) ** 2)
+        if case.op == "wmse":
+            return lambda: np.mean(w * (b - a) ** 2)
+        return lambda: (np.mean((b - a) ** 2), (2.0 / n) * (b - a))
+
+    return Method(
+        key="numpy",
+        name="np.mean((a-b)**2)",
+        ops=frozenset(OPS),
+        bind=bind,
+        describe={
+            "mse": "np.mean((b - a) ** 2)",
+            "wmse": "np.mean(w * (b - a) ** 2)",
+            "grad": "np.mean((b - a) ** 2), (2 / n) * (b - a)",
+        },
+    )
+
+
+def numpy_dot_peer() -> Method:
+    """NumPy with a single temporary: ``d = y_pred - y_true; d @ d / n``."""
+
+    def bind(case: Case) -> Call:
+        a, b, w, n = case.y_true, case.y_pred, case.weights, case.n
+        if case.op == "mse":
+            def mse() -> Any:
+                d = b - a
+                return d @ d / n
+            return mse
+        if case.op == "wmse":
+            def wmse() -> Any:
+                d = b - a
+                return (w * d) @ d / n
+            return wmse
+
+        def mse_and_grad() -> tuple[Any, np.ndarray]:
+            d = b - a
+            loss = d @ d / n
+            d *= 2.0 / n  # the temporary becomes the gradient: still one allocation
+            return loss, d
+        return mse_and_grad
+
+    return Method(
+        key="numpy-dot",
+        name="numpy d@d/n",
+        ops=frozenset(OPS),
+        bind=bind,
+        describe={
+            "mse": "d = b - a; d @ d / n",
+            "wmse": "d = b - a; (w * d) @ d / n",
+            "grad": "d = b - a; loss = d @ d / n; d *= 2 / n (in place)",
+        },
+    )
+
+
+def torch_peer() -> Method:
+    """PyTorch on CPU, on ``torch.from_numpy`` views of the inputs (made outside the timing)."""
+    torch = _require("torch")
+    functional = torch.nn.functional
+
+    def bind(case: Case) -> Call:
+        a, b = torch.from_numpy(case.y_true), torch.from_numpy(case.y_pred)
+        if case.op == "mse":
+            return lambda: functional.mse_loss(b, a)
+        if case.op == "wmse":
+            w = torch.from_numpy(case.weights)
+            return lambda: torch.mean(w * (b - a) ** 2)
+
+        def mse_and_grad() -> tuple[Any, Any]:
+            x = b.detach().requires_grad_(True)
+            loss = functional.mse_loss(x, a)
+            loss.backward()
+            return loss.detach(), x.grad
+        return mse_and_grad
+
+    return Method(
+        key="torch",
+        name="torch F.mse_loss",
+        ops=frozenset(OPS),
+        bind=bind,
+        describe={
+            "mse": "torch.nn.functional.mse_loss(b, a)",
+            "wmse": "torch.mean(w * (b - a) ** 2)",
+            "grad": "x = b.requires_grad_(); mse_loss(x, a).backward(); x.grad",
+        },
+    )
+
+
+def sklearn_peer() -> Method:
+    """scikit-learn's ``mean_squared_error``; its weighted form divides by the sum of the weights."""
+    metrics = _require("sklearn.metrics")
+    mean_squared_error = metrics.mean_squared_error
+
+    def bind(case: Case) -> Call:
+        a, b, w = case.y_true, case.y_pred, case.weights
+        if case.op == "mse":
+            return lambda: mean_squared_error(a, b)
+        return lambda: mean_squared_error(a, b, sample_weight=w)
+
+    return Method(
+        key="sklearn",
+        name="sklearn mean_squared_error",
+        ops=frozenset({"mse", "wmse"}),
+        bind=bind,
+        weighted_reduction="weighted_mean",
+        describe={
+            "mse": "sklearn.metrics.mean_squared_error(a, b)",
+            "wmse": "mean_squared_error(a, b, sample_weight=w): divides by sum(w)",
+        },
+    )
+
+
+def _njit(numba: Any, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``numba.njit(parallel=True, cache=True)``, without the cache where it cannot be written."""
+    try:
+        return numba.njit(parallel=True, fastmath=False, cache=True)(function)
+    except RuntimeError:  # no writable cache location (read-only install)
+        return numba.njit(parallel=True, fastmath=False)(function)
+
+
+@cache
+def numba_kernels() -> SimpleNamespace:
+    """Plain one-pass Numba ``prange`` loops accumulating in float64, compiled on first call."""
+    numba = _require("numba")
+    prange = numba.prange
+
+    def mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        total = 0.0
+        for i in prange(y_pred.shape[0]):
+            d = np.float64(y_pred[i]) - np.float64(y_true[i])
+            total += d * d
+        return total / y_pred.shape[0]
+
+    def wmse(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray) -> float:
+        total = 0.0
+        for i in prange(y_pred.shape[0]):
+            d = np.float64(y_pred[i]) - np.float64(y_true[i])
+            total += np.float64(weights[i]) * d * d
+        return total / y_pred.shape[0]
+
+    def mse_and_grad(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, np.ndarray]:
+        n = y_pred.shape[0]
+        grad = np.empty_like(y_pred)
+        scale = 2.0 / n
+        total = 0.0
+        for i in prange(n):
+            d = np.float64(y_pred[i]) - np.float64(y_true[i])
+            total += d * d
+            grad[i] = scale * d
+        return total / n, grad
+
+    return SimpleNamespace(
+        mse=_njit(numba, mse), wmse=_njit(numba, wmse), mse_and_grad=_njit(numba, mse_and_grad)
+    )
+
+
+def numba_peer() -> Method:
+    """What a user would write in Numba: one ``prange`` loop per operation (no fastmath)."""
+    kernels = numba_kernels()
+
+    def bind(case: Case) -> Call:
+        a, b, w = case.y_true, case.y_pred, case.weights
+        if case.op == "mse":
+            return lambda: kernels.mse(a, b)
+        if case.op == "wmse":
+            return lambda: kernels.wmse(a, b, w)
+        return lambda: kernels.mse_and_grad(a, b)
+
+    return Method(
+        key="numba",
+        name="numba prange",
+        ops=frozenset(OPS),
+        bind=bind,
+        describe={
+            "mse": "@njit(parallel=True) one-pass prange loop, float64 accumulator",
+            "wmse": "the same loop with w[i] * d * d",
+            "grad": "the same loop, also writing grad[i] = 2 d / n into a new array",
+        },
+    )
+
+
+#: The peers, by key: each factory returns a :class:`Method` or raises :class:`Unavailable`.
+PEERS: dict[str, Callable[[], Method]] = {
+    "numpy": numpy_mean_peer,
+    "numpy-dot": numpy_dot_peer,
+    "torch": torch_peer,
+    "sklearn": sklearn_peer,
+    "numba": numba_peer,
+}
+
+
+@contextmanager
+def using_backend(name: str) -> Iterator[None]:
+    """Select fastl2's backend ``name`` for the duration of the block."""
+    import fastl2
+
+    previous = fastl2.get_backend()
+    fastl2.set_backend(name)
+    try:
+        yield
+    finally:
+        fastl2.set_backend(previous)
+
+
+def fastl2_method(backend: str, *, out: bool = False) -> Method:
+    """fastl2 on ``backend``; with ``out=True`` the gradient goes into a buffer made beforehand."""
+    import fastl2
+
+    def bind(case: Case) -> Call:
+        a, b, w = case.y_true, case.y_pred, case.weights
+        if case.op == "mse":
+            return lambda: fastl2.mse(a, b)
+        if case.op == "wmse":
+            return lambda: fastl2.mse(a, b, w)
+        if out:
+            buffer = np.empty_like(b)
+            return lambda: fastl2.mse_and_grad(a, b, out=buffer)
+        return lambda: fastl2.mse_and_grad(a, b)
+
+    return Method(
+        key="fastl2",
+        name=f"fastl2[{backend}]" + (" out=" if out else ""),
+        ops=frozenset({"grad"} if out else OPS),
+        bind=bind,
+        use=lambda: using_backend(backend),
+        describe={
+            "mse": "fastl2.mse(a, b)",
+            "wmse": "fastl2.mse(a, b, w)",
+            "grad": "fastl2.mse_and_grad(a, b" + (", out=buffer)" if out else ")"),
+        },
+    )
+
+
+def fastl2_methods() -> list[Method]:
+    """fastl2 on its active backend, then on each other compiled backend that is available.
+
+    The NumPy backend gets a row only when it is the active one (no compiled backend, or chosen).
+    The active backend also gets an ``out=`` row for the gradient.
+    """
+    import fastl2
+
+    active = fastl2.get_backend()
+    others = [b for b in fastl2.available_backends() if b not in ("numpy", active)]
+    return [fastl2_method(active), fastl2_method(active, out=True)] + [
+        fastl2_method(b) for b in others
+    ]
+
+
+def load_methods(keys: Sequence[str] | None = None) -> tuple[list[Method], dict[str, str]]:
+    """The methods selected by ``keys`` ("fastl2" and :data:`PEERS` keys; all when None).
+
+    Returns the methods that can run here and, for each one that cannot, the reason.
+    """
+    keys = list(keys) if keys is not None else ["fastl2", *PEERS]
+    unknown = sorted(set(keys) - {"fastl2", *PEERS})
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {['fastl2', *PEERS]}")
+    methods: list[Method] = []
+    skipped: dict[str, str] = {}
+    for key in keys:
+        try:
+            methods.extend(fastl2_methods() if key == "fastl2" else [PEERS[key]()])
+        except Unavailable as exc:
+            skipped[key] = str(exc)
+    return methods, skipped
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The median time per call over ``samples`` samples of ``calls_per_sample`` calls each."""
+
+    seconds: float
+    samples: int
+    calls_per_sample: int
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _time_batch(call: Call, number: int) -> float:
+    start = time.perf_counter()
+    for _ in itertools.repeat(None, number):
+        call()
+    return time.perf_counter() - start
+
+
+def time_call(call: Call, budget: float = DEFAULT_BUDGET_S, repeat: int | None = None) -> Timing:
+    """Time an already warmed-up ``call``.
+
+    Calls are batched until one sample lasts at least :data:`MIN_SAMPLE_S`; then as many samples
+    as fit in ``budget`` seconds (at least 3), or exactly ``repeat``, are taken. Returns the median.
+    """
+    with _gc_paused():
+        number, elapsed = 1, _time_batch(call, 1)
+        while elapsed < MIN_SAMPLE_S:
+            scale = 1.5 * MIN_SAMPLE_S / max(elapsed, 1e-9)
+            number = int(number * min(max(scale, 2.0), 100.0))
+            elapsed = _time_batch(call, number)
+        samples = repeat or int(min(max(budget / elapsed, 3), MAX_SAMPLES))
+        times = [_time_batch(call, number) / number for _ in range(samples)]
+    return Timing(statistics.median(times), samples, number)
+
+
+# --------------------------------------------------------------------------------------------
+# Running the cells
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One row of the tables: a method timed and checked on one cell."""
+
+    op: str
+    dtype: str
+    n: int
+    method: str
+    seconds: float = math.nan
+    samples: int = 0
+    calls_per_sample: int = 0
+    gbytes_per_s: float = math.nan
+    speedup: float | None = None  # over the baseline method, when it ran
+    loss: float = math.nan
+    exact: float = math.nan
+    rel_error: float = math.nan
+    grad_error: float | None = None  # max |grad - exact| / max |exact|, for "grad"
+    error: str | None = None  # why the method failed, when it did
+
+
+def measure(method: Method, case: Case, reference: Reference, budget: float,
+            repeat: int | None) -> Result:
+    """Warm up (JIT compile, first touch), check and time one method on one case."""
+    result = Result(case.op, case.dtype, case.n, method.name)
+    try:
+        with method.use():
+            call = method.bind(case)
+            value = call()
+            timing = time_call(call, budget, repeat)
+    except Exception as exc:  # one broken method must not end the whole benchmark
+        result.error = f"{type(exc).__name__}: {exc}"
+        return result
+    loss, grad = unpack(value)
+    reduction = method.weighted_reduction if case.op == "wmse" else "mean"
+    result.seconds, result.samples = timing.seconds, timing.samples
+    result.calls_per_sample = timing.calls_per_sample
+    result.gbytes_per_s = case.bytes_moved / timing.seconds / 1e9
+    result.loss, result.exact = loss, reference.loss(reduction)
+    result.rel_error = relative_error(loss, result.exact)
+    if grad is not None:
+        exact_grad = reference.grad()
+        scale = float(np.max(np.abs(exact_grad)))
+        result.grad_error = float(np.max(np.abs(grad - exact_grad))) / scale
+    return result
+
+
+def run(cells: Sequence[tuple[str, str, int]], methods: Sequence[Method],
+        budget: float = DEFAULT_BUDGET_S, repeat: int | None = None,
+        progress: Callable[[str], None] | None = None) -> list[Result]:
+    """Time every method that supports the cell's op on every (op, dtype, n) cell."""
+    results: list[Result] = []
+    for index, (op, dtype, n) in enumerate(cells, 1):
+        if progress:
+            progress(f"[{index}/{len(cells)}] {op} {dtype} n={n} ...")
+        case = make_case(op, dtype, n)
+        reference = Reference(case)
+        rows = [measure(m, case, reference, budget, repeat) for m in methods if op in m.ops]
+        baseline = next((r for r in rows if r.method == _baseline_name(methods)), None)
+        for row in rows:
+            if baseline is not None and row.error is None and baseline.error is None:
+                row.speedup = baseline.seconds / row.seconds
+        results.extend(rows)
+        del case, reference
+    return results
+
+
+def _baseline_name(methods: Sequence[Method]) -> str | None:
+    return next((m.name for m in methods if m.key == BASELINE), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Machine description and output
+# --------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers depend on: CPU, cores, fastl2's configuration and the peers' versions."""
+    import fastl2
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count()
+    module = sys.modules.get
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "fastl2": getattr(fastl2, "__version__", "unknown"),
+        "backend": fastl2.get_backend(),
+        "backends": list(fastl2.available_backends()),
+        "threads": fastl2.get_num_threads(),
+        "numpy": np.__version__,
+        "torch": getattr(module("torch"), "__version__", None) or _version("torch"),
+        "numba": getattr(module("numba"), "__version__", None) or _version("numba"),
+        "scikit-learn": _version("scikit-learn"),
+        "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
+    }
+
+
+def format_header(info: dict[str, Any], skipped: dict[str, str]) -> str:
+    """The lines printed above the tables."""
+    versions = ", ".join(
+        f"{name} {info[name]}" for name in ("numpy", "torch", "numba", "scikit-learn") if info[name]
+    )
+    lines = [
+        f"fastl2 {info['fastl2']} benchmark",
+        f"  machine : {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable),"
+        f" {info['platform']}",
+        f"  fastl2  : backend {info['backend']} (available: {', '.join(info['backends'])}),"
+        f" threads {info['threads']}",
+        f"  python  : {info['python']}; {versions}",
+    ]
+    lines += [f"  skipped : {key}: {reason}" for key, reason in skipped.items()]
+    if info["openblas_env"]:
+        settings = " ".join(f"{k}={v}" for k, v in info["openblas_env"].items())
+        lines.append(f"  warning : {settings} is set; unset it for NumPy's full speed")
+    return "\n".join(lines)
+
+
+def format_time(seconds: float) -> str:
+    """``seconds`` with three significant digits in ns, µs, ms or s."""
+    if math.isnan(seconds):
+        return "-"
+    for unit, scale in (("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3)):
+        if seconds < 1000 * scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def _format_error(error: float | None) -> str:
+    if error is None or math.isnan(error):
+        return "-"
+    return "0" if error == 0 else f"{error:.1e}"
+
+
+def format_table(op: str, results: Sequence[Result], methods: Sequence[Method]) -> str:
+    """One op's results as an aligned text table, a blank line between cells, then a legend."""
+    headers = ["size", "dtype", "method", "time", f"vs {BASELINE}", "GB/s", "rel. error"]
+    if op == "grad":
+        headers.append("grad error")
+    rows: list[list[str] | None] = []
+    previous_cell = None
+    for r in results:
+        cell = (r.n, r.dtype)
+        if previous_cell is not None and cell != previous_cell:
+            rows.append(None)
+        size, dtype = (f"{r.n:,}", r.dtype) if cell != previous_cell else ("", "")
+        previous_cell = cell
+        if r.error is not None:
+            rows.append([size, dtype, r.method, f"failed: {r.error}"])
+            continue
+        row = [size, dtype, r.method, format_time(r.seconds),
+               "-" if r.speedup is None else f"{r.speedup:.2f}x",
+               f"{r.gbytes_per_s:.2f}", _format_error(r.rel_error)]
+        if op == "grad":
+            row.append(_format_error(r.grad_error))
+        rows.append(row)
+    widths = [len(h) for h in headers]
+    for row in rows:
+        if row is not None and not row[3].startswith("failed"):
+            widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    right = {0, 3, 4, 5, 6, 7}
+
+    def line(cells: Sequence[str]) -> str:
+        if len(cells) < len(headers):  # a failed method: the message runs on
+            return "  ".join(c.ljust(w) for c, w in zip(cells[:3], widths)) + "  " + cells[3]
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [OP_TITLES[op], line(headers), "  ".join("-" * w for w in widths)]
+    out += ["" if row is None else line(row) for row in rows]
+    out.append("")
+    out += [f"  {m.name:<{widths[2]}}  {m.describe[op]}" for m in methods if op in m.ops]
+    out.append("  (a = y_true, b = y_pred, w = weights, n = size; GB/s counts inputs read once"
+               + (" and the gradient written once)" if op == "grad" else ")"))
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> int:
+    """A positive element count: ``1000``, ``10_000`` or ``1e6``."""
+    text = text.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+        if not number.is_integer():
+            raise argparse.ArgumentTypeError(f"not a whole number of elements: {text!r}") from None
+        value = int(number)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a size must be at least 1, got {text!r}")
+    return value
+
+
+def parse_sizes(texts: str | Sequence[str]) -> list[int]:
+    """Sizes from ``"16,1e6"`` or ``["16", "1e6"]`` (both forms may be mixed)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    return [parse_size(t) for text in texts for t in text.split(",") if t.strip()]
+
+
+def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)}; got {text!r}")
+        return values
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m fastl2 bench",
+        description="Time fastl2's mse, weighted mse and mse_and_grad against NumPy, PyTorch, "
+        "scikit-learn and Numba, and check every result against an exact value.",
+    )
+    parser.add_argument("--sizes", nargs="+", default=[",".join(map(str, DEFAULT_SIZES))],
+                        metavar="N", help="element counts, e.g. 16,1e6 (default: %(default)s)")
+    parser.add_argument("--dtypes", type=_choices(DEFAULT_DTYPES), default=list(DEFAULT_DTYPES),
+                        help="float32,float64 (default: both)")
+    parser.add_argument("--ops", type=_choices(OPS), default=list(OPS),
+                        help="mse,wmse,grad (default: all)")
+    parser.add_argument("--methods", type=_choices(["fastl2", *PEERS]), default=None,
+                        help=f"{','.join(['fastl2', *PEERS])} (default: all that are installed)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="threads for fastl2 (set_num_threads), PyTorch and Numba")
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
+                        help="time spent timing each method on each cell (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=None, metavar="K",
+                        help="take exactly K samples per method and cell instead of --budget")
+    parser.add_argument("--json", metavar="FILE", help="also write the machine and all results")
+    return parser
+
+
+def set_threads(threads: int, methods: Sequence[Method]) -> None:
+    """Give fastl2 and the threaded peers among ``methods`` (PyTorch, Numba) ``threads`` threads."""
+    import fastl2
+
+    fastl2.set_num_threads(threads)
+    keys = {m.key for m in methods}
+    if "torch" in keys:
+        importlib.import_module("torch").set_num_threads(threads)
+    if "numba" in keys:
+        numba = importlib.import_module("numba")
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark from the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        sizes = parse_sizes(args.sizes)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"--sizes: {exc}")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
+    if args.repeat is not None and args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    methods, skipped = load_methods(args.methods)
+    if args.threads is not None:
+        set_threads(args.threads, methods)
+    info = machine_info()
+    print(format_header(info, skipped), flush=True)
+    cells = [(op, dtype, n) for op in args.ops for dtype in args.dtypes for n in sizes]
+    results = run(cells, methods, args.budget, args.repeat, progress)
+    elapsed = time.perf_counter() - started
+
+    for op in args.ops:
+        print()
+        print(format_table(op, [r for r in results if r.op == op], methods))
+    print(f"\n{len(results)} timings in {elapsed:.1f} s")
+    if args.json:
+        report = {"machine": info, "settings": {**vars(args), "sizes": sizes},
+                  "elapsed_s": elapsed, "results": [_json_row(r) for r in results]}
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump(report, file, indent=2, allow_nan=False)
+        progress(f"wrote {args.json}")
+    return 1 if any(r.error for r in results) else 0
+
+
+def _json_row(result: Result) -> dict[str, Any]:
+    """A result as JSON-ready values: NaN (a failed method's time) becomes null."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v
+            for k, v in asdict(result).items()}
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

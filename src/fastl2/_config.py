@@ -1,0 +1,47 @@
+"""What this installation is: ``fastl2.show_config()`` and ``python -m fastl2 info``."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import numpy as np
+
+from . import _backends
+
+
+def config() -> dict[str, object]:
+    """The facts show_config prints, as a dict."""
+    from . import __version__
+
+    core = _backends.compiled_module()
+    facts: dict[str, object] = {
+        "fastl2": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "backends available": ", ".join(_backends.available_backends()),
+        "backend in use": _backends.get_backend(),
+        "threads": _backends.get_num_threads(),
+    }
+    if core is None:
+        facts["compiled kernels"] = "not built (NumPy backend)"
+    else:
+        facts["compiled kernels"] = "built"
+        facts["compiler"] = core.compiler()
+        facts["openmp"] = "yes" if core.openmp_enabled() else "no (serial kernels)"
+        facts["simd level"] = core.simd_level()
+        facts["simd levels on this cpu"] = ", ".join(core.simd_levels_available())
+        facts["parallel from"] = f"{core.parallel_threshold()} elements"
+        facts["block size"] = core.BLOCK_SIZE
+        if core.in_forked_child():
+            facts["forked child"] = "yes: kernels run serially"
+    return facts
+
+
+def show_config() -> None:
+    """Print fastl2's version, backends, threads, compiler, OpenMP and SIMD level."""
+    facts = config()
+    width = max(len(k) for k in facts)
+    for key, value in facts.items():
+        print(f"{key:<{width}} : {value}")

@@ -1,0 +1,37 @@
+"""Shared fixtures: every computing test runs once per available backend."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+# The helper modules (reference.py, cases.py) live beside this file; make them importable under
+# any pytest import mode.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fastl2  # noqa: E402
+
+BACKENDS = list(fastl2.available_backends())
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Make `request.param` the active backend for the test; restore the previous one afterwards."""
+    previous = fastl2.get_backend()
+    fastl2.set_backend(request.param)
+    try:
+        yield request.param
+    finally:
+        fastl2.set_backend(previous)
+
+
+@pytest.fixture
+def restore_num_threads():
+    """Tests that change the thread count get the previous one back afterwards."""
+    previous = fastl2.get_num_threads()
+    try:
+        yield previous
+    finally:
+        fastl2.set_num_threads(previous)
+

@@ -1,0 +1,316 @@
+"""An exact, independent reference for fastl2's losses and gradients, and a ulp assertion.
+
+Nothing here imports fastl2. The definitions follow API.md:
+
+* ``d = float64(y_pred) - float64(y_true)`` (the one rounding every implementation shares);
+* element loss ``w * d * d`` (mse) or ``w * |d|`` (mae), ``w = 1`` without weights;
+* reductions "mean" (sum / n), "weighted_mean" (sum / sum of weights), "sum", "none";
+* gradients ``2 w d / D`` (mse) and ``w sign(d) / D`` (mae), ``D = n``, ``sum(w)`` or ``1``.
+
+The products ``w * d * d`` are split into float64 pieces without rounding error (Dekker's
+two-product), the pieces are summed with ``math.fsum`` plus the exact residual, so a reduced loss is
+an exact ``Fraction`` (to about 2**-106 relative) that is rounded once, to the result dtype, by the
+comparison. Element-wise results (reduction "none", gradients) are float64 arrays within a hair of
+correctly rounded. Inputs must be finite and in a range where squares neither overflow nor reach the
+subnormals (|x| within about 1e-100 .. 1e100); the tests only feed such data here.
+"""
+from __future__ import annotations
+
+import decimal
+import math
+from fractions import Fraction
+
+import numpy as np
+
+REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
+
+# Largest distance, in units in the last place of the result dtype, from the exact value.
+_LOSS_ULP = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+_GRAD_ULP = {np.dtype(np.float16): 1, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+
+_FLOAT32_CLASS = (np.dtype(np.float16), np.dtype(np.float32))
+_GRAD_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+# --------------------------------------------------------------------------- dtype rules
+
+
+def loss_dtype(*inputs) -> np.dtype:
+    """float32 when every given input is float16/float32; float64 otherwise (ints, bools count as float64)."""
+    dtypes = [np.asarray(x).dtype for x in inputs if x is not None]
+    if dtypes and all(dt in _FLOAT32_CLASS for dt in dtypes):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def grad_dtype(y_pred) -> np.dtype:
+    """The gradient keeps y_pred's float dtype; integer and bool y_pred give float64."""
+    dt = np.asarray(y_pred).dtype
+    return dt if dt in _GRAD_DTYPES else np.dtype(np.float64)
+
+
+def loss_ulp(dtype) -> int:
+    return _LOSS_ULP[np.dtype(dtype)]
+
+
+def grad_ulp(dtype) -> int:
+    return _GRAD_ULP[np.dtype(dtype)]
+
+
+# --------------------------------------------------------------------------- error-free pieces
+
+_SPLITTER = 134217729.0  # 2**27 + 1
+
+
+def _split(a):
+    c = _SPLITTER * a
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def two_product(a, b):
+    """(p, e) with p = fl(a*b) and p + e == a*b exactly (Dekker; no FMA needed)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, e
+
+
+def exact_sum(*pieces) -> Fraction | float:
+    """The exact sum of all elements of the given float64 arrays (a Fraction), or the float nan/inf."""
+    arrays = [np.asarray(p, dtype=np.float64).ravel() for p in pieces]
+    arrays = [a[a != 0] for a in arrays]  # zeros change nothing; dropping them saves time
+    if not arrays:
+        return Fraction(0)
+    values = np.concatenate(arrays)
+    if values.size == 0:
+        return Fraction(0)
+    if not np.all(np.isfinite(values)):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return float(np.sum(values))
+    as_list = values.tolist()
+    hi = math.fsum(as_list)
+    as_list.append(-hi)
+    lo = math.fsum(as_list)  # what fsum's rounding left out; exact to ~2**-53 of itself
+    return Fraction(hi) + Fraction(lo)
+
+
+def _sign(x):
+    return np.sign(x)
+
+
+# --------------------------------------------------------------------------- broadcasting weights
+
+
+def broadcast_weights(weights, shape):
+    """Weights of the full shape, or 1-D per-sample weights (length shape[0]) broadcast over each row."""
+    w = np.asarray(weights).astype(np.float64)
+    if w.shape == tuple(shape):
+        return w
+    if w.ndim == 1 and len(shape) >= 1 and w.shape[0] == shape[0]:
+        return np.broadcast_to(w.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
+    raise AssertionError(f"reference: weights of shape {w.shape} do not fit {shape}")
+
+
+def _differences(y_true, y_pred):
+    t = np.asarray(y_true).astype(np.float64)
+    p = np.asarray(y_pred).astype(np.float64)
+    assert t.shape == p.shape, (t.shape, p.shape)
+    return p - t
+
+
+def _element_pieces(kind, y_true, y_pred, weights):
+    """Float64 arrays whose element-wise sum is exactly the element loss, and the float64 weights."""
+    d = _differences(y_true, y_pred)
+    w = None if weights is None else broadcast_weights(weights, d.shape)
+    if kind == "mse":
+        p, e = two_product(d, d)
+        if w is None:
+            return [p, e], w
+        p1, e1 = two_product(w, p)
+        p2, e2 = two_product(w, e)
+        return [p1, e1, p2, e2], w
+    if kind == "mae":
+        a = np.abs(d)
+        if w is None:
+            return [a], w
+        return list(two_product(w, a)), w
+    raise ValueError(kind)
+
+
+def _divisor(reduction, n, w):
+    if reduction == "mean":
+        return Fraction(n)
+    if reduction == "weighted_mean":
+        return Fraction(n) if w is None else exact_sum(w)
+    if reduction == "sum":
+        return Fraction(1)
+    raise ValueError(reduction)
+
+
+def _sum_pieces_elementwise(pieces):
+    """Round the element-wise exact sum of pieces (largest first) to float64."""
+    total = pieces[0].copy()
+    rest = np.zeros_like(total)
+    for p in reversed(pieces[1:]):
+        rest = rest + p
+    return total + rest
+
+
+def loss(kind, y_true, y_pred, weights=None, reduction="mean"):
+    """Exact loss: a Fraction (or float nan/inf) for reducing reductions, a float64 array for "none".
+
+    kind: "mse", "mae" or "rmse" (rmse only with "mean"/"weighted_mean"; returns a correctly
+    rounded Python float).
+    """
+    if kind == "rmse":
+        value = loss("mse", y_true, y_pred, weights, reduction)
+        return sqrt_exact(value)
+    pieces, w = _element_pieces(kind, y_true, y_pred, weights)
+    if reduction == "none":
+        return _sum_pieces_elementwise(pieces)
+    n = pieces[0].size
+    total = exact_sum(*pieces)
+    divisor = _divisor(reduction, n, w)
+    if isinstance(total, float) or isinstance(divisor, float):
+        return float(total) / float(divisor) if float(divisor) != 0 else math.nan
+    if divisor == 0:
+        return math.nan  # empty input: NumPy's 0/0
+    return total / divisor
+
+
+def sqrt_exact(value):
+    if isinstance(value, float):
+        return math.sqrt(value) if not math.isnan(value) else math.nan
+    ctx = decimal.Context(prec=60)
+    root = ctx.sqrt(ctx.divide(decimal.Decimal(value.numerator), decimal.Decimal(value.denominator)))
+    return float(root)
+
+
+def _divide_elementwise(num_hi, num_lo, divisor):
+    """(num_hi + num_lo) / divisor rounded to float64, with one correction step (nearly correctly rounded)."""
+    if isinstance(divisor, float):  # nan/inf divisor: no refinement possible
+        return (num_hi + num_lo) / divisor
+    d_hi = float(divisor)
+    d_lo = float(divisor - Fraction(d_hi))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = num_hi / d_hi
+        qp, qe = two_product(q, d_hi)
+        remainder = ((num_hi - qp) - qe) + num_lo - q * d_lo
+        return q + remainder / d_hi
+
+
+def grad(kind, y_true, y_pred, weights=None, reduction="mean"):
+    """The gradient w.r.t. y_pred as a float64 array (nearly correctly rounded), y_pred's shape."""
+    d = _differences(y_true, y_pred)
+    w = None if weights is None else broadcast_weights(weights, d.shape)
+    if kind == "mse":
+        if w is None:
+            hi, lo = 2.0 * d, np.zeros_like(d)
+        else:
+            hi, lo = two_product(w, d)
+            hi, lo = 2.0 * hi, 2.0 * lo
+    elif kind == "mae":
+        hi = _sign(d) if w is None else w * _sign(d)  # exact
+        lo = np.zeros_like(d)
+    else:
+        raise ValueError(kind)
+    if reduction == "none":
+        return hi + lo
+    divisor = _divisor(reduction, d.size, w)
+    if d.size == 0:
+        return np.zeros(d.shape)
+    return _divide_elementwise(hi, lo, divisor)
+
+
+def l2_penalty(params, lam):
+    """lam * sum(params**2), exact (a Fraction)."""
+    x = np.asarray(params).astype(np.float64)
+    p, e = two_product(x, x)
+    total = exact_sum(p, e)
+    if isinstance(total, float):
+        return lam * total
+    return Fraction(lam) * total
+
+
+def l2_penalty_grad(params, lam):
+    """2 * lam * params, float64 (correctly rounded: 2*lam*x is a single product up to a power of 2)."""
+    x = np.asarray(params).astype(np.float64)
+    return (2.0 * float(lam)) * x
+
+
+# --------------------------------------------------------------------------- ulp comparison
+
+_INT_OF_SIZE = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def _ordered_keys(a: np.ndarray) -> np.ndarray:
+    """Map floats to int64 keys whose differences count representable values (+0 and -0 both map to 0)."""
+    bits = a.view(_INT_OF_SIZE[a.dtype.itemsize]).astype(np.int64)
+    magnitude_mask = np.int64(np.iinfo(_INT_OF_SIZE[a.dtype.itemsize]).max)
+    magnitude = bits & magnitude_mask
+    return np.where(bits < 0, -magnitude, magnitude)
+
+
+def ulp_distance(actual, expected) -> np.ndarray:
+    """Number of representable values between actual and expected (same float dtype), as float64.
+
+    nan vs nan counts as 0, nan vs a number as inf.
+    """
+    a = np.ascontiguousarray(actual)
+    b = np.ascontiguousarray(expected)
+    assert a.dtype == b.dtype and a.dtype.kind == "f", (a.dtype, b.dtype)
+    a, b = np.broadcast_arrays(a, b)
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    ka, kb = _ordered_keys(a), _ordered_keys(b)
+    same_sign = (ka >= 0) == (kb >= 0)
+    with np.errstate(over="ignore"):
+        near = np.abs(ka - kb).astype(np.float64)
+    far = np.abs(ka).astype(np.float64) + np.abs(kb).astype(np.float64)
+    dist = np.where(same_sign, near, far)
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    dist = np.where(nan_a & nan_b, 0.0, dist)
+    dist = np.where(nan_a ^ nan_b, np.inf, dist)
+    return dist
+
+
+def round_to(expected, dtype) -> np.ndarray:
+    """Round an exact expected value (Fraction, Decimal, float or float64 array) to dtype."""
+    dtype = np.dtype(dtype)
+    if isinstance(expected, (Fraction, decimal.Decimal)):
+        expected = float(expected)
+    with np.errstate(over="ignore"):
+        return np.asarray(expected, dtype=np.float64).astype(dtype)
+
+
+def assert_ulp(actual, expected, max_ulp, *, dtype=None):
+    """Assert that actual is within max_ulp units in the last place of expected.
+
+    actual: a NumPy scalar, Python float or array; its dtype is the one ulps are counted in
+    (or dtype, if given). expected: an exact value (Fraction / Decimal / float) or a float64 array,
+    rounded once to that dtype before comparing. Handles zeros, signed zeros, inf and nan.
+    """
+    actual_arr = np.asarray(actual)
+    dtype = np.dtype(dtype) if dtype is not None else actual_arr.dtype
+    assert dtype.kind == "f", f"expected a float result, got dtype {actual_arr.dtype}"
+    actual_arr = actual_arr.astype(dtype, copy=False)
+    expected_arr = round_to(expected, dtype)
+    assert actual_arr.shape == expected_arr.shape or expected_arr.ndim == 0, (
+        f"shape {actual_arr.shape} != expected {expected_arr.shape}"
+    )
+    dist = ulp_distance(actual_arr, expected_arr)
+    if dist.size == 0:
+        return
+    worst = int(np.argmax(dist))
+    if dist.flat[worst] > max_ulp:
+        a = actual_arr.ravel()[worst] if actual_arr.ndim else actual_arr[()]
+        e = np.broadcast_to(expected_arr, actual_arr.shape).ravel()[worst] if actual_arr.ndim else expected_arr[()]
+        bad = int(np.count_nonzero(dist > max_ulp))
+        raise AssertionError(
+            f"{bad} of {dist.size} values differ by more than {max_ulp} ulp ({dtype}); worst at flat "
+            f"index {worst}: actual {a!r}, expected {e!r}, {dist.flat[worst]:.0f} ulp apart"
+        )

@@ -1,0 +1,451 @@
+"""Every bad-input rule of API.md, one behaviour per test, on every backend."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import fastl2
+import reference as ref
+
+LOSS_FUNCS = {"mse": fastl2.mse, "mae": fastl2.mae, "rmse": fastl2.rmse}
+GRAD_FUNCS = {
+    "mse_grad": fastl2.mse_grad,
+    "mse_and_grad": fastl2.mse_and_grad,
+    "mae_grad": fastl2.mae_grad,
+    "mae_and_grad": fastl2.mae_and_grad,
+}
+PAIR_FUNCS = {**LOSS_FUNCS, **GRAD_FUNCS}
+L2_FUNCS = {"l2_penalty": fastl2.l2_penalty, "l2_penalty_grad": fastl2.l2_penalty_grad}
+OUT_FUNCS = GRAD_FUNCS  # the functions of (y_true, y_pred, weights) that take out=
+
+pair_funcs = pytest.mark.parametrize("func", list(PAIR_FUNCS.values()), ids=list(PAIR_FUNCS))
+loss_funcs = pytest.mark.parametrize("func", list(LOSS_FUNCS.values()), ids=list(LOSS_FUNCS))
+out_funcs = pytest.mark.parametrize("func", list(OUT_FUNCS.values()), ids=list(OUT_FUNCS))
+l2_funcs = pytest.mark.parametrize("func", list(L2_FUNCS.values()), ids=list(L2_FUNCS))
+
+
+def _grad_of(result):
+    return result[1] if isinstance(result, tuple) else result
+
+
+def _pair(shape=(6,), dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype))
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("shapes", [((3,), (4,)), ((2, 3), (3, 2)), ((4,), (2, 2))], ids=str)
+@pair_funcs
+def test_shape_mismatch_names_both_shapes(backend, func, shapes):
+    true_shape, pred_shape = shapes
+    with pytest.raises(ValueError) as info:
+        func(np.zeros(true_shape), np.zeros(pred_shape))
+    message = str(info.value)
+    assert str(true_shape) in message and str(pred_shape) in message, message
+
+
+@pytest.mark.parametrize("column_first", [True, False])
+@pair_funcs
+def test_column_vector_is_not_broadcast_against_flat_vector(backend, func, column_first):
+    flat, column = np.zeros(5), np.zeros((5, 1))
+    args = (column, flat) if column_first else (flat, column)
+    with pytest.raises(ValueError) as info:
+        func(*args)
+    assert "(5,)" in str(info.value) and "(5, 1)" in str(info.value), str(info.value)
+
+
+WRONG_WEIGHT_SHAPES = {
+    "wrong_length_1d": (5,),
+    "length_of_second_axis": (3,),
+    "column": (4, 1),
+    "transposed": (3, 4),
+    "scalar": (),
+    "extra_axis": (4, 3, 1),
+}
+
+
+@pytest.mark.parametrize("weights_shape", list(WRONG_WEIGHT_SHAPES.values()), ids=list(WRONG_WEIGHT_SHAPES))
+@pair_funcs
+def test_weights_with_wrong_shape_raise_value_error_naming_weights(backend, func, weights_shape):
+    y_true, y_pred = _pair((4, 3))
+    with pytest.raises(ValueError, match="weights"):
+        func(y_true, y_pred, np.ones(weights_shape), reduction="weighted_mean")
+
+
+# --------------------------------------------------------------------------- dtypes
+
+UNSUPPORTED = {
+    "complex128": lambda n: np.ones(n, dtype=np.complex128),
+    "object": lambda n: np.array([1.0] * n, dtype=object),
+    "str": lambda n: np.array(["1.0"] * n),
+    "datetime64": lambda n: np.array(["2020-01-01"] * n, dtype="datetime64[D]"),
+}
+
+
+def _dtype_spellings(dtype):
+    dtype = np.dtype(dtype)
+    return {str(dtype), dtype.name, dtype.str, dtype.str.lstrip("<>|=")}
+
+
+def _assert_names_argument_and_dtype(message, argument, dtype):
+    assert argument in message, f"message does not name {argument!r}: {message}"
+    assert any(s in message for s in _dtype_spellings(dtype)), f"message does not name dtype {dtype}: {message}"
+
+
+@pytest.mark.parametrize("dtype_name", list(UNSUPPORTED))
+@pytest.mark.parametrize("argument", ["y_true", "y_pred", "weights"])
+@pytest.mark.parametrize("func", [fastl2.mse, fastl2.mse_and_grad, fastl2.mae_grad, fastl2.rmse],
+                         ids=["mse", "mse_and_grad", "mae_grad", "rmse"])
+def test_complex_object_str_datetime_input_raises_type_error_naming_argument(backend, func, argument, dtype_name):
+    args = {"y_true": np.ones(3), "y_pred": np.zeros(3), "weights": np.ones(3)}
+    bad = UNSUPPORTED[dtype_name](3)
+    args[argument] = bad
+    with pytest.raises(TypeError) as info:
+        func(args["y_true"], args["y_pred"], args["weights"])
+    _assert_names_argument_and_dtype(str(info.value), argument, bad.dtype)
+
+
+@pytest.mark.parametrize("dtype_name", list(UNSUPPORTED))
+@l2_funcs
+def test_l2_unsupported_params_dtype_raises_type_error_naming_params(backend, func, dtype_name):
+    bad = UNSUPPORTED[dtype_name](3)
+    with pytest.raises(TypeError) as info:
+        func(bad, 0.1)
+    _assert_names_argument_and_dtype(str(info.value), "params", bad.dtype)
+
+
+# --------------------------------------------------------------------------- reduction
+
+
+@pytest.mark.parametrize("func", list(PAIR_FUNCS.values()), ids=list(PAIR_FUNCS))
+def test_weighted_mean_with_zero_weight_sum_raises(backend, func):
+    y_true, y_pred = _pair((5,))
+    with pytest.raises(ValueError, match="weight"):
+        func(y_true, y_pred, np.zeros(5), reduction="weighted_mean")
+
+
+@pytest.mark.parametrize("bad", ["avg", "MEAN", "", "sum_over_batch_size"])
+@pair_funcs
+def test_bad_reduction_lists_allowed_values(backend, func, bad):
+    y_true, y_pred = _pair()
+    with pytest.raises(ValueError) as info:
+        func(y_true, y_pred, reduction=bad)
+    message = str(info.value)
+    allowed = ("mean", "weighted_mean") if func is fastl2.rmse else ref.REDUCTIONS
+    for name in allowed:
+        assert name in message, f"{name!r} missing from: {message}"
+
+
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_rmse_rejects_sum_and_none(backend, reduction):
+    y_true, y_pred = _pair()
+    with pytest.raises(ValueError, match=reduction):
+        fastl2.rmse(y_true, y_pred, reduction=reduction)
+
+
+# --------------------------------------------------------------------------- axis
+
+
+@pytest.mark.parametrize("axis", [2, -3, (0, 2), (-3,)], ids=str)
+@loss_funcs
+def test_axis_out_of_range_raises_axis_error(backend, func, axis):
+    y_true, y_pred = _pair((4, 3))
+    with pytest.raises(np.exceptions.AxisError):
+        func(y_true, y_pred, axis=axis)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1, (0,), (-1,)], ids=str)
+@loss_funcs
+def test_axis_not_implemented_yet(backend, func, axis):
+    y_true, y_pred = _pair((4, 3))
+    with pytest.raises(NotImplementedError, match="axis"):
+        func(y_true, y_pred, axis=axis)
+
+
+@pytest.mark.parametrize("axis", [0, -1])
+@pytest.mark.parametrize("func", [fastl2.mse, fastl2.mae], ids=["mse", "mae"])
+def test_axis_with_reduction_none_is_an_error(backend, func, axis):
+    y_true, y_pred = _pair((4, 3))
+    with pytest.raises(ValueError, match="axis"):
+        func(y_true, y_pred, axis=axis, reduction="none")
+
+
+@pytest.mark.parametrize("axis", ["0", 1.5, [0]], ids=repr)
+@loss_funcs
+def test_axis_of_wrong_type_is_rejected(backend, func, axis):
+    y_true, y_pred = _pair((4, 3))
+    with pytest.raises((TypeError, ValueError)):
+        func(y_true, y_pred, axis=axis)
+
+
+# --------------------------------------------------------------------------- out=
+
+
+@out_funcs
+def test_out_is_filled_and_returned(backend, func):
+    y_true, y_pred = _pair((7, 2))
+    w = np.linspace(0.5, 1.5, 7)
+    expected = func(y_true, y_pred, w)
+    out = np.full_like(y_pred, np.nan)
+    result = func(y_true, y_pred, w, out=out)
+    assert _grad_of(result) is out
+    np.testing.assert_array_equal(out, _grad_of(expected))
+    if isinstance(result, tuple):
+        assert result[0] == expected[0]
+
+
+@pytest.mark.parametrize("out_shape", [(14,), (7, 1), (2, 7), ()], ids=str)
+@out_funcs
+def test_out_with_wrong_shape_raises_value_error_naming_out(backend, func, out_shape):
+    y_true, y_pred = _pair((7, 2))
+    with pytest.raises(ValueError, match=r"\bout\b"):
+        func(y_true, y_pred, out=np.empty(out_shape))
+
+
+@pytest.mark.parametrize("out_dtype", [np.float32, np.int64, np.float16], ids=lambda d: np.dtype(d).name)
+@out_funcs
+def test_out_with_wrong_dtype_raises_value_error_naming_out(backend, func, out_dtype):
+    y_true, y_pred = _pair((7, 2))
+    with pytest.raises(ValueError, match=r"\bout\b"):
+        func(y_true, y_pred, out=np.empty((7, 2), dtype=out_dtype))
+
+
+@out_funcs
+def test_read_only_out_raises_value_error_naming_out(backend, func):
+    y_true, y_pred = _pair((7, 2))
+    out = np.empty_like(y_pred)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match=r"\bout\b"):
+        func(y_true, y_pred, out=out)
+
+
+@out_funcs
+def test_out_overlapping_y_true_raises(backend, func):
+    y_true, y_pred = _pair((7, 2))
+    keep = y_true.copy()
+    with pytest.raises(ValueError, match=r"\bout\b"):
+        func(y_true, y_pred, out=y_true)
+    np.testing.assert_array_equal(y_true, keep)
+
+
+@out_funcs
+def test_out_overlapping_weights_raises(backend, func):
+    y_true, y_pred = _pair((7, 2))
+    weights = np.ones((7, 2))
+    with pytest.raises(ValueError, match=r"\bout\b"):
+        func(y_true, y_pred, weights, out=weights)
+
+
+@out_funcs
+def test_out_partially_overlapping_y_pred_raises(backend, func):
+    """Only out=y_pred itself is in-place; a different view of the same memory is an overlap."""
+    y_true, y_pred = _pair((8,))
+    keep = y_pred.copy()
+    with pytest.raises(ValueError, match=r"\bout\b"):
+        func(y_true, y_pred, out=y_pred[::-1])
+    np.testing.assert_array_equal(y_pred, keep)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", ref.REDUCTIONS)
+@out_funcs
+def test_out_equal_to_y_pred_computes_in_place(backend, func, reduction, weighted):
+    y_true, y_pred = _pair((1000,), seed=3)
+    weights = np.linspace(0.1, 2.0, 1000) if weighted else None
+    expected = func(y_true, y_pred.copy(), weights, reduction=reduction)
+    result = func(y_true, y_pred, weights, reduction=reduction, out=y_pred)
+    assert _grad_of(result) is y_pred
+    np.testing.assert_array_equal(y_pred, _grad_of(expected))
+    if isinstance(result, tuple):
+        assert result[0] == expected[0], "the loss must be computed from y_pred's values before the update"
+
+
+def test_l2_penalty_grad_out_is_filled_and_returned_and_may_be_params(backend):
+    params = np.linspace(-3, 3, 11)
+    out = np.empty_like(params)
+    assert fastl2.l2_penalty_grad(params, 0.25, out=out) is out
+    np.testing.assert_array_equal(out, 0.5 * params)
+    expected = 0.5 * params
+    assert fastl2.l2_penalty_grad(params, 0.25, out=params) is params
+    np.testing.assert_array_equal(params, expected)
+
+
+@pytest.mark.parametrize("bad_out", ["shape", "dtype", "read_only"])
+def test_l2_penalty_grad_bad_out_raises_value_error_naming_out(backend, bad_out):
+    params = np.linspace(-3, 3, 11)
+    out = {"shape": np.empty(12), "dtype": np.empty(11, np.float32), "read_only": np.empty(11)}[bad_out]
+    if bad_out == "read_only":
+        out.flags.writeable = False
+    with pytest.raises(ValueError, match=r"\bout\b"):
+        fastl2.l2_penalty_grad(params, 0.25, out=out)
+
+
+# --------------------------------------------------------------------------- l2 lambda
+
+
+@pytest.mark.parametrize("lam", [-1.0, -1e-300, math.nan, float("-inf")], ids=repr)
+@l2_funcs
+def test_l2_negative_or_nan_lambda_raises(backend, func, lam):
+    with pytest.raises(ValueError, match="lam"):
+        func(np.ones(3), lam)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_set_backend_unknown_name_lists_available():
+    previous = fastl2.get_backend()
+    with pytest.raises(ValueError) as info:
+        fastl2.set_backend("fortran")
+    for name in fastl2.available_backends():
+        assert name in str(info.value), str(info.value)
+    assert fastl2.get_backend() == previous
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_set_num_threads_rejects_non_positive(n, restore_num_threads):
+    with pytest.raises(ValueError):
+        fastl2.set_num_threads(n)
+    assert fastl2.get_num_threads() == restore_num_threads
+
+
+@pytest.mark.parametrize("n", [2.5, "2", None], ids=repr)
+def test_set_num_threads_rejects_non_integers(n, restore_num_threads):
+    with pytest.raises((TypeError, ValueError)):
+        fastl2.set_num_threads(n)
+    assert fastl2.get_num_threads() == restore_num_threads
+
+
+# --------------------------------------------------------------------------- inputs that are fine
+
+
+def test_lists_and_python_scalars_are_accepted(backend):
+    result = fastl2.mse([1, 2, 3], [1.0, 2.0, 5.0])
+    assert type(result) is np.float64 and result == 4.0 / 3.0
+    assert fastl2.mse(1.0, 3.0) == 4.0
+    assert fastl2.mae(2, 7) == 5.0
+    assert fastl2.mse([1.0, 2.0], [2.0, 4.0], [1.0, 3.0], reduction="sum") == 13.0
+    np.testing.assert_array_equal(fastl2.mse_grad([1.0, 2.0], [2.0, 4.0]), [1.0, 2.0])
+    loss, grad = fastl2.mae_and_grad([[1.0, 2.0]], [[2.0, 2.0]], reduction="sum")
+    assert loss == 1.0
+    np.testing.assert_array_equal(grad, [[1.0, 0.0]])
+    assert fastl2.l2_penalty([1.0, 2.0], 0.5) == 2.5
+    np.testing.assert_array_equal(fastl2.l2_penalty_grad([1.0, -2.0], 0.5), [1.0, -2.0])
+
+
+# --------------------------------------------------------------------------- nan and inf
+
+NONFINITE_CASES = {
+    # name: (y_true, y_pred, weights)
+    "nan_in_y_pred": ([0.0, 1.0, 2.0, 3.0], [np.nan, 1.5, 2.0, 2.0], None),
+    "nan_in_y_true": ([0.0, np.nan, 2.0, 3.0], [1.0, 1.5, 2.0, 2.0], None),
+    "inf_in_y_true": ([0.0, 1.0, np.inf, 3.0], [1.0, 1.5, 2.0, 2.0], None),
+    "minus_inf_in_y_pred": ([0.0, 1.0, 2.0, 3.0], [1.0, -np.inf, 2.0, 2.0], None),
+    "inf_minus_inf": ([0.0, np.inf, 2.0, 3.0], [1.0, np.inf, 2.0, 2.0], None),
+    "nan_weight": ([0.0, 1.0, 2.0, 3.0], [1.0, 1.5, 2.0, 2.0], [1.0, np.nan, 1.0, 1.0]),
+    "zero_weight_times_inf": ([0.0, 1.0, 2.0, 3.0], [1.0, np.inf, 2.0, 2.0], [1.0, 0.0, 1.0, 1.0]),
+}
+
+
+def _numpy_loss(kind, t, p, w, reduction):
+    d = p - t
+    element = d * d if kind != "mae" else np.abs(d)
+    if w is not None:
+        element = w * element
+    if reduction == "none":
+        return element
+    if reduction == "sum":
+        return np.sum(element)
+    divisor = element.size if (reduction == "mean" or w is None) else np.sum(w)
+    value = np.sum(element) / divisor
+    return np.sqrt(value) if kind == "rmse" else value
+
+
+def _numpy_grad(kind, t, p, w, reduction):
+    d = p - t
+    g = 2 * d if kind == "mse" else np.sign(d)
+    if w is not None:
+        g = w * g
+    if reduction == "none":
+        return g
+    divisor = {"mean": d.size, "sum": 1.0}.get(reduction, d.size if w is None else np.sum(w))
+    return g / divisor
+
+
+@pytest.mark.parametrize("reduction", ref.REDUCTIONS)
+@pytest.mark.parametrize("case", list(NONFINITE_CASES))
+def test_nan_and_inf_propagate_like_numpy(backend, case, reduction):
+    t, p, w = (None if a is None else np.array(a) for a in NONFINITE_CASES[case])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for kind, func in LOSS_FUNCS.items():
+            if kind == "rmse" and reduction in ("sum", "none"):
+                continue
+            ref.assert_ulp(func(t, p, w, reduction=reduction), _numpy_loss(kind, t, p, w, reduction), 2)
+        for kind in ("mse", "mae"):
+            expected = _numpy_grad(kind, t, p, w, reduction)
+            grad_func = fastl2.mse_grad if kind == "mse" else fastl2.mae_grad
+            ref.assert_ulp(grad_func(t, p, w, reduction=reduction), expected, 2)
+            both = (fastl2.mse_and_grad if kind == "mse" else fastl2.mae_and_grad)(t, p, w, reduction=reduction)
+            ref.assert_ulp(both[0], _numpy_loss(kind, t, p, w, reduction), 2)
+            ref.assert_ulp(both[1], expected, 2)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_l2_penalty_propagates_nan_and_inf(backend, value):
+    params = np.array([1.0, value, 2.0])
+    with np.errstate(all="ignore"):
+        ref.assert_ulp(fastl2.l2_penalty(params, 0.5), 0.5 * np.sum(params**2), 0)
+        ref.assert_ulp(fastl2.l2_penalty_grad(params, 0.5), params, 0)
+
+
+# --------------------------------------------------------------------------- empty input
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "weighted_mean"])
+@pytest.mark.parametrize("func", [fastl2.mse, fastl2.mae, fastl2.rmse, fastl2.mse_and_grad, fastl2.mae_and_grad],
+                         ids=["mse", "mae", "rmse", "mse_and_grad", "mae_and_grad"])
+def test_empty_input_mean_is_nan_with_runtime_warning(backend, func, reduction, weighted):
+    weights = np.empty(0) if weighted else None
+    with pytest.warns(RuntimeWarning):
+        result = func(np.empty(0), np.empty(0), weights, reduction=reduction)
+    loss = result[0] if isinstance(result, tuple) else result
+    assert type(loss) is np.float64 and np.isnan(loss)
+    if isinstance(result, tuple):
+        assert result[1].shape == (0,) and result[1].dtype == np.float64
+
+
+@pytest.mark.parametrize("func", [fastl2.mse, fastl2.mae, fastl2.mse_and_grad, fastl2.mae_and_grad],
+                         ids=["mse", "mae", "mse_and_grad", "mae_and_grad"])
+def test_empty_input_sum_is_zero(backend, func):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = func(np.empty(0, np.float32), np.empty(0, np.float32), reduction="sum")
+    loss = result[0] if isinstance(result, tuple) else result
+    assert type(loss) is np.float32 and loss == 0.0
+
+
+@pytest.mark.parametrize("func", [fastl2.mse, fastl2.mae], ids=["mse", "mae"])
+def test_empty_input_none_is_an_empty_array(backend, func):
+    result = func(np.empty((0, 3)), np.empty((0, 3)), reduction="none")
+    assert isinstance(result, np.ndarray) and result.shape == (0, 3)
+
+
+@pytest.mark.parametrize("reduction", ref.REDUCTIONS)
+@pytest.mark.parametrize("func", [fastl2.mse_grad, fastl2.mae_grad], ids=["mse_grad", "mae_grad"])
+def test_empty_input_gradient_is_an_empty_array(backend, func, reduction):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = func(np.empty(0, np.float32), np.empty(0, np.float32), reduction=reduction)
+    assert isinstance(result, np.ndarray) and result.shape == (0,) and result.dtype == np.float32
+
+
+def test_empty_l2_penalty_is_zero(backend):
+    assert fastl2.l2_penalty(np.empty(0), 2.0) == 0.0
+    assert fastl2.l2_penalty_grad(np.empty(0), 2.0).shape == (0,)

@@ -1,0 +1,86 @@
+"""Every backend agrees with every other within 2 ulp, for every function and reduction."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import fastl2
+import reference as ref
+
+BACKENDS = fastl2.available_backends()
+PAIRS = list(itertools.combinations(BACKENDS, 2))
+
+FUNCS = {
+    "mse": fastl2.mse,
+    "mae": fastl2.mae,
+    "rmse": fastl2.rmse,
+    "mse_grad": fastl2.mse_grad,
+    "mse_and_grad": fastl2.mse_and_grad,
+    "mae_grad": fastl2.mae_grad,
+    "mae_and_grad": fastl2.mae_and_grad,
+}
+
+
+@pytest.fixture
+def pair(request):
+    if not PAIRS:
+        pytest.skip(f"only one backend is available here ({BACKENDS}); nothing to compare")
+    previous = fastl2.get_backend()
+    try:
+        yield request.param
+    finally:
+        fastl2.set_backend(previous)
+
+
+def run_on(backend, func, *args, **kwargs):
+    fastl2.set_backend(backend)
+    return func(*args, **kwargs)
+
+
+def _data(dtype, weights_kind, seed=11):
+    rng = np.random.default_rng(seed)
+    shape = (30_001, 3) if weights_kind == "per_sample" else (90_001,)
+    y_true = (rng.standard_normal(shape) * 5).astype(dtype)
+    y_pred = (rng.standard_normal(shape) * 5).astype(dtype)
+    weights = None
+    if weights_kind == "full":
+        weights = rng.uniform(0, 3, shape).astype(dtype)
+    elif weights_kind == "per_sample":
+        weights = rng.uniform(0, 3, shape[0]).astype(dtype)
+    return y_true, y_pred, weights
+
+
+def assert_close(a, b):
+    parts_a = a if isinstance(a, tuple) else (a,)
+    parts_b = b if isinstance(b, tuple) else (b,)
+    for x, y in zip(parts_a, parts_b):
+        assert np.asarray(x).dtype == np.asarray(y).dtype and np.shape(x) == np.shape(y)
+        assert type(x) is type(y)
+        ref.assert_ulp(x, np.asarray(y).astype(np.float64), 2, dtype=np.asarray(x).dtype)
+
+
+@pytest.mark.parametrize("pair", PAIRS or [None], indirect=True, ids=lambda p: "-vs-".join(p) if p else "none")
+@pytest.mark.parametrize("weights_kind", ["none", "full", "per_sample"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "weighted_mean", "sum", "none"])
+@pytest.mark.parametrize("name", list(FUNCS))
+def test_backends_agree_within_2_ulp(pair, name, reduction, dtype, weights_kind):
+    if name == "rmse" and reduction in ("sum", "none"):
+        pytest.skip("rmse has no 'sum'/'none' reduction")
+    y_true, y_pred, weights = _data(dtype, weights_kind)
+    first, second = pair
+    a = run_on(first, FUNCS[name], y_true, y_pred, weights, reduction=reduction)
+    b = run_on(second, FUNCS[name], y_true, y_pred, weights, reduction=reduction)
+    assert_close(a, b)
+
+
+@pytest.mark.parametrize("pair", PAIRS or [None], indirect=True, ids=lambda p: "-vs-".join(p) if p else "none")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backends_agree_on_l2_within_2_ulp(pair, dtype):
+    params = (np.random.default_rng(3).standard_normal(90_001) * 5).astype(dtype)
+    first, second = pair
+    assert_close(run_on(first, fastl2.l2_penalty, params, 0.01), run_on(second, fastl2.l2_penalty, params, 0.01))
+    assert_close(run_on(first, fastl2.l2_penalty_grad, params, 0.01),
+                 run_on(second, fastl2.l2_penalty_grad, params, 0.01))

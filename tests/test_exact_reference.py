@@ -1,0 +1,261 @@
+"""Every function x reduction x dtype x weights x size against the exact reference (reference.py).
+
+Tolerances: a reduced float32 result is within 1 ulp of the exact value rounded to float32, a float64
+one within 2 ulp; every gradient element within 1 ulp (float16/float32) or 2 ulp (float64).
+"""
+from __future__ import annotations
+
+import functools
+from fractions import Fraction
+import warnings
+
+import numpy as np
+import pytest
+
+import fastl2
+import reference as ref
+from cases import (
+    FLOAT_DTYPE_CASES,
+    OTHER_DTYPE_CASES,
+    SIZES,
+    WEIGHTS_KINDS,
+    cached_inputs,
+    make_inputs,
+)
+
+LOSSES = {"mse": fastl2.mse, "mae": fastl2.mae, "rmse": fastl2.rmse}
+GRADS = {"mse": fastl2.mse_grad, "mae": fastl2.mae_grad}
+LOSS_AND_GRADS = {"mse": fastl2.mse_and_grad, "mae": fastl2.mae_and_grad}
+
+LOSS_REDUCTIONS = [
+    (kind, reduction)
+    for kind in LOSSES
+    for reduction in ref.REDUCTIONS
+    if not (kind == "rmse" and reduction in ("sum", "none"))
+]
+GRAD_REDUCTIONS = [(kind, reduction) for kind in GRADS for reduction in ref.REDUCTIONS]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@functools.lru_cache(maxsize=None)
+def expected_loss(kind, reduction, dtype_case, weights_kind, size):
+    return ref.loss(kind, *cached_inputs(dtype_case, weights_kind, size), reduction)
+
+
+@functools.lru_cache(maxsize=None)
+def expected_grad(kind, reduction, dtype_case, weights_kind, size):
+    return ref.grad(kind, *cached_inputs(dtype_case, weights_kind, size), reduction)
+
+
+def _empty_mean(size, reduction):
+    return size == 0 and reduction in ("mean", "weighted_mean")
+
+
+def call(func, *args, warns_empty=False, **kwargs):
+    """Call func; an empty mean must warn (NumPy's rule), ordinary data must not warn at all."""
+    if warns_empty:
+        with pytest.warns(RuntimeWarning):
+            return func(*args, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        return func(*args, **kwargs)
+
+
+def check_loss(result, expected, reduction, y_true, y_pred, weights):
+    dtype = ref.loss_dtype(y_true, y_pred, weights)
+    if reduction == "none":
+        assert isinstance(result, np.ndarray), f"reduction='none' must give an ndarray, got {type(result)}"
+        assert result.shape == np.shape(y_pred)
+        assert result.dtype == dtype
+    else:
+        assert type(result) is dtype.type, (
+            f"a reduced loss must be a NumPy {dtype} scalar, got {type(result).__name__}"
+        )
+    ref.assert_ulp(result, expected, ref.loss_ulp(dtype))
+
+
+def check_grad(result, expected, y_pred):
+    dtype = ref.grad_dtype(y_pred)
+    assert isinstance(result, np.ndarray), f"a gradient must be an ndarray, got {type(result)}"
+    assert result.shape == np.shape(y_pred)
+    assert result.dtype == dtype, f"gradient dtype {result.dtype}, expected y_pred's float dtype {dtype}"
+    ref.assert_ulp(result, expected, ref.grad_ulp(dtype))
+
+
+# --------------------------------------------------------------------------- float dtypes, all sizes
+
+case_params = pytest.mark.parametrize("size", SIZES)
+weights_params = pytest.mark.parametrize("weights_kind", WEIGHTS_KINDS)
+float_dtype_params = pytest.mark.parametrize("dtype_case", list(FLOAT_DTYPE_CASES))
+
+
+@case_params
+@weights_params
+@float_dtype_params
+@pytest.mark.parametrize("kind,reduction", LOSS_REDUCTIONS)
+def test_loss_matches_exact_reference(backend, kind, reduction, dtype_case, weights_kind, size):
+    y_true, y_pred, weights = make_inputs(dtype_case, weights_kind, size)
+    result = call(LOSSES[kind], y_true, y_pred, weights, reduction=reduction,
+                  warns_empty=_empty_mean(size, reduction))
+    expected = expected_loss(kind, reduction, dtype_case, weights_kind, size)
+    check_loss(result, expected, reduction, y_true, y_pred, weights)
+
+
+@case_params
+@weights_params
+@float_dtype_params
+@pytest.mark.parametrize("kind,reduction", GRAD_REDUCTIONS)
+def test_grad_matches_exact_reference(backend, kind, reduction, dtype_case, weights_kind, size):
+    y_true, y_pred, weights = make_inputs(dtype_case, weights_kind, size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore" if size == 0 else "error", RuntimeWarning)
+        result = GRADS[kind](y_true, y_pred, weights, reduction=reduction)
+    check_grad(result, expected_grad(kind, reduction, dtype_case, weights_kind, size), y_pred)
+
+
+@case_params
+@weights_params
+@float_dtype_params
+@pytest.mark.parametrize("kind,reduction", GRAD_REDUCTIONS)
+def test_loss_and_grad_match_exact_reference(backend, kind, reduction, dtype_case, weights_kind, size):
+    y_true, y_pred, weights = make_inputs(dtype_case, weights_kind, size)
+    result = call(LOSS_AND_GRADS[kind], y_true, y_pred, weights, reduction=reduction,
+                  warns_empty=_empty_mean(size, reduction))
+    assert isinstance(result, tuple) and len(result) == 2
+    loss, grad = result
+    check_loss(loss, expected_loss(kind, reduction, dtype_case, weights_kind, size),
+               reduction, y_true, y_pred, weights)
+    check_grad(grad, expected_grad(kind, reduction, dtype_case, weights_kind, size), y_pred)
+
+
+# --------------------------------------------------------------------------- integer / float16 / bool
+
+
+@pytest.mark.parametrize("size", [5, SIZES[-1]])
+@pytest.mark.parametrize("reduction", ref.REDUCTIONS)
+@pytest.mark.parametrize("dtype_case", list(OTHER_DTYPE_CASES))
+def test_non_float32_float64_inputs_follow_the_dtype_rule(backend, dtype_case, reduction, size):
+    weights_kind = "none" if OTHER_DTYPE_CASES[dtype_case][2] is None else "full"
+    y_true, y_pred, weights = make_inputs(dtype_case, weights_kind, size)
+    for kind in ("mse", "mae", "rmse"):
+        if kind == "rmse" and reduction in ("sum", "none"):
+            continue
+        result = call(LOSSES[kind], y_true, y_pred, weights, reduction=reduction)
+        check_loss(result, expected_loss(kind, reduction, dtype_case, weights_kind, size),
+                   reduction, y_true, y_pred, weights)
+    for kind in ("mse", "mae"):
+        expected_g = expected_grad(kind, reduction, dtype_case, weights_kind, size)
+        check_grad(call(GRADS[kind], y_true, y_pred, weights, reduction=reduction), expected_g, y_pred)
+        loss, grad = call(LOSS_AND_GRADS[kind], y_true, y_pred, weights, reduction=reduction)
+        check_loss(loss, expected_loss(kind, reduction, dtype_case, weights_kind, size),
+                   reduction, y_true, y_pred, weights)
+        check_grad(grad, expected_g, y_pred)
+
+
+# --------------------------------------------------------------------------- l2 penalty
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("lam", [0.0, 1e-3, 0.5, 3.0])
+def test_l2_penalty_matches_exact_reference(backend, lam, dtype, size):
+    rng = np.random.default_rng(size)
+    params = (rng.standard_normal(size) * 4).astype(dtype)
+    result = fastl2.l2_penalty(params, lam)
+    dtype_out = ref.loss_dtype(params)
+    assert type(result) is dtype_out.type, f"l2_penalty must give a NumPy {dtype_out} scalar, got {type(result)}"
+    ref.assert_ulp(result, ref.l2_penalty(params, lam), ref.loss_ulp(dtype_out))
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("lam", [0.0, 1e-3, 0.5, 3.0])
+def test_l2_penalty_grad_matches_exact_reference(backend, lam, dtype, size):
+    rng = np.random.default_rng(size)
+    params = (rng.standard_normal(size) * 4).astype(dtype)
+    result = fastl2.l2_penalty_grad(params, lam)
+    check_grad(result, ref.l2_penalty_grad(params, lam), params)
+
+
+def test_l2_penalty_of_2d_params_sums_everything(backend):
+    params = np.arange(12.0).reshape(3, 4) - 5.5
+    assert fastl2.l2_penalty(params, 0.25) == 0.25 * float(np.sum(params**2))
+    np.testing.assert_array_equal(fastl2.l2_penalty_grad(params, 0.25), 0.5 * params)
+
+
+# --------------------------------------------------------------------------- exactly known small cases
+
+
+def test_small_case_matches_hand_computed_values(backend):
+    y_true = np.array([1.0, 2.0, 3.0, 4.0])
+    y_pred = np.array([1.5, 2.0, 1.0, 8.0])
+    w = np.array([1.0, 2.0, 0.5, 0.25])
+    # d = [0.5, 0, -2, 4]; d^2 = [0.25, 0, 4, 16]; w d^2 = [0.25, 0, 2, 4]; w|d| = [0.5, 0, 1, 1]
+    assert fastl2.mse(y_true, y_pred) == 20.25 / 4
+    assert fastl2.mse(y_true, y_pred, reduction="sum") == 20.25
+    assert fastl2.mse(y_true, y_pred, w, reduction="mean") == 6.25 / 4
+    ref.assert_ulp(fastl2.mse(y_true, y_pred, w, reduction="weighted_mean"), Fraction(625, 375), 2)
+    assert fastl2.mae(y_true, y_pred, w, reduction="sum") == 2.5
+    assert fastl2.rmse(y_true, y_pred) == np.sqrt(20.25 / 4)
+    np.testing.assert_array_equal(fastl2.mse(y_true, y_pred, w, reduction="none"), [0.25, 0, 2, 4])
+    np.testing.assert_array_equal(fastl2.mse_grad(y_true, y_pred, reduction="sum"), [1.0, 0.0, -4.0, 8.0])
+    np.testing.assert_array_equal(fastl2.mse_grad(y_true, y_pred), [0.25, 0.0, -1.0, 2.0])
+    np.testing.assert_array_equal(fastl2.mae_grad(y_true, y_pred, w, reduction="sum"), [1.0, 0.0, -0.5, 0.25])
+    np.testing.assert_array_equal(fastl2.mae_grad(y_true, y_pred, w, reduction="none"), [1.0, 0.0, -0.5, 0.25])
+
+
+def test_weighted_mean_without_weights_equals_mean(backend):
+    y_true, y_pred, _ = make_inputs("float64", "none", 1000)
+    assert fastl2.mse(y_true, y_pred, reduction="weighted_mean") == fastl2.mse(y_true, y_pred)
+
+
+def test_per_sample_weights_equal_the_broadcast_full_weights(backend):
+    y_true, y_pred, w = make_inputs("float64", "per_sample", 500)
+    full = np.repeat(w[:, None], y_pred.shape[1], axis=1)
+    for reduction in ("mean", "weighted_mean", "sum"):
+        ref.assert_ulp(fastl2.mse(y_true, y_pred, w, reduction=reduction),
+                       fastl2.mse(y_true, y_pred, full, reduction=reduction), 2)
+        ref.assert_ulp(fastl2.mse_grad(y_true, y_pred, w, reduction=reduction),
+                       fastl2.mse_grad(y_true, y_pred, full, reduction=reduction), 2)
+
+
+# --------------------------------------------------------------------------- a few million elements
+
+LARGE = 3_000_001
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(np.float32, "mean"), (np.float64, "mean"), (np.float32, "weighted_mean"), (np.float64, "weighted_mean")],
+    ids=["float32-mean", "float64-mean", "float32-weighted_mean", "float64-weighted_mean"],
+)
+def large_case(request):
+    dtype, reduction = request.param
+    rng = np.random.default_rng(12345)
+    y_true = (rng.standard_normal(LARGE) * 3).astype(dtype)
+    y_pred = (rng.standard_normal(LARGE) * 3).astype(dtype)
+    weights = rng.uniform(0.1, 2.0, LARGE).astype(dtype) if reduction == "weighted_mean" else None
+    for a in (y_true, y_pred, weights):
+        if a is not None:
+            a.flags.writeable = False
+    return {
+        "args": (y_true, y_pred, weights),
+        "reduction": reduction,
+        "loss": ref.loss("mse", y_true, y_pred, weights, reduction),
+        "grad": ref.grad("mse", y_true, y_pred, weights, reduction),
+    }
+
+
+def test_large_mse_matches_exact_reference(backend, large_case):
+    y_true, y_pred, weights = large_case["args"]
+    result = fastl2.mse(y_true, y_pred, weights, reduction=large_case["reduction"])
+    check_loss(result, large_case["loss"], large_case["reduction"], y_true, y_pred, weights)
+
+
+def test_large_mse_and_grad_match_exact_reference(backend, large_case):
+    y_true, y_pred, weights = large_case["args"]
+    loss, grad = fastl2.mse_and_grad(y_true, y_pred, weights, reduction=large_case["reduction"])
+    check_loss(loss, large_case["loss"], large_case["reduction"], y_true, y_pred, weights)
+    check_grad(grad, large_case["grad"], y_pred)
