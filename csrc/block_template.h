@@ -28,6 +28,11 @@
 #endif
 
 #define BODY_FN FL2_CAT(BLOCK_FN, _body)
+/* A float64 gradient divides (one rounding less than by a reciprocal, within an ulp of exact). */
+#define GRAD_VALUE(x) (sizeof(T_PRED) == sizeof(double) ? (scale * (x)) / divisor : quotient * (x))
+#define FL2_STREAM_STORE(dst, src) \
+    (sizeof(T_PRED) == sizeof(float) ? fl2_stream_store_f32((float *)(void *)(dst), (const float *)(const void *)(src)) \
+                                     : fl2_stream_store_f64((double *)(void *)(dst), (const double *)(const void *)(src)))
 
 /* Adds x to lane k.  Compensated lanes keep the plain running sum and, beside it, the sum of
  * the exact rounding errors of its additions (TwoSum, Ogita-Rump-Oishi "Sum2"): neither
@@ -77,13 +82,18 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     pred_t *grad = want_grad ? (pred_t *)o->grad : 0;
     result_t *elem = want_elem ? (result_t *)o->elementwise : 0;
     const double scale = want_grad ? o->grad_scale : 0.0;
+    const double divisor = want_grad ? o->grad_divisor : 1.0;
+    const double quotient = scale / divisor;
+    (void)quotient; (void)divisor;
+    /* Streaming stores write large gradients without first reading their lines in. */
+    const int stream = want_grad && o->stream && fl2_stream_aligned(grad);
 
     double loss_sum[LANES] = {0}, loss_err[LANES] = {0};
     double w_sum[LANES] = {0}, w_err[LANES] = {0};
     (void)loss_err; (void)w_sum; (void)w_err;
 
     /* One element: its difference d, weight wk, going to lane k. */
-#define ELEMENT(i, k, d, wk)                                                         \
+#define ELEMENT(i, k, d, wk, gout)                                                   \
     do {                                                                             \
         if (!weights_only) {                                                         \
             double l_ = absolute ? fabs(d) : (d) * (d);                              \
@@ -93,7 +103,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             if (want_grad) {                                                         \
                 double g_ = absolute ? ((d) > 0 ? 1.0 : (d) < 0 ? -1.0 : (d) * 0.0)  \
                                      : (d);                                          \
-                grad[i] = (pred_t)(scale * (HAS_WEIGHTS ? (wk) * g_ : g_));          \
+                gout = (pred_t)GRAD_VALUE(HAS_WEIGHTS ? (wk) * g_ : g_);             \
             }                                                                        \
         }                                                                            \
         if (HAS_WEIGHTS && want_sums) ACCUMULATE(w_sum, w_err, k, wk);     \
@@ -126,7 +136,14 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 #else
         for (int k = 0; k < LANES; k++) wk[k] = 1.0;
 #endif
-        for (int k = 0; k < LANES; k++) ELEMENT(i + k, k, d[k], wk[k]);
+        pred_t g[LANES];
+        for (int k = 0; k < LANES; k++) ELEMENT(i + k, k, d[k], wk[k], g[k]);
+        if (want_grad) {
+            if (stream)
+                FL2_STREAM_STORE(grad + i, g);
+            else
+                for (int k = 0; k < LANES; k++) grad[i + k] = g[k];
+        }
     }
     for (int k = 0; i < end; i++, k++) {
         double dk = weights_only ? 0.0 : DIFF(i), wk = 1.0;
@@ -138,9 +155,10 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             wk = (double)w[row];
         }
 #endif
-        ELEMENT(i, k, dk, wk);
+        ELEMENT(i, k, dk, wk, grad[i]);
     }
 
+    if (stream) fl2_stream_fence();
     if (want_sums) {
         out->loss = FL2_CAT(BLOCK_FN, _lanes)(loss_sum, loss_err);
 #if HAS_WEIGHTS
@@ -178,6 +196,8 @@ static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, 
 #undef HAS_WEIGHTS
 #undef COMPENSATED
 #undef BODY_FN
+#undef GRAD_VALUE
+#undef FL2_STREAM_STORE
 #undef ACCUMULATE
 #undef BLOCK_FN
 #undef T_PRED

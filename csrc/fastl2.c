@@ -20,6 +20,15 @@
 #define FL2_DEFAULT_PARALLEL_THRESHOLD (16 * FL2_BLOCK_SIZE)
 #endif
 
+/* Gradients from this size on are written with streaming stores: past the caches, reading
+ * each line in before overwriting it only costs bandwidth. */
+#ifndef FL2_STREAM_MIN_BYTES
+#define FL2_STREAM_MIN_BYTES ((size_t)8 << 20)
+#endif
+
+/* Blocks a thread takes at a time. */
+#define FL2_BLOCKS_PER_TASK 4
+
 /* Block partials of calls up to this many blocks live on the stack. */
 #define FL2_STACK_BLOCKS 64
 
@@ -217,7 +226,9 @@ static int run(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, fl2_su
     }
 #ifdef _OPENMP
     else {
-#pragma omp parallel for schedule(static) num_threads(nt)
+        /* Dynamic: on a shared machine a descheduled thread's blocks go to the others
+         * instead of stalling the call; the result does not depend on who computes what. */
+#pragma omp parallel for schedule(dynamic, FL2_BLOCKS_PER_TASK) num_threads(nt)
         for (int64_t b = 0; b < nblocks; b++) {
             int64_t start = b * FL2_BLOCK_SIZE, end = start + FL2_BLOCK_SIZE < n ? start + FL2_BLOCK_SIZE : n;
             kernel(p, o, mode, start, end, part ? part + b : NULL);
@@ -235,6 +246,13 @@ static int run(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, fl2_su
 int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthreads)
 {
     const int grad = o && o->grad, elem = o && o->elementwise;
+    fl2_outputs outputs;
+    if (o) {
+        size_t item = p->pred_dtype == FL2_FLOAT64 ? sizeof(double) : sizeof(float);
+        outputs = *o;
+        outputs.stream = grad && (size_t)p->n * item >= FL2_STREAM_MIN_BYTES;
+        o = &outputs;
+    }
     fl2_mode mode;
     if (elem)
         mode = grad ? FL2_MODE_ELEM_GRAD : FL2_MODE_ELEM;

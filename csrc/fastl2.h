@@ -35,9 +35,14 @@ typedef struct {
 
 /* What is written, besides the sums.  Any pointer may be NULL. */
 typedef struct {
-    void *grad;          /* grad_scale * w * l'(d), dtype pred_dtype; may alias y_pred */
-    double grad_scale;   /* 2/D for squared loss, 1/D for absolute loss */
+    void *grad;          /* (grad_scale * (w * l'(d))) / grad_divisor, dtype pred_dtype;
+                            may alias y_pred.  float32 gradients multiply by the float64
+                            quotient grad_scale / grad_divisor instead (one division less,
+                            and the float32 rounding hides the difference) */
+    double grad_scale;   /* 2 for squared loss, 1 for absolute loss (2 * lam: L2 penalty) */
+    double grad_divisor; /* the reduction's D: n, the weight sum, or 1 */
     void *elementwise;   /* w * l(d), float64 if any input is float64, else float32 */
+    int stream;          /* set by fl2_run: streaming stores for gradients past the caches */
 } fl2_outputs;
 
 typedef struct {

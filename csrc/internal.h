@@ -16,6 +16,36 @@
 #define FL2_INLINE static inline
 #endif
 
+/* ---- streaming (non-temporal) stores of FL2_LANES gradient elements ---------------------
+ * 16-byte SSE2 stores: every x86-64 CPU has them, and NumPy's allocations are 16-byte
+ * aligned, so no peeling is needed; elsewhere these are plain stores. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#include <stdint.h>
+FL2_INLINE int fl2_stream_aligned(const void *p) { return ((uintptr_t)p & 15) == 0; }
+FL2_INLINE void fl2_stream_store_f32(float *dst, const float *src)
+{
+    for (int k = 0; k < FL2_LANES; k += 4) _mm_stream_ps(dst + k, _mm_loadu_ps(src + k));
+}
+FL2_INLINE void fl2_stream_store_f64(double *dst, const double *src)
+{
+    for (int k = 0; k < FL2_LANES; k += 2) _mm_stream_pd(dst + k, _mm_loadu_pd(src + k));
+}
+/* Orders this thread's streaming stores before whatever it does next. */
+FL2_INLINE void fl2_stream_fence(void) { _mm_sfence(); }
+#else
+FL2_INLINE int fl2_stream_aligned(const void *p) { (void)p; return 0; }
+FL2_INLINE void fl2_stream_store_f32(float *dst, const float *src)
+{
+    for (int k = 0; k < FL2_LANES; k++) dst[k] = src[k];
+}
+FL2_INLINE void fl2_stream_store_f64(double *dst, const double *src)
+{
+    for (int k = 0; k < FL2_LANES; k++) dst[k] = src[k];
+}
+FL2_INLINE void fl2_stream_fence(void) {}
+#endif
+
 /* A sum kept as an unevaluated pair hi + lo (|lo| <= ulp(hi)/2 after normalisation). */
 typedef struct { double hi, lo; } fl2_dd;
 

@@ -262,7 +262,8 @@ def test_out_equal_to_y_pred_computes_in_place(backend, func, reduction, weighte
     assert _grad_of(result) is y_pred
     np.testing.assert_array_equal(y_pred, _grad_of(expected))
     if isinstance(result, tuple):
-        assert result[0] == expected[0], "the loss must be computed from y_pred's values before the update"
+        np.testing.assert_array_equal(result[0], expected[0],
+                                      err_msg="the loss must be computed from y_pred's values before the update")
 
 
 def test_l2_penalty_grad_out_is_filled_and_returned_and_may_be_params(backend):

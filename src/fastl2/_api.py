@@ -88,7 +88,7 @@ def _loss(loss, y_true, y_pred, weights, axis, reduction, root=False):
     backend = _backends.active()
     if reduction == "none":
         losses = np.empty(plan.n, plan.result_dtype)
-        backend.run(plan, False, None, 0.0, losses)
+        backend.run(plan, False, elementwise=losses)
         return losses.reshape(plan.shape)
     loss_sum, weight_sum = backend.run(plan, True)
     return _reduce(plan, loss_sum, weight_sum, root)
@@ -173,18 +173,18 @@ def _grad_pass(loss, y_true, y_pred, weights, reduction, out, *, want_loss):
     plan = loss_plan(loss, y_true, y_pred, weights, reduction)
     out = check_out(out, plan, {"y_true": y_true, "y_pred": y_pred, "weights": weights})
     backend = _backends.active()
-    # The scale must be known before the first gradient element is written: with
+    # The divisor must be known before the first gradient element is written: with
     # "weighted_mean" that takes a pass over the weights alone.
     weight_sum = backend.weight_sum(plan) if reduction == "weighted_mean" and plan.n else float(plan.n)
-    numerator = 2.0 if loss == "squared" else 1.0
-    scale = numerator / _divisor(plan, weight_sum) if plan.n else 0.0
+    divisor = _divisor(plan, weight_sum) if plan.n else 1.0
+    scale = 2.0 if loss == "squared" else 1.0
     target, result, copy_back = _grad_buffers(plan, out)
     if reduction == "none":
         losses = np.empty(plan.n, plan.result_dtype) if want_loss else None
-        backend.run(plan, False, target, scale, losses)
+        backend.run(plan, False, target, scale, divisor, losses)
         value = losses.reshape(plan.shape) if want_loss else None
     else:
-        loss_sum, _ = backend.run(plan, want_loss, target, scale)
+        loss_sum, _ = backend.run(plan, want_loss, target, scale, divisor)
         value = _reduce(plan, loss_sum, weight_sum) if want_loss else None
     if copy_back:
         np.copyto(result, target.reshape(plan.shape), casting="unsafe")

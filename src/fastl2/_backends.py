@@ -1,7 +1,8 @@
 """Which backend runs, and with how many threads.
 
 A backend is a module with two functions over plans (fastl2._plan.Plan):
-``run(plan, want_sums, grad=None, grad_scale=0.0, elementwise=None) -> (loss_sum, weight_sum)``
+``run(plan, want_sums, grad=None, grad_scale=0.0, grad_divisor=1.0, elementwise=None)
+-> (loss_sum, weight_sum)``
 and ``weight_sum(plan) -> float``.  The compiled one ("cython") is chosen when built, the
 NumPy one otherwise; ``FASTL2_BACKEND`` or :func:`set_backend` choose explicitly.
 """
@@ -9,16 +10,18 @@ NumPy one otherwise; ``FASTL2_BACKEND`` or :func:`set_backend` choose explicitly
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import operator
 import os
 import warnings
 
 #: Every backend fastl2 knows, in the order the automatic choice tries them.
-KNOWN_BACKENDS = ("cython", "numpy")
+KNOWN_BACKENDS = ("cython", "numba", "numpy")
 
 _INSTALL_HINT = {
     "cython": "the compiled extension is not built: reinstall fastl2 with a C compiler "
     "(pip install --force-reinstall --no-binary fastl2 fastl2), without FASTL2_NO_EXT=1",
+    "numba": "numba is not installed or does not work here: pip install 'fastl2[numba]'",
 }
 
 _core = None  # the compiled module, when it imports
@@ -37,7 +40,12 @@ def _load(name: str):
             raise ImportError(f"fastl2 backend 'cython' is not available: {_INSTALL_HINT['cython']} ({_core_error})")
         module = _core
     else:
-        module = importlib.import_module(f"fastl2._{name}")
+        try:
+            module = importlib.import_module(f"fastl2._{name}")
+        except ImportError as exc:
+            raise ImportError(f"fastl2 backend {name!r} is not available: {_INSTALL_HINT[name]} ({exc})") from exc
+        if name == "numba" and _requested_threads:
+            module.set_num_threads(_requested_threads)
     _loaded[name] = module
     return module
 
@@ -60,12 +68,12 @@ def available_backends() -> list[str]:
 
 
 def get_backend() -> str:
-    """The name of the backend that computes: "cython" or "numpy"."""
+    """The name of the backend that computes: "cython", "numba" or "numpy"."""
     return _active_name
 
 
 def set_backend(name: str) -> None:
-    """Make ``name`` the backend that computes (``"cython"`` or ``"numpy"``).
+    """Make ``name`` the backend that computes (``"cython"``, ``"numba"`` or ``"numpy"``).
 
     Raises ValueError for an unknown name, ImportError for a backend that is not available.
     """
@@ -82,7 +90,14 @@ def set_backend(name: str) -> None:
 
 
 def active():
-    """The module of the backend that computes."""
+    """The module of the backend that computes (the automatic choice of numba loads here)."""
+    global _active_name, _active
+    if _active is None:
+        try:
+            _active = _load(_active_name)
+        except ImportError as exc:
+            warnings.warn(f"{exc}; using the numpy backend", RuntimeWarning, stacklevel=3)
+            _active_name, _active = "numpy", _load("numpy")
     return _active
 
 
@@ -105,9 +120,11 @@ def set_num_threads(n: int) -> None:
         count = 0
     if isinstance(n, bool) or count < 1:
         raise ValueError(f"the number of threads must be an int >= 1; got {n!r}")
-    _requested_threads = n = count
+    _requested_threads = count
     if _core is not None:
-        _core.set_num_threads(n)
+        _core.set_num_threads(count)
+    if "numba" in _loaded:
+        _loaded["numba"].set_num_threads(count)
 
 
 def get_num_threads() -> int:
@@ -155,7 +172,18 @@ def _configure_from_environment():
             return
         except (ValueError, ImportError) as exc:
             warnings.warn(f"FASTL2_BACKEND={wanted!r} ignored: {exc}", RuntimeWarning, stacklevel=3)
-    set_backend(available_backends()[0])
+    _choose_automatically()
+
+
+def _choose_automatically():
+    """cython, else numba, else numpy, without importing numba before its first use."""
+    global _active_name, _active
+    if _core is not None:
+        set_backend("cython")
+    elif importlib.util.find_spec("numba") is not None:
+        _active_name, _active = "numba", None
+    else:
+        set_backend("numpy")
 
 
 _import_compiled()

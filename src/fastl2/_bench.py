@@ -51,6 +51,7 @@ DEFAULT_DTYPES = ("float32", "float64")
 DEFAULT_BUDGET_S = 0.1
 BASELINE = "numpy"  # the speed-up column is relative to this method: np.mean((a - b) ** 2)
 MIN_SAMPLE_S = 2e-4  # batch calls until one timed sample lasts at least this long
+WARM_UP_S = 0.01  # untimed calls before timing, to wake thread pools up
 MAX_SAMPLES = 1000
 SEED = 0
 
@@ -499,17 +500,31 @@ def _time_batch(call: Call, number: int) -> float:
     return time.perf_counter() - start
 
 
-def time_call(call: Call, budget: float = DEFAULT_BUDGET_S, repeat: int | None = None) -> Timing:
-    """Time an already warmed-up ``call``.
+def _warm_up(call: Call) -> float:
+    """Call repeatedly for :data:`WARM_UP_S` (at least twice); return the fastest call's time.
 
-    Calls are batched until one sample lasts at least :data:`MIN_SAMPLE_S`; then as many samples
-    as fit in ``budget`` seconds (at least 3), or exactly ``repeat``, are taken. Returns the median.
+    A first call after a pause can be milliseconds slower than the next ones (thread pools asleep,
+    threads on the same core), so neither it nor a single call decides the batch size.
+    """
+    fastest, spent, calls = math.inf, 0.0, 0
+    while calls < 2 or spent < WARM_UP_S:
+        elapsed = _time_batch(call, 1)
+        fastest, spent, calls = min(fastest, elapsed), spent + elapsed, calls + 1
+    return fastest
+
+
+def time_call(call: Call, budget: float = DEFAULT_BUDGET_S, repeat: int | None = None) -> Timing:
+    """Time ``call`` (already called once: compiled, buffers touched).
+
+    After a short warm-up, calls are batched so that one sample lasts at least
+    :data:`MIN_SAMPLE_S`; then as many samples as fit in ``budget`` seconds (at least 3), or
+    exactly ``repeat``, are taken. Returns the median time per call.
     """
     with _gc_paused():
-        number, elapsed = 1, _time_batch(call, 1)
-        while elapsed < MIN_SAMPLE_S:
-            scale = 1.5 * MIN_SAMPLE_S / max(elapsed, 1e-9)
-            number = int(number * min(max(scale, 2.0), 100.0))
+        number = max(1, math.ceil(MIN_SAMPLE_S / max(_warm_up(call), 1e-9)))
+        elapsed = _time_batch(call, number)
+        while elapsed < MIN_SAMPLE_S:  # the warm-up's fastest call was not representative
+            number = math.ceil(number * min(max(1.5 * MIN_SAMPLE_S / elapsed, 2.0), 100.0))
             elapsed = _time_batch(call, number)
         samples = repeat or int(min(max(budget / elapsed, 3), MAX_SAMPLES))
         times = [_time_batch(call, number) / number for _ in range(samples)]
@@ -615,6 +630,10 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+#: Environment variables that change the timings (thread pools, BLAS, backends): shown and saved.
+_TIMING_ENVIRONMENT = ("OMP_", "GOMP_", "KMP_", "OPENBLAS_", "MKL_", "NUMBA_", "FASTL2_")
+
+
 def machine_info() -> dict[str, Any]:
     """What the numbers depend on: CPU, cores, fastl2's configuration and the peers' versions."""
     import fastl2
@@ -638,7 +657,8 @@ def machine_info() -> dict[str, Any]:
         "torch": getattr(module("torch"), "__version__", None) or _version("torch"),
         "numba": getattr(module("numba"), "__version__", None) or _version("numba"),
         "scikit-learn": _version("scikit-learn"),
-        "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
+        "environment": {k: v for k, v in sorted(os.environ.items())
+                        if k.startswith(_TIMING_ENVIRONMENT)},
     }
 
 
@@ -655,10 +675,12 @@ def format_header(info: dict[str, Any], skipped: dict[str, str]) -> str:
         f" threads {info['threads']}",
         f"  python  : {info['python']}; {versions}",
     ]
+    if info["environment"]:
+        lines.append("  env     : " + " ".join(f"{k}={v}" for k, v in info["environment"].items()))
     lines += [f"  skipped : {key}: {reason}" for key, reason in skipped.items()]
-    if info["openblas_env"]:
-        settings = " ".join(f"{k}={v}" for k, v in info["openblas_env"].items())
-        lines.append(f"  warning : {settings} is set; unset it for NumPy's full speed")
+    slow_blas = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in info["environment"]]
+    if slow_blas:
+        lines.append(f"  warning : {' and '.join(slow_blas)} set: NumPy's BLAS may run slower")
     return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ cdef extern from "fastl2.h" nogil:
     ctypedef struct fl2_outputs:
         void *grad
         double grad_scale
+        double grad_divisor
         void *elementwise
     ctypedef struct fl2_sums:
         double loss
@@ -152,11 +153,11 @@ cdef void fill_problem(fl2_problem *p, plan) except *:
 
 
 def run(plan, bint want_sums, cnp.ndarray grad=None, double grad_scale=0.0,
-        cnp.ndarray elementwise=None):
+        double grad_divisor=1.0, cnp.ndarray elementwise=None):
     """One pass over ``plan``: returns (loss sum, weight sum) and fills the given outputs.
 
-    ``grad`` and ``elementwise`` are C-contiguous arrays of ``plan.n`` elements, of
-    ``plan.y_pred``'s dtype and the result dtype respectively.
+    ``grad`` (``grad_scale * w * l'(d) / grad_divisor``) and ``elementwise`` are C-contiguous
+    arrays of ``plan.n`` elements, of ``plan.y_pred``'s dtype and the result dtype.
     """
     cdef fl2_problem p
     cdef fl2_outputs o
@@ -165,6 +166,7 @@ def run(plan, bint want_sums, cnp.ndarray grad=None, double grad_scale=0.0,
     fill_problem(&p, plan)
     o.grad = cnp.PyArray_DATA(grad) if grad is not None else NULL
     o.grad_scale = grad_scale
+    o.grad_divisor = grad_divisor
     o.elementwise = cnp.PyArray_DATA(elementwise) if elementwise is not None else NULL
     sums.loss = sums.weights = 0.0
     if p.n >= GIL_RELEASE_MIN:
@@ -271,7 +273,8 @@ def mse_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
         simple_problem(&p, y_true, y_pred)
         grad = new_grad_like(y_pred)
         o.grad = cnp.PyArray_DATA(grad)
-        o.grad_scale = 2.0 / <double>p.n
+        o.grad_scale = 2.0
+        o.grad_divisor = <double>p.n
         o.elementwise = NULL
         run_simple(&p, &o, False)
         return grad
@@ -287,7 +290,8 @@ def mse_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
         simple_problem(&p, y_true, y_pred)
         grad = new_grad_like(y_pred)
         o.grad = cnp.PyArray_DATA(grad)
-        o.grad_scale = 2.0 / <double>p.n
+        o.grad_scale = 2.0
+        o.grad_divisor = <double>p.n
         o.elementwise = NULL
         return run_simple(&p, &o, True), grad
     return planned_mse_and_grad(y_true, y_pred, weights, reduction=reduction, out=out)

@@ -2,9 +2,9 @@
 
 Inputs are processed in chunks of a few blocks, so no temporary is larger than a chunk
 (only the outputs are as large as the input).  Sums use the same fixed blocks as the
-compiled kernels and the same pairwise double-double combination of block partials;
-inside a block NumPy's own pairwise summation replaces the kernels' lanes, so results agree
-with the compiled backend within an ulp or two, not bit for bit.
+compiled kernels and the same pairwise double-double combination of block partials.
+Inside a block, an error-free split replaces the kernels' compensated lanes (see
+``_block_sums``), so results agree with the compiled backend to the last bit or two.
 """
 
 from __future__ import annotations
@@ -17,13 +17,20 @@ from ._plan import BLOCK_SIZE, Plan
 CHUNK = 2 * BLOCK_SIZE
 
 
-def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, elementwise=None):
-    """One pass: (loss sum, weight sum), filling ``grad`` and ``elementwise`` if given."""
+def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_divisor: float = 1.0,
+        elementwise=None):
+    """One pass: (loss sum, weight sum), filling ``grad`` and ``elementwise`` if given.
+
+    The gradient is ``(grad_scale * (w * l'(d))) / grad_divisor`` for float64 gradients and
+    ``(grad_scale / grad_divisor) * (w * l'(d))`` for float32 ones, as in csrc/fastl2.h.
+    """
+    divide = grad is not None and grad.dtype == np.float64
+    quotient = grad_scale / grad_divisor
     n = plan.n
     want_sums = want_sums and elementwise is None
     nblocks = -(-n // BLOCK_SIZE)
-    loss_partials = np.zeros(nblocks) if want_sums else None
-    weight_partials = np.zeros(nblocks) if want_sums else None
+    if want_sums:
+        loss_hi, loss_lo, weight_hi, weight_lo = np.zeros((4, nblocks))
     absolute = plan.loss == "absolute"
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
@@ -39,20 +46,24 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, element
                 elementwise[start:stop] = losses
             if want_sums:
                 blocks = slice(start // BLOCK_SIZE, -(-stop // BLOCK_SIZE))
-                offsets = np.arange(0, stop - start, BLOCK_SIZE)
-                loss_partials[blocks] = np.add.reduceat(losses, offsets)
-                weight_partials[blocks] = (
-                    np.add.reduceat(w, offsets) if w is not None else np.diff(offsets, append=stop - start)
-                )
+                loss_hi[blocks], loss_lo[blocks] = _block_sums(losses)
+                if w is not None:
+                    weight_hi[blocks], weight_lo[blocks] = _block_sums(w)
+                else:
+                    weight_hi[blocks] = np.diff(np.arange(start, stop, BLOCK_SIZE), append=stop)
         if grad is not None:
             g = np.sign(d) if absolute else d
             if w is not None:
                 g = g * w
-            g *= grad_scale
+            if divide:
+                g = g * grad_scale
+                g /= grad_divisor
+            else:
+                g *= quotient
             grad[start:stop] = g
     if not want_sums:
         return 0.0, 0.0
-    return _combine(loss_partials), _combine(weight_partials)
+    return _combine(loss_hi, loss_lo), _combine(weight_hi, weight_lo)
 
 
 def weight_sum(plan: Plan) -> float:
@@ -60,14 +71,12 @@ def weight_sum(plan: Plan) -> float:
     n = plan.n
     if plan.weights is None:
         return float(n)
-    partials = np.zeros(-(-n // BLOCK_SIZE))
+    hi, lo = np.zeros((2, -(-n // BLOCK_SIZE)))
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
-        w = _chunk_weights(plan, start, stop)
-        partials[start // BLOCK_SIZE : -(-stop // BLOCK_SIZE)] = np.add.reduceat(
-            w, np.arange(0, stop - start, BLOCK_SIZE)
-        )
-    return _combine(partials)
+        blocks = slice(start // BLOCK_SIZE, -(-stop // BLOCK_SIZE))
+        hi[blocks], lo[blocks] = _block_sums(_chunk_weights(plan, start, stop))
+    return _combine(hi, lo)
 
 
 def _chunk_weights(plan: Plan, start: int, stop: int):
@@ -80,12 +89,40 @@ def _chunk_weights(plan: Plan, start: int, stop: int):
     return plan.weights[rows].astype(np.float64)
 
 
-def _combine(partials: np.ndarray) -> float:
+def _block_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of each BLOCK_SIZE run of ``values`` as normalised double-doubles (hi, lo).
+
+    Each value is split without error into a high part, on a grid coarse enough that a
+    block's high parts add up exactly in float64, and the small rest; only the sum of the
+    rests rounds, some 2**-39 below the block's largest value.  Blocks holding inf, nan or
+    values near overflow are summed plainly, which propagates them as IEEE addition does.
+    """
+    offsets = np.arange(0, values.size, BLOCK_SIZE)
+    counts = np.diff(offsets, append=values.size)
+    with np.errstate(over="ignore", invalid="ignore"):
+        peak = np.maximum.reduceat(np.abs(values), offsets)
+        # 2**14 >= 2 * BLOCK_SIZE: a block's high parts stay below the grid's 53-bit range.
+        grid = np.ldexp(1.0, np.frexp(peak)[1] + 14)
+        per_element = np.repeat(grid, counts)
+        high = (values + per_element) - per_element
+        hi = np.add.reduceat(high, offsets)
+        values_low = values - high
+        lo = np.add.reduceat(values_low, offsets)
+        total = hi + lo
+        lo = lo - (total - hi)
+        plain = ~(np.isfinite(grid) & np.isfinite(peak))
+        if plain.any():
+            total[plain] = np.add.reduceat(values, offsets)[plain]
+            lo[plain] = 0.0
+    return total, lo
+
+
+def _combine(hi: np.ndarray, lo: np.ndarray) -> float:
     """Pairwise double-double sum of block partials, bottom-up: the tree of csrc/internal.h."""
-    if partials.size == 0:
+    if hi.size == 0:
         return 0.0
-    hi = partials.astype(np.float64)
-    lo = np.zeros_like(hi)
+    hi = hi.astype(np.float64)
+    lo = lo.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         while hi.size > 1:
             odd = hi.size % 2
