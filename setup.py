@@ -17,9 +17,9 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 CSRC = ["csrc/fastl2.c", "csrc/kernels_baseline.c", "csrc/kernels_avx2.c", "csrc/kernels_avx512.c"]
-# Strict C99: GCC then keeps every a*b+c as two roundings (no FMA contraction), which is what
+# Strict ISO C11 (not gnu11): GCC then keeps every a*b+c as two roundings (no FMA contraction), which is what
 # makes the kernels of every instruction-set level return the same bits.
-BASE_FLAGS = ["-std=c99", "-O3", "-ffp-contract=off", "-fno-math-errno"]
+BASE_FLAGS = ["-std=c11", "-O3", "-ffp-contract=off", "-fno-math-errno"]
 
 
 def _say(message):

@@ -42,7 +42,7 @@ def _params() -> list:
         for dtype in _bench.DEFAULT_DTYPES:
             for n in sizes:
                 cell = f"{op}-{dtype}-{n}"
-                params += [pytest.param(op, dtype, n, m, id=f"{cell}-{m.name.replace(' ', '_')}")
+                params += [pytest.param(op, dtype, n, m, id=f"{cell}-{m.key}")
                            for m in methods if op in m.ops]
                 params += [pytest.param(op, dtype, n, None, id=f"{cell}-{key}",
                                         marks=pytest.mark.skip(reason=reason))

@@ -30,9 +30,9 @@
 #define BODY_FN FL2_CAT(BLOCK_FN, _body)
 /* A float64 gradient divides (one rounding less than by a reciprocal, within an ulp of exact). */
 #define GRAD_VALUE(x) (sizeof(T_PRED) == sizeof(double) ? (scale * (x)) / divisor : quotient * (x))
-#define FL2_STREAM_STORE(dst, src) \
-    (sizeof(T_PRED) == sizeof(float) ? fl2_stream_store_f32((float *)(void *)(dst), (const float *)(const void *)(src)) \
-                                     : fl2_stream_store_f64((double *)(void *)(dst), (const double *)(const void *)(src)))
+#define FL2_STREAM_STORE(dst, src, count) \
+    (sizeof(T_PRED) == sizeof(float) ? fl2_stream_store_f32((float *)(void *)(dst), (const float *)(const void *)(src), count) \
+                                     : fl2_stream_store_f64((double *)(void *)(dst), (const double *)(const void *)(src), count))
 
 /* Adds x to lane k.  Compensated lanes keep the plain running sum and, beside it, the sum of
  * the exact rounding errors of its additions (TwoSum, Ogita-Rump-Oishi "Sum2"): neither
@@ -47,6 +47,19 @@
             sum[k] = t_;                                       \
         } else {                                               \
             sum[k] += (x);                                     \
+        }                                                      \
+    } while (0)
+
+/* ACCUMULATE for a whole vector of lanes. */
+#define VACCUMULATE(sum, err, x)                               \
+    do {                                                       \
+        if (COMPENSATED) {                                     \
+            fl2_vd t_ = sum + (x);                             \
+            fl2_vd z_ = t_ - sum;                              \
+            err += (sum - (t_ - z_)) + ((x) - z_);             \
+            sum = t_;                                          \
+        } else {                                               \
+            sum += (x);                                        \
         }                                                      \
     } while (0)
 
@@ -111,11 +124,62 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 
 #if HAS_TRUE
 #define DIFF(i) ((double)y_pred[i] - (double)y_true[i])
+#define VDIFF(i) (FL2_VLOAD(y_pred + (i)) - FL2_VLOAD(y_true + (i)))
 #else
 #define DIFF(i) ((double)y_pred[i])
+#define VDIFF(i) FL2_VLOAD(y_pred + (i))
 #endif
 
     int64_t i = start;
+#if FL2_VECTORS
+    {
+        /* The same per-lane operations as ELEMENT, a chunk of LANES (NV vectors) at a time. */
+        enum { NV = LANES / FL2_VWIDTH };
+        fl2_vd v_loss[NV], v_loss_err[NV], v_w[NV], v_w_err[NV];
+        for (int h = 0; h < NV; h++) v_loss[h] = v_loss_err[h] = v_w[h] = v_w_err[h] = fl2_vsplat(0.0);
+        for (; i + LANES <= end; i += LANES) {
+            fl2_vd d[NV], wv[NV];
+            pred_t chunk_grad[LANES]; /* the chunk's gradient, when it is streamed */
+            for (int h = 0; h < NV; h++) {
+                d[h] = weights_only ? fl2_vsplat(0.0) : VDIFF(i + h * FL2_VWIDTH);
+                wv[h] = fl2_vsplat(1.0);
+            }
+#if HAS_WEIGHTS
+            if (repeat == 1) {
+                for (int h = 0; h < NV; h++) wv[h] = FL2_VLOAD(w + i + h * FL2_VWIDTH);
+            } else if (i + LANES <= row_end) {
+                for (int h = 0; h < NV; h++) wv[h] = fl2_vsplat((double)w[row]);
+            } else {
+                for (int k = 0; k < LANES; k++) {
+                    while (i + k >= row_end) { row++; row_end += repeat; }
+                    wv[k / FL2_VWIDTH][k % FL2_VWIDTH] = (double)w[row];
+                }
+            }
+#endif
+            for (int h = 0; h < NV; h++) {
+                const int64_t at = i + h * FL2_VWIDTH;
+                if (!weights_only) {
+                    fl2_vd l = absolute ? fl2_vabs(d[h]) : d[h] * d[h];
+                    if (HAS_WEIGHTS) l = wv[h] * l;
+                    if (want_sums) VACCUMULATE(v_loss[h], v_loss_err[h], l);
+                    if (want_elem) FL2_VSTORE(elem + at, l);
+                    if (want_grad) {
+                        fl2_vd g = absolute ? fl2_vsign(d[h]) : d[h];
+                        if (HAS_WEIGHTS) g = wv[h] * g;
+                        g = sizeof(pred_t) == sizeof(double) ? (scale * g) / divisor : quotient * g;
+                        FL2_VSTORE(stream ? chunk_grad + h * FL2_VWIDTH : grad + at, g);
+                    }
+                }
+                if (HAS_WEIGHTS && want_sums) VACCUMULATE(v_w[h], v_w_err[h], wv[h]);
+            }
+            if (stream) FL2_STREAM_STORE(grad + i, chunk_grad, LANES);
+        }
+        memcpy(loss_sum, v_loss, sizeof v_loss);
+        memcpy(loss_err, v_loss_err, sizeof v_loss_err);
+        memcpy(w_sum, v_w, sizeof v_w);
+        memcpy(w_err, v_w_err, sizeof v_w_err);
+    }
+#else
     for (; i + LANES <= end; i += LANES) {
         double d[LANES], wk[LANES];
         /* All reads of the chunk come before its writes: the gradient may alias y_pred. */
@@ -140,11 +204,12 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
         for (int k = 0; k < LANES; k++) ELEMENT(i + k, k, d[k], wk[k], g[k]);
         if (want_grad) {
             if (stream)
-                FL2_STREAM_STORE(grad + i, g);
+                FL2_STREAM_STORE(grad + i, g, LANES);
             else
                 for (int k = 0; k < LANES; k++) grad[i + k] = g[k];
         }
     }
+#endif
     for (int k = 0; i < end; i++, k++) {
         double dk = weights_only ? 0.0 : DIFF(i), wk = 1.0;
 #if HAS_WEIGHTS
@@ -170,6 +235,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     }
 #undef ELEMENT
 #undef DIFF
+#undef VDIFF
 }
 
 static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, int64_t start,
@@ -199,6 +265,7 @@ static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, 
 #undef GRAD_VALUE
 #undef FL2_STREAM_STORE
 #undef ACCUMULATE
+#undef VACCUMULATE
 #undef BLOCK_FN
 #undef T_PRED
 #ifdef T_TRUE

@@ -22,8 +22,8 @@
 
 /* Gradients from this size on are written with streaming stores: past the caches, reading
  * each line in before overwriting it only costs bandwidth. */
-#ifndef FL2_STREAM_MIN_BYTES
-#define FL2_STREAM_MIN_BYTES ((size_t)8 << 20)
+#ifndef FL2_DEFAULT_STREAM_MIN_BYTES
+#define FL2_DEFAULT_STREAM_MIN_BYTES ((int64_t)8 << 20)
 #endif
 
 /* Blocks a thread takes at a time. */
@@ -37,6 +37,7 @@ static const char *active_level = "baseline";
 static int requested_threads = 0; /* 0: OpenMP's default */
 static volatile int forked_child = 0;
 static int64_t parallel_threshold = FL2_DEFAULT_PARALLEL_THRESHOLD;
+static int64_t stream_min_bytes = FL2_DEFAULT_STREAM_MIN_BYTES;
 
 /* ---- instruction-set levels -------------------------------------------------------- */
 
@@ -163,6 +164,10 @@ int64_t fl2_parallel_threshold(void) { return parallel_threshold; }
 
 void fl2_set_parallel_threshold(int64_t n) { parallel_threshold = n > 0 ? n : 0; }
 
+int64_t fl2_stream_threshold(void) { return stream_min_bytes; }
+
+void fl2_set_stream_threshold(int64_t bytes) { stream_min_bytes = bytes > 0 ? bytes : 0; }
+
 static int threads_for(int64_t n, int64_t nblocks, int nthreads)
 {
 #ifdef _OPENMP
@@ -250,7 +255,7 @@ int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthr
     if (o) {
         size_t item = p->pred_dtype == FL2_FLOAT64 ? sizeof(double) : sizeof(float);
         outputs = *o;
-        outputs.stream = grad && (size_t)p->n * item >= FL2_STREAM_MIN_BYTES;
+        outputs.stream = grad && (int64_t)(p->n * item) >= stream_min_bytes;
         o = &outputs;
     }
     fl2_mode mode;

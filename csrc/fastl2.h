@@ -1,5 +1,5 @@
 /*
- * fastl2 kernels: the whole C API, plain C99 (+ OpenMP when available), no Python.h.
+ * fastl2 kernels: the whole C API, plain C11 (+ OpenMP when available), no Python.h.
  *
  * Every call walks the n elements in fixed blocks of FL2_BLOCK_SIZE.  Inside a block,
  * element i is accumulated into float64 lane (i % FL2_LANES); lanes are combined in a
@@ -67,8 +67,10 @@ void fl2_set_num_threads(int nthreads);
 int fl2_get_num_threads(void);
 int fl2_openmp_enabled(void);      /* 1 if built with OpenMP */
 int fl2_in_forked_child(void);     /* 1 after fork(): threads are not used any more */
-int64_t fl2_parallel_threshold(void);
+int64_t fl2_parallel_threshold(void);        /* elements; below it a call stays serial */
 void fl2_set_parallel_threshold(int64_t n);
+int64_t fl2_stream_threshold(void);          /* gradient bytes; from it on, streaming stores */
+void fl2_set_stream_threshold(int64_t bytes);
 
 /* Instruction-set level of the kernels in use. */
 const char *fl2_simd_level(void);

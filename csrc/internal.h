@@ -3,12 +3,10 @@
 #define FASTL2_INTERNAL_H
 
 #include <math.h>
-#include "fastl2.h"
+#include <string.h>
 
-/* Per-instruction-set kernels with a run-time choice need GCC or clang on x86-64. */
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(FL2_NO_DISPATCH)
-#define FL2_HAVE_X86_DISPATCH 1
-#endif
+#include "dispatch.h"
+#include "fastl2.h"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FL2_INLINE static inline __attribute__((always_inline))
@@ -23,27 +21,37 @@
 #include <emmintrin.h>
 #include <stdint.h>
 FL2_INLINE int fl2_stream_aligned(const void *p) { return ((uintptr_t)p & 15) == 0; }
-FL2_INLINE void fl2_stream_store_f32(float *dst, const float *src)
+/* count: a multiple of 4 */
+FL2_INLINE void fl2_stream_store_f32(float *dst, const float *src, int count)
 {
-    for (int k = 0; k < FL2_LANES; k += 4) _mm_stream_ps(dst + k, _mm_loadu_ps(src + k));
+    for (int k = 0; k < count; k += 4) _mm_stream_ps(dst + k, _mm_loadu_ps(src + k));
 }
-FL2_INLINE void fl2_stream_store_f64(double *dst, const double *src)
+FL2_INLINE void fl2_stream_store_f64(double *dst, const double *src, int count)
 {
-    for (int k = 0; k < FL2_LANES; k += 2) _mm_stream_pd(dst + k, _mm_loadu_pd(src + k));
+    for (int k = 0; k < count; k += 2) _mm_stream_pd(dst + k, _mm_loadu_pd(src + k));
 }
 /* Orders this thread's streaming stores before whatever it does next. */
 FL2_INLINE void fl2_stream_fence(void) { _mm_sfence(); }
 #else
 FL2_INLINE int fl2_stream_aligned(const void *p) { (void)p; return 0; }
-FL2_INLINE void fl2_stream_store_f32(float *dst, const float *src)
+FL2_INLINE void fl2_stream_store_f32(float *dst, const float *src, int count)
 {
-    for (int k = 0; k < FL2_LANES; k++) dst[k] = src[k];
+    for (int k = 0; k < count; k++) dst[k] = src[k];
 }
-FL2_INLINE void fl2_stream_store_f64(double *dst, const double *src)
+FL2_INLINE void fl2_stream_store_f64(double *dst, const double *src, int count)
 {
-    for (int k = 0; k < FL2_LANES; k++) dst[k] = src[k];
+    for (int k = 0; k < count; k++) dst[k] = src[k];
 }
 FL2_INLINE void fl2_stream_fence(void) {}
+#endif
+
+/* Fully unrolled lane loops are what the SLP vectoriser turns into vector code. */
+#if defined(__clang__)
+#define FL2_UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define FL2_UNROLL _Pragma("GCC unroll 16")
+#else
+#define FL2_UNROLL
 #endif
 
 /* A sum kept as an unevaluated pair hi + lo (|lo| <= ulp(hi)/2 after normalisation). */

@@ -4,6 +4,7 @@
  * The includer defines FL2_KERNEL_TABLE, the name of the table to define.
  */
 #include "internal.h"
+#include "vectors.h"
 
 #define FL2_CAT_(a, b) a##b
 #define FL2_CAT(a, b) FL2_CAT_(a, b)

@@ -1,11 +1,12 @@
 /* The kernels for x86-64 CPUs with AVX2 and FMA, chosen at run time (fastl2.c). */
-#include "internal.h"
+#include "dispatch.h"
 #if defined(FL2_HAVE_X86_DISPATCH)
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #else
 #pragma GCC target("avx2,fma")
 #endif
+#define FL2_VWIDTH 4
 #define FL2_KERNEL_TABLE fl2_kernels_avx2
 #include "kernels.h"
 #if defined(__clang__)

@@ -1,6 +1,7 @@
 """Configuration (backends, threads, environment variables), import side effects and the CLI."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -119,9 +120,19 @@ def test_require_compiled_raises_import_error_when_the_compiled_module_is_absent
 BLOCK_COMPILED = "import sys; sys.modules['fastl2._core'] = None  # makes `import fastl2._core` fail\n"
 
 
-def test_missing_compiled_module_falls_back_to_numpy():
-    code = BLOCK_COMPILED + "import fastl2; print(fastl2.get_backend(), 'cython' in fastl2.available_backends())"
-    assert run_python(code).stdout.split() == ["numpy", "False"]
+def test_missing_compiled_module_falls_back_to_numba_then_numpy():
+    code = BLOCK_COMPILED + (
+        "import sys, fastl2; imported = 'numba' in sys.modules; "
+        "print(fastl2.get_backend(), 'cython' in fastl2.available_backends(), imported)"
+    )
+    expected = "numba" if importlib.util.find_spec("numba") else "numpy"
+    # the automatic choice does not import numba before its first use
+    assert run_python(code).stdout.split() == [expected, "False", "False"]
+
+
+def test_missing_compiled_module_and_numba_fall_back_to_numpy():
+    code = BLOCK_COMPILED + "sys.modules['numba'] = None\nimport fastl2; print(fastl2.get_backend())"
+    assert run_python(code).stdout.split() == ["numpy"]
 
 
 def test_missing_compiled_module_with_require_compiled_raises_import_error():

@@ -68,7 +68,12 @@ def available_backends() -> list[str]:
 
 
 def get_backend() -> str:
-    """The name of the backend that computes: "cython", "numba" or "numpy"."""
+    """The name of the backend that computes: "cython", "numba" or "numpy".
+
+    >>> import fastl2
+    >>> fastl2.get_backend() in fastl2.available_backends()
+    True
+    """
     return _active_name
 
 
@@ -76,6 +81,13 @@ def set_backend(name: str) -> None:
     """Make ``name`` the backend that computes (``"cython"``, ``"numba"`` or ``"numpy"``).
 
     Raises ValueError for an unknown name, ImportError for a backend that is not available.
+
+    >>> import fastl2
+    >>> previous = fastl2.get_backend()
+    >>> fastl2.set_backend("numpy")
+    >>> fastl2.mse([0.0, 0.0], [1.0, 3.0])
+    np.float64(5.0)
+    >>> fastl2.set_backend(previous)
     """
     global _active_name, _active
     if name not in KNOWN_BACKENDS:
@@ -112,7 +124,15 @@ _requested_threads = 0  # 0: OpenMP's default (OMP_NUM_THREADS, threadpoolctl)
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (an int >= 1) for large inputs from now on."""
+    """Use ``n`` threads (an int >= 1) for large inputs from now on.
+
+    Results do not depend on it: every thread count gives the same bits.
+
+    >>> import fastl2
+    >>> fastl2.set_num_threads(2)
+    >>> fastl2.get_num_threads()
+    2
+    """
     global _requested_threads
     try:
         count = operator.index(n)
@@ -129,7 +149,12 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """The number of threads large inputs use: set_num_threads / FASTL2_NUM_THREADS, else
-    OpenMP's default (which follows OMP_NUM_THREADS and threadpoolctl)."""
+    OpenMP's default (which follows OMP_NUM_THREADS and threadpoolctl).
+
+    >>> import fastl2
+    >>> fastl2.get_num_threads() >= 1
+    True
+    """
     if _requested_threads:
         return _requested_threads
     if _core is not None:

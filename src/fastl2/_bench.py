@@ -13,8 +13,12 @@ Every method is checked against an exact value of what *that method* computes (`
 float64 products), so the table shows speed and accuracy side by side. The peers are defined once,
 in :data:`PEERS`; the pytest-benchmark suite in ``bench/`` reuses them.
 
-Run ``python -m fastl2 bench --help`` for the options. Unset ``OPENBLAS_CORETYPE`` and
-``OPENBLAS_L2_SIZE`` in the benchmark's environment where a machine sets them: they slow NumPy.
+Run ``python -m fastl2 bench --help`` for the options. Two environment notes:
+
+- Unset ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` where a machine sets them: they slow NumPy.
+- On small virtual machines, OpenMP threads that are not bound to cores can stall each parallel
+  call by a scheduler tick (rows of exactly 4, 8 or 16 ms, for fastl2, Numba and PyTorch alike);
+  ``OMP_PROC_BIND=spread OMP_PLACES=cores`` avoids it. It must be set before Python starts.
 """
 
 from __future__ import annotations
@@ -108,14 +112,16 @@ class Reference:
 
     The loss is ``math.fsum`` over the float64 element losses ``w * d * d`` with
     ``d = float64(y_pred) - float64(y_true)``, divided by ``n`` ("mean") or by ``fsum(w)``
-    ("weighted_mean"): the only roundings are those of the float64 products and the final division.
+    ("weighted_mean"): exact sums of the rounded float64 products, one rounding each, then one
+    division.
     """
 
     _CHUNK = 1 << 16
 
     def __init__(self, case: Case) -> None:
         self.case = case
-        self._losses: dict[str, float] = {}
+        self._sums: dict[str, float] = {}
+        self._grad: np.ndarray | None = None
 
     def _diff(self) -> np.ndarray:
         return self.case.y_pred.astype(np.float64) - self.case.y_true.astype(np.float64)
@@ -126,23 +132,29 @@ class Reference:
         chunks = (values[i : i + cls._CHUNK].tolist() for i in range(0, values.size, cls._CHUNK))
         return math.fsum(itertools.chain.from_iterable(chunks))
 
+    def _sum(self, what: str) -> float:
+        """The exact sum of the element losses ("losses") or of the weights ("weights")."""
+        if what not in self._sums:
+            weights = self.case.weights
+            if what == "weights":
+                self._sums[what] = self._fsum(weights.astype(np.float64))
+            else:
+                d = self._diff()
+                products = d * d if weights is None else weights.astype(np.float64) * d * d
+                self._sums[what] = self._fsum(products)
+        return self._sums[what]
+
     def loss(self, reduction: str = "mean") -> float:
         """The exact loss for ``reduction`` "mean" or "weighted_mean"."""
-        if reduction not in self._losses:
-            d = self._diff()
-            weights = self.case.weights
-            if weights is None:
-                total, divisor = self._fsum(d * d), float(self.case.n)
-            else:
-                w = weights.astype(np.float64)
-                total = self._fsum(w * d * d)
-                divisor = self._fsum(w) if reduction == "weighted_mean" else float(self.case.n)
-            self._losses[reduction] = total / divisor
-        return self._losses[reduction]
+        if reduction == "weighted_mean" and self.case.weights is not None:
+            return self._sum("losses") / self._sum("weights")
+        return self._sum("losses") / self.case.n
 
     def grad(self) -> np.ndarray:
         """The float64 gradient of the unweighted mean, ``2 d / n``."""
-        return self._diff() * (2.0 / self.case.n)
+        if self._grad is None:
+            self._grad = self._diff() * (2.0 / self.case.n)
+        return self._grad
 
 
 def relative_error(value: float, exact: float) -> float:
@@ -174,6 +186,7 @@ def _to_numpy(array: Any) -> np.ndarray:
 class Method:
     """One way of computing the benchmarked operations.
 
+    ``key`` is a short unique id (``"numpy"``, ``"fastl2-cython"``), ``name`` the row label.
     ``bind(case)`` prepares the inputs (tensors, buffers) outside the timing and returns the call to
     time. ``weighted_reduction`` says what the method's weighted loss divides by ("mean": ``n``;
     "weighted_mean": the sum of the weights), so that its error is measured against the right
@@ -341,16 +354,15 @@ def numba_kernels() -> SimpleNamespace:
             total += np.float64(weights[i]) * d * d
         return total / y_pred.shape[0]
 
-    def mse_and_grad(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, np.ndarray]:
+    def mse_and_grad(y_true: np.ndarray, y_pred: np.ndarray, grad: np.ndarray) -> float:
         n = y_pred.shape[0]
-        grad = np.empty_like(y_pred)
         scale = 2.0 / n
         total = 0.0
         for i in prange(n):
             d = np.float64(y_pred[i]) - np.float64(y_true[i])
             total += d * d
             grad[i] = scale * d
-        return total / n, grad
+        return total / n
 
     return SimpleNamespace(
         mse=_njit(numba, mse), wmse=_njit(numba, wmse), mse_and_grad=_njit(numba, mse_and_grad)
@@ -367,7 +379,13 @@ def numba_peer() -> Method:
             return lambda: kernels.mse(a, b)
         if case.op == "wmse":
             return lambda: kernels.wmse(a, b, w)
-        return lambda: kernels.mse_and_grad(a, b)
+
+        def mse_and_grad() -> tuple[float, np.ndarray]:
+            # NumPy allocates, as for fastl2 and NumPy: an np.empty_like inside @njit (Numba's
+            # own allocator) made the call 2-3 times slower at 10^7 elements on the test machine
+            grad = np.empty_like(b)
+            return kernels.mse_and_grad(a, b, grad), grad
+        return mse_and_grad
 
     return Method(
         key="numba",
@@ -377,7 +395,7 @@ def numba_peer() -> Method:
         describe={
             "mse": "@njit(parallel=True) one-pass prange loop, float64 accumulator",
             "wmse": "the same loop with w[i] * d * d",
-            "grad": "the same loop, also writing grad[i] = 2 d / n into a new array",
+            "grad": "the same loop, also writing grad[i] = 2 d / n into np.empty_like(b)",
         },
     )
 
@@ -421,7 +439,7 @@ def fastl2_method(backend: str, *, out: bool = False) -> Method:
         return lambda: fastl2.mse_and_grad(a, b)
 
     return Method(
-        key="fastl2",
+        key=f"fastl2-{backend}" + ("-out" if out else ""),
         name=f"fastl2[{backend}]" + (" out=" if out else ""),
         ops=frozenset({"grad"} if out else OPS),
         bind=bind,
@@ -517,8 +535,8 @@ def time_call(call: Call, budget: float = DEFAULT_BUDGET_S, repeat: int | None =
     """Time ``call`` (already called once: compiled, buffers touched).
 
     After a short warm-up, calls are batched so that one sample lasts at least
-    :data:`MIN_SAMPLE_S`; then as many samples as fit in ``budget`` seconds (at least 3), or
-    exactly ``repeat``, are taken. Returns the median time per call.
+    :data:`MIN_SAMPLE_S`; then samples are taken until ``budget`` seconds are spent (at least 3,
+    at most :data:`MAX_SAMPLES`), or exactly ``repeat`` of them. Returns the median per call.
     """
     with _gc_paused():
         number = max(1, math.ceil(MIN_SAMPLE_S / max(_warm_up(call), 1e-9)))
@@ -526,9 +544,13 @@ def time_call(call: Call, budget: float = DEFAULT_BUDGET_S, repeat: int | None =
         while elapsed < MIN_SAMPLE_S:  # the warm-up's fastest call was not representative
             number = math.ceil(number * min(max(1.5 * MIN_SAMPLE_S / elapsed, 2.0), 100.0))
             elapsed = _time_batch(call, number)
-        samples = repeat or int(min(max(budget / elapsed, 3), MAX_SAMPLES))
-        times = [_time_batch(call, number) / number for _ in range(samples)]
-    return Timing(statistics.median(times), samples, number)
+        times: list[float] = []
+        deadline = time.perf_counter() + budget
+        while len(times) < (repeat or MAX_SAMPLES):
+            times.append(_time_batch(call, number) / number)
+            if repeat is None and len(times) >= 3 and time.perf_counter() >= deadline:
+                break
+    return Timing(statistics.median(times), len(times), number)
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,7 +565,8 @@ class Result:
     op: str
     dtype: str
     n: int
-    method: str
+    method: str  # the row label, Method.name
+    key: str  # Method.key
     seconds: float = math.nan
     samples: int = 0
     calls_per_sample: int = 0
@@ -559,7 +582,7 @@ class Result:
 def measure(method: Method, case: Case, reference: Reference, budget: float,
             repeat: int | None) -> Result:
     """Warm up (JIT compile, first touch), check and time one method on one case."""
-    result = Result(case.op, case.dtype, case.n, method.name)
+    result = Result(case.op, case.dtype, case.n, method.name, method.key)
     try:
         with method.use():
             call = method.bind(case)
@@ -577,7 +600,7 @@ def measure(method: Method, case: Case, reference: Reference, budget: float,
     result.rel_error = relative_error(loss, result.exact)
     if grad is not None:
         exact_grad = reference.grad()
-        scale = float(np.max(np.abs(exact_grad)))
+        scale = float(np.max(np.abs(exact_grad))) or 1.0
         result.grad_error = float(np.max(np.abs(grad - exact_grad))) / scale
     return result
 
@@ -593,17 +616,13 @@ def run(cells: Sequence[tuple[str, str, int]], methods: Sequence[Method],
         case = make_case(op, dtype, n)
         reference = Reference(case)
         rows = [measure(m, case, reference, budget, repeat) for m in methods if op in m.ops]
-        baseline = next((r for r in rows if r.method == _baseline_name(methods)), None)
+        baseline = next((r for r in rows if r.key == BASELINE), None)
         for row in rows:
             if baseline is not None and row.error is None and baseline.error is None:
                 row.speedup = baseline.seconds / row.seconds
         results.extend(rows)
         del case, reference
     return results
-
-
-def _baseline_name(methods: Sequence[Method]) -> str | None:
-    return next((m.name for m in methods if m.key == BASELINE), None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -634,19 +653,24 @@ def _version(distribution: str) -> str | None:
 _TIMING_ENVIRONMENT = ("OMP_", "GOMP_", "KMP_", "OPENBLAS_", "MKL_", "NUMBA_", "FASTL2_")
 
 
-def machine_info() -> dict[str, Any]:
+def timing_environment() -> dict[str, str]:
+    """The environment variables that change timings (take it before the peers' imports edit it)."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(_TIMING_ENVIRONMENT)}
+
+
+def machine_info(environment: dict[str, str] | None = None) -> dict[str, Any]:
     """What the numbers depend on: CPU, cores, fastl2's configuration and the peers' versions."""
     import fastl2
 
-    try:
-        usable = len(os.sched_getaffinity(0))
+    try:  # the main thread's CPUs: fewer than all where OMP_PROC_BIND pinned it at start-up
+        affinity = sorted(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        usable = os.cpu_count()
+        affinity = list(range(os.cpu_count() or 1))
     module = sys.modules.get
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
-        "usable_cores": usable,
+        "main_thread_cpus": affinity,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "fastl2": getattr(fastl2, "__version__", "unknown"),
@@ -657,8 +681,7 @@ def machine_info() -> dict[str, Any]:
         "torch": getattr(module("torch"), "__version__", None) or _version("torch"),
         "numba": getattr(module("numba"), "__version__", None) or _version("numba"),
         "scikit-learn": _version("scikit-learn"),
-        "environment": {k: v for k, v in sorted(os.environ.items())
-                        if k.startswith(_TIMING_ENVIRONMENT)},
+        "environment": timing_environment() if environment is None else environment,
     }
 
 
@@ -669,12 +692,13 @@ def format_header(info: dict[str, Any], skipped: dict[str, str]) -> str:
     )
     lines = [
         f"fastl2 {info['fastl2']} benchmark",
-        f"  machine : {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable),"
-        f" {info['platform']}",
+        f"  machine : {info['cpu']}, {info['cores']} cores, {info['platform']}",
         f"  fastl2  : backend {info['backend']} (available: {', '.join(info['backends'])}),"
         f" threads {info['threads']}",
         f"  python  : {info['python']}; {versions}",
     ]
+    if len(info["main_thread_cpus"]) < (info["cores"] or 0):
+        lines.append(f"  affinity: main thread on CPUs {info['main_thread_cpus']}")
     if info["environment"]:
         lines.append("  env     : " + " ".join(f"{k}={v}" for k, v in info["environment"].items()))
     lines += [f"  skipped : {key}: {reason}" for key, reason in skipped.items()]
@@ -788,9 +812,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fastl2 bench",
         description="Time fastl2's mse, weighted mse and mse_and_grad against NumPy, PyTorch, "
         "scikit-learn and Numba, and check every result against an exact value.",
+        epilog="Rows of exactly 4, 8 or 16 ms for parallel methods on a small virtual machine: "
+        "rerun with OMP_PROC_BIND=spread OMP_PLACES=cores set.",
     )
     parser.add_argument("--sizes", nargs="+", default=[",".join(map(str, DEFAULT_SIZES))],
-                        metavar="N", help="element counts, e.g. 16,1e6 (default: %(default)s)")
+                        metavar="N", help="element counts, e.g. 16,1e6 "
+                        f"(default: {','.join(map(str, DEFAULT_SIZES))})")
     parser.add_argument("--dtypes", type=_choices(DEFAULT_DTYPES), default=list(DEFAULT_DTYPES),
                         help="float32,float64 (default: both)")
     parser.add_argument("--ops", type=_choices(OPS), default=list(OPS),
@@ -837,10 +864,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     started = time.perf_counter()
+    environment = timing_environment()  # scikit-learn's import sets KMP_* variables
     methods, skipped = load_methods(args.methods)
     if args.threads is not None:
         set_threads(args.threads, methods)
-    info = machine_info()
+    info = machine_info(environment)
     print(format_header(info, skipped), flush=True)
     cells = [(op, dtype, n) for op in args.ops for dtype in args.dtypes for n in sizes]
     results = run(cells, methods, args.budget, args.repeat, progress)

@@ -33,6 +33,7 @@ def config() -> dict[str, object]:
         facts["simd level"] = core.simd_level()
         facts["simd levels on this cpu"] = ", ".join(core.simd_levels_available())
         facts["parallel from"] = f"{core.parallel_threshold()} elements"
+        facts["streaming stores from"] = f"{core.stream_threshold() >> 20} MiB of gradient"
         facts["block size"] = core.BLOCK_SIZE
         if core.in_forked_child():
             facts["forked child"] = "yes: kernels run serially"

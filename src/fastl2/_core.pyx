@@ -55,6 +55,8 @@ cdef extern from "fastl2.h" nogil:
     int fl2_in_forked_child()
     int64_t fl2_parallel_threshold()
     void fl2_set_parallel_threshold(int64_t n)
+    int64_t fl2_stream_threshold()
+    void fl2_set_stream_threshold(int64_t bytes)
     const char *fl2_simd_level()
     const char *fl2_simd_levels_available()
     int fl2_set_simd_level(const char *name)
@@ -107,7 +109,15 @@ def parallel_threshold():
     return fl2_parallel_threshold()
 
 def set_parallel_threshold(int64_t n):
+    """Elements from which calls use threads (bench/tune_thresholds.py measures it)."""
     fl2_set_parallel_threshold(n)
+
+def stream_threshold():
+    return fl2_stream_threshold()
+
+def set_stream_threshold(int64_t nbytes):
+    """Gradient bytes from which streaming stores are used (bench/tune_thresholds.py)."""
+    fl2_set_stream_threshold(nbytes)
 
 def simd_level():
     return fl2_simd_level().decode()

@@ -1,44 +1,56 @@
 """The Numba backend: the kernels of csrc/ written with Numba, bit-identical to them.
 
 Every kernel mirrors csrc/block_template.h operation for operation: blocks of BLOCK_SIZE
-elements, element i of a block accumulated into float64 lane i % 16 (with compensated lanes
-when any input is float64), lanes and block partials combined by the same bottom-up pairwise
+elements, element i of a block accumulated into float64 lane i % LANES (compensated lanes when
+any input is float64), lanes and block partials combined by the same bottom-up pairwise
 double-double tree (csrc/internal.h).  No fastmath: it would reorder the sums.
 
 Each combination of (loss, y_true or not, weights or not, what is computed, compensated,
-gradient dtype, serial or parallel) is its own compiled function, made on first use by
-:func:`_kernel` with the choices as closure constants, so that no branch is left per element.
-Large inputs run the blocks on Numba's threads (``prange``); each block writes its own
-partial, so the result does not depend on the thread count.  Compiled code is cached on disk
-(``cache=True``), where Numba finds a writable place; otherwise it is compiled in memory.
+gradient dtype, serial or parallel) is its own function, made on first use by
+:func:`_kernel` with the choices as closure constants, so no branch is left per element; Numba
+then compiles it once per dtype combination.  Inputs from PARALLEL_THRESHOLD elements on run
+their blocks on Numba's threads (``prange``); each block writes its own partial, so the result
+does not depend on the thread count.
+
+Compiled code is cached on disk (``cache=True``) where Numba finds a writable place: beside
+this module, else the user's cache directory (or ``NUMBA_CACHE_DIR``); with none, kernels are
+compiled in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.core import config as numba_config
+from numba.extending import intrinsic
 
 from ._plan import BLOCK_SIZE, Plan
 
 #: Interleaved float64 accumulators inside a block (csrc/fastl2.h: FL2_LANES).
 LANES = 16
 
-#: Below this many elements a call never enters Numba's thread pool (csrc: 16 blocks).
+#: Below this many elements a call never enters Numba's thread pool (as csrc/fastl2.c).
 PARALLEL_THRESHOLD = 16 * BLOCK_SIZE
 
 # What one kernel computes (csrc/internal.h: fl2_mode).
 _SUMS, _SUMS_GRAD, _GRAD, _ELEM, _ELEM_GRAD, _WEIGHTS = range(6)
+_MODE_NAMES = ("sums", "sums_grad", "grad", "elem", "elem_grad", "weights")
+
+# ---- threads ----------------------------------------------------------------------------------
 
 _requested_threads = 0  # 0: Numba's own setting (NUMBA_NUM_THREADS, numba.set_num_threads)
-_forked_child = False  # set in a fork()ed child: its thread pool state is not to be trusted
+_forked_child = False
 
 
 def _after_fork_in_child() -> None:
-    """A forked child runs serially: the parent's OpenMP pool does not survive fork()."""
+    # Numba's OpenMP (GNU) or workqueue pool does not survive fork(): a child that entered a
+    # parallel region after the parent used one would wait forever.  The child stays serial.
     global _forked_child
     _forked_child = True
 
@@ -48,41 +60,82 @@ if hasattr(os, "register_at_fork"):
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` of Numba's threads for large inputs (0: Numba's own setting)."""
+    """Use ``n`` of Numba's threads for large inputs from now on (0: Numba's own setting).
+
+    More than ``numba.config.NUMBA_NUM_THREADS`` (the size of Numba's pool) runs with all of
+    them; results are the same for every count.
+    """
     global _requested_threads
     _requested_threads = max(0, int(n))
 
 
 def get_num_threads() -> int:
-    """The number of threads large inputs use."""
+    """The number of threads large inputs run on."""
     if _forked_child:
         return 1
     if _requested_threads:
-        return min(_requested_threads, numba.config.NUMBA_NUM_THREADS)
+        return min(_requested_threads, numba_config.NUMBA_NUM_THREADS)
     return numba.get_num_threads()
 
 
 def in_forked_child() -> bool:
-    """True in a fork()ed child, where the kernels run serially."""
+    """True in a fork()ed child, where every kernel runs serially."""
     return _forked_child
 
 
-# ---- compilation --------------------------------------------------------------------------
-
-_jit_lock = threading.Lock()
-
+# ---- compilation -----------------------------------------------------------------------------
 
 def _jit(function, **options):
     """``njit(cache=True)``, compiled in memory where no cache directory is writable.
 
-    Numba caches next to the module (``__pycache__``), else in the user's cache directory,
-    or in ``NUMBA_CACHE_DIR`` when that is set; it raises RuntimeError when none is writable.
+    Numba picks the first writable of NUMBA_CACHE_DIR, this package's ``__pycache__`` and the
+    user's cache directory, and raises RuntimeError at decoration when none is.
     """
     try:
         return njit(cache=True, **options)(function)
     except RuntimeError:
         return njit(cache=False, **options)(function)
 
+
+_compile_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def _slp_vectorized():
+    """Compile with LLVM's SLP vectorizer, which Numba leaves off by default.
+
+    The 16 lanes of a block are 16 independent scalar chains after unrolling; only the SLP
+    vectorizer turns them into vector instructions (it never reassociates floating-point
+    operations, so results do not change).  The switch is read when a function is compiled.
+    """
+    with _compile_lock:
+        previous = numba_config.SLP_VECTORIZE
+        numba_config.SLP_VECTORIZE = 1
+        try:
+            yield
+        finally:
+            numba_config.SLP_VECTORIZE = previous
+
+
+@intrinsic
+def _stack_buffer(typingctx, count, dtype):
+    """A pointer to ``count`` (a literal int) uninitialised values on the stack.
+
+    Lane accumulators on the stack, unlike NumPy arrays, are private to the function, so LLVM
+    keeps them in registers.  ``dtype`` is a NumPy float type.
+    """
+    if not isinstance(count, types.IntegerLiteral) or not isinstance(dtype, types.NumberClass):
+        return None
+    element = dtype.instance_type
+    size = count.literal_value
+
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, context.get_value_type(element), size=size)
+
+    return types.CPointer(element)(count, dtype), codegen
+
+
+# Helpers of the kernels: compiled into each kernel (and cached with it), never called alone.
 
 def _dd_add(a_hi, a_lo, b_hi, b_lo):
     """csrc/internal.h fl2_dd_add: error-free sum of two double-doubles, normalised."""
@@ -96,11 +149,11 @@ def _dd_add(a_hi, a_lo, b_hi, b_lo):
     return hi, e - (hi - s)
 
 
-_dd_add = _jit(_dd_add, inline="always")
+_dd_add = njit(_dd_add)
 
 
 def _combine_lanes(hi, lo):
-    """csrc/internal.h fl2_dd_combine over LANES pairs, in place; returns the total pair."""
+    """csrc/internal.h fl2_dd_combine over the LANES pairs (hi[k], lo[k]), in place."""
     step = 1
     while step < LANES:
         for i in range(0, LANES - step, 2 * step):
@@ -109,11 +162,11 @@ def _combine_lanes(hi, lo):
     return hi[0], lo[0]
 
 
-_combine_lanes = _jit(_combine_lanes, inline="always")
+_combine_lanes = njit(_combine_lanes)
 
 
 def _combine_partials(partials):
-    """csrc/fastl2.c combine_partials: (loss, weight sum) of the per-block partials."""
+    """csrc/fastl2.c combine_partials: (loss sum, weight sum) of the block partials."""
     m = partials.shape[0]
     step = 1
     while step < m:
@@ -128,128 +181,65 @@ def _combine_partials(partials):
     return partials[0, 0] + partials[0, 1], partials[0, 2] + partials[0, 3]
 
 
-_combine_partials = _jit(_combine_partials, nogil=True)
+_combine_partials = njit(_combine_partials)
 
 
 def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, parallel):
-    """The kernel of one specialisation: every argument is a compile-time constant in it."""
+    """The kernel of one specialisation; every argument is a compile-time constant in it.
+
+    ``kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem) -> (loss, weights)``
+    where the arrays not used are None.  Numba prunes the branches on these constants before
+    it builds the parallel loop, so none is left in the loops.
+    """
     want_sums = mode in (_SUMS, _SUMS_GRAD, _WEIGHTS)
     want_grad = mode in (_SUMS_GRAD, _GRAD, _ELEM_GRAD)
     want_elem = mode in (_ELEM, _ELEM_GRAD)
     weights_only = mode == _WEIGHTS
     block_size = BLOCK_SIZE
     lanes = LANES
+    # Chunk offsets are unsigned, so indexing needs no negative-index wraparound and the 16
+    # loads of a chunk are seen as consecutive.
+    u_lanes = np.uint64(LANES)
 
-    def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, partials, nthreads):
+    def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem):
         n = y_pred.shape[0]
         nblocks = (n + block_size - 1) // block_size
         quotient = scale / divisor
-        if parallel:
-            previous_threads = numba.get_num_threads()
-            if nthreads > 0:
-                numba.set_num_threads(nthreads)
+        partials = np.empty((nblocks if want_sums else 0, 4))
+
         for b in prange(nblocks):
             start = b * block_size
             end = min(start + block_size, n)
-            acc = np.zeros((4, lanes))  # loss sums, loss errors, weight sums, weight errors
-            d = np.zeros(lanes)
-            wk = np.ones(lanes)
-            g = np.zeros(lanes)
+            # loss sums, loss errors, weight sums, weight errors: LANES each
+            acc = numba.carray(_stack_buffer(64, np.float64), (4, lanes))
+            d = numba.carray(_stack_buffer(16, np.float64), lanes)
+            wk = numba.carray(_stack_buffer(16, np.float64), lanes)
+            for k in range(lanes):
+                acc[0, k] = 0.0
+                acc[1, k] = 0.0
+                acc[2, k] = 0.0
+                acc[3, k] = 0.0
+                d[k] = 0.0
+                wk[k] = 1.0
+
             row = 0
             row_end = 0
             if has_weights:
                 row = start // repeat
                 row_end = (row + 1) * repeat
-            i = start
-            while i + lanes <= end:
-                # All reads of the chunk come before its writes: grad may be y_pred.
-                if not weights_only:
-                    for k in range(lanes):
-                        if has_true:
-                            d[k] = np.float64(y_pred[i + k]) - np.float64(y_true[i + k])
-                        else:
-                            d[k] = np.float64(y_pred[i + k])
-                if has_weights:
-                    if repeat == 1:
-                        for k in range(lanes):
-                            wk[k] = np.float64(weights[i + k])
-                    elif i + lanes <= row_end:
-                        wr = np.float64(weights[row])
-                        for k in range(lanes):
-                            wk[k] = wr
-                    else:
-                        for k in range(lanes):
-                            while i + k >= row_end:
-                                row += 1
-                                row_end += repeat
-                            wk[k] = np.float64(weights[row])
-                for k in range(lanes):
-                    if not weights_only:
-                        dk = d[k]
-                        if absolute:
-                            l = abs(dk)
-                        else:
-                            l = dk * dk
-                        if has_weights:
-                            wl = wk[k] * l
-                        else:
-                            wl = l
-                        if want_sums:
-                            if compensated:
-                                t = acc[0, k] + wl
-                                z = t - acc[0, k]
-                                acc[1, k] += (acc[0, k] - (t - z)) + (wl - z)
-                                acc[0, k] = t
-                            else:
-                                acc[0, k] += wl
-                        if want_elem:
-                            elem[i + k] = wl
-                        if want_grad:
-                            if absolute:
-                                if dk > 0:
-                                    gk = 1.0
-                                elif dk < 0:
-                                    gk = -1.0
-                                else:
-                                    gk = dk * 0.0
-                            else:
-                                gk = dk
-                            if has_weights:
-                                gk = wk[k] * gk
-                            if grad64:
-                                g[k] = (scale * gk) / divisor
-                            else:
-                                g[k] = quotient * gk
-                    if has_weights and want_sums:
-                        x = wk[k]
-                        if compensated:
-                            t = acc[2, k] + x
-                            z = t - acc[2, k]
-                            acc[3, k] += (acc[2, k] - (t - z)) + (x - z)
-                            acc[2, k] = t
-                        else:
-                            acc[2, k] += x
-                if want_grad:
-                    for k in range(lanes):
-                        grad[i + k] = g[k]
-                i += lanes
-            k = 0
-            while i < end:
-                dk = 0.0
-                if not weights_only:
-                    if has_true:
-                        dk = np.float64(y_pred[i]) - np.float64(y_true[i])
-                    else:
-                        dk = np.float64(y_pred[i])
-                wi = 1.0
-                if has_weights:
-                    if repeat == 1:
-                        wi = np.float64(weights[i])
-                    else:
-                        while i >= row_end:
-                            row += 1
-                            row_end += repeat
-                        wi = np.float64(weights[row])
+
+            def add(s, e, k, x):
+                # One compensated (TwoSum) or plain addition of x to lane k of sums s.
+                if compensated:
+                    t = acc[s, k] + x
+                    z = t - acc[s, k]
+                    acc[e, k] += (acc[s, k] - (t - z)) + (x - z)
+                    acc[s, k] = t
+                else:
+                    acc[s, k] += x
+
+            def element(i, k, dk, wi):
+                # csrc/block_template.h ELEMENT: element i, difference dk, weight wi, lane k.
                 if not weights_only:
                     if absolute:
                         l = abs(dk)
@@ -260,13 +250,7 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                     else:
                         wl = l
                     if want_sums:
-                        if compensated:
-                            t = acc[0, k] + wl
-                            z = t - acc[0, k]
-                            acc[1, k] += (acc[0, k] - (t - z)) + (wl - z)
-                            acc[0, k] = t
-                        else:
-                            acc[0, k] += wl
+                        add(0, 1, k, wl)
                     if want_elem:
                         elem[i] = wl
                     if want_grad:
@@ -286,15 +270,59 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                         else:
                             grad[i] = quotient * gk
                 if has_weights and want_sums:
-                    if compensated:
-                        t = acc[2, k] + wi
-                        z = t - acc[2, k]
-                        acc[3, k] += (acc[2, k] - (t - z)) + (wi - z)
-                        acc[2, k] = t
+                    add(2, 3, k, wi)
+
+            nchunks = (end - start) // lanes
+            base = np.uint64(start)
+            for c in range(nchunks):
+                i = base + np.uint64(c) * u_lanes
+                # All reads of a chunk come before its writes: grad may be y_pred itself.
+                if not weights_only:
+                    for k in range(lanes):
+                        if has_true:
+                            d[k] = np.float64(y_pred[i + np.uint64(k)]) - np.float64(
+                                y_true[i + np.uint64(k)]
+                            )
+                        else:
+                            d[k] = np.float64(y_pred[i + np.uint64(k)])
+                if has_weights:
+                    first = start + c * lanes
+                    if repeat == 1:
+                        for k in range(lanes):
+                            wk[k] = np.float64(weights[i + np.uint64(k)])
+                    elif first + lanes <= row_end:
+                        wr = np.float64(weights[row])
+                        for k in range(lanes):
+                            wk[k] = wr
                     else:
-                        acc[2, k] += wi
-                i += 1
+                        for k in range(lanes):
+                            while first + k >= row_end:
+                                row += 1
+                                row_end += repeat
+                            wk[k] = np.float64(weights[row])
+                for k in range(lanes):
+                    element(i + np.uint64(k), k, d[k], wk[k])
+
+            k = 0
+            for j in range(start + nchunks * lanes, end):
+                dj = 0.0
+                if not weights_only:
+                    if has_true:
+                        dj = np.float64(y_pred[j]) - np.float64(y_true[j])
+                    else:
+                        dj = np.float64(y_pred[j])
+                wj = 1.0
+                if has_weights:
+                    if repeat == 1:
+                        wj = np.float64(weights[j])
+                    else:
+                        while j >= row_end:
+                            row += 1
+                            row_end += repeat
+                        wj = np.float64(weights[row])
+                element(j, k, dj, wj)
                 k += 1
+
             if want_sums:
                 if not compensated:
                     for k in range(lanes):
@@ -306,10 +334,34 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                 else:
                     partials[b, 2] = np.float64(end - start)
                     partials[b, 3] = 0.0
-        if parallel:
-            numba.set_num_threads(previous_threads)
 
-    return _jit(kernel, parallel=parallel, nogil=True, error_model="numpy")
+        if want_sums:
+            return _combine_partials(partials)
+        return 0.0, 0.0
+
+    # One cache index file per specialisation (the constants are also in each entry's key).
+    kernel.__name__ = kernel.__qualname__ = "_".join(
+        (
+            "absolute" if absolute else "squared",
+            "true" if has_true else "penalty",
+            "weighted" if has_weights else "unweighted",
+            _MODE_NAMES[mode],
+            "compensated" if compensated else "plain",
+            ("grad64" if grad64 else "grad32") if want_grad else "nograd",
+            "parallel" if parallel else "serial",
+        )
+    )
+    dispatcher = _jit(kernel, parallel=parallel, nogil=True, error_model="numpy")
+    # Numba's dispatcher calls _compile_for_args for argument types it has no code for yet:
+    # that compilation (or cache load) runs with the SLP vectorizer on.
+    compile_for_args = dispatcher._compile_for_args
+
+    def _compile_for_args(*args, **kws):
+        with _slp_vectorized():
+            return compile_for_args(*args, **kws)
+
+    dispatcher._compile_for_args = _compile_for_args
+    return dispatcher
 
 
 _kernels: dict = {}
@@ -318,52 +370,60 @@ _kernels: dict = {}
 def _kernel(key):
     function = _kernels.get(key)
     if function is None:
-        with _jit_lock:
+        with _compile_lock:
             function = _kernels.get(key)
             if function is None:
                 function = _kernels[key] = _make_kernel(*key)
     return function
 
 
-# ---- the backend interface ------------------------------------------------------------------
+_parallel_lock = threading.Lock()
 
-def _threads_for(n: int) -> int:
-    """0 for the serial kernel, else the thread count to run the parallel one with."""
-    if _forked_child or n < PARALLEL_THRESHOLD:
+
+# ---- the backend interface --------------------------------------------------------------------
+
+def _parallel_threads(n: int) -> int:
+    """0 for the serial kernel, else how many threads the parallel one runs on."""
+    if n < PARALLEL_THRESHOLD or _forked_child:
         return 0
     if _requested_threads:
-        return min(_requested_threads, numba.config.NUMBA_NUM_THREADS)
+        return min(_requested_threads, numba_config.NUMBA_NUM_THREADS)
     return numba.get_num_threads()
 
 
 def _pass(plan: Plan, mode: int, grad, scale: float, divisor: float, elementwise):
-    n = plan.n
-    y_pred = plan.y_pred
     y_true = plan.y_true
     weights = plan.weights
-    compensated = plan.result_dtype == np.float64
-    threads = _threads_for(n)
+    threads = _parallel_threads(plan.n)
     if mode == _WEIGHTS:
         y_true = None
-        key = (False, False, True, mode, compensated, False, threads > 0)
+        key = (False, False, True, mode, plan.result_dtype == np.float64, False, threads > 0)
     else:
         key = (
             plan.loss == "absolute",
             y_true is not None,
             weights is not None,
             mode,
-            compensated,
+            plan.result_dtype == np.float64,
             grad is not None and grad.dtype == np.float64,
             threads > 0,
         )
-    partials = None
-    if mode in (_SUMS, _SUMS_GRAD, _WEIGHTS):
-        partials = np.empty((-(-n // BLOCK_SIZE), 4))
-    _kernel(key)(
-        y_true, y_pred, weights, plan.weights_repeat, grad, scale, divisor, elementwise, partials,
-        threads,
-    )
-    return partials
+    kernel = _kernel(key)
+    args = (y_true, plan.y_pred, weights, plan.weights_repeat, grad, scale, divisor, elementwise)
+    if not threads:
+        return kernel(*args)
+    # One parallel call at a time: Numba's workqueue threading layer (where OpenMP and TBB are
+    # missing) aborts the process when two threads launch parallel work at once.
+    with _parallel_lock:
+        # numba.set_num_threads applies to the calling thread only: set it for this call.
+        previous = numba.get_num_threads()
+        if threads != previous:
+            numba.set_num_threads(threads)
+        try:
+            return kernel(*args)
+        finally:
+            if threads != previous:
+                numba.set_num_threads(previous)
 
 
 def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_divisor: float = 1.0,
@@ -372,6 +432,7 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
 
     The gradient is ``(grad_scale * (w * l'(d))) / grad_divisor`` for float64 gradients and
     ``(grad_scale / grad_divisor) * (w * l'(d))`` for float32 ones, as in csrc/fastl2.h.
+    With ``elementwise`` nothing is summed and (0.0, 0.0) is returned.
     """
     if elementwise is not None:
         mode = _ELEM_GRAD if grad is not None else _ELEM
@@ -383,16 +444,11 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
         return 0.0, 0.0
     if plan.n == 0:
         return 0.0, 0.0
-    partials = _pass(plan, mode, grad, float(grad_scale), float(grad_divisor), elementwise)
-    if partials is None:
-        return 0.0, 0.0
-    loss_sum, weight_sum = _combine_partials(partials)
-    return float(loss_sum), float(weight_sum)
+    return _pass(plan, mode, grad, float(grad_scale), float(grad_divisor), elementwise)
 
 
 def weight_sum(plan: Plan) -> float:
     """Sum of the weights over all elements, bit-identical to ``run``'s weight sum."""
     if plan.weights is None or plan.n == 0:
         return float(plan.n)
-    partials = _pass(plan, _WEIGHTS, None, 0.0, 1.0, None)
-    return float(_combine_partials(partials)[1])
+    return _pass(plan, _WEIGHTS, None, 0.0, 1.0, None)[1]

@@ -1,0 +1,23 @@
+"""The examples in the public docstrings run and print what they show."""
+
+import doctest
+
+import pytest
+
+import fastl2
+
+PUBLIC = [getattr(fastl2, name) for name in fastl2.__all__ if callable(getattr(fastl2, name))]
+
+
+@pytest.mark.parametrize("function", PUBLIC + [fastl2], ids=lambda f: getattr(f, "__name__", "fastl2"))
+def test_docstring_examples_run(function, backend):
+    doc = function.__doc__ or ""
+    test = doctest.DocTestParser().get_doctest(doc, {}, function.__name__, None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0
+
+
+def test_every_public_function_has_an_example():
+    missing = [f.__name__ for f in PUBLIC if ">>>" not in (f.__doc__ or "") and f.__name__ != "show_config"]
+    assert not missing
