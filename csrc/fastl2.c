@@ -26,7 +26,7 @@
 #define FL2_DEFAULT_STREAM_MIN_BYTES ((int64_t)8 << 20)
 #endif
 
-/* Blocks a thread takes at a time. */
+/* The fewest blocks a thread takes at a time. */
 #define FL2_BLOCKS_PER_TASK 4
 
 /* Block partials of calls up to this many blocks live on the stack. */
@@ -231,9 +231,10 @@ static int run(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, fl2_su
     }
 #ifdef _OPENMP
     else {
-        /* Dynamic: on a shared machine a descheduled thread's blocks go to the others
-         * instead of stalling the call; the result does not depend on who computes what. */
-#pragma omp parallel for schedule(dynamic, FL2_BLOCKS_PER_TASK) num_threads(nt)
+        /* Guided: long contiguous runs first (what the prefetchers like), then ever smaller
+         * ones, so that on a shared machine a descheduled thread's blocks go to the others
+         * instead of stalling the call.  Who computes a block never changes its result. */
+#pragma omp parallel for schedule(guided, FL2_BLOCKS_PER_TASK) num_threads(nt)
         for (int64_t b = 0; b < nblocks; b++) {
             int64_t start = b * FL2_BLOCK_SIZE, end = start + FL2_BLOCK_SIZE < n ? start + FL2_BLOCK_SIZE : n;
             kernel(p, o, mode, start, end, part ? part + b : NULL);

@@ -3,6 +3,9 @@
 #define FASTL2_VECTORS_H
 
 #include "internal.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 /* Vectors of FL2_VWIDTH lanes (GCC and clang vector extensions), the width of the target's
  * registers in doubles: each kernels_<level>.c sets it.
@@ -31,11 +34,21 @@ FL2_INLINE fl2_vd fl2_load_f64(const double *p)
     memcpy(&v, p, sizeof v);
     return v;
 }
+/* GCC lowers __builtin_convertvector of wide float vectors piecewise (GCC 12: two
+ * vcvtps2pd ymm and a shuffle for 8 floats), so the x86 levels use the one instruction. */
 FL2_INLINE fl2_vd fl2_load_f32(const float *p)
 {
+#if FL2_VWIDTH == 8 && defined(__AVX512F__)
+    return (fl2_vd)_mm512_cvtps_pd(_mm256_loadu_ps(p));
+#elif FL2_VWIDTH == 4 && defined(__AVX__)
+    return (fl2_vd)_mm256_cvtps_pd(_mm_loadu_ps(p));
+#elif FL2_VWIDTH == 2 && defined(__SSE2__)
+    return (fl2_vd)_mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)p)));
+#else
     fl2_vf v;
     memcpy(&v, p, sizeof v);
     return __builtin_convertvector(v, fl2_vd);
+#endif
 }
 #define FL2_VLOAD(p) _Generic((p), const float *: fl2_load_f32, float *: fl2_load_f32, \
                               const double *: fl2_load_f64, double *: fl2_load_f64)(p)

@@ -167,9 +167,14 @@ def test_numba_nan_and_inf_propagate_as_in_the_cython_backend(switch, size):
                 np.testing.assert_array_equal(g, e)
     y_true[:] = 0.0
     y_pred[:] = 0.0
-    y_pred[1], y_pred[2] = np.inf, -np.inf  # inf - inf in the sums: nan, as IEEE addition gives
-    assert np.isnan(on(switch, "numba", fastl2.mse, y_true, y_pred, reduction="sum"))
-    assert np.isnan(on(switch, "cython", fastl2.mse, y_true, y_pred, reduction="sum"))
+    weights[:] = 1.0
+    y_pred[1] = y_pred[size - 1] = np.inf
+    weights[size - 1] = -1.0  # inf - inf in the sums: nan, as IEEE addition gives
+    for backend in ("cython", "numba"):
+        assert np.isnan(on(switch, backend, fastl2.mse, y_true, y_pred, weights, reduction="sum")), backend
+        weights[size - 1] = 1.0
+        assert on(switch, backend, fastl2.mae, y_true, y_pred, weights, reduction="sum") == np.inf, backend
+        weights[size - 1] = -1.0
 
 
 @pytest.mark.skipif(not HAVE_CYTHON, reason=NO_CYTHON)

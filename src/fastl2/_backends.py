@@ -180,6 +180,12 @@ def _import_compiled():
 
 
 def _configure_from_environment():
+    simd = os.environ.get("FASTL2_SIMD")
+    if simd and _core is not None:
+        try:
+            _core.set_simd_level(simd)
+        except ValueError as exc:
+            warnings.warn(f"FASTL2_SIMD={simd!r} ignored: {exc}", RuntimeWarning, stacklevel=3)
     threads = os.environ.get("FASTL2_NUM_THREADS")
     if threads:
         try:

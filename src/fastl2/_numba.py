@@ -7,8 +7,8 @@ double-double tree (csrc/internal.h).  No fastmath: it would reorder the sums.
 
 Each combination of (loss, y_true or not, weights or not, what is computed, compensated,
 gradient dtype, serial or parallel) is its own function, made on first use by
-:func:`_kernel` with the choices as closure constants, so no branch is left per element; Numba
-then compiles it once per dtype combination.  Inputs from PARALLEL_THRESHOLD elements on run
+:func:`_make_kernel` with the choices as closure constants, so no branch is left per element;
+Numba compiles it once per dtype combination.  Inputs from PARALLEL_THRESHOLD elements on run
 their blocks on Numba's threads (``prange``); each block writes its own partial, so the result
 does not depend on the thread count.
 
@@ -38,6 +38,8 @@ LANES = 16
 #: Below this many elements a call never enters Numba's thread pool (as csrc/fastl2.c).
 PARALLEL_THRESHOLD = 16 * BLOCK_SIZE
 
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
 # What one kernel computes (csrc/internal.h: fl2_mode).
 _SUMS, _SUMS_GRAD, _GRAD, _ELEM, _ELEM_GRAD, _WEIGHTS = range(6)
 _MODE_NAMES = ("sums", "sums_grad", "grad", "elem", "elem_grad", "weights")
@@ -49,8 +51,10 @@ _forked_child = False
 
 
 def _after_fork_in_child() -> None:
-    # Numba's OpenMP (GNU) or workqueue pool does not survive fork(): a child that entered a
-    # parallel region after the parent used one would wait forever.  The child stays serial.
+    # Numba's thread pool does not survive fork(): after the parent ran parallel work, a child
+    # that launches some is terminated by Numba's GNU OpenMP layer ("fork() called from a
+    # process already using GNU OpenMP") or waits on threads that no longer exist.  The child
+    # stays serial.
     global _forked_child
     _forked_child = True
 
@@ -365,55 +369,31 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
 
 
 _kernels: dict = {}
-
-
-def _kernel(key):
-    function = _kernels.get(key)
-    if function is None:
-        with _compile_lock:
-            function = _kernels.get(key)
-            if function is None:
-                function = _kernels[key] = _make_kernel(*key)
-    return function
-
-
 _parallel_lock = threading.Lock()
 
-
-# ---- the backend interface --------------------------------------------------------------------
 
 def _parallel_threads(n: int) -> int:
     """0 for the serial kernel, else how many threads the parallel one runs on."""
     if n < PARALLEL_THRESHOLD or _forked_child:
         return 0
-    if _requested_threads:
-        return min(_requested_threads, numba_config.NUMBA_NUM_THREADS)
-    return numba.get_num_threads()
+    threads = get_num_threads()
+    return threads if threads > 1 else 0
 
 
-def _pass(plan: Plan, mode: int, grad, scale: float, divisor: float, elementwise):
-    y_true = plan.y_true
-    weights = plan.weights
-    threads = _parallel_threads(plan.n)
-    if mode == _WEIGHTS:
-        y_true = None
-        key = (False, False, True, mode, plan.result_dtype == np.float64, False, threads > 0)
-    else:
-        key = (
-            plan.loss == "absolute",
-            y_true is not None,
-            weights is not None,
-            mode,
-            plan.result_dtype == np.float64,
-            grad is not None and grad.dtype == np.float64,
-            threads > 0,
-        )
-    kernel = _kernel(key)
-    args = (y_true, plan.y_pred, weights, plan.weights_repeat, grad, scale, divisor, elementwise)
+def _launch(absolute, has_true, has_weights, mode, compensated, grad64, n, args):
+    """Runs the kernel of this specialisation on ``args``; returns (loss sum, weight sum)."""
+    threads = _parallel_threads(n)
+    key = (absolute, has_true, has_weights, mode, compensated, grad64, threads > 0)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        with _compile_lock:
+            kernel = _kernels.get(key)
+            if kernel is None:
+                kernel = _kernels[key] = _make_kernel(*key)
     if not threads:
         return kernel(*args)
-    # One parallel call at a time: Numba's workqueue threading layer (where OpenMP and TBB are
-    # missing) aborts the process when two threads launch parallel work at once.
+    # One parallel call at a time: Numba's workqueue threading layer (used where OpenMP and
+    # TBB are missing) aborts the process when two threads launch parallel work at once.
     with _parallel_lock:
         # numba.set_num_threads applies to the calling thread only: set it for this call.
         previous = numba.get_num_threads()
@@ -425,6 +405,8 @@ def _pass(plan: Plan, mode: int, grad, scale: float, divisor: float, elementwise
             if threads != previous:
                 numba.set_num_threads(previous)
 
+
+# ---- the backend interface --------------------------------------------------------------------
 
 def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_divisor: float = 1.0,
         elementwise=None):
@@ -442,13 +424,99 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
         mode = _GRAD
     else:
         return 0.0, 0.0
-    if plan.n == 0:
+    n = plan.n
+    if n == 0:
         return 0.0, 0.0
-    return _pass(plan, mode, grad, float(grad_scale), float(grad_divisor), elementwise)
+    y_true, weights = plan.y_true, plan.weights
+    return _launch(
+        plan.loss == "absolute",
+        y_true is not None,
+        weights is not None,
+        mode,
+        plan.result_dtype == _FLOAT64,
+        grad is not None and grad.dtype == _FLOAT64,
+        n,
+        (y_true, plan.y_pred, weights, plan.weights_repeat, grad, float(grad_scale),
+         float(grad_divisor), elementwise),
+    )
 
 
 def weight_sum(plan: Plan) -> float:
     """Sum of the weights over all elements, bit-identical to ``run``'s weight sum."""
-    if plan.weights is None or plan.n == 0:
-        return float(plan.n)
-    return _pass(plan, _WEIGHTS, None, 0.0, 1.0, None)[1]
+    n = plan.n
+    if plan.weights is None or n == 0:
+        return float(n)
+    args = (None, plan.y_pred, plan.weights, plan.weights_repeat, None, 0.0, 1.0, None)
+    return _launch(False, False, True, _WEIGHTS, plan.result_dtype == _FLOAT64, False, n, args)[1]
+
+
+# ---- fast paths ----------------------------------------------------------------------------------
+# The common call -- two C-contiguous ndarrays of one native float dtype and shape, no weights,
+# reduction "mean" -- goes straight to the kernel, skipping the plan (a few microseconds), as
+# fastl2._core's fast paths do; every other call goes to the planned functions given to _bind.
+
+_fast_path_enabled = False
+_planned_mse = _planned_mse_grad = _planned_mse_and_grad = None
+
+
+def _bind(fast: bool, mse, mse_grad, mse_and_grad) -> None:
+    """Connect the fast paths to the planned functions (fastl2._api's mse, mse_grad, ...)."""
+    global _fast_path_enabled, _planned_mse, _planned_mse_grad, _planned_mse_and_grad
+    _fast_path_enabled = fast
+    _planned_mse, _planned_mse_grad, _planned_mse_and_grad = mse, mse_grad, mse_and_grad
+
+
+def _set_fast_path(enabled: bool) -> None:
+    global _fast_path_enabled
+    _fast_path_enabled = enabled
+
+
+def _simple(y_true, y_pred) -> bool:
+    if type(y_true) is not np.ndarray or type(y_pred) is not np.ndarray:
+        return False
+    dtype = y_pred.dtype
+    if dtype is not _FLOAT64 and dtype is not _FLOAT32 and dtype != _FLOAT64 and dtype != _FLOAT32:
+        return False  # (== also rejects the non-native byte orders)
+    return (
+        (y_true.dtype is dtype or y_true.dtype == dtype)
+        and y_true.shape == y_pred.shape
+        and y_pred.size > 0
+        and y_true.flags.c_contiguous
+        and y_pred.flags.c_contiguous
+    )
+
+
+def _mean_pass(y_true, y_pred, mode, grad):
+    """The kernel pass of a simple call; the reduced "mean" loss as a float."""
+    flat_grad = grad
+    if y_pred.ndim != 1:
+        y_true, y_pred = y_true.reshape(-1), y_pred.reshape(-1)
+        flat_grad = None if grad is None else grad.reshape(-1)
+    n = y_pred.shape[0]
+    f64 = y_pred.dtype.itemsize == 8
+    args = (y_true, y_pred, None, 1, flat_grad, 2.0, float(n), None)
+    return _launch(False, True, False, mode, f64, f64 and grad is not None, n, args)[0] / n
+
+
+def mse(y_true, y_pred, weights=None, *, axis=None, reduction="mean"):
+    if (_fast_path_enabled and weights is None and axis is None and reduction == "mean"
+            and _simple(y_true, y_pred)):
+        return y_pred.dtype.type(_mean_pass(y_true, y_pred, _SUMS, None))
+    return _planned_mse(y_true, y_pred, weights, axis=axis, reduction=reduction)
+
+
+def mse_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
+    if (_fast_path_enabled and weights is None and out is None and reduction == "mean"
+            and _simple(y_true, y_pred)):
+        grad = np.empty_like(y_pred)
+        _mean_pass(y_true, y_pred, _GRAD, grad)
+        return grad
+    return _planned_mse_grad(y_true, y_pred, weights, reduction=reduction, out=out)
+
+
+def mse_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
+    if (_fast_path_enabled and weights is None and out is None and reduction == "mean"
+            and _simple(y_true, y_pred)):
+        grad = np.empty_like(y_pred)
+        return y_pred.dtype.type(_mean_pass(y_true, y_pred, _SUMS_GRAD, grad)), grad
+    return _planned_mse_and_grad(y_true, y_pred, weights, reduction=reduction, out=out)

@@ -1,0 +1,71 @@
+"""The compiled kernels give the same bits on every instruction-set level this CPU has."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastl2
+
+core = fastl2._backends.compiled_module()
+pytestmark = pytest.mark.skipif(core is None, reason="the compiled kernels are not built (pure-Python install)")
+
+
+@pytest.fixture
+def restore_level():
+    level = core.simd_level()
+    yield
+    core.set_simd_level(level)
+
+
+def _inputs(dtype_true, dtype_pred, weighted, n=3 * 8192 + 77):
+    rng = np.random.default_rng(7)
+    y_true = rng.standard_normal(n).astype(dtype_true)
+    y_pred = rng.standard_normal(n).astype(dtype_pred)
+    weights = rng.random(n) + 0.5 if weighted else None
+    return y_true, y_pred, weights
+
+
+def _everything(y_true, y_pred, weights):
+    """Every kernel mode: sums, sums + gradient, gradient, elementwise, MAE, the L2 penalty."""
+    results = []
+    for reduction in ("mean", "weighted_mean", "sum", "none"):
+        results.append(fastl2.mse(y_true, y_pred, weights, reduction=reduction))
+        results.extend(fastl2.mse_and_grad(y_true, y_pred, weights, reduction=reduction))
+        results.extend(fastl2.mae_and_grad(y_true, y_pred, weights, reduction=reduction))
+    results.append(fastl2.l2_penalty(y_pred, 0.5))
+    results.append(fastl2.l2_penalty_grad(y_pred, 0.5))
+    return [np.asarray(r).tobytes() for r in results]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize(
+    "dtypes", [(np.float32, np.float32), (np.float64, np.float64), (np.float32, np.float64)],
+    ids=["float32", "float64", "mixed"],
+)
+def test_every_simd_level_gives_the_same_bits(dtypes, weighted, restore_level):
+    fastl2.set_backend("cython")
+    levels = core.simd_levels_available()
+    inputs = _inputs(*dtypes, weighted)
+    results = {}
+    for level in levels:
+        core.set_simd_level(level)
+        results[level] = _everything(*inputs)
+    for level in levels[1:]:
+        assert results[level] == results[levels[0]], f"{level} differs from {levels[0]}"
+
+
+def test_unknown_simd_level_is_rejected_naming_the_available_ones():
+    with pytest.raises(ValueError, match="available"):
+        core.set_simd_level("sse9")
+
+
+def test_fastl2_simd_environment_variable_forces_a_level():
+    env = {**os.environ, "FASTL2_SIMD": "baseline"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import fastl2; print(fastl2._backends.compiled_module().simd_level())"],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.strip() == "baseline"
