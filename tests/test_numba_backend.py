@@ -201,6 +201,62 @@ def test_numba_empty_input_follows_the_api(switch):
     assert fastl2.mse_grad(empty, empty).shape == (0,)
 
 
+# --------------------------------------------------------------------------- fast paths
+
+
+def _planned(name):
+    """fastl2._api's planned function (the compiled fast path wraps it when built)."""
+    function = getattr(fastl2._api, name)
+    return getattr(function, "__wrapped__", function)
+
+
+@pytest.fixture
+def numba_fast_paths(switch):
+    """fastl2._numba's fast paths, bound to the planned functions, with numba computing."""
+    switch("numba")
+    numba_backend_module._bind(True, _planned("mse"), _planned("mse_grad"), _planned("mse_and_grad"))
+    yield numba_backend_module
+    numba_backend_module._bind(False, None, None, None)
+
+
+def _simple_inputs():
+    rng = np.random.default_rng(21)
+    for dtype in (F32, F64):
+        for shape in ((1,), (17,), (BLOCK_SIZE + 3,), (300_001,), (40, 7), ()):
+            yield rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype), {}
+
+
+def _other_inputs():
+    rng = np.random.default_rng(22)
+    t, p = rng.standard_normal(1000), rng.standard_normal(1000)
+    yield t, p, {"weights": rng.uniform(0, 1, 1000)}
+    yield t, p, {"reduction": "sum"}
+    yield t, p, {"reduction": "none"}
+    yield t[::2], p[::2], {}
+    yield t.astype(F32), p, {}
+    yield t.astype(np.float16), p.astype(np.float16), {}
+    yield t.astype(">f8"), p.astype(">f8"), {}
+    yield list(t[:5]), list(p[:5]), {}
+    yield np.zeros(0), np.zeros(0), {"reduction": "sum"}
+
+
+@pytest.mark.skipif(not HAVE_CYTHON, reason=NO_CYTHON)
+@pytest.mark.parametrize("name", ["mse", "mse_grad", "mse_and_grad"])
+def test_numba_fast_paths_give_the_bits_of_the_cython_backend(numba_fast_paths, switch, name):
+    for y_true, y_pred, _ in _simple_inputs():
+        got = bits(getattr(numba_fast_paths, name)(y_true, y_pred))
+        expected = bits(on(switch, "cython", getattr(fastl2, name), y_true, y_pred))
+        switch("numba")
+        assert got == expected, f"{name} on {y_pred.dtype} {y_pred.shape}"
+
+
+@pytest.mark.parametrize("name", ["mse", "mse_grad", "mse_and_grad"])
+def test_numba_fast_paths_hand_every_other_call_to_the_planned_path(numba_fast_paths, name):
+    for y_true, y_pred, kwargs in _other_inputs():
+        got = bits(getattr(numba_fast_paths, name)(y_true, y_pred, **kwargs))
+        assert got == bits(_planned(name)(y_true, y_pred, **kwargs))
+
+
 # --------------------------------------------------------------------------- threads
 
 THREAD_N = 2_000_003

@@ -1,6 +1,6 @@
 """The public functions: arguments -> plan (fastl2._plan) -> one backend pass -> result.
 
-When the compiled module is built, ``mse``, ``mse_grad`` and ``mse_and_grad`` exported by
+When the compiled module is built, the functions of ``_core.FAST_PATH_FUNCTIONS`` exported by
 fastl2 are its fast-path versions, which answer the common call directly and hand every
 other call to the functions below.
 """
@@ -238,20 +238,19 @@ def l2_penalty_grad(params, lam, *, out=None):
 # ---- the compiled fast paths ----------------------------------------------------------------
 
 def _compiled_fast_paths():
-    """Replaces mse, mse_grad and mse_and_grad by the compiled module's versions, if built."""
-    global mse, mse_grad, mse_and_grad
+    """Replaces the functions with a compiled fast path by the compiled module's versions."""
     core = _backends.compiled_module()
     if core is None:
         return
-    core._bind(_backends.get_backend() == "cython", mse, mse_grad, mse_and_grad)
-    public = []
-    for planned in (mse, mse_grad, mse_and_grad):
-        fast = getattr(core, planned.__name__)
-        fast.__doc__ = planned.__doc__
-        fast.__wrapped__ = planned  # inspect.signature and help() show the planned signature
+    module = globals()
+    planned = {name: module[name] for name in core.FAST_PATH_FUNCTIONS}
+    core._bind(_backends.get_backend() == "cython", planned)
+    for name, function in planned.items():
+        fast = getattr(core, name)
+        fast.__doc__ = function.__doc__
+        fast.__wrapped__ = function  # inspect.signature and help() show the planned signature
         fast.__module__ = "fastl2"
-        public.append(fast)
-    mse, mse_grad, mse_and_grad = public
+        module[name] = fast
 
 
 _compiled_fast_paths()

@@ -4,9 +4,9 @@
 Two kinds of entry point live here:
 
 * ``run`` and ``weight_sum`` execute a plan made by ``fastl2._plan`` (any arguments);
-* ``mse``, ``mse_grad`` and ``mse_and_grad`` are the public functions themselves when this
-  module is built: the common call (two C-contiguous arrays of one float dtype, default
-  arguments) is answered here without any Python-level work, and every other call is
+* ``mse``, ``mae`` and their ``*_grad`` and ``*_and_grad`` functions are the public functions
+  themselves when this module is built: the common call (C-contiguous float32/float64 arrays
+  of one shape) is answered here without any Python-level work, and every other call is
   handed to the planned path in ``fastl2._api``.
 """
 
@@ -73,17 +73,23 @@ cdef int64_t GIL_RELEASE_MIN = 1 << 14
 
 # Set by fastl2._backends: the fast paths below run only while this backend is active.
 cdef bint fast_path_enabled = False
-# Set by fastl2._api: the planned implementations every other call goes to.
-cdef object planned_mse = None
-cdef object planned_mse_grad = None
-cdef object planned_mse_and_grad = None
+# Set by fastl2._api: the planned implementations every other call goes to, by name.
+cdef dict planned = {}
+
+#: The public functions this module has a fast path for.
+FAST_PATH_FUNCTIONS = ("mse", "mae", "mse_grad", "mae_grad", "mse_and_grad", "mae_and_grad")
 
 
-def _bind(bint fast, mse, mse_grad, mse_and_grad):
+def _bind(bint fast, dict functions):
     """Connect the fast paths to the planned path (called by fastl2 at import)."""
-    global fast_path_enabled, planned_mse, planned_mse_grad, planned_mse_and_grad
+    global fast_path_enabled
     fast_path_enabled = fast
-    planned_mse, planned_mse_grad, planned_mse_and_grad = mse, mse_grad, mse_and_grad
+    planned.update(functions)
+
+
+def _planned_for_tests():
+    """The dict of planned functions the fast paths fall back to (tests swap entries)."""
+    return planned
 
 
 def _set_fast_path(bint enabled):
@@ -203,105 +209,187 @@ def weight_sum(plan):
 
 
 # ---- the fast paths --------------------------------------------------------------------
+#
+# A call qualifies when its arrays are exact ndarrays of native float32/float64, C-contiguous
+# and aligned, of one shape and not empty; weights (if any) are of that shape too; the
+# reduction is "mean", "weighted_mean" or "sum"; ``out`` (if any) is a writable C-contiguous
+# array of y_pred's dtype and shape that overlaps no input but y_pred itself.  Anything else -
+# including every call that must raise - goes to the planned path, which computes the same
+# bits the same way.
 
-cdef inline bint same_simple_float_arrays(object y_true, object y_pred):
-    """Both exact ndarrays, one native float dtype, C-contiguous, aligned, one shape, not empty."""
-    if type(y_true) is not cnp.ndarray or type(y_pred) is not cnp.ndarray:
-        return False
-    cdef cnp.ndarray a = <cnp.ndarray>y_true, b = <cnp.ndarray>y_pred
-    cdef int t = cnp.PyArray_TYPE(b)
-    if t != cnp.NPY_DOUBLE and t != cnp.NPY_FLOAT:
-        return False
-    if cnp.PyArray_TYPE(a) != t:
-        return False
+cdef object NOT_FAST = object()
+
+cdef enum:
+    RED_MEAN = 0
+    RED_SUM = 1
+    RED_WEIGHTED_MEAN = 2
+
+
+cdef inline int reduction_code(object reduction):
+    if reduction is "mean" or reduction == "mean":
+        return RED_MEAN
+    if reduction == "sum":
+        return RED_SUM
+    if reduction == "weighted_mean":
+        return RED_WEIGHTED_MEAN
+    return -1
+
+
+cdef inline int simple_dtype(object x):
+    """The kernel dtype of a plain, C-contiguous, aligned float ndarray, else -1."""
+    if type(x) is not cnp.ndarray:
+        return -1
+    cdef cnp.ndarray a = <cnp.ndarray>x
     cdef int req = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
-    if (cnp.PyArray_FLAGS(a) & req) != req or (cnp.PyArray_FLAGS(b) & req) != req:
-        return False
-    if not cnp.PyArray_ISNOTSWAPPED(a) or not cnp.PyArray_ISNOTSWAPPED(b):
-        return False
-    cdef int nd = cnp.PyArray_NDIM(b)
-    if cnp.PyArray_NDIM(a) != nd:
-        return False
-    if nd and memcmp(cnp.PyArray_DIMS(a), cnp.PyArray_DIMS(b), nd * sizeof(cnp.npy_intp)) != 0:
-        return False
-    return cnp.PyArray_SIZE(b) > 0
+    if (cnp.PyArray_FLAGS(a) & req) != req or not cnp.PyArray_ISNOTSWAPPED(a):
+        return -1
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_DOUBLE:
+        return FL2_FLOAT64
+    if t == cnp.NPY_FLOAT:
+        return FL2_FLOAT32
+    return -1
 
 
-cdef inline void simple_problem(fl2_problem *p, cnp.ndarray y_true, cnp.ndarray y_pred):
-    cdef fl2_dtype t = FL2_FLOAT64 if cnp.PyArray_TYPE(y_pred) == cnp.NPY_DOUBLE else FL2_FLOAT32
-    p.loss = FL2_SQUARED
-    p.n = cnp.PyArray_SIZE(y_pred)
-    p.y_true = cnp.PyArray_DATA(y_true)
-    p.y_pred = cnp.PyArray_DATA(y_pred)
-    p.weights = NULL
-    p.true_dtype = p.pred_dtype = p.weights_dtype = t
-    p.weights_repeat = 1
+cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
+    cdef int nd = cnp.PyArray_NDIM(a)
+    if cnp.PyArray_NDIM(b) != nd:
+        return False
+    return nd == 0 or memcmp(cnp.PyArray_DIMS(a), cnp.PyArray_DIMS(b), nd * sizeof(cnp.npy_intp)) == 0
 
 
-cdef object run_simple(fl2_problem *p, fl2_outputs *o, bint want_loss):
-    """Runs the kernel; returns the mean loss as a NumPy scalar, or None without want_loss."""
+cdef inline bint disjoint(cnp.ndarray a, cnp.ndarray b):
+    """Whether two C-contiguous arrays share no byte."""
+    cdef char *pa = <char *>cnp.PyArray_DATA(a)
+    cdef char *pb = <char *>cnp.PyArray_DATA(b)
+    return pa + cnp.PyArray_NBYTES(a) <= pb or pb + cnp.PyArray_NBYTES(b) <= pa
+
+
+cdef object scalar_of(double value, bint single):
+    cdef float value32
+    if single:
+        value32 = <float>value
+        return PyArray_Scalar(&value32, cnp.PyArray_DescrFromType(cnp.NPY_FLOAT), None)
+    return PyArray_Scalar(&value, cnp.PyArray_DescrFromType(cnp.NPY_DOUBLE), None)
+
+
+cdef object fast_call(fl2_loss loss, object y_true, object y_pred, object weights,
+                      object reduction, object out, bint want_loss, bint want_grad):
+    """The whole call for the common case, or NOT_FAST."""
+    cdef fl2_problem p
+    cdef fl2_outputs o
     cdef fl2_sums sums
-    cdef int status
-    cdef double mean
-    cdef float mean32
+    cdef int status, red, t_true, t_pred, t_weights = FL2_FLOAT32
+    cdef double divisor, weight_sum
+    cdef cnp.ndarray a, b, grad = None
+    if not fast_path_enabled:
+        return NOT_FAST
+    red = reduction_code(reduction)
+    t_true = simple_dtype(y_true)
+    t_pred = simple_dtype(y_pred)
+    if red < 0 or t_true < 0 or t_pred < 0:
+        return NOT_FAST
+    a, b = <cnp.ndarray>y_true, <cnp.ndarray>y_pred
+    if not same_shape(a, b) or cnp.PyArray_SIZE(b) == 0:
+        return NOT_FAST
+    p.loss = loss
+    p.n = cnp.PyArray_SIZE(b)
+    p.y_true, p.y_pred = cnp.PyArray_DATA(a), cnp.PyArray_DATA(b)
+    p.true_dtype, p.pred_dtype = <fl2_dtype>t_true, <fl2_dtype>t_pred
+    p.weights, p.weights_dtype, p.weights_repeat = NULL, FL2_FLOAT64, 1
+    if weights is not None:
+        t_weights = simple_dtype(weights)
+        if t_weights < 0 or not same_shape(<cnp.ndarray>weights, b):
+            return NOT_FAST
+        p.weights = cnp.PyArray_DATA(<cnp.ndarray>weights)
+        p.weights_dtype = <fl2_dtype>t_weights
+    if want_grad:
+        if out is None:
+            grad = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(b), cnp.PyArray_DIMS(b), cnp.PyArray_TYPE(b), 0)
+        else:
+            if (simple_dtype(out) != t_pred or not same_shape(<cnp.ndarray>out, b)
+                    or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)):
+                return NOT_FAST
+            grad = <cnp.ndarray>out
+            if not disjoint(grad, a) or (weights is not None and not disjoint(grad, <cnp.ndarray>weights)):
+                return NOT_FAST
+            if not disjoint(grad, b) and cnp.PyArray_DATA(grad) != cnp.PyArray_DATA(b):
+                return NOT_FAST
+    cdef bint single = t_true == FL2_FLOAT32 and t_pred == FL2_FLOAT32 and (
+        weights is None or t_weights == FL2_FLOAT32)
+
+    # The gradient's divisor must be known before its first element is written.
+    divisor = 1.0 if red == RED_SUM else <double>p.n
+    if want_grad and red == RED_WEIGHTED_MEAN and weights is not None:
+        if p.n >= GIL_RELEASE_MIN:
+            with nogil:
+                status = fl2_weight_sum(&p, &weight_sum, 0)
+        else:
+            status = fl2_weight_sum(&p, &weight_sum, 0)
+        if status != 0 or weight_sum == 0.0:
+            return NOT_FAST  # the planned path raises the right error
+        divisor = weight_sum
+    o.grad = cnp.PyArray_DATA(grad) if want_grad else NULL
+    o.grad_scale = 2.0 if loss == FL2_SQUARED else 1.0
+    o.grad_divisor = divisor
+    o.elementwise = NULL
+    sums.loss = sums.weights = 0.0
     if p.n >= GIL_RELEASE_MIN:
         with nogil:
-            status = fl2_run(p, o, &sums if want_loss else NULL, 0)
+            status = fl2_run(&p, &o, &sums if want_loss else NULL, 0)
     else:
-        status = fl2_run(p, o, &sums if want_loss else NULL, 0)
+        status = fl2_run(&p, &o, &sums if want_loss else NULL, 0)
     if status != 0:
         raise MemoryError("fastl2: no memory for the block partials")
     if not want_loss:
-        return None
-    mean = sums.loss / <double>p.n
-    if p.pred_dtype == FL2_FLOAT64:
-        return PyArray_Scalar(&mean, cnp.PyArray_DescrFromType(cnp.NPY_DOUBLE), None)
-    mean32 = <float>mean
-    return PyArray_Scalar(&mean32, cnp.PyArray_DescrFromType(cnp.NPY_FLOAT), None)
-
-
-cdef inline cnp.ndarray new_grad_like(cnp.ndarray y_pred):
-    return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(y_pred), cnp.PyArray_DIMS(y_pred),
-                             cnp.PyArray_TYPE(y_pred), 0)
+        return grad
+    if red == RED_WEIGHTED_MEAN:
+        if sums.weights == 0.0:
+            return NOT_FAST  # the planned path raises the right error
+        divisor = sums.weights
+    value = scalar_of(sums.loss / divisor, single)
+    return (value, grad) if want_grad else value
 
 
 def mse(y_true, y_pred, weights=None, *, axis=None, reduction="mean"):
-    cdef fl2_problem p
-    if (fast_path_enabled and weights is None and axis is None and reduction == "mean"
-            and same_simple_float_arrays(y_true, y_pred)):
-        simple_problem(&p, y_true, y_pred)
-        return run_simple(&p, NULL, True)
-    return planned_mse(y_true, y_pred, weights, axis=axis, reduction=reduction)
+    if axis is None:
+        result = fast_call(FL2_SQUARED, y_true, y_pred, weights, reduction, None, True, False)
+        if result is not NOT_FAST:
+            return result
+    return planned["mse"](y_true, y_pred, weights, axis=axis, reduction=reduction)
+
+
+def mae(y_true, y_pred, weights=None, *, axis=None, reduction="mean"):
+    if axis is None:
+        result = fast_call(FL2_ABSOLUTE, y_true, y_pred, weights, reduction, None, True, False)
+        if result is not NOT_FAST:
+            return result
+    return planned["mae"](y_true, y_pred, weights, axis=axis, reduction=reduction)
 
 
 def mse_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    cdef fl2_problem p
-    cdef fl2_outputs o
-    cdef cnp.ndarray grad
-    if (fast_path_enabled and weights is None and out is None and reduction == "mean"
-            and same_simple_float_arrays(y_true, y_pred)):
-        simple_problem(&p, y_true, y_pred)
-        grad = new_grad_like(y_pred)
-        o.grad = cnp.PyArray_DATA(grad)
-        o.grad_scale = 2.0
-        o.grad_divisor = <double>p.n
-        o.elementwise = NULL
-        run_simple(&p, &o, False)
-        return grad
-    return planned_mse_grad(y_true, y_pred, weights, reduction=reduction, out=out)
+    result = fast_call(FL2_SQUARED, y_true, y_pred, weights, reduction, out, False, True)
+    if result is not NOT_FAST:
+        return result
+    return planned["mse_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
+
+
+def mae_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
+    result = fast_call(FL2_ABSOLUTE, y_true, y_pred, weights, reduction, out, False, True)
+    if result is not NOT_FAST:
+        return result
+    return planned["mae_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
 
 
 def mse_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    cdef fl2_problem p
-    cdef fl2_outputs o
-    cdef cnp.ndarray grad
-    if (fast_path_enabled and weights is None and out is None and reduction == "mean"
-            and same_simple_float_arrays(y_true, y_pred)):
-        simple_problem(&p, y_true, y_pred)
-        grad = new_grad_like(y_pred)
-        o.grad = cnp.PyArray_DATA(grad)
-        o.grad_scale = 2.0
-        o.grad_divisor = <double>p.n
-        o.elementwise = NULL
-        return run_simple(&p, &o, True), grad
-    return planned_mse_and_grad(y_true, y_pred, weights, reduction=reduction, out=out)
+    result = fast_call(FL2_SQUARED, y_true, y_pred, weights, reduction, out, True, True)
+    if result is not NOT_FAST:
+        return result
+    return planned["mse_and_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
+
+
+def mae_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
+    result = fast_call(FL2_ABSOLUTE, y_true, y_pred, weights, reduction, out, True, True)
+    if result is not NOT_FAST:
+        return result
+    return planned["mae_and_grad"](y_true, y_pred, weights, reduction=reduction, out=out)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import threading
 
 import numba
@@ -29,6 +30,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.core import config as numba_config
 from numba.extending import intrinsic
+from llvmlite import ir
 
 from ._plan import BLOCK_SIZE, Plan
 
@@ -37,6 +39,14 @@ LANES = 16
 
 #: Below this many elements a call never enters Numba's thread pool (as csrc/fastl2.c).
 PARALLEL_THRESHOLD = 16 * BLOCK_SIZE
+
+#: Gradients of at least this many bytes are written with streaming (non-temporal) stores on
+#: x86-64, past the caches, as csrc/fastl2.c does (FL2_DEFAULT_STREAM_MIN_BYTES).
+STREAM_MIN_BYTES = 8 << 20
+_STREAMING_STORES = platform.machine().lower() in ("x86_64", "amd64")
+
+#: Serial calls of up to this many blocks keep their block partials on the stack.
+STACK_BLOCKS = 16
 
 _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
@@ -139,6 +149,48 @@ def _stack_buffer(typingctx, count, dtype):
     return types.CPointer(element)(count, dtype), codegen
 
 
+@intrinsic
+def _stream_store_16(typingctx, array, index, values):
+    """array[index:index + 16] = values[:16] (a stack buffer of float64), one streaming store.
+
+    The caller checks that &array[index] is 16-byte aligned; values are rounded to the
+    array's dtype exactly as an assignment does.
+    """
+    if not isinstance(array, types.Array) or not isinstance(array.dtype, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type, index_type, _ = signature.args
+        data = context.make_array(array_type)(context, builder, args[0]).data
+        start = builder.gep(data, [context.cast(builder, args[1], index_type, types.intp)])
+        element = context.get_value_type(array_type.dtype)
+        vector_type = ir.VectorType(element, 16)
+        vector = ir.Constant(vector_type, ir.Undefined)
+        for k in range(16):
+            value = builder.load(builder.gep(args[2], [ir.IntType(64)(k)]))
+            value = context.cast(builder, value, types.float64, array_type.dtype)
+            vector = builder.insert_element(vector, value, ir.IntType(32)(k))
+        store = builder.store(vector, builder.bitcast(start, vector_type.as_pointer()), align=16)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+        return context.get_dummy_value()
+
+    return types.void(array, index, values), codegen
+
+
+@intrinsic
+def _store_fence(typingctx):
+    """x86 sfence: orders this thread's streaming stores before whatever it does next."""
+
+    def codegen(context, builder, signature, args):
+        sfence = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence"
+        )
+        builder.call(sfence, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
 # Helpers of the kernels: compiled into each kernel (and cached with it), never called alone.
 
 def _dd_add(a_hi, a_lo, b_hi, b_lo):
@@ -201,6 +253,10 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
     weights_only = mode == _WEIGHTS
     block_size = BLOCK_SIZE
     lanes = LANES
+    stack_blocks = STACK_BLOCKS
+    stack_slots = 4 * STACK_BLOCKS
+    streaming = _STREAMING_STORES
+    stream_min_bytes = STREAM_MIN_BYTES
     # Chunk offsets are unsigned, so indexing needs no negative-index wraparound and the 16
     # loads of a chunk are seen as consecutive.
     u_lanes = np.uint64(LANES)
@@ -209,7 +265,15 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
         n = y_pred.shape[0]
         nblocks = (n + block_size - 1) // block_size
         quotient = scale / divisor
-        partials = np.empty((nblocks if want_sums else 0, 4))
+        # Large gradients are written with streaming stores, 16-byte aligned ones as in C.
+        stream = False
+        if want_grad and streaming:
+            stream = n * grad.itemsize >= stream_min_bytes and grad.ctypes.data % 16 == 0
+        # Block partials: loss hi, lo, weights hi, lo; on the stack when few (as csrc/fastl2.c).
+        if parallel or nblocks > stack_blocks:
+            partials = np.empty((nblocks if want_sums else 0, 4))
+        else:
+            partials = numba.carray(_stack_buffer(stack_slots, np.float64), (nblocks, 4))
 
         for b in prange(nblocks):
             start = b * block_size
@@ -218,6 +282,8 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
             acc = numba.carray(_stack_buffer(64, np.float64), (4, lanes))
             d = numba.carray(_stack_buffer(16, np.float64), lanes)
             wk = numba.carray(_stack_buffer(16, np.float64), lanes)
+            g_buffer = _stack_buffer(16, np.float64)  # the chunk's gradient, before its stores
+            g = numba.carray(g_buffer, lanes)
             for k in range(lanes):
                 acc[0, k] = 0.0
                 acc[1, k] = 0.0
@@ -243,7 +309,9 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                     acc[s, k] += x
 
             def element(i, k, dk, wi):
-                # csrc/block_template.h ELEMENT: element i, difference dk, weight wi, lane k.
+                # csrc/block_template.h ELEMENT: element i, difference dk, weight wi, lane k;
+                # returns the gradient element (before its rounding to grad's dtype).
+                gk = 0.0
                 if not weights_only:
                     if absolute:
                         l = abs(dk)
@@ -270,42 +338,58 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                         if has_weights:
                             gk = wi * gk
                         if grad64:
-                            grad[i] = (scale * gk) / divisor
+                            gk = (scale * gk) / divisor
                         else:
-                            grad[i] = quotient * gk
+                            gk = quotient * gk
                 if has_weights and want_sums:
                     add(2, 3, k, wi)
+                return gk
+
+            def run_chunks(nchunks, row, row_end, streamed):
+                # The block's whole chunks of LANES elements; streamed is a constant at each call.
+                base = np.uint64(start)
+                for c in range(nchunks):
+                    i = base + np.uint64(c) * u_lanes
+                    # All reads of a chunk come before its writes: grad may be y_pred itself.
+                    if not weights_only:
+                        for k in range(lanes):
+                            if has_true:
+                                d[k] = np.float64(y_pred[i + np.uint64(k)]) - np.float64(
+                                    y_true[i + np.uint64(k)]
+                                )
+                            else:
+                                d[k] = np.float64(y_pred[i + np.uint64(k)])
+                    if has_weights:
+                        first = start + c * lanes
+                        if repeat == 1:
+                            for k in range(lanes):
+                                wk[k] = np.float64(weights[i + np.uint64(k)])
+                        elif first + lanes <= row_end:
+                            wr = np.float64(weights[row])
+                            for k in range(lanes):
+                                wk[k] = wr
+                        else:
+                            for k in range(lanes):
+                                while first + k >= row_end:
+                                    row += 1
+                                    row_end += repeat
+                                wk[k] = np.float64(weights[row])
+                    for k in range(lanes):
+                        gk = element(i + np.uint64(k), k, d[k], wk[k])
+                        if want_grad:
+                            if streamed:
+                                g[k] = gk
+                            else:
+                                grad[i + np.uint64(k)] = gk
+                    if streamed:
+                        _stream_store_16(grad, i, g_buffer)
+                return row, row_end
 
             nchunks = (end - start) // lanes
-            base = np.uint64(start)
-            for c in range(nchunks):
-                i = base + np.uint64(c) * u_lanes
-                # All reads of a chunk come before its writes: grad may be y_pred itself.
-                if not weights_only:
-                    for k in range(lanes):
-                        if has_true:
-                            d[k] = np.float64(y_pred[i + np.uint64(k)]) - np.float64(
-                                y_true[i + np.uint64(k)]
-                            )
-                        else:
-                            d[k] = np.float64(y_pred[i + np.uint64(k)])
-                if has_weights:
-                    first = start + c * lanes
-                    if repeat == 1:
-                        for k in range(lanes):
-                            wk[k] = np.float64(weights[i + np.uint64(k)])
-                    elif first + lanes <= row_end:
-                        wr = np.float64(weights[row])
-                        for k in range(lanes):
-                            wk[k] = wr
-                    else:
-                        for k in range(lanes):
-                            while first + k >= row_end:
-                                row += 1
-                                row_end += repeat
-                            wk[k] = np.float64(weights[row])
-                for k in range(lanes):
-                    element(i + np.uint64(k), k, d[k], wk[k])
+            if stream:
+                row, row_end = run_chunks(nchunks, row, row_end, True)
+            else:
+                row, row_end = run_chunks(nchunks, row, row_end, False)
 
             k = 0
             for j in range(start + nchunks * lanes, end):
@@ -324,8 +408,12 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                             row += 1
                             row_end += repeat
                         wj = np.float64(weights[row])
-                element(j, k, dj, wj)
+                gj = element(j, k, dj, wj)
+                if want_grad:
+                    grad[j] = gj
                 k += 1
+            if stream:
+                _store_fence()
 
             if want_sums:
                 if not compensated:
@@ -495,6 +583,10 @@ def _mean_pass(y_true, y_pred, mode, grad):
     n = y_pred.shape[0]
     f64 = y_pred.dtype.itemsize == 8
     args = (y_true, y_pred, None, 1, flat_grad, 2.0, float(n), None)
+    if n < PARALLEL_THRESHOLD:
+        kernel = _kernels.get((False, True, False, mode, f64, f64 and grad is not None, False))
+        if kernel is not None:
+            return kernel(*args)[0] / n
     return _launch(False, True, False, mode, f64, f64 and grad is not None, n, args)[0] / n
 
 
