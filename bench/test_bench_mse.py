@@ -2,8 +2,9 @@
 
 Run with ``pytest bench/ --benchmark-only`` (``FASTL2_BENCH_SIZES=16,1e5`` for other sizes). The
 methods are those of ``python -m fastl2 bench`` (``fastl2._bench``): fastl2 on each available
-backend and every installed peer; a peer that is not installed is skipped with the reason. Each
-benchmark also checks its result against an exact value: correctness, not timing.
+backend and every installed peer (NumPy forms, PyTorch, scikit-learn, Numba, numexpr); a peer that
+is not installed is skipped with the reason. Each benchmark also checks its result against an exact
+value: correctness, not timing.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ _bench = pytest.importorskip("fastl2._bench")
 DEFAULT_SIZES = "16,1000,1e5,1e7"
 RTOL = {"float32": 1e-5, "float64": 1e-12}
 
-#: Methods that cannot meet RTOL, with the looser tolerance they get and why.
+#: Methods whose loss cannot meet RTOL, with the looser tolerance it gets and why (their
+#: gradients still must). Measured on 10⁷ elements; the error grows with the size.
 KNOWN_LOOSER = {
     ("numpy-dot", "float32"): (1e-3, "BLAS sdot accumulates float32 in float32 (~3e-5 at 1e7)"),
+    ("numexpr", "float32"): (0.5, "numexpr's sum() accumulates float32 in float32 (1.4e-2 at 1e7, "
+                                  "2.8e-1 at 1e8)"),
 }
 
 
@@ -63,10 +67,13 @@ def test_benchmark(benchmark, cases, op: str, dtype: str, n: int, method: _bench
         value = benchmark(call)
 
     loss, grad = _bench.unpack(value)
-    rtol = KNOWN_LOOSER.get((method.key, dtype), (RTOL[dtype],))[0]
+    loss_rtol = KNOWN_LOOSER.get((method.key, dtype), (RTOL[dtype],))[0]
     reduction = method.weighted_reduction if op == "wmse" else "mean"
-    assert loss == pytest.approx(reference.loss(reduction), rel=rtol, abs=0)
+    exact = reference.loss(reduction)
+    benchmark.extra_info["rel_error"] = _bench.relative_error(loss, exact)
+    assert loss == pytest.approx(exact, rel=loss_rtol, abs=0)
     if op == "grad":
         assert grad is not None and grad.shape == case.y_pred.shape
         assert grad.dtype == case.y_pred.dtype
-        np.testing.assert_allclose(grad, reference.grad(), rtol=rtol, atol=0)
+        for part, exact in reference.grad_parts():  # chunk by chunk: no full float64 copy
+            np.testing.assert_allclose(grad[part], exact, rtol=RTOL[dtype], atol=0)

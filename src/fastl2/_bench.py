@@ -13,17 +13,26 @@ Every method is checked against an exact value of what *that method* computes (`
 float64 products), so the table shows speed and accuracy side by side. The peers are defined once,
 in :data:`PEERS`; the pytest-benchmark suite in ``bench/`` reuses them.
 
-Run ``python -m fastl2 bench --help`` for the options. Two environment notes:
+The machine's read bandwidth is measured once per run (:func:`measure_read_bandwidth`) and printed
+above the tables; ``--plot FILE.png`` draws every method's throughput against the size, with that
+bandwidth as a reference line (matplotlib, ``pip install 'fastl2[plot]'``).
+
+Run ``python -m fastl2 bench --help`` for the options. Three environment notes:
 
 - Unset ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` where a machine sets them: they slow NumPy.
 - On small virtual machines, OpenMP threads that are not bound to cores can stall each parallel
   call by a scheduler tick (rows of exactly 4, 8 or 16 ms, for fastl2, Numba and PyTorch alike);
   ``OMP_PROC_BIND=spread OMP_PLACES=cores`` avoids it. It must be set before Python starts.
+- With ``OMP_PROC_BIND`` set, the OpenMP runtime pins the main thread to one core as soon as fastl2
+  is imported, and thread pools started later inherit that core (Numba would size its pool to 1
+  thread, numexpr would run all its threads on one core). :func:`load_methods` therefore imports
+  the peers and starts their pools with the main thread allowed on every CPU (:func:`all_cpus`).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import gc
 import importlib
 import itertools
@@ -58,6 +67,9 @@ MIN_SAMPLE_S = 2e-4  # batch calls until one timed sample lasts at least this lo
 WARM_UP_S = 0.01  # untimed calls before timing, to wake thread pools up
 MAX_SAMPLES = 1000
 SEED = 0
+CHUNK = 1 << 18  # elements per chunk where exact values are computed, to bound their memory
+PROBE_BYTES = 100_000_000  # the array read by the bandwidth probe: far past any last-level cache
+PLOT_EXTRA_HINT = "pip install 'fastl2[plot]'"
 
 #: A prepared, argument-free call to time; it returns the loss or a ``(loss, grad)`` pair.
 Call = Callable[[], Any]
@@ -97,51 +109,59 @@ class Case:
 
 
 def make_case(op: str, dtype: str, n: int, seed: int = SEED) -> Case:
-    """Uniform inputs on [0, 1) (weights on [0.5, 1.5) for ``wmse``), the same for every run."""
+    """Uniform inputs on [0, 1) (weights on [0.5, 1.5) for ``wmse``), the same for every run.
+
+    Each array is generated in its dtype, with no temporary (10⁸ float64 elements are 800 MB each).
+    """
     if op not in OPS:
         raise ValueError(f"op must be one of {OPS}, got {op!r}")
     rng = np.random.default_rng(seed)
     y_true = rng.random(n, dtype=dtype)
     y_pred = rng.random(n, dtype=dtype)
-    weights = rng.random(n, dtype=dtype) + np.asarray(0.5, dtype) if op == "wmse" else None
+    weights = None
+    if op == "wmse":
+        weights = rng.random(n, dtype=dtype)
+        weights += np.asarray(0.5, dtype)
     return Case(op, y_true, y_pred, weights)
 
 
 class Reference:
-    """Exact values for one :class:`Case`, each computed once and on demand.
+    """Exact values for one :class:`Case`, each loss computed once and on demand.
 
     The loss is ``math.fsum`` over the float64 element losses ``w * d * d`` with
     ``d = float64(y_pred) - float64(y_true)``, divided by ``n`` ("mean") or by ``fsum(w)``
     ("weighted_mean"): exact sums of the rounded float64 products, one rounding each, then one
-    division.
+    division. The exact gradient is ``d * (2 / n)`` in float64. Everything is computed in chunks of
+    :data:`CHUNK` elements, so that no float64 copy of a whole input is ever made.
     """
-
-    _CHUNK = 1 << 16
 
     def __init__(self, case: Case) -> None:
         self.case = case
         self._sums: dict[str, float] = {}
-        self._grad: np.ndarray | None = None
 
-    def _diff(self) -> np.ndarray:
-        return self.case.y_pred.astype(np.float64) - self.case.y_true.astype(np.float64)
+    def _parts(self) -> Iterator[slice]:
+        n = self.case.n
+        return (slice(start, min(start + CHUNK, n)) for start in range(0, n, CHUNK))
 
-    @classmethod
-    def _fsum(cls, values: np.ndarray) -> float:
-        """Exact sum of a float64 array, converted in chunks to bound the memory used."""
-        chunks = (values[i : i + cls._CHUNK].tolist() for i in range(0, values.size, cls._CHUNK))
-        return math.fsum(itertools.chain.from_iterable(chunks))
+    def _diff(self, part: slice) -> np.ndarray:
+        """``float64(y_pred) - float64(y_true)`` on ``part`` (float32 widens exactly)."""
+        return self.case.y_pred[part].astype(np.float64) - self.case.y_true[part]
+
+    def _element_losses(self, part: slice) -> np.ndarray:
+        d = self._diff(part)
+        weights = self.case.weights
+        if weights is None:
+            return d * d
+        return weights[part].astype(np.float64) * d * d
 
     def _sum(self, what: str) -> float:
         """The exact sum of the element losses ("losses") or of the weights ("weights")."""
         if what not in self._sums:
-            weights = self.case.weights
             if what == "weights":
-                self._sums[what] = self._fsum(weights.astype(np.float64))
+                chunks = (self.case.weights[p].astype(np.float64).tolist() for p in self._parts())
             else:
-                d = self._diff()
-                products = d * d if weights is None else weights.astype(np.float64) * d * d
-                self._sums[what] = self._fsum(products)
+                chunks = (self._element_losses(p).tolist() for p in self._parts())
+            self._sums[what] = math.fsum(itertools.chain.from_iterable(chunks))
         return self._sums[what]
 
     def loss(self, reduction: str = "mean") -> float:
@@ -150,11 +170,20 @@ class Reference:
             return self._sum("losses") / self._sum("weights")
         return self._sum("losses") / self.case.n
 
-    def grad(self) -> np.ndarray:
-        """The float64 gradient of the unweighted mean, ``2 d / n``."""
-        if self._grad is None:
-            self._grad = self._diff() * (2.0 / self.case.n)
-        return self._grad
+    def grad_parts(self) -> Iterator[tuple[slice, np.ndarray]]:
+        """The exact float64 gradient of the mean, ``2 d / n``, in ``(slice, values)`` chunks."""
+        scale = 2.0 / self.case.n
+        for part in self._parts():
+            yield part, self._diff(part) * scale
+
+    def grad_error(self, grad: np.ndarray) -> float:
+        """``max |grad - exact| / max |exact|`` over all elements (``max |grad|`` if exact is 0)."""
+        grad = grad.reshape(-1)
+        error = scale = 0.0
+        for part, exact in self.grad_parts():
+            error = max(error, float(np.max(np.abs(grad[part] - exact))))
+            scale = max(scale, float(np.max(np.abs(exact))))
+        return error / scale if scale else error
 
 
 def relative_error(value: float, exact: float) -> float:
@@ -372,6 +401,8 @@ def numba_kernels() -> SimpleNamespace:
 def numba_peer() -> Method:
     """What a user would write in Numba: one ``prange`` loop per operation (no fastmath)."""
     kernels = numba_kernels()
+    tiny = np.zeros(2)
+    kernels.mse(tiny, tiny)  # starts Numba's thread pool now, inside load_methods' all_cpus()
 
     def bind(case: Case) -> Call:
         a, b, w = case.y_true, case.y_pred, case.weights
@@ -400,6 +431,38 @@ def numba_peer() -> Method:
     )
 
 
+def numexpr_peer() -> Method:
+    """numexpr's one-pass expression evaluation: ``sum(...)`` for the loss, a second expression for
+    the gradient. Its ``sum`` accumulates in the input dtype (float32 for float32 inputs)."""
+    numexpr = _require("numexpr")
+    evaluate = numexpr.evaluate
+
+    def bind(case: Case) -> Call:
+        n = case.n
+        names = {"a": case.y_true, "b": case.y_pred, "w": case.weights, "n": n}
+        if case.op == "mse":
+            return lambda: evaluate("sum((b - a) ** 2)", local_dict=names) / n
+        if case.op == "wmse":
+            return lambda: evaluate("sum(w * (b - a) ** 2)", local_dict=names) / n
+
+        def mse_and_grad() -> tuple[Any, np.ndarray]:
+            loss = evaluate("sum((b - a) ** 2)", local_dict=names) / n
+            return loss, evaluate("2 * (b - a) / n", local_dict=names)
+        return mse_and_grad
+
+    return Method(
+        key="numexpr",
+        name="numexpr sum((b-a)**2)",
+        ops=frozenset(OPS),
+        bind=bind,
+        describe={
+            "mse": 'numexpr.evaluate("sum((b - a) ** 2)") / n',
+            "wmse": 'numexpr.evaluate("sum(w * (b - a) ** 2)") / n',
+            "grad": 'the mse loss, then numexpr.evaluate("2 * (b - a) / n"): two passes',
+        },
+    )
+
+
 #: The peers, by key: each factory returns a :class:`Method` or raises :class:`Unavailable`.
 PEERS: dict[str, Callable[[], Method]] = {
     "numpy": numpy_mean_peer,
@@ -407,6 +470,7 @@ PEERS: dict[str, Callable[[], Method]] = {
     "torch": torch_peer,
     "sklearn": sklearn_peer,
     "numba": numba_peer,
+    "numexpr": numexpr_peer,
 }
 
 
@@ -470,7 +534,8 @@ def fastl2_methods() -> list[Method]:
 def load_methods(keys: Sequence[str] | None = None) -> tuple[list[Method], dict[str, str]]:
     """The methods selected by ``keys`` ("fastl2" and :data:`PEERS` keys; all when None).
 
-    Returns the methods that can run here and, for each one that cannot, the reason.
+    Returns the methods that can run here and, for each one that cannot, the reason. The peers'
+    libraries are imported, and their thread pools started, inside :func:`all_cpus`.
     """
     keys = list(keys) if keys is not None else ["fastl2", *PEERS]
     unknown = sorted(set(keys) - {"fastl2", *PEERS})
@@ -478,12 +543,44 @@ def load_methods(keys: Sequence[str] | None = None) -> tuple[list[Method], dict[
         raise ValueError(f"unknown methods {unknown}; choose from {['fastl2', *PEERS]}")
     methods: list[Method] = []
     skipped: dict[str, str] = {}
-    for key in keys:
-        try:
-            methods.extend(fastl2_methods() if key == "fastl2" else [PEERS[key]()])
-        except Unavailable as exc:
-            skipped[key] = str(exc)
+    with all_cpus():
+        import fastl2
+
+        fastl2.available_backends()  # imports the Numba backend, and Numba, if installed
+        for key in keys:
+            try:
+                methods.extend(fastl2_methods() if key == "fastl2" else [PEERS[key]()])
+            except Unavailable as exc:
+                skipped[key] = str(exc)
     return methods, skipped
+
+
+def _binds_threads() -> bool:
+    return os.environ.get("OMP_PROC_BIND", "false").strip().lower() not in ("", "false")
+
+
+@contextmanager
+def all_cpus() -> Iterator[None]:
+    """Let the main thread, and the threads started in the block, run on every online CPU.
+
+    With ``OMP_PROC_BIND`` set, the OpenMP runtime pins the main thread to its first place when
+    fastl2 loads; a library imported afterwards sizes its thread pool from that one-CPU affinity
+    (Numba) or starts threads that inherit it (numexpr). Outside that case, and where the affinity
+    cannot be changed, this does nothing. The main thread's affinity is restored on exit.
+    """
+    if not (_binds_threads() and hasattr(os, "sched_setaffinity")):
+        yield
+        return
+    pinned = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    except OSError:  # a CPU set the process may not widen: leave it as it is
+        pinned = None
+    try:
+        yield
+    finally:
+        if pinned is not None:
+            os.sched_setaffinity(0, pinned)
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,13 +616,14 @@ def _time_batch(call: Call, number: int) -> float:
 
 
 def _warm_up(call: Call) -> float:
-    """Call repeatedly for :data:`WARM_UP_S` (at least twice); return the fastest call's time.
+    """Call repeatedly for :data:`WARM_UP_S` (at least once); return the fastest call's time.
 
     A first call after a pause can be milliseconds slower than the next ones (thread pools asleep,
-    threads on the same core), so neither it nor a single call decides the batch size.
+    threads on the same core), so a fast call is repeated until the time is spent and the fastest
+    decides the batch size. A call slower than :data:`WARM_UP_S` (10⁸ elements) runs once.
     """
     fastest, spent, calls = math.inf, 0.0, 0
-    while calls < 2 or spent < WARM_UP_S:
+    while calls == 0 or spent < WARM_UP_S:
         elapsed = _time_batch(call, 1)
         fastest, spent, calls = min(fastest, elapsed), spent + elapsed, calls + 1
     return fastest
@@ -537,13 +635,18 @@ def time_call(call: Call, budget: float = DEFAULT_BUDGET_S, repeat: int | None =
     After a short warm-up, calls are batched so that one sample lasts at least
     :data:`MIN_SAMPLE_S`; then samples are taken until ``budget`` seconds are spent (at least 3,
     at most :data:`MAX_SAMPLES`), or exactly ``repeat`` of them. Returns the median per call.
+    A method taking seconds per call (10⁸ elements) is thus called 4 times here: warm-up and 3
+    samples.
     """
     with _gc_paused():
-        number = max(1, math.ceil(MIN_SAMPLE_S / max(_warm_up(call), 1e-9)))
-        elapsed = _time_batch(call, number)
-        while elapsed < MIN_SAMPLE_S:  # the warm-up's fastest call was not representative
-            number = math.ceil(number * min(max(1.5 * MIN_SAMPLE_S / elapsed, 2.0), 100.0))
+        fastest = _warm_up(call)
+        number = 1
+        if fastest < MIN_SAMPLE_S:
+            number = math.ceil(MIN_SAMPLE_S / max(fastest, 1e-9))
             elapsed = _time_batch(call, number)
+            while elapsed < MIN_SAMPLE_S:  # the warm-up's fastest call was not representative
+                number = math.ceil(number * min(max(1.5 * MIN_SAMPLE_S / elapsed, 2.0), 100.0))
+                elapsed = _time_batch(call, number)
         times: list[float] = []
         deadline = time.perf_counter() + budget
         while len(times) < (repeat or MAX_SAMPLES):
@@ -581,28 +684,34 @@ class Result:
 
 def measure(method: Method, case: Case, reference: Reference, budget: float,
             repeat: int | None) -> Result:
-    """Warm up (JIT compile, first touch), check and time one method on one case."""
+    """Call once (JIT compile, first touch) and check the result, then time one method on one case.
+
+    The first result is checked and released before the timing, so that a gradient does not stay
+    alive next to the ones the timed calls make.
+    """
     result = Result(case.op, case.dtype, case.n, method.name, method.key)
     try:
         with method.use():
             call = method.bind(case)
-            value = call()
+            _check(call(), case, reference, method, result)
             timing = time_call(call, budget, repeat)
     except Exception as exc:  # one broken method must not end the whole benchmark
         result.error = f"{type(exc).__name__}: {exc}"
         return result
-    loss, grad = unpack(value)
-    reduction = method.weighted_reduction if case.op == "wmse" else "mean"
     result.seconds, result.samples = timing.seconds, timing.samples
     result.calls_per_sample = timing.calls_per_sample
     result.gbytes_per_s = case.bytes_moved / timing.seconds / 1e9
+    return result
+
+
+def _check(value: Any, case: Case, reference: Reference, method: Method, result: Result) -> None:
+    """Record the loss a method returned, its exact value and the errors in ``result``."""
+    loss, grad = unpack(value)
+    reduction = method.weighted_reduction if case.op == "wmse" else "mean"
     result.loss, result.exact = loss, reference.loss(reduction)
     result.rel_error = relative_error(loss, result.exact)
     if grad is not None:
-        exact_grad = reference.grad()
-        scale = float(np.max(np.abs(exact_grad))) or 1.0
-        result.grad_error = float(np.max(np.abs(grad - exact_grad))) / scale
-    return result
+        result.grad_error = reference.grad_error(grad)
 
 
 def run(cells: Sequence[tuple[str, str, int]], methods: Sequence[Method],
@@ -622,7 +731,66 @@ def run(cells: Sequence[tuple[str, str, int]], methods: Sequence[Method],
                 row.speedup = baseline.seconds / row.seconds
         results.extend(rows)
         del case, reference
+        gc.collect()  # free this cell's inputs (and any cycles holding them) before the next one
     return results
+
+
+# --------------------------------------------------------------------------------------------
+# The machine's read bandwidth: the reference line of the plot
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadBandwidth:
+    """Bytes read per second by a probe over :data:`PROBE_BYTES` bytes.
+
+    ``probe`` names the call in a few words (the plot's legend), ``how`` describes it fully.
+    """
+
+    gbytes_per_s: float
+    bytes_read: int
+    probe: str
+    how: str
+
+    @property
+    def label(self) -> str:
+        return f"read bandwidth {self.gbytes_per_s:.1f} GB/s: {self.how}"
+
+    @property
+    def short_label(self) -> str:
+        return f"read bandwidth {self.gbytes_per_s:.1f} GB/s ({self.probe})"
+
+
+def _bandwidth_probe() -> tuple[Call, int, str, str]:
+    """The call that reads memory, the bytes it reads per call, its short and long descriptions.
+
+    With a compiled fastl2 backend, ``fastl2.l2_penalty(x, 1.0)`` reads a float32 array exactly
+    once and writes nothing: the closest to a pure multithreaded read. Otherwise ``np.copyto``
+    (single-threaded, and it writes as many bytes as it reads) gives a portable lower estimate.
+    """
+    import fastl2
+
+    megabytes = f"{PROBE_BYTES / 1e6:.0f} MB"
+    backend = fastl2.get_backend()
+    if backend != "numpy":
+        x = np.ones(PROBE_BYTES // 4, dtype=np.float32)
+        return (lambda: fastl2.l2_penalty(x, 1.0), x.nbytes,
+                f"fastl2.l2_penalty, {megabytes} float32",
+                f"fastl2.l2_penalty of a {megabytes} float32 array ({backend} backend, "
+                f"threads {fastl2.get_num_threads()}), bytes read once / median time")
+    source = np.ones(PROBE_BYTES // 8)
+    target = np.zeros_like(source)
+    return (lambda: np.copyto(target, source), source.nbytes, f"np.copyto, {megabytes}",
+            f"np.copyto of {megabytes} (one thread; it also writes as many bytes), "
+            "bytes read / median time")
+
+
+def measure_read_bandwidth(budget: float = DEFAULT_BUDGET_S) -> ReadBandwidth:
+    """Time the probe of :func:`_bandwidth_probe` the way methods are timed."""
+    call, bytes_read, probe, how = _bandwidth_probe()
+    call()  # first touch
+    timing = time_call(call, budget)
+    return ReadBandwidth(bytes_read / timing.seconds / 1e9, bytes_read, probe, how)
 
 
 # --------------------------------------------------------------------------------------------
@@ -658,6 +826,10 @@ def timing_environment() -> dict[str, str]:
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith(_TIMING_ENVIRONMENT)}
 
 
+#: The libraries whose versions are shown and saved.
+_PEER_LIBRARIES = ("numpy", "torch", "numba", "scikit-learn", "numexpr")
+
+
 def machine_info(environment: dict[str, str] | None = None) -> dict[str, Any]:
     """What the numbers depend on: CPU, cores, fastl2's configuration and the peers' versions."""
     import fastl2
@@ -668,6 +840,7 @@ def machine_info(environment: dict[str, str] | None = None) -> dict[str, Any]:
         affinity = list(range(os.cpu_count() or 1))
     module = sys.modules.get
     return {
+        "date": datetime.date.today().isoformat(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "main_thread_cpus": affinity,
@@ -681,22 +854,24 @@ def machine_info(environment: dict[str, str] | None = None) -> dict[str, Any]:
         "torch": getattr(module("torch"), "__version__", None) or _version("torch"),
         "numba": getattr(module("numba"), "__version__", None) or _version("numba"),
         "scikit-learn": _version("scikit-learn"),
+        "numexpr": getattr(module("numexpr"), "__version__", None) or _version("numexpr"),
         "environment": timing_environment() if environment is None else environment,
     }
 
 
-def format_header(info: dict[str, Any], skipped: dict[str, str]) -> str:
+def format_header(info: dict[str, Any], skipped: dict[str, str],
+                  bandwidth: ReadBandwidth | None = None) -> str:
     """The lines printed above the tables."""
-    versions = ", ".join(
-        f"{name} {info[name]}" for name in ("numpy", "torch", "numba", "scikit-learn") if info[name]
-    )
+    versions = ", ".join(f"{name} {info[name]}" for name in _PEER_LIBRARIES if info.get(name))
     lines = [
-        f"fastl2 {info['fastl2']} benchmark",
+        f"fastl2 {info['fastl2']} benchmark, {info['date']}",
         f"  machine : {info['cpu']}, {info['cores']} cores, {info['platform']}",
         f"  fastl2  : backend {info['backend']} (available: {', '.join(info['backends'])}),"
         f" threads {info['threads']}",
         f"  python  : {info['python']}; {versions}",
     ]
+    if bandwidth is not None:
+        lines.append(f"  memory  : {bandwidth.label}")
     if len(info["main_thread_cpus"]) < (info["cores"] or 0):
         lines.append(f"  affinity: main thread on CPUs {info['main_thread_cpus']}")
     if info["environment"]:
@@ -768,6 +943,118 @@ def format_table(op: str, results: Sequence[Result], methods: Sequence[Method]) 
 
 
 # --------------------------------------------------------------------------------------------
+# Plot (matplotlib, imported only for --plot)
+# --------------------------------------------------------------------------------------------
+
+PLOT_TITLES = {
+    "mse": "mse (loss)",
+    "wmse": "weighted mse (loss)",
+    "grad": "mse_and_grad (loss and gradient)",
+}
+_MARKERS = "osD^vP<>Xh*p"
+
+
+def require_matplotlib() -> Any:
+    """matplotlib's ``Figure`` class, or :class:`Unavailable` saying how to install it."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise Unavailable(
+            f"--plot needs matplotlib, which is not installed ({exc}): {PLOT_EXTRA_HINT}"
+        ) from None
+    return Figure
+
+
+def check_plot_target(path: str) -> None:
+    """Fail before the benchmark runs, not after it: matplotlib, the folder and the file format."""
+    require_matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise Unavailable(f"--plot {path}: the folder {folder} does not exist")
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in formats:
+        raise Unavailable(f"--plot {path}: use one of the extensions {', '.join(formats)}")
+
+
+@dataclass(frozen=True)
+class Line:
+    """How one method is drawn, the same in every subplot."""
+
+    label: str
+    color: str
+    marker: str
+    width: float
+
+    @classmethod
+    def for_methods(cls, results: Sequence[Result]) -> dict[str, Line]:
+        """A line per method key: fastl2's first and thick, then the peers, thin, in run order."""
+        names = {r.key: r.method for r in results}
+        keys = sorted(names, key=lambda key: not key.startswith("fastl2"))  # a stable sort
+        return {key: cls(names[key], f"C{i % 10}", _MARKERS[i % len(_MARKERS)],
+                         2.2 if key.startswith("fastl2") else 1.2)
+                for i, key in enumerate(keys)}
+
+
+def plot_title(info: dict[str, Any]) -> str:
+    """What, when and with which fastl2; the machine and the thread settings; what GB/s counts."""
+    env = " ".join(f"{k}={v}" for k, v in info["environment"].items() if k.startswith("OMP_"))
+    return (f"fastl2 {info['fastl2']}: throughput against size, {info['date']}\n"
+            f"{info['cpu']}, {info['cores']} cores; fastl2 backend {info['backend']}, "
+            f"{info['threads']} threads; numpy {info['numpy']}" + (f"; {env}" if env else "")
+            + "\nGB/s = bytes moved / median time: each input read once (and, for mse_and_grad, "
+            "the gradient written once)")
+
+
+def plot_throughput(results: Sequence[Result], info: dict[str, Any],
+                    bandwidth: ReadBandwidth | None, path: str) -> None:
+    """Save GB/s against n, log-log, one subplot per (op, dtype) and one line per method."""
+    Figure = require_matplotlib()
+    ops = [op for op in OPS if any(r.op == op for r in results)]
+    dtypes = [d for d in DEFAULT_DTYPES if any(r.dtype == d for r in results)]
+    lines = Line.for_methods(results)
+    figure = Figure(figsize=(1.5 + 5.5 * len(dtypes), 2.2 + 3.6 * len(ops)), layout="constrained")
+    axes = figure.subplots(len(ops), len(dtypes), sharex=True, sharey=True, squeeze=False)
+    for row, op in enumerate(ops):
+        for column, dtype in enumerate(dtypes):
+            cell = [r for r in results if r.op == op and r.dtype == dtype and r.error is None]
+            _plot_cell(axes[row][column], cell, lines, bandwidth)
+            axes[row][column].set_title(f"{PLOT_TITLES[op]}, {dtype}")
+        axes[row][0].set_ylabel("GB/s (bytes moved / median time)")
+    for axis in axes[-1]:
+        axis.set_xlabel("n (elements per array)")
+    handles: dict[str, Any] = {}
+    for axis in axes.flat:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    order = [line.label for line in lines.values()]  # the run's order, fastl2 first
+    labels = sorted(handles, key=lambda label: order.index(label) if label in order else len(order))
+    figure.legend([handles[label] for label in labels], labels, loc="outside lower center",
+                  ncol=3, fontsize="small", frameon=False)
+    figure.suptitle(plot_title(info), fontsize="medium")
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def _plot_cell(axis: Any, cell: Sequence[Result], lines: dict[str, Line],
+               bandwidth: ReadBandwidth | None) -> None:
+    for key, line in lines.items():
+        points = sorted((r.n, r.gbytes_per_s) for r in cell if r.key == key)
+        if points:
+            sizes, rates = zip(*points)
+            axis.plot(sizes, rates, label=line.label, color=line.color, marker=line.marker,
+                      linewidth=line.width, markersize=3 + line.width)
+    if bandwidth is not None:
+        axis.axhline(bandwidth.gbytes_per_s, color="0.25", linestyle="--", linewidth=1.2,
+                     label=bandwidth.short_label)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.grid(True, which="major", alpha=0.35)
+    axis.grid(True, which="minor", alpha=0.1)
+
+
+# --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
 
@@ -811,7 +1098,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fastl2 bench",
         description="Time fastl2's mse, weighted mse and mse_and_grad against NumPy, PyTorch, "
-        "scikit-learn and Numba, and check every result against an exact value.",
+        "scikit-learn, Numba and numexpr, and check every result against an exact value.",
         epilog="Rows of exactly 4, 8 or 16 ms for parallel methods on a small virtual machine: "
         "rerun with OMP_PROC_BIND=spread OMP_PLACES=cores set.",
     )
@@ -823,19 +1110,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ops", type=_choices(OPS), default=list(OPS),
                         help="mse,wmse,grad (default: all)")
     parser.add_argument("--methods", type=_choices(["fastl2", *PEERS]), default=None,
-                        help=f"{','.join(['fastl2', *PEERS])} (default: all that are installed)")
+                        help=f"{','.join(['fastl2', *PEERS])} (default: all that are installed; "
+                        "fastl2 is every available backend)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="threads for fastl2 (set_num_threads), PyTorch and Numba")
+                        help="threads for fastl2 (set_num_threads), PyTorch, Numba and numexpr")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
                         help="time spent timing each method on each cell (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=None, metavar="K",
                         help="take exactly K samples per method and cell instead of --budget")
     parser.add_argument("--json", metavar="FILE", help="also write the machine and all results")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="also draw GB/s against size per op and dtype, with the measured read "
+                        f"bandwidth (needs matplotlib: {PLOT_EXTRA_HINT})")
     return parser
 
 
 def set_threads(threads: int, methods: Sequence[Method]) -> None:
-    """Give fastl2 and the threaded peers among ``methods`` (PyTorch, Numba) ``threads`` threads."""
+    """Give fastl2 and the threaded peers among ``methods`` (PyTorch, Numba, numexpr) ``threads``
+    threads."""
     import fastl2
 
     fastl2.set_num_threads(threads)
@@ -845,6 +1137,8 @@ def set_threads(threads: int, methods: Sequence[Method]) -> None:
     if "numba" in keys:
         numba = importlib.import_module("numba")
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    if "numexpr" in keys:
+        importlib.import_module("numexpr").set_num_threads(threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -859,6 +1153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--threads must be at least 1")
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.plot:
+        try:
+            check_plot_target(args.plot)
+        except Unavailable as exc:
+            parser.error(str(exc))
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -867,9 +1166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     environment = timing_environment()  # scikit-learn's import sets KMP_* variables
     methods, skipped = load_methods(args.methods)
     if args.threads is not None:
-        set_threads(args.threads, methods)
+        with all_cpus():  # pools grown here must not inherit the main thread's single core
+            set_threads(args.threads, methods)
     info = machine_info(environment)
-    print(format_header(info, skipped), flush=True)
+    progress("measuring the read bandwidth ...")
+    bandwidth = measure_read_bandwidth(args.budget)
+    print(format_header(info, skipped, bandwidth), flush=True)
     cells = [(op, dtype, n) for op in args.ops for dtype in args.dtypes for n in sizes]
     results = run(cells, methods, args.budget, args.repeat, progress)
     elapsed = time.perf_counter() - started
@@ -880,10 +1182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{len(results)} timings in {elapsed:.1f} s")
     if args.json:
         report = {"machine": info, "settings": {**vars(args), "sizes": sizes},
+                  "read_bandwidth": {**asdict(bandwidth), "label": bandwidth.label},
                   "elapsed_s": elapsed, "results": [_json_row(r) for r in results]}
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(report, file, indent=2, allow_nan=False)
         progress(f"wrote {args.json}")
+    if args.plot:
+        plot_throughput(results, info, bandwidth, args.plot)
+        progress(f"wrote {args.plot}")
     return 1 if any(r.error for r in results) else 0
 
 
