@@ -8,13 +8,17 @@ double-double tree (csrc/internal.h).  No fastmath: it would reorder the sums.
 Each combination of (loss, y_true or not, weights or not, what is computed, compensated,
 gradient dtype, serial or parallel) is its own function, made on first use by
 :func:`_make_kernel` with the choices as closure constants, so no branch is left per element;
-Numba compiles it once per dtype combination.  Inputs from PARALLEL_THRESHOLD elements on run
-their blocks on Numba's threads (``prange``); each block writes its own partial, so the result
-does not depend on the thread count.
+Numba compiles it once per dtype combination, with LLVM's SLP vectorizer on.  Inputs from
+PARALLEL_THRESHOLD elements on run their blocks on Numba's threads (``prange``); each block
+writes its own partial, so the result does not depend on the thread count.  Large gradients
+are written with streaming stores, as in C.
 
-Compiled code is cached on disk (``cache=True``) where Numba finds a writable place: beside
-this module, else the user's cache directory (or ``NUMBA_CACHE_DIR``); with none, kernels are
-compiled in memory.
+Compiled code is cached on disk (``cache=True``) where Numba finds a writable place:
+``NUMBA_CACHE_DIR`` if set, else beside this module, else the user's cache directory; with
+none, kernels are compiled in memory, silently.
+
+Interface (fastl2._backends): ``run``, ``weight_sum``, ``set_num_threads``, and fast paths for
+the functions of FAST_PATH_FUNCTIONS with ``_bind`` / ``_set_fast_path``, as fastl2._core has.
 """
 
 from __future__ import annotations
@@ -182,10 +186,11 @@ def _store_fence(typingctx):
     """x86 sfence: orders this thread's streaming stores before whatever it does next."""
 
     def codegen(context, builder, signature, args):
-        sfence = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence"
-        )
-        builder.call(sfence, [])
+        if _STREAMING_STORES:  # (elsewhere the kernels make no streaming stores)
+            sfence = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence"
+            )
+            builder.call(sfence, [])
         return context.get_dummy_value()
 
     return types.void(), codegen
@@ -460,17 +465,13 @@ _kernels: dict = {}
 _parallel_lock = threading.Lock()
 
 
-def _parallel_threads(n: int) -> int:
-    """0 for the serial kernel, else how many threads the parallel one runs on."""
-    if n < PARALLEL_THRESHOLD or _forked_child:
-        return 0
-    threads = get_num_threads()
-    return threads if threads > 1 else 0
-
-
 def _launch(absolute, has_true, has_weights, mode, compensated, grad64, n, args):
     """Runs the kernel of this specialisation on ``args``; returns (loss sum, weight sum)."""
-    threads = _parallel_threads(n)
+    threads = 0
+    if n >= PARALLEL_THRESHOLD and not _forked_child:
+        threads = get_num_threads()
+        if threads == 1:
+            threads = 0
     key = (absolute, has_true, has_weights, mode, compensated, grad64, threads > 0)
     kernel = _kernels.get(key)
     if kernel is None:
@@ -539,19 +540,26 @@ def weight_sum(plan: Plan) -> float:
 
 
 # ---- fast paths ----------------------------------------------------------------------------------
-# The common call -- two C-contiguous ndarrays of one native float dtype and shape, no weights,
-# reduction "mean" -- goes straight to the kernel, skipping the plan (a few microseconds), as
-# fastl2._core's fast paths do; every other call goes to the planned functions given to _bind.
+# The common calls -- C-contiguous ndarrays of native float32/float64 of one shape (weights too,
+# if any), reduction "mean", "weighted_mean" or "sum", no out= -- go straight to the kernels,
+# skipping the plan (a few microseconds), like fastl2._core's fast paths; every other call,
+# including every call that must raise, goes to the planned functions given to _bind, which
+# compute the same bits.
+
+#: The public functions this module has a fast path for (as fastl2._core.FAST_PATH_FUNCTIONS).
+FAST_PATH_FUNCTIONS = ("mse", "mae", "mse_grad", "mae_grad", "mse_and_grad", "mae_and_grad")
 
 _fast_path_enabled = False
-_planned_mse = _planned_mse_grad = _planned_mse_and_grad = None
+_planned: dict = {}
+_NOT_FAST = object()
+_FLOAT32_TYPE, _FLOAT64_TYPE = np.float32, np.float64
 
 
-def _bind(fast: bool, mse, mse_grad, mse_and_grad) -> None:
-    """Connect the fast paths to the planned functions (fastl2._api's mse, mse_grad, ...)."""
-    global _fast_path_enabled, _planned_mse, _planned_mse_grad, _planned_mse_and_grad
+def _bind(fast: bool, functions: dict) -> None:
+    """Connect the fast paths to the planned functions, by name (fastl2._api's mse, ...)."""
+    global _fast_path_enabled
     _fast_path_enabled = fast
-    _planned_mse, _planned_mse_grad, _planned_mse_and_grad = mse, mse_grad, mse_and_grad
+    _planned.update(functions)
 
 
 def _set_fast_path(enabled: bool) -> None:
@@ -559,56 +567,112 @@ def _set_fast_path(enabled: bool) -> None:
     _fast_path_enabled = enabled
 
 
-def _simple(y_true, y_pred) -> bool:
-    if type(y_true) is not np.ndarray or type(y_pred) is not np.ndarray:
-        return False
-    dtype = y_pred.dtype
+def _plain_dtype(x):
+    """The itemsize of a native float32/float64 C-contiguous ndarray, else 0."""
+    if type(x) is not np.ndarray:
+        return 0
+    dtype = x.dtype
     if dtype is not _FLOAT64 and dtype is not _FLOAT32 and dtype != _FLOAT64 and dtype != _FLOAT32:
-        return False  # (== also rejects the non-native byte orders)
-    return (
-        (y_true.dtype is dtype or y_true.dtype == dtype)
-        and y_true.shape == y_pred.shape
-        and y_pred.size > 0
-        and y_true.flags.c_contiguous
-        and y_pred.flags.c_contiguous
-    )
+        return 0  # (!= also tells the non-native byte orders apart)
+    return dtype.itemsize if x.flags.c_contiguous else 0
 
 
-def _mean_pass(y_true, y_pred, mode, grad):
-    """The kernel pass of a simple call; the reduced "mean" loss as a float."""
-    flat_grad = grad
-    if y_pred.ndim != 1:
+def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_grad):
+    """The whole call for the common case, or _NOT_FAST."""
+    if not _fast_path_enabled:
+        return _NOT_FAST
+    if reduction == "mean":
+        reduction_code = 0
+    elif reduction == "sum":
+        reduction_code = 1
+    elif reduction == "weighted_mean":
+        reduction_code = 2
+    else:
+        return _NOT_FAST
+    pred_size = _plain_dtype(y_pred)
+    true_size = _plain_dtype(y_true)
+    if not pred_size or not true_size or y_true.shape != y_pred.shape or y_pred.size == 0:
+        return _NOT_FAST
+    single = pred_size == 4 and true_size == 4
+    shape = y_pred.shape
+    if weights is not None:
+        weights_size = _plain_dtype(weights)
+        if not weights_size or weights.shape != shape:
+            return _NOT_FAST
+        single = single and weights_size == 4
+    if len(shape) != 1:
         y_true, y_pred = y_true.reshape(-1), y_pred.reshape(-1)
-        flat_grad = None if grad is None else grad.reshape(-1)
+        if weights is not None:
+            weights = weights.reshape(-1)
     n = y_pred.shape[0]
-    f64 = y_pred.dtype.itemsize == 8
-    args = (y_true, y_pred, None, 1, flat_grad, 2.0, float(n), None)
-    if n < PARALLEL_THRESHOLD:
-        kernel = _kernels.get((False, True, False, mode, f64, f64 and grad is not None, False))
-        if kernel is not None:
-            return kernel(*args)[0] / n
-    return _launch(False, True, False, mode, f64, f64 and grad is not None, n, args)[0] / n
+    divisor = 1.0 if reduction_code == 1 else float(n)
+    if want_grad and reduction_code == 2 and weights is not None:
+        # The gradient's divisor must be known before its first element is written.
+        args = (None, y_pred, weights, 1, None, 0.0, 1.0, None)
+        divisor = _launch(False, False, True, _WEIGHTS, not single, False, n, args)[1]
+        if divisor == 0.0:
+            return _NOT_FAST  # the planned path raises the right error
+    grad = flat_grad = None
+    if want_grad:
+        grad = np.empty(shape, y_pred.dtype)
+        flat_grad = grad if len(shape) == 1 else grad.reshape(-1)
+    mode = (_SUMS_GRAD if want_grad else _SUMS) if want_loss else _GRAD
+    args = (y_true, y_pred, weights, 1, flat_grad, 1.0 if absolute else 2.0, divisor, None)
+    loss_sum, weight_sum = _launch(absolute, True, weights is not None, mode, not single,
+                                   want_grad and pred_size == 8, n, args)
+    if not want_loss:
+        return grad
+    if reduction_code == 2:
+        if weight_sum == 0.0:
+            return _NOT_FAST  # the planned path raises the right error
+        divisor = weight_sum
+    value = (_FLOAT32_TYPE if single else _FLOAT64_TYPE)(loss_sum / divisor)
+    return (value, grad) if want_grad else value
 
 
 def mse(y_true, y_pred, weights=None, *, axis=None, reduction="mean"):
-    if (_fast_path_enabled and weights is None and axis is None and reduction == "mean"
-            and _simple(y_true, y_pred)):
-        return y_pred.dtype.type(_mean_pass(y_true, y_pred, _SUMS, None))
-    return _planned_mse(y_true, y_pred, weights, axis=axis, reduction=reduction)
+    if axis is None:
+        result = _fast_call(False, y_true, y_pred, weights, reduction, True, False)
+        if result is not _NOT_FAST:
+            return result
+    return _planned["mse"](y_true, y_pred, weights, axis=axis, reduction=reduction)
+
+
+def mae(y_true, y_pred, weights=None, *, axis=None, reduction="mean"):
+    if axis is None:
+        result = _fast_call(True, y_true, y_pred, weights, reduction, True, False)
+        if result is not _NOT_FAST:
+            return result
+    return _planned["mae"](y_true, y_pred, weights, axis=axis, reduction=reduction)
 
 
 def mse_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    if (_fast_path_enabled and weights is None and out is None and reduction == "mean"
-            and _simple(y_true, y_pred)):
-        grad = np.empty_like(y_pred)
-        _mean_pass(y_true, y_pred, _GRAD, grad)
-        return grad
-    return _planned_mse_grad(y_true, y_pred, weights, reduction=reduction, out=out)
+    if out is None:
+        result = _fast_call(False, y_true, y_pred, weights, reduction, False, True)
+        if result is not _NOT_FAST:
+            return result
+    return _planned["mse_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
+
+
+def mae_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
+    if out is None:
+        result = _fast_call(True, y_true, y_pred, weights, reduction, False, True)
+        if result is not _NOT_FAST:
+            return result
+    return _planned["mae_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
 
 
 def mse_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    if (_fast_path_enabled and weights is None and out is None and reduction == "mean"
-            and _simple(y_true, y_pred)):
-        grad = np.empty_like(y_pred)
-        return y_pred.dtype.type(_mean_pass(y_true, y_pred, _SUMS_GRAD, grad)), grad
-    return _planned_mse_and_grad(y_true, y_pred, weights, reduction=reduction, out=out)
+    if out is None:
+        result = _fast_call(False, y_true, y_pred, weights, reduction, True, True)
+        if result is not _NOT_FAST:
+            return result
+    return _planned["mse_and_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
+
+
+def mae_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
+    if out is None:
+        result = _fast_call(True, y_true, y_pred, weights, reduction, True, True)
+        if result is not _NOT_FAST:
+            return result
+    return _planned["mae_and_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
