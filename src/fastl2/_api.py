@@ -244,7 +244,7 @@ def _compiled_fast_paths():
         return
     module = globals()
     planned = {name: module[name] for name in core.FAST_PATH_FUNCTIONS}
-    core._bind(_backends.get_backend() == "cython", planned)
+    _backends.register_planned(planned)
     for name, function in planned.items():
         fast = getattr(core, name)
         fast.__doc__ = function.__doc__

@@ -97,8 +97,7 @@ def set_backend(name: str) -> None:
         )
     module = _load(name)
     _active_name, _active = name, module
-    if _core is not None:
-        _core._set_fast_path(name == "cython")
+    _route_fast_paths()
 
 
 def active():
@@ -116,6 +115,36 @@ def active():
 def compiled_module():
     """fastl2._core if it was built and imports, else None."""
     return _core
+
+
+# ---- fast paths ------------------------------------------------------------------------------
+
+_planned: dict[str, object] = {}  # the planned public functions, registered by fastl2._api
+
+
+def register_planned(functions: dict) -> None:
+    """Called by fastl2._api: the planned functions the fast paths fall back to."""
+    _planned.update(functions)
+    _route_fast_paths()
+
+
+def _route_fast_paths() -> None:
+    """Point the compiled module's fast paths at the active backend's.
+
+    The public functions are the compiled module's: with "cython" active they answer common
+    calls themselves; with "numba" they hand every call to numba's own fast paths (which fall
+    back to the planned path); with "numpy", to the planned path.
+    """
+    if _core is None or not _planned:
+        return
+    numba = _loaded.get("numba")
+    if _active_name == "numba" and numba is not None:
+        numba._bind(True, _planned)
+        _core._bind(False, {name: getattr(numba, name) for name in _core.FAST_PATH_FUNCTIONS})
+        return
+    if numba is not None:
+        numba._set_fast_path(False)
+    _core._bind(_active_name == "cython", _planned)
 
 
 # ---- threads -----------------------------------------------------------------------------
@@ -157,6 +186,8 @@ def get_num_threads() -> int:
     """
     if _requested_threads:
         return _requested_threads
+    if _active_name == "numba" and _active is not None:
+        return _active.get_num_threads()
     if _core is not None:
         return _core.get_num_threads()
     return 1

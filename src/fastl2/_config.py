@@ -24,6 +24,13 @@ def config() -> dict[str, object]:
         "backend in use": _backends.get_backend(),
         "threads": _backends.get_num_threads(),
     }
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        facts["numba"] = numba.__version__
+        try:
+            facts["numba threading layer"] = numba.threading_layer()
+        except ValueError:  # known only after numba's first parallel call
+            facts["numba threading layer"] = f"not chosen yet (NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
     if core is None:
         facts["compiled kernels"] = "not built (NumPy backend)"
     else:

@@ -9,12 +9,17 @@ Inside a block, an error-free split replaces the kernels' compensated lanes (see
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._plan import BLOCK_SIZE, Plan
 
 # Elements per chunk: two blocks keep every float64 temporary at 128 KiB.
 CHUNK = 2 * BLOCK_SIZE
+
+# Up to this many elements (less than a block), a block's sum is math.fsum's.
+_SMALL = 256
 
 
 def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_divisor: float = 1.0,
@@ -49,8 +54,6 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
                 loss_hi[blocks], loss_lo[blocks] = _block_sums(losses)
                 if w is not None:
                     weight_hi[blocks], weight_lo[blocks] = _block_sums(w)
-                else:
-                    weight_hi[blocks] = np.diff(np.arange(start, stop, BLOCK_SIZE), append=stop)
         if grad is not None:
             g = np.sign(d) if absolute else d
             if w is not None:
@@ -63,7 +66,8 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
             grad[start:stop] = g
     if not want_sums:
         return 0.0, 0.0
-    return _combine(loss_hi, loss_lo), _combine(weight_hi, weight_lo)
+    weights = _combine(weight_hi, weight_lo) if plan.weights is not None else float(n)
+    return _combine(loss_hi, loss_lo), weights
 
 
 def weight_sum(plan: Plan) -> float:
@@ -97,6 +101,13 @@ def _block_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rests rounds, some 2**-39 below the block's largest value.  Blocks holding inf, nan or
     values near overflow are summed plainly, which propagates them as IEEE addition does.
     """
+    if values.size <= _SMALL:  # one block: an exactly rounded sum is cheaper than the split
+        try:
+            total = math.fsum(values.tolist())
+        except (OverflowError, ValueError):  # inf - inf, or an intermediate overflow
+            with np.errstate(over="ignore", invalid="ignore"):
+                total = float(np.add.reduce(values))
+        return np.array([total]), np.zeros(1)
     offsets = np.arange(0, values.size, BLOCK_SIZE)
     counts = np.diff(offsets, append=values.size)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -119,8 +130,8 @@ def _block_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _combine(hi: np.ndarray, lo: np.ndarray) -> float:
     """Pairwise double-double sum of block partials, bottom-up: the tree of csrc/internal.h."""
-    if hi.size == 0:
-        return 0.0
+    if hi.size <= 1:
+        return float(hi[0] + lo[0]) if hi.size else 0.0
     hi = hi.astype(np.float64)
     lo = lo.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
