@@ -89,3 +89,25 @@ def test_in_place_gradient_on_the_fast_path(cython_backend):
     result = fastl2.mse_grad(y_true, y_pred, out=y_pred)
     assert result is y_pred
     assert np.array_equal(result, expected)
+
+
+def test_large_gradients_reuse_freed_memory_without_touching_live_arrays(cython_backend):
+    n = (1 << 20) // 4 * 3  # 3 MiB of float32: above the reuse threshold
+    rng = np.random.default_rng(3)
+    a, b, c = (rng.random(n, dtype=np.float32) for _ in range(3))
+    first = fastl2.mse_grad(a, b)
+    expected_first = first.copy()
+    second = fastl2.mse_grad(a, c)  # `first` is alive: its memory must not be handed out
+    assert np.array_equal(first, expected_first)
+    address = second.__array_interface__["data"][0]
+    del second  # freed: kept for the next gradient of its size
+    assert core.cached_gradient_bytes() >= first.nbytes
+    third = fastl2.mse_grad(b, c)
+    assert third.__array_interface__["data"][0] == address
+    assert np.array_equal(third, fastl2.mse_grad.__wrapped__(b, c))
+    assert third.flags.writeable and third.flags.c_contiguous
+    view = third[::2]
+    del third  # the view keeps the memory alive
+    assert np.array_equal(view, fastl2.mse_grad.__wrapped__(b, c)[::2])
+    core.release_cached_gradient_memory()
+    assert core.cached_gradient_bytes() == 0

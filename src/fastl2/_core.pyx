@@ -11,13 +11,16 @@ Two kinds of entry point live here:
 """
 
 cimport numpy as cnp
+from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp
 
 cnp.import_array()
 
 cdef extern from "numpy/arrayobject.h":
     object PyArray_Scalar(void *data, cnp.dtype descr, object base)
+    int PyArray_SetBaseObject(cnp.ndarray arr, object obj) except -1  # steals a reference to obj
 
 cdef extern from "fastl2.h" nogil:
     enum: FL2_BLOCK_SIZE
@@ -273,6 +276,69 @@ cdef object scalar_of(double value, bint single):
     return PyArray_Scalar(&value, cnp.PyArray_DescrFromType(cnp.NPY_DOUBLE), None)
 
 
+# ---- gradient buffers ---------------------------------------------------------------------
+#
+# A fresh gradient of tens of megabytes costs more in page faults (the kernel zeroing new
+# pages) than the kernel costs to fill it.  In a training loop each step's gradient replaces
+# the last one, so the memory of the last large gradient freed is kept and handed to the next
+# gradient of about its size: one buffer at most, of GRADIENT_CACHE_MAX_BYTES at most.
+
+cdef size_t GRADIENT_CACHE_MIN_BYTES = 1 << 20
+cdef size_t GRADIENT_CACHE_MAX_BYTES = <size_t>1 << 30
+cdef void *cached_data = NULL
+cdef size_t cached_bytes = 0
+
+
+cdef class _GradientMemory:
+    """Owns the memory of a large gradient array (its ``base``); keeps it for reuse when freed."""
+    cdef void *data
+    cdef size_t nbytes
+
+    def __dealloc__(self):
+        global cached_data, cached_bytes
+        if self.data == NULL:
+            return
+        if self.nbytes > GRADIENT_CACHE_MAX_BYTES:
+            free(self.data)
+            return
+        if cached_data != NULL:
+            free(cached_data)
+        cached_data, cached_bytes = self.data, self.nbytes
+
+
+def release_cached_gradient_memory():
+    """Free the memory kept from the last large gradient (see ``new_gradient``)."""
+    global cached_data, cached_bytes
+    free(cached_data)
+    cached_data, cached_bytes = NULL, 0
+
+
+def cached_gradient_bytes():
+    return cached_bytes
+
+
+cdef cnp.ndarray new_gradient(cnp.ndarray like):
+    """An uninitialised C-contiguous array of ``like``'s shape and dtype, for a gradient."""
+    global cached_data, cached_bytes
+    cdef size_t nbytes = cnp.PyArray_NBYTES(like)
+    if nbytes < GRADIENT_CACHE_MIN_BYTES:
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), cnp.PyArray_TYPE(like), 0)
+    cdef _GradientMemory memory = _GradientMemory.__new__(_GradientMemory)
+    if cached_data != NULL and nbytes <= cached_bytes <= 2 * nbytes:
+        memory.data, memory.nbytes = cached_data, cached_bytes
+        cached_data, cached_bytes = NULL, 0
+    else:
+        memory.data = malloc(nbytes)
+        if memory.data == NULL:
+            raise MemoryError(f"fastl2: cannot allocate {nbytes} bytes for the gradient")
+        memory.nbytes = nbytes
+    cdef cnp.ndarray array = cnp.PyArray_SimpleNewFromData(
+        cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), cnp.PyArray_TYPE(like), memory.data)
+    Py_INCREF(memory)
+    PyArray_SetBaseObject(array, memory)
+    return array
+
+
 cdef object fast_call(fl2_loss loss, object y_true, object y_pred, object weights,
                       object reduction, object out, bint want_loss, bint want_grad):
     """The whole call for the common case, or NOT_FAST."""
@@ -305,7 +371,7 @@ cdef object fast_call(fl2_loss loss, object y_true, object y_pred, object weight
         p.weights_dtype = <fl2_dtype>t_weights
     if want_grad:
         if out is None:
-            grad = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(b), cnp.PyArray_DIMS(b), cnp.PyArray_TYPE(b), 0)
+            grad = new_gradient(b)
         else:
             if (simple_dtype(out) != t_pred or not same_shape(<cnp.ndarray>out, b)
                     or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)):
