@@ -197,7 +197,7 @@ def _grad_buffers(plan: Plan, out):
     The kernel writes 1-D C-contiguous arrays of y_pred's kernel dtype; a float16 or
     non-contiguous ``out`` gets a temporary that is copied in afterwards.
     """
-    result = np.empty(plan.shape, plan.grad_dtype) if out is None else out
+    result = _backends.new_gradient(plan.shape, plan.grad_dtype) if out is None else out
     if result.dtype == plan.y_pred.dtype and result.flags.c_contiguous:
         return result.reshape(-1), result, False
     return np.empty(plan.n, plan.y_pred.dtype), result, True

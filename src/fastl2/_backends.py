@@ -46,6 +46,8 @@ def _load(name: str):
             raise ImportError(f"fastl2 backend {name!r} is not available: {_INSTALL_HINT[name]} ({exc})") from exc
         if name == "numba" and _requested_threads:
             module.set_num_threads(_requested_threads)
+        if name == "numba" and _core is not None:
+            module.new_gradient = _core.new_gradient_array
     _loaded[name] = module
     return module
 
@@ -115,6 +117,15 @@ def active():
 def compiled_module():
     """fastl2._core if it was built and imports, else None."""
     return _core
+
+
+def new_gradient(shape: tuple[int, ...], dtype) -> "np.ndarray":
+    """An empty gradient array; the compiled module reuses the last large gradient's memory."""
+    if _core is not None:
+        return _core.new_gradient_array(shape, dtype)
+    import numpy as np
+
+    return np.empty(shape, dtype)
 
 
 # ---- fast paths ------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp
 
+import numpy as np
+
 cnp.import_array()
 
 cdef extern from "numpy/arrayobject.h":
@@ -317,12 +319,27 @@ def cached_gradient_bytes():
     return cached_bytes
 
 
-cdef cnp.ndarray new_gradient(cnp.ndarray like):
-    """An uninitialised C-contiguous array of ``like``'s shape and dtype, for a gradient."""
+def new_gradient_array(tuple shape, dtype):
+    """``np.empty(shape, dtype)`` for a gradient, reusing the last large gradient's memory."""
+    cdef cnp.dtype descr = np.dtype(dtype)
+    cdef cnp.npy_intp dims[32]
+    cdef int nd = len(shape), i
+    if nd > 32:
+        return np.empty(shape, descr)
+    for i in range(nd):
+        dims[i] = shape[i]
+    return new_gradient(nd, dims, descr.type_num, descr.itemsize)
+
+
+cdef cnp.ndarray new_gradient(int nd, cnp.npy_intp *dims, int typenum, size_t itemsize):
+    """An uninitialised C-contiguous array for a gradient."""
     global cached_data, cached_bytes
-    cdef size_t nbytes = cnp.PyArray_NBYTES(like)
+    cdef size_t nbytes = itemsize
+    cdef int i
+    for i in range(nd):
+        nbytes *= <size_t>dims[i]
     if nbytes < GRADIENT_CACHE_MIN_BYTES:
-        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), cnp.PyArray_TYPE(like), 0)
+        return cnp.PyArray_EMPTY(nd, dims, typenum, 0)
     cdef _GradientMemory memory = _GradientMemory.__new__(_GradientMemory)
     if cached_data != NULL and nbytes <= cached_bytes <= 2 * nbytes:
         memory.data, memory.nbytes = cached_data, cached_bytes
@@ -332,8 +349,7 @@ cdef cnp.ndarray new_gradient(cnp.ndarray like):
         if memory.data == NULL:
             raise MemoryError(f"fastl2: cannot allocate {nbytes} bytes for the gradient")
         memory.nbytes = nbytes
-    cdef cnp.ndarray array = cnp.PyArray_SimpleNewFromData(
-        cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), cnp.PyArray_TYPE(like), memory.data)
+    cdef cnp.ndarray array = cnp.PyArray_SimpleNewFromData(nd, dims, typenum, memory.data)
     Py_INCREF(memory)
     PyArray_SetBaseObject(array, memory)
     return array
@@ -371,7 +387,8 @@ cdef object fast_call(fl2_loss loss, object y_true, object y_pred, object weight
         p.weights_dtype = <fl2_dtype>t_weights
     if want_grad:
         if out is None:
-            grad = new_gradient(b)
+            grad = new_gradient(cnp.PyArray_NDIM(b), cnp.PyArray_DIMS(b), cnp.PyArray_TYPE(b),
+                                cnp.PyArray_ITEMSIZE(b))
         else:
             if (simple_dtype(out) != t_pred or not same_shape(<cnp.ndarray>out, b)
                     or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)):

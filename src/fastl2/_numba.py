@@ -549,6 +549,10 @@ def weight_sum(plan: Plan) -> float:
 #: The public functions this module has a fast path for (as fastl2._core.FAST_PATH_FUNCTIONS).
 FAST_PATH_FUNCTIONS = ("mse", "mae", "mse_grad", "mae_grad", "mse_and_grad", "mae_and_grad")
 
+#: Allocates fast-path gradients; fastl2._backends hands in the compiled module's, which
+#: reuses the memory of the last large gradient freed.
+new_gradient = np.empty
+
 _fast_path_enabled = False
 _planned: dict = {}
 _NOT_FAST = object()
@@ -614,7 +618,7 @@ def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_gra
             return _NOT_FAST  # the planned path raises the right error
     grad = flat_grad = None
     if want_grad:
-        grad = np.empty(shape, y_pred.dtype)
+        grad = new_gradient(shape, y_pred.dtype)
         flat_grad = grad if len(shape) == 1 else grad.reshape(-1)
     mode = (_SUMS_GRAD if want_grad else _SUMS) if want_loss else _GRAD
     args = (y_true, y_pred, weights, 1, flat_grad, 1.0 if absolute else 2.0, divisor, None)
