@@ -46,7 +46,7 @@ PARALLEL_THRESHOLD = 16 * BLOCK_SIZE
 
 #: Gradients of at least this many bytes are written with streaming (non-temporal) stores on
 #: x86-64, past the caches, as csrc/fastl2.c does (FL2_DEFAULT_STREAM_MIN_BYTES).
-STREAM_MIN_BYTES = 8 << 20
+STREAM_MIN_BYTES = 16 << 20
 _STREAMING_STORES = platform.machine().lower() in ("x86_64", "amd64")
 
 #: Serial calls of up to this many blocks keep their block partials on the stack.
