@@ -42,7 +42,7 @@ from ._plan import BLOCK_SIZE, Plan
 LANES = 16
 
 #: Below this many elements a call never enters Numba's thread pool (as csrc/fastl2.c).
-PARALLEL_THRESHOLD = 16 * BLOCK_SIZE
+PARALLEL_THRESHOLD = 8 * BLOCK_SIZE
 
 #: Gradients of at least this many bytes are written with streaming (non-temporal) stores on
 #: x86-64, past the caches, as csrc/fastl2.c does (FL2_DEFAULT_STREAM_MIN_BYTES).
