@@ -63,19 +63,46 @@
         }                                                      \
     } while (0)
 
+/* The lanes' double-double sum by fl2_dd_combine's tree, without its checks for inf and nan
+ * (branches that keep the compiler from vectorising the levels); a sum that comes out
+ * non-finite is redone with them, which gives the same bits as fl2_dd_combine always. */
 FL2_INLINE fl2_dd FL2_CAT(BLOCK_FN, _lanes)(const double *sum, const double *err)
 {
-    fl2_dd lane[LANES];
+    double hi[LANES], lo[LANES];
     for (int k = 0; k < LANES; k++) {
-        lane[k].hi = sum[k];
-        lane[k].lo = COMPENSATED ? err[k] : 0.0;
+        hi[k] = sum[k];
+        lo[k] = COMPENSATED ? err[k] : 0.0;
     }
-    return fl2_dd_combine(lane, LANES);
+    FL2_UNROLL
+    for (int m = LANES; m > 1; m /= 2) {
+        FL2_UNROLL
+        for (int i = 0; i < m / 2; i++) {
+            const double a = hi[2 * i], b = hi[2 * i + 1];
+            const double s = a + b;
+            const double bb = s - a;
+            double e = (a - (s - bb)) + (b - bb);
+            e += lo[2 * i] + lo[2 * i + 1];
+            const double h = s + e;
+            hi[i] = h;
+            lo[i] = e - (h - s);
+        }
+    }
+    fl2_dd r = {hi[0], lo[0]};
+    if (!(r.hi - r.hi == 0.0)) {
+        fl2_dd lane[LANES];
+        for (int k = 0; k < LANES; k++) {
+            lane[k].hi = sum[k];
+            lane[k].lo = COMPENSATED ? err[k] : 0.0;
+        }
+        r = fl2_dd_combine(lane, LANES);
+    }
+    return r;
 }
 
 FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t start, int64_t end,
                         fl2_partial *out, const int absolute, const int want_sums,
-                        const int want_grad, const int want_elem, const int weights_only)
+                        const int want_grad, const int want_elem, const int weights_only,
+                        double *raw)
 {
     typedef T_PRED pred_t;
 #if COMPENSATED
@@ -224,7 +251,12 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     }
 
     if (stream) fl2_stream_fence();
-    if (want_sums) {
+    if (want_sums && raw) { /* the lanes themselves, for the caller to combine */
+        memcpy(raw, loss_sum, sizeof loss_sum);
+        memcpy(raw + LANES, loss_err, sizeof loss_err);
+        memcpy(raw + 2 * LANES, w_sum, sizeof w_sum);
+        memcpy(raw + 3 * LANES, w_err, sizeof w_err);
+    } else if (want_sums) {
         out->loss = FL2_CAT(BLOCK_FN, _lanes)(loss_sum, loss_err);
 #if HAS_WEIGHTS
         out->weights = FL2_CAT(BLOCK_FN, _lanes)(w_sum, w_err);
@@ -244,17 +276,204 @@ static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, 
     const int absolute = p->loss == FL2_ABSOLUTE;
     /* Constant flags make each call below its own loop without per-element branches. */
 #define SPECIALISE(sums, grad, elem, wonly)                                              \
-    (absolute ? BODY_FN(p, o, start, end, out, 1, sums, grad, elem, wonly)               \
-              : BODY_FN(p, o, start, end, out, 0, sums, grad, elem, wonly))
+    (absolute ? BODY_FN(p, o, start, end, out, 1, sums, grad, elem, wonly, NULL)         \
+              : BODY_FN(p, o, start, end, out, 0, sums, grad, elem, wonly, NULL))
     switch (mode) {
     case FL2_MODE_SUMS: SPECIALISE(1, 0, 0, 0); break;
     case FL2_MODE_SUMS_GRAD: SPECIALISE(1, 1, 0, 0); break;
     case FL2_MODE_GRAD: SPECIALISE(0, 1, 0, 0); break;
     case FL2_MODE_ELEM: SPECIALISE(0, 0, 1, 0); break;
     case FL2_MODE_ELEM_GRAD: SPECIALISE(0, 1, 1, 0); break;
-    case FL2_MODE_WEIGHTS: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1); break;
+    case FL2_MODE_WEIGHTS: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1, NULL); break;
     }
 #undef SPECIALISE
+}
+
+/* Block sums of ncols outputs at once, for runs that are columns: output c's run is column c
+ * of a chunk of nrows rows, row r of y_pred at y_pred + r * ld[FL2_OP_PRED] elements (of
+ * y_true and the weights likewise), its columns contiguous; w_step is 1 for weights per
+ * element, 0 for one weight per row.  Element r of each column goes to lane r % LANES with
+ * BODY_FN's operations, so each output's partial has the bits BLOCK_FN gives its run; the
+ * rows are read once, in memory order.  scratch: 4 * LANES * ncols doubles. */
+FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t nrows, int64_t ncols,
+                                                 const int64_t *ld, int64_t w_step, double *scratch,
+                                                 fl2_partial *out, const int absolute,
+                                                 const int weights_only)
+{
+    const T_PRED *y_pred = (const T_PRED *)p->y_pred;
+#if HAS_TRUE
+    const T_TRUE *y_true = (const T_TRUE *)p->y_true;
+#endif
+#if HAS_WEIGHTS
+    const T_WEIGHTS *w = (const T_WEIGHTS *)p->weights;
+#endif
+    double *ls = scratch, *le = scratch + LANES * ncols;
+    double *ws = scratch + 2 * LANES * ncols, *we = scratch + 3 * LANES * ncols;
+    (void)ws; (void)we; (void)w_step;
+    memset(scratch, 0, (size_t)4 * LANES * ncols * sizeof(double));
+    for (int64_t r = 0; r < nrows; r++) {
+        const int64_t lane = (r % LANES) * ncols;
+        double *s = ls + lane, *e = le + lane;
+        const T_PRED *yp = y_pred + r * ld[FL2_OP_PRED];
+#if HAS_TRUE
+        const T_TRUE *yt = y_true + r * ld[FL2_OP_TRUE];
+#endif
+#if HAS_WEIGHTS
+        const T_WEIGHTS *wr = w + r * ld[FL2_OP_WEIGHTS];
+        double *sw = ws + lane, *ew = we + lane;
+#endif
+        for (int64_t c = 0; c < ncols; c++) {
+#if HAS_WEIGHTS
+            const double wk = (double)wr[c * w_step];
+            if (!weights_only) {
+#endif
+#if HAS_TRUE
+                const double d = (double)yp[c] - (double)yt[c];
+#else
+                const double d = (double)yp[c];
+#endif
+                const double l = absolute ? fabs(d) : d * d;
+#if HAS_WEIGHTS
+                const double wl = wk * l;
+#else
+                const double wl = l;
+#endif
+                ACCUMULATE(s, e, c, wl);
+#if HAS_WEIGHTS
+            }
+            ACCUMULATE(sw, ew, c, wk);
+#endif
+        }
+    }
+    for (int64_t c = 0; c < ncols; c++) {
+        double sum[LANES], err[LANES];
+        for (int k = 0; k < LANES; k++) {
+            sum[k] = ls[k * ncols + c];
+            err[k] = le[k * ncols + c];
+        }
+        out[c].loss = FL2_CAT(BLOCK_FN, _lanes)(sum, err);
+#if HAS_WEIGHTS
+        for (int k = 0; k < LANES; k++) {
+            sum[k] = ws[k * ncols + c];
+            err[k] = we[k * ncols + c];
+        }
+        out[c].weights = FL2_CAT(BLOCK_FN, _lanes)(sum, err);
+#else
+        out[c].weights.hi = (double)nrows;
+        out[c].weights.lo = 0.0;
+#endif
+    }
+}
+
+static void FL2_CAT(BLOCK_FN, _columns)(const fl2_problem *p, fl2_mode mode, int64_t nrows,
+                                        int64_t ncols, const int64_t *ld, int64_t w_step,
+                                        double *scratch, fl2_partial *out)
+{
+    if (mode == FL2_MODE_WEIGHTS)
+        FL2_CAT(BLOCK_FN, _columns_body)(p, nrows, ncols, ld, w_step, scratch, out, 0, 1);
+    else if (p->loss == FL2_ABSOLUTE)
+        FL2_CAT(BLOCK_FN, _columns_body)(p, nrows, ncols, ld, w_step, scratch, out, 1, 0);
+    else
+        FL2_CAT(BLOCK_FN, _columns_body)(p, nrows, ncols, ld, w_step, scratch, out, 0, 0);
+}
+
+/* Block sums of nrows outputs whose runs are rows: output r's run is the row_len (at most
+ * FL2_BLOCK_SIZE) contiguous elements at y_pred + r * ld[FL2_OP_PRED] (y_true and weights
+ * likewise; w_step 1 for weights per element, 0 for one per row).  Each row goes through
+ * BODY_FN; the lane sums of FL2_ROWS_GROUP rows at a time are combined together, one row
+ * per vector lane, by the tree of _lanes: the bits of BLOCK_FN on each row. */
+#define FL2_ROWS_GROUP 8
+FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrows, int64_t row_len,
+                                              const int64_t *ld, int64_t w_step, fl2_partial *out,
+                                              const int absolute, const int weights_only)
+{
+    /* lanes[q][k][j]: quantity q (loss sum, loss error, weight sum, weight error), lane k,
+     * row j of the group */
+    double lanes[4][LANES][FL2_ROWS_GROUP];
+    double raw[4 * LANES];
+    for (int64_t first = 0; first < nrows; first += FL2_ROWS_GROUP) {
+        const int group = nrows - first < FL2_ROWS_GROUP ? (int)(nrows - first) : FL2_ROWS_GROUP;
+        for (int j = 0; j < FL2_ROWS_GROUP; j++) {
+            if (j < group) {
+                const int64_t r = first + j;
+                fl2_problem q = *p;
+                q.y_pred = (const char *)p->y_pred + r * ld[FL2_OP_PRED] * (int64_t)sizeof(T_PRED);
+#if HAS_TRUE
+                q.y_true = (const char *)p->y_true + r * ld[FL2_OP_TRUE] * (int64_t)sizeof(T_TRUE);
+#endif
+#if HAS_WEIGHTS
+                q.weights = (const char *)p->weights + r * ld[FL2_OP_WEIGHTS] * (int64_t)sizeof(T_WEIGHTS);
+                q.weights_repeat = w_step ? 1 : row_len;
+#endif
+                if (weights_only)
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 1, raw);
+                else if (absolute)
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 1, 1, 0, 0, 0, raw);
+                else
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 0, raw);
+            } else {
+                memset(raw, 0, sizeof raw);
+            }
+            /* only the quantities the tree below reads */
+            for (int h = 0; h < 4; h++) {
+                if ((h & 1) && !COMPENSATED) continue;
+                if (h >= 2 && !HAS_WEIGHTS) continue;
+                for (int k = 0; k < LANES; k++) lanes[h][k][j] = raw[h * LANES + k];
+            }
+        }
+        for (int h = 0; h < (HAS_WEIGHTS ? 4 : 2); h += 2) {
+            double hi[LANES][FL2_ROWS_GROUP], lo[LANES][FL2_ROWS_GROUP];
+            memcpy(hi, lanes[h], sizeof hi);
+            if (COMPENSATED) memcpy(lo, lanes[h + 1], sizeof lo);
+            else memset(lo, 0, sizeof lo);
+            FL2_UNROLL
+            for (int m = LANES; m > 1; m /= 2) {
+                FL2_UNROLL
+                for (int i = 0; i < m / 2; i++) {
+                    for (int j = 0; j < FL2_ROWS_GROUP; j++) {
+                        const double a = hi[2 * i][j], b = hi[2 * i + 1][j];
+                        const double s = a + b;
+                        const double bb = s - a;
+                        double e = (a - (s - bb)) + (b - bb);
+                        e += lo[2 * i][j] + lo[2 * i + 1][j];
+                        const double t = s + e;
+                        hi[i][j] = t;
+                        lo[i][j] = e - (t - s);
+                    }
+                }
+            }
+            for (int j = 0; j < group; j++) {
+                fl2_dd r = {hi[0][j], lo[0][j]};
+                if (!(r.hi - r.hi == 0.0)) { /* inf or nan on the way: the checked tree */
+                    double sum[LANES], err[LANES];
+                    for (int k = 0; k < LANES; k++) {
+                        sum[k] = lanes[h][k][j];
+                        err[k] = lanes[h + 1][k][j];
+                    }
+                    r = FL2_CAT(BLOCK_FN, _lanes)(sum, err);
+                }
+                if (h == 0) out[first + j].loss = r;
+                else out[first + j].weights = r;
+            }
+        }
+        if (!HAS_WEIGHTS)
+            for (int j = 0; j < group; j++) {
+                out[first + j].weights.hi = (double)row_len;
+                out[first + j].weights.lo = 0.0;
+            }
+    }
+}
+
+static void FL2_CAT(BLOCK_FN, _rows)(const fl2_problem *p, fl2_mode mode, int64_t nrows,
+                                     int64_t row_len, const int64_t *ld, int64_t w_step,
+                                     fl2_partial *out)
+{
+    if (mode == FL2_MODE_WEIGHTS)
+        FL2_CAT(BLOCK_FN, _rows_body)(p, nrows, row_len, ld, w_step, out, 0, 1);
+    else if (p->loss == FL2_ABSOLUTE)
+        FL2_CAT(BLOCK_FN, _rows_body)(p, nrows, row_len, ld, w_step, out, 1, 0);
+    else
+        FL2_CAT(BLOCK_FN, _rows_body)(p, nrows, row_len, ld, w_step, out, 0, 0);
 }
 
 #undef LANES

@@ -58,6 +58,32 @@ int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthr
  * bit-identical to fl2_run's sums->weights; reads the weights only. */
 int fl2_weight_sum(const fl2_problem *p, double *weight_sum, int nthreads);
 
+/* ---- N-d arrays in any layout ------------------------------------------------------------
+ * The iteration runs over shape[0..ndim); its first nkept dims index the outputs in C order,
+ * output o reducing the elements of the remaining dims (in C order of those).  Each operand
+ * has its own byte strides (any sign, 0 for broadcast dims); the pointers of fl2_problem and
+ * fl2_outputs point at element (0, ..., 0), and weights_repeat is not used.  Each output's
+ * run is cut into blocks of FL2_BLOCK_SIZE consecutive elements that go through the same
+ * kernels as fl2_run's (gathered into a per-thread buffer where they are not contiguous), and
+ * each output's block partials are combined by the same tree: results do not depend on the
+ * thread count, and a contiguous run gives fl2_run's bits. */
+#define FL2_MAX_DIMS 64
+enum { FL2_OP_TRUE = 0, FL2_OP_PRED, FL2_OP_WEIGHTS, FL2_OP_GRAD, FL2_OP_ELEM, FL2_NOPS };
+
+typedef struct {
+    int ndim;                                   /* 1 .. FL2_MAX_DIMS */
+    int nkept;                                  /* 0 .. ndim - 1 */
+    int64_t shape[FL2_MAX_DIMS];
+    int64_t strides[FL2_NOPS][FL2_MAX_DIMS];    /* bytes, per operand (FL2_OP_*) */
+} fl2_layout;
+
+/* What fl2_run does, over a layout: element losses and gradients are written at their
+ * strides; loss_sums[o] and weight_sums[o] (either may be NULL) receive each output's sums.
+ * Without loss_sums, elementwise or grad, only the weight sums are computed.
+ * Returns 0, or -1 when memory for the buffers or block partials could not be allocated. */
+int fl2_run_strided(const fl2_problem *p, const fl2_layout *layout, const fl2_outputs *o,
+                    double *loss_sums, double *weight_sums, int nthreads);
+
 /* Chooses the best kernels for this CPU and makes forked children run serially; call once
  * before anything else. */
 void fl2_init(void);

@@ -73,15 +73,33 @@ typedef enum {
 typedef void (*fl2_block_fn)(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode,
                              int64_t start, int64_t end, fl2_partial *out);
 
+/* Block sums of ncols outputs whose runs are the contiguous columns of nrows rows (the
+ * kernels' _columns variant; modes FL2_MODE_SUMS and FL2_MODE_WEIGHTS only): see
+ * block_template.h.  ld: row strides in elements, indexed by FL2_OP_*. */
+typedef void (*fl2_columns_fn)(const fl2_problem *p, fl2_mode mode, int64_t nrows, int64_t ncols,
+                               const int64_t *ld, int64_t w_step, double *scratch,
+                               fl2_partial *out);
+
+/* Block sums of nrows outputs whose runs are contiguous rows of row_len <= FL2_BLOCK_SIZE
+ * elements (the kernels' _rows variant; modes FL2_MODE_SUMS and FL2_MODE_WEIGHTS only). */
+typedef void (*fl2_rows_fn)(const fl2_problem *p, fl2_mode mode, int64_t nrows, int64_t row_len,
+                            const int64_t *ld, int64_t w_step, fl2_partial *out);
+
 /* One kernel per (y_true, y_pred, weights) dtype combination:
  * index ((true * 2 + pred) * 3 + weights) with weights 0 = none, 1 = float32, 2 = float64,
  * then 12 + pred for problems without y_true (the L2 penalty). */
 #define FL2_NKERNELS 14
 
 extern const fl2_block_fn fl2_kernels_baseline[FL2_NKERNELS];
+extern const fl2_columns_fn fl2_kernels_baseline_columns[FL2_NKERNELS];
+extern const fl2_rows_fn fl2_kernels_baseline_rows[FL2_NKERNELS];
 #if defined(FL2_HAVE_X86_DISPATCH)
 extern const fl2_block_fn fl2_kernels_avx2[FL2_NKERNELS];
+extern const fl2_columns_fn fl2_kernels_avx2_columns[FL2_NKERNELS];
+extern const fl2_rows_fn fl2_kernels_avx2_rows[FL2_NKERNELS];
 extern const fl2_block_fn fl2_kernels_avx512[FL2_NKERNELS];
+extern const fl2_columns_fn fl2_kernels_avx512_columns[FL2_NKERNELS];
+extern const fl2_rows_fn fl2_kernels_avx512_rows[FL2_NKERNELS];
 #endif
 
 /* Error-free sum of two double-doubles, normalised.  Non-finite sums propagate as IEEE

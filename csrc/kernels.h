@@ -97,3 +97,19 @@ const fl2_block_fn FL2_KERNEL_TABLE[FL2_NKERNELS] = {
     FL2_KNAME(_d_d), FL2_KNAME(_d_d_wf), FL2_KNAME(_d_d_wd),
     FL2_KNAME(_penalty_f), FL2_KNAME(_penalty_d),
 };
+
+const fl2_columns_fn FL2_CAT(FL2_KERNEL_TABLE, _columns)[FL2_NKERNELS] = {
+    FL2_KNAME(_f_f_columns), FL2_KNAME(_f_f_wf_columns), FL2_KNAME(_f_f_wd_columns),
+    FL2_KNAME(_f_d_columns), FL2_KNAME(_f_d_wf_columns), FL2_KNAME(_f_d_wd_columns),
+    FL2_KNAME(_d_f_columns), FL2_KNAME(_d_f_wf_columns), FL2_KNAME(_d_f_wd_columns),
+    FL2_KNAME(_d_d_columns), FL2_KNAME(_d_d_wf_columns), FL2_KNAME(_d_d_wd_columns),
+    FL2_KNAME(_penalty_f_columns), FL2_KNAME(_penalty_d_columns),
+};
+
+const fl2_rows_fn FL2_CAT(FL2_KERNEL_TABLE, _rows)[FL2_NKERNELS] = {
+    FL2_KNAME(_f_f_rows), FL2_KNAME(_f_f_wf_rows), FL2_KNAME(_f_f_wd_rows),
+    FL2_KNAME(_f_d_rows), FL2_KNAME(_f_d_wf_rows), FL2_KNAME(_f_d_wd_rows),
+    FL2_KNAME(_d_f_rows), FL2_KNAME(_d_f_wf_rows), FL2_KNAME(_d_f_wd_rows),
+    FL2_KNAME(_d_d_rows), FL2_KNAME(_d_d_wf_rows), FL2_KNAME(_d_d_wd_rows),
+    FL2_KNAME(_penalty_f_rows), FL2_KNAME(_penalty_d_rows),
+};

@@ -21,3 +21,18 @@ def test_docstring_examples_run(function, backend):
 def test_every_public_function_has_an_example():
     missing = [f.__name__ for f in PUBLIC if ">>>" not in (f.__doc__ or "") and f.__name__ != "show_config"]
     assert not missing
+
+
+def test_readme_examples_run(backend):
+    """Every `>>>` example of README.md prints what it shows, on every backend."""
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.S)
+    examples = [block for block in blocks if ">>>" in block]
+    assert examples
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for number, block in enumerate(examples):
+        runner.run(doctest.DocTestParser().get_doctest(block, {}, f"README[{number}]", None, 0))
+    assert runner.failures == 0

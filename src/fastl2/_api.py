@@ -22,6 +22,7 @@ from ._plan import (
     check_reduction,
     loss_plan,
     penalty_plan,
+    strided_pass,
 )
 
 __all__ = [
@@ -41,11 +42,16 @@ def mse(y_true, y_pred, weights=None, *, axis=None, reduction: str = "mean"):
         Arrays of one shape (no broadcasting); float32 inputs give a float32 result.
     weights : array_like, optional
         One weight per element (y_pred's shape) or per sample (1-D, ``len(y_pred)``).
-    axis : None
-        Only None (reduce everything) in this version.
+    axis : None, int or tuple of ints
+        The axes to reduce (NumPy's rules); None reduces everything and returns a scalar,
+        anything else an ndarray without the reduced axes.  ``axis=-1`` gives Keras'
+        per-sample losses, ``axis=0`` scikit-learn's per-output ones.
     reduction : {"mean", "weighted_mean", "sum", "none"}
         Divide the sum by the number of elements, by the sum of the weights, by nothing,
         or return the element losses.
+
+    Any memory layout is read where it lies (strided, transposed, broadcast, memory-mapped),
+    with no copy of float32/float64 data.
 
     Examples
     --------
@@ -54,6 +60,11 @@ def mse(y_true, y_pred, weights=None, *, axis=None, reduction: str = "mean"):
     np.float64(1.3333333333333333)
     >>> fastl2.mse([1.0, 2.0], [2.0, 4.0], weights=[3.0, 1.0], reduction="weighted_mean")
     np.float64(1.75)
+    >>> y_true = np.zeros((2, 3)); y_pred = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 3.0]])
+    >>> fastl2.mse(y_true, y_pred, axis=-1)
+    array([4.66666667, 3.        ])
+    >>> fastl2.mse(y_true, y_pred, axis=0)
+    array([0.5, 2. , 9. ])
     """
     return _loss("squared", y_true, y_pred, weights, axis, reduction)
 
@@ -84,14 +95,58 @@ def rmse(y_true, y_pred, weights=None, *, axis=None, reduction: str = "mean"):
 def _loss(loss, y_true, y_pred, weights, axis, reduction, root=False):
     check_reduction(reduction)
     plan = loss_plan(loss, y_true, y_pred, weights, reduction)
-    check_axis(axis, len(plan.shape), reduction)
+    axes = check_axis(axis, len(plan.shape), reduction)
     backend = _backends.active()
     if reduction == "none":
-        losses = np.empty(plan.n, plan.result_dtype)
-        backend.run(plan, False, elementwise=losses)
-        return losses.reshape(plan.shape)
-    loss_sum, weight_sum = backend.run(plan, True)
-    return _reduce(plan, loss_sum, weight_sum, root)
+        if plan.flat:
+            losses = np.empty(plan.n, plan.result_dtype)
+            backend.run(plan, False, elementwise=losses)
+            return losses.reshape(plan.shape)
+        losses = np.empty_like(plan.arrays[1], dtype=plan.result_dtype)  # y_pred's layout
+        if plan.n:
+            backend.run_strided(strided_pass(plan, elementwise=losses), False)
+        return losses
+    if axes is not None and len(axes) < len(plan.shape):
+        return _reduce_axes(plan, axes, backend, root)
+    if plan.flat:
+        loss_sum, weight_sum = backend.run(plan, True)
+    elif plan.n:
+        loss_sums, weight_sums = backend.run_strided(strided_pass(plan), True)
+        loss_sum, weight_sum = float(loss_sums[0]), float(weight_sums[0])
+    else:
+        loss_sum = weight_sum = 0.0
+    value = _reduce(plan, loss_sum, weight_sum, root)
+    # Reducing every axis by naming them gives a 0-d array (API.md: only axis=None gives a scalar).
+    return value if axes is None else np.asarray(value)
+
+
+def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
+    """The loss reduced along ``axes`` only: one value per remaining index, in an ndarray."""
+    out_shape = tuple(size for a, size in enumerate(plan.shape) if a not in axes)
+    count = math.prod(plan.shape[a] for a in axes)
+    outputs = math.prod(out_shape)
+    if plan.n:
+        loss_sums, weight_sums = backend.run_strided(strided_pass(plan, axes), True)
+    else:
+        loss_sums, weight_sums = np.zeros(outputs), np.zeros(outputs)
+    values = loss_sums  # divided in place: no temporary beyond the sums and the result
+    if plan.reduction != "sum" and count == 0:
+        warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=4)
+        values[...] = np.nan
+    elif plan.reduction == "mean":
+        values /= count
+    elif plan.reduction == "weighted_mean":
+        if not weight_sums.all():
+            zero = np.unravel_index(int(np.argmin(weight_sums != 0)), out_shape)
+            raise ValueError(
+                "reduction='weighted_mean' needs weights with a non-zero sum along the reduced "
+                f"axes; the weights sum to 0 at output index {tuple(int(i) for i in zero)}"
+            )
+        values /= weight_sums
+    if root:
+        with np.errstate(invalid="ignore"):
+            np.sqrt(values, out=values)
+    return values.astype(plan.result_dtype, copy=False).reshape(out_shape)
 
 
 def _divisor(plan: Plan, weight_sum: float) -> float:
@@ -173,11 +228,20 @@ def _grad_pass(loss, y_true, y_pred, weights, reduction, out, *, want_loss):
     plan = loss_plan(loss, y_true, y_pred, weights, reduction)
     out = check_out(out, plan, {"y_true": y_true, "y_pred": y_pred, "weights": weights})
     backend = _backends.active()
+    strided = not _flat_output(plan, out)
     # The divisor must be known before the first gradient element is written: with
     # "weighted_mean" that takes a pass over the weights alone.
-    weight_sum = backend.weight_sum(plan) if reduction == "weighted_mean" and plan.n else float(plan.n)
+    if reduction == "weighted_mean" and plan.n:
+        if strided:
+            weight_sum = float(backend.run_strided(strided_pass(plan), False, weights_only=True)[1][0])
+        else:
+            weight_sum = backend.weight_sum(plan)
+    else:
+        weight_sum = float(plan.n)
     divisor = _divisor(plan, weight_sum) if plan.n else 1.0
     scale = 2.0 if loss == "squared" else 1.0
+    if strided:
+        return _strided_grad_pass(plan, out, backend, scale, divisor, weight_sum, want_loss)
     target, result, copy_back = _grad_buffers(plan, out)
     if reduction == "none":
         losses = np.empty(plan.n, plan.result_dtype) if want_loss else None
@@ -191,14 +255,46 @@ def _grad_pass(loss, y_true, y_pred, weights, reduction, out, *, want_loss):
     return (value, result) if want_loss else result
 
 
+def _flat_output(plan: Plan, out) -> bool:
+    """Whether the 1-d kernels can write the gradient: flat inputs and a C-contiguous (or no)
+    ``out``; otherwise the strided pass writes it where it lies."""
+    return plan.flat and (out is None or out.flags.c_contiguous)
+
+
+def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, want_loss):
+    """The gradient pass over arrays in any layout; a fresh gradient takes y_pred's layout."""
+    pred = plan.arrays[1]
+    result = np.empty_like(pred, dtype=plan.grad_dtype) if out is None else out
+    # float16 gradients are computed in float32, then rounded once into the result.
+    target = result if result.dtype == pred.dtype else np.empty_like(result, dtype=pred.dtype)
+    losses = None
+    if want_loss and plan.reduction == "none":
+        losses = np.empty_like(pred, dtype=plan.result_dtype)
+    value = None
+    if plan.n:
+        sums = backend.run_strided(
+            strided_pass(plan, grad=target, elementwise=losses),
+            want_loss and losses is None, scale, divisor,
+        )
+        if sums is not None:
+            value = _reduce(plan, float(sums[0][0]), weight_sum)
+    elif want_loss and losses is None:
+        value = _reduce(plan, 0.0, weight_sum)
+    if losses is not None:
+        value = losses
+    if target is not result:
+        np.copyto(result, target, casting="unsafe")
+    return (value, result) if want_loss else result
+
+
 def _grad_buffers(plan: Plan, out):
     """Where the kernel writes the gradient, what is returned, and whether to copy between.
 
-    The kernel writes 1-D C-contiguous arrays of y_pred's kernel dtype; a float16 or
-    non-contiguous ``out`` gets a temporary that is copied in afterwards.
+    The kernel writes 1-D C-contiguous arrays of y_pred's kernel dtype; a float16 ``out``
+    gets a temporary that is copied in afterwards.
     """
     result = _backends.new_gradient(plan.shape, plan.grad_dtype) if out is None else out
-    if result.dtype == plan.y_pred.dtype and result.flags.c_contiguous:
+    if result.dtype == plan.y_pred.dtype:
         return result.reshape(-1), result, False
     return np.empty(plan.n, plan.y_pred.dtype), result, True
 
@@ -214,7 +310,13 @@ def l2_penalty(params, lam):
     """
     lam = check_lam(lam)
     plan = penalty_plan(params)
-    square_sum, _ = _backends.active().run(plan, True)
+    backend = _backends.active()
+    if plan.flat:
+        square_sum, _ = backend.run(plan, True)
+    elif plan.n:
+        square_sum = float(backend.run_strided(strided_pass(plan), True)[0][0])
+    else:
+        square_sum = 0.0
     return plan.result_dtype.type(lam * square_sum)
 
 
@@ -228,8 +330,18 @@ def l2_penalty_grad(params, lam, *, out=None):
     lam = check_lam(lam)
     plan = penalty_plan(params)
     out = check_out(out, plan, {"params": params})
+    backend = _backends.active()
+    if not _flat_output(plan, out):
+        pred = plan.arrays[1]
+        result = np.empty_like(pred, dtype=plan.grad_dtype) if out is None else out
+        target = result if result.dtype == pred.dtype else np.empty_like(result, dtype=pred.dtype)
+        if plan.n:
+            backend.run_strided(strided_pass(plan, grad=target), False, 2.0 * lam)
+        if target is not result:
+            np.copyto(result, target, casting="unsafe")
+        return result
     target, result, copy_back = _grad_buffers(plan, out)
-    _backends.active().run(plan, False, target, 2.0 * lam)
+    backend.run(plan, False, target, 2.0 * lam)
     if copy_back:
         np.copyto(result, target.reshape(plan.shape), casting="unsafe")
     return result

@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from ._plan import Plan
+from ._plan import Plan, Strided
 
 BLOCK_SIZE: int
 LANES: int
@@ -44,3 +44,10 @@ def mae_grad(y_true: Any, y_pred: Any, weights: Any = None, *, reduction: str = 
 def mae_and_grad(y_true: Any, y_pred: Any, weights: Any = None, *, reduction: str = "mean", out: np.ndarray | None = None) -> tuple[Any, np.ndarray]: ...
 def mse_grad(y_true: Any, y_pred: Any, weights: Any = None, *, reduction: str = "mean", out: np.ndarray | None = None) -> np.ndarray: ...
 def mse_and_grad(y_true: Any, y_pred: Any, weights: Any = None, *, reduction: str = "mean", out: np.ndarray | None = None) -> tuple[Any, np.ndarray]: ...
+def run_strided(
+    s: Strided,
+    want_sums: bool,
+    grad_scale: float = 0.0,
+    grad_divisor: float = 1.0,
+    weights_only: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | None: ...

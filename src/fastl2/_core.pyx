@@ -52,6 +52,15 @@ cdef extern from "fastl2.h" nogil:
         double loss
         double weights
     int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthreads)
+    enum: FL2_MAX_DIMS
+    enum: FL2_NOPS
+    ctypedef struct fl2_layout:
+        int ndim
+        int nkept
+        int64_t shape[FL2_MAX_DIMS]
+        int64_t strides[FL2_NOPS][FL2_MAX_DIMS]
+    int fl2_run_strided(const fl2_problem *p, const fl2_layout *layout, const fl2_outputs *o,
+                        double *loss_sums, double *weight_sums, int nthreads)
     int fl2_weight_sum(const fl2_problem *p, double *weight_sum, int nthreads)
     void fl2_init()
     void fl2_set_num_threads(int nthreads)
@@ -211,6 +220,71 @@ def weight_sum(plan):
     if status != 0:
         raise MemoryError("fastl2: no memory for the block partials")
     return total
+
+
+cdef inline const void *operand_base(cnp.ndarray operand):
+    return cnp.PyArray_DATA(operand)
+
+
+def run_strided(s, bint want_sums, double grad_scale=0.0, double grad_divisor=1.0,
+                bint weights_only=False):
+    """One pass over a ``fastl2._plan.Strided``; writes its grad and elementwise operands.
+
+    Returns float64 arrays (loss sums, weight sums) of one element per output when
+    ``want_sums``; (None, weight sums) with ``weights_only`` (nothing else is computed);
+    otherwise None.
+    """
+    cdef fl2_problem p
+    cdef fl2_outputs o
+    cdef fl2_layout layout
+    cdef int status, d, k
+    cdef cnp.ndarray loss_sums = None, weight_sums = None
+    cdef double *loss_ptr = NULL
+    cdef double *weight_ptr = NULL
+    shape = s.shape
+    if not 1 <= len(shape) <= FL2_MAX_DIMS:
+        raise ValueError(f"fastl2: arrays of up to {FL2_MAX_DIMS} dimensions are supported")
+    layout.ndim = len(shape)
+    layout.nkept = s.nkept
+    operands = (s.y_true, s.y_pred, s.weights, s.grad, s.elementwise)
+    for d in range(layout.ndim):
+        layout.shape[d] = shape[d]
+        for k in range(FL2_NOPS):
+            layout.strides[k][d] = operands[k].strides[d] if operands[k] is not None else 0
+    p.loss = FL2_ABSOLUTE if s.loss == "absolute" else FL2_SQUARED
+    p.n = s.n
+    p.y_pred = operand_base(s.y_pred)
+    p.pred_dtype = kernel_dtype(s.y_pred)
+    p.y_true, p.true_dtype = NULL, FL2_FLOAT64
+    p.weights, p.weights_dtype = NULL, FL2_FLOAT64
+    p.weights_repeat = 1
+    if s.y_true is not None:
+        p.y_true = operand_base(s.y_true)
+        p.true_dtype = kernel_dtype(s.y_true)
+    if s.weights is not None:
+        p.weights = operand_base(s.weights)
+        p.weights_dtype = kernel_dtype(s.weights)
+    o.grad = <void *>operand_base(s.grad) if s.grad is not None else NULL
+    o.elementwise = <void *>operand_base(s.elementwise) if s.elementwise is not None else NULL
+    o.grad_scale = grad_scale
+    o.grad_divisor = grad_divisor
+    if (want_sums or weights_only) and s.weights is not None:
+        weight_sums = np.zeros(s.n_outputs)
+        weight_ptr = <double *>cnp.PyArray_DATA(weight_sums)
+    elif want_sums or weights_only:  # every output's weight sum is its element count
+        weight_sums = np.broadcast_to(np.float64(s.n_reduced), (s.n_outputs,))
+    if want_sums:
+        loss_sums = np.zeros(s.n_outputs)
+        loss_ptr = <double *>cnp.PyArray_DATA(loss_sums)
+    with nogil:
+        status = fl2_run_strided(&p, &layout, &o, loss_ptr, weight_ptr, 0)
+    if status != 0:
+        raise MemoryError("fastl2: no memory for the block buffers or partials")
+    if want_sums:
+        return loss_sums, weight_sums
+    if weights_only:
+        return None, weight_sums
+    return None
 
 
 # ---- the fast paths --------------------------------------------------------------------

@@ -1,13 +1,19 @@
 """Turn the arguments of a public call into a Plan, once, for every backend.
 
-Every check and every error message of the public API lives here; backends receive plans
-whose arrays are already C-contiguous, 1-D, native float32/float64, and never re-validate.
+Every check and every error message of the public API lives here; backends never re-validate.
+A Plan's arrays are native float32/float64.  When they are all C-contiguous (and nothing is
+reduced along an axis) the backends run their 1-d kernels over flat views (``Plan.flat``);
+every other layout and every axis reduction is described by a :class:`Strided` pass over the
+arrays as they are in memory, without copies.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
+
+from numpy.lib.stride_tricks import as_strided
 
 import numpy as np
 
@@ -25,23 +31,61 @@ _FLOAT64 = np.dtype(np.float64)
 class Plan:
     """What a backend computes: one pass over ``n`` elements.
 
-    ``y_true`` (None for the L2 penalty), ``y_pred`` and ``weights`` are 1-D C-contiguous
-    float32/float64 arrays; each weight applies to ``weights_repeat`` consecutive elements.
+    ``arrays`` holds y_true (None for the L2 penalty), y_pred and weights (None without) as
+    N-d arrays of ``shape``, per-sample weights broadcast to it (a zero stride, no copy).
+    When ``flat``, ``y_true``, ``y_pred`` and ``weights`` are also 1-D C-contiguous views, each
+    weight applying to ``weights_repeat`` consecutive elements; otherwise they are None.
     """
 
     loss: str  # "squared" or "absolute"
     y_true: np.ndarray | None
-    y_pred: np.ndarray
+    y_pred: np.ndarray | None
     weights: np.ndarray | None
     weights_repeat: int
     shape: tuple[int, ...]  # y_pred's shape: of elementwise losses and of gradients
     reduction: str
     result_dtype: np.dtype  # of losses
     grad_dtype: np.dtype  # of gradients: y_pred's float dtype
+    arrays: tuple  # (y_true, y_pred, weights), N-d, of ``shape``
+    flat: bool = True
 
     @property
     def n(self) -> int:
-        return self.y_pred.size
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Strided:
+    """A pass over N-d arrays in any layout, reducing all dims but the first ``nkept``.
+
+    Every array is a view of ``shape`` (at least one dim) into the caller's memory, with any
+    strides (negative, or zero for broadcast dims).  The first ``nkept`` dims index the outputs
+    in C order; output ``o`` sums the ``n_reduced`` elements of the remaining dims, in C order
+    of those.  Sums use blocks of BLOCK_SIZE consecutive elements of each output's run,
+    combined as in the 1-d kernels, so results do not depend on the thread count.  ``grad``
+    and ``elementwise`` (if any) are written element by element where they lie.
+    """
+
+    loss: str  # "squared" or "absolute"
+    shape: tuple[int, ...]
+    nkept: int
+    y_true: np.ndarray | None  # None: the L2 penalty of y_pred
+    y_pred: np.ndarray
+    weights: np.ndarray | None
+    grad: np.ndarray | None = None
+    elementwise: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def n_outputs(self) -> int:
+        return math.prod(self.shape[: self.nkept])
+
+    @property
+    def n_reduced(self) -> int:
+        return math.prod(self.shape[self.nkept:])
 
 
 def _as_float_array(value, name: str) -> tuple[np.ndarray, bool]:
@@ -51,8 +95,12 @@ def _as_float_array(value, name: str) -> tuple[np.ndarray, bool]:
     """
     if type(value) is np.ndarray:
         array = value
-    elif hasattr(value, "__dlpack__") and not hasattr(value, "__array__"):
-        array = np.from_dlpack(value)
+    elif hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
+        # PyTorch tensors and other DLPack producers: read in place, strides and all.
+        try:
+            array = np.from_dlpack(value)
+        except (BufferError, TypeError, RuntimeError, ValueError):
+            array = np.asarray(value)  # e.g. a device NumPy cannot read: its __array__ decides
     else:
         array = np.asarray(value)
     dtype = array.dtype
@@ -76,9 +124,8 @@ def _as_float_array(value, name: str) -> tuple[np.ndarray, bool]:
     return array, single
 
 
-def _flat(array: np.ndarray) -> np.ndarray:
-    """A 1-D C-contiguous view of ``array``, copying only arrays that are not C-contiguous."""
-    return np.ascontiguousarray(array).reshape(-1)
+def _is_c_contiguous(array: np.ndarray | None) -> bool:
+    return array is None or (array.flags.c_contiguous and array.flags.aligned)
 
 
 def check_reduction(reduction, allowed=REDUCTIONS) -> str:
@@ -88,17 +135,24 @@ def check_reduction(reduction, allowed=REDUCTIONS) -> str:
     return reduction
 
 
-def check_axis(axis, ndim: int, reduction: str) -> None:
-    """Validates ``axis``; reductions along axes come in a later release."""
+def check_axis(axis, ndim: int, reduction: str) -> tuple[int, ...] | None:
+    """The axes to reduce, as sorted non-negative ints, or None for all of them.
+
+    NumPy's rules: an int or a tuple of ints, negative ones counting from the end, each at
+    most once; out-of-range axes raise ``AxisError``.
+    """
     if axis is None:
-        return
+        return None
     if reduction == "none":
         raise ValueError(
             f"axis={axis!r} cannot be combined with reduction='none', which reduces nothing; "
             "pass axis=None or a reducing reduction"
         )
     axes = axis if isinstance(axis, tuple) else (axis,)
+    normalised = []
     for a in axes:
+        if isinstance(a, (bool, np.bool_)):
+            raise TypeError(f"axis must be None, an int or a tuple of ints; got {axis!r}")
         try:
             a = operator.index(a)
         except TypeError:
@@ -107,10 +161,11 @@ def check_axis(axis, ndim: int, reduction: str) -> None:
             ) from None
         if not -ndim <= a < ndim:
             raise np.exceptions.AxisError(a, ndim)
-    raise NotImplementedError(
-        f"axis={axis!r}: reducing along an axis is not implemented yet in this version of "
-        "fastl2; use axis=None (reduce everything)"
-    )
+        a %= ndim
+        if a in normalised:
+            raise ValueError(f"axis {axis!r} names axis {a} more than once")
+        normalised.append(a)
+    return tuple(sorted(normalised))
 
 
 def _check_same_shape(y_true: np.ndarray, y_pred: np.ndarray) -> None:
@@ -140,39 +195,109 @@ def loss_plan(loss: str, y_true, y_pred, weights, reduction: str) -> Plan:
     pred_array, pred_single = _as_float_array(y_pred, "y_pred")
     _check_same_shape(true_array, pred_array)
     single = true_single and pred_single
+    shape = pred_array.shape
     repeat = 1
-    flat_weights = None
+    weights_array = full_weights = None
     if weights is not None:
         weights_array, weights_single = _as_float_array(weights, "weights")
-        repeat = _weights_layout(weights_array, pred_array.shape)
-        flat_weights = _flat(weights_array)
+        repeat = _weights_layout(weights_array, shape)
         single = single and weights_single
+        full_weights = weights_array
+        if weights_array.shape != shape:  # one weight per sample: a zero-stride view
+            full_weights = np.broadcast_to(
+                weights_array.reshape((shape[0],) + (1,) * (len(shape) - 1)), shape
+            )
+    flat = all(_is_c_contiguous(a) for a in (true_array, pred_array, weights_array))
     return Plan(
         loss=loss,
-        y_true=_flat(true_array),
-        y_pred=_flat(pred_array),
-        weights=flat_weights,
+        y_true=true_array.reshape(-1) if flat else None,
+        y_pred=pred_array.reshape(-1) if flat else None,
+        weights=weights_array.reshape(-1) if flat and weights_array is not None else None,
         weights_repeat=repeat,
-        shape=pred_array.shape,
+        shape=shape,
         reduction=reduction,
         result_dtype=_FLOAT32 if single else _FLOAT64,
         grad_dtype=_grad_dtype(y_pred, pred_array),
+        arrays=(true_array, pred_array, full_weights),
+        flat=flat,
     )
 
 
 def penalty_plan(params) -> Plan:
     """The plan of ``l2_penalty``: the squared "loss" of ``params`` against zero."""
     array, single = _as_float_array(params, "params")
+    flat = _is_c_contiguous(array)
     return Plan(
         loss="squared",
         y_true=None,
-        y_pred=_flat(array),
+        y_pred=array.reshape(-1) if flat else None,
         weights=None,
         weights_repeat=1,
         shape=array.shape,
         reduction="sum",
         result_dtype=_FLOAT32 if single else _FLOAT64,
         grad_dtype=_grad_dtype(params, array),
+        arrays=(None, array, None),
+        flat=flat,
+    )
+
+
+def strided_pass(plan: Plan, axes: tuple[int, ...] | None = None, grad: np.ndarray | None = None,
+                 elementwise: np.ndarray | None = None) -> Strided:
+    """The pass of ``plan`` reducing ``axes`` (None: all), over the arrays as they lie in memory.
+
+    ``grad`` and ``elementwise`` are arrays of ``plan.shape`` to write (any layout).  The
+    reduced dims are visited in y_pred's memory order (largest stride first, negative strides
+    walked backwards), and neighbouring dims that every array steps through evenly are merged,
+    so that C- and Fortran-ordered, transposed and reversed arrays become one run.
+    """
+    shape = plan.shape
+    ndim = len(shape)
+    reduced = tuple(range(ndim)) if axes is None else axes
+    kept = [a for a in range(ndim) if a not in reduced]
+    nkept = len(kept)
+    pred = plan.arrays[1]
+    # Memory order of y_pred among the reduced dims (stable: C order among equal strides).
+    order = kept + sorted(reduced, key=lambda a: -abs(pred.strides[a]))
+    flip = tuple(
+        slice(None, None, -1) if i >= nkept and pred.strides[a] < 0 else slice(None)
+        for i, a in enumerate(order)
+    )
+    views = [None if a is None else a.transpose(order)[flip] for a in list(plan.arrays) + [grad, elementwise]]
+    # Drop dims of one element, then merge neighbours every array steps through evenly.
+    keep = [i for i in range(ndim) if shape[order[i]] != 1]
+    dims = [shape[order[i]] for i in keep]
+    strides = [None if v is None else [v.strides[i] for i in keep] for v in views]
+    nkept = sum(1 for i in keep if i < nkept)
+    i = len(dims) - 2
+    while i >= 0:
+        same_group = (i < nkept) == (i + 1 < nkept)
+        if same_group and all(st is None or st[i] == st[i + 1] * dims[i + 1] for st in strides):
+            dims[i : i + 2] = [dims[i] * dims[i + 1]]
+            for st in strides:
+                if st is not None:
+                    st[i : i + 2] = [st[i + 1]]
+            if i < nkept:
+                nkept -= 1
+        i -= 1
+    if nkept == len(dims):  # nothing left to reduce: each output sums one element
+        dims.append(1)
+        for st in strides:
+            if st is not None:
+                st.append(0)
+    operands = [
+        None if v is None else as_strided(v, shape=tuple(dims), strides=tuple(st))
+        for v, st in zip(views, strides)
+    ]
+    return Strided(
+        loss=plan.loss,
+        shape=tuple(dims),
+        nkept=nkept,
+        y_true=operands[0],
+        y_pred=operands[1],
+        weights=operands[2],
+        grad=operands[3],
+        elementwise=operands[4],
     )
 
 
