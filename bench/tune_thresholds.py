@@ -22,7 +22,7 @@ import numpy as np
 import fastl2
 from fastl2 import _core
 
-SIZES = [2**k for k in range(12, 25)]
+SIZES = [2**k for k in range(12, 25)] + [2**26]
 
 
 def median_time(call, budget_s: float = 0.15) -> float:

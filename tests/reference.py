@@ -11,7 +11,12 @@ The products ``w * d * d`` are split into float64 pieces without rounding error 
 two-product), the pieces are summed with ``math.fsum`` plus the exact residual, so a reduced loss is
 an exact ``Fraction`` (to about 2**-106 relative) that is rounded once, to the result dtype, by the
 comparison. Element-wise results (reduction "none", gradients) are float64 arrays within a hair of
-correctly rounded. Inputs must be finite and in a range where squares neither overflow nor reach the
+correctly rounded.
+
+Reductions along axes (``loss_axis``) are exact: each output's pieces are summed without any
+rounding by an error-free extraction (``exact_row_sums``, Rump-Ogita-Oishi), vectorised over the
+outputs, so that large cases stay cheap; ``round_exact`` rounds such exact values once, correctly,
+to float32 or float64. Inputs must be finite and in a range where squares neither overflow nor reach the
 subnormals (|x| within about 1e-100 .. 1e100); the tests only feed such data here.
 """
 from __future__ import annotations
@@ -243,6 +248,195 @@ def l2_penalty_grad(params, lam):
     return (2.0 * float(lam)) * x
 
 
+# --------------------------------------------------------------------------- reductions along axes
+
+
+def exact_row_sums(values) -> list:
+    """The exact sum of each row of a 2-D float64 array: a list of Fractions (float nan/inf for rows
+    with non-finite values).
+
+    Error-free extraction (Rump, Ogita, Oishi: "Accurate floating-point summation", 2008): with
+    ``sigma = 2**(e + M)``, ``|x| < 2**e`` and ``2**(M-1) >= m`` (the row length), ``q = (sigma + x) - sigma``
+    and ``r = x - q`` are exact, every ``q`` is a multiple of ``2**(e+M-53)`` and bounded so that any
+    sum of them is exact in float64 -- whatever order np.sum adds them in. The residuals ``r`` are
+    at most ``2**(e+M-53)`` and go round again until nothing is left. Finite, normal-range data only
+    (sigma must not overflow), which is all the tests feed here.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    assert x.ndim == 2, x.shape
+    rows, m = x.shape
+    if m == 0:
+        return [Fraction(0)] * rows
+    if m > _SUBROW:
+        # Long rows go as several short ones (zero-padded): a smaller M extracts more bits per round.
+        k = -(-m // _SUBROW)
+        if k * _SUBROW != m:
+            padded = np.zeros((rows, k * _SUBROW))
+            padded[:, :m] = x
+            x = padded
+        parts = exact_row_sums(np.ascontiguousarray(x).reshape(rows * k, _SUBROW))
+        return [_add_exact(parts[i * k : (i + 1) * k]) for i in range(rows)]
+    special = {}
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        with np.errstate(invalid="ignore", over="ignore"):
+            for i in np.flatnonzero(~finite).tolist():
+                special[i] = float(np.sum(x[i]))
+    x = np.where(finite[:, None], x, 0.0)  # our own copy: the rounds below work in place
+    q = np.empty_like(x)
+    shift = int(math.ceil(math.log2(m))) + 1
+    totals = [Fraction(0)] * rows
+    live = np.arange(rows)  # the rows of x that still have something left to add
+    for _ in range(400):
+        amax = np.maximum(np.max(x, axis=1), -np.min(x, axis=1))
+        busy = amax > 0
+        if not busy.any():
+            break
+        if not busy.all():  # finished rows leave: later rounds only see what is left
+            x, amax, live = x[busy], amax[busy], live[busy]
+            q = np.empty_like(x)
+        _, exponent = np.frexp(amax)  # amax < 2**exponent
+        sigma = np.ldexp(1.0, exponent + shift)[:, None]
+        np.add(x, sigma, out=q)
+        q -= sigma  # exact: q = fl(sigma + x) - sigma
+        x -= q  # exact: the rounding error of sigma + x
+        level = np.sum(q, axis=1)  # exact in any order
+        for i, value in zip(live.tolist(), level.tolist()):
+            if value:
+                totals[i] += Fraction(value)
+    else:  # pragma: no cover - cannot happen for finite data
+        raise AssertionError("exact_row_sums did not converge")
+    for i, value in special.items():
+        totals[i] = value
+    return totals
+
+
+_SUBROW = 1 << 14
+
+
+def _add_exact(values):
+    """Sum of Fractions, or the float nan/inf if any part is one."""
+    specials = [v for v in values if isinstance(v, float)]
+    if specials:
+        return float(np.sum(specials))
+    return sum(values, Fraction(0))
+
+
+def normalise_axes(axis, ndim) -> tuple[int, ...]:
+    """NumPy's axis argument as sorted non-negative axes (None: all of them)."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    result = sorted(int(a) % ndim for a in axes)
+    assert len(set(result)) == len(result), f"reference: repeated axis in {axis!r}"
+    return tuple(result)
+
+
+def reduced_shape(shape, axis) -> tuple[int, ...]:
+    """The result shape of reducing ``axis`` (no keepdims)."""
+    axes = normalise_axes(axis, len(shape))
+    return tuple(size for a, size in enumerate(shape) if a not in axes)
+
+
+def _rows(x, axes):
+    """x with the kept axes first (C order) and the reduced ones flattened last: (outputs, count)."""
+    kept = [a for a in range(x.ndim) if a not in axes]
+    outputs = math.prod(x.shape[a] for a in kept)
+    count = math.prod(x.shape[a] for a in axes)
+    return np.ascontiguousarray(np.transpose(x, kept + list(axes))).reshape(outputs, count)
+
+
+def sqrt_fraction(value):
+    """The square root of an exact value, as a Fraction good to about 60 digits (nan stays nan)."""
+    if isinstance(value, float):
+        return math.sqrt(value) if value >= 0 else math.nan
+    ctx = decimal.Context(prec=60)
+    root = ctx.sqrt(ctx.divide(decimal.Decimal(value.numerator), decimal.Decimal(value.denominator)))
+    return Fraction(root)
+
+
+def loss_axis(kind, y_true, y_pred, weights=None, reduction="mean", axis=None) -> np.ndarray:
+    """The exact loss reduced along ``axis`` (NumPy rules; None: every axis), one value per output.
+
+    Returns an object ndarray of the reduced shape holding Fractions (float nan where a mean
+    divides by zero: an empty reduction, or weights summing to 0). Output ``o`` is
+    ``sum(w * l(d))`` over its reduced elements, divided by their count ("mean"), by the sum of
+    their weights ("weighted_mean") or by 1 ("sum"); "rmse" is the square root of mse's.
+    Compare with ``assert_ulp(result, loss_axis(...), ulp)``: each value is rounded once, correctly.
+    """
+    if kind == "rmse":
+        assert reduction in ("mean", "weighted_mean"), reduction
+        squared = loss_axis("mse", y_true, y_pred, weights, reduction, axis)
+        result = np.empty(squared.shape, dtype=object)
+        for index in np.ndindex(squared.shape):
+            result[index] = sqrt_fraction(squared[index])
+        return result
+    assert reduction in ("mean", "weighted_mean", "sum"), reduction
+    pieces, w = _element_pieces(kind, y_true, y_pred, weights)
+    shape = pieces[0].shape
+    axes = normalise_axes(axis, len(shape))
+    out_shape = reduced_shape(shape, axes)
+    count = math.prod(shape[a] for a in axes)
+    totals = exact_row_sums(np.concatenate([_rows(p, axes) for p in pieces], axis=1))
+    if reduction == "sum":
+        divisors = [Fraction(1)] * len(totals)
+    elif reduction == "weighted_mean" and w is not None:
+        divisors = exact_row_sums(_rows(np.asarray(w, dtype=np.float64), axes))
+    else:
+        divisors = [Fraction(count)] * len(totals)
+    result = np.empty(len(totals), dtype=object)
+    for i, (total, divisor) in enumerate(zip(totals, divisors)):
+        if isinstance(total, float) or isinstance(divisor, float):
+            result[i] = float(total) / float(divisor) if float(divisor) != 0 else math.nan
+        elif divisor == 0:
+            result[i] = math.nan  # NumPy's 0/0 for an empty mean
+        else:
+            result[i] = total / divisor
+    return result.reshape(out_shape)
+
+
+def _round_one(value, dtype: np.dtype):
+    """One exact value (Fraction, Decimal, int or float) rounded to nearest-even in dtype."""
+    if isinstance(value, float) or not math.isfinite(float(value)):
+        return dtype.type(value)
+    exact = Fraction(value)
+    candidate = np.float64(float(exact)).astype(dtype)  # at most one ulp of dtype away
+    if not np.isfinite(candidate):
+        return candidate
+    best, best_distance = None, None
+    for c in (np.nextafter(candidate, dtype.type(-np.inf)), candidate, np.nextafter(candidate, dtype.type(np.inf))):
+        if not np.isfinite(c):
+            continue
+        distance = abs(Fraction(float(c)) - exact)
+        if best is None or distance < best_distance or (
+            distance == best_distance and int(np.asarray(c).view(_INT_OF_SIZE[dtype.itemsize])) % 2 == 0
+        ):
+            best, best_distance = c, distance
+    return best
+
+
+def round_exact(values, dtype) -> np.ndarray:
+    """Exact values (an object array, or one value) correctly rounded (to nearest, ties to even) to
+    float32 or float64: no double rounding through float64."""
+    dtype = np.dtype(dtype)
+    values = np.asarray(values, dtype=object)
+    # float(Fraction) is correctly rounded to float64.
+    as64 = np.array([float(v) for v in values.ravel().tolist()], dtype=np.float64).reshape(values.shape)
+    if dtype == np.float64:
+        return as64
+    with np.errstate(over="ignore"):
+        result = as64.astype(dtype)
+    # Rounding the float64 value again goes wrong only where it lies exactly halfway between two
+    # neighbours in dtype (the exact value may be on either side): those are redone exactly.
+    back = result.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        toward = np.nextafter(result, np.where(as64 > back, dtype.type(np.inf), dtype.type(-np.inf)))
+        halfway = (as64 != back) & np.isfinite(as64) & (2 * as64 == back + toward.astype(np.float64))
+    for index in map(tuple, np.argwhere(halfway)):
+        result[index] = _round_one(values[index], dtype)
+    return result
+
+
 # --------------------------------------------------------------------------- ulp comparison
 
 _INT_OF_SIZE = {2: np.int16, 4: np.int32, 8: np.int64}
@@ -282,6 +476,8 @@ def ulp_distance(actual, expected) -> np.ndarray:
 def round_to(expected, dtype) -> np.ndarray:
     """Round an exact expected value (Fraction, Decimal, float or float64 array) to dtype."""
     dtype = np.dtype(dtype)
+    if isinstance(expected, np.ndarray) and expected.dtype == object:
+        return round_exact(expected, dtype)  # loss_axis' exact values: rounded once, correctly
     if isinstance(expected, (Fraction, decimal.Decimal)):
         expected = float(expected)
     with np.errstate(over="ignore"):
@@ -292,8 +488,9 @@ def assert_ulp(actual, expected, max_ulp, *, dtype=None):
     """Assert that actual is within max_ulp units in the last place of expected.
 
     actual: a NumPy scalar, Python float or array; its dtype is the one ulps are counted in
-    (or dtype, if given). expected: an exact value (Fraction / Decimal / float) or a float64 array,
-    rounded once to that dtype before comparing. Handles zeros, signed zeros, inf and nan.
+    (or dtype, if given). expected: an exact value (Fraction / Decimal / float), a float64 array,
+    or an object array of exact values (``loss_axis``), rounded once to that dtype before comparing.
+    Handles zeros, signed zeros, inf and nan.
     """
     actual_arr = np.asarray(actual)
     dtype = np.dtype(dtype) if dtype is not None else actual_arr.dtype

@@ -151,23 +151,16 @@ def test_rmse_rejects_sum_and_none(backend, reduction):
 # --------------------------------------------------------------------------- axis
 
 
-@pytest.mark.parametrize("axis", [2, -3, (0, 2), (-3,)], ids=str)
+@pytest.mark.parametrize("shape,axis", [((4, 3), 2), ((4, 3), -3), ((4, 3), (0, 2)), ((4, 3), (-3,)),
+                                        ((5,), 1), ((2, 3, 4), (1, 3)), ((2, 3, 4), -4)], ids=str)
 @loss_funcs
-def test_axis_out_of_range_raises_axis_error(backend, func, axis):
-    y_true, y_pred = _pair((4, 3))
+def test_axis_out_of_range_raises_axis_error(backend, func, shape, axis):
+    y_true, y_pred = _pair(shape)
     with pytest.raises(np.exceptions.AxisError):
         func(y_true, y_pred, axis=axis)
 
 
-@pytest.mark.parametrize("axis", [0, 1, -1, (0,), (-1,)], ids=str)
-@loss_funcs
-def test_axis_not_implemented_yet(backend, func, axis):
-    y_true, y_pred = _pair((4, 3))
-    with pytest.raises(NotImplementedError, match="axis"):
-        func(y_true, y_pred, axis=axis)
-
-
-@pytest.mark.parametrize("axis", [0, -1])
+@pytest.mark.parametrize("axis", [0, -1, (0, 1), (1,)], ids=str)
 @pytest.mark.parametrize("func", [fastl2.mse, fastl2.mae], ids=["mse", "mae"])
 def test_axis_with_reduction_none_is_an_error(backend, func, axis):
     y_true, y_pred = _pair((4, 3))
@@ -175,12 +168,39 @@ def test_axis_with_reduction_none_is_an_error(backend, func, axis):
         func(y_true, y_pred, axis=axis, reduction="none")
 
 
-@pytest.mark.parametrize("axis", ["0", 1.5, [0]], ids=repr)
+@pytest.mark.parametrize("shape,axis", [((4, 3), (0, -2)), ((4, 3), (1, 1)), ((2, 3, 4), (0, 2, -1)),
+                                        ((5,), (0, -1))], ids=str)
 @loss_funcs
-def test_axis_of_wrong_type_is_rejected(backend, func, axis):
-    y_true, y_pred = _pair((4, 3))
-    with pytest.raises((TypeError, ValueError)):
+def test_axis_naming_an_axis_twice_raises_value_error(backend, func, shape, axis):
+    y_true, y_pred = _pair(shape)
+    with pytest.raises(ValueError, match="axis"):
         func(y_true, y_pred, axis=axis)
+
+
+@pytest.mark.parametrize("axis", ["0", 1.5, True, np.True_, [0], (0, 1.0), (0, "1"), np.float64(0)], ids=repr)
+@loss_funcs
+def test_axis_of_wrong_type_raises_type_error(backend, func, axis):
+    """Like NumPy: an axis is an int (bools are not axes) or a tuple of ints."""
+    y_true, y_pred = _pair((4, 3))
+    with pytest.raises(TypeError, match="axis"):
+        func(y_true, y_pred, axis=axis)
+
+
+@pytest.mark.parametrize("per_sample", [False, True], ids=["full_weights", "per_sample_weights"])
+@loss_funcs
+def test_weighted_mean_with_zero_weight_sum_along_an_axis_raises(backend, func, per_sample):
+    """One output whose weights sum to 0 is enough; the others are fine."""
+    y_true, y_pred = _pair((4, 3))
+    if per_sample:  # sample 2's weight is 0: its per-sample loss (axis=-1) has no weight
+        weights, axis = np.array([1.0, 2.0, 0.0, 0.5]), -1
+    else:  # column 1's weights are 0: its per-output loss (axis=0) has no weight
+        weights, axis = np.ones((4, 3)), 0
+        weights[:, 1] = 0.0
+    with pytest.raises(ValueError, match="weight"):
+        func(y_true, y_pred, weights, axis=axis, reduction="weighted_mean")
+    func(y_true, y_pred, weights, axis=axis, reduction="mean")  # the other reductions do not divide by it
+    if func is not fastl2.rmse:
+        func(y_true, y_pred, weights, axis=axis, reduction="sum")
 
 
 # --------------------------------------------------------------------------- out=

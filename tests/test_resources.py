@@ -38,14 +38,7 @@ def _memory_inputs(kind):
     [
         "contiguous_float32",
         "contiguous_float32_weighted",
-        pytest.param(
-            "strided_float32",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="non-contiguous inputs are still copied to a contiguous buffer; reading "
-                "strided layouts in place is issue 4",
-            ),
-        ),
+        "strided_float32",
         "mixed_float32_float64",
     ],
 )
