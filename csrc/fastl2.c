@@ -464,9 +464,9 @@ static int strided_items(const strided_call *c, int64_t first, int64_t last, fl2
     return 0;
 }
 
-/* Up to this many outputs, runs that are contiguous columns of rows are summed a block of
- * rows at a time (their scratch accumulators: 512 bytes per output). */
-#define FL2_MAX_COLUMNS 4096
+/* Runs that are contiguous columns of rows are summed a block of rows at a time, for up to
+ * this many columns at once (their accumulators take 512 bytes per column). */
+#define FL2_MAX_COLUMNS 1024
 
 /* Whether the outputs are the contiguous columns of rows (2 dims: outputs, then rows): the
  * layout of a reduction along axis 0 of a C-ordered matrix.  Reading each output's run
@@ -474,7 +474,7 @@ static int strided_items(const strided_call *c, int64_t first, int64_t last, fl2
 static int columns_apply(const strided_call *c, int64_t outputs)
 {
     const fl2_layout *l = c->l;
-    if (l->ndim != 2 || l->nkept != 1 || outputs < 2 || outputs > FL2_MAX_COLUMNS) return 0;
+    if (l->ndim != 2 || l->nkept != 1 || outputs < 2) return 0;
     for (int k = 0; k < FL2_OP_GRAD; k++) {
         if (!c->base[k]) continue;
         const int64_t item = (int64_t)c->item[k];
@@ -523,8 +523,27 @@ static int columns_items(const strided_call *c, int64_t outputs, int64_t first, 
     return 0;
 }
 
+static int run_column_group(const strided_call *c, int64_t outputs, double *loss_sums,
+                            double *weight_sums, int nthreads);
+
+/* The columns in groups of FL2_MAX_COLUMNS, each group reading its part of every row. */
 static int run_columns(const strided_call *c, int64_t outputs, double *loss_sums,
                        double *weight_sums, int nthreads)
+{
+    for (int64_t first = 0; first < outputs; first += FL2_MAX_COLUMNS) {
+        strided_call group = *c;
+        for (int k = 0; k < FL2_OP_GRAD; k++)
+            if (c->base[k]) group.base[k] = c->base[k] + first * c->l->strides[k][0];
+        const int64_t count = outputs - first < FL2_MAX_COLUMNS ? outputs - first : FL2_MAX_COLUMNS;
+        if (run_column_group(&group, count, loss_sums ? loss_sums + first : NULL,
+                             weight_sums ? weight_sums + first : NULL, nthreads))
+            return -1;
+    }
+    return 0;
+}
+
+static int run_column_group(const strided_call *c, int64_t outputs, double *loss_sums,
+                            double *weight_sums, int nthreads)
 {
     fl2_partial *parts = NULL;
     if (c->nblocks > 1) {

@@ -13,17 +13,25 @@ PARALLEL_THRESHOLD elements on run their blocks on Numba's threads (``prange``);
 writes its own partial, so the result does not depend on the thread count.  Large gradients
 are written with streaming stores, as in C.
 
+N-d arrays in any layout and reductions along axes (``run_strided``, csrc/fastl2.c
+fl2_run_strided) go through the same block code: each output's run is cut into blocks that
+are read where they lie when contiguous, else gathered into per-task buffers by address and
+byte strides (never a copy of a whole array); outputs that are the columns of rows have a
+kernel of their own that reads the rows once (as C's).
+
 Compiled code is cached on disk (``cache=True``) where Numba finds a writable place:
 ``NUMBA_CACHE_DIR`` if set, else beside this module, else the user's cache directory; with
 none, kernels are compiled in memory, silently.
 
-Interface (fastl2._backends): ``run``, ``weight_sum``, ``set_num_threads``, and fast paths for
-the functions of FAST_PATH_FUNCTIONS with ``_bind`` / ``_set_fast_path``, as fastl2._core has.
+Interface (fastl2._backends): ``run``, ``weight_sum``, ``run_strided``, ``set_num_threads``,
+and fast paths for the functions of FAST_PATH_FUNCTIONS with ``_bind`` / ``_set_fast_path``, as
+fastl2._core has.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import threading
@@ -51,6 +59,20 @@ _STREAMING_STORES = platform.machine().lower() in ("x86_64", "amd64")
 
 #: Serial calls of up to this many blocks keep their block partials on the stack.
 STACK_BLOCKS = 16
+
+#: run_strided: the most dims (csrc/fastl2.h FL2_MAX_DIMS), the operands (y_true, y_pred,
+#: weights, grad, elementwise: FL2_OP_*), and the tasks (ranges of work items) per thread.
+_MAX_DIMS = 64
+_NOPS = 5
+#: The most outputs the columns kernel sums at once (csrc/fastl2.c FL2_MAX_COLUMNS): its
+#: accumulators take 512 bytes per output.
+_MAX_COLUMNS = 1024
+_TASKS_PER_THREAD = 8
+
+#: The lanes of this many blocks are combined at once, one block per vector lane
+#: (csrc/block_template.h: FL2_ROWS_GROUP): the same tree, far shorter chains.
+LANE_GROUP = 8
+_GROUP_LANES = LANES * LANE_GROUP
 
 _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
@@ -196,6 +218,51 @@ def _store_fence(typingctx):
     return types.void(), codegen
 
 
+# Raw memory access for the strided kernels (run_strided): arrays in any layout are read and
+# written where they lie, through the address of their element (0, ..., 0) and byte strides,
+# as csrc/fastl2.c does.  ``like`` (an array) only gives the element type.
+
+@intrinsic
+def _load(typingctx, address, like):
+    """The value of ``like``'s dtype at byte address ``address`` (any alignment)."""
+    if not isinstance(address, types.Integer) or not isinstance(like, types.Array):
+        return None
+    element = like.dtype
+
+    def codegen(context, builder, signature, args):
+        pointer = builder.inttoptr(args[0], context.get_value_type(element).as_pointer())
+        return builder.load(pointer, align=1)
+
+    return element(address, like), codegen
+
+
+@intrinsic
+def _store(typingctx, address, value):
+    """Stores ``value`` (a float, in its own type) at byte address ``address`` (any alignment)."""
+    if not isinstance(address, types.Integer) or not isinstance(value, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = builder.inttoptr(args[0], context.get_value_type(value).as_pointer())
+        builder.store(args[1], pointer, align=1)
+        return context.get_dummy_value()
+
+    return types.void(address, value), codegen
+
+
+@intrinsic
+def _pointer(typingctx, address, like):
+    """``address`` as a pointer to ``like``'s dtype (for numba.carray; aligned addresses only)."""
+    if not isinstance(address, types.Integer) or not isinstance(like, types.Array):
+        return None
+    element = like.dtype
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(element).as_pointer())
+
+    return types.CPointer(element)(address, like), codegen
+
+
 # Helpers of the kernels: compiled into each kernel (and cached with it), never called alone.
 
 def _dd_add(a_hi, a_lo, b_hi, b_lo):
@@ -245,44 +312,147 @@ def _combine_partials(partials):
 _combine_partials = njit(_combine_partials)
 
 
-def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, parallel):
+def _combine_lane_groups(lanes, h, group, out):
+    """_combine_lanes of the lane pairs (lanes[h, :, j], lanes[h + 1, :, j]) of blocks j <
+    group at once (lanes: (4, LANES, LANE_GROUP)), into out[h, j] (hi) and out[h + 1, j] (lo),
+    as csrc/block_template.h's rows kernel does: the same pairwise tree of fl2_dd_add, level by
+    level over all the blocks (vectorised over j), without fl2_dd_add's finiteness test; a
+    block whose result is not finite is combined again by the tested tree, so every result has
+    _combine_lanes's bits.
+    """
+    hi = numba.carray(_stack_buffer(_GROUP_LANES, np.float64), (LANES, LANE_GROUP))
+    lo = numba.carray(_stack_buffer(_GROUP_LANES, np.float64), (LANES, LANE_GROUP))
+    for k in range(LANES):
+        for j in range(LANE_GROUP):
+            hi[k, j] = lanes[h, k, j]
+            lo[k, j] = lanes[h + 1, k, j]
+    m = LANES
+    while m > 1:
+        for i in range(m // 2):
+            for j in range(LANE_GROUP):
+                a = hi[2 * i, j]
+                b = hi[2 * i + 1, j]
+                s = a + b
+                bb = s - a
+                e = (a - (s - bb)) + (b - bb)
+                e += lo[2 * i, j] + lo[2 * i + 1, j]
+                t = s + e
+                hi[i, j] = t
+                lo[i, j] = e - (t - s)
+        m //= 2
+    sums = numba.carray(_stack_buffer(LANES, np.float64), LANES)
+    errors = numba.carray(_stack_buffer(LANES, np.float64), LANES)
+    for j in range(group):
+        result_hi = hi[0, j]
+        result_lo = lo[0, j]
+        if not result_hi - result_hi == 0.0:  # inf or nan on the way: the tested tree
+            for k in range(LANES):
+                sums[k] = lanes[h, k, j]
+                errors[k] = lanes[h + 1, k, j]
+            result_hi, result_lo = _combine_lanes(sums, errors)
+        out[h, j] = result_hi
+        out[h + 1, j] = result_lo
+
+
+_combine_lane_groups = njit(_combine_lane_groups)
+
+
+def _element_at(address, shape, strides, first, end, index):
+    """csrc/fastl2.c element_at: the address of element ``index`` (C order over the dims
+    first..end-1 of ``shape``) of an operand whose element at index 0 is at ``address``."""
+    dim = end - 1
+    while dim >= first and index:
+        address += (index % shape[dim]) * strides[dim]
+        index //= shape[dim]
+        dim -= 1
+    return address
+
+
+_element_at = njit(_element_at)
+
+
+def _copy_run(buffer, address, shape, strides, first, start, count, to_array):
+    """csrc/fastl2.c copy_run: elements start..start+count-1 (C order over the dims first..
+    of ``shape``) of the operand at ``address`` into ``buffer[:count]``; or back, ``to_array``."""
+    nd = shape.shape[0]
+    index = numba.carray(_stack_buffer(_MAX_DIMS, np.int64), _MAX_DIMS)
+    rest = start
+    at = address
+    for dim in range(nd - 1, first - 1, -1):
+        index[dim] = rest % shape[dim]
+        rest //= shape[dim]
+        at += index[dim] * strides[dim]
+    last = nd - 1
+    step = strides[last]
+    position = 0
+    while count > 0:
+        run = min(shape[last] - index[last], count)
+        if to_array:
+            for i in range(run):
+                _store(at + i * step, buffer[position + i])
+        else:
+            for i in range(run):
+                buffer[position + i] = _load(at + i * step, buffer)
+        position += run
+        count -= run
+        # Advance the odometer by ``run`` elements: the last dim ends or the count does.
+        index[last] += run
+        at += run * step
+        dim = last
+        while dim > first and index[dim] == shape[dim]:
+            at -= shape[dim] * strides[dim]
+            index[dim] = 0
+            index[dim - 1] += 1
+            at += strides[dim - 1]
+            dim -= 1
+
+
+_copy_run = njit(_copy_run)
+
+
+def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, parallel,
+                 strided=False):
     """The kernel of one specialisation; every argument is a compile-time constant in it.
 
     ``kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem) -> (loss, weights)``
     where the arrays not used are None.  Numba prunes the branches on these constants before
     it builds the parallel loop, so none is left in the loops.
+
+    With ``strided`` (csrc/fastl2.c fl2_run_strided) the arrays only give the operands' dtypes
+    (see run_strided) and ``repeat`` is the layout instead (an argument of its own, even one
+    with a default, would slow every call of the 1-d kernels): ``(addresses, shape, strides,
+    itemsizes, nkept, loss_sums, weight_sums, threads)``, where the operands are (byte address
+    of element (0, ...), byte strides and item size per operand, 0 for those not used) and how
+    many threads the work is split for.  It returns (0.0, 0.0) and fills loss_sums[o] (but with
+    weights_only) and weight_sums[o] (with weights) per output.  Both kinds run each block
+    through ``block``.
     """
     want_sums = mode in (_SUMS, _SUMS_GRAD, _WEIGHTS)
     want_grad = mode in (_SUMS_GRAD, _GRAD, _ELEM_GRAD)
     want_elem = mode in (_ELEM, _ELEM_GRAD)
     weights_only = mode == _WEIGHTS
+    read_true = has_true and not weights_only
     block_size = BLOCK_SIZE
     lanes = LANES
     stack_blocks = STACK_BLOCKS
     stack_slots = 4 * STACK_BLOCKS
     streaming = _STREAMING_STORES
     stream_min_bytes = STREAM_MIN_BYTES
+    nops = _NOPS
+    tasks_per_thread = _TASKS_PER_THREAD
+    lane_group = LANE_GROUP
     # Chunk offsets are unsigned, so indexing needs no negative-index wraparound and the 16
     # loads of a chunk are seen as consecutive.
     u_lanes = np.uint64(LANES)
 
     def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem):
-        n = y_pred.shape[0]
-        nblocks = (n + block_size - 1) // block_size
         quotient = scale / divisor
-        # Large gradients are written with streaming stores, 16-byte aligned ones as in C.
-        stream = False
-        if want_grad and streaming:
-            stream = n * grad.itemsize >= stream_min_bytes and grad.ctypes.data % 16 == 0
-        # Block partials: loss hi, lo, weights hi, lo; on the stack when few (as csrc/fastl2.c).
-        if parallel or nblocks > stack_blocks:
-            partials = np.empty((nblocks if want_sums else 0, 4))
-        else:
-            partials = numba.carray(_stack_buffer(stack_slots, np.float64), (nblocks, 4))
 
-        for b in prange(nblocks):
-            start = b * block_size
-            end = min(start + block_size, n)
+        def block(t_arr, p_arr, w_arr, w_repeat, g_arr, e_arr, start, end, stream, partials, b,
+                  keep_lanes, lanes_out):
+            # csrc/block_template.h: elements start..end-1 of the arrays, one block; its
+            # partial (loss hi, lo, weights hi, lo) goes to partials[b], or with keep_lanes (a
+            # constant at each call) its uncombined lanes to lanes_out[:, :, b].
             # loss sums, loss errors, weight sums, weight errors: LANES each
             acc = numba.carray(_stack_buffer(64, np.float64), (4, lanes))
             d = numba.carray(_stack_buffer(16, np.float64), lanes)
@@ -300,8 +470,8 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
             row = 0
             row_end = 0
             if has_weights:
-                row = start // repeat
-                row_end = (row + 1) * repeat
+                row = start // w_repeat
+                row_end = (row + 1) * w_repeat
 
             def add(s, e, k, x):
                 # One compensated (TwoSum) or plain addition of x to lane k of sums s.
@@ -329,7 +499,7 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                     if want_sums:
                         add(0, 1, k, wl)
                     if want_elem:
-                        elem[i] = wl
+                        e_arr[i] = wl
                     if want_grad:
                         if absolute:
                             if dk > 0:
@@ -359,35 +529,35 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                     if not weights_only:
                         for k in range(lanes):
                             if has_true:
-                                d[k] = np.float64(y_pred[i + np.uint64(k)]) - np.float64(
-                                    y_true[i + np.uint64(k)]
+                                d[k] = np.float64(p_arr[i + np.uint64(k)]) - np.float64(
+                                    t_arr[i + np.uint64(k)]
                                 )
                             else:
-                                d[k] = np.float64(y_pred[i + np.uint64(k)])
+                                d[k] = np.float64(p_arr[i + np.uint64(k)])
                     if has_weights:
                         first = start + c * lanes
-                        if repeat == 1:
+                        if w_repeat == 1:
                             for k in range(lanes):
-                                wk[k] = np.float64(weights[i + np.uint64(k)])
+                                wk[k] = np.float64(w_arr[i + np.uint64(k)])
                         elif first + lanes <= row_end:
-                            wr = np.float64(weights[row])
+                            wr = np.float64(w_arr[row])
                             for k in range(lanes):
                                 wk[k] = wr
                         else:
                             for k in range(lanes):
                                 while first + k >= row_end:
                                     row += 1
-                                    row_end += repeat
-                                wk[k] = np.float64(weights[row])
+                                    row_end += w_repeat
+                                wk[k] = np.float64(w_arr[row])
                     for k in range(lanes):
                         gk = element(i + np.uint64(k), k, d[k], wk[k])
                         if want_grad:
                             if streamed:
                                 g[k] = gk
                             else:
-                                grad[i + np.uint64(k)] = gk
+                                g_arr[i + np.uint64(k)] = gk
                     if streamed:
-                        _stream_store_16(grad, i, g_buffer)
+                        _stream_store_16(g_arr, i, g_buffer)
                 return row, row_end
 
             nchunks = (end - start) // lanes
@@ -401,21 +571,21 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                 dj = 0.0
                 if not weights_only:
                     if has_true:
-                        dj = np.float64(y_pred[j]) - np.float64(y_true[j])
+                        dj = np.float64(p_arr[j]) - np.float64(t_arr[j])
                     else:
-                        dj = np.float64(y_pred[j])
+                        dj = np.float64(p_arr[j])
                 wj = 1.0
                 if has_weights:
-                    if repeat == 1:
-                        wj = np.float64(weights[j])
+                    if w_repeat == 1:
+                        wj = np.float64(w_arr[j])
                     else:
                         while j >= row_end:
                             row += 1
-                            row_end += repeat
-                        wj = np.float64(weights[row])
+                            row_end += w_repeat
+                        wj = np.float64(w_arr[row])
                 gj = element(j, k, dj, wj)
                 if want_grad:
-                    grad[j] = gj
+                    g_arr[j] = gj
                 k += 1
             if stream:
                 _store_fence()
@@ -425,12 +595,202 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                     for k in range(lanes):
                         acc[1, k] = 0.0
                         acc[3, k] = 0.0
-                partials[b, 0], partials[b, 1] = _combine_lanes(acc[0], acc[1])
-                if has_weights:
-                    partials[b, 2], partials[b, 3] = _combine_lanes(acc[2], acc[3])
+                if keep_lanes:
+                    for h in range(4 if has_weights else 2):
+                        for k in range(lanes):
+                            lanes_out[h, k, b] = acc[h, k]
                 else:
-                    partials[b, 2] = np.float64(end - start)
-                    partials[b, 3] = 0.0
+                    partials[b, 0], partials[b, 1] = _combine_lanes(acc[0], acc[1])
+                    if has_weights:
+                        partials[b, 2], partials[b, 3] = _combine_lanes(acc[2], acc[3])
+                    else:
+                        partials[b, 2] = np.float64(end - start)
+                        partials[b, 3] = 0.0
+
+        if strided:
+            # csrc/fastl2.c fl2_run_strided: work item w is block w % nblocks of output
+            # w // nblocks; each block is gathered into the task's buffers (or read where it
+            # lies when it is one contiguous, aligned piece of every operand), run through
+            # ``block`` and its gradient and element losses scattered back.  The lanes of
+            # LANE_GROUP items at a time are combined together (_combine_lane_groups).
+            addresses, shape, strides, itemsizes, nkept, loss_sums, weight_sums, threads = repeat
+            ndim = shape.shape[0]
+            last = ndim - 1
+            outputs = 1
+            for dim in range(nkept):
+                outputs *= shape[dim]
+            reduced = 1
+            for dim in range(nkept, ndim):
+                reduced *= shape[dim]
+            nblocks = (reduced + block_size - 1) // block_size
+            items = outputs * nblocks
+            many = nblocks > 1
+            # Block partials of every item when outputs have several blocks; else each group
+            # of items finishes its outputs at once.
+            all_partials = np.empty((items if want_sums and many else 0, 4))
+            if not parallel:
+                threads = 1
+            # Contiguous ranges of work items per task, several tasks per thread (as C).
+            per_task = max(1, items // (tasks_per_thread * max(1, threads)))
+            ntasks = (items + per_task - 1) // per_task
+            for task in prange(ntasks):
+                first_item = task * per_task
+                end_item = min(first_item + per_task, items)
+                # The task's buffers, of each operand's dtype.
+                if read_true:
+                    true_buffer = np.empty(block_size, y_true.dtype)
+                if not weights_only:
+                    pred_buffer = np.empty(block_size, y_pred.dtype)
+                if has_weights:
+                    weights_buffer = np.empty(block_size, weights.dtype)
+                if want_grad:
+                    grad_buffer = np.empty(block_size, grad.dtype)
+                if want_elem:
+                    elem_buffer = np.empty(block_size, elem.dtype)
+                group_lanes = np.zeros((4, lanes, lane_group))
+                group_counts = np.empty(lane_group)
+                group_sums = np.empty((4, lane_group))
+                # each operand's element (o, 0, ..., 0) and the block's first element
+                bases = numba.carray(_stack_buffer(nops, np.int64), nops)
+                heres = numba.carray(_stack_buffer(nops, np.int64), nops)
+                group_first = first_item
+                while group_first < end_item:
+                    group = min(lane_group, end_item - group_first)
+                    for j in range(group):
+                        w = group_first + j
+                        if many:
+                            o = w // nblocks
+                            b = w - o * nblocks
+                        else:
+                            o = w
+                            b = 0
+                        start = b * block_size
+                        count = min(block_size, reduced - start)
+                        group_counts[j] = count
+                        # The index of o in the kept dims (the first of them needs no
+                        # division: o < outputs).
+                        for k in range(nops):
+                            bases[k] = addresses[k]
+                        rest = o
+                        for dim in range(nkept - 1, 0, -1):
+                            index = rest % shape[dim]
+                            rest //= shape[dim]
+                            for k in range(nops):
+                                bases[k] += index * strides[k, dim]
+                        if nkept:
+                            for k in range(nops):
+                                bases[k] += rest * strides[k, 0]
+                        # One contiguous piece of every operand: the block lies in one row of
+                        # the last dim, which every operand steps through by its item size.
+                        direct = (start % shape[last] if start else 0) + count <= shape[last]
+                        for k in range(nops):
+                            size = itemsizes[k]
+                            if size and direct:
+                                at = bases[k]
+                                if start:
+                                    at = _element_at(at, shape, strides[k], nkept, ndim, start)
+                                heres[k] = at
+                                if (strides[k, last] != size and count > 1) or at & (size - 1):
+                                    direct = False
+                        if read_true:
+                            if direct:
+                                t_arr = numba.carray(_pointer(heres[0], y_true), count)
+                            else:
+                                _copy_run(true_buffer, bases[0], shape, strides[0], nkept, start,
+                                          count, False)
+                                t_arr = true_buffer
+                        else:
+                            t_arr = y_true
+                        if not weights_only:
+                            if direct:
+                                p_arr = numba.carray(_pointer(heres[1], y_pred), count)
+                            else:
+                                _copy_run(pred_buffer, bases[1], shape, strides[1], nkept, start,
+                                          count, False)
+                                p_arr = pred_buffer
+                        else:
+                            p_arr = y_pred
+                        if has_weights:
+                            if direct:
+                                w_arr = numba.carray(_pointer(heres[2], weights), count)
+                            else:
+                                _copy_run(weights_buffer, bases[2], shape, strides[2], nkept,
+                                          start, count, False)
+                                w_arr = weights_buffer
+                        else:
+                            w_arr = weights
+                        if want_grad:
+                            if direct:
+                                g_arr = numba.carray(_pointer(heres[3], grad), count)
+                            else:
+                                g_arr = grad_buffer
+                        else:
+                            g_arr = grad
+                        if want_elem:
+                            if direct:
+                                e_arr = numba.carray(_pointer(heres[4], elem), count)
+                            else:
+                                e_arr = elem_buffer
+                        else:
+                            e_arr = elem
+                        block(t_arr, p_arr, w_arr, 1, g_arr, e_arr, 0, count, False, all_partials,
+                              j, True, group_lanes)
+                        if not direct:
+                            if want_grad:
+                                _copy_run(grad_buffer, bases[3], shape, strides[3], nkept, start,
+                                          count, True)
+                            if want_elem:
+                                _copy_run(elem_buffer, bases[4], shape, strides[4], nkept, start,
+                                          count, True)
+                    if want_sums:
+                        _combine_lane_groups(group_lanes, 0, group, group_sums)
+                        if has_weights:
+                            _combine_lane_groups(group_lanes, 2, group, group_sums)
+                        else:
+                            for j in range(group):
+                                group_sums[2, j] = group_counts[j]
+                                group_sums[3, j] = 0.0
+                        for j in range(group):
+                            w = group_first + j
+                            if many:
+                                for h in range(4):
+                                    all_partials[w, h] = group_sums[h, j]
+                            else:
+                                # (csrc/fastl2.c finish_output of one partial: hi + lo)
+                                if not weights_only:
+                                    loss_sums[w] = group_sums[0, j] + group_sums[1, j]
+                                if has_weights:
+                                    weight_sums[w] = group_sums[2, j] + group_sums[3, j]
+                    group_first += group
+            if want_sums and many:
+                for output in range(outputs):
+                    output_loss, output_weights = _combine_partials(
+                        all_partials[output * nblocks : (output + 1) * nblocks]
+                    )
+                    if not weights_only:
+                        loss_sums[output] = output_loss
+                    if has_weights:
+                        weight_sums[output] = output_weights
+            return 0.0, 0.0
+
+        n = y_pred.shape[0]
+        nblocks = (n + block_size - 1) // block_size
+        # Large gradients are written with streaming stores, 16-byte aligned ones as in C.
+        stream = False
+        if want_grad and streaming:
+            stream = n * grad.itemsize >= stream_min_bytes and grad.ctypes.data % 16 == 0
+        # Block partials: loss hi, lo, weights hi, lo; on the stack when few (as csrc/fastl2.c).
+        if parallel or nblocks > stack_blocks:
+            partials = np.empty((nblocks if want_sums else 0, 4))
+        else:
+            partials = numba.carray(_stack_buffer(stack_slots, np.float64), (nblocks, 4))
+
+        no_lanes = numba.carray(_stack_buffer(4, np.float64), (4, 1, 1))  # (not written)
+        for b in prange(nblocks):
+            start = b * block_size
+            end = min(start + block_size, n)
+            block(y_true, y_pred, weights, repeat, grad, elem, start, end, stream, partials, b,
+                  False, no_lanes)
 
         if want_sums:
             return _combine_partials(partials)
@@ -447,10 +807,14 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
             ("grad64" if grad64 else "grad32") if want_grad else "nograd",
             "parallel" if parallel else "serial",
         )
+        + (("strided",) if strided else ())
     )
-    dispatcher = _jit(kernel, parallel=parallel, nogil=True, error_model="numpy")
-    # Numba's dispatcher calls _compile_for_args for argument types it has no code for yet:
-    # that compilation (or cache load) runs with the SLP vectorizer on.
+    return _slp_dispatcher(_jit(kernel, parallel=parallel, nogil=True, error_model="numpy"))
+
+
+def _slp_dispatcher(dispatcher):
+    """``dispatcher``, compiling (or loading from the cache) with the SLP vectorizer on."""
+    # Numba's dispatcher calls _compile_for_args for argument types it has no code for yet.
     compile_for_args = dispatcher._compile_for_args
 
     def _compile_for_args(*args, **kws):
@@ -461,38 +825,223 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
     return dispatcher
 
 
+def _make_columns_kernel(absolute, has_true, has_weights, weights_only, compensated, parallel):
+    """The kernel of run_strided's column layout, one specialisation (csrc/block_template.h
+    _columns): the outputs are the contiguous columns of rows (a reduction along axis 0 of a
+    C-ordered matrix).  Reading each column by itself would read every row once per output;
+    this reads the rows once, in memory order, a block of BLOCK_SIZE rows at a time, and adds
+    element r of each column to lane r % LANES of that column with ``block``'s operations, so
+    each output's block partial has the bits ``block`` gives its run.
+
+    ``columns(y_true, y_pred, weights, layout)``, the arrays giving the dtypes (as for the
+    strided kernels); ``layout = (addresses, row_steps, weights_step, nrows, ncols, loss_sums,
+    weight_sums, threads)``: row_steps[k] is operand k's row stride in elements, weights_step
+    1 for weights per element and 0 for one weight per row.  Modes sums and weights only.
+    """
+    block_size = BLOCK_SIZE
+    lanes = LANES
+    tasks_per_thread = 16  # (numba splits the tasks evenly, statically: small ones balance)
+
+    def columns(y_true, y_pred, weights, layout):
+        addresses, row_steps, weights_step, nrows, ncols, loss_sums, weight_sums, threads = layout
+        nblocks = (nrows + block_size - 1) // block_size
+        many = nblocks > 1
+        all_partials = np.empty((ncols * nblocks if many else 0, 4))
+        if not parallel:
+            threads = 1
+        per_task = max(1, nblocks // (tasks_per_thread * max(1, threads)))
+        ntasks = (nblocks + per_task - 1) // per_task
+        for task in prange(ntasks):
+            first_block = task * per_task
+            end_block = min(first_block + per_task, nblocks)
+            # lanes of each column: loss sums, loss errors, weight sums, weight errors
+            scratch = np.empty((lanes, 4, ncols))
+            sums = np.empty(lanes)
+            errors = np.empty(lanes)
+            # bytes from one row to the next
+            true_step = pred_step = weights_step_bytes = 0
+            if has_true:
+                true_step = row_steps[0] * y_true.itemsize
+            if not weights_only:
+                pred_step = row_steps[1] * y_pred.itemsize
+            if has_weights:
+                weights_step_bytes = row_steps[2] * weights.itemsize
+            for b in range(first_block, end_block):
+                start = b * block_size
+                rows = min(block_size, nrows - start)
+                scratch[:] = 0.0
+                true_at = addresses[0] + start * true_step
+                pred_at = addresses[1] + start * pred_step
+                weights_at = addresses[2] + start * weights_step_bytes
+                for r in range(rows):
+                    lane = r % lanes
+                    if not weights_only:
+                        yp = numba.carray(_pointer(pred_at, y_pred), ncols)
+                        pred_at += pred_step
+                        if has_true:
+                            yt = numba.carray(_pointer(true_at, y_true), ncols)
+                            true_at += true_step
+                    if has_weights:
+                        wr = numba.carray(_pointer(weights_at, weights),
+                                          ncols if weights_step else 1)
+                        weights_at += weights_step_bytes
+                    acc = scratch[lane]
+                    loss_sum = acc[0]
+                    loss_err = acc[1]
+                    w_sum = acc[2]
+                    w_err = acc[3]
+                    for c in range(ncols):
+                        wk = 1.0
+                        if has_weights:
+                            wk = np.float64(wr[c * weights_step])
+                        if not weights_only:
+                            if has_true:
+                                d = np.float64(yp[c]) - np.float64(yt[c])
+                            else:
+                                d = np.float64(yp[c])
+                            if absolute:
+                                l = abs(d)
+                            else:
+                                l = d * d
+                            if has_weights:
+                                wl = wk * l
+                            else:
+                                wl = l
+                            if compensated:
+                                t = loss_sum[c] + wl
+                                z = t - loss_sum[c]
+                                loss_err[c] += (loss_sum[c] - (t - z)) + (wl - z)
+                                loss_sum[c] = t
+                            else:
+                                loss_sum[c] += wl
+                        if has_weights:
+                            if compensated:
+                                t = w_sum[c] + wk
+                                z = t - w_sum[c]
+                                w_err[c] += (w_sum[c] - (t - z)) + (wk - z)
+                                w_sum[c] = t
+                            else:
+                                w_sum[c] += wk
+                for c in range(ncols):
+                    at = c * nblocks + b
+                    for k in range(lanes):
+                        sums[k] = scratch[k, 0, c]
+                        errors[k] = scratch[k, 1, c] if compensated else 0.0
+                    loss_hi, loss_lo = _combine_lanes(sums, errors)
+                    weights_hi = np.float64(rows)
+                    weights_lo = 0.0
+                    if has_weights:
+                        for k in range(lanes):
+                            sums[k] = scratch[k, 2, c]
+                            errors[k] = scratch[k, 3, c] if compensated else 0.0
+                        weights_hi, weights_lo = _combine_lanes(sums, errors)
+                    if many:
+                        all_partials[at, 0] = loss_hi
+                        all_partials[at, 1] = loss_lo
+                        all_partials[at, 2] = weights_hi
+                        all_partials[at, 3] = weights_lo
+                    else:
+                        if not weights_only:
+                            loss_sums[c] = loss_hi + loss_lo
+                        if has_weights:
+                            weight_sums[c] = weights_hi + weights_lo
+        if many:
+            for c in range(ncols):
+                output_loss, output_weights = _combine_partials(
+                    all_partials[c * nblocks : (c + 1) * nblocks]
+                )
+                if not weights_only:
+                    loss_sums[c] = output_loss
+                if has_weights:
+                    weight_sums[c] = output_weights
+        return 0.0, 0.0
+
+    columns.__name__ = columns.__qualname__ = "_".join(
+        (
+            "absolute" if absolute else "squared",
+            "true" if has_true else "penalty",
+            "weighted" if has_weights else "unweighted",
+            "weights" if weights_only else "sums",
+            "compensated" if compensated else "plain",
+            "parallel" if parallel else "serial",
+            "columns",
+        )
+    )
+    return _slp_dispatcher(_jit(columns, parallel=parallel, nogil=True, error_model="numpy"))
+
+
 _kernels: dict = {}
 _parallel_lock = threading.Lock()
+#: Numba's pool size: with one thread, nothing is ever launched on it.
+_POOL_SIZE = numba_config.NUMBA_NUM_THREADS
+#: Whether two Python threads may launch parallel work at once: Numba's OpenMP and TBB
+#: layers allow it, its workqueue layer aborts the process.  Known after the first launch.
+_concurrent_launches = False
 
 
-def _launch(absolute, has_true, has_weights, mode, compensated, grad64, n, args):
-    """Runs the kernel of this specialisation on ``args``; returns (loss sum, weight sum)."""
-    threads = 0
-    if n >= PARALLEL_THRESHOLD and not _forked_child:
-        threads = get_num_threads()
-        if threads == 1:
-            threads = 0
-    key = (absolute, has_true, has_weights, mode, compensated, grad64, threads > 0)
+def _kernel(key):
     kernel = _kernels.get(key)
     if kernel is None:
         with _compile_lock:
             kernel = _kernels.get(key)
             if kernel is None:
-                kernel = _kernels[key] = _make_kernel(*key)
-    if not threads:
+                if len(key) == 7:
+                    kernel = _make_kernel(*key)
+                elif key[7] == "columns":
+                    absolute, has_true, has_weights, mode, compensated, _, parallel, _ = key
+                    kernel = _make_columns_kernel(absolute, has_true, has_weights,
+                                                  mode == _WEIGHTS, compensated, parallel)
+                else:
+                    kernel = _make_kernel(*key[:7], strided=True)
+                _kernels[key] = kernel
+    return kernel
+
+
+def _launch(absolute, has_true, has_weights, mode, compensated, grad64, n, args):
+    """Runs the 1-d kernel of this specialisation on ``args``; returns (loss sum, weight sum)."""
+    threads = _requested_threads
+    if n < PARALLEL_THRESHOLD or _forked_child or threads == 1 or _POOL_SIZE == 1:
+        return _kernel((absolute, has_true, has_weights, mode, compensated, grad64, False))(*args)
+    kernel = _kernel((absolute, has_true, has_weights, mode, compensated, grad64, True))
+    if not threads and _concurrent_launches:
+        # The common case: Numba's own thread count (numba.set_num_threads applies to the
+        # calling thread only, and the kernel reads it), a thread-safe layer.
         return kernel(*args)
-    # One parallel call at a time: Numba's workqueue threading layer (used where OpenMP and
-    # TBB are missing) aborts the process when two threads launch parallel work at once.
+    return _locked_launch(kernel, threads, args)
+
+
+def _launch_strided(kind, absolute, has_true, has_weights, mode, compensated, grad64, n, args):
+    """_launch for the kernels of run_strided: ``kind`` "strided" or "columns" (its own
+    function, so that _launch, on every call's path, stays as short as it can be)."""
+    threads = _requested_threads
+    if n < PARALLEL_THRESHOLD or _forked_child or threads == 1 or _POOL_SIZE == 1:
+        return _kernel(
+            (absolute, has_true, has_weights, mode, compensated, grad64, False, kind)
+        )(*args)
+    kernel = _kernel((absolute, has_true, has_weights, mode, compensated, grad64, True, kind))
+    if not threads and _concurrent_launches:
+        # The common case: Numba's own thread count (numba.set_num_threads applies to the
+        # calling thread only, and the kernel reads it), a thread-safe layer.
+        return kernel(*args)
+    return _locked_launch(kernel, threads, args)
+
+
+def _locked_launch(kernel, threads, args):
+    """A parallel launch on ``threads`` threads (0: Numba's setting), one at a time."""
+    global _concurrent_launches
     with _parallel_lock:
-        # numba.set_num_threads applies to the calling thread only: set it for this call.
         previous = numba.get_num_threads()
-        if threads != previous:
+        if threads:
+            threads = min(threads, _POOL_SIZE)
+        if threads and threads != previous:
             numba.set_num_threads(threads)
         try:
             return kernel(*args)
         finally:
-            if threads != previous:
+            if threads and threads != previous:
                 numba.set_num_threads(previous)
+            if not _concurrent_launches:
+                _concurrent_launches = numba.threading_layer() in ("omp", "tbb")
 
 
 # ---- the backend interface --------------------------------------------------------------------
@@ -537,6 +1086,151 @@ def weight_sum(plan: Plan) -> float:
         return float(n)
     args = (None, plan.y_pred, plan.weights, plan.weights_repeat, None, 0.0, 1.0, None)
     return _launch(False, False, True, _WEIGHTS, plan.result_dtype == _FLOAT64, False, n, args)[1]
+
+
+#: Zero-length arrays that stand for the operands of run_strided in its kernels: they give
+#: the dtype, and only the dtype, so that read-only, unaligned or N-d operands need no code of
+#: their own.
+_DTYPE_OF = {_FLOAT32: np.empty(0, np.float32), _FLOAT64: np.empty(0, np.float64)}
+
+
+def _operand_dtype(array, name):
+    dtype = array.dtype
+    if dtype != _FLOAT32 and dtype != _FLOAT64:
+        raise TypeError(f"fastl2: {name} must be native float32 or float64; got {dtype}")
+    return dtype
+
+
+def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float = 1.0,
+                weights_only: bool = False):
+    """One pass over a ``fastl2._plan.Strided``; writes its grad and elementwise operands.
+
+    As fastl2._core.run_strided (csrc/fastl2.c fl2_run_strided), bit for bit: returns float64
+    arrays (loss sums, weight sums) of one element per output when ``want_sums``; (None,
+    weight sums) with ``weights_only`` (nothing else is computed); otherwise None.
+
+    The arrays are read and written where they lie, never copied whole: the kernels get each
+    operand's address of element (0, ..., 0) and its byte strides (any sign, zero, even not a
+    multiple of the item size), as the C driver does, and a zero-length array of its dtype, so
+    that no layout, alignment or read-only flag needs code of its own.  Each work item (one
+    block of one output) is read where it lies when it is one contiguous aligned piece of
+    every operand, else gathered into buffers of BLOCK_SIZE elements per task (and its
+    gradient and element losses scattered back); outputs that are the columns of rows go to
+    the columns kernel (sums only, as in C).
+    """
+    shape = tuple(int(size) for size in s.shape)
+    ndim = len(shape)
+    if not 1 <= ndim <= _MAX_DIMS:
+        raise ValueError(f"fastl2: arrays of up to {_MAX_DIMS} dimensions are supported")
+    nkept = int(s.nkept)
+    if not 0 <= nkept < ndim:
+        raise ValueError(f"fastl2: nkept must be in [0, {ndim}); got {nkept}")
+    outputs = math.prod(shape[:nkept])
+    reduced = math.prod(shape[nkept:])
+    y_true, y_pred, weights, grad, elem = s.y_true, s.y_pred, s.weights, s.grad, s.elementwise
+    if y_true is None:
+        weights = None  # as csrc/: the L2 penalty's kernels read no weights
+    if elem is not None:
+        mode = _ELEM_GRAD if grad is not None else _ELEM
+    elif want_sums:
+        mode = _SUMS_GRAD if grad is not None else _SUMS
+    elif grad is not None:
+        mode = _GRAD
+    else:
+        mode = _WEIGHTS
+    loss_sums = np.zeros(outputs) if want_sums else None
+    weight_sums = None
+    if (want_sums or weights_only) and weights is not None:
+        weight_sums = np.zeros(outputs)
+    elif want_sums or weights_only:  # every output's weight sum is its element count (as C)
+        weight_sums = np.broadcast_to(np.float64(reduced), (outputs,))
+
+    def result():
+        if want_sums:
+            return loss_sums, weight_sums
+        if weights_only:
+            return None, weight_sums
+        return None
+
+    pred_dtype = _operand_dtype(y_pred, "y_pred")
+    single = pred_dtype == _FLOAT32
+    if y_true is not None:
+        single = _operand_dtype(y_true, "y_true") == _FLOAT32 and single
+    if weights is not None:
+        single = _operand_dtype(weights, "weights") == _FLOAT32 and single
+    if mode == _WEIGHTS:
+        if not weights_only:
+            return result()  # nothing is computed, nothing returned
+        if weights is None:
+            return result()
+        y_true = y_pred = None
+    if grad is not None and grad.dtype != pred_dtype:
+        raise ValueError(
+            f"fastl2: the gradient must have y_pred's dtype {pred_dtype}; got {grad.dtype}"
+        )
+    if elem is not None and elem.dtype != (_FLOAT32 if single else _FLOAT64):
+        raise ValueError(
+            f"fastl2: elementwise losses must be {'float32' if single else 'float64'} here; "
+            f"got {elem.dtype}"
+        )
+    if outputs == 0 or reduced == 0:
+        return result()  # sums of nothing: zeros
+
+    operands = (y_true, y_pred, weights, grad, elem)
+    addresses = np.zeros(_NOPS, np.int64)
+    strides = np.zeros((_NOPS, ndim), np.int64)
+    itemsizes = np.zeros(_NOPS, np.int64)
+    for k, array in enumerate(operands):
+        if array is not None:
+            if array.shape != shape:
+                raise ValueError(
+                    f"fastl2: every operand must have shape {shape}; got {array.shape}"
+                )
+            addresses[k] = array.__array_interface__["data"][0]
+            strides[k] = array.strides
+            itemsizes[k] = array.itemsize
+    witnesses = [None if a is None else _DTYPE_OF[a.dtype] for a in operands]
+    sums = (loss_sums if loss_sums is not None else np.empty(0),
+            weight_sums if weight_sums is not None and weights is not None else np.empty(0))
+    n = outputs * reduced
+    absolute, has_true, has_weights = s.loss == "absolute", y_true is not None, weights is not None
+    # (the arrays stay referenced here while the kernels read and write them by address)
+    if mode in (_SUMS, _WEIGHTS) and _columns_apply(ndim, nkept, outputs, addresses, strides,
+                                                     itemsizes):
+        if (reduced + BLOCK_SIZE - 1) // BLOCK_SIZE == 1:
+            n = 0  # one block of rows: nothing to share between threads
+        row_steps = strides[:3, 1] // np.maximum(itemsizes[:3], 1)
+        layout = (addresses, row_steps, 1 if strides[2, 0] else 0, reduced, outputs) + sums + (
+            get_num_threads(),)
+        _launch_strided("columns", absolute, has_true, has_weights, mode, not single, False, n,
+                        (witnesses[0], witnesses[1], witnesses[2], layout))
+        return result()
+    if outputs * ((reduced + BLOCK_SIZE - 1) // BLOCK_SIZE) == 1:
+        n = 0  # one work item: nothing to share between threads
+    layout = (addresses, np.array(shape, np.int64), strides, itemsizes, nkept) + sums + (
+        get_num_threads(),)
+    args = (witnesses[0], witnesses[1], witnesses[2], layout, witnesses[3], float(grad_scale),
+            float(grad_divisor), witnesses[4])
+    _launch_strided("strided", absolute, has_true, has_weights, mode, not single,
+                    grad is not None and pred_dtype == _FLOAT64, n, args)
+    return result()
+
+
+def _columns_apply(ndim, nkept, outputs, addresses, strides, itemsizes):
+    """Whether run_strided's outputs are the contiguous columns of rows, for the columns
+    kernel (csrc/fastl2.c columns_apply, and aligned: its rows are read as arrays)."""
+    if ndim != 2 or nkept != 1 or not 2 <= outputs <= _MAX_COLUMNS:
+        return False
+    for k in range(3):  # y_true, y_pred, weights
+        size = int(itemsizes[k])
+        if not size:
+            continue
+        column_step, row_step = int(strides[k, 0]), int(strides[k, 1])
+        if not (column_step == size or (k == 2 and column_step == 0)):
+            return False
+        if row_step % size or int(addresses[k]) % size:
+            return False
+    return True
 
 
 # ---- fast paths ----------------------------------------------------------------------------------
