@@ -692,9 +692,11 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
         return 0;
     }
     c.nblocks = (c.reduced + FL2_BLOCK_SIZE - 1) / FL2_BLOCK_SIZE;
-    if (want_sums && columns_apply(&c, outputs))
+    /* The columns and rows kernels sum; they write no gradient. */
+    const int sums_only = c.mode == FL2_MODE_SUMS || c.mode == FL2_MODE_WEIGHTS;
+    if (sums_only && columns_apply(&c, outputs))
         return run_columns(&c, outputs, loss_sums, weight_sums, nthreads);
-    if (want_sums && rows_apply(&c))
+    if (sums_only && rows_apply(&c))
         return run_rows(&c, outputs, loss_sums, weight_sums, nthreads);
     const int64_t items = outputs * c.nblocks;
     fl2_partial *parts = NULL;

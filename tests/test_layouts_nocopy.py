@@ -597,3 +597,19 @@ def test_more_than_2_31_elements_along_axes(backend, huge_rows, axis):
         assert result.shape == (HUGE_ROWS,)
     assert result.dtype == np.float32
     ref.assert_ulp(result, expected, 1)
+
+
+@pytest.mark.parametrize("shape,axes", [((3000, 4), (0,)), ((40, 300), (1,)), ((5, 7, 9), (0, 2))])
+def test_a_pass_with_kept_axes_writes_the_gradient_beside_the_sums(backend, shape, axes):
+    """The backends' strided pass itself: sums per output and the gradient in one pass (the
+    summing-only kernels for columns and rows must not take it over)."""
+    from fastl2 import _backends
+    from fastl2._plan import penalty_plan, strided_pass
+
+    params = np.random.default_rng(3).standard_normal(shape)
+    grad = np.full(shape, np.nan)
+    s = strided_pass(penalty_plan(params), axes, grad=grad)
+    loss_sums, _ = _backends.active().run_strided(s, True, 2.0, 1.0)
+    np.testing.assert_array_equal(grad, 2.0 * params)
+    expected = (params * params).sum(axis=axes).reshape(-1)
+    np.testing.assert_allclose(loss_sums, expected, rtol=1e-13)
