@@ -108,50 +108,14 @@ def _block_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             with np.errstate(over="ignore", invalid="ignore"):
                 total = float(np.add.reduce(values))
         return np.array([total]), np.zeros(1)
-    offsets = np.arange(0, values.size, BLOCK_SIZE)
-    counts = np.diff(offsets, append=values.size)
-    with np.errstate(over="ignore", invalid="ignore"):
-        peak = np.maximum.reduceat(np.abs(values), offsets)
-        # 2**14 >= 2 * BLOCK_SIZE: a block's high parts stay below the grid's 53-bit range.
-        grid = np.ldexp(1.0, np.frexp(peak)[1] + 14)
-        per_element = np.repeat(grid, counts)
-        high = (values + per_element) - per_element
-        hi = np.add.reduceat(high, offsets)
-        values_low = values - high
-        lo = np.add.reduceat(values_low, offsets)
-        total = hi + lo
-        lo = lo - (total - hi)
-        plain = ~(np.isfinite(grid) & np.isfinite(peak))
-        if plain.any():
-            total[plain] = np.add.reduceat(values, offsets)[plain]
-            lo[plain] = 0.0
-    return total, lo
+    return _segment_sums(values, np.arange(0, values.size, BLOCK_SIZE))
 
 
 def _combine(hi: np.ndarray, lo: np.ndarray) -> float:
     """Pairwise double-double sum of block partials, bottom-up: the tree of csrc/internal.h."""
-    if hi.size <= 1:
-        return float(hi[0] + lo[0]) if hi.size else 0.0
-    hi = hi.astype(np.float64)
-    lo = lo.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        while hi.size > 1:
-            odd = hi.size % 2
-            a_hi, b_hi = hi[: hi.size - odd : 2], hi[1::2]
-            a_lo, b_lo = lo[: hi.size - odd : 2], lo[1::2]
-            s = a_hi + b_hi
-            bb = s - a_hi
-            e = (a_hi - (s - bb)) + (b_hi - bb) + (a_lo + b_lo)
-            new_hi = s + e
-            new_lo = e - (new_hi - s)
-            finite = np.isfinite(s)
-            new_hi = np.where(finite, new_hi, s)
-            new_lo = np.where(finite, new_lo, 0.0)
-            if odd:
-                new_hi = np.append(new_hi, hi[-1])
-                new_lo = np.append(new_lo, lo[-1])
-            hi, lo = new_hi, new_lo
-    return float(hi[0] + lo[0])
+    if hi.size == 0:
+        return 0.0
+    return float(_combine_rows(hi.reshape(1, -1), lo.reshape(1, -1))[0])
 
 
 # ---- N-d arrays in any layout ---------------------------------------------------------------
@@ -268,7 +232,7 @@ def _put(view: np.ndarray, start: int, stop: int, values: np.ndarray) -> None:
 def _segment_sums(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sums of the runs of ``values`` starting at ``offsets`` (each at most BLOCK_SIZE long),
     as normalised double-doubles, exactly as ``_block_sums`` sums blocks."""
-    if offsets.size == 1 and values.size <= _SMALL:
+    if offsets.size == 1 and values.size <= _SMALL:  # one short run: math.fsum's sum
         return _block_sums(values)
     if values.size == 0:
         return np.zeros(offsets.size), np.zeros(offsets.size)
