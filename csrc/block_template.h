@@ -102,7 +102,7 @@ FL2_INLINE fl2_dd FL2_CAT(BLOCK_FN, _lanes)(const double *sum, const double *err
 FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t start, int64_t end,
                         fl2_partial *out, const int absolute, const int want_sums,
                         const int want_grad, const int want_elem, const int weights_only,
-                        double *raw)
+                        double *raw, const int step)
 {
     typedef T_PRED pred_t;
 #if COMPENSATED
@@ -128,8 +128,13 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     /* Streaming stores write large gradients without first reading their lines in. */
     const int stream = want_grad && o->stream && fl2_stream_aligned(grad);
 
+#if FL2_VECTORS
+    double loss_sum[LANES], loss_err[LANES]; /* (the vector lanes are copied in) */
+    double w_sum[LANES], w_err[LANES];
+#else
     double loss_sum[LANES] = {0}, loss_err[LANES] = {0};
     double w_sum[LANES] = {0}, w_err[LANES] = {0};
+#endif
     (void)loss_err; (void)w_sum; (void)w_err;
 
     /* One element: its difference d, weight wk, going to lane k. */
@@ -149,12 +154,14 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
         if (HAS_WEIGHTS && want_sums) ACCUMULATE(w_sum, w_err, k, wk);     \
     } while (0)
 
+    /* Inputs are read `step` (1, or 2 for a[::2] views: a constant) elements apart; the
+     * outputs are contiguous. */
 #if HAS_TRUE
-#define DIFF(i) ((double)y_pred[i] - (double)y_true[i])
-#define VDIFF(i) (FL2_VLOAD(y_pred + (i)) - FL2_VLOAD(y_true + (i)))
+#define DIFF(i) ((double)y_pred[step * (i)] - (double)y_true[step * (i)])
+#define VDIFF(i) (FL2_VLOAD_STEP(y_pred + step * (i), step) - FL2_VLOAD_STEP(y_true + step * (i), step))
 #else
-#define DIFF(i) ((double)y_pred[i])
-#define VDIFF(i) FL2_VLOAD(y_pred + (i))
+#define DIFF(i) ((double)y_pred[step * (i)])
+#define VDIFF(i) FL2_VLOAD_STEP(y_pred + step * (i), step)
 #endif
 
     int64_t i = start;
@@ -164,7 +171,8 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
         enum { NV = LANES / FL2_VWIDTH };
         fl2_vd v_loss[NV], v_loss_err[NV], v_w[NV], v_w_err[NV];
         for (int h = 0; h < NV; h++) v_loss[h] = v_loss_err[h] = v_w[h] = v_w_err[h] = fl2_vsplat(0.0);
-        for (; i + LANES <= end; i += LANES) {
+        /* (the step-2 loads read one element past their last: never past the block's) */
+        for (; i + LANES + (step == 2) <= end; i += LANES) {
             fl2_vd d[NV], wv[NV];
             pred_t chunk_grad[LANES]; /* the chunk's gradient, when it is streamed */
             for (int h = 0; h < NV; h++) {
@@ -173,7 +181,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             }
 #if HAS_WEIGHTS
             if (repeat == 1) {
-                for (int h = 0; h < NV; h++) wv[h] = FL2_VLOAD(w + i + h * FL2_VWIDTH);
+                for (int h = 0; h < NV; h++) wv[h] = FL2_VLOAD_STEP(w + step * (i + h * FL2_VWIDTH), step);
             } else if (i + LANES <= row_end) {
                 for (int h = 0; h < NV; h++) wv[h] = fl2_vsplat((double)w[row]);
             } else {
@@ -201,6 +209,48 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             }
             if (stream) FL2_STREAM_STORE(grad + i, chunk_grad, LANES);
         }
+#if HAS_WEIGHTS
+        if (repeat != 1)
+            while (i >= row_end) { row++; row_end += repeat; }
+        const int tail_weights = repeat == 1 || end <= row_end;
+#else
+        const int tail_weights = 1;
+#endif
+        if (want_sums && !want_grad && !want_elem && step == 1 && i < end && tail_weights) {
+            /* The last, partial chunk in the vector lanes too: loads of the elements left
+             * (zeros after them), and additions kept in their lanes only.  The lanes then
+             * stay in registers; the scalar loop below would store them, add to some and load
+             * them all back, a store-forwarding stall per row of a rows pass. */
+            for (int h = 0; h < NV && i + h * FL2_VWIDTH < end; h++) {
+                const int64_t at = i + h * FL2_VWIDTH;
+                const int count = end - at < FL2_VWIDTH ? (int)(end - at) : FL2_VWIDTH;
+                const fl2_vbits keep = fl2_vfirst(count);
+                fl2_vd wv = fl2_vsplat(1.0);
+#if HAS_WEIGHTS
+                wv = repeat == 1 ? FL2_VLOADN(w + at, count) : fl2_vsplat((double)w[row]);
+#endif
+                if (!weights_only) {
+#if HAS_TRUE
+                    const fl2_vd d = FL2_VLOADN(y_pred + at, count) - FL2_VLOADN(y_true + at, count);
+#else
+                    const fl2_vd d = FL2_VLOADN(y_pred + at, count);
+#endif
+                    fl2_vd l = absolute ? fl2_vabs(d) : d * d;
+                    if (HAS_WEIGHTS) l = wv * l;
+                    fl2_vd sum = v_loss[h], err = v_loss_err[h];
+                    VACCUMULATE(sum, err, l);
+                    v_loss[h] = fl2_vselect(keep, sum, v_loss[h]);
+                    v_loss_err[h] = fl2_vselect(keep, err, v_loss_err[h]);
+                }
+                if (HAS_WEIGHTS) {
+                    fl2_vd sum = v_w[h], err = v_w_err[h];
+                    VACCUMULATE(sum, err, wv);
+                    v_w[h] = fl2_vselect(keep, sum, v_w[h]);
+                    v_w_err[h] = fl2_vselect(keep, err, v_w_err[h]);
+                }
+            }
+            i = end;
+        }
         memcpy(loss_sum, v_loss, sizeof v_loss);
         memcpy(loss_err, v_loss_err, sizeof v_loss_err);
         memcpy(w_sum, v_w, sizeof v_w);
@@ -214,7 +264,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             for (int k = 0; k < LANES; k++) d[k] = DIFF(i + k);
 #if HAS_WEIGHTS
         if (repeat == 1) {
-            for (int k = 0; k < LANES; k++) wk[k] = (double)w[i + k];
+            for (int k = 0; k < LANES; k++) wk[k] = (double)w[step * (i + k)];
         } else if (i + LANES <= row_end) {
             double wr = (double)w[row];
             for (int k = 0; k < LANES; k++) wk[k] = wr;
@@ -241,7 +291,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
         double dk = weights_only ? 0.0 : DIFF(i), wk = 1.0;
 #if HAS_WEIGHTS
         if (repeat == 1) {
-            wk = (double)w[i];
+            wk = (double)w[step * i];
         } else {
             while (i >= row_end) { row++; row_end += repeat; }
             wk = (double)w[row];
@@ -276,15 +326,22 @@ static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, 
     const int absolute = p->loss == FL2_ABSOLUTE;
     /* Constant flags make each call below its own loop without per-element branches. */
 #define SPECIALISE(sums, grad, elem, wonly)                                              \
-    (absolute ? BODY_FN(p, o, start, end, out, 1, sums, grad, elem, wonly, NULL)         \
-              : BODY_FN(p, o, start, end, out, 0, sums, grad, elem, wonly, NULL))
-    switch (mode) {
+    (absolute ? BODY_FN(p, o, start, end, out, 1, sums, grad, elem, wonly, NULL, 1)      \
+              : BODY_FN(p, o, start, end, out, 0, sums, grad, elem, wonly, NULL, 1))
+    switch ((int)mode) {
     case FL2_MODE_SUMS: SPECIALISE(1, 0, 0, 0); break;
     case FL2_MODE_SUMS_GRAD: SPECIALISE(1, 1, 0, 0); break;
     case FL2_MODE_GRAD: SPECIALISE(0, 1, 0, 0); break;
     case FL2_MODE_ELEM: SPECIALISE(0, 0, 1, 0); break;
     case FL2_MODE_ELEM_GRAD: SPECIALISE(0, 1, 1, 0); break;
-    case FL2_MODE_WEIGHTS: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1, NULL); break;
+    case FL2_MODE_WEIGHTS: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1, NULL, 1); break;
+    /* Sums of inputs read every other element (a[::2]), in place. */
+    case FL2_MODE_SUMS | FL2_MODE_STEP2:
+        if (absolute) BODY_FN(p, o, start, end, out, 1, 1, 0, 0, 0, NULL, 2);
+        else BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 0, NULL, 2);
+        break;
+    case FL2_MODE_WEIGHTS | FL2_MODE_STEP2: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1, NULL, 2); break;
+    default: break;
     }
 #undef SPECIALISE
 }
@@ -310,8 +367,52 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
     double *ls = scratch, *le = scratch + LANES * ncols;
     double *ws = scratch + 2 * LANES * ncols, *we = scratch + 3 * LANES * ncols;
     (void)ws; (void)we; (void)w_step;
+    int64_t nrows_done = 0;
     memset(scratch, 0, (size_t)4 * LANES * ncols * sizeof(double));
-    for (int64_t r = 0; r < nrows; r++) {
+#if FL2_VECTORS
+    if (ncols == FL2_VWIDTH) {
+        /* A row is one vector: lane k's sums of all columns are one vector each, kept in
+         * registers (rows LANES at a time, so each lane's index is a constant), stored into
+         * the scratch lanes for the combining below. */
+        fl2_vd vs[LANES], ve[LANES], vws[LANES], vwe[LANES];
+        for (int k = 0; k < LANES; k++) vs[k] = ve[k] = vws[k] = vwe[k] = fl2_vsplat(0.0);
+        for (int64_t r0 = 0; r0 < nrows; r0 += LANES) {
+            FL2_UNROLL
+            for (int k = 0; k < LANES; k++) {
+                const int64_t r = r0 + k;
+                if (r >= nrows) break;
+#if HAS_WEIGHTS
+                const T_WEIGHTS *wr = w + r * ld[FL2_OP_WEIGHTS];
+                const fl2_vd wk = w_step ? FL2_VLOAD(wr) : fl2_vsplat((double)wr[0]);
+#endif
+                if (!weights_only) {
+#if HAS_TRUE
+                    const fl2_vd d = FL2_VLOAD(y_pred + r * ld[FL2_OP_PRED]) -
+                                     FL2_VLOAD(y_true + r * ld[FL2_OP_TRUE]);
+#else
+                    const fl2_vd d = FL2_VLOAD(y_pred + r * ld[FL2_OP_PRED]);
+#endif
+                    fl2_vd l = absolute ? fl2_vabs(d) : d * d;
+#if HAS_WEIGHTS
+                    l = wk * l;
+#endif
+                    VACCUMULATE(vs[k], ve[k], l);
+                }
+#if HAS_WEIGHTS
+                VACCUMULATE(vws[k], vwe[k], wk);
+#endif
+            }
+        }
+        for (int k = 0; k < LANES; k++) {
+            memcpy(ls + k * ncols, &vs[k], sizeof vs[k]);
+            memcpy(le + k * ncols, &ve[k], sizeof ve[k]);
+            memcpy(ws + k * ncols, &vws[k], sizeof vws[k]);
+            memcpy(we + k * ncols, &vwe[k], sizeof vwe[k]);
+        }
+        nrows_done = nrows;
+    }
+#endif
+    for (int64_t r = nrows_done; r < nrows; r++) {
         const int64_t lane = (r % LANES) * ncols;
         double *s = ls + lane, *e = le + lane;
         const T_PRED *yp = y_pred + r * ld[FL2_OP_PRED];
@@ -406,11 +507,11 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrow
                 q.weights_repeat = w_step ? 1 : row_len;
 #endif
                 if (weights_only)
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 1, raw);
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 1, raw, 1);
                 else if (absolute)
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 1, 1, 0, 0, 0, raw);
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 1, 1, 0, 0, 0, raw, 1);
                 else
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 0, raw);
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 0, raw, 1);
             } else {
                 memset(raw, 0, sizeof raw);
             }

@@ -396,11 +396,21 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
      * last dim and every operand steps through that dim by its item size. */
     const int64_t column = start % rshape[nr - 1];
     int direct = column + count <= rshape[nr - 1];
+    /* Sums of inputs that all step by two items in that row (a[::2]) read them in place
+     * too, with the kernels' step-2 loads. */
+    int step2 = direct && count > 1 && (c->mode == FL2_MODE_SUMS || c->mode == FL2_MODE_WEIGHTS);
     for (int k = 0; k < FL2_NOPS; k++) {
         at[k] = NULL;
         if (!c->base[k]) continue;
         at[k] = (char *)element_at(c->base[k], nk, l->shape, l->strides[k], o);
-        if (l->strides[k][l->ndim - 1] != (int64_t)c->item[k] && count > 1) direct = 0;
+        const int64_t step = l->strides[k][l->ndim - 1];
+        if (step != (int64_t)c->item[k] && count > 1) direct = 0;
+        if (step != 2 * (int64_t)c->item[k]) step2 = 0;
+    }
+    fl2_mode mode = c->mode;
+    if (step2) {
+        direct = 1;
+        mode = (fl2_mode)(mode | FL2_MODE_STEP2);
     }
     fl2_problem q = *c->p;
     fl2_outputs out;
@@ -428,7 +438,7 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
         if (k < FL2_OP_GRAD) *inputs[k] = where;
         else *outputs[k - FL2_OP_GRAD] = where;
     }
-    c->kernel(&q, &out, c->mode, 0, count, part);
+    c->kernel(&q, &out, mode, 0, count, part);
     if (!direct)
         for (int k = FL2_OP_GRAD; k < FL2_NOPS; k++)
             if (at[k])

@@ -67,6 +67,9 @@ typedef enum {
     FL2_MODE_ELEM,           /* per-element losses (reduction "none") */
     FL2_MODE_ELEM_GRAD,      /* per-element losses and the gradient */
     FL2_MODE_WEIGHTS,        /* the weight sum alone */
+    /* A flag on FL2_MODE_SUMS and FL2_MODE_WEIGHTS: the inputs are read every other
+     * element (their element i at 2 * i), in place; the block kernels only. */
+    FL2_MODE_STEP2 = 8,
 } fl2_mode;
 
 /* Computes elements [start, end) of one block; start is a multiple of FL2_BLOCK_SIZE. */

@@ -53,6 +53,94 @@ FL2_INLINE fl2_vd fl2_load_f32(const float *p)
 #define FL2_VLOAD(p) _Generic((p), const float *: fl2_load_f32, float *: fl2_load_f32, \
                               const double *: fl2_load_f64, double *: fl2_load_f64)(p)
 
+/* Every other element: p[0], p[2], ..., p[2 * (FL2_VWIDTH - 1)] (an a[::2] view), by
+ * deinterleaving shuffles.  The wide levels load 2 * FL2_VWIDTH elements, one past the last
+ * one used: the caller keeps that element inside the array. */
+FL2_INLINE fl2_vd fl2_load2_f32(const float *p)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__)
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+    return (fl2_vd)_mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_permutexvar_ps(even, _mm512_loadu_ps(p))));
+#elif FL2_VWIDTH == 4 && defined(__AVX2__)
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    return (fl2_vd)_mm256_cvtps_pd(_mm256_castps256_ps128(_mm256_permutevar8x32_ps(_mm256_loadu_ps(p), even)));
+#elif FL2_VWIDTH == 2 && defined(__SSE2__)
+    const __m128 v = _mm_loadu_ps(p);
+    return (fl2_vd)_mm_cvtps_pd(_mm_shuffle_ps(v, v, _MM_SHUFFLE(2, 0, 2, 0)));
+#else
+    fl2_vd v;
+    for (int k = 0; k < FL2_VWIDTH; k++) v[k] = (double)p[2 * k];
+    return v;
+#endif
+}
+FL2_INLINE fl2_vd fl2_load2_f64(const double *p)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__)
+    const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    return (fl2_vd)_mm512_permutex2var_pd(_mm512_loadu_pd(p), even, _mm512_loadu_pd(p + 8));
+#elif FL2_VWIDTH == 4 && defined(__AVX2__)
+    /* (p0 p4 p2 p6) -> (p0 p2 p4 p6) */
+    const __m256d pairs = _mm256_unpacklo_pd(_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4));
+    return (fl2_vd)_mm256_permute4x64_pd(pairs, _MM_SHUFFLE(3, 1, 2, 0));
+#elif FL2_VWIDTH == 2 && defined(__SSE2__)
+    return (fl2_vd)_mm_loadh_pd(_mm_load_sd(p), p + 2);
+#else
+    fl2_vd v;
+    for (int k = 0; k < FL2_VWIDTH; k++) v[k] = p[2 * k];
+    return v;
+#endif
+}
+#define FL2_VLOAD2(p) _Generic((p), const float *: fl2_load2_f32, float *: fl2_load2_f32, \
+                               const double *: fl2_load2_f64, double *: fl2_load2_f64)(p)
+/* The first `count` (0 to FL2_VWIDTH) elements at p, zeros after them; nothing past them is
+ * read (masked loads, which do not fault on the elements they leave out). */
+FL2_INLINE fl2_vd fl2_loadn_f32(const float *p, int count)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__) && defined(__AVX512VL__)
+    return (fl2_vd)_mm512_cvtps_pd(_mm256_maskz_loadu_ps((__mmask8)((1u << count) - 1u), p));
+#elif FL2_VWIDTH == 4 && defined(__AVX2__)
+    const __m128i keep = _mm_cmpgt_epi32(_mm_set1_epi32(count), _mm_setr_epi32(0, 1, 2, 3));
+    return (fl2_vd)_mm256_cvtps_pd(_mm_maskload_ps(p, keep));
+#else
+    fl2_vd v = fl2_vsplat(0.0);
+    for (int k = 0; k < count; k++) v[k] = (double)p[k];
+    return v;
+#endif
+}
+FL2_INLINE fl2_vd fl2_loadn_f64(const double *p, int count)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__)
+    return (fl2_vd)_mm512_maskz_loadu_pd((__mmask8)((1u << count) - 1u), p);
+#elif FL2_VWIDTH == 4 && defined(__AVX2__)
+    const __m256i keep = _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), _mm256_setr_epi64x(0, 1, 2, 3));
+    return (fl2_vd)_mm256_maskload_pd(p, keep);
+#else
+    fl2_vd v = fl2_vsplat(0.0);
+    for (int k = 0; k < count; k++) v[k] = p[k];
+    return v;
+#endif
+}
+#define FL2_VLOADN(p, count) _Generic((p), const float *: fl2_loadn_f32, float *: fl2_loadn_f32, \
+                                      const double *: fl2_loadn_f64, double *: fl2_loadn_f64)(p, count)
+/* All ones in the first `count` lanes, zeros in the others. */
+FL2_INLINE fl2_vbits fl2_vfirst(int count)
+{
+    fl2_vbits index, bound;
+    for (int k = 0; k < FL2_VWIDTH; k++) {
+        index[k] = k;
+        bound[k] = count;
+    }
+    return index < bound;
+}
+/* Lanes of a where keep is all ones, of b elsewhere. */
+FL2_INLINE fl2_vd fl2_vselect(fl2_vbits keep, fl2_vd a, fl2_vd b)
+{
+    return (fl2_vd)(((fl2_vbits)a & keep) | ((fl2_vbits)b & ~keep));
+}
+
+/* FL2_VLOAD of elements `step` (1 or 2, a constant) apart. */
+#define FL2_VLOAD_STEP(p, step) ((step) == 2 ? FL2_VLOAD2(p) : FL2_VLOAD(p))
+
 FL2_INLINE void fl2_vstore_f64(double *p, fl2_vd v) { memcpy(p, &v, sizeof v); }
 FL2_INLINE void fl2_vstore_f32(float *p, fl2_vd v)
 {

@@ -69,3 +69,37 @@ def test_fastl2_simd_environment_variable_forces_a_level():
         env=env, capture_output=True, text=True, check=True,
     )
     assert out.stdout.strip() == "baseline"
+
+
+def _axis_sums(dtypes, weighted):
+    """Reductions through the columns kernel (axis=0 of C-ordered matrices of 2 to 9 columns:
+    each level's vector width among them), the rows kernel (axis=-1) and step-2 views."""
+    rng = np.random.default_rng(11)
+    results = []
+    for shape, axis in (((3 * 8192 + 5, 2), 0), ((1000, 4), 0), ((20000, 8), 0), ((999, 9), 0),
+                        ((300, 100), -1), ((64, 16), -1), ((77, 37), -1)):
+        y_true = rng.standard_normal(shape).astype(dtypes[0])
+        y_pred = rng.standard_normal(shape).astype(dtypes[1])
+        per_row = rng.random(shape[0]) + 0.5
+        for weights in ([None, rng.random(shape) + 0.5, per_row] if weighted else [None]):
+            reduction = "mean" if weights is None else "weighted_mean"
+            results.append(fastl2.mse(y_true, y_pred, weights, axis=axis, reduction=reduction))
+            results.append(fastl2.mae(y_true, y_pred, weights, axis=axis, reduction=reduction))
+        results.append(fastl2.mse(y_true.reshape(-1)[::2], y_pred.reshape(-1)[::2]))
+    return [np.asarray(r).tobytes() for r in results]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize(
+    "dtypes", [(np.float32, np.float32), (np.float64, np.float64), (np.float32, np.float64)],
+    ids=["float32", "float64", "mixed"],
+)
+def test_every_simd_level_gives_the_same_bits_along_axes(dtypes, weighted, restore_level):
+    fastl2.set_backend("cython")
+    levels = core.simd_levels_available()
+    results = {}
+    for level in levels:
+        core.set_simd_level(level)
+        results[level] = _axis_sums(dtypes, weighted)
+    for level in levels[1:]:
+        assert results[level] == results[levels[0]], f"{level} differs from {levels[0]}"
