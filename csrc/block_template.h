@@ -484,14 +484,34 @@ static void FL2_CAT(BLOCK_FN, _columns)(const fl2_problem *p, fl2_mode mode, int
  * BODY_FN; the lane sums of FL2_ROWS_GROUP rows at a time are combined together, one row
  * per vector lane, by the tree of _lanes: the bits of BLOCK_FN on each row. */
 #define FL2_ROWS_GROUP 8
+#if FL2_LANES != 16
+#error "the rows kernel's tree has the levels of 16 lanes"
+#endif
+/* Pairs (2i, 2i+1) of the first m lanes to lane i, for every row of the group at once. */
+FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_level)(double hi[][FL2_ROWS_GROUP], double lo[][FL2_ROWS_GROUP],
+                                               const int m)
+{
+    FL2_UNROLL
+    for (int i = 0; i < m / 2; i++) {
+        for (int j = 0; j < FL2_ROWS_GROUP; j++) {
+            const double a = hi[2 * i][j], b = hi[2 * i + 1][j];
+            const double s = a + b;
+            const double bb = s - a;
+            double e = (a - (s - bb)) + (b - bb);
+            e += lo[2 * i][j] + lo[2 * i + 1][j];
+            const double t = s + e;
+            hi[i][j] = t;
+            lo[i][j] = e - (t - s);
+        }
+    }
+}
 FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrows, int64_t row_len,
                                               const int64_t *ld, int64_t w_step, fl2_partial *out,
                                               const int absolute, const int weights_only)
 {
-    /* lanes[q][k][j]: quantity q (loss sum, loss error, weight sum, weight error), lane k,
-     * row j of the group */
-    double lanes[4][LANES][FL2_ROWS_GROUP];
-    double raw[4 * LANES];
+    /* raw[j]: row j's lanes of each quantity (loss sums, loss errors, weight sums, weight
+     * errors), as BODY_FN leaves them; hi[k][j], lo[k][j]: lane k of row j in the tree */
+    double raw[FL2_ROWS_GROUP][4 * LANES];
     for (int64_t first = 0; first < nrows; first += FL2_ROWS_GROUP) {
         const int group = nrows - first < FL2_ROWS_GROUP ? (int)(nrows - first) : FL2_ROWS_GROUP;
         for (int j = 0; j < FL2_ROWS_GROUP; j++) {
@@ -507,52 +527,31 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrow
                 q.weights_repeat = w_step ? 1 : row_len;
 #endif
                 if (weights_only)
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 1, raw, 1);
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 1, raw[j], 1);
                 else if (absolute)
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 1, 1, 0, 0, 0, raw, 1);
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 1, 1, 0, 0, 0, raw[j], 1);
                 else
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 0, raw, 1);
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 0, raw[j], 1);
             } else {
-                memset(raw, 0, sizeof raw);
-            }
-            /* only the quantities the tree below reads */
-            for (int h = 0; h < 4; h++) {
-                if ((h & 1) && !COMPENSATED) continue;
-                if (h >= 2 && !HAS_WEIGHTS) continue;
-                for (int k = 0; k < LANES; k++) lanes[h][k][j] = raw[h * LANES + k];
+                memset(raw[j], 0, sizeof raw[j]);
             }
         }
         for (int h = 0; h < (HAS_WEIGHTS ? 4 : 2); h += 2) {
             double hi[LANES][FL2_ROWS_GROUP], lo[LANES][FL2_ROWS_GROUP];
-            memcpy(hi, lanes[h], sizeof hi);
-            if (COMPENSATED) memcpy(lo, lanes[h + 1], sizeof lo);
-            else memset(lo, 0, sizeof lo);
-            FL2_UNROLL
-            for (int m = LANES; m > 1; m /= 2) {
-                FL2_UNROLL
-                for (int i = 0; i < m / 2; i++) {
-                    for (int j = 0; j < FL2_ROWS_GROUP; j++) {
-                        const double a = hi[2 * i][j], b = hi[2 * i + 1][j];
-                        const double s = a + b;
-                        const double bb = s - a;
-                        double e = (a - (s - bb)) + (b - bb);
-                        e += lo[2 * i][j] + lo[2 * i + 1][j];
-                        const double t = s + e;
-                        hi[i][j] = t;
-                        lo[i][j] = e - (t - s);
-                    }
+            for (int k = 0; k < LANES; k++)
+                for (int j = 0; j < FL2_ROWS_GROUP; j++) {
+                    hi[k][j] = raw[j][h * LANES + k];
+                    lo[k][j] = COMPENSATED ? raw[j][(h + 1) * LANES + k] : 0.0;
                 }
-            }
+            /* one level of the tree per call, each with constant bounds (unrolled) */
+            FL2_CAT(BLOCK_FN, _rows_level)(hi, lo, 16);
+            FL2_CAT(BLOCK_FN, _rows_level)(hi, lo, 8);
+            FL2_CAT(BLOCK_FN, _rows_level)(hi, lo, 4);
+            FL2_CAT(BLOCK_FN, _rows_level)(hi, lo, 2);
             for (int j = 0; j < group; j++) {
                 fl2_dd r = {hi[0][j], lo[0][j]};
-                if (!(r.hi - r.hi == 0.0)) { /* inf or nan on the way: the checked tree */
-                    double sum[LANES], err[LANES];
-                    for (int k = 0; k < LANES; k++) {
-                        sum[k] = lanes[h][k][j];
-                        err[k] = lanes[h + 1][k][j];
-                    }
-                    r = FL2_CAT(BLOCK_FN, _lanes)(sum, err);
-                }
+                if (!(r.hi - r.hi == 0.0)) /* inf or nan on the way: the checked tree */
+                    r = FL2_CAT(BLOCK_FN, _lanes)(raw[j] + h * LANES, raw[j] + (h + 1) * LANES);
                 if (h == 0) out[first + j].loss = r;
                 else out[first + j].weights = r;
             }
