@@ -103,3 +103,38 @@ def test_every_simd_level_gives_the_same_bits_along_axes(dtypes, weighted, resto
         results[level] = _axis_sums(dtypes, weighted)
     for level in levels[1:]:
         assert results[level] == results[levels[0]], f"{level} differs from {levels[0]}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axis_reductions_with_inf_and_nan_match_one_output_at_a_time(dtype, restore_level):
+    # The rows and columns kernels combine their lanes without the finiteness tests, and redo
+    # an output whose sum is not finite with them: every output must still have the bits of
+    # its own 1-d call, overflowing squares, infs and nans included.
+    fastl2.set_backend("cython")
+    big = np.finfo(dtype).max / 4
+    rng = np.random.default_rng(5)
+    y_true = rng.standard_normal((64, 40)).astype(dtype)
+    y_pred = rng.standard_normal((64, 40)).astype(dtype)
+    y_pred[3, 5] = big  # its square overflows
+    y_pred[4, :] = big
+    y_pred[5, 7], y_pred[5, 9] = np.inf, -np.inf
+    y_pred[6, 1] = np.nan
+    y_pred[9, 2], y_true[9, 2] = np.inf, np.inf  # inf - inf
+    weights = rng.random((64, 40)).astype(dtype) + 0.5
+    weights[7, 3] = np.inf
+    for level in core.simd_levels_available():
+        core.set_simd_level(level)
+        for ncols in (40, 8, 4, 2):  # 8, 4, 2: a row is one vector of some level
+            t, p, ww = (np.ascontiguousarray(a[:, :ncols]) for a in (y_true, y_pred, weights))
+            for w, reduction in ((None, "mean"), (ww, "weighted_mean")):
+                with np.errstate(all="ignore"):
+                    rows = fastl2.mse(t, p, w, axis=1, reduction=reduction)
+                    columns = fastl2.mse(t, p, w, axis=0, reduction=reduction)
+                    one_row = [fastl2.mse(t[i].copy(), p[i].copy(), None if w is None else w[i].copy(),
+                                          reduction=reduction) for i in range(64)]
+                    one_column = [fastl2.mse(t[:, c].copy(), p[:, c].copy(),
+                                             None if w is None else w[:, c].copy(), reduction=reduction)
+                                  for c in range(ncols)]
+                np.testing.assert_array_equal(rows, np.array(one_row), err_msg=f"{level} rows")
+                np.testing.assert_array_equal(columns, np.array(one_column), err_msg=f"{level} columns")
+                assert not np.isfinite(rows[[4, 6]]).any()
