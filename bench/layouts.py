@@ -9,7 +9,7 @@ Prints, for each fastl2 backend (or the one named), the throughput of
 * peers where installed: NumPy's ``((a - b) ** 2).mean(axis=...)`` and scikit-learn's
   ``mean_squared_error(..., multioutput="raw_values")``;
 
-as ratios of medians in one process, and the peak memory traced during one call beyond its
+as ratios of medians in one process (the median of five rounds, each timing both in turn), and the peak memory traced during one call beyond its
 inputs (``tracemalloc``)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/layouts.py [cython|numba|numpy]
@@ -36,6 +36,20 @@ def median_time(call, budget_s: float = 0.5) -> float:
         call()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
+
+
+def ratio_of_medians(fast, slow, rounds: int = 5) -> tuple[float, float, float]:
+    """(median time of fast, of slow, median over rounds of fast/slow), the two timed in
+    turn within each round, so that a machine whose speed drifts (shared, noisy) gives both
+    the same conditions."""
+    fast_times, slow_times, ratios = [], [], []
+    for _ in range(rounds):
+        f = median_time(fast, budget_s=0.2)
+        s = median_time(slow, budget_s=0.2)
+        fast_times.append(f)
+        slow_times.append(s)
+        ratios.append(f / s)
+    return statistics.median(fast_times), statistics.median(slow_times), statistics.median(ratios)
 
 
 def traced_peak(call) -> int:
@@ -70,12 +84,12 @@ def main(backends) -> None:
         print(f"\nmse float32 {shape}, axis={axis} vs axis=None")
         for backend in backends:
             fastl2.set_backend(backend)
-            whole = median_time(lambda: fastl2.mse(a, b))
-            along = median_time(lambda: fastl2.mse(a, b, axis=axis))
+            whole, along, ratio = ratio_of_medians(lambda: fastl2.mse(a, b),
+                                                   lambda: fastl2.mse(a, b, axis=axis))
             peak = traced_peak(lambda: fastl2.mse(a, b, axis=axis))
             result = 4 * a.size // shape[axis]
             print(f"  fastl2[{backend}]  axis=None {whole * 1e3:8.3f} ms  axis={axis} {along * 1e3:8.3f} ms"
-                  f"  throughput ratio {whole / along:5.2f}  peak {peak / 1e6:.2f} MB"
+                  f"  throughput ratio {ratio:5.2f}  peak {peak / 1e6:.2f} MB"
                   f" ({result / 1e6:.2f} MB result)")
         for name, call in peers(axis).items():
             t = median_time(lambda: call(a, b), budget_s=0.3)
@@ -88,11 +102,11 @@ def main(backends) -> None:
     print(f"\nmse float32, {n} elements: a step-2 slice of {2 * n} vs contiguous")
     for backend in backends:
         fastl2.set_backend(backend)
-        contiguous = median_time(lambda: fastl2.mse(a, b))
-        strided = median_time(lambda: fastl2.mse(parent_a[::2], parent_b[::2]))
+        contiguous, strided, ratio = ratio_of_medians(lambda: fastl2.mse(a, b),
+                                                      lambda: fastl2.mse(parent_a[::2], parent_b[::2]))
         peak = traced_peak(lambda: fastl2.mse(parent_a[::2], parent_b[::2]))
         print(f"  fastl2[{backend}]  contiguous {contiguous * 1e3:8.3f} ms  [::2] {strided * 1e3:8.3f} ms"
-              f"  throughput ratio {contiguous / strided:5.2f}  peak {peak / 1e6:.3f} MB")
+              f"  throughput ratio {ratio:5.2f}  peak {peak / 1e6:.3f} MB")
     t = median_time(lambda: np.mean((parent_b[::2] - parent_a[::2]) ** 2), budget_s=0.3)
     print(f"  {'numpy mean((b-a)**2) [::2]':28s} {t * 1e3:8.3f} ms")
 
