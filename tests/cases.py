@@ -1,9 +1,11 @@
-"""Deterministic test data shared by the test modules (no fastl2 imports other than BLOCK_SIZE)."""
+"""Deterministic test data shared by the test modules (no fastl2 imports other than BLOCK_SIZE,
+but for the backend list in ``with_backends``)."""
 from __future__ import annotations
 
 import functools
 
 import numpy as np
+import pytest
 
 from fastl2._plan import BLOCK_SIZE
 
@@ -112,3 +114,70 @@ def random_pair(n, dtype=F64, seed=0, scale=3.0, shape=None):
 def random_weights(shape, dtype=F64, seed=1):
     rng = np.random.default_rng(seed)
     return rng.uniform(0.1, 2.0, size=shape).astype(dtype)
+
+
+# --------------------------------------------------------------------------- numba dtype mixes
+# The numba backend compiles one specialisation per kernel variant and per combination of the
+# dtypes (and read-only flags) of the arrays it is handed: ~3-8 s each on a cold cache, which is
+# most of a cold test run.  Its kernels read y_true / y_pred / weights as float32 or float64
+# (the dtype rule below); a mix of the two compiles the float64 (compensated) kernels once more
+# for each further mix, with nothing new but a float32 load, which the float32 kernels already
+# test.  So on numba the tests run, besides float32-only and float64-only data, one mix per
+# kernel family:
+#   * 1-d (C-contiguous) kernels: float64 y_true, float32 y_pred, float64 weights (if any) -- the
+#     only mix with a kernel variant of its own: compensated sums writing a float32 gradient;
+#   * strided kernels (other layouts, axis reductions): float32 y_true, float64 y_pred, float32
+#     weights, the "mixed_float32_float64" layout -- and the 1-d mix above, which the float16 /
+#     integer / bool cases bring (float64 y_true, float32 y_pred: the float32 gradient again).
+# Every other mix still runs on cython and numpy (the dtype rule itself is backend-independent:
+# fastl2._plan converts before any backend runs).
+_F32_MIX = (F32, F64, F32)
+_F64_MIX = (F64, F32, F64)
+
+
+def kernel_dtype(dtype):
+    """The dtype the kernels read for an input of ``dtype``: float16 -> float32, integers and
+    bools -> float64 (None stays None)."""
+    if dtype is None:
+        return None
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return F32 if dtype.itemsize <= 4 else F64
+    return F64
+
+
+def numba_runs_mix(y_true, y_pred, weights=None, strided=False):
+    """Whether a case of these dtypes (y_true's, y_pred's, weights' or None) runs on numba:
+    one dtype throughout, or the mix of its kernel family (see above)."""
+    t, p, w = kernel_dtype(y_true), kernel_dtype(y_pred), kernel_dtype(weights)
+    if w is not None and w != t:
+        return False  # weights always share y_true's kernel dtype in the mixes above
+    if t == p:
+        return True
+    mixes = (_F64_MIX, _F32_MIX) if strided else (_F64_MIX,)
+    return (t, p) in [m[:2] for m in mixes]
+
+
+def with_backends(argnames, cases, on_numba):
+    """``pytest.mark.parametrize`` of ``backend`` (conftest's fixture, indirectly) with
+    ``argnames``: every case on every backend but numba, which runs the cases for which
+    ``on_numba(*values)`` is true -- for cases whose numba specialisations are tested elsewhere.
+
+    A case is a value, a tuple of values (several ``argnames``) or a ``pytest.param`` with an
+    id; plain values must be strings or numbers (they make the id).
+    """
+    import fastl2
+
+    names = [n.strip() for n in argnames.split(",")] if isinstance(argnames, str) else list(argnames)
+    params = []
+    for backend in fastl2.available_backends():
+        for case in cases:
+            if isinstance(case, type(pytest.param(None))):
+                values, marks, case_id = tuple(case.values), case.marks, case.id
+            else:
+                values = tuple(case) if len(names) > 1 else (case,)
+                marks, case_id = (), "-".join(str(v) for v in values)
+            if backend == "numba" and not on_numba(*values):
+                continue
+            params.append(pytest.param(backend, *values, marks=marks, id=f"{backend}-{case_id}"))
+    return pytest.mark.parametrize(["backend"] + names, params, indirect=["backend"])

@@ -16,7 +16,7 @@ import pytest
 
 import fastl2
 import reference as ref
-from cases import values
+from cases import numba_runs_mix, values, with_backends
 from fastl2._plan import BLOCK_SIZE
 
 LOSSES = {"mse": fastl2.mse, "mae": fastl2.mae, "rmse": fastl2.rmse}
@@ -86,6 +86,23 @@ def _inputs(dtype_case, weights_kind, shape):
     return y_true, y_pred, weights
 
 
+def _inputs_for(backend, dtype_case, weights_kind, shape):
+    """_inputs; on numba writable copies: read-only arrays compile numba kernels of their own
+    (for the axes that name every axis: the 1-d kernels), tested in test_input_layouts.py
+    (test_read_only_inputs_work) and on strided layouts in test_layouts_nocopy.py ("read_only")."""
+    arrays = _inputs(dtype_case, weights_kind, shape)
+    if backend == "numba":
+        arrays = tuple(None if a is None else a.copy() for a in arrays)
+    return arrays
+
+
+def _numba_axis_case(shape, axis, dtype_case):
+    """Whether numba runs this case: naming every axis takes the 1-d kernels, other axes the
+    strided ones, each with its own float32 / float64 mix (cases.py, "numba dtype mixes")."""
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return numba_runs_mix(*AXIS_DTYPES[dtype_case], strided=len(axes) < len(shape))
+
+
 @functools.lru_cache(maxsize=None)
 def _expected(kind, reduction, dtype_case, weights_kind, shape, axis):
     return ref.loss_axis(kind, *_inputs(dtype_case, weights_kind, shape), reduction, axis)
@@ -113,11 +130,14 @@ def check_axis_result(result, expected, shape, axis, *inputs):
 
 
 @pytest.mark.parametrize("weights_kind", WEIGHTS_KINDS)
-@pytest.mark.parametrize("dtype_case", list(AXIS_DTYPES))
-@pytest.mark.parametrize("shape,axis", AXIS_CASES, ids=[f"{s}-axis{a}" for s, a in AXIS_CASES])
+@with_backends(
+    "shape,axis,dtype_case",
+    [pytest.param(s, a, d, id=f"{s}-axis{a}-{d}") for s, a in AXIS_CASES for d in AXIS_DTYPES],
+    on_numba=_numba_axis_case,
+)
 def test_axis_reduction_matches_exact_per_output_reference(backend, shape, axis, dtype_case, weights_kind):
     """Every loss and reduction, per-sample weights with every axis too."""
-    y_true, y_pred, weights = _inputs(dtype_case, weights_kind, shape)
+    y_true, y_pred, weights = _inputs_for(backend, dtype_case, weights_kind, shape)
     for kind, reduction in KIND_REDUCTIONS:
         result = quiet(LOSSES[kind], y_true, y_pred, weights, axis=axis, reduction=reduction)
         expected = _expected(kind, reduction, dtype_case, weights_kind, shape, axis)
@@ -127,7 +147,7 @@ def test_axis_reduction_matches_exact_per_output_reference(backend, shape, axis,
 @pytest.mark.parametrize("shape", [(9,), (5, 4), (3, 4, 5), (2, 3, 2, 3)], ids=str)
 @pytest.mark.parametrize("kind,reduction", KIND_REDUCTIONS)
 def test_naming_every_axis_gives_a_0d_array_equal_to_axis_none(backend, kind, reduction, shape):
-    y_true, y_pred, weights = _inputs("float32", "per_sample", shape)
+    y_true, y_pred, weights = _inputs_for(backend, "float32", "per_sample", shape)
     scalar = quiet(LOSSES[kind], y_true, y_pred, weights, reduction=reduction)
     assert type(scalar) is np.float32, f"axis=None must give a NumPy scalar, got {type(scalar).__name__}"
     every_axis = [tuple(range(len(shape))), tuple(reversed(range(-len(shape), 0)))]
@@ -168,8 +188,16 @@ OTHER_DTYPES = {
 }
 
 
-@pytest.mark.parametrize("weights_dtype", [None, np.float16, np.int64], ids=["unweighted", "f16_w", "int_w"])
-@pytest.mark.parametrize("dtype_case", list(OTHER_DTYPES))
+# On numba, weights of another kernel dtype than y_true's (float16 weights on integer data,
+# integer weights on float16 data) run on cython and numpy only: further float32 / float64 mixes
+# (cases.py, "numba dtype mixes"); the conversions are fastl2._plan's, the same for every backend.
+@with_backends(
+    "dtype_case,weights_dtype",
+    [pytest.param(d, w, id=f"{d}-{w_id}") for d in OTHER_DTYPES
+     for w, w_id in ((None, "unweighted"), (np.float16, "f16_w"), (np.int64, "int_w"))],
+    on_numba=lambda dtype_case, weights_dtype: numba_runs_mix(*OTHER_DTYPES[dtype_case], weights_dtype,
+                                                              strided=True),
+)
 def test_float16_integer_and_bool_inputs_along_axes_follow_the_dtype_rule(backend, dtype_case, weights_dtype):
     t_dt, p_dt = OTHER_DTYPES[dtype_case]
     rng = np.random.default_rng(_seed(dtype_case, str(weights_dtype)))

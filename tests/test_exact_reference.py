@@ -21,6 +21,8 @@ from cases import (
     WEIGHTS_KINDS,
     cached_inputs,
     make_inputs,
+    numba_runs_mix,
+    with_backends,
 )
 
 LOSSES = {"mse": fastl2.mse, "mae": fastl2.mae, "rmse": fastl2.rmse}
@@ -88,7 +90,10 @@ def check_grad(result, expected, y_pred):
 
 case_params = pytest.mark.parametrize("size", SIZES)
 weights_params = pytest.mark.parametrize("weights_kind", WEIGHTS_KINDS)
-float_dtype_params = pytest.mark.parametrize("dtype_case", list(FLOAT_DTYPE_CASES))
+# On numba, the float32 / float64 mix f32_true_f64_pred compiles the float64 kernels once more,
+# with a float32 y_true: it runs on cython and numpy (cases.py, "numba dtype mixes").
+float_dtype_params = with_backends("dtype_case", list(FLOAT_DTYPE_CASES),
+                                   on_numba=lambda case: numba_runs_mix(*FLOAT_DTYPE_CASES[case]))
 
 
 @case_params
@@ -135,7 +140,11 @@ def test_loss_and_grad_match_exact_reference(backend, kind, reduction, dtype_cas
 
 @pytest.mark.parametrize("size", [5, SIZES[-1]])
 @pytest.mark.parametrize("reduction", ref.REDUCTIONS)
-@pytest.mark.parametrize("dtype_case", list(OTHER_DTYPE_CASES))
+# On numba, the cases whose converted dtypes are a further float32 / float64 mix
+# (f32_true_int32_pred, float32 data with float64 or integer weights) run on cython and numpy
+# only: the conversion is fastl2._plan's, the same for every backend (cases.py).
+@with_backends("dtype_case", list(OTHER_DTYPE_CASES),
+               on_numba=lambda case: numba_runs_mix(*OTHER_DTYPE_CASES[case]))
 def test_non_float32_float64_inputs_follow_the_dtype_rule(backend, dtype_case, reduction, size):
     weights_kind = "none" if OTHER_DTYPE_CASES[dtype_case][2] is None else "full"
     y_true, y_pred, weights = make_inputs(dtype_case, weights_kind, size)
@@ -248,14 +257,24 @@ def large_case(request):
     }
 
 
+def _large_args(backend, large_case):
+    """The fixture's read-only inputs; on numba writable copies of them: read-only arrays compile
+    numba kernels of their own, tested in test_input_layouts.py (test_read_only_inputs_work) and
+    test_numba_backend.py (read-only inputs on the parallel path)."""
+    args = large_case["args"]
+    if backend == "numba":
+        args = tuple(None if a is None else a.copy() for a in args)
+    return args
+
+
 def test_large_mse_matches_exact_reference(backend, large_case):
-    y_true, y_pred, weights = large_case["args"]
+    y_true, y_pred, weights = _large_args(backend, large_case)
     result = fastl2.mse(y_true, y_pred, weights, reduction=large_case["reduction"])
     check_loss(result, large_case["loss"], large_case["reduction"], y_true, y_pred, weights)
 
 
 def test_large_mse_and_grad_match_exact_reference(backend, large_case):
-    y_true, y_pred, weights = large_case["args"]
+    y_true, y_pred, weights = _large_args(backend, large_case)
     loss, grad = fastl2.mse_and_grad(y_true, y_pred, weights, reduction=large_case["reduction"])
     check_loss(loss, large_case["loss"], large_case["reduction"], y_true, y_pred, weights)
     check_grad(grad, large_case["grad"], y_pred)

@@ -18,7 +18,7 @@ import pytest
 
 import fastl2
 import reference as ref
-from cases import values
+from cases import numba_runs_mix, values, with_backends
 
 MB = 1 << 20
 
@@ -320,8 +320,24 @@ def _other(rng, dtype, shape, weights=False):
     return values(rng, dtype, shape)
 
 
-@pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided"])
-@pytest.mark.parametrize("dtype_case", list(OTHER_DTYPES))
+def _numba_other_dtypes_case(dtype_case, strided):
+    """Whether numba runs this case: the cases whose converted dtypes are a further float32 /
+    float64 mix (weights of another kernel dtype than y_true's; float32 y_true with integer
+    y_pred on the 1-d kernels) run on cython and numpy only (cases.py, "numba dtype mixes"): the
+    conversions are fastl2._plan's, the same for every backend, and numba keeps every input kind
+    (float16, int8, int32, int64, uint8, bool).  Converted inputs are fresh C-contiguous arrays:
+    the strided kernels run only when some input is float32/float64 already."""
+    dtypes = [np.dtype(d) for d in OTHER_DTYPES[dtype_case] if d is not None]
+    strided = strided and any(d.kind == "f" and d.itemsize >= 4 for d in dtypes)
+    return numba_runs_mix(*OTHER_DTYPES[dtype_case], strided=strided)
+
+
+@with_backends(
+    "dtype_case,strided",
+    [pytest.param(d, st, id=f"{d}-{st_id}") for d in OTHER_DTYPES
+     for st, st_id in ((False, "contiguous"), (True, "strided"))],
+    on_numba=_numba_other_dtypes_case,
+)
 def test_float16_integer_and_bool_inputs_follow_the_dtype_rule(backend, dtype_case, strided):
     t_dt, p_dt, w_dt = OTHER_DTYPES[dtype_case]
     rng = np.random.default_rng(len(dtype_case))
