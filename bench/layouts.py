@@ -9,8 +9,8 @@ Prints, for each fastl2 backend (or the one named), the throughput of
 * peers where installed: NumPy's ``((a - b) ** 2).mean(axis=...)`` and scikit-learn's
   ``mean_squared_error(..., multioutput="raw_values")``;
 
-as ratios of medians in one process (the median of five rounds, each timing both in turn), and the peak memory traced during one call beyond its
-inputs (``tracemalloc``)::
+as ratios of medians in one process (the median of five rounds, each timing both in turn),
+and the peak memory traced during one call beyond its inputs (``tracemalloc``)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/layouts.py [cython|numba|numpy]
 """

@@ -63,6 +63,15 @@
         }                                                      \
     } while (0)
 
+/* VACCUMULATE in the lanes of `keep` only; the other lanes keep their sums and errors. */
+#define VACCUMULATE_KEPT(sum, err, x, keep)                    \
+    do {                                                       \
+        fl2_vd s_ = sum, e_ = err;                             \
+        VACCUMULATE(s_, e_, x);                                \
+        sum = fl2_vselect(keep, s_, sum);                      \
+        err = fl2_vselect(keep, e_, err);                      \
+    } while (0)
+
 /* The lanes' double-double sum by fl2_dd_combine's tree, without its checks for inf and nan
  * (branches that keep the compiler from vectorising the levels); a sum that comes out
  * non-finite is redone with them, which gives the same bits as fl2_dd_combine always. */
@@ -237,17 +246,9 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 #endif
                     fl2_vd l = absolute ? fl2_vabs(d) : d * d;
                     if (HAS_WEIGHTS) l = wv * l;
-                    fl2_vd sum = v_loss[h], err = v_loss_err[h];
-                    VACCUMULATE(sum, err, l);
-                    v_loss[h] = fl2_vselect(keep, sum, v_loss[h]);
-                    v_loss_err[h] = fl2_vselect(keep, err, v_loss_err[h]);
+                    VACCUMULATE_KEPT(v_loss[h], v_loss_err[h], l, keep);
                 }
-                if (HAS_WEIGHTS) {
-                    fl2_vd sum = v_w[h], err = v_w_err[h];
-                    VACCUMULATE(sum, err, wv);
-                    v_w[h] = fl2_vselect(keep, sum, v_w[h]);
-                    v_w_err[h] = fl2_vselect(keep, err, v_w_err[h]);
-                }
+                if (HAS_WEIGHTS) VACCUMULATE_KEPT(v_w[h], v_w_err[h], wv, keep);
             }
             i = end;
         }
@@ -585,6 +586,7 @@ static void FL2_CAT(BLOCK_FN, _rows)(const fl2_problem *p, fl2_mode mode, int64_
 #undef FL2_STREAM_STORE
 #undef ACCUMULATE
 #undef VACCUMULATE
+#undef VACCUMULATE_KEPT
 #undef BLOCK_FN
 #undef T_PRED
 #ifdef T_TRUE

@@ -35,3 +35,15 @@ def restore_num_threads():
     finally:
         fastl2.set_num_threads(previous)
 
+
+
+@pytest.fixture
+def restore_level():
+    """Tests that change the compiled kernels' SIMD level get the previous one back afterwards."""
+    core = fastl2._backends.compiled_module()
+    level = core.simd_level() if core is not None else None
+    try:
+        yield level
+    finally:
+        if core is not None:
+            core.set_simd_level(level)

@@ -13,19 +13,33 @@ core = fastl2._backends.compiled_module()
 pytestmark = pytest.mark.skipif(core is None, reason="the compiled kernels are not built (pure-Python install)")
 
 
-@pytest.fixture
-def restore_level():
-    level = core.simd_level()
-    yield
-    core.set_simd_level(level)
-
-
 def _inputs(dtype_true, dtype_pred, weighted, n=3 * 8192 + 77):
     rng = np.random.default_rng(7)
     y_true = rng.standard_normal(n).astype(dtype_true)
     y_pred = rng.standard_normal(n).astype(dtype_pred)
     weights = rng.random(n) + 0.5 if weighted else None
     return y_true, y_pred, weights
+
+
+every_dtype_mix = pytest.mark.parametrize(
+    "dtypes,weighted",
+    [(dtypes, weighted) for dtypes in ((np.float32, np.float32), (np.float64, np.float64),
+                                       (np.float32, np.float64)) for weighted in (False, True)],
+    ids=[f"{name}-{w}" for name in ("float32", "float64", "mixed") for w in ("unweighted", "weighted")],
+)
+
+
+def assert_same_bits_on_every_level(compute):
+    """compute() (a list of result bytes) on the compiled backend at every SIMD level this
+    CPU has: every level must give the first level's bits."""
+    fastl2.set_backend("cython")
+    levels = core.simd_levels_available()
+    results = {}
+    for level in levels:
+        core.set_simd_level(level)
+        results[level] = compute()
+    for level in levels[1:]:
+        assert results[level] == results[levels[0]], f"{level} differs from {levels[0]}"
 
 
 def _everything(y_true, y_pred, weights):
@@ -40,21 +54,10 @@ def _everything(y_true, y_pred, weights):
     return [np.asarray(r).tobytes() for r in results]
 
 
-@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-@pytest.mark.parametrize(
-    "dtypes", [(np.float32, np.float32), (np.float64, np.float64), (np.float32, np.float64)],
-    ids=["float32", "float64", "mixed"],
-)
+@every_dtype_mix
 def test_every_simd_level_gives_the_same_bits(dtypes, weighted, restore_level):
-    fastl2.set_backend("cython")
-    levels = core.simd_levels_available()
     inputs = _inputs(*dtypes, weighted)
-    results = {}
-    for level in levels:
-        core.set_simd_level(level)
-        results[level] = _everything(*inputs)
-    for level in levels[1:]:
-        assert results[level] == results[levels[0]], f"{level} differs from {levels[0]}"
+    assert_same_bits_on_every_level(lambda: _everything(*inputs))
 
 
 def test_unknown_simd_level_is_rejected_naming_the_available_ones():
@@ -89,20 +92,9 @@ def _axis_sums(dtypes, weighted):
     return [np.asarray(r).tobytes() for r in results]
 
 
-@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-@pytest.mark.parametrize(
-    "dtypes", [(np.float32, np.float32), (np.float64, np.float64), (np.float32, np.float64)],
-    ids=["float32", "float64", "mixed"],
-)
+@every_dtype_mix
 def test_every_simd_level_gives_the_same_bits_along_axes(dtypes, weighted, restore_level):
-    fastl2.set_backend("cython")
-    levels = core.simd_levels_available()
-    results = {}
-    for level in levels:
-        core.set_simd_level(level)
-        results[level] = _axis_sums(dtypes, weighted)
-    for level in levels[1:]:
-        assert results[level] == results[levels[0]], f"{level} differs from {levels[0]}"
+    assert_same_bits_on_every_level(lambda: _axis_sums(dtypes, weighted))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -25,16 +25,6 @@ DTYPES = {
 }
 
 
-@pytest.fixture
-def restore_level():
-    if core is None:
-        yield
-        return
-    level = core.simd_level()
-    yield
-    core.set_simd_level(level)
-
-
 def _strided(dtypes, n, rng):
     """y_true, y_pred, weights: every other element of arrays of 2 * n - 1."""
     return tuple((rng.standard_normal(2 * n - 1) + (k == 2) * 3).astype(t)[::2]
