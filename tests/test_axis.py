@@ -86,16 +86,6 @@ def _inputs(dtype_case, weights_kind, shape):
     return y_true, y_pred, weights
 
 
-def _inputs_for(backend, dtype_case, weights_kind, shape):
-    """_inputs; on numba writable copies: read-only arrays compile numba kernels of their own
-    (for the axes that name every axis: the 1-d kernels), tested in test_input_layouts.py
-    (test_read_only_inputs_work) and on strided layouts in test_layouts_nocopy.py ("read_only")."""
-    arrays = _inputs(dtype_case, weights_kind, shape)
-    if backend == "numba":
-        arrays = tuple(None if a is None else a.copy() for a in arrays)
-    return arrays
-
-
 def _numba_axis_case(shape, axis, dtype_case):
     """Whether numba runs this case: naming every axis takes the 1-d kernels, other axes the
     strided ones, each with its own float32 / float64 mix (cases.py, "numba dtype mixes")."""
@@ -137,7 +127,7 @@ def check_axis_result(result, expected, shape, axis, *inputs):
 )
 def test_axis_reduction_matches_exact_per_output_reference(backend, shape, axis, dtype_case, weights_kind):
     """Every loss and reduction, per-sample weights with every axis too."""
-    y_true, y_pred, weights = _inputs_for(backend, dtype_case, weights_kind, shape)
+    y_true, y_pred, weights = _inputs(dtype_case, weights_kind, shape)
     for kind, reduction in KIND_REDUCTIONS:
         result = quiet(LOSSES[kind], y_true, y_pred, weights, axis=axis, reduction=reduction)
         expected = _expected(kind, reduction, dtype_case, weights_kind, shape, axis)
@@ -147,7 +137,7 @@ def test_axis_reduction_matches_exact_per_output_reference(backend, shape, axis,
 @pytest.mark.parametrize("shape", [(9,), (5, 4), (3, 4, 5), (2, 3, 2, 3)], ids=str)
 @pytest.mark.parametrize("kind,reduction", KIND_REDUCTIONS)
 def test_naming_every_axis_gives_a_0d_array_equal_to_axis_none(backend, kind, reduction, shape):
-    y_true, y_pred, weights = _inputs_for(backend, "float32", "per_sample", shape)
+    y_true, y_pred, weights = _inputs("float32", "per_sample", shape)
     scalar = quiet(LOSSES[kind], y_true, y_pred, weights, reduction=reduction)
     assert type(scalar) is np.float32, f"axis=None must give a NumPy scalar, got {type(scalar).__name__}"
     every_axis = [tuple(range(len(shape))), tuple(reversed(range(-len(shape), 0)))]

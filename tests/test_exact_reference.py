@@ -257,24 +257,14 @@ def large_case(request):
     }
 
 
-def _large_args(backend, large_case):
-    """The fixture's read-only inputs; on numba writable copies of them: read-only arrays compile
-    numba kernels of their own, tested in test_input_layouts.py (test_read_only_inputs_work) and
-    test_numba_backend.py (read-only inputs on the parallel path)."""
-    args = large_case["args"]
-    if backend == "numba":
-        args = tuple(None if a is None else a.copy() for a in args)
-    return args
-
-
 def test_large_mse_matches_exact_reference(backend, large_case):
-    y_true, y_pred, weights = _large_args(backend, large_case)
+    y_true, y_pred, weights = large_case["args"]
     result = fastl2.mse(y_true, y_pred, weights, reduction=large_case["reduction"])
     check_loss(result, large_case["loss"], large_case["reduction"], y_true, y_pred, weights)
 
 
 def test_large_mse_and_grad_match_exact_reference(backend, large_case):
-    y_true, y_pred, weights = _large_args(backend, large_case)
+    y_true, y_pred, weights = large_case["args"]
     loss, grad = fastl2.mse_and_grad(y_true, y_pred, weights, reduction=large_case["reduction"])
     check_loss(loss, large_case["loss"], large_case["reduction"], y_true, y_pred, weights)
     check_grad(grad, large_case["grad"], y_pred)

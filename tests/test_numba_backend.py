@@ -219,6 +219,29 @@ def test_numba_in_place_gradient_and_read_only_inputs_match_cython(switch, size)
     assert results["numba"] == results["cython"]
 
 
+@pytest.mark.parametrize("size", [100, 300_001])
+def test_numba_read_only_inputs_use_the_writable_inputs_code(switch, size):
+    """The 1-d kernels type every input as writable (they write only the gradient and the
+    element losses), so read-only inputs give the same bits and compile nothing of their own,
+    on the fast path and the planned one (an axis tuple naming every axis)."""
+    switch("numba")
+    y_true, y_pred, weights = make_data(size, DTYPES["float64"], "full")
+
+    def results():
+        return (
+            bits(fastl2.mse(y_true, y_pred, weights, reduction="weighted_mean")),
+            bits(fastl2.mse_and_grad(y_true, y_pred)),
+            bits(fastl2.mae(y_true, y_pred, weights, axis=(0,), reduction="sum")),
+        )
+
+    writable = results()
+    compiled = {key: len(kernel.signatures) for key, kernel in numba_backend_module._kernels.items()}
+    for a in (y_true, y_pred, weights):
+        a.flags.writeable = False
+    assert results() == writable
+    assert {key: len(numba_backend_module._kernels[key].signatures) for key in compiled} == compiled
+
+
 def test_numba_empty_input_follows_the_api(switch):
     switch("numba")
     empty = np.zeros(0)

@@ -8,7 +8,11 @@ double-double tree (csrc/internal.h).  No fastmath: it would reorder the sums.
 Each combination of (loss, y_true or not, weights or not, what is computed, compensated,
 gradient dtype, serial or parallel) is its own function, made on first use by
 :func:`_make_kernel` with the choices as closure constants, so no branch is left per element;
-Numba compiles it once per dtype combination, with LLVM's SLP vectorizer on.  Inputs from
+Numba compiles it once per dtype combination, with LLVM's SLP vectorizer on.  A kernel's block
+code is a function of its own, called once per block (compiled in about half the time of a
+kernel that inlines it), and the 1-d kernels are called through their compiled code for the
+operands' dtypes (:func:`_entry_point`): no per-call type dispatch, and read-only inputs run
+the same code as writable ones.  Inputs from
 PARALLEL_THRESHOLD elements on run their blocks on Numba's threads (``prange``); each block
 writes its own partial, so the result does not depend on the thread count.  Large gradients
 are written with streaming stores, as in C.
@@ -35,6 +39,7 @@ import math
 import os
 import platform
 import threading
+from types import FunctionType
 
 import numba
 import numpy as np
@@ -135,6 +140,17 @@ def _jit(function, **options):
         return njit(cache=True, **options)(function)
     except RuntimeError:
         return njit(cache=False, **options)(function)
+
+
+def _jit_block(function):
+    """A kernel's block function: compiled as a function of its own, called once per block.
+
+    Numba inlines closures (inner functions) into their caller before it prunes the branches
+    on its constants, so a block written inside each kernel was inlined, whole, at every call,
+    even in branches the kernel drops; compiled by itself it is pruned once.  It is compiled
+    with (and cached inside) each kernel that calls it.
+    """
+    return njit(nogil=True, error_model="numpy")(function)
 
 
 _compile_lock = threading.RLock()
@@ -445,167 +461,179 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
     # loads of a chunk are seen as consecutive.
     u_lanes = np.uint64(LANES)
 
+    def block(t_arr, p_arr, w_arr, w_repeat, g_arr, e_arr, start, end, stream, partials, b,
+              keep_lanes, lanes_out, scale, divisor, quotient):
+        # csrc/block_template.h: elements start..end-1 of the arrays, one block; its
+        # partial (loss hi, lo, weights hi, lo) goes to partials[b], or with keep_lanes (a
+        # constant at each call) its uncombined lanes to lanes_out[:, :, b].
+        # loss sums, loss errors, weight sums, weight errors: LANES each
+        acc0 = numba.carray(_stack_buffer(16, np.float64), lanes)
+        acc1 = numba.carray(_stack_buffer(16, np.float64), lanes)
+        acc2 = numba.carray(_stack_buffer(16, np.float64), lanes)
+        acc3 = numba.carray(_stack_buffer(16, np.float64), lanes)
+        d = numba.carray(_stack_buffer(16, np.float64), lanes)
+        wk = numba.carray(_stack_buffer(16, np.float64), lanes)
+        g_buffer = _stack_buffer(16, np.float64)  # the chunk's gradient, before its stores
+        g = numba.carray(g_buffer, lanes)
+        for k in range(lanes):
+            acc0[k] = 0.0
+            acc1[k] = 0.0
+            acc2[k] = 0.0
+            acc3[k] = 0.0
+            d[k] = 0.0
+            wk[k] = 1.0
+
+        row = 0
+        row_end = 0
+        if has_weights:
+            row = start // w_repeat
+            row_end = (row + 1) * w_repeat
+
+        def add(s, e, k, x):
+            # One compensated (TwoSum) or plain addition of x to lane k of sums s, errors e.
+            if compensated:
+                t = s[k] + x
+                z = t - s[k]
+                e[k] += (s[k] - (t - z)) + (x - z)
+                s[k] = t
+            else:
+                s[k] += x
+
+        def element(i, k, dk, wi):
+            # csrc/block_template.h ELEMENT: element i, difference dk, weight wi, lane k;
+            # returns the gradient element (before its rounding to grad's dtype).
+            gk = 0.0
+            if not weights_only:
+                if absolute:
+                    l = abs(dk)
+                else:
+                    l = dk * dk
+                if has_weights:
+                    wl = wi * l
+                else:
+                    wl = l
+                if want_sums:
+                    add(acc0, acc1, k, wl)
+                if want_elem:
+                    e_arr[i] = wl
+                if want_grad:
+                    if absolute:
+                        if dk > 0:
+                            gk = 1.0
+                        elif dk < 0:
+                            gk = -1.0
+                        else:
+                            gk = dk * 0.0
+                    else:
+                        gk = dk
+                    if has_weights:
+                        gk = wi * gk
+                    if grad64:
+                        gk = (scale * gk) / divisor
+                    else:
+                        gk = quotient * gk
+            if has_weights and want_sums:
+                add(acc2, acc3, k, wi)
+            return gk
+
+        def run_chunks(t_arr, p_arr, w_arr, g_arr, nchunks, row, row_end, streamed):
+            # The block's whole chunks of LANES elements; streamed is a constant at each call.
+            # (The arrays are parameters: an inlined closure's reads of its enclosing
+            # function's arrays would each take and drop a reference, in the loop.)
+            base = np.uint64(start)
+            for c in range(nchunks):
+                i = base + np.uint64(c) * u_lanes
+                # All reads of a chunk come before its writes: grad may be y_pred itself.
+                if not weights_only:
+                    for k in range(lanes):
+                        if has_true:
+                            d[k] = np.float64(p_arr[i + np.uint64(k)]) - np.float64(
+                                t_arr[i + np.uint64(k)]
+                            )
+                        else:
+                            d[k] = np.float64(p_arr[i + np.uint64(k)])
+                if has_weights:
+                    first = start + c * lanes
+                    if w_repeat == 1:
+                        for k in range(lanes):
+                            wk[k] = np.float64(w_arr[i + np.uint64(k)])
+                    elif first + lanes <= row_end:
+                        wr = np.float64(w_arr[row])
+                        for k in range(lanes):
+                            wk[k] = wr
+                    else:
+                        for k in range(lanes):
+                            while first + k >= row_end:
+                                row += 1
+                                row_end += w_repeat
+                            wk[k] = np.float64(w_arr[row])
+                for k in range(lanes):
+                    gk = element(i + np.uint64(k), k, d[k], wk[k])
+                    if want_grad:
+                        if streamed:
+                            g[k] = gk
+                        else:
+                            g_arr[i + np.uint64(k)] = gk
+                if streamed:
+                    _stream_store_16(g_arr, i, g_buffer)
+            return row, row_end
+
+        nchunks = (end - start) // lanes
+        if want_grad and stream:  # (want_grad first: the branch is dropped without it)
+            row, row_end = run_chunks(t_arr, p_arr, w_arr, g_arr, nchunks, row, row_end, True)
+        else:
+            row, row_end = run_chunks(t_arr, p_arr, w_arr, g_arr, nchunks, row, row_end,
+                                       False)
+
+        k = 0
+        for j in range(start + nchunks * lanes, end):
+            dj = 0.0
+            if not weights_only:
+                if has_true:
+                    dj = np.float64(p_arr[j]) - np.float64(t_arr[j])
+                else:
+                    dj = np.float64(p_arr[j])
+            wj = 1.0
+            if has_weights:
+                if w_repeat == 1:
+                    wj = np.float64(w_arr[j])
+                else:
+                    while j >= row_end:
+                        row += 1
+                        row_end += w_repeat
+                    wj = np.float64(w_arr[row])
+            gj = element(j, k, dj, wj)
+            if want_grad:
+                g_arr[j] = gj
+            k += 1
+        if stream:
+            _store_fence()
+
+        if want_sums:
+            if not compensated:
+                for k in range(lanes):
+                    acc1[k] = 0.0
+                    acc3[k] = 0.0
+            if keep_lanes:
+                for k in range(lanes):
+                    lanes_out[0, k, b] = acc0[k]
+                    lanes_out[1, k, b] = acc1[k]
+                    if has_weights:
+                        lanes_out[2, k, b] = acc2[k]
+                        lanes_out[3, k, b] = acc3[k]
+            else:
+                partials[b, 0], partials[b, 1] = _combine_lanes(acc0, acc1)
+                if has_weights:
+                    partials[b, 2], partials[b, 3] = _combine_lanes(acc2, acc3)
+                else:
+                    partials[b, 2] = np.float64(end - start)
+                    partials[b, 3] = 0.0
+
+    block_dispatcher = _jit_block(block)
+
     def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem):
         quotient = scale / divisor
 
-        def block(t_arr, p_arr, w_arr, w_repeat, g_arr, e_arr, start, end, stream, partials, b,
-                  keep_lanes, lanes_out):
-            # csrc/block_template.h: elements start..end-1 of the arrays, one block; its
-            # partial (loss hi, lo, weights hi, lo) goes to partials[b], or with keep_lanes (a
-            # constant at each call) its uncombined lanes to lanes_out[:, :, b].
-            # loss sums, loss errors, weight sums, weight errors: LANES each
-            acc = numba.carray(_stack_buffer(64, np.float64), (4, lanes))
-            d = numba.carray(_stack_buffer(16, np.float64), lanes)
-            wk = numba.carray(_stack_buffer(16, np.float64), lanes)
-            g_buffer = _stack_buffer(16, np.float64)  # the chunk's gradient, before its stores
-            g = numba.carray(g_buffer, lanes)
-            for k in range(lanes):
-                acc[0, k] = 0.0
-                acc[1, k] = 0.0
-                acc[2, k] = 0.0
-                acc[3, k] = 0.0
-                d[k] = 0.0
-                wk[k] = 1.0
-
-            row = 0
-            row_end = 0
-            if has_weights:
-                row = start // w_repeat
-                row_end = (row + 1) * w_repeat
-
-            def add(s, e, k, x):
-                # One compensated (TwoSum) or plain addition of x to lane k of sums s.
-                if compensated:
-                    t = acc[s, k] + x
-                    z = t - acc[s, k]
-                    acc[e, k] += (acc[s, k] - (t - z)) + (x - z)
-                    acc[s, k] = t
-                else:
-                    acc[s, k] += x
-
-            def element(i, k, dk, wi):
-                # csrc/block_template.h ELEMENT: element i, difference dk, weight wi, lane k;
-                # returns the gradient element (before its rounding to grad's dtype).
-                gk = 0.0
-                if not weights_only:
-                    if absolute:
-                        l = abs(dk)
-                    else:
-                        l = dk * dk
-                    if has_weights:
-                        wl = wi * l
-                    else:
-                        wl = l
-                    if want_sums:
-                        add(0, 1, k, wl)
-                    if want_elem:
-                        e_arr[i] = wl
-                    if want_grad:
-                        if absolute:
-                            if dk > 0:
-                                gk = 1.0
-                            elif dk < 0:
-                                gk = -1.0
-                            else:
-                                gk = dk * 0.0
-                        else:
-                            gk = dk
-                        if has_weights:
-                            gk = wi * gk
-                        if grad64:
-                            gk = (scale * gk) / divisor
-                        else:
-                            gk = quotient * gk
-                if has_weights and want_sums:
-                    add(2, 3, k, wi)
-                return gk
-
-            def run_chunks(nchunks, row, row_end, streamed):
-                # The block's whole chunks of LANES elements; streamed is a constant at each call.
-                base = np.uint64(start)
-                for c in range(nchunks):
-                    i = base + np.uint64(c) * u_lanes
-                    # All reads of a chunk come before its writes: grad may be y_pred itself.
-                    if not weights_only:
-                        for k in range(lanes):
-                            if has_true:
-                                d[k] = np.float64(p_arr[i + np.uint64(k)]) - np.float64(
-                                    t_arr[i + np.uint64(k)]
-                                )
-                            else:
-                                d[k] = np.float64(p_arr[i + np.uint64(k)])
-                    if has_weights:
-                        first = start + c * lanes
-                        if w_repeat == 1:
-                            for k in range(lanes):
-                                wk[k] = np.float64(w_arr[i + np.uint64(k)])
-                        elif first + lanes <= row_end:
-                            wr = np.float64(w_arr[row])
-                            for k in range(lanes):
-                                wk[k] = wr
-                        else:
-                            for k in range(lanes):
-                                while first + k >= row_end:
-                                    row += 1
-                                    row_end += w_repeat
-                                wk[k] = np.float64(w_arr[row])
-                    for k in range(lanes):
-                        gk = element(i + np.uint64(k), k, d[k], wk[k])
-                        if want_grad:
-                            if streamed:
-                                g[k] = gk
-                            else:
-                                g_arr[i + np.uint64(k)] = gk
-                    if streamed:
-                        _stream_store_16(g_arr, i, g_buffer)
-                return row, row_end
-
-            nchunks = (end - start) // lanes
-            if stream:
-                row, row_end = run_chunks(nchunks, row, row_end, True)
-            else:
-                row, row_end = run_chunks(nchunks, row, row_end, False)
-
-            k = 0
-            for j in range(start + nchunks * lanes, end):
-                dj = 0.0
-                if not weights_only:
-                    if has_true:
-                        dj = np.float64(p_arr[j]) - np.float64(t_arr[j])
-                    else:
-                        dj = np.float64(p_arr[j])
-                wj = 1.0
-                if has_weights:
-                    if w_repeat == 1:
-                        wj = np.float64(w_arr[j])
-                    else:
-                        while j >= row_end:
-                            row += 1
-                            row_end += w_repeat
-                        wj = np.float64(w_arr[row])
-                gj = element(j, k, dj, wj)
-                if want_grad:
-                    g_arr[j] = gj
-                k += 1
-            if stream:
-                _store_fence()
-
-            if want_sums:
-                if not compensated:
-                    for k in range(lanes):
-                        acc[1, k] = 0.0
-                        acc[3, k] = 0.0
-                if keep_lanes:
-                    for h in range(4 if has_weights else 2):
-                        for k in range(lanes):
-                            lanes_out[h, k, b] = acc[h, k]
-                else:
-                    partials[b, 0], partials[b, 1] = _combine_lanes(acc[0], acc[1])
-                    if has_weights:
-                        partials[b, 2], partials[b, 3] = _combine_lanes(acc[2], acc[3])
-                    else:
-                        partials[b, 2] = np.float64(end - start)
-                        partials[b, 3] = 0.0
 
         if strided:
             # csrc/fastl2.c fl2_run_strided: work item w is block w % nblocks of output
@@ -733,8 +761,8 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                                 e_arr = elem_buffer
                         else:
                             e_arr = elem
-                        block(t_arr, p_arr, w_arr, 1, g_arr, e_arr, 0, count, False, all_partials,
-                              j, True, group_lanes)
+                        _block(t_arr, p_arr, w_arr, 1, g_arr, e_arr, 0, count, False, all_partials,
+                              j, True, group_lanes, scale, divisor, quotient)
                         if not direct:
                             if want_grad:
                                 _copy_run(grad_buffer, bases[3], shape, strides[3], nkept, start,
@@ -789,8 +817,8 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
         for b in prange(nblocks):
             start = b * block_size
             end = min(start + block_size, n)
-            block(y_true, y_pred, weights, repeat, grad, elem, start, end, stream, partials, b,
-                  False, no_lanes)
+            _block(y_true, y_pred, weights, repeat, grad, elem, start, end, stream, partials, b,
+                  False, no_lanes, scale, divisor, quotient)
 
         if want_sums:
             return _combine_partials(partials)
@@ -809,6 +837,11 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
         )
         + (("strided",) if strided else ())
     )
+    # ``_block`` is a global of the kernel, not a closure variable: Numba's cache keys hold the
+    # pickled closure variables, and a pickled dispatcher differs in every process.
+    kernel = FunctionType(kernel.__code__, dict(globals(), _block=block_dispatcher),
+                          kernel.__name__, kernel.__defaults__, kernel.__closure__)
+    kernel.__qualname__ = kernel.__name__
     return _slp_dispatcher(_jit(kernel, parallel=parallel, nogil=True, error_model="numpy"))
 
 
@@ -997,17 +1030,48 @@ def _kernel(key):
     return kernel
 
 
-def _launch(absolute, has_true, has_weights, mode, compensated, grad64, n, args):
-    """Runs the 1-d kernel of this specialisation on ``args``; returns (loss sum, weight sum)."""
+#: How _entry_point types each operand of the 1-d kernels, by item size (None: not given).
+_OPERAND_TYPES = {
+    None: types.none,
+    4: types.Array(types.float32, 1, "C"),
+    8: types.Array(types.float64, 1, "C"),
+}
+_entry_points: dict = {}
+
+
+def _entry_point(key, sizes):
+    """The compiled code of the 1-d kernel ``key`` for operands (y_true, y_pred, weights,
+    grad, elementwise) of item sizes ``sizes`` (4 float32, 8 float64, None not given).
+
+    It is called directly, without Numba's dispatch on the arguments' types (a few hundred
+    nanoseconds a call), so the caller passes exactly such operands: 1-D, C-contiguous,
+    aligned arrays of those dtypes (the compiled code does not check).  Every operand is typed
+    writable whatever its flags: the kernels write only grad and elementwise, so a read-only
+    input needs no code of its own.
+    """
+    entry = _entry_points.get((key, sizes))
+    if entry is None:
+        t = [_OPERAND_TYPES[size] for size in sizes]
+        signature = (t[0], t[1], t[2], types.int64, t[3], types.float64, types.float64, t[4])
+        with _slp_vectorized():  # (compiles, or loads from the cache, once)
+            entry = _kernel(key).compile(signature)
+        _entry_points[(key, sizes)] = entry
+    return entry
+
+
+def _launch(absolute, has_true, has_weights, mode, compensated, grad64, sizes, n, args):
+    """Runs the 1-d kernel of this specialisation on ``args``, whose operands have item sizes
+    ``sizes`` (see _entry_point); returns (loss sum, weight sum)."""
     threads = _requested_threads
     if n < PARALLEL_THRESHOLD or _forked_child or threads == 1 or _POOL_SIZE == 1:
-        return _kernel((absolute, has_true, has_weights, mode, compensated, grad64, False))(*args)
-    kernel = _kernel((absolute, has_true, has_weights, mode, compensated, grad64, True))
+        key = (absolute, has_true, has_weights, mode, compensated, grad64, False)
+        return _entry_point(key, sizes)(*args)
+    entry = _entry_point((absolute, has_true, has_weights, mode, compensated, grad64, True), sizes)
     if not threads and _concurrent_launches:
         # The common case: Numba's own thread count (numba.set_num_threads applies to the
         # calling thread only, and the kernel reads it), a thread-safe layer.
-        return kernel(*args)
-    return _locked_launch(kernel, threads, args)
+        return entry(*args)
+    return _locked_launch(entry, threads, args)
 
 
 def _launch_strided(kind, absolute, has_true, has_weights, mode, compensated, grad64, n, args):
@@ -1065,7 +1129,7 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
     n = plan.n
     if n == 0:
         return 0.0, 0.0
-    y_true, weights = plan.y_true, plan.weights
+    y_true, y_pred, weights = plan.y_true, plan.y_pred, plan.weights
     return _launch(
         plan.loss == "absolute",
         y_true is not None,
@@ -1073,10 +1137,31 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
         mode,
         plan.result_dtype == _FLOAT64,
         grad is not None and grad.dtype == _FLOAT64,
+        _operand_sizes((y_true, y_pred, weights, grad, elementwise)),
         n,
-        (y_true, plan.y_pred, weights, plan.weights_repeat, grad, float(grad_scale),
+        (y_true, y_pred, weights, int(plan.weights_repeat), grad, float(grad_scale),
          float(grad_divisor), elementwise),
     )
+
+
+def _operand_sizes(operands):
+    """The item sizes of the 1-d kernels' operands (None for those not given), checked to be
+    what _entry_point's code reads: 1-D, C-contiguous, aligned, native float32/float64."""
+    sizes = []
+    for array in operands:
+        if array is None:
+            sizes.append(None)
+            continue
+        flags = array.flags
+        if not (type(array) is np.ndarray and array.ndim == 1 and flags.c_contiguous
+                and flags.aligned and array.dtype in (_FLOAT32, _FLOAT64)):
+            raise ValueError(
+                "fastl2: the numba backend's 1-d kernels take aligned, C-contiguous 1-D "
+                f"native float32/float64 arrays; got {array.dtype} {array.shape} "
+                f"strides {array.strides}"
+            )
+        sizes.append(array.itemsize)
+    return tuple(sizes)
 
 
 def weight_sum(plan: Plan) -> float:
@@ -1084,8 +1169,10 @@ def weight_sum(plan: Plan) -> float:
     n = plan.n
     if plan.weights is None or n == 0:
         return float(n)
-    args = (None, plan.y_pred, plan.weights, plan.weights_repeat, None, 0.0, 1.0, None)
-    return _launch(False, False, True, _WEIGHTS, plan.result_dtype == _FLOAT64, False, n, args)[1]
+    args = (None, plan.y_pred, plan.weights, int(plan.weights_repeat), None, 0.0, 1.0, None)
+    sizes = _operand_sizes(args[:3] + (None, None))
+    return _launch(False, False, True, _WEIGHTS, plan.result_dtype == _FLOAT64, False, sizes, n,
+                   args)[1]
 
 
 #: Zero-length arrays that stand for the operands of run_strided in its kernels: they give
@@ -1266,65 +1353,96 @@ def _set_fast_path(enabled: bool) -> None:
 
 
 def _plain_dtype(x):
-    """The itemsize of a native float32/float64 C-contiguous ndarray, else 0."""
+    """The itemsize of a native float32/float64 C-contiguous aligned ndarray, else 0."""
     if type(x) is not np.ndarray:
         return 0
     dtype = x.dtype
     if dtype is not _FLOAT64 and dtype is not _FLOAT32 and dtype != _FLOAT64 and dtype != _FLOAT32:
         return 0  # (!= also tells the non-native byte orders apart)
-    return dtype.itemsize if x.flags.c_contiguous else 0
+    flags = x.flags
+    return dtype.itemsize if flags.c_contiguous and flags.aligned else 0
+
+
+_fast_entries: dict = {}
+
+
+def _fast_entry(absolute, mode, true_size, pred_size, weights_size, parallel):
+    """_entry_point of the fast paths' kernel, by a flat key of the call's choices (what
+    _fast_call looks up first, in _fast_entries)."""
+    compensated = not (true_size == pred_size == 4 and weights_size in (None, 4))
+    want_grad = mode != _SUMS
+    key = (absolute, True, weights_size is not None, mode, compensated,
+           want_grad and pred_size == 8, parallel)
+    entry = _entry_point(key, (true_size, pred_size, weights_size,
+                               pred_size if want_grad else None, None))
+    _fast_entries[absolute, mode, true_size, pred_size, weights_size, parallel] = entry
+    return entry
 
 
 def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_grad):
     """The whole call for the common case, or _NOT_FAST."""
     if not _fast_path_enabled:
         return _NOT_FAST
-    if reduction == "mean":
-        reduction_code = 0
-    elif reduction == "sum":
-        reduction_code = 1
-    elif reduction == "weighted_mean":
-        reduction_code = 2
-    else:
-        return _NOT_FAST
     pred_size = _plain_dtype(y_pred)
     true_size = _plain_dtype(y_true)
-    if not pred_size or not true_size or y_true.shape != y_pred.shape or y_pred.size == 0:
+    if not pred_size or not true_size:
         return _NOT_FAST
-    single = pred_size == 4 and true_size == 4
     shape = y_pred.shape
-    if weights is not None:
+    n = y_pred.size
+    if y_true.shape != shape or not n:
+        return _NOT_FAST
+    if weights is None:
+        weights_size = None
+    else:
         weights_size = _plain_dtype(weights)
         if not weights_size or weights.shape != shape:
             return _NOT_FAST
-        single = single and weights_size == 4
+    if reduction == "mean":
+        divisor = float(n)
+    elif reduction == "sum":
+        divisor = 1.0
+    elif reduction == "weighted_mean":
+        divisor = float(n)
+    else:
+        return _NOT_FAST
     if len(shape) != 1:
         y_true, y_pred = y_true.reshape(-1), y_pred.reshape(-1)
         if weights is not None:
             weights = weights.reshape(-1)
-    n = y_pred.shape[0]
-    divisor = 1.0 if reduction_code == 1 else float(n)
-    if want_grad and reduction_code == 2 and weights is not None:
+    if want_grad and weights is not None and reduction == "weighted_mean":
         # The gradient's divisor must be known before its first element is written.
         args = (None, y_pred, weights, 1, None, 0.0, 1.0, None)
-        divisor = _launch(False, False, True, _WEIGHTS, not single, False, n, args)[1]
+        divisor = _launch(False, False, True, _WEIGHTS, not weights_size == pred_size == 4,
+                          False, (None, pred_size, weights_size, None, None), n, args)[1]
         if divisor == 0.0:
             return _NOT_FAST  # the planned path raises the right error
     grad = flat_grad = None
     if want_grad:
         grad = new_gradient(shape, y_pred.dtype)
         flat_grad = grad if len(shape) == 1 else grad.reshape(-1)
-    mode = (_SUMS_GRAD if want_grad else _SUMS) if want_loss else _GRAD
+        mode = _SUMS_GRAD if want_loss else _GRAD
+    else:
+        mode = _SUMS
     args = (y_true, y_pred, weights, 1, flat_grad, 1.0 if absolute else 2.0, divisor, None)
-    loss_sum, weight_sum = _launch(absolute, True, weights is not None, mode, not single,
-                                   want_grad and pred_size == 8, n, args)
+    threads = _requested_threads
+    parallel = not (n < PARALLEL_THRESHOLD or _forked_child or threads == 1 or _POOL_SIZE == 1)
+    entry = _fast_entries.get((absolute, mode, true_size, pred_size, weights_size, parallel))
+    if entry is None:
+        entry = _fast_entry(absolute, mode, true_size, pred_size, weights_size, parallel)
+    if parallel and (threads or not _concurrent_launches):
+        loss_sum, weight_sum = _locked_launch(entry, threads, args)
+    else:
+        loss_sum, weight_sum = entry(*args)
     if not want_loss:
         return grad
-    if reduction_code == 2:
+    if reduction == "weighted_mean":
         if weight_sum == 0.0:
             return _NOT_FAST  # the planned path raises the right error
         divisor = weight_sum
-    value = (_FLOAT32_TYPE if single else _FLOAT64_TYPE)(loss_sum / divisor)
+    if pred_size == true_size == 4 and weights_size != 8:
+        value = _FLOAT32_TYPE(loss_sum / divisor)
+    else:
+        value = _FLOAT64_TYPE(loss_sum / divisor)
     return (value, grad) if want_grad else value
 
 
