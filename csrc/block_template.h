@@ -485,6 +485,13 @@ static void FL2_CAT(BLOCK_FN, _columns)(const fl2_problem *p, fl2_mode mode, int
  * BODY_FN; the lane sums of FL2_ROWS_GROUP rows at a time are combined together, one row
  * per vector lane, by the tree of _lanes: the bits of BLOCK_FN on each row. */
 #define FL2_ROWS_GROUP 8
+/* Each row's operands are prefetched FL2_ROWS_AHEAD rows ahead (rows of up to
+ * FL2_ROWS_PREFETCH_MAX_BYTES): between groups the tree leaves the loads idle, and the
+ * hardware prefetchers alone kept an axis=-1 pass of (10^5, 100) float32 at about 0.62x the
+ * throughput of axis=None here, 0.74-0.77x with it.  A prefetch never faults, even past the
+ * last row. */
+#define FL2_ROWS_AHEAD 16
+#define FL2_ROWS_PREFETCH_MAX_BYTES 2048
 #if FL2_LANES != 16
 #error "the rows kernel's tree has the levels of 16 lanes"
 #endif
@@ -527,6 +534,22 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrow
                 q.weights = (const char *)p->weights + r * ld[FL2_OP_WEIGHTS] * (int64_t)sizeof(T_WEIGHTS);
                 q.weights_repeat = w_step ? 1 : row_len;
 #endif
+                if (row_len * (int64_t)sizeof(T_PRED) <= FL2_ROWS_PREFETCH_MAX_BYTES) {
+                    if (!weights_only) {
+                        fl2_prefetch(q.y_pred, FL2_ROWS_AHEAD * ld[FL2_OP_PRED] * (int64_t)sizeof(T_PRED),
+                                     row_len * (int64_t)sizeof(T_PRED));
+#if HAS_TRUE
+                        fl2_prefetch(q.y_true, FL2_ROWS_AHEAD * ld[FL2_OP_TRUE] * (int64_t)sizeof(T_TRUE),
+                                     row_len * (int64_t)sizeof(T_TRUE));
+#endif
+                    }
+#if HAS_WEIGHTS
+                    if (w_step)
+                        fl2_prefetch(q.weights,
+                                     FL2_ROWS_AHEAD * ld[FL2_OP_WEIGHTS] * (int64_t)sizeof(T_WEIGHTS),
+                                     row_len * (int64_t)sizeof(T_WEIGHTS));
+#endif
+                }
                 if (weights_only)
                     BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 1, raw[j], 1);
                 else if (absolute)

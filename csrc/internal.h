@@ -3,6 +3,7 @@
 #define FASTL2_INTERNAL_H
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "dispatch.h"
@@ -10,9 +11,20 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FL2_INLINE static inline __attribute__((always_inline))
+#define FL2_PREFETCH(address) __builtin_prefetch((address))
 #else
 #define FL2_INLINE static inline
+#define FL2_PREFETCH(address) ((void)0)
 #endif
+
+/* Prefetches the nbytes from address + offset, a place computed as an integer: it may lie
+ * past the array, where a prefetch does nothing (it never faults). */
+FL2_INLINE void fl2_prefetch(const void *address, int64_t offset, int64_t nbytes)
+{
+    const uintptr_t start = (uintptr_t)address + (uintptr_t)offset;
+    for (int64_t at = 0; at < nbytes; at += 64)
+        FL2_PREFETCH((const void *)(start + (uintptr_t)at));
+}
 
 /* ---- streaming (non-temporal) stores of FL2_LANES gradient elements ---------------------
  * 16-byte SSE2 stores: every x86-64 CPU has them, and NumPy's allocations are 16-byte
