@@ -396,7 +396,7 @@ def test_numba_parallel_results_match_cython(switch, numba_threads, thread_data,
 
 THREADS_SCRIPT = textwrap.dedent(
     """
-    import hashlib, numpy as np, fastl2, fastl2._numba as nb
+    import hashlib, numba, numpy as np, fastl2, fastl2._numba as nb
     from fastl2 import _backends
     if "numba" in _backends.KNOWN_BACKENDS:
         fastl2.set_backend("numba")
@@ -412,6 +412,8 @@ THREADS_SCRIPT = textwrap.dedent(
         loss, grad = fastl2.mse_and_grad(t, p, w, reduction="weighted_mean")
         mae = fastl2.mae(t.astype(np.float32), p.astype(np.float32))
         digest = hashlib.sha256(np.asarray(loss).tobytes() + grad.tobytes() + np.asarray(mae).tobytes())
+        # each launch sets Numba's count for the call and puts the caller's back
+        assert numba.get_num_threads() == 7, numba.get_num_threads()
         print(threads, digest.hexdigest())
     """
 )
@@ -432,6 +434,15 @@ def test_numba_results_are_bit_identical_for_1_2_and_7_threads_in_a_pool_of_7():
     digests = dict(zip(lines[::2], lines[1::2]))
     assert set(digests) == {"1", "2", "7"}, proc.stdout
     assert digests["2"] == digests["1"] and digests["7"] == digests["1"]
+
+
+def test_thread_count_functions_fall_back_to_numbas_public_ones(monkeypatch):
+    from numba.np.ufunc import parallel
+
+    monkeypatch.delattr(parallel, "_get_num_threads")
+    numba = numba_backend_module.numba
+    assert numba_backend_module._thread_count_functions() == (numba.get_num_threads,
+                                                             numba.set_num_threads)
 
 
 def test_numba_set_num_threads_caps_at_numbas_pool_and_zero_means_numbas_setting(numba_threads):
