@@ -12,10 +12,9 @@ Numba compiles it once per dtype combination, with LLVM's SLP vectorizer on.  A 
 code is a function of its own, called once per block (compiled in about half the time of a
 kernel that inlines it), and the 1-d kernels are called through their compiled code for the
 operands' dtypes (:func:`_entry_point`): no per-call type dispatch, and read-only inputs run
-the same code as writable ones.  Inputs from
-PARALLEL_THRESHOLD elements on run their blocks on Numba's threads (``prange``); each block
-writes its own partial, so the result does not depend on the thread count.  Large gradients
-are written with streaming stores, as in C.
+the same code as writable ones.  Inputs from PARALLEL_THRESHOLD elements on run their blocks
+on Numba's threads (``prange``); each block writes its own partial, so the result does not
+depend on the thread count.  Large gradients are written with streaming stores, as in C.
 
 N-d arrays in any layout and reductions along axes (``run_strided``, csrc/fastl2.c
 fl2_run_strided) go through the same block code: each output's run is cut into blocks that
