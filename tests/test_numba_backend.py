@@ -219,6 +219,26 @@ def test_numba_in_place_gradient_and_read_only_inputs_match_cython(switch, size)
     assert results["numba"] == results["cython"]
 
 
+@pytest.mark.skipif(not HAVE_CYTHON, reason=NO_CYTHON)
+def test_numba_fast_path_gradient_divisor_is_compensated_as_the_result_dtype_says(switch):
+    """A float64 y_true makes the result float64, so the weight sum that divides a weighted
+    gradient is summed in compensated lanes even when y_pred and the weights are float32:
+    weights of 2**60 then ones lose every one in plain lanes, and the gradient would differ."""
+    n = 3 * BLOCK_SIZE
+    rng = np.random.default_rng(3)
+    y_true = rng.standard_normal(n)
+    y_pred = rng.standard_normal(n).astype(np.float32)
+    weights = np.ones(n, np.float32)
+    weights[:16] = 2.0**60
+    weights[-16:] = -(2.0**60)
+    results = {
+        backend: bits(on(switch, backend, fastl2.mse_and_grad, y_true, y_pred, weights,
+                         reduction="weighted_mean"))
+        for backend in ("cython", "numba")
+    }
+    assert results["numba"] == results["cython"]
+
+
 @pytest.mark.parametrize("size", [100, 300_001])
 def test_numba_read_only_inputs_use_the_writable_inputs_code(switch, size):
     """The 1-d kernels type every input as writable (they write only the gradient and the

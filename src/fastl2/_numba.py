@@ -1434,8 +1434,10 @@ def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_gra
     if want_grad and weights is not None and reduction == "weighted_mean":
         # The gradient's divisor must be known before its first element is written.
         args = (None, y_pred, weights, 1, None, 0.0, 1.0, None)
-        divisor = _launch(False, False, True, _WEIGHTS, not weights_size == pred_size == 4,
-                          False, (None, pred_size, weights_size, None, None), n, args)[1]
+        # (compensated as the result's dtype says, like the planned path's weight_sum)
+        compensated = not (true_size == pred_size == weights_size == 4)
+        divisor = _launch(False, False, True, _WEIGHTS, compensated, False,
+                          (None, pred_size, weights_size, None, None), n, args)[1]
         if divisor == 0.0:
             return _NOT_FAST  # the planned path raises the right error
     grad = flat_grad = None
