@@ -456,6 +456,15 @@ def test_numba_results_are_bit_identical_for_1_2_and_7_threads_in_a_pool_of_7():
     assert digests["2"] == digests["1"] and digests["7"] == digests["1"]
 
 
+def test_numba_1d_kernels_refuse_operands_their_compiled_code_does_not_read():
+    """The 1-d kernels are called without Numba's type checks, so what run() hands them is
+    checked first: a strided y_pred is refused with its name and layout, never read."""
+    with pytest.raises(ValueError, match=r"y_pred .*strides \(16,\)"):
+        numba_backend_module._operand_sizes((None, np.arange(6.0)[::2], None, None, None))
+    assert numba_backend_module._operand_sizes(
+        (np.zeros(3, np.float32), np.zeros(3), None, np.zeros(3), None)) == (4, 8, None, 8, None)
+
+
 def test_thread_count_functions_fall_back_to_numbas_public_ones(monkeypatch):
     from numba.np.ufunc import parallel
 

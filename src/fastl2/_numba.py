@@ -633,7 +633,6 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
     def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem):
         quotient = scale / divisor
 
-
         if strided:
             # csrc/fastl2.c fl2_run_strided: work item w is block w % nblocks of output
             # w // nblocks; each block is gathered into the task's buffers (or read where it
@@ -760,8 +759,8 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                                 e_arr = elem_buffer
                         else:
                             e_arr = elem
-                        _block(t_arr, p_arr, w_arr, 1, g_arr, e_arr, 0, count, False, all_partials,
-                              j, True, group_lanes, scale, divisor, quotient)
+                        _block(t_arr, p_arr, w_arr, 1, g_arr, e_arr, 0, count, False,
+                               all_partials, j, True, group_lanes, scale, divisor, quotient)
                         if not direct:
                             if want_grad:
                                 _copy_run(grad_buffer, bases[3], shape, strides[3], nkept, start,
@@ -817,7 +816,7 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
             start = b * block_size
             end = min(start + block_size, n)
             _block(y_true, y_pred, weights, repeat, grad, elem, start, end, stream, partials, b,
-                  False, no_lanes, scale, divisor, quotient)
+                   False, no_lanes, scale, divisor, quotient)
 
         if want_sums:
             return _combine_partials(partials)
@@ -1170,7 +1169,7 @@ def _operand_sizes(operands):
     """The item sizes of the 1-d kernels' operands (None for those not given), checked to be
     what _entry_point's code reads: 1-D, C-contiguous, aligned, native float32/float64."""
     sizes = []
-    for array in operands:
+    for name, array in zip(("y_true", "y_pred", "weights", "grad", "elementwise"), operands):
         if array is None:
             sizes.append(None)
             continue
@@ -1178,9 +1177,10 @@ def _operand_sizes(operands):
         if not (type(array) is np.ndarray and array.ndim == 1 and flags.c_contiguous
                 and flags.aligned and array.dtype in (_FLOAT32, _FLOAT64)):
             raise ValueError(
-                "fastl2: the numba backend's 1-d kernels take aligned, C-contiguous 1-D "
-                f"native float32/float64 arrays; got {array.dtype} {array.shape} "
-                f"strides {array.strides}"
+                f"fastl2: the numba backend's 1-d kernels take {name} as an aligned, "
+                "C-contiguous 1-D native float32/float64 array; got "
+                f"{type(array).__name__} of dtype {array.dtype}, shape {array.shape}, "
+                f"strides {array.strides}, aligned {flags.aligned}"
             )
         sizes.append(array.itemsize)
     return tuple(sizes)
@@ -1388,10 +1388,9 @@ def _plain_dtype(x):
 _fast_entries: dict = {}
 
 
-def _fast_entry(absolute, mode, true_size, pred_size, weights_size, parallel):
+def _fast_entry(absolute, mode, true_size, pred_size, weights_size, parallel, compensated):
     """_entry_point of the fast paths' kernel, by a flat key of the call's choices (what
-    _fast_call looks up first, in _fast_entries)."""
-    compensated = not (true_size == pred_size == 4 and weights_size in (None, 4))
+    _fast_call looks up first, in _fast_entries; ``compensated`` follows from the sizes)."""
     want_grad = mode != _SUMS
     key = (absolute, True, weights_size is not None, mode, compensated,
            want_grad and pred_size == 8, parallel)
@@ -1419,14 +1418,14 @@ def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_gra
         weights_size = _plain_dtype(weights)
         if not weights_size or weights.shape != shape:
             return _NOT_FAST
-    if reduction == "mean":
-        divisor = float(n)
-    elif reduction == "sum":
+    if reduction == "sum":
         divisor = 1.0
-    elif reduction == "weighted_mean":
+    elif reduction == "mean" or reduction == "weighted_mean":
         divisor = float(n)
     else:
         return _NOT_FAST
+    # float32 result, plain lanes; else float64, compensated lanes (the weight sum's too)
+    single = true_size == pred_size == 4 and weights_size != 8
     if len(shape) != 1:
         y_true, y_pred = y_true.reshape(-1), y_pred.reshape(-1)
         if weights is not None:
@@ -1434,9 +1433,7 @@ def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_gra
     if want_grad and weights is not None and reduction == "weighted_mean":
         # The gradient's divisor must be known before its first element is written.
         args = (None, y_pred, weights, 1, None, 0.0, 1.0, None)
-        # (compensated as the result's dtype says, like the planned path's weight_sum)
-        compensated = not (true_size == pred_size == weights_size == 4)
-        divisor = _launch(False, False, True, _WEIGHTS, compensated, False,
+        divisor = _launch(False, False, True, _WEIGHTS, not single, False,
                           (None, pred_size, weights_size, None, None), n, args)[1]
         if divisor == 0.0:
             return _NOT_FAST  # the planned path raises the right error
@@ -1452,7 +1449,8 @@ def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_gra
     parallel = not (n < PARALLEL_THRESHOLD or _forked_child or threads == 1 or _POOL_SIZE == 1)
     entry = _fast_entries.get((absolute, mode, true_size, pred_size, weights_size, parallel))
     if entry is None:
-        entry = _fast_entry(absolute, mode, true_size, pred_size, weights_size, parallel)
+        entry = _fast_entry(absolute, mode, true_size, pred_size, weights_size, parallel,
+                            not single)
     if parallel and (threads or not _concurrent_launches):
         loss_sum, weight_sum = _locked_launch(entry, threads, args)
     else:
@@ -1463,10 +1461,7 @@ def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_gra
         if weight_sum == 0.0:
             return _NOT_FAST  # the planned path raises the right error
         divisor = weight_sum
-    if pred_size == true_size == 4 and weights_size != 8:
-        value = _FLOAT32_TYPE(loss_sum / divisor)
-    else:
-        value = _FLOAT64_TYPE(loss_sum / divisor)
+    value = (_FLOAT32_TYPE if single else _FLOAT64_TYPE)(loss_sum / divisor)
     return (value, grad) if want_grad else value
 
 
