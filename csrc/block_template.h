@@ -111,7 +111,7 @@ FL2_INLINE fl2_dd FL2_CAT(BLOCK_FN, _lanes)(const double *sum, const double *err
 FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t start, int64_t end,
                         fl2_partial *out, const int absolute, const int want_sums,
                         const int want_grad, const int want_elem, const int weights_only,
-                        double *raw, const int step)
+                        double *raw, const int step, const int64_t *ahead)
 {
     typedef T_PRED pred_t;
 #if COMPENSATED
@@ -184,6 +184,17 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
         for (; i + LANES + (step == 2) <= end; i += LANES) {
             fl2_vd d[NV], wv[NV];
             pred_t chunk_grad[LANES]; /* the chunk's gradient, when it is streamed */
+            if (ahead) { /* the chunk's place in a later row (rows kernel) */
+                if (!weights_only) {
+                    fl2_prefetch(y_pred + i, ahead[FL2_OP_PRED], LANES * (int64_t)sizeof(pred_t));
+#if HAS_TRUE
+                    fl2_prefetch(y_true + i, ahead[FL2_OP_TRUE], LANES * (int64_t)sizeof(T_TRUE));
+#endif
+                }
+#if HAS_WEIGHTS
+                if (repeat == 1) fl2_prefetch(w + i, ahead[FL2_OP_WEIGHTS], LANES * (int64_t)sizeof(T_WEIGHTS));
+#endif
+            }
             for (int h = 0; h < NV; h++) {
                 d[h] = weights_only ? fl2_vsplat(0.0) : VDIFF(i + h * FL2_VWIDTH);
                 wv[h] = fl2_vsplat(1.0);
@@ -303,10 +314,10 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 
     if (stream) fl2_stream_fence();
     if (want_sums && raw) { /* the lanes themselves, for the caller to combine */
-        memcpy(raw, loss_sum, sizeof loss_sum);
-        memcpy(raw + LANES, loss_err, sizeof loss_err);
-        memcpy(raw + 2 * LANES, w_sum, sizeof w_sum);
-        memcpy(raw + 3 * LANES, w_err, sizeof w_err);
+        memcpy(raw, loss_sum, sizeof loss_sum); /* (the lanes that only hold zeros: not) */
+        if (COMPENSATED) memcpy(raw + LANES, loss_err, sizeof loss_err);
+        if (HAS_WEIGHTS) memcpy(raw + 2 * LANES, w_sum, sizeof w_sum);
+        if (HAS_WEIGHTS && COMPENSATED) memcpy(raw + 3 * LANES, w_err, sizeof w_err);
     } else if (want_sums) {
         out->loss = FL2_CAT(BLOCK_FN, _lanes)(loss_sum, loss_err);
 #if HAS_WEIGHTS
@@ -327,21 +338,21 @@ static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, 
     const int absolute = p->loss == FL2_ABSOLUTE;
     /* Constant flags make each call below its own loop without per-element branches. */
 #define SPECIALISE(sums, grad, elem, wonly)                                              \
-    (absolute ? BODY_FN(p, o, start, end, out, 1, sums, grad, elem, wonly, NULL, 1)      \
-              : BODY_FN(p, o, start, end, out, 0, sums, grad, elem, wonly, NULL, 1))
+    (absolute ? BODY_FN(p, o, start, end, out, 1, sums, grad, elem, wonly, NULL, 1, NULL)      \
+              : BODY_FN(p, o, start, end, out, 0, sums, grad, elem, wonly, NULL, 1, NULL))
     switch ((int)mode) {
     case FL2_MODE_SUMS: SPECIALISE(1, 0, 0, 0); break;
     case FL2_MODE_SUMS_GRAD: SPECIALISE(1, 1, 0, 0); break;
     case FL2_MODE_GRAD: SPECIALISE(0, 1, 0, 0); break;
     case FL2_MODE_ELEM: SPECIALISE(0, 0, 1, 0); break;
     case FL2_MODE_ELEM_GRAD: SPECIALISE(0, 1, 1, 0); break;
-    case FL2_MODE_WEIGHTS: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1, NULL, 1); break;
+    case FL2_MODE_WEIGHTS: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1, NULL, 1, NULL); break;
     /* Sums of inputs read every other element (a[::2]), in place. */
     case FL2_MODE_SUMS | FL2_MODE_STEP2:
-        if (absolute) BODY_FN(p, o, start, end, out, 1, 1, 0, 0, 0, NULL, 2);
-        else BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 0, NULL, 2);
+        if (absolute) BODY_FN(p, o, start, end, out, 1, 1, 0, 0, 0, NULL, 2, NULL);
+        else BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 0, NULL, 2, NULL);
         break;
-    case FL2_MODE_WEIGHTS | FL2_MODE_STEP2: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1, NULL, 2); break;
+    case FL2_MODE_WEIGHTS | FL2_MODE_STEP2: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1, NULL, 2, NULL); break;
     default: break;
     }
 #undef SPECIALISE
@@ -520,6 +531,16 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrow
     /* raw[j]: row j's lanes of each quantity (loss sums, loss errors, weight sums, weight
      * errors), as BODY_FN leaves them; hi[k][j], lo[k][j]: lane k of row j in the tree */
     double raw[FL2_ROWS_GROUP][4 * LANES];
+    int64_t ahead[FL2_NOPS] = {0};
+    for (int k = 0; k < FL2_OP_GRAD; k++) ahead[k] = FL2_ROWS_AHEAD * ld[k];
+    ahead[FL2_OP_PRED] *= (int64_t)sizeof(T_PRED);
+#if HAS_TRUE
+    ahead[FL2_OP_TRUE] *= (int64_t)sizeof(T_TRUE);
+#endif
+#if HAS_WEIGHTS
+    ahead[FL2_OP_WEIGHTS] *= (int64_t)sizeof(T_WEIGHTS);
+#endif
+    const int64_t *pf = row_len * (int64_t)sizeof(T_PRED) <= FL2_ROWS_PREFETCH_MAX_BYTES ? ahead : NULL;
     for (int64_t first = 0; first < nrows; first += FL2_ROWS_GROUP) {
         const int group = nrows - first < FL2_ROWS_GROUP ? (int)(nrows - first) : FL2_ROWS_GROUP;
         for (int j = 0; j < FL2_ROWS_GROUP; j++) {
@@ -534,32 +555,54 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrow
                 q.weights = (const char *)p->weights + r * ld[FL2_OP_WEIGHTS] * (int64_t)sizeof(T_WEIGHTS);
                 q.weights_repeat = w_step ? 1 : row_len;
 #endif
-                if (row_len * (int64_t)sizeof(T_PRED) <= FL2_ROWS_PREFETCH_MAX_BYTES) {
-                    if (!weights_only) {
-                        fl2_prefetch(q.y_pred, FL2_ROWS_AHEAD * ld[FL2_OP_PRED] * (int64_t)sizeof(T_PRED),
-                                     row_len * (int64_t)sizeof(T_PRED));
-#if HAS_TRUE
-                        fl2_prefetch(q.y_true, FL2_ROWS_AHEAD * ld[FL2_OP_TRUE] * (int64_t)sizeof(T_TRUE),
-                                     row_len * (int64_t)sizeof(T_TRUE));
-#endif
-                    }
-#if HAS_WEIGHTS
-                    if (w_step)
-                        fl2_prefetch(q.weights,
-                                     FL2_ROWS_AHEAD * ld[FL2_OP_WEIGHTS] * (int64_t)sizeof(T_WEIGHTS),
-                                     row_len * (int64_t)sizeof(T_WEIGHTS));
-#endif
-                }
                 if (weights_only)
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 1, raw[j], 1);
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 1, raw[j], 1, pf);
                 else if (absolute)
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 1, 1, 0, 0, 0, raw[j], 1);
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 1, 1, 0, 0, 0, raw[j], 1, pf);
                 else
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 0, raw[j], 1);
+                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 0, raw[j], 1, pf);
             } else {
                 memset(raw[j], 0, sizeof raw[j]);
             }
         }
+#if FL2_VECTORS
+        for (int h = 0; h < (HAS_WEIGHTS ? 4 : 2); h += 2) {
+            /* The rows' lanes as they lie in raw, row after row: a level pairs the neighbours
+             * (2i, 2i+1) of the whole sequence, which are lanes of one row, with the even and
+             * odd lanes of two vectors; after the 4 levels of 16 lanes, lane j of the
+             * sequence is row j's sum. */
+            enum { NV = LANES / FL2_VWIDTH, NVEC = FL2_ROWS_GROUP * NV };
+            fl2_vd hi[NVEC], lo[NVEC];
+            FL2_UNROLL
+            for (int v = 0; v < NVEC; v++) {
+                hi[v] = FL2_VLOAD(&raw[v / NV][h * LANES + (v % NV) * FL2_VWIDTH]);
+                lo[v] = COMPENSATED ? FL2_VLOAD(&raw[v / NV][(h + 1) * LANES + (v % NV) * FL2_VWIDTH])
+                                    : fl2_vsplat(0.0);
+            }
+            FL2_UNROLL
+            for (int m = NVEC; m > NVEC / LANES; m /= 2) {
+                FL2_UNROLL
+                for (int i = 0; i < m / 2; i++) {
+                    const fl2_vd a = FL2_EVENS(hi[2 * i], hi[2 * i + 1]);
+                    const fl2_vd b = FL2_ODDS(hi[2 * i], hi[2 * i + 1]);
+                    const fl2_vd s = a + b;
+                    const fl2_vd bb = s - a;
+                    fl2_vd e = (a - (s - bb)) + (b - bb);
+                    e += FL2_EVENS(lo[2 * i], lo[2 * i + 1]) + FL2_ODDS(lo[2 * i], lo[2 * i + 1]);
+                    const fl2_vd t = s + e;
+                    hi[i] = t;
+                    lo[i] = e - (t - s);
+                }
+            }
+            for (int j = 0; j < group; j++) {
+                fl2_dd r = {hi[j / FL2_VWIDTH][j % FL2_VWIDTH], lo[j / FL2_VWIDTH][j % FL2_VWIDTH]};
+                if (!(r.hi - r.hi == 0.0)) /* inf or nan on the way: the checked tree */
+                    r = FL2_CAT(BLOCK_FN, _lanes)(raw[j] + h * LANES, raw[j] + (h + 1) * LANES);
+                if (h == 0) out[first + j].loss = r;
+                else out[first + j].weights = r;
+            }
+        }
+#else
         for (int h = 0; h < (HAS_WEIGHTS ? 4 : 2); h += 2) {
             double hi[LANES][FL2_ROWS_GROUP], lo[LANES][FL2_ROWS_GROUP];
             for (int k = 0; k < LANES; k++)
@@ -580,6 +623,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrow
                 else out[first + j].weights = r;
             }
         }
+#endif
         if (!HAS_WEIGHTS)
             for (int j = 0; j < group; j++) {
                 out[first + j].weights.hi = (double)row_len;

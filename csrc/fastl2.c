@@ -202,7 +202,7 @@ static int kernel_index(const fl2_problem *p)
     return ((p->true_dtype == FL2_FLOAT64) * 2 + pred) * 3 + weights;
 }
 
-static void combine_partials(fl2_partial *part, int64_t m, fl2_sums *sums)
+static inline void combine_partials(fl2_partial *part, int64_t m, fl2_sums *sums)
 {
     for (int64_t step = 1; step < m; step *= 2) {
         for (int64_t i = 0; i + step < m; i += 2 * step) {
@@ -447,18 +447,38 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
     return 0;
 }
 
-static void finish_output(fl2_partial *part, int64_t m, double *loss_sums, double *weight_sums,
-                          int64_t o)
+/* Where the outputs' sums go: loss_sums and weight_sums (either may be NULL), or in place of
+ * the loss sums each output's value (fl2_values); output o of the call at index offset + o. */
+typedef struct {
+    double *loss_sums, *weight_sums;
+    const fl2_values *values;
+    int64_t offset;
+} sink;
+
+static inline void put_output(const sink *s, int64_t o, double loss, double weights)
+{
+    o += s->offset;
+    if (s->values) {
+        double x = loss / s->values->divisor;
+        if (s->values->root) x = sqrt(x);
+        if (s->values->single) ((float *)s->values->values)[o] = (float)x;
+        else ((double *)s->values->values)[o] = x;
+    } else if (s->loss_sums) {
+        s->loss_sums[o] = loss;
+    }
+    if (s->weight_sums) s->weight_sums[o] = weights;
+}
+
+static inline void finish_output(const sink *s, fl2_partial *part, int64_t m, int64_t o)
 {
     fl2_sums sums;
     combine_partials(part, m, &sums);
-    if (loss_sums) loss_sums[o] = sums.loss;
-    if (weight_sums) weight_sums[o] = sums.weights;
+    put_output(s, o, sums.loss, sums.weights);
 }
 
 /* Runs work items [first, last) (item w: block w % nblocks of output w / nblocks). */
 static int strided_items(const strided_call *c, int64_t first, int64_t last, fl2_partial *parts,
-                         double *loss_sums, double *weight_sums, int want_sums)
+                         const sink *out, int want_sums)
 {
     char *memory = NULL;
     for (int64_t w = first; w < last; w++) {
@@ -468,7 +488,7 @@ static int strided_items(const strided_call *c, int64_t first, int64_t last, fl2
             free(memory);
             return -1;
         }
-        if (want_sums && c->nblocks == 1) finish_output(&part, 1, loss_sums, weight_sums, o);
+        if (want_sums && c->nblocks == 1) finish_output(out, &part, 1, o);
     }
     free(memory);
     return 0;
@@ -498,7 +518,7 @@ static int columns_apply(const strided_call *c, int64_t outputs)
 /* Rows blocks [first, last) through the columns kernel; partials of output o, block b at
  * parts[o * nblocks + b] (or straight into the sums when there is one block). */
 static int columns_items(const strided_call *c, int64_t outputs, int64_t first, int64_t last,
-                         fl2_partial *parts, double *loss_sums, double *weight_sums)
+                         fl2_partial *parts, const sink *out)
 {
     const fl2_columns_fn columns = active_columns[kernel_index(c->p)];
     const fl2_layout *l = c->l;
@@ -523,7 +543,7 @@ static int columns_items(const strided_call *c, int64_t outputs, int64_t first, 
         columns(&q, c->mode, rows, outputs, ld, w_step, scratch, block);
         for (int64_t o = 0; o < outputs; o++) {
             if (c->nblocks == 1)
-                finish_output(block + o, 1, loss_sums, weight_sums, o);
+                finish_output(out, block + o, 1, o);
             else
                 parts[o * c->nblocks + b] = block[o];
         }
@@ -533,27 +553,26 @@ static int columns_items(const strided_call *c, int64_t outputs, int64_t first, 
     return 0;
 }
 
-static int run_column_group(const strided_call *c, int64_t outputs, double *loss_sums,
-                            double *weight_sums, int nthreads);
+static int run_column_group(const strided_call *c, int64_t outputs, const sink *out,
+                            int nthreads);
 
 /* The columns in groups of FL2_MAX_COLUMNS, each group reading its part of every row. */
-static int run_columns(const strided_call *c, int64_t outputs, double *loss_sums,
-                       double *weight_sums, int nthreads)
+static int run_columns(const strided_call *c, int64_t outputs, const sink *out, int nthreads)
 {
     for (int64_t first = 0; first < outputs; first += FL2_MAX_COLUMNS) {
         strided_call group = *c;
         for (int k = 0; k < FL2_OP_GRAD; k++)
             if (c->base[k]) group.base[k] = c->base[k] + first * c->l->strides[k][0];
         const int64_t count = outputs - first < FL2_MAX_COLUMNS ? outputs - first : FL2_MAX_COLUMNS;
-        if (run_column_group(&group, count, loss_sums ? loss_sums + first : NULL,
-                             weight_sums ? weight_sums + first : NULL, nthreads))
-            return -1;
+        sink part = *out;
+        part.offset += first;
+        if (run_column_group(&group, count, &part, nthreads)) return -1;
     }
     return 0;
 }
 
-static int run_column_group(const strided_call *c, int64_t outputs, double *loss_sums,
-                            double *weight_sums, int nthreads)
+static int run_column_group(const strided_call *c, int64_t outputs, const sink *out,
+                            int nthreads)
 {
     fl2_partial *parts = NULL;
     if (c->nblocks > 1) {
@@ -563,7 +582,7 @@ static int run_column_group(const strided_call *c, int64_t outputs, double *loss
     int status = 0;
     const int nt = threads_for(outputs * c->reduced, c->nblocks, nthreads);
     if (nt <= 1) {
-        status = columns_items(c, outputs, 0, c->nblocks, parts, loss_sums, weight_sums);
+        status = columns_items(c, outputs, 0, c->nblocks, parts, out);
     }
 #ifdef _OPENMP
     else {
@@ -573,14 +592,14 @@ static int run_column_group(const strided_call *c, int64_t outputs, double *loss
         for (int64_t t = 0; t < ntasks; t++) {
             const int64_t first = t * per_task;
             const int64_t last = first + per_task < c->nblocks ? first + per_task : c->nblocks;
-            status |= columns_items(c, outputs, first, last, parts, loss_sums, weight_sums);
+            status |= columns_items(c, outputs, first, last, parts, out);
         }
     }
 #endif
     if (parts) {
         if (status == 0)
             for (int64_t o = 0; o < outputs; o++)
-                finish_output(parts + o * c->nblocks, c->nblocks, loss_sums, weight_sums, o);
+                finish_output(out, parts + o * c->nblocks, c->nblocks, o);
         free(parts);
     }
     return status ? -1 : 0;
@@ -604,8 +623,7 @@ static int rows_apply(const strided_call *c)
 }
 
 /* Rows [first, last) through the rows kernel, their sums straight into the outputs. */
-static void rows_items(const strided_call *c, int64_t first, int64_t last, double *loss_sums,
-                       double *weight_sums)
+static void rows_items(const strided_call *c, int64_t first, int64_t last, const sink *out)
 {
     enum { BATCH = 64 };
     const fl2_rows_fn rows = active_rows[kernel_index(c->p)];
@@ -622,16 +640,17 @@ static void rows_items(const strided_call *c, int64_t first, int64_t last, doubl
         for (int k = 0; k < FL2_OP_GRAD; k++)
             if (c->base[k]) *inputs[k] = c->base[k] + r * l->strides[k][0];
         rows(&q, c->mode, count, c->reduced, ld, w_step, part);
-        for (int64_t j = 0; j < count; j++) finish_output(part + j, 1, loss_sums, weight_sums, r + j);
+        for (int64_t j = 0; j < count; j++)
+            put_output(out, r + j, part[j].loss.hi + part[j].loss.lo,
+                       part[j].weights.hi + part[j].weights.lo);
     }
 }
 
-static int run_rows(const strided_call *c, int64_t outputs, double *loss_sums,
-                    double *weight_sums, int nthreads)
+static int run_rows(const strided_call *c, int64_t outputs, const sink *out, int nthreads)
 {
     const int nt = threads_for(outputs * c->reduced, outputs, nthreads);
     if (nt <= 1) {
-        rows_items(c, 0, outputs, loss_sums, weight_sums);
+        rows_items(c, 0, outputs, out);
     }
 #ifdef _OPENMP
     else {
@@ -640,8 +659,7 @@ static int run_rows(const strided_call *c, int64_t outputs, double *loss_sums,
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
         for (int64_t t = 0; t < ntasks; t++) {
             const int64_t first = t * per_task;
-            rows_items(c, first, first + per_task < outputs ? first + per_task : outputs, loss_sums,
-                       weight_sums);
+            rows_items(c, first, first + per_task < outputs ? first + per_task : outputs, out);
         }
     }
 #endif
@@ -649,14 +667,15 @@ static int run_rows(const strided_call *c, int64_t outputs, double *loss_sums,
 }
 
 int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs *o,
-                    double *loss_sums, double *weight_sums, int nthreads)
+                    double *loss_sums, double *weight_sums, const fl2_values *values,
+                    int nthreads)
 {
     const int grad = o && o->grad, elem = o && o->elementwise;
     strided_call c;
     if (l->ndim < 1 || l->ndim > FL2_MAX_DIMS || l->nkept < 0 || l->nkept >= l->ndim) return -1;
     if (elem)
         c.mode = grad ? FL2_MODE_ELEM_GRAD : FL2_MODE_ELEM;
-    else if (loss_sums)
+    else if (loss_sums || values)
         c.mode = grad ? FL2_MODE_SUMS_GRAD : FL2_MODE_SUMS;
     else if (grad)
         c.mode = FL2_MODE_GRAD;
@@ -664,7 +683,11 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
         c.mode = FL2_MODE_WEIGHTS;
     const int want_sums = c.mode == FL2_MODE_SUMS || c.mode == FL2_MODE_SUMS_GRAD ||
                           c.mode == FL2_MODE_WEIGHTS;
-    if (!want_sums) loss_sums = weight_sums = NULL;
+    if (!want_sums) {
+        loss_sums = weight_sums = NULL;
+        values = NULL;
+    }
+    const sink out = {values ? NULL : loss_sums, weight_sums, values, 0};
     c.p = p;
     c.l = l;
     c.o = o;
@@ -696,8 +719,7 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     if (outputs == 0) return 0;
     if (c.reduced == 0) {
         for (int64_t i = 0; i < outputs; i++) {
-            if (loss_sums) loss_sums[i] = 0.0;
-            if (weight_sums) weight_sums[i] = 0.0;
+            put_output(&out, i, 0.0, 0.0);
         }
         return 0;
     }
@@ -705,9 +727,9 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     /* The columns and rows kernels sum; they write no gradient. */
     const int sums_only = c.mode == FL2_MODE_SUMS || c.mode == FL2_MODE_WEIGHTS;
     if (sums_only && columns_apply(&c, outputs))
-        return run_columns(&c, outputs, loss_sums, weight_sums, nthreads);
+        return run_columns(&c, outputs, &out, nthreads);
     if (sums_only && rows_apply(&c))
-        return run_rows(&c, outputs, loss_sums, weight_sums, nthreads);
+        return run_rows(&c, outputs, &out, nthreads);
     const int64_t items = outputs * c.nblocks;
     fl2_partial *parts = NULL;
     if (want_sums && c.nblocks > 1) {
@@ -717,7 +739,7 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     int status = 0;
     const int nt = threads_for(outputs * c.reduced, items, nthreads);
     if (nt <= 1) {
-        status = strided_items(&c, 0, items, parts, loss_sums, weight_sums, want_sums);
+        status = strided_items(&c, 0, items, parts, &out, want_sums);
     }
 #ifdef _OPENMP
     else {
@@ -728,14 +750,14 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
         for (int64_t t = 0; t < ntasks; t++) {
             const int64_t first = t * per_task;
             const int64_t last = first + per_task < items ? first + per_task : items;
-            status |= strided_items(&c, first, last, parts, loss_sums, weight_sums, want_sums);
+            status |= strided_items(&c, first, last, parts, &out, want_sums);
         }
     }
 #endif
     if (parts) {
         if (status == 0)
             for (int64_t i = 0; i < outputs; i++)
-                finish_output(parts + i * c.nblocks, c.nblocks, loss_sums, weight_sums, i);
+                finish_output(&out, parts + i * c.nblocks, c.nblocks, i);
         free(parts);
     }
     return status ? -1 : 0;

@@ -77,12 +77,23 @@ typedef struct {
     int64_t strides[FL2_NOPS][FL2_MAX_DIMS];    /* bytes, per operand (FL2_OP_*) */
 } fl2_layout;
 
+/* Each output's value instead of its loss sum: the sum divided by `divisor` (1 for a sum),
+ * its square root with `root`, stored as float (`single`) or double at values[o]. */
+typedef struct {
+    void *values;
+    int single;
+    int root;
+    double divisor;
+} fl2_values;
+
 /* What fl2_run does, over a layout: element losses and gradients are written at their
- * strides; loss_sums[o] and weight_sums[o] (either may be NULL) receive each output's sums.
- * Without loss_sums, elementwise or grad, only the weight sums are computed.
+ * strides; loss_sums[o] and weight_sums[o] (either may be NULL) receive each output's sums,
+ * or, with `values`, values->values[o] the output's value in place of its loss sum.
+ * Without loss_sums, values, elementwise or grad, only the weight sums are computed.
  * Returns 0, or -1 when memory for the buffers or block partials could not be allocated. */
 int fl2_run_strided(const fl2_problem *p, const fl2_layout *layout, const fl2_outputs *o,
-                    double *loss_sums, double *weight_sums, int nthreads);
+                    double *loss_sums, double *weight_sums, const fl2_values *values,
+                    int nthreads);
 
 /* Chooses the best kernels for this CPU and makes forked children run serially; call once
  * before anything else. */

@@ -125,18 +125,41 @@ FL2_INLINE fl2_vd fl2_loadn_f64(const double *p, int count)
 /* All ones in the first `count` lanes, zeros in the others. */
 FL2_INLINE fl2_vbits fl2_vfirst(int count)
 {
-    fl2_vbits index, bound;
-    for (int k = 0; k < FL2_VWIDTH; k++) {
-        index[k] = k;
-        bound[k] = count;
-    }
-    return index < bound;
+    fl2_vbits index;
+    for (int k = 0; k < FL2_VWIDTH; k++) index[k] = k;
+    const fl2_vbits zero = {0};
+    return index < zero + (long long)count; /* (a broadcast; a loop of lane stores was not) */
 }
 /* Lanes of a where keep is all ones, of b elsewhere. */
 FL2_INLINE fl2_vd fl2_vselect(fl2_vbits keep, fl2_vd a, fl2_vd b)
 {
     return (fl2_vd)(((fl2_vbits)a & keep) | ((fl2_vbits)b & ~keep));
 }
+
+/* The even and the odd lanes of the concatenation a, b (lanes 0, 2, ... and 1, 3, ...). */
+#if defined(__clang__)
+#if FL2_VWIDTH == 8
+#define FL2_EVENS(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define FL2_ODDS(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#elif FL2_VWIDTH == 4
+#define FL2_EVENS(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6)
+#define FL2_ODDS(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7)
+#elif FL2_VWIDTH == 2
+#define FL2_EVENS(a, b) __builtin_shufflevector(a, b, 0, 2)
+#define FL2_ODDS(a, b) __builtin_shufflevector(a, b, 1, 3)
+#endif
+#else
+#if FL2_VWIDTH == 8
+#define FL2_EVENS(a, b) __builtin_shuffle(a, b, (fl2_vbits){0, 2, 4, 6, 8, 10, 12, 14})
+#define FL2_ODDS(a, b) __builtin_shuffle(a, b, (fl2_vbits){1, 3, 5, 7, 9, 11, 13, 15})
+#elif FL2_VWIDTH == 4
+#define FL2_EVENS(a, b) __builtin_shuffle(a, b, (fl2_vbits){0, 2, 4, 6})
+#define FL2_ODDS(a, b) __builtin_shuffle(a, b, (fl2_vbits){1, 3, 5, 7})
+#elif FL2_VWIDTH == 2
+#define FL2_EVENS(a, b) __builtin_shuffle(a, b, (fl2_vbits){0, 2})
+#define FL2_ODDS(a, b) __builtin_shuffle(a, b, (fl2_vbits){1, 3})
+#endif
+#endif
 
 /* FL2_VLOAD of elements `step` (1 or 2, a constant) apart. */
 #define FL2_VLOAD_STEP(p, step) ((step) == 2 ? FL2_VLOAD2(p) : FL2_VLOAD(p))

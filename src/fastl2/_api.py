@@ -125,6 +125,13 @@ def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
     out_shape = tuple(size for a, size in enumerate(plan.shape) if a not in axes)
     count = math.prod(plan.shape[a] for a in axes)
     outputs = math.prod(out_shape)
+    reduce_outputs = getattr(backend, "reduce_outputs", None)
+    if plan.n and plan.reduction != "weighted_mean" and reduce_outputs is not None:
+        # The backend divides each output's sum as it finishes it, in the result's dtype.
+        values = np.empty(outputs, plan.result_dtype)
+        divisor = float(count) if plan.reduction == "mean" else 1.0
+        reduce_outputs(strided_pass(plan, axes), values, divisor, root)
+        return values.reshape(out_shape)
     if plan.n:
         loss_sums, weight_sums = backend.run_strided(strided_pass(plan, axes), True)
     else:

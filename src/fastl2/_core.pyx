@@ -59,8 +59,14 @@ cdef extern from "fastl2.h" nogil:
         int nkept
         int64_t shape[FL2_MAX_DIMS]
         int64_t strides[FL2_NOPS][FL2_MAX_DIMS]
+    ctypedef struct fl2_values:
+        void *values
+        int single
+        int root
+        double divisor
     int fl2_run_strided(const fl2_problem *p, const fl2_layout *layout, const fl2_outputs *o,
-                        double *loss_sums, double *weight_sums, int nthreads)
+                        double *loss_sums, double *weight_sums, const fl2_values *values,
+                        int nthreads)
     int fl2_weight_sum(const fl2_problem *p, double *weight_sum, int nthreads)
     void fl2_init()
     void fl2_set_num_threads(int nthreads)
@@ -234,9 +240,29 @@ def run_strided(s, bint want_sums, double grad_scale=0.0, double grad_divisor=1.
     ``want_sums``; (None, weight sums) with ``weights_only`` (nothing else is computed);
     otherwise None.
     """
+    return run_pass(s, want_sums, grad_scale, grad_divisor, weights_only, None, 1.0, False)
+
+
+def reduce_outputs(s, cnp.ndarray values, double divisor, bint root):
+    """Each output's loss sum of a ``fastl2._plan.Strided``, divided by ``divisor`` (its
+    square root with ``root``), written to ``values`` (a C-contiguous float32 or float64
+    array of one element per output) as each output is summed: no arrays of sums, no passes
+    over them."""
+    if (cnp.PyArray_TYPE(values) not in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(values) or values.size != s.n_outputs):
+        raise ValueError("fastl2: reduce_outputs needs a C-contiguous float32/float64 array "
+                         "of one element per output")
+    run_pass(s, True, 0.0, 1.0, False, values, divisor, root)
+    return values
+
+
+cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint weights_only,
+                  cnp.ndarray values, double divisor, bint root):
     cdef fl2_problem p
     cdef fl2_outputs o
     cdef fl2_layout layout
+    cdef fl2_values finish
+    cdef const fl2_values *finish_ptr = NULL
     cdef int status, d, k
     cdef cnp.ndarray loss_sums = None, weight_sums = None
     cdef double *loss_ptr = NULL
@@ -268,18 +294,26 @@ def run_strided(s, bint want_sums, double grad_scale=0.0, double grad_divisor=1.
     o.elementwise = <void *>operand_base(s.elementwise) if s.elementwise is not None else NULL
     o.grad_scale = grad_scale
     o.grad_divisor = grad_divisor
-    if (want_sums or weights_only) and s.weights is not None:
+    if values is not None:
+        finish.values = cnp.PyArray_DATA(values)
+        finish.single = cnp.PyArray_TYPE(values) == cnp.NPY_FLOAT
+        finish.root = root
+        finish.divisor = divisor
+        finish_ptr = &finish
+    elif (want_sums or weights_only) and s.weights is not None:
         weight_sums = np.zeros(s.n_outputs)
         weight_ptr = <double *>cnp.PyArray_DATA(weight_sums)
     elif want_sums or weights_only:  # every output's weight sum is its element count
         weight_sums = np.broadcast_to(np.float64(s.n_reduced), (s.n_outputs,))
-    if want_sums:
+    if want_sums and values is None:
         loss_sums = np.zeros(s.n_outputs)
         loss_ptr = <double *>cnp.PyArray_DATA(loss_sums)
     with nogil:
-        status = fl2_run_strided(&p, &layout, &o, loss_ptr, weight_ptr, 0)
+        status = fl2_run_strided(&p, &layout, &o, loss_ptr, weight_ptr, finish_ptr, 0)
     if status != 0:
         raise MemoryError("fastl2: no memory for the block buffers or partials")
+    if values is not None:
+        return values
     if want_sums:
         return loss_sums, weight_sums
     if weights_only:
