@@ -111,3 +111,128 @@ def test_large_gradients_reuse_freed_memory_without_touching_live_arrays(cython_
     assert np.array_equal(view, fastl2.mse_grad.__wrapped__(b, c)[::2])
     core.release_cached_gradient_memory()
     assert core.cached_gradient_bytes() == 0
+
+
+# ---- axis reductions and layouts other than C order (mse and mae, unweighted) ----------
+
+def _layouts():
+    """(name, y_true, y_pred) for arrays the axis fast path takes, none of them C-contiguous
+    except the first."""
+    rng = np.random.default_rng(11)
+    a32 = rng.standard_normal((7, 6, 5)).astype(np.float32)
+    b32 = rng.standard_normal((7, 6, 5)).astype(np.float32)
+    b64 = rng.standard_normal((7, 6, 5))
+    wide = rng.standard_normal((40, 9000)).astype(np.float32)  # rows of more than a block
+    return [
+        ("c_order", a32, b32),
+        ("fortran", np.asfortranarray(a32), np.asfortranarray(b32)),
+        ("transposed_mixed", a32.transpose(2, 0, 1), b64.transpose(2, 0, 1)),
+        ("reversed_step2", a32[::-1, :, ::2], b32[::-1, :, ::2]),
+        ("one_element_dim", a32[:, :1], b64[:, :1]),
+        ("broadcast", np.broadcast_to(a32[:1], a32.shape), b32),
+        ("wide_rows", wide, wide[::-1] * 0.5),
+        ("wide_columns", wide.T, (wide * 2.0).T),
+    ]
+
+
+LAYOUT_AXES = [
+    pytest.param(y_true, y_pred, axis, id=f"{name}-{axis}")
+    for name, y_true, y_pred in _layouts()
+    for axis in [None, 0, 1, -1, (0, 1), (2, 0), (0, 1, 2)]
+    if axis is None or max(np.atleast_1d(axis)) < y_pred.ndim
+]
+
+
+@pytest.mark.parametrize("name", ["mse", "mae"])
+@pytest.mark.parametrize("y_true, y_pred, axis", LAYOUT_AXES)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_axis_fast_path_gives_the_planned_paths_bits(name, y_true, y_pred, axis, reduction, cython_backend):
+    public = getattr(fastl2, name)
+    result = public(y_true, y_pred, axis=axis, reduction=reduction)
+    expected = public.__wrapped__(y_true, y_pred, axis=axis, reduction=reduction)
+    assert type(result) is type(expected)
+    assert _bits(result) == _bits(expected)
+
+
+def _planned_layout(y_true, y_pred, axis):
+    from fastl2 import _plan
+
+    plan = _plan.loss_plan("squared", y_true, y_pred, None, "mean")
+    s = _plan.strided_pass(plan, _plan.check_axis(axis, y_pred.ndim, "mean"))
+    return (s.shape, s.nkept, s.y_true.strides, s.y_pred.strides,
+            s.y_true.__array_interface__["data"][0], s.y_pred.__array_interface__["data"][0])
+
+
+def _more_layouts():
+    rng = np.random.default_rng(12)
+    big = rng.standard_normal((4, 3, 6, 2, 6))
+    return [
+        (big, big * 2.0),
+        (big[::-1, :, ::-2], big[:, ::-1, 1::2]),                     # reversed in either array
+        (big.transpose(4, 2, 0, 3, 1), big.transpose(4, 2, 0, 3, 1)[::-1]),
+        (np.broadcast_to(big[:, :1], big.shape), big[..., ::-1]),      # zero strides
+        (big[:, 1:2, :, :1], big[:, :1, :, 1:]),                      # dims of one element
+        (np.asfortranarray(big)[:, :, 1:4], big[:, :, :3]),
+    ]
+
+
+LAYOUT_PAIRS = [
+    pytest.param(y_true, y_pred, axis, id=f"{y_pred.ndim}d-{number}-{axis}")
+    for number, (y_true, y_pred) in enumerate(_more_layouts() + [case[1:] for case in _layouts()])
+    for axis in [None, 0, -1, 2, (0, 2), (3, 1), (4, 0, 2), (0, 1, 2, 3, 4)]
+    if axis is None or max(np.atleast_1d(axis)) < y_pred.ndim
+]
+
+
+@pytest.mark.parametrize("y_true, y_pred, axis", LAYOUT_PAIRS)
+def test_axis_fast_path_walks_the_planned_paths_layout(y_true, y_pred, axis):
+    """The layout itself, not only results (which seldom show the order of a sum)."""
+    assert core._axis_layout_for_tests(y_true, y_pred, axis) == _planned_layout(y_true, y_pred, axis)
+
+
+@pytest.mark.parametrize("axis", [(), (0, 0), 2, -3, 2**70, True, 0.0, [0], np.int64(0)], ids=str)
+def test_axis_fast_path_leaves_other_axes_to_the_planned_path(axis):
+    a = np.zeros((3, 4))
+    assert core._axis_layout_for_tests(a, a, axis) is None
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a, b: fastl2.mse(a, b, axis=0),
+        lambda a, b: fastl2.mae(a, b, axis=-1, reduction="sum"),
+        lambda a, b: fastl2.mse(a, b, axis=(1, 0)),
+        lambda a, b: fastl2.mse(a.T, b.T),
+        lambda a, b: fastl2.mse(a[:, ::2], b[:, ::2]),
+        lambda a, b: fastl2.mse(a[::-1], b[::-1], axis=1),
+    ],
+    ids=["axis0", "axis-1_sum", "both_axes", "transposed", "step2", "reversed"],
+)
+def test_unweighted_axis_and_strided_calls_never_reach_the_planned_path(call, cython_backend, monkeypatch):
+    def planned_must_not_run(*args, **kwargs):
+        raise AssertionError("the planned path ran for an axis or strided call")
+
+    for name in ("mse", "mae"):
+        monkeypatch.setitem(core._planned_for_tests(), name, planned_must_not_run)
+    a, b = _inputs((np.float32, np.float32), 64, weighted=False, shape_2d=True)[:2]
+    call(a, b)
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda a, b: fastl2.mse(a, b, axis=(0, 0)), ValueError),
+        (lambda a, b: fastl2.mse(a, b, axis=(0, -2)), ValueError),
+        (lambda a, b: fastl2.mse(a, b, axis=2), np.exceptions.AxisError),
+        (lambda a, b: fastl2.mse(a, b, axis=-3), np.exceptions.AxisError),
+        (lambda a, b: fastl2.mse(a, b, axis=2**70), np.exceptions.AxisError),
+        (lambda a, b: fastl2.mse(a, b, axis=True), TypeError),
+        (lambda a, b: fastl2.mse(a, b, axis=0, reduction="none"), ValueError),
+        (lambda a, b: fastl2.mae(a, b[:, :2], axis=0), ValueError),
+    ],
+    ids=["twice", "twice_negative", "too_large", "too_small", "huge", "bool", "none", "shapes"],
+)
+def test_axis_calls_that_must_raise_leave_the_fast_path_and_raise(call, error, cython_backend):
+    a, b = _inputs((np.float64, np.float64), 16, weighted=False, shape_2d=True)[:2]
+    with pytest.raises(error):
+        call(a, b)
