@@ -236,3 +236,24 @@ def test_axis_calls_that_must_raise_leave_the_fast_path_and_raise(call, error, c
     a, b = _inputs((np.float64, np.float64), 16, weighted=False, shape_2d=True)[:2]
     with pytest.raises(error):
         call(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axes", [(0,), (1,), (0, 1)], ids=str)
+@pytest.mark.parametrize("divisor, root", [(1.0, False), (6.0, False), (6.0, True), (3.0, True)])
+def test_outputs_divided_in_c_match_numpy_dividing_the_sums(dtype, axes, divisor, root):
+    """``reduce_outputs`` divides, roots and rounds each output as NumPy does to the sums."""
+    from fastl2 import _plan
+
+    rng = np.random.default_rng(5)
+    y_true = (rng.standard_normal((300, 7)) * 1e3).astype(dtype)
+    y_pred = rng.standard_normal((300, 7)).astype(dtype)[:, ::-1]
+    plan = _plan.loss_plan("squared", y_true, y_pred, None, "mean")
+    strided = _plan.strided_pass(plan, axes)
+    sums, _ = core.run_strided(strided, True)
+    expected = sums / divisor
+    if root:
+        expected = np.sqrt(expected)
+    values = np.empty(strided.n_outputs, dtype)
+    assert core.reduce_outputs(strided, values, divisor, root) is values
+    assert values.tobytes() == expected.astype(dtype).tobytes()

@@ -3,8 +3,12 @@
 A backend is a module with two functions over plans (fastl2._plan.Plan):
 ``run(plan, want_sums, grad=None, grad_scale=0.0, grad_divisor=1.0, elementwise=None)
 -> (loss_sum, weight_sum)``
-and ``weight_sum(plan) -> float``.  The compiled one ("cython") is chosen when built, the
-NumPy one otherwise; ``FASTL2_BACKEND`` or :func:`set_backend` choose explicitly.
+and ``weight_sum(plan) -> float``, and ``run_strided(strided, want_sums, ...)`` over a
+fastl2._plan.Strided pass; optionally ``reduce_outputs(strided, values, divisor, root)``, which
+writes each output's loss sum divided by ``divisor`` (rooted with ``root``) into ``values``
+(axis reductions use it where a backend has it, else divide the sums ``run_strided`` returns).
+The compiled one ("cython") is chosen when built, the NumPy one otherwise;
+``FASTL2_BACKEND`` or :func:`set_backend` choose explicitly.
 """
 
 from __future__ import annotations
