@@ -348,12 +348,13 @@ cdef inline int reduction_code(object reduction):
     return -1
 
 
-cdef inline int simple_dtype(object x):
-    """The kernel dtype of a plain, C-contiguous, aligned float ndarray, else -1."""
+cdef inline int array_dtype(object x, bint c_contiguous):
+    """The kernel dtype of a plain, aligned, native float ndarray (C-contiguous too, with
+    ``c_contiguous``), else -1."""
     if type(x) is not cnp.ndarray:
         return -1
     cdef cnp.ndarray a = <cnp.ndarray>x
-    cdef int req = cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+    cdef int req = cnp.NPY_ARRAY_ALIGNED | (cnp.NPY_ARRAY_C_CONTIGUOUS if c_contiguous else 0)
     if (cnp.PyArray_FLAGS(a) & req) != req or not cnp.PyArray_ISNOTSWAPPED(a):
         return -1
     cdef int t = cnp.PyArray_TYPE(a)
@@ -362,6 +363,11 @@ cdef inline int simple_dtype(object x):
     if t == cnp.NPY_FLOAT:
         return FL2_FLOAT32
     return -1
+
+
+cdef inline int simple_dtype(object x):
+    """The kernel dtype of a plain, C-contiguous, aligned float ndarray, else -1."""
+    return array_dtype(x, True)
 
 
 cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
@@ -542,21 +548,6 @@ cdef object fast_call(fl2_loss loss, object y_true, object y_pred, object weight
     return (value, grad) if want_grad else value
 
 
-cdef inline int any_layout_dtype(object x):
-    """The kernel dtype of a plain, aligned, native float ndarray in any layout, else -1."""
-    if type(x) is not cnp.ndarray:
-        return -1
-    cdef cnp.ndarray a = <cnp.ndarray>x
-    if not cnp.PyArray_ISALIGNED(a) or not cnp.PyArray_ISNOTSWAPPED(a):
-        return -1
-    cdef int t = cnp.PyArray_TYPE(a)
-    if t == cnp.NPY_DOUBLE:
-        return FL2_FLOAT64
-    if t == cnp.NPY_FLOAT:
-        return FL2_FLOAT32
-    return -1
-
-
 ctypedef struct axis_pass:
     fl2_layout layout        # (strides of y_true and y_pred only)
     const char *y_true       # element (0, ..., 0) of the layout
@@ -699,8 +690,8 @@ cdef object axis_fast_call(fl2_loss loss, object y_true, object y_pred, object a
     red = reduction_code(reduction)
     if red != RED_MEAN and red != RED_SUM:
         return NOT_FAST
-    t_true = any_layout_dtype(y_true)
-    t_pred = any_layout_dtype(y_pred)
+    t_true = array_dtype(y_true, False)
+    t_pred = array_dtype(y_pred, False)
     if t_true < 0 or t_pred < 0:
         return NOT_FAST
     a, b = <cnp.ndarray>y_true, <cnp.ndarray>y_pred
