@@ -257,3 +257,16 @@ def test_outputs_divided_in_c_match_numpy_dividing_the_sums(dtype, axes, divisor
     values = np.empty(strided.n_outputs, dtype)
     assert core.reduce_outputs(strided, values, divisor, root) is values
     assert values.tobytes() == expected.astype(dtype).tobytes()
+
+
+def test_axis_calls_go_to_the_active_backend_when_it_is_not_cython(monkeypatch):
+    """The compiled module's axis fast path answers for the "cython" backend only."""
+    previous = fastl2.get_backend()
+    fastl2.set_backend("numpy")
+    try:
+        monkeypatch.setitem(core._planned_for_tests(), "mse", lambda *args, **kwargs: "planned")
+        a, b = _inputs((np.float32, np.float32), 64, weighted=False, shape_2d=True)[:2]
+        assert fastl2.mse(a, b, axis=0) == "planned"
+        assert fastl2.mse(a.T, b.T) == "planned"
+    finally:
+        fastl2.set_backend(previous)
