@@ -123,5 +123,6 @@ def step2(rng, n: int, backends) -> None:
     t = median_time(lambda: np.mean((parent_b[::2] - parent_a[::2]) ** 2), budget_s=0.3)
     print(f"  {'numpy mean((b-a)**2) [::2]':28s} {t * 1e3:8.3f} ms")
 
+
 if __name__ == "__main__":
     main(sys.argv[1:] or fastl2.available_backends())

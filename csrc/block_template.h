@@ -314,7 +314,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 
     if (stream) fl2_stream_fence();
     if (want_sums && raw) { /* the lanes themselves, for the caller to combine */
-        memcpy(raw, loss_sum, sizeof loss_sum); /* (the lanes that only hold zeros: not) */
+        memcpy(raw, loss_sum, sizeof loss_sum); /* (lanes that can only hold zeros: not) */
         if (COMPENSATED) memcpy(raw + LANES, loss_err, sizeof loss_err);
         if (HAS_WEIGHTS) memcpy(raw + 2 * LANES, w_sum, sizeof w_sum);
         if (HAS_WEIGHTS && COMPENSATED) memcpy(raw + 3 * LANES, w_err, sizeof w_err);
@@ -493,14 +493,15 @@ static void FL2_CAT(BLOCK_FN, _columns)(const fl2_problem *p, fl2_mode mode, int
 /* Block sums of nrows outputs whose runs are rows: output r's run is the row_len (at most
  * FL2_BLOCK_SIZE) contiguous elements at y_pred + r * ld[FL2_OP_PRED] (y_true and weights
  * likewise; w_step 1 for weights per element, 0 for one per row).  Each row goes through
- * BODY_FN; the lane sums of FL2_ROWS_GROUP rows at a time are combined together, one row
- * per vector lane, by the tree of _lanes: the bits of BLOCK_FN on each row. */
+ * BODY_FN; the lane sums of FL2_ROWS_GROUP rows at a time are combined together by the tree
+ * of _lanes (with vectors: by even/odd shuffles of the vectors the lanes lie in; without:
+ * one row per lane of a transposed copy): the bits of BLOCK_FN on each row. */
 #define FL2_ROWS_GROUP 8
-/* Each row's operands are prefetched FL2_ROWS_AHEAD rows ahead (rows of up to
+/* Each chunk of a row prefetches its place FL2_ROWS_AHEAD rows ahead (rows of up to
  * FL2_ROWS_PREFETCH_MAX_BYTES): between groups the tree leaves the loads idle, and the
  * hardware prefetchers alone kept an axis=-1 pass of (10^5, 100) float32 at about 0.62x the
- * throughput of axis=None here, 0.74-0.77x with it.  A prefetch never faults, even past the
- * last row. */
+ * throughput of axis=None here (0.6x again without it today, 0.88-0.92x with it and the
+ * rest of the rows kernel).  A prefetch never faults, even past the last row. */
 #define FL2_ROWS_AHEAD 16
 #define FL2_ROWS_PREFETCH_MAX_BYTES 2048
 #if FL2_LANES != 16
@@ -529,7 +530,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrow
                                               const int absolute, const int weights_only)
 {
     /* raw[j]: row j's lanes of each quantity (loss sums, loss errors, weight sums, weight
-     * errors), as BODY_FN leaves them; hi[k][j], lo[k][j]: lane k of row j in the tree */
+     * errors), as BODY_FN leaves them (those it can only leave at zero: not written) */
     double raw[FL2_ROWS_GROUP][4 * LANES];
     int64_t ahead[FL2_NOPS] = {0};
     for (int k = 0; k < FL2_OP_GRAD; k++) ahead[k] = FL2_ROWS_AHEAD * ld[k];
@@ -604,6 +605,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrow
         }
 #else
         for (int h = 0; h < (HAS_WEIGHTS ? 4 : 2); h += 2) {
+            /* hi[k][j], lo[k][j]: lane k of row j */
             double hi[LANES][FL2_ROWS_GROUP], lo[LANES][FL2_ROWS_GROUP];
             for (int k = 0; k < LANES; k++)
                 for (int j = 0; j < FL2_ROWS_GROUP; j++) {

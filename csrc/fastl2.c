@@ -447,8 +447,8 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
     return 0;
 }
 
-/* Where the outputs' sums go: loss_sums and weight_sums (either may be NULL), or in place of
- * the loss sums each output's value (fl2_values); output o of the call at index offset + o. */
+/* Where the outputs' sums go: loss_sums and weight_sums (either may be NULL); with values,
+ * each output's value instead of its loss sum.  Output o of the call is at index offset + o. */
 typedef struct {
     double *loss_sums, *weight_sums;
     const fl2_values *values;
@@ -640,9 +640,7 @@ static void rows_items(const strided_call *c, int64_t first, int64_t last, const
         for (int k = 0; k < FL2_OP_GRAD; k++)
             if (c->base[k]) *inputs[k] = c->base[k] + r * l->strides[k][0];
         rows(&q, c->mode, count, c->reduced, ld, w_step, part);
-        for (int64_t j = 0; j < count; j++)
-            put_output(out, r + j, part[j].loss.hi + part[j].loss.lo,
-                       part[j].weights.hi + part[j].weights.lo);
+        for (int64_t j = 0; j < count; j++) finish_output(out, part + j, 1, r + j);
     }
 }
 
@@ -687,7 +685,7 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
         loss_sums = weight_sums = NULL;
         values = NULL;
     }
-    const sink out = {values ? NULL : loss_sums, weight_sums, values, 0};
+    const sink out = {loss_sums, weight_sums, values, 0};
     c.p = p;
     c.l = l;
     c.o = o;
@@ -718,9 +716,7 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     }
     if (outputs == 0) return 0;
     if (c.reduced == 0) {
-        for (int64_t i = 0; i < outputs; i++) {
-            put_output(&out, i, 0.0, 0.0);
-        }
+        for (int64_t i = 0; i < outputs; i++) put_output(&out, i, 0.0, 0.0);
         return 0;
     }
     c.nblocks = (c.reduced + FL2_BLOCK_SIZE - 1) / FL2_BLOCK_SIZE;

@@ -128,7 +128,7 @@ FL2_INLINE fl2_vbits fl2_vfirst(int count)
     fl2_vbits index;
     for (int k = 0; k < FL2_VWIDTH; k++) index[k] = k;
     const fl2_vbits zero = {0};
-    return index < zero + (long long)count; /* (a broadcast; a loop of lane stores was not) */
+    return index < zero + (long long)count; /* (count broadcast: lane by lane, GCC stored it) */
 }
 /* Lanes of a where keep is all ones, of b elsewhere. */
 FL2_INLINE fl2_vd fl2_vselect(fl2_vbits keep, fl2_vd a, fl2_vd b)

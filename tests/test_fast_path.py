@@ -270,3 +270,14 @@ def test_axis_calls_go_to_the_active_backend_when_it_is_not_cython(monkeypatch):
         assert fastl2.mse(a.T, b.T) == "planned"
     finally:
         fastl2.set_backend(previous)
+
+
+def test_reduce_outputs_names_what_it_was_given_and_what_it_accepts():
+    from fastl2 import _plan
+
+    a = np.ones((4, 3))
+    strided = _plan.strided_pass(_plan.loss_plan("squared", a, a, None, "mean"), (0,))
+    with pytest.raises(ValueError, match=r"of 3 elements .*got dtype float64, shape \(4,\)"):
+        core.reduce_outputs(strided, np.empty(4), 4.0, False)
+    with pytest.raises(ValueError, match=r"got dtype int64"):
+        core.reduce_outputs(strided, np.empty(3, np.int64), 4.0, False)

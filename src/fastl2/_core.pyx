@@ -249,15 +249,19 @@ def reduce_outputs(s, cnp.ndarray values, double divisor, bint root):
     array of one element per output) as each output is summed: no arrays of sums, no passes
     over them."""
     if (cnp.PyArray_TYPE(values) not in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)
-            or not cnp.PyArray_IS_C_CONTIGUOUS(values) or values.size != s.n_outputs):
-        raise ValueError("fastl2: reduce_outputs needs a C-contiguous float32/float64 array "
-                         "of one element per output")
+            or not cnp.PyArray_IS_C_CONTIGUOUS(values) or values.size != s.n_outputs
+            or not cnp.PyArray_ISWRITEABLE(values)):
+        raise ValueError(
+            f"fastl2: reduce_outputs needs values to be a writable C-contiguous float32 or "
+            f"float64 array of {s.n_outputs} elements (one per output); got dtype "
+            f"{values.dtype}, shape {(<object>values).shape}, C-contiguous "
+            f"{bool(values.flags.c_contiguous)}, writable {bool(values.flags.writeable)}")
     run_pass(s, True, 0.0, 1.0, False, values, divisor, root)
     return values
 
 
 cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint weights_only,
-                  cnp.ndarray values, double divisor, bint root):
+              cnp.ndarray values, double divisor, bint root):
     cdef fl2_problem p
     cdef fl2_outputs o
     cdef fl2_layout layout
@@ -554,8 +558,7 @@ ctypedef struct axis_pass:
     const char *y_pred
     int64_t outputs          # elements of the kept dims, and of the reduced ones
     int64_t count
-    int nd                   # the arrays' dims, and the kept ones in order (the result's shape)
-    int nkept
+    int nkept                # the kept dims in order (the result's shape)
     cnp.npy_intp kept_shape[FL2_MAX_DIMS]
 
 
@@ -611,7 +614,6 @@ cdef bint axis_layout(cnp.ndarray a, cnp.ndarray b, object axis, axis_pass *out)
                 d -= 1
             order[d] = i
             j += 1
-    out.nd = nd
     out.outputs = out.count = 1
     ndims = nkept = 0
     for i in range(nd):
