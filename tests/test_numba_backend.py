@@ -16,7 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 
-pytest.importorskip("numba", reason="numba is not installed: pip install 'fastl2[numba]'")
+pytest.importorskip("numba", reason="numba is not installed: pip install numba, or pip install '.[numba]' in fastl2's checkout")
 
 import fastl2  # noqa: E402
 from fastl2 import _backends  # noqa: E402

@@ -8,7 +8,16 @@ np.float64(1.3333333333333333)
 
 __version__ = "0.1.0"
 
-from ._backends import available_backends, get_backend, get_num_threads, set_backend, set_num_threads
+from ._backends import (
+    available_backends,
+    empty_cache,
+    get_backend,
+    get_gradient_cache_limit,
+    get_num_threads,
+    set_backend,
+    set_gradient_cache_limit,
+    set_num_threads,
+)
 from ._api import l2_penalty, l2_penalty_grad, mae, mae_and_grad, mae_grad, mse, mse_and_grad, mse_grad, rmse
 from ._config import show_config
 
@@ -16,5 +25,6 @@ __all__ = [
     "mse", "mae", "rmse", "mse_grad", "mse_and_grad", "mae_grad", "mae_and_grad",
     "l2_penalty", "l2_penalty_grad",
     "get_backend", "set_backend", "available_backends", "get_num_threads", "set_num_threads",
+    "empty_cache", "get_gradient_cache_limit", "set_gradient_cache_limit",
     "show_config", "__version__",
 ]

@@ -7,6 +7,7 @@ other call to the functions below.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -50,8 +51,37 @@ def mse(y_true, y_pred, weights=None, *, axis=None, reduction: str = "mean"):
         Divide the sum by the number of elements, by the sum of the weights, by nothing,
         or return the element losses.
 
-    Any memory layout is read where it lies (strided, transposed, broadcast, memory-mapped),
-    with no copy of float32/float64 data.
+    Any memory layout is read where it lies (strided, transposed, broadcast, memory-mapped,
+    unaligned, 0-d), with no copy of float32/float64 data, from ndarrays, ndarray subclasses,
+    DLPack producers (PyTorch CPU tensors, read through ``detach()`` when they require grad),
+    ``__array__`` objects and buffers alike.
+
+    Returns
+    -------
+    numpy.float32 or numpy.float64, or ndarray
+        A NumPy scalar with ``axis=None``; an ndarray without the reduced axes otherwise, or
+        of y_pred's shape with ``reduction="none"``.  float32 when every input is
+        float16/float32, else float64.
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ, a ragged array-like, an unknown reduction (only ``str`` values),
+        ``axis`` with ``reduction="none"``, weights summing to zero with "weighted_mean".
+    TypeError
+        A dtype fastl2 cannot compute with (complex, object, string, bfloat16), an
+        ``np.longdouble`` wider than float64 (never rounded silently: convert it with
+        ``.astype(np.float64)``), or a ``numpy.ma.MaskedArray`` (its mask is never dropped).
+    numpy.exceptions.AxisError
+        An axis out of range.
+
+    Notes
+    -----
+    NaN and inf propagate as IEEE arithmetic does, silently (no ``RuntimeWarning``) on every
+    backend.  Negative weights are used as given (``"weighted_mean"`` divides by their sum).
+    Integers and bools are read as float64; for int64/uint64 ``y_true``/``y_pred`` the
+    difference ``y_pred - y_true`` is formed exactly before it is rounded, so integers beyond
+    2**53 (nanosecond timestamps) lose nothing to a conversion first.
 
     Examples
     --------
@@ -92,6 +122,19 @@ def rmse(y_true, y_pred, weights=None, *, axis=None, reduction: str = "mean"):
     return _loss("squared", y_true, y_pred, weights, axis, reduction, root=True)
 
 
+def _quiet(function):
+    """Runs ``function`` with NumPy's floating-point warnings off: NaN and inf propagate
+    silently, as in the compiled kernels, whichever backend or path computes."""
+
+    @functools.wraps(function)
+    def quiet(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return function(*args, **kwargs)
+
+    return quiet
+
+
+@_quiet
 def _loss(loss, y_true, y_pred, weights, axis, reduction, root=False):
     check_reduction(reduction)
     plan = loss_plan(loss, y_true, y_pred, weights, reduction)
@@ -187,8 +230,15 @@ def mse_grad(y_true, y_pred, weights=None, *, reduction: str = "mean", out=None)
     """Gradient of :func:`mse` with respect to ``y_pred``: ``2 w (y_pred - y_true) / D``.
 
     ``D`` is the number of elements ("mean"), the sum of the weights ("weighted_mean") or 1
-    ("sum", and "none", which gives the element-wise derivative). The gradient has y_pred's
-    float dtype and shape; ``out`` may be given to write into (y_pred itself for in place).
+    ("sum", and "none", which gives the element-wise derivative). Arguments and special
+    values as for :func:`mse`.
+
+    Returns an ndarray of y_pred's shape and own float dtype (float16 kept, whatever object
+    carried it; float64 for integer y_pred), or ``out`` itself: any writable ndarray of that
+    shape and dtype (any layout or alignment, ``np.memmap`` included), y_pred itself for an
+    in-place update.  Raises as :func:`mse` does, and ValueError for an ``out`` of the wrong
+    shape or dtype, read-only, or sharing memory with any input other than as y_pred itself
+    (judged on the memory read, whatever object carried each input).
 
     >>> import fastl2
     >>> fastl2.mse_grad([1.0, 2.0], [2.0, 4.0])
@@ -211,7 +261,9 @@ def mse_and_grad(y_true, y_pred, weights=None, *, reduction: str = "mean", out=N
 def mae_grad(y_true, y_pred, weights=None, *, reduction: str = "mean", out=None):
     """Gradient of :func:`mae` with respect to ``y_pred``: ``w sign(y_pred - y_true) / D``.
 
-    The gradient is 0 where ``y_pred == y_true``.
+    Where ``y_pred == y_true`` the gradient is a zero with the sign of ``y_pred - y_true``
+    (IEEE: ``-0.0`` for ``y_pred = -0.0``, ``y_true = 0.0``) times ``w / D``; NaN stays NaN.
+    Arguments, returns and errors as for :func:`mse_grad`.
 
     >>> import fastl2
     >>> fastl2.mae_grad([1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 1.0, 4.0])
@@ -230,10 +282,11 @@ def mae_and_grad(y_true, y_pred, weights=None, *, reduction: str = "mean", out=N
     return _grad_pass("absolute", y_true, y_pred, weights, reduction, out, want_loss=True)
 
 
+@_quiet
 def _grad_pass(loss, y_true, y_pred, weights, reduction, out, *, want_loss):
     check_reduction(reduction)
     plan = loss_plan(loss, y_true, y_pred, weights, reduction)
-    out = check_out(out, plan, {"y_true": y_true, "y_pred": y_pred, "weights": weights})
+    out = check_out(out, plan)
     backend = _backends.active()
     strided = not _flat_output(plan, out)
     # The divisor must be known before the first gradient element is written: with
@@ -265,7 +318,7 @@ def _grad_pass(loss, y_true, y_pred, weights, reduction, out, *, want_loss):
 def _flat_output(plan: Plan, out) -> bool:
     """Whether the 1-d kernels can write the gradient: flat inputs and a C-contiguous (or no)
     ``out``; otherwise the strided pass writes it where it lies."""
-    return plan.flat and (out is None or out.flags.c_contiguous)
+    return plan.flat and (out is None or (out.flags.c_contiguous and out.flags.aligned))
 
 
 def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, want_loss):
@@ -273,7 +326,7 @@ def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, wan
     pred = plan.arrays[1]
     result = np.empty_like(pred, dtype=plan.grad_dtype) if out is None else out
     # float16 gradients are computed in float32, then rounded once into the result.
-    target = result if result.dtype == pred.dtype else np.empty_like(result, dtype=pred.dtype)
+    target = _base(result) if result.dtype == pred.dtype else np.empty_like(result, dtype=pred.dtype, subok=False)
     losses = None
     if want_loss and plan.reduction == "none":
         losses = np.empty_like(pred, dtype=plan.result_dtype)
@@ -289,7 +342,7 @@ def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, wan
         value = _reduce(plan, 0.0, weight_sum)
     if losses is not None:
         value = losses
-    if target is not result:
+    if target.dtype != result.dtype:
         np.copyto(result, target, casting="unsafe")
     return (value, result) if want_loss else result
 
@@ -302,8 +355,13 @@ def _grad_buffers(plan: Plan, out):
     """
     result = _backends.new_gradient(plan.shape, plan.grad_dtype) if out is None else out
     if result.dtype == plan.y_pred.dtype:
-        return result.reshape(-1), result, False
+        return _base(result).reshape(-1), result, False
     return np.empty(plan.n, plan.y_pred.dtype), result, True
+
+
+def _base(array: np.ndarray) -> np.ndarray:
+    """``array`` as a plain ndarray (a view of an ``np.memmap`` or other subclass)."""
+    return array if type(array) is np.ndarray else array.view(np.ndarray)
 
 
 # ---- the L2 penalty -----------------------------------------------------------------------
@@ -311,47 +369,186 @@ def _grad_buffers(plan: Plan, out):
 def l2_penalty(params, lam):
     """The L2 regularisation term ``lam * sum(params**2)``, as a NumPy scalar.
 
+    Parameters
+    ----------
+    params : array_like or sequence of array_like
+        One array of any shape and layout, or a list, tuple or iterator of arrays of any
+        shapes (``model.parameters()``, a list of layer weights): the penalty over all of
+        their elements, in one call.
+    lam : float, int, 0-d array or 0-d tensor
+        The penalty strength, a real number >= 0.
+
+    Returns
+    -------
+    numpy.float32 or numpy.float64
+        float32 when every array is float32 (or float16), else float64.  The sum of squares
+        is accumulated in float64 and rescaled by a power of two where it would overflow, so
+        the result is inf only where the penalty itself exceeds the result dtype's range.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a ``lam`` that is not a real number >= 0, or arrays fastl2 cannot read.
+
     >>> import fastl2
     >>> fastl2.l2_penalty([1.0, -2.0, 2.0], 0.5)
     np.float64(4.5)
+    >>> import numpy as np
+    >>> fastl2.l2_penalty([np.ones((2, 2)), np.full(3, 2.0)], 0.5)
+    np.float64(8.0)
     """
-    lam = check_lam(lam)
-    plan = penalty_plan(params)
+    return _l2_penalty(params, check_lam(lam))
+
+
+@_quiet
+def _l2_penalty(params, lam: float):
+    params, arrays = _parameter_arrays(params)
+    plans = [penalty_plan(params)] if arrays is None else [
+        penalty_plan(array, f"params[{i}]") for i, array in enumerate(arrays)
+    ]
+    single = bool(plans) and all(plan.result_dtype == np.float32 for plan in plans)
     backend = _backends.active()
-    if plan.flat:
-        square_sum, _ = backend.run(plan, True)
-    elif plan.n:
-        square_sum = float(backend.run_strided(strided_pass(plan), True)[0][0])
+    total = math.fsum(_square_sum(plan, backend) for plan in plans)
+    if math.isinf(total):
+        # An overflow of the float64 sum itself: sum the squares of params * 2**-600 instead.
+        scaled = math.fsum(_square_sum(plan, backend, _PENALTY_SCALE) for plan in plans)
+        value = _scaled_product(lam, scaled, 2 * _PENALTY_EXPONENT) if math.isfinite(scaled) else lam * scaled
     else:
-        square_sum = 0.0
-    return plan.result_dtype.type(lam * square_sum)
+        value = lam * total
+    return (np.float32 if single else np.float64)(value)
+
+
+#: Where a sum of squares overflows float64 it is taken again of the params times this
+#: power of two (exactly, but for squares some 2**-1000 below the largest).
+_PENALTY_EXPONENT = 600
+_PENALTY_SCALE = 2.0 ** -_PENALTY_EXPONENT
+
+
+def _square_sum(plan: Plan, backend, scale: float = 1.0) -> float:
+    if not plan.n:
+        return 0.0
+    if scale != 1.0:
+        plan = penalty_plan(plan.arrays[1] * scale)
+    if plan.flat:
+        return backend.run(plan, True)[0]
+    return float(backend.run_strided(strided_pass(plan), True)[0][0])
+
+
+def _scaled_product(a: float, b: float, exponent: int) -> float:
+    """``a * b * 2**exponent`` rounded once (barring subnormal results), overflowing to inf."""
+    if a == 0.0 or b == 0.0:
+        return 0.0
+    (ma, ea), (mb, eb) = math.frexp(a), math.frexp(b)
+    try:
+        return math.ldexp(ma * mb, ea + eb + exponent)
+    except OverflowError:
+        return math.inf
 
 
 def l2_penalty_grad(params, lam, *, out=None):
     """Gradient of :func:`l2_penalty`: ``2 * lam * params`` (``out=params`` updates in place).
+
+    Parameters
+    ----------
+    params : array_like or sequence of array_like
+        As for :func:`l2_penalty`.
+    lam : float, int, 0-d array or 0-d tensor
+        The penalty strength, a real number >= 0.
+    out : ndarray or list of ndarray, optional
+        Where to write the gradient: an array of params' shape and float dtype (params itself
+        for an in-place update), or for a sequence of arrays a list of one such array each.
+
+    Returns
+    -------
+    ndarray, or a list of ndarrays for a sequence of arrays
+        Shaped like ``params`` (each of them), in its float dtype (float64 for integers).
+        ``2 * lam * params`` is computed without an intermediate overflow: it is inf only
+        where the gradient itself exceeds the dtype's range.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`l2_penalty`, and for an ``out`` of the wrong type, shape or dtype,
+        read-only, or overlapping params other than in place.
 
     >>> import fastl2
     >>> fastl2.l2_penalty_grad([1.0, -2.0], 0.25)
     array([ 0.5, -1. ])
     """
     lam = check_lam(lam)
-    plan = penalty_plan(params)
-    out = check_out(out, plan, {"params": params})
+    params, arrays = _parameter_arrays(params)
+    if arrays is None:
+        return _l2_penalty_grad(params, lam, out, "params")
+    if out is not None and (not isinstance(out, (list, tuple)) or len(out) != len(arrays)):
+        raise TypeError(
+            f"out must be None or a list of {len(arrays)} arrays (one per array of params); "
+            f"got {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (list, tuple)) else "")
+        )
+    return [
+        _l2_penalty_grad(array, lam, None if out is None else out[i], f"params[{i}]")
+        for i, array in enumerate(arrays)
+    ]
+
+
+@_quiet
+def _l2_penalty_grad(params, lam: float, out, name: str):
+    plan = penalty_plan(params, name)
+    out = check_out(out, plan, name)
     backend = _backends.active()
+    scale, divisor = _penalty_grad_factors(lam, plan.arrays[1].dtype)
     if not _flat_output(plan, out):
         pred = plan.arrays[1]
         result = np.empty_like(pred, dtype=plan.grad_dtype) if out is None else out
-        target = result if result.dtype == pred.dtype else np.empty_like(result, dtype=pred.dtype)
+        target = _base(result) if result.dtype == pred.dtype else np.empty_like(result, dtype=pred.dtype, subok=False)
         if plan.n:
-            backend.run_strided(strided_pass(plan, grad=target), False, 2.0 * lam)
-        if target is not result:
+            backend.run_strided(strided_pass(plan, grad=target), False, scale, divisor)
+        if target.dtype != result.dtype:
             np.copyto(result, target, casting="unsafe")
         return result
     target, result, copy_back = _grad_buffers(plan, out)
-    backend.run(plan, False, target, 2.0 * lam)
+    backend.run(plan, False, target, scale, divisor)
     if copy_back:
         np.copyto(result, target.reshape(plan.shape), casting="unsafe")
     return result
+
+
+def _penalty_grad_factors(lam: float, kernel_dtype: np.dtype) -> tuple[float, float]:
+    """(grad_scale, grad_divisor) for ``2 * lam * theta`` without an intermediate overflow.
+
+    The kernels compute ``(scale * theta) / divisor`` for float64 gradients and
+    ``(scale / divisor) * theta`` (rounded to float32) for float32 ones.  Where ``2 * lam``
+    overflows, float64 takes ``(lam * theta) / 0.5`` (exact but for the one rounding of
+    ``lam * theta``), and float32 a factor of 2**300, which gives every float32 theta the
+    same result as 2 * lam would (inf, or 0 for theta = 0).
+    """
+    if math.isfinite(2.0 * lam):
+        return 2.0 * lam, 1.0
+    if kernel_dtype == np.float64:
+        return lam, 0.5
+    return 2.0 ** 300, 1.0
+
+
+def _is_array_object(value) -> bool:
+    """An array of its own (not a Python or NumPy scalar, nor a nested list of numbers)."""
+    if isinstance(value, np.generic):
+        return False
+    return isinstance(value, np.ndarray) or hasattr(value, "__dlpack__") or hasattr(value, "__array__")
+
+
+def _parameter_arrays(params):
+    """``(params, arrays)``: ``arrays`` is the list of arrays when ``params`` is a sequence or
+    iterator of arrays (``params`` then the list too), else None."""
+    if _is_array_object(params) or isinstance(params, (str, bytes)):
+        return params, None
+    if not isinstance(params, (list, tuple)):
+        if not hasattr(params, "__iter__") or hasattr(params, "__len__"):
+            return params, None
+        params = list(params)  # an iterator, such as model.parameters()
+        if not params:
+            return params, []
+    if params and all(_is_array_object(item) for item in params):
+        return params, list(params)
+    return params, None
 
 
 # ---- the compiled fast paths ----------------------------------------------------------------

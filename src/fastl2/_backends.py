@@ -19,13 +19,17 @@ import operator
 import os
 import warnings
 
+import numpy as np
+
 #: Every backend fastl2 knows, in the order the automatic choice tries them.
 KNOWN_BACKENDS = ("cython", "numba", "numpy")
 
 _INSTALL_HINT = {
-    "cython": "the compiled extension is not built: reinstall fastl2 with a C compiler "
-    "(pip install --force-reinstall --no-binary fastl2 fastl2), without FASTL2_NO_EXT=1",
-    "numba": "numba is not installed or does not work here: pip install 'fastl2[numba]'",
+    "cython": "the compiled extension is not built: with a C compiler (gcc or clang) installed "
+    "and FASTL2_NO_EXT unset, reinstall fastl2 from its source checkout: "
+    "pip install --force-reinstall --no-deps . (python -m fastl2 info shows what was built)",
+    "numba": "numba is not installed or does not work here: pip install numba "
+    "(or, from fastl2's source checkout, pip install '.[numba]')",
 }
 
 _core = None  # the compiled module, when it imports
@@ -106,6 +110,56 @@ def set_backend(name: str) -> None:
     _route_fast_paths()
 
 
+# ---- gradient memory ---------------------------------------------------------------------
+
+def set_gradient_cache_limit(nbytes: int) -> None:
+    """Keep the memory of the last large gradient freed, up to ``nbytes`` bytes, for reuse.
+
+    A fresh gradient of tens of megabytes costs more in page faults than the kernel takes to
+    fill it; a training loop that replaces its gradient every step reuses one buffer
+    instead.  Gradients from 1 MiB up to ``nbytes`` are kept (one at most); 0 turns the
+    cache off.  The default is 1 GiB, or ``FASTL2_GRADIENT_CACHE_LIMIT`` (bytes) at import.
+    Memory held beyond a lowered limit is freed at once.  Only the compiled module keeps
+    gradient memory; without it this changes nothing.
+
+    >>> import fastl2
+    >>> fastl2.set_gradient_cache_limit(256 << 20)
+    >>> fastl2.get_gradient_cache_limit() in (0, 256 << 20)
+    True
+    >>> fastl2.set_gradient_cache_limit(1 << 30)
+    """
+    try:
+        count = operator.index(nbytes)
+    except TypeError:
+        raise TypeError(f"nbytes must be an int >= 0; got {nbytes!r} of type {type(nbytes).__name__}") from None
+    if isinstance(nbytes, (bool, np.bool_)) or not 0 <= count < 1 << 63:
+        raise ValueError(f"nbytes must be an int from 0 to 2**63 - 1; got {nbytes!r}")
+    if _core is not None:
+        _core.set_gradient_cache_limit(count)
+
+
+def get_gradient_cache_limit() -> int:
+    """The most bytes of freed gradient memory kept for reuse (0: none, also without the
+    compiled module).
+
+    >>> import fastl2
+    >>> fastl2.get_gradient_cache_limit() >= 0
+    True
+    """
+    return _core.gradient_cache_limit_bytes() if _core is not None else 0
+
+
+def empty_cache() -> None:
+    """Free the gradient memory kept for reuse now (as ``torch.cuda.empty_cache`` does for
+    PyTorch's allocator); later large gradients fill the cache again.
+
+    >>> import fastl2
+    >>> fastl2.empty_cache()
+    """
+    if _core is not None:
+        _core.release_cached_gradient_memory()
+
+
 def active():
     """The module of the backend that computes (the automatic choice of numba loads here)."""
     global _active_name, _active
@@ -166,11 +220,16 @@ def _route_fast_paths() -> None:
 
 _requested_threads = 0  # 0: OpenMP's default (OMP_NUM_THREADS, threadpoolctl)
 
+#: The most threads set_num_threads accepts (beyond the cores, threads only slow a
+#: bandwidth-bound pass; far beyond, creating them fails).
+MAX_THREADS = 1024
+
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (an int >= 1) for large inputs from now on.
+    """Use ``n`` threads (an int from 1 to 1024) for large inputs from now on.
 
-    Results do not depend on it: every thread count gives the same bits.
+    Results do not depend on it: every thread count gives the same bits.  Raises TypeError
+    for a non-integer and ValueError for a count out of range, changing nothing.
 
     >>> import fastl2
     >>> fastl2.set_num_threads(2)
@@ -181,9 +240,12 @@ def set_num_threads(n: int) -> None:
     try:
         count = operator.index(n)
     except TypeError:
-        count = 0
-    if isinstance(n, bool) or count < 1:
-        raise ValueError(f"the number of threads must be an int >= 1; got {n!r}")
+        raise TypeError(
+            f"the number of threads must be an int from 1 to {MAX_THREADS}; got {n!r} of type "
+            f"{type(n).__name__}"
+        ) from None
+    if isinstance(n, (bool, np.bool_)) or not 1 <= count <= MAX_THREADS:
+        raise ValueError(f"the number of threads must be an int from 1 to {MAX_THREADS}; got {n!r}")
     _requested_threads = count
     if _core is not None:
         _core.set_num_threads(count)
@@ -213,7 +275,12 @@ def get_num_threads() -> int:
 def _import_compiled():
     global _core, _core_error
     try:
-        from . import _core as core
+        if importlib.util.find_spec(f"{__package__}._core") is None:
+            raise ImportError(
+                "fastl2._core (the compiled extension) is not in this installation: it was "
+                "installed without a C compiler or with FASTL2_NO_EXT=1"
+            )
+        core = importlib.import_module(f"{__package__}._core")
     except ImportError as exc:
         if os.environ.get("FASTL2_REQUIRE_COMPILED") == "1":
             raise ImportError(
@@ -226,6 +293,12 @@ def _import_compiled():
 
 
 def _configure_from_environment():
+    limit = os.environ.get("FASTL2_GRADIENT_CACHE_LIMIT")
+    if limit:
+        try:
+            set_gradient_cache_limit(int(limit))
+        except (TypeError, ValueError) as exc:
+            warnings.warn(f"FASTL2_GRADIENT_CACHE_LIMIT={limit!r} ignored: {exc}", RuntimeWarning, stacklevel=3)
     simd = os.environ.get("FASTL2_SIMD")
     if simd and _core is not None:
         try:
@@ -236,9 +309,9 @@ def _configure_from_environment():
     if threads:
         try:
             set_num_threads(int(threads))
-        except ValueError:
+        except (TypeError, ValueError):
             warnings.warn(
-                f"FASTL2_NUM_THREADS={threads!r} is not an int >= 1; ignored",
+                f"FASTL2_NUM_THREADS={threads!r} is not an int from 1 to {MAX_THREADS}; ignored",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -15,7 +15,7 @@ in :data:`PEERS`; the pytest-benchmark suite in ``bench/`` reuses them.
 
 The machine's read bandwidth is measured once per run (:func:`measure_read_bandwidth`) and printed
 above the tables; ``--plot FILE.png`` draws every method's throughput against the size, with that
-bandwidth as a reference line (matplotlib, ``pip install 'fastl2[plot]'``).
+bandwidth as a reference line (matplotlib: ``pip install matplotlib``, or ``pip install '.[plot]'`` in fastl2's checkout).
 
 Run ``python -m fastl2 bench --help`` for the options. Three environment notes:
 
@@ -69,7 +69,7 @@ MAX_SAMPLES = 1000
 SEED = 0
 CHUNK = 1 << 18  # elements per chunk where exact values are computed, to bound their memory
 PROBE_BYTES = 100_000_000  # the array read by the bandwidth probe: far past any last-level cache
-PLOT_EXTRA_HINT = "pip install 'fastl2[plot]'"
+PLOT_EXTRA_HINT = "pip install matplotlib (from fastl2's checkout: pip install '.[plot]')"
 
 #: A prepared, argument-free call to time; it returns the loss or a ``(loss, grad)`` pair.
 Call = Callable[[], Any]

@@ -42,6 +42,10 @@ def config() -> dict[str, object]:
         facts["parallel from"] = f"{core.parallel_threshold()} elements"
         facts["streaming stores from"] = f"{core.stream_threshold() >> 20} MiB of gradient"
         facts["block size"] = core.BLOCK_SIZE
+        facts["gradient cache"] = (
+            f"{core.cached_gradient_bytes() >> 20} MiB held, limit "
+            f"{core.gradient_cache_limit_bytes() >> 20} MiB (fastl2.set_gradient_cache_limit)"
+        )
         if core.in_forked_child():
             facts["forked child"] = "yes: kernels run serially"
     return facts

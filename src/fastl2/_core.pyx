@@ -343,7 +343,11 @@ cdef enum:
 
 
 cdef inline int reduction_code(object reduction):
-    if reduction is "mean" or reduction == "mean":
+    if reduction is "mean":
+        return RED_MEAN
+    if not isinstance(reduction, str):  # (an array's == would compare element-wise)
+        return -1
+    if reduction == "mean":
         return RED_MEAN
     if reduction == "sum":
         return RED_SUM
@@ -401,10 +405,12 @@ cdef object scalar_of(double value, bint single):
 # A fresh gradient of tens of megabytes costs more in page faults (the kernel zeroing new
 # pages) than the kernel costs to fill it.  In a training loop each step's gradient replaces
 # the last one, so the memory of the last large gradient freed is kept and handed to the next
-# gradient of about its size: one buffer at most, of GRADIENT_CACHE_MAX_BYTES at most.
+# gradient of about its size: one buffer at most, of gradient_cache_limit bytes at most
+# (fastl2.set_gradient_cache_limit, FASTL2_GRADIENT_CACHE_LIMIT; 0 turns it off), released
+# by fastl2.empty_cache().
 
 cdef size_t GRADIENT_CACHE_MIN_BYTES = 1 << 20
-cdef size_t GRADIENT_CACHE_MAX_BYTES = <size_t>1 << 30
+cdef size_t gradient_cache_limit = <size_t>1 << 30
 cdef void *cached_data = NULL
 cdef size_t cached_bytes = 0
 
@@ -418,7 +424,7 @@ cdef class _GradientMemory:
         global cached_data, cached_bytes
         if self.data == NULL:
             return
-        if self.nbytes > GRADIENT_CACHE_MAX_BYTES:
+        if self.nbytes > gradient_cache_limit:
             free(self.data)
             return
         if cached_data != NULL:
@@ -434,7 +440,21 @@ def release_cached_gradient_memory():
 
 
 def cached_gradient_bytes():
+    """The bytes of gradient memory held for reuse now."""
     return cached_bytes
+
+
+def set_gradient_cache_limit(size_t nbytes):
+    """Keep freed gradient memory of at most ``nbytes`` for reuse (0: none); frees what is
+    held beyond it."""
+    global gradient_cache_limit
+    gradient_cache_limit = nbytes
+    if cached_bytes > nbytes:
+        release_cached_gradient_memory()
+
+
+def gradient_cache_limit_bytes():
+    return gradient_cache_limit
 
 
 def new_gradient_array(tuple shape, dtype):

@@ -22,9 +22,19 @@ are read where they lie when contiguous, else gathered into per-task buffers by 
 byte strides (never a copy of a whole array); outputs that are the columns of rows have a
 kernel of their own that reads the rows once (as C's).
 
-Compiled code is cached on disk (``cache=True``) where Numba finds a writable place:
-``NUMBA_CACHE_DIR`` if set, else beside this module, else the user's cache directory; with
-none, kernels are compiled in memory, silently.
+Compiled code is cached on disk where Numba finds a writable place: ``NUMBA_CACHE_DIR`` if
+set, else beside this module, else the user's cache directory; with none, kernels are compiled
+in memory, silently.  The cache is our own (:class:`_KeyedCache`, not ``cache=True``), keyed by
+everything that changes a kernel's code: its name spells its whole specialisation (loss, y_true
+or not, weights or not, what it computes, compensated, gradient dtype, serial or parallel, 1-d,
+strided or columns), Numba's key adds the operands' types, the target and the hashes of its
+bytecode and closure constants, and ours adds :data:`_CODE_FINGERPRINT` (fastl2's version, the
+source of this module and of fastl2._plan, Numba's and llvmlite's versions) and the compile
+options.  Each entry's data file is named by a hash of its whole key and records the key, which
+is checked on load (a mismatch is a miss), so processes saving at once never cross entries.
+Every function compiled inside a factory is named after its specialisation (a kernel's block
+``block_`` + the kernel's name), so no two different codes share a linker symbol when one
+process loads kernels that different processes compiled.
 
 Interface (fastl2._backends): ``run``, ``weight_sum``, ``run_strided``, ``set_num_threads``,
 and fast paths for the functions of FAST_PATH_FUNCTIONS with ``_bind`` / ``_set_fast_path``, as
@@ -34,17 +44,21 @@ fastl2._core has.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import platform
+import sys
 import threading
 from types import FunctionType
 
+import llvmlite
 import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.core import config as numba_config
+from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.extending import intrinsic
 from llvmlite import ir
 
@@ -129,16 +143,127 @@ def in_forked_child() -> bool:
 
 # ---- compilation -----------------------------------------------------------------------------
 
+def _code_fingerprint() -> str:
+    """What every cached kernel's key holds of the code it is made from: sha256 of fastl2's
+    version, Numba's and llvmlite's, and the bytes of this module and of fastl2._plan (whose
+    constants the kernels hold).  A source that cannot be read gives a token of this process
+    alone: nothing is then loaded that another process saved."""
+    digest = hashlib.sha256()
+    version = getattr(sys.modules.get(__package__ or ""), "__version__", "")
+    digest.update(f"fastl2 {version}\0numba {numba.__version__}\0"
+                  f"llvmlite {llvmlite.__version__}\0".encode())
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("_numba.py", "_plan.py"):
+        try:
+            with open(os.path.join(here, name), "rb") as source:
+                data = source.read()
+        except OSError:
+            data = b"unreadable " + os.urandom(16)
+        digest.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
+
+
+#: See _code_fingerprint: part of the key of every cached kernel.
+_CODE_FINGERPRINT = _code_fingerprint()
+
+
+def _config_key():
+    """The Numba settings, read at compile time, that change the code compiled."""
+    return tuple(
+        (name, repr(getattr(numba_config, name, None)))
+        for name in ("OPT", "BOUNDSCHECK", "DEBUGINFO_DEFAULT", "ENABLE_AVX", "CPU_NAME",
+                     "CPU_FEATURES", "LOOP_VECTORIZE", "SLP_VECTORIZE", "FASTMATH")
+    )
+
+
+class _KeyedCacheFile(IndexDataCacheFile):
+    """Numba's index and data files, but each data file is named by a hash of its entry's
+    whole key (not a counter) and holds the key, checked on load.
+
+    Entries are found by their name, not through the index: two processes saving different
+    entries at once never hand one entry's data to another key, and an index update that one
+    of them loses costs nothing.  The index is still written (Numba's tools read it).
+    """
+
+    def __init__(self, cache_path, filename_base, source_stamp):
+        super().__init__(cache_path, filename_base, source_stamp)
+        self._filename_base = filename_base
+
+    def _name_of(self, key):
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:40]
+        return f"{self._filename_base}.{digest}.nbc"
+
+    def save(self, key, data):
+        name = self._name_of(key)
+        self._save_data(name, (key, data))  # (the data first: an indexed entry is complete)
+        overloads = self._load_index()
+        if overloads.get(key) != name:
+            overloads[key] = name
+            self._save_index(overloads)
+
+    def load(self, key):
+        try:
+            recorded, data = self._load_data(self._name_of(key))
+        except Exception:  # absent, unreadable or not ours: a miss (the entry is rewritten)
+            return None
+        if recorded != key:
+            if numba_config.DEBUG_CACHE:
+                print(f"[cache] data of another key in {self._name_of(key)!r}: ignored")
+            return None
+        return data
+
+    def flush(self):
+        # (entries are found without the index: flushing removes their data files)
+        directory = self._cache_path
+        prefix = self._filename_base + "."
+        with contextlib.suppress(OSError):
+            for name in os.listdir(directory):
+                if name.startswith(prefix) and name.endswith(".nbc"):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(directory, name))
+        self._save_index({})
+
+
+class _KeyedCache(FunctionCache):
+    """Numba's FunctionCache of one kernel, keyed also by _CODE_FINGERPRINT, the compile
+    options and Numba's code-changing settings, in _KeyedCacheFile's files.
+
+    Raises RuntimeError, as Numba's does, where no cache directory is writable.
+    """
+
+    def __init__(self, py_func, options=None):
+        super().__init__(py_func)
+        self._options = repr(sorted((options or {}).items()))
+        self._cache_file = _KeyedCacheFile(
+            cache_path=self._cache_path,
+            filename_base=self._impl.filename_base,
+            source_stamp=self._impl.locator.get_source_stamp(),
+        )
+
+    def _index_key(self, sig, codegen):
+        # (the qualified name spells the kernel's specialisation, whose constants are not
+        # all closure variables of the kernel itself: some are its block's)
+        return super()._index_key(sig, codegen) + (
+            ("fastl2", self._py_func.__qualname__, _CODE_FINGERPRINT, self._options,
+             _config_key()),
+        )
+
+
 def _jit(function, **options):
-    """``njit(cache=True)``, compiled in memory where no cache directory is writable.
+    """``njit`` with our on-disk cache (_KeyedCache), compiled in memory where no cache
+    directory is writable.
 
     Numba picks the first writable of NUMBA_CACHE_DIR, this package's ``__pycache__`` and the
-    user's cache directory, and raises RuntimeError at decoration when none is.
+    user's cache directory, and raises RuntimeError when none is.
     """
+    dispatcher = njit(cache=False, **options)(function)
     try:
-        return njit(cache=True, **options)(function)
+        dispatcher._cache = _KeyedCache(dispatcher.py_func, options)  # (as enable_caching)
     except RuntimeError:
-        return njit(cache=False, **options)(function)
+        pass  # no writable cache directory
+    except (AttributeError, TypeError):
+        pass  # a Numba whose cache internals differ: correct code first, compiled in memory
+    return dispatcher
 
 
 def _jit_block(function):
@@ -147,7 +272,8 @@ def _jit_block(function):
     Numba inlines closures (inner functions) into their caller before it prunes the branches
     on its constants, so a block written inside each kernel was inlined, whole, at every call,
     even in branches the kernel drops; compiled by itself it is pruned once.  It is compiled
-    with (and cached inside) each kernel that calls it.
+    with (and cached inside) each kernel that calls it, so its factory names it after that
+    kernel (``block_`` + the kernel's name): blocks of different kernels never share a symbol.
     """
     return njit(nogil=True, error_model="numpy")(function)
 
@@ -425,6 +551,40 @@ def _copy_run(buffer, address, shape, strides, first, start, count, to_array):
 _copy_run = njit(_copy_run)
 
 
+def _kernel_name(absolute, has_true, has_weights, mode, compensated, grad64, parallel,
+                 strided=False):
+    """The name (and qualified name) of _make_kernel's kernel of this specialisation: one
+    name per code (grad64 counts only with a gradient)."""
+    want_grad = mode in (_SUMS_GRAD, _GRAD, _ELEM_GRAD)
+    return "_".join(
+        (
+            "absolute" if absolute else "squared",
+            "true" if has_true else "penalty",
+            "weighted" if has_weights else "unweighted",
+            _MODE_NAMES[mode],
+            "compensated" if compensated else "plain",
+            ("grad64" if grad64 else "grad32") if want_grad else "nograd",
+            "parallel" if parallel else "serial",
+        )
+        + (("strided",) if strided else ())
+    )
+
+
+def _columns_name(absolute, has_true, has_weights, weights_only, compensated, parallel):
+    """The name of _make_columns_kernel's kernel of this specialisation."""
+    return "_".join(
+        (
+            "absolute" if absolute else "squared",
+            "true" if has_true else "penalty",
+            "weighted" if has_weights else "unweighted",
+            "weights" if weights_only else "sums",
+            "compensated" if compensated else "plain",
+            "parallel" if parallel else "serial",
+            "columns",
+        )
+    )
+
+
 def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, parallel,
                  strided=False):
     """The kernel of one specialisation; every argument is a compile-time constant in it.
@@ -446,6 +606,9 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
     want_grad = mode in (_SUMS_GRAD, _GRAD, _ELEM_GRAD)
     want_elem = mode in (_ELEM, _ELEM_GRAD)
     weights_only = mode == _WEIGHTS
+    grad64 = bool(grad64 and want_grad)  # (no gradient: one code, whatever grad64 says)
+    name = _kernel_name(absolute, has_true, has_weights, mode, compensated, grad64, parallel,
+                        strided)
     read_true = has_true and not weights_only
     block_size = BLOCK_SIZE
     lanes = LANES
@@ -628,6 +791,9 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                     partials[b, 2] = np.float64(end - start)
                     partials[b, 3] = 0.0
 
+    # Named after the kernel: its symbol (qualified name and Numba's per-process counter) is
+    # linked into the kernel's cached code, where no other block may have the same one.
+    block.__name__ = block.__qualname__ = "block_" + name
     block_dispatcher = _jit_block(block)
 
     def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem):
@@ -823,18 +989,7 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
         return 0.0, 0.0
 
     # One cache index file per specialisation (the constants are also in each entry's key).
-    kernel.__name__ = kernel.__qualname__ = "_".join(
-        (
-            "absolute" if absolute else "squared",
-            "true" if has_true else "penalty",
-            "weighted" if has_weights else "unweighted",
-            _MODE_NAMES[mode],
-            "compensated" if compensated else "plain",
-            ("grad64" if grad64 else "grad32") if want_grad else "nograd",
-            "parallel" if parallel else "serial",
-        )
-        + (("strided",) if strided else ())
-    )
+    kernel.__name__ = kernel.__qualname__ = name
     # ``_block`` is a global of the kernel, not a closure variable: Numba's cache keys hold the
     # pickled closure variables, and a pickled dispatcher differs in every process.
     kernel = FunctionType(kernel.__code__, dict(globals(), _block=block_dispatcher),
@@ -987,16 +1142,8 @@ def _make_columns_kernel(absolute, has_true, has_weights, weights_only, compensa
                     weight_sums[c] = output_weights
         return 0.0, 0.0
 
-    columns.__name__ = columns.__qualname__ = "_".join(
-        (
-            "absolute" if absolute else "squared",
-            "true" if has_true else "penalty",
-            "weighted" if has_weights else "unweighted",
-            "weights" if weights_only else "sums",
-            "compensated" if compensated else "plain",
-            "parallel" if parallel else "serial",
-            "columns",
-        )
+    columns.__name__ = columns.__qualname__ = _columns_name(
+        absolute, has_true, has_weights, weights_only, compensated, parallel
     )
     return _slp_dispatcher(_jit(columns, parallel=parallel, nogil=True, error_model="numpy"))
 
@@ -1360,6 +1507,7 @@ _fast_path_enabled = False
 _planned: dict = {}
 _NOT_FAST = object()
 _FLOAT32_TYPE, _FLOAT64_TYPE = np.float32, np.float64
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _bind(fast: bool, functions: dict) -> None:
@@ -1418,6 +1566,8 @@ def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_gra
         weights_size = _plain_dtype(weights)
         if not weights_size or weights.shape != shape:
             return _NOT_FAST
+    if not isinstance(reduction, str):  # (an array's == would compare element-wise)
+        return _NOT_FAST
     if reduction == "sum":
         divisor = 1.0
     elif reduction == "mean" or reduction == "weighted_mean":
@@ -1461,7 +1611,14 @@ def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_gra
         if weight_sum == 0.0:
             return _NOT_FAST  # the planned path raises the right error
         divisor = weight_sum
-    value = (_FLOAT32_TYPE if single else _FLOAT64_TYPE)(loss_sum / divisor)
+    value = loss_sum / divisor
+    if not single:
+        value = _FLOAT64_TYPE(value)
+    elif -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
+        value = _FLOAT32_TYPE(value)
+    else:  # inf or nan as IEEE rounding gives them, silently (as the compiled backend)
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = _FLOAT32_TYPE(value)
     return (value, grad) if want_grad else value
 
 

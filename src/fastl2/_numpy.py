@@ -55,7 +55,7 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
                 if w is not None:
                     weight_hi[blocks], weight_lo[blocks] = _block_sums(w)
         if grad is not None:
-            g = np.sign(d) if absolute else d
+            g = _sign(d) if absolute else d
             if w is not None:
                 g = g * w
             if divide:
@@ -163,7 +163,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
                 if w is not None:
                     sums[2, first:last], sums[3, first:last] = _segment_sums(w, segments)
         if grad is not None:
-            g = np.sign(d) if absolute else d
+            g = _sign(d) if absolute else d
             if w is not None:
                 g = g * w
             if divide:
@@ -281,3 +281,10 @@ def _combine_rows(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
                 new_lo = np.concatenate([new_lo, lo[:, -1:]], axis=1)
             hi, lo = new_hi, new_lo
         return hi[:, 0] + lo[:, 0]
+
+
+def _sign(d: np.ndarray) -> np.ndarray:
+    """-1, +1, or d itself where d is a zero (of either sign) or nan: the compiled kernels'
+    sign (csrc/vectors.h fl2_vsign), so that mae_grad at y_pred == y_true is a zero with the
+    sign of y_pred - y_true on every backend."""
+    return np.where(d == 0, d, np.sign(d))

@@ -10,7 +10,9 @@ arrays as they are in memory, without copies.
 from __future__ import annotations
 
 import math
+import numbers
 import operator
+import sys
 from dataclasses import dataclass
 
 from numpy.lib.stride_tricks import as_strided
@@ -88,40 +90,100 @@ class Strided:
         return math.prod(self.shape[self.nkept:])
 
 
-def _as_float_array(value, name: str) -> tuple[np.ndarray, bool]:
-    """``value`` as a float32/float64 array, and whether its own dtype counts as single precision.
+_ACCEPTED = "float16, float32, float64, integer or bool arrays (or array-likes of them)"
 
-    Float16 is read as float32; integers and bools as float64 (both exact).
+
+def _read(value, name: str) -> np.ndarray:
+    """The ndarray that ``value`` holds, read where it lies whenever NumPy can.
+
+    Plain ndarrays are used as they are and ndarray subclasses through a base-class view
+    (``np.memmap``, ``np.matrix``: their data is their meaning); DLPack producers such as
+    PyTorch CPU tensors are read in place (a tensor that requires grad is read through
+    ``detach()``, as a metric reads it); anything else goes through ``np.asarray``.  Masked
+    arrays are refused: their meaning is not their data.
     """
     if type(value) is np.ndarray:
-        array = value
-    elif hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
-        # PyTorch tensors and other DLPack producers: read in place, strides and all.
+        return value
+    if isinstance(value, np.ndarray):
+        _refuse_masked(value, name)
+        return value.view(np.ndarray)
+    if hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
+        if getattr(value, "requires_grad", False) is True and callable(getattr(value, "detach", None)):
+            value = value.detach()  # read its values; autograd needs an autograd op
         try:
-            array = np.from_dlpack(value)
-        except (BufferError, TypeError, RuntimeError, ValueError):
-            array = np.asarray(value)  # e.g. a device NumPy cannot read: its __array__ decides
+            return np.from_dlpack(value)
+        except (BufferError, TypeError, RuntimeError, ValueError) as exc:
+            dlpack_error = exc  # e.g. a dtype or device NumPy cannot read: try __array__
     else:
+        dlpack_error = None
+    try:
         array = np.asarray(value)
-    dtype = array.dtype
+    except (TypeError, ValueError, RuntimeError, BufferError) as exc:
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and not isinstance(dtype, np.dtype):  # e.g. torch.bfloat16
+            raise TypeError(
+                f"{name} is a {type(value).__name__} of dtype {dtype}, which fastl2 cannot read; "
+                f"accepted: {_ACCEPTED}; convert it first (for a PyTorch tensor: "
+                f"{name}.float() or {name}.double())"
+            ) from (dlpack_error or exc)
+        raise ValueError(
+            f"{name} must be an array-like of numbers with one regular shape; got a "
+            f"{type(value).__name__} that NumPy cannot make one array of ({exc})"
+        ) from exc
+    if isinstance(array, np.ndarray) and type(array) is not np.ndarray:  # an __array__ subclass
+        _refuse_masked(array, name)
+        array = array.view(np.ndarray)
+    return array
+
+
+def _refuse_masked(array: np.ndarray, name: str) -> None:
+    ma = sys.modules.get("numpy.ma")  # (no masked array exists before numpy.ma is imported)
+    if ma is not None and isinstance(array, ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a numpy.ma.MaskedArray; fastl2 does not apply masks and will not drop "
+            f"one silently. Pass the unmasked elements ({name}.compressed(), and the same "
+            "elements of the other arrays), or their data with weights=~mask and "
+            "reduction='weighted_mean' (where the masked values are finite)"
+        )
+
+
+def _kernel_dtype(dtype: np.dtype, name: str) -> tuple[np.dtype, bool]:
+    """The dtype the kernels read an array of ``dtype`` as, and whether it is single precision.
+
+    Float16 is read as float32; integers and bools as float64 (exactly up to 2**53, see
+    ``loss_plan`` for the differences of larger ones).  Floats with more precision than
+    float64 (``np.longdouble`` where it is wider) are refused, never rounded silently.
+    """
     kind = dtype.kind
     if kind == "f":
         if dtype.itemsize <= 4:
-            single = True
-            target = _FLOAT32
-        else:
-            single = False
-            target = _FLOAT64
-    elif kind in "biu":
-        single, target = False, _FLOAT64
-    else:
+            return _FLOAT32, True
+        if np.finfo(dtype).nmant <= 52:
+            return _FLOAT64, False
         raise TypeError(
-            f"{name} has dtype {dtype}, which fastl2 cannot compute with; "
-            "accepted: float16, float32, float64, integer or bool arrays"
+            f"{name} has dtype {dtype} ({np.finfo(dtype).nmant + 1}-bit significand), more "
+            "precision than fastl2 computes with (float64), and fastl2 does not round it "
+            f"silently; pass {name}.astype(np.float64) if float64 precision is enough"
         )
-    if dtype != target:  # also normalises a non-native byte order
+    if kind in "biu":
+        return _FLOAT64, False
+    raise TypeError(
+        f"{name} has dtype {dtype}, which fastl2 cannot compute with; accepted: {_ACCEPTED}"
+    )
+
+
+def _as_float_array(value, name: str) -> tuple[np.ndarray, bool, np.dtype]:
+    """``value`` as a native float32/float64 array, whether its own dtype counts as single
+    precision, and its own dtype (in native byte order: what gradients keep)."""
+    return _to_kernel(_read(value, name), name)
+
+
+def _to_kernel(array: np.ndarray, name: str) -> tuple[np.ndarray, bool, np.dtype]:
+    target, single = _kernel_dtype(array.dtype, name)
+    source = array.dtype.newbyteorder("=")
+    if array.dtype != target:  # also normalises a non-native byte order
         array = array.astype(target)
-    return array, single
+    return array, single, source
 
 
 def _is_c_contiguous(array: np.ndarray | None) -> bool:
@@ -182,24 +244,89 @@ def _weights_layout(weights: np.ndarray, shape: tuple[int, ...]) -> int:
         return 1
     if weights.ndim == 1 and len(shape) >= 1 and weights.shape[0] == shape[0]:
         return max(1, int(np.prod(shape[1:], dtype=np.int64)))
-    per_sample = f" or ({shape[0]},) (one weight per sample)" if shape else ""
-    raise ValueError(
-        f"weights must have shape {shape} (one weight per element){per_sample}; "
-        f"got weights of shape {weights.shape}"
-    )
+    if len(shape) > 1:
+        accepted = f"{shape} (one weight per element) or ({shape[0]},) (one weight per sample)"
+    else:
+        accepted = f"{shape} (one weight per element)"
+    raise ValueError(f"weights must have shape {accepted}; got weights of shape {weights.shape}")
+
+
+def _is_wide_integer(dtype: np.dtype) -> bool:
+    """Integers that float64 does not hold exactly beyond 2**53: int64 and uint64."""
+    return dtype.kind in "iu" and dtype.itemsize > 4
+
+
+_TWO32 = 4294967296.0
+
+
+def _split_integer(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integers as ``hi * 2**32 + lo`` with int64 ``hi`` (|hi| <= 2**32) and ``lo`` in
+    [0, 2**32): every int64 and uint64 exactly."""
+    if array.dtype.kind == "u":
+        array = array.astype(np.uint64)
+        return (array >> np.uint64(32)).astype(np.int64), (array & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    array = array.astype(np.int64)
+    return array >> 32, array & 0xFFFFFFFF
+
+
+def _exact_difference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """``y_pred - y_true`` in float64, from the exact difference of the inputs as given.
+
+    Used when either is int64/uint64 (whose values beyond 2**53 float64 would round before
+    the subtraction).  Two integers: the exact difference (up to 2**65) is
+    ``dh * 2**32 + dl`` with both terms exact in float64, so one addition rounds it once
+    (correctly rounded).  An integer and a float: the integer's two exact parts are taken
+    from the float with error-free transformations (Knuth's TwoSum) and the three remaining
+    terms added smallest first: within one rounding of the exact difference.
+    """
+    t_int, p_int = y_true.dtype.kind in "biu", y_pred.dtype.kind in "biu"
+    with np.errstate(over="ignore", invalid="ignore"):
+        if t_int and p_int:
+            t_hi, t_lo = _split_integer(y_true)
+            p_hi, p_lo = _split_integer(y_pred)
+            d = (p_hi - t_hi).astype(np.float64)
+            d *= _TWO32
+            d += (p_lo - t_lo).astype(np.float64)
+            return d
+        integer, real, sign = (y_true, y_pred, 1.0) if t_int else (y_pred, y_true, -1.0)
+        hi, lo = _split_integer(integer)
+        real = real.astype(np.float64)
+        big = hi.astype(np.float64) * _TWO32
+        # real - big = s + e exactly, then s - lo = u + v exactly: d = u + (v + e)
+        s = real - big
+        e = _two_sum_error(real, -big, s)
+        small = lo.astype(np.float64)
+        u = s - small
+        v = _two_sum_error(s, -small, u)
+        d = u + (v + e)
+        # non-finite floats: their own IEEE difference (the error terms are nan there)
+        d = np.where(np.isfinite(real), d, real - integer.astype(np.float64))
+        return d * sign
+
+
+def _two_sum_error(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The rounding error of ``s = a + b`` (Knuth's TwoSum): ``a + b == s + error`` exactly."""
+    bb = s - a
+    return (a - (s - bb)) + (b - bb)
 
 
 def loss_plan(loss: str, y_true, y_pred, weights, reduction: str) -> Plan:
     """The plan of a loss or gradient call (``reduction`` already checked)."""
-    true_array, true_single = _as_float_array(y_true, "y_true")
-    pred_array, pred_single = _as_float_array(y_pred, "y_pred")
+    true_raw, pred_raw = _read(y_true, "y_true"), _read(y_pred, "y_pred")
+    true_array, true_single, _ = _to_kernel(true_raw, "y_true")
+    pred_array, pred_single, pred_source = _to_kernel(pred_raw, "y_pred")
     _check_same_shape(true_array, pred_array)
+    if _is_wide_integer(true_raw.dtype) or _is_wide_integer(pred_raw.dtype):
+        # Every loss and gradient depends on y_pred - y_true only: pass that difference,
+        # exact before its one rounding, against zeros.
+        pred_array = _exact_difference(true_raw, pred_raw)
+        true_array = np.zeros(pred_array.shape)
     single = true_single and pred_single
     shape = pred_array.shape
     repeat = 1
     weights_array = full_weights = None
     if weights is not None:
-        weights_array, weights_single = _as_float_array(weights, "weights")
+        weights_array, weights_single, _ = _as_float_array(weights, "weights")
         repeat = _weights_layout(weights_array, shape)
         single = single and weights_single
         full_weights = weights_array
@@ -217,15 +344,15 @@ def loss_plan(loss: str, y_true, y_pred, weights, reduction: str) -> Plan:
         shape=shape,
         reduction=reduction,
         result_dtype=_FLOAT32 if single else _FLOAT64,
-        grad_dtype=_grad_dtype(y_pred, pred_array),
+        grad_dtype=_grad_dtype(pred_source),
         arrays=(true_array, pred_array, full_weights),
         flat=flat,
     )
 
 
-def penalty_plan(params) -> Plan:
+def penalty_plan(params, name: str = "params") -> Plan:
     """The plan of ``l2_penalty``: the squared "loss" of ``params`` against zero."""
-    array, single = _as_float_array(params, "params")
+    array, single, source = _as_float_array(params, name)
     flat = _is_c_contiguous(array)
     return Plan(
         loss="squared",
@@ -236,7 +363,7 @@ def penalty_plan(params) -> Plan:
         shape=array.shape,
         reduction="sum",
         result_dtype=_FLOAT32 if single else _FLOAT64,
-        grad_dtype=_grad_dtype(params, array),
+        grad_dtype=_grad_dtype(source),
         arrays=(None, array, None),
         flat=flat,
     )
@@ -263,6 +390,8 @@ def strided_pass(plan: Plan, axes: tuple[int, ...] | None = None, grad: np.ndarr
         slice(None, None, -1) if i >= nkept and pred.strides[a] < 0 else slice(None)
         for i, a in enumerate(order)
     )
+    # (``[..., ]`` keeps a 0-d array a view: ``a[()]`` would be a scalar copy)
+    flip += (Ellipsis,)
     views = [None if a is None else a.transpose(order)[flip] for a in list(plan.arrays) + [grad, elementwise]]
     # Drop dims of one element, then merge neighbours every array steps through evenly.
     keep = [i for i in range(ndim) if shape[order[i]] != 1]
@@ -301,49 +430,74 @@ def strided_pass(plan: Plan, axes: tuple[int, ...] | None = None, grad: np.ndarr
     )
 
 
-def _grad_dtype(original, converted: np.ndarray) -> np.dtype:
-    """Gradients keep y_pred's float dtype (float16 included); others get float64."""
-    dtype = getattr(original, "dtype", None)
-    if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize <= 8:
-        return dtype.newbyteorder("=")
-    return converted.dtype
+def _grad_dtype(source: np.dtype) -> np.dtype:
+    """Gradients keep y_pred's own float dtype (float16 included, whatever object carried
+    it); integer and bool y_pred give float64."""
+    return source if source.kind == "f" else _FLOAT64
 
 
 def check_lam(lam) -> float:
-    """The L2 penalty strength as a float: a real number >= 0."""
-    if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, (int, float, np.integer, np.floating)):
-        raise TypeError(f"lam must be a real number >= 0; got {lam!r} of type {type(lam).__name__}")
-    value = float(lam)
-    if not value >= 0.0:  # also rejects nan
+    """The L2 penalty strength as a float: a real number >= 0 (a Python or NumPy number, or
+    a 0-d array or tensor of a real dtype)."""
+    value = lam
+    if not isinstance(lam, (numbers.Real, np.generic)) and (
+        isinstance(lam, np.ndarray) or hasattr(lam, "__dlpack__") or hasattr(lam, "__array__")
+    ):
+        array = _read(lam, "lam")
+        if array.ndim != 0 or array.dtype.kind not in "iuf":
+            raise TypeError(
+                "lam must be a real number >= 0 (a number, or a 0-d array or tensor of a real "
+                f"dtype); got a {type(lam).__name__} of shape {array.shape} and dtype {array.dtype}"
+            )
+        _kernel_dtype(array.dtype, "lam")  # no silent rounding of a longdouble
+        value = array[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+        raise TypeError(
+            "lam must be a real number >= 0 (a number, or a 0-d array or tensor); "
+            f"got {lam!r} of type {type(lam).__name__}"
+        )
+    if isinstance(value, np.floating):
+        _kernel_dtype(value.dtype, "lam")
+    try:
+        result = float(value)
+    except OverflowError:
+        raise ValueError(f"lam must be a real number >= 0 within float64's range; got {lam!r}") from None
+    if not result >= 0.0:  # also rejects nan
         raise ValueError(f"lam must be a real number >= 0; got {lam!r}")
-    return value
+    return result
 
 
-def check_out(out, plan: Plan, inputs: dict) -> np.ndarray | None:
+def check_out(out, plan: Plan, pred_name: str = "y_pred") -> np.ndarray | None:
     """Validates a gradient output array: shape, dtype, writable, no overlap with the inputs.
 
-    ``inputs`` maps argument names to the objects the caller passed; ``out`` may be the
-    y_pred (or params) array itself, for an in-place update, but may overlap nothing else.
+    Overlap is judged on the memory the kernels actually read (``plan.arrays``: the views
+    NumPy, DLPack or the buffer protocol gave of each input, whatever object carried it);
+    ``out`` may be exactly the y_pred (or params) array that is read, for an in-place update,
+    but may share no byte with anything else read.  Returns ``out`` itself (an ndarray
+    subclass such as ``np.memmap`` is written through a base-class view).
     """
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a NumPy array; got {type(out).__name__}")
+        raise TypeError(f"out must be a NumPy array (or None); got {type(out).__name__}")
+    _refuse_masked(out, "out")
     if out.shape != plan.shape:
-        raise ValueError(f"out must have shape {plan.shape} (the shape of y_pred); got {out.shape}")
+        raise ValueError(f"out must have shape {plan.shape} (the shape of {pred_name}); got {out.shape}")
     if out.dtype != plan.grad_dtype:
         raise ValueError(
-            f"out must have dtype {plan.grad_dtype} (the gradient's dtype); got {out.dtype}"
+            f"out must have dtype {plan.grad_dtype} (the gradient's dtype: {pred_name}'s); "
+            f"got {out.dtype}"
         )
     if not out.flags.writeable:
         raise ValueError("out is read-only; pass a writable array")
-    for name, value in inputs.items():
-        if not isinstance(value, np.ndarray) or not _overlaps(out, value):
+    names = ("y_true", pred_name, "weights")
+    for name, read in zip(names, plan.arrays):
+        if read is None or not _overlaps(out, read):
             continue
-        if name in ("y_pred", "params") and _same_view(out, value):
-            continue  # in place
+        if name == pred_name and _same_view(out, read):
+            continue  # in place: each element is read before it is written
         raise ValueError(
-            f"out overlaps {name} in memory; out may be y_pred itself (in place) but "
+            f"out overlaps {name} in memory; out may be {pred_name} itself (in place) but "
             "must not overlap any other input"
         )
     return out
