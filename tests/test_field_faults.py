@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import fastl2
@@ -223,6 +223,9 @@ near = st.integers(-(2**20), 2**20)
 
 
 @SETTINGS
+@example(base=2**62 + 12345, offsets=[(0, 1), (3, -7), (1, 0)], kind="mae", true_dtype="int64",
+         pred_dtype="int64", reduction="mean")
+@example(base=2**63 + 99, offsets=[(5, 4)], kind="mse", true_dtype="float64", pred_dtype="uint64", reduction="sum")
 @given(
     base=st.one_of(int64s, uint64s), offsets=st.lists(st.tuples(near, near), min_size=1, max_size=40),
     kind=st.sampled_from(["mse", "mae"]), true_dtype=st.sampled_from(["int64", "uint64", "float64"]),
@@ -247,12 +250,20 @@ def test_wide_integers_are_subtracted_exactly(backend, base, offsets, kind, true
 
 
 def test_wide_integer_weights_and_extremes(backend):
-    t = np.array([-(2**63), 0, 2**62], dtype=np.int64)
-    p = np.array([2**64 - 1, 2**63, 2**62 + 1], dtype=np.uint64)
-    w = np.array([2**53 + 1, 1, 3], dtype=np.int64)  # rounded once to float64, as documented
-    exact = exact_loss("mae", t.tolist(), p.tolist(), [float(x) for x in w], "sum")
-    ref.assert_ulp(fastl2.mae(t, p, w, reduction="sum"), exact, 2)
-    ref.assert_ulp(fastl2.mse(t, p), exact_loss("mse", t.tolist(), p.tolist()), 2)
+    t = np.array([-(2**63), 0, 2**62, 2**63 - 1, -5], dtype=np.int64)
+    p = np.array([2**64 - 1, 2**63, 2**62 + 1, 2**64 - 2, 2**64 - 1], dtype=np.uint64)
+    exact = [Fraction(int(b) - int(a)) for a, b in zip(t, p)]
+    against_float = [Fraction(float(np.float32(b))) - int(a) for a, b in zip(t, p)]
+    for kind in ("mse", "mae"):  # each element's loss, exact before its rounding
+        element = (lambda e: e * e) if kind == "mse" else abs
+        expected = np.array([to_float(element(e)) for e in exact])
+        ref.assert_ulp(getattr(fastl2, kind)(t, p, reduction="none"), expected, 1)
+        expected = np.array([to_float(element(e)) for e in against_float])  # int64 against float32
+        ref.assert_ulp(getattr(fastl2, kind)(p.astype(np.float32), t, reduction="none"), expected, 1)
+    ref.assert_ulp(fastl2.mse_grad(t, p, reduction="sum"), np.array([to_float(2 * e) for e in exact]), 0)
+    w = np.array([2**53 + 1, 1, 3, 1, 2], dtype=np.int64)  # rounded once to float64, as documented
+    expected = exact_loss("mae", t.tolist(), p.tolist(), [float(x) for x in w], "sum")
+    ref.assert_ulp(fastl2.mae(t, p, w, reduction="sum"), expected, 2)
 
 
 # --------------------------------------------------------------------------- 5. longdouble
@@ -311,6 +322,16 @@ def test_masked_params_and_out_are_refused(backend):
         fastl2.mse_grad(np.zeros(2), np.ones(2), out=np.ma.masked_array(np.zeros(2), mask=[0, 1]))
 
 
+def test_masked_arrays_inside_lists_are_refused(backend):
+    masked = np.ma.masked_array([1.0, 2.0], mask=[0, 1])
+    with pytest.raises(TypeError, match="y_true is a numpy.ma.MaskedArray"):
+        fastl2.mse([masked], [[1.0, 5.0]])
+    with pytest.raises(TypeError, match="y_pred is a numpy.ma.MaskedArray"):
+        fastl2.mae_grad([[1.0, 5.0]], ([masked],))
+    with pytest.raises(TypeError, match="weights is a numpy.ma.MaskedArray"):
+        fastl2.mse([1.0, 5.0], [1.0, 5.0], [masked[0], masked[1]])
+
+
 def test_field_input_masked_array(backend):
     with pytest.raises(TypeError, match="MaskedArray"):
         fastl2.mse([1.0, 2.0, 3.0], np.ma.masked_array([1.0, 2.0, 1e6], mask=[0, 0, 1]))
@@ -362,7 +383,7 @@ def same_outcome(a, b) -> bool:
     return bits_equal(ra, rb) and type(ra) is type(rb)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     function=st.sampled_from(FUNCTIONS),
     dtype=st.sampled_from(["float32", "float64"]),

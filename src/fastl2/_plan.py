@@ -116,15 +116,17 @@ def _read(value, name: str) -> np.ndarray:
             dlpack_error = exc  # e.g. a dtype or device NumPy cannot read: try __array__
     else:
         dlpack_error = None
+    if isinstance(value, (list, tuple)):
+        _refuse_nested_masked(value, name)
     try:
         array = np.asarray(value)
     except (TypeError, ValueError, RuntimeError, BufferError) as exc:
         dtype = getattr(value, "dtype", None)
         if dtype is not None and not isinstance(dtype, np.dtype):  # e.g. torch.bfloat16
             raise TypeError(
-                f"{name} is a {type(value).__name__} of dtype {dtype}, which fastl2 cannot read; "
-                f"accepted: {_ACCEPTED}; convert it first (for a PyTorch tensor: "
-                f"{name}.float() or {name}.double())"
+                f"{name} is a {type(value).__name__} of dtype {dtype}, which fastl2 cannot read "
+                f"({exc}); accepted: {_ACCEPTED} in CPU memory; convert it first (for a "
+                f"PyTorch tensor: {name}.float() or {name}.double(), and .cpu())"
             ) from (dlpack_error or exc)
         raise ValueError(
             f"{name} must be an array-like of numbers with one regular shape; got a "
@@ -145,6 +147,21 @@ def _refuse_masked(array: np.ndarray, name: str) -> None:
             "elements of the other arrays), or their data with weights=~mask and "
             "reduction='weighted_mean' (where the masked values are finite)"
         )
+
+
+def _refuse_nested_masked(items, name: str) -> None:
+    """Refuses a list or tuple holding a masked array at any depth (np.asarray would drop
+    its mask); costs nothing before numpy.ma is imported."""
+    ma = sys.modules.get("numpy.ma")
+    if ma is None:
+        return
+    pending = [items]
+    while pending:
+        for item in pending.pop():
+            if isinstance(item, ma.MaskedArray):
+                _refuse_masked(item, name)
+            elif isinstance(item, (list, tuple)):
+                pending.append(item)
 
 
 def _kernel_dtype(dtype: np.dtype, name: str) -> tuple[np.dtype, bool]:
