@@ -625,6 +625,20 @@ if torch is not None:
     LAMS += [torch.tensor(0.5), torch.tensor(0.5, dtype=torch.float64)]
 
 
+def test_penalty_gradients_of_a_sequence_never_write_into_another_array(backend):
+    buf = np.arange(12.0)
+    params = [buf[:6], buf[6:]]
+    before = buf.copy()
+    with pytest.raises(ValueError, match=r"out\[0\] overlaps params\[1\]"):
+        fastl2.l2_penalty_grad(params, 0.5, out=[buf[6:], np.empty(6)])
+    with pytest.raises(ValueError, match=r"out\[1\] overlaps out\[0\]"):
+        spare = np.empty(6)
+        fastl2.l2_penalty_grad(params, 0.5, out=[spare, spare])
+    np.testing.assert_array_equal(buf, before)
+    assert fastl2.l2_penalty_grad(params, 0.5, out=params) == params  # each in place
+    np.testing.assert_array_equal(buf, before)
+
+
 @pytest.mark.parametrize("lam", LAMS, ids=repr)
 def test_lam_as_a_0d_array_or_tensor(backend, lam):
     value = float(np.from_dlpack(lam)) if isinstance(lam, DLPackOnly) else float(lam)

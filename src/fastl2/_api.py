@@ -25,6 +25,7 @@ from ._plan import (
     penalty_plan,
     strided_pass,
 )
+from ._plan import _overlaps as overlaps
 
 __all__ = [
     "mse", "mae", "rmse", "mse_grad", "mse_and_grad", "mae_grad", "mae_and_grad",
@@ -484,10 +485,29 @@ def l2_penalty_grad(params, lam, *, out=None):
             f"out must be None or a list of {len(arrays)} arrays (one per array of params); "
             f"got {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (list, tuple)) else "")
         )
+    if out is not None:
+        _check_outs_apart(out, arrays)
     return [
         _l2_penalty_grad(array, lam, None if out is None else out[i], f"params[{i}]")
         for i, array in enumerate(arrays)
     ]
+
+
+def _check_outs_apart(outs, arrays) -> None:
+    """Each ``out[i]`` may overlap ``params[i]`` (in place, checked with it), but no other
+    array of params and no other out: the gradients are written one array after the other."""
+    read = [penalty_plan(array, f"params[{j}]").arrays[1] for j, array in enumerate(arrays)]
+    for i, out in enumerate(outs):
+        if not isinstance(out, np.ndarray):
+            continue  # (check_out names it)
+        others = [(f"params[{j}]", a) for j, a in enumerate(read) if j != i]
+        others += [(f"out[{j}]", o) for j, o in enumerate(outs[:i]) if isinstance(o, np.ndarray)]
+        for name, other in others:
+            if overlaps(out, other):
+                raise ValueError(
+                    f"out[{i}] overlaps {name} in memory; out[{i}] may be params[{i}] itself "
+                    "(in place) but must not overlap any other array of params or out"
+                )
 
 
 @_quiet
