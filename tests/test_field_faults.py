@@ -701,3 +701,77 @@ def test_gradient_cache_limit_from_the_environment():
     env = {**__import__("os").environ, "FASTL2_GRADIENT_CACHE_LIMIT": "lots"}
     out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, env=env, check=True)
     assert "FASTL2_GRADIENT_CACHE_LIMIT='lots' ignored" in out.stderr
+
+
+# --------------------------------------------------------------------------- more members of each kind
+
+
+@pytest.mark.parametrize("y_true, y_pred", [([1.0], [1]), ([0.0], [0]), ([0], [-0.0]), ([0], [0.0]), ([-0.0], [0]),
+                                            (np.array([7], np.uint64), [7.0])])
+def test_signed_zeros_of_integer_differences_are_ieee(backend, y_true, y_pred):
+    as_float = lambda x: np.asarray(x, np.float64)
+    for function in ("mae_grad", "mse_grad"):
+        expected = getattr(fastl2, function)(as_float(y_true), as_float(y_pred))
+        got = getattr(fastl2, function)(np.asarray(y_true, np.int64) if np.asarray(y_true).dtype.kind in "iu" else y_true,
+                                        np.asarray(y_pred, np.int64) if np.asarray(y_pred).dtype.kind in "iu" else y_pred)
+        assert bits_equal(got, expected), (function, got, expected)
+
+
+@needs_torch
+def test_tensors_with_the_negative_bit_are_read_with_their_sign(backend):
+    y = torch.tensor([1 + 1j, 2 + 2j]).conj().imag  # a lazily negated view: [-1, -2]
+    np.testing.assert_array_equal(fastl2.mse_grad(np.zeros(2), y), [-1.0, -2.0])
+    assert fastl2.mae(np.zeros(2), y, reduction="sum") == 3.0
+
+
+def test_a_masked_array_returned_by_dunder_array_is_refused(backend):
+    masked = np.ma.masked_array([1.0, 2.0, 1e6], mask=[0, 0, 1])
+    with pytest.raises(TypeError, match="y_pred is a numpy.ma.MaskedArray"):
+        fastl2.mse([1.0, 2.0, 3.0], ArrayLike(masked))
+
+
+def test_out_overlapping_an_input_that_was_converted_is_refused(backend):
+    y_true = np.array([1.0, 2.0], np.float16)
+    with pytest.raises(ValueError, match="out overlaps y_true"):
+        fastl2.mse_grad(y_true, np.zeros(2, np.float16), out=y_true)
+    integers = np.array([5, 6])
+    with pytest.raises(ValueError, match="out overlaps y_true"):
+        fastl2.mse_grad(integers, np.array([1.0, 2.0]), out=integers.view(np.float64))
+    np.testing.assert_array_equal(y_true, [1.0, 2.0])
+    np.testing.assert_array_equal(integers, [5, 6])
+    y_pred = np.array([1.0, 2.0], np.float16)  # a converted y_pred itself: in place
+    assert fastl2.mse_grad(np.zeros(2, np.float16), y_pred, out=y_pred) is y_pred
+    np.testing.assert_array_equal(y_pred, [1.0, 2.0])
+
+
+def test_penalty_without_intermediate_underflow(backend):
+    ref.assert_ulp(fastl2.l2_penalty([1e-200], 1e300), Fraction(1e300) * Fraction(1e-200) ** 2, 1)
+    ref.assert_ulp(fastl2.l2_penalty([3e-170, -4e-170], 1e250), Fraction(1e250) * (Fraction(3e-170) ** 2 + Fraction(4e-170) ** 2), 2)
+    assert fastl2.l2_penalty([1e-200], 0.5) == 0.0  # the penalty itself underflows
+
+
+@pytest.mark.parametrize("lam", [math.inf, np.float64(np.inf), np.array(np.inf)], ids=repr)
+def test_lam_must_be_finite(backend, lam):
+    for function in (fastl2.l2_penalty, fastl2.l2_penalty_grad):
+        with pytest.raises(ValueError, match=r"lam must be a real number >= 0 \(finite\)"):
+            function(np.zeros(2), lam)
+
+
+@pytest.mark.skipif("numba" not in fastl2.available_backends(), reason="numba is not installed")
+def test_the_thread_count_reported_is_the_one_the_kernels_use(restore_num_threads):
+    import numba
+
+    previous = fastl2.get_backend()
+    try:
+        fastl2.set_backend("numba")
+        fastl2.set_num_threads(1024)
+        assert fastl2.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+    finally:
+        fastl2.set_backend(previous)
+
+
+def test_messages_name_what_was_given(backend):
+    with pytest.raises(TypeError, match="given a generator"):
+        fastl2.mse(np.zeros(3), (v for v in [1.0, 2.0, 3.0]))
+    layers = {"a": np.ones(2), "b": np.full(3, 2.0)}
+    assert fastl2.l2_penalty(layers.values(), 1.0) == 14.0

@@ -414,6 +414,11 @@ def _l2_penalty(params, lam: float):
         # An overflow of the float64 sum itself: sum the squares of params * 2**-600 instead.
         scaled = math.fsum(_square_sum(plan, backend, _PENALTY_SCALE) for plan in plans)
         value = _scaled_product(lam, scaled, 2 * _PENALTY_EXPONENT) if math.isfinite(scaled) else lam * scaled
+    elif total < _PENALTY_TINY and lam > 1.0:
+        # Squares in (or below) the subnormals, lost or rounded coarsely, that lam may bring
+        # back into range: sum the squares of params * 2**600 instead (exact scaling).
+        scaled = math.fsum(_square_sum(plan, backend, 1.0 / _PENALTY_SCALE) for plan in plans)
+        value = _scaled_product(lam, scaled, -2 * _PENALTY_EXPONENT)
     else:
         value = lam * total
     return (np.float32 if single else np.float64)(value)
@@ -423,6 +428,8 @@ def _l2_penalty(params, lam: float):
 #: power of two (exactly, but for squares some 2**-1000 below the largest).
 _PENALTY_EXPONENT = 600
 _PENALTY_SCALE = 2.0 ** -_PENALTY_EXPONENT
+#: Below this a sum of squares may have lost bits to the subnormals (2**-1022 * 2**53).
+_PENALTY_TINY = 2.0 ** -969
 
 
 def _square_sum(plan: Plan, backend, scale: float = 1.0) -> float:
@@ -441,7 +448,7 @@ def _scaled_product(a: float, b: float, exponent: int) -> float:
         return 0.0
     (ma, ea), (mb, eb) = math.frexp(a), math.frexp(b)
     try:
-        return math.ldexp(ma * mb, ea + eb + exponent)
+        return math.ldexp(ma * mb, ea + eb + exponent)  # (subnormal results: rounded twice)
     except OverflowError:
         return math.inf
 
@@ -561,9 +568,9 @@ def _parameter_arrays(params):
     if _is_array_object(params) or isinstance(params, (str, bytes)):
         return params, None
     if not isinstance(params, (list, tuple)):
-        if not hasattr(params, "__iter__") or hasattr(params, "__len__"):
+        if not hasattr(params, "__iter__") or isinstance(params, dict):
             return params, None
-        params = list(params)  # an iterator, such as model.parameters()
+        params = list(params)  # an iterator (model.parameters()) or a view (dict.values())
         if not params:
             return params, []
     if params and all(_is_array_object(item) for item in params):

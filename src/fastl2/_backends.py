@@ -254,20 +254,20 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads large inputs use: set_num_threads / FASTL2_NUM_THREADS, else
-    OpenMP's default (which follows OMP_NUM_THREADS and threadpoolctl).
+    """The number of threads large inputs use on the active backend: set_num_threads /
+    FASTL2_NUM_THREADS, else OpenMP's default (which follows OMP_NUM_THREADS and
+    threadpoolctl); on the numba backend at most the size of Numba's pool
+    (NUMBA_NUM_THREADS).
 
     >>> import fastl2
     >>> fastl2.get_num_threads() >= 1
     True
     """
-    if _requested_threads:
-        return _requested_threads
     if _active_name == "numba" and _active is not None:
-        return _active.get_num_threads()
+        return _active.get_num_threads()  # (at most Numba's pool: NUMBA_NUM_THREADS)
     if _core is not None:
         return _core.get_num_threads()
-    return 1
+    return _requested_threads or 1
 
 
 # ---- the choice at import ------------------------------------------------------------------

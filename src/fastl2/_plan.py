@@ -50,6 +50,8 @@ class Plan:
     grad_dtype: np.dtype  # of gradients: y_pred's float dtype
     arrays: tuple  # (y_true, y_pred, weights), N-d, of ``shape``
     flat: bool = True
+    #: (y_true, y_pred, weights) as given (before any conversion): the memory out= must spare
+    sources: tuple = (None, None, None)
 
     @property
     def n(self) -> int:
@@ -110,6 +112,9 @@ def _read(value, name: str) -> np.ndarray:
     if hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
         if getattr(value, "requires_grad", False) is True and callable(getattr(value, "detach", None)):
             value = value.detach()  # read its values; autograd needs an autograd op
+        is_neg = getattr(value, "is_neg", None)
+        if callable(is_neg) and is_neg():  # a PyTorch view whose values are negated lazily:
+            value = value.resolve_neg()  # DLPack would hand over the data without the sign
         try:
             return np.from_dlpack(value)
         except (BufferError, TypeError, RuntimeError, ValueError) as exc:
@@ -119,14 +124,14 @@ def _read(value, name: str) -> np.ndarray:
     if isinstance(value, (list, tuple)):
         _refuse_nested_masked(value, name)
     try:
-        array = np.asarray(value)
+        array = np.asanyarray(value)  # (keeps a subclass that __array__ returns, to judge it)
     except (TypeError, ValueError, RuntimeError, BufferError) as exc:
         dtype = getattr(value, "dtype", None)
         if dtype is not None and not isinstance(dtype, np.dtype):  # e.g. torch.bfloat16
             raise TypeError(
                 f"{name} is a {type(value).__name__} of dtype {dtype}, which fastl2 cannot read "
-                f"({exc}); accepted: {_ACCEPTED} in CPU memory; convert it first (for a "
-                f"PyTorch tensor: {name}.float() or {name}.double(), and .cpu())"
+                f"({exc}); accepted: {_ACCEPTED}, dense and in CPU memory; convert it first "
+                f"(for a PyTorch tensor: .float() or .double(), .cpu(), .to_dense())"
             ) from (dlpack_error or exc)
         raise ValueError(
             f"{name} must be an array-like of numbers with one regular shape; got a "
@@ -192,11 +197,17 @@ def _kernel_dtype(dtype: np.dtype, name: str) -> tuple[np.dtype, bool]:
 def _as_float_array(value, name: str) -> tuple[np.ndarray, bool, np.dtype]:
     """``value`` as a native float32/float64 array, whether its own dtype counts as single
     precision, and its own dtype (in native byte order: what gradients keep)."""
-    return _to_kernel(_read(value, name), name)
+    return _to_kernel(_read(value, name), name, value)
 
 
-def _to_kernel(array: np.ndarray, name: str) -> tuple[np.ndarray, bool, np.dtype]:
-    target, single = _kernel_dtype(array.dtype, name)
+def _to_kernel(array: np.ndarray, name: str, given=None) -> tuple[np.ndarray, bool, np.dtype]:
+    try:
+        target, single = _kernel_dtype(array.dtype, name)
+    except TypeError as exc:
+        if array.dtype.kind == "O" and given is not None and not isinstance(given, (list, tuple, np.ndarray)):
+            raise TypeError(f"{exc} (given a {type(given).__name__}, which NumPy reads as one "
+                            "object: pass an array, a list or a tuple of numbers)") from None
+        raise
     source = array.dtype.newbyteorder("=")
     if array.dtype != target:  # also normalises a non-native byte order
         array = array.astype(target)
@@ -315,10 +326,12 @@ def _exact_difference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         small = lo.astype(np.float64)
         u = s - small
         v = _two_sum_error(s, -small, u)
-        d = u + (v + e)
-        # non-finite floats: their own IEEE difference (the error terms are nan there)
-        d = np.where(np.isfinite(real), d, real - integer.astype(np.float64))
-        return d * sign
+        d = (u + (v + e)) * sign
+        # Where the exact difference is zero or the float is not finite, the IEEE difference
+        # y_pred - y_true of the two as floats (exact there) gives its sign of zero, inf, nan.
+        as_float = integer.astype(np.float64)
+        direct = real - as_float if t_int else as_float - real
+        return np.where((d == 0) | ~np.isfinite(real), direct, d)
 
 
 def _two_sum_error(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -330,8 +343,8 @@ def _two_sum_error(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
 def loss_plan(loss: str, y_true, y_pred, weights, reduction: str) -> Plan:
     """The plan of a loss or gradient call (``reduction`` already checked)."""
     true_raw, pred_raw = _read(y_true, "y_true"), _read(y_pred, "y_pred")
-    true_array, true_single, _ = _to_kernel(true_raw, "y_true")
-    pred_array, pred_single, pred_source = _to_kernel(pred_raw, "y_pred")
+    true_array, true_single, _ = _to_kernel(true_raw, "y_true", y_true)
+    pred_array, pred_single, pred_source = _to_kernel(pred_raw, "y_pred", y_pred)
     _check_same_shape(true_array, pred_array)
     if _is_wide_integer(true_raw.dtype) or _is_wide_integer(pred_raw.dtype):
         # Every loss and gradient depends on y_pred - y_true only: pass that difference,
@@ -341,9 +354,10 @@ def loss_plan(loss: str, y_true, y_pred, weights, reduction: str) -> Plan:
     single = true_single and pred_single
     shape = pred_array.shape
     repeat = 1
-    weights_array = full_weights = None
+    weights_array = full_weights = weights_raw = None
     if weights is not None:
-        weights_array, weights_single, _ = _as_float_array(weights, "weights")
+        weights_raw = _read(weights, "weights")
+        weights_array, weights_single, _ = _to_kernel(weights_raw, "weights", weights)
         repeat = _weights_layout(weights_array, shape)
         single = single and weights_single
         full_weights = weights_array
@@ -364,12 +378,14 @@ def loss_plan(loss: str, y_true, y_pred, weights, reduction: str) -> Plan:
         grad_dtype=_grad_dtype(pred_source),
         arrays=(true_array, pred_array, full_weights),
         flat=flat,
+        sources=(true_raw, pred_raw, weights_raw),
     )
 
 
 def penalty_plan(params, name: str = "params") -> Plan:
     """The plan of ``l2_penalty``: the squared "loss" of ``params`` against zero."""
-    array, single, source = _as_float_array(params, name)
+    raw = _read(params, name)
+    array, single, source = _to_kernel(raw, name, params)
     flat = _is_c_contiguous(array)
     return Plan(
         loss="squared",
@@ -383,6 +399,7 @@ def penalty_plan(params, name: str = "params") -> Plan:
         grad_dtype=_grad_dtype(source),
         arrays=(None, array, None),
         flat=flat,
+        sources=(None, raw, None),
     )
 
 
@@ -479,8 +496,8 @@ def check_lam(lam) -> float:
         result = float(value)
     except OverflowError:
         raise ValueError(f"lam must be a real number >= 0 within float64's range; got {lam!r}") from None
-    if not result >= 0.0:  # also rejects nan
-        raise ValueError(f"lam must be a real number >= 0; got {lam!r}")
+    if not 0.0 <= result < math.inf:  # also rejects nan
+        raise ValueError(f"lam must be a real number >= 0 (finite); got {lam!r}")
     return result
 
 
@@ -508,10 +525,12 @@ def check_out(out, plan: Plan, pred_name: str = "y_pred") -> np.ndarray | None:
     if not out.flags.writeable:
         raise ValueError("out is read-only; pass a writable array")
     names = ("y_true", pred_name, "weights")
-    for name, read in zip(names, plan.arrays):
-        if read is None or not _overlaps(out, read):
+    for name, read, source in zip(names, plan.arrays, plan.sources):
+        # both the memory read (a view of the input, or a converted copy) and the input's own
+        overlapping = [a for a in (read, source) if a is not None and _overlaps(out, a)]
+        if not overlapping:
             continue
-        if name == pred_name and _same_view(out, read):
+        if name == pred_name and all(_same_view(out, a) for a in overlapping):
             continue  # in place: each element is read before it is written
         raise ValueError(
             f"out overlaps {name} in memory; out may be {pred_name} itself (in place) but "
