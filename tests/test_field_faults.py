@@ -775,3 +775,40 @@ def test_messages_name_what_was_given(backend):
         fastl2.mse(np.zeros(3), (v for v in [1.0, 2.0, 3.0]))
     layers = {"a": np.ones(2), "b": np.full(3, 2.0)}
     assert fastl2.l2_penalty(layers.values(), 1.0) == 14.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.one_of(st.integers(1, 40), st.integers(8180, 8200), st.integers(16380, 16400)),
+    dtypes=st.sampled_from([("float32", "float32"), ("float64", "float64"), ("float32", "float64")]),
+    weighted=st.booleans(), layout=st.sampled_from(["flat", "reversed", "columns"]),
+    function=st.sampled_from(["mse", "mae", "mse_and_grad", "mae_and_grad", "l2_penalty"]),
+    reduction=st.sampled_from(["mean", "weighted_mean", "sum"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_backends_agree_bit_for_bit_on_random_data(n, dtypes, weighted, layout, function, reduction, seed):
+    """Rounding ties included (values of wildly different scales, cancelling signs): the NumPy
+    backend sums in the compiled kernels' lanes, so every backend returns the same bits."""
+    rng = np.random.default_rng(seed)
+    scale = rng.choice([1e-12, 1.0, 2.0**-53, 1e12], n)
+    t = (rng.standard_normal(n) * scale).astype(dtypes[0])
+    p = (rng.standard_normal(n) * scale).astype(dtypes[1])
+    w = rng.choice([0.5, 1.0, 3.0, 2.0**-30], n) if weighted else None
+    if layout == "reversed":
+        t, p = t[::-1], p[::-1]
+    kwargs = {}
+    if layout == "columns" and n % 2 == 0 and function in ("mse", "mae"):
+        t, p, w, kwargs = t.reshape(-1, 2), p.reshape(-1, 2), None if w is None else w[: n // 2], {"axis": 0}
+    results = []
+    previous = fastl2.get_backend()
+    try:
+        for backend in fastl2.available_backends():
+            fastl2.set_backend(backend)
+            if function == "l2_penalty":
+                results.append(fastl2.l2_penalty(p, 0.75))
+            else:
+                results.append(getattr(fastl2, function)(t, p, w, reduction=reduction, **kwargs))
+    finally:
+        fastl2.set_backend(previous)
+    for other in results[1:]:
+        assert same_outcome((results[0], None), (other, None)), (results[0], other)

@@ -1,10 +1,13 @@
 """The NumPy backend: the kernels of csrc/ written with NumPy, used when nothing is compiled.
 
-Inputs are processed in chunks of a few blocks, so no temporary is larger than a chunk
-(only the outputs are as large as the input).  Sums use the same fixed blocks as the
-compiled kernels and the same pairwise double-double combination of block partials.
-Inside a block, an error-free split replaces the kernels' compensated lanes (see
-``_block_sums``), so results agree with the compiled backend to the last bit or two.
+Inputs are processed in chunks of CHUNK elements (whole blocks), so no temporary is larger
+than a chunk (only the outputs are as large as the input).  Sums are the compiled kernels'
+operation for operation (csrc/block_template.h), so every result has their bits: element i
+of a block goes to float64 lane i % LANES, each lane adds its elements in order (with
+TwoSum-compensated lanes when any input is float64, plain ones otherwise), the lanes and then
+the block partials are combined by the same pairwise double-double tree (csrc/internal.h).
+Each lane's additions in order are NumPy's ``add.accumulate`` (sequential by definition), and
+the compensated lanes' errors are TwoSum's, taken from consecutive running sums.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import numpy as np
 
 from ._plan import BLOCK_SIZE, Plan
 
-# Elements per chunk: two blocks keep every float64 temporary at 128 KiB.
-CHUNK = 2 * BLOCK_SIZE
+# Elements per chunk: 8 blocks keep every float64 temporary at 512 KiB.
+CHUNK = 8 * BLOCK_SIZE
 
-# Up to this many elements (less than a block), a block's sum is math.fsum's.
-_SMALL = 256
+#: Interleaved float64 accumulators inside a block (csrc/fastl2.h: FL2_LANES).
+LANES = 16
 
 
 def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_divisor: float = 1.0,
@@ -33,6 +36,7 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
     quotient = grad_scale / grad_divisor
     n = plan.n
     want_sums = want_sums and elementwise is None
+    compensated = _compensated(plan.y_true, plan.y_pred, plan.weights)
     nblocks = -(-n // BLOCK_SIZE)
     if want_sums:
         loss_hi, loss_lo, weight_hi, weight_lo = np.zeros((4, nblocks))
@@ -51,9 +55,9 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
                 elementwise[start:stop] = losses
             if want_sums:
                 blocks = slice(start // BLOCK_SIZE, -(-stop // BLOCK_SIZE))
-                loss_hi[blocks], loss_lo[blocks] = _block_sums(losses)
+                loss_hi[blocks], loss_lo[blocks] = _block_sums(losses, compensated)
                 if w is not None:
-                    weight_hi[blocks], weight_lo[blocks] = _block_sums(w)
+                    weight_hi[blocks], weight_lo[blocks] = _block_sums(w, compensated)
         if grad is not None:
             g = _sign(d) if absolute else d
             if w is not None:
@@ -79,7 +83,8 @@ def weight_sum(plan: Plan) -> float:
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
         blocks = slice(start // BLOCK_SIZE, -(-stop // BLOCK_SIZE))
-        hi[blocks], lo[blocks] = _block_sums(_chunk_weights(plan, start, stop))
+        hi[blocks], lo[blocks] = _block_sums(_chunk_weights(plan, start, stop),
+                                              _compensated(plan.y_true, plan.y_pred, plan.weights))
     return _combine(hi, lo)
 
 
@@ -93,22 +98,15 @@ def _chunk_weights(plan: Plan, start: int, stop: int):
     return plan.weights[rows].astype(np.float64)
 
 
-def _block_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sums of each BLOCK_SIZE run of ``values`` as normalised double-doubles (hi, lo).
+def _compensated(*arrays) -> bool:
+    """Whether the kernels keep compensated lanes: when any input is float64 (csrc/: the
+    result is float64)."""
+    return any(a is not None and a.dtype == np.float64 for a in arrays)
 
-    Each value is split without error into a high part, on a grid coarse enough that a
-    block's high parts add up exactly in float64, and the small rest; only the sum of the
-    rests rounds, some 2**-39 below the block's largest value.  Blocks holding inf, nan or
-    values near overflow are summed plainly, which propagates them as IEEE addition does.
-    """
-    if values.size <= _SMALL:  # one block: an exactly rounded sum is cheaper than the split
-        try:
-            total = math.fsum(values.tolist())
-        except (OverflowError, ValueError):  # inf - inf, or an intermediate overflow
-            with np.errstate(over="ignore", invalid="ignore"):
-                total = float(np.add.reduce(values))
-        return np.array([total]), np.zeros(1)
-    return _segment_sums(values, np.arange(0, values.size, BLOCK_SIZE))
+
+def _block_sums(values: np.ndarray, compensated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each BLOCK_SIZE run of ``values`` summed as the kernels sum a block: (hi, lo) arrays."""
+    return _segment_sums(values, np.arange(0, values.size, BLOCK_SIZE, dtype=np.int64), compensated)
 
 
 def _combine(hi: np.ndarray, lo: np.ndarray) -> float:
@@ -140,13 +138,14 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     divide = grad is not None and grad.dtype == np.float64
     quotient = grad_scale / grad_divisor
     absolute = s.loss == "absolute"
+    compensated = _compensated(s.y_true, s.y_pred, s.weights)
     for first, last in _chunks(outputs, reduced, nblocks):
         start, stop = _item_start(first, reduced, nblocks), _item_start(last, reduced, nblocks)
         w = None if s.weights is None else _take(s.weights, start, stop).astype(np.float64)
         if weights_only:
             if w is not None:
                 sums[2, first:last], sums[3, first:last] = _segment_sums(
-                    w, _segments(first, last, start, reduced, nblocks))
+                    w, _segments(first, last, start, reduced, nblocks), compensated)
             continue
         d = _take(s.y_pred, start, stop).astype(np.float64)
         if s.y_true is not None:
@@ -159,9 +158,9 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
                 _put(elementwise, start, stop, losses)
             if want_sums:
                 segments = _segments(first, last, start, reduced, nblocks)
-                sums[0, first:last], sums[1, first:last] = _segment_sums(losses, segments)
+                sums[0, first:last], sums[1, first:last] = _segment_sums(losses, segments, compensated)
                 if w is not None:
-                    sums[2, first:last], sums[3, first:last] = _segment_sums(w, segments)
+                    sums[2, first:last], sums[3, first:last] = _segment_sums(w, segments, compensated)
         if grad is not None:
             g = _sign(d) if absolute else d
             if w is not None:
@@ -193,7 +192,9 @@ def _item_start(item: int, reduced: int, nblocks: int) -> int:
 def _chunks(outputs: int, reduced: int, nblocks: int):
     """Ranges of work items of about CHUNK elements in all (at least one item each)."""
     items = outputs * nblocks
-    per_chunk = max(1, CHUNK // min(reduced, BLOCK_SIZE)) if nblocks == 1 else max(1, CHUNK // BLOCK_SIZE)
+    # (each item takes a row of LANES-element rows in _segment_sums: short items count whole)
+    span = -(-min(reduced, BLOCK_SIZE) // LANES) * LANES
+    per_chunk = max(1, CHUNK // span) if nblocks == 1 else max(1, CHUNK // BLOCK_SIZE)
     for first in range(0, items, per_chunk):
         yield first, min(items, first + per_chunk)
 
@@ -229,37 +230,50 @@ def _put(view: np.ndarray, start: int, stop: int, values: np.ndarray) -> None:
         view[np.unravel_index(np.arange(start, stop, dtype=np.int64), view.shape)] = values
 
 
-def _segment_sums(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sums of the runs of ``values`` starting at ``offsets`` (each at most BLOCK_SIZE long),
-    as normalised double-doubles, exactly as ``_block_sums`` sums blocks."""
-    if offsets.size == 1 and values.size <= _SMALL:  # one short run: math.fsum's sum
-        return _block_sums(values)
-    if values.size == 0:
-        return np.zeros(offsets.size), np.zeros(offsets.size)
+def _segment_sums(values: np.ndarray, offsets: np.ndarray, compensated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The partial (hi, lo) of each run of ``values`` from ``offsets[j]`` to the next offset
+    (the last to the end; each at most BLOCK_SIZE long), bit for bit as the kernels' block.
+
+    Element i of a run goes to lane i % LANES; each lane adds its elements in order
+    (ACCUMULATE of csrc/block_template.h: TwoSum with the errors summed beside when
+    ``compensated``, else a plain sum); a lane that gets no element of a row is left as it
+    is.  The LANES (sum, error) pairs are then combined by the double-double tree.
+    """
+    nseg = offsets.size
+    if nseg == 0:
+        return np.zeros(0), np.zeros(0)
     counts = np.diff(offsets, append=values.size)
-    nonempty = counts > 0
-    starts = offsets[nonempty]
-    total_out = np.zeros(offsets.size)
-    lo_out = np.zeros(offsets.size)
+    rows = int(-(-int(counts.max()) // LANES))
+    if rows == 0:
+        return np.zeros(nseg), np.zeros(nseg)
+    width = rows * LANES
+    # A row of zeros first: every lane starts at +0.0 and adds its first element to it, as in
+    # the kernels (a lane is never -0.0); after a run's last element, zeros change no lane.
+    padded = np.zeros((nseg, rows + 1, LANES))
+    if np.all(counts == width) and np.array_equal(offsets, np.arange(nseg, dtype=np.int64) * width):
+        padded[:, 1:] = values[: nseg * width].reshape(nseg, rows, LANES)  # whole blocks
+    else:
+        segment = np.repeat(np.arange(nseg), counts)
+        position = np.arange(values.size - int(offsets[0]), dtype=np.int64) - np.repeat(offsets - offsets[0], counts)
+        padded.reshape(nseg, width + LANES)[segment, position + LANES] = values[int(offsets[0]):]
     with np.errstate(over="ignore", invalid="ignore"):
-        peak = np.maximum.reduceat(np.abs(values), starts)
-        grid = np.ldexp(1.0, np.frexp(peak)[1] + 14)
-        per_element = np.repeat(grid, counts[nonempty])
-        high = (values + per_element) - per_element
-        hi = np.add.reduceat(high, starts)
-        lo = np.add.reduceat(values - high, starts)
-        total = hi + lo
-        lo = lo - (total - hi)
-        plain = ~(np.isfinite(grid) & np.isfinite(peak))
-        if plain.any():
-            total[plain] = np.add.reduceat(values, starts)[plain]
-            lo[plain] = 0.0
-    total_out[nonempty], lo_out[nonempty] = total, lo
-    return total_out, lo_out
+        # Each lane's running sums in order: add.accumulate is sequential (running[r] =
+        # running[r-1] + x[r]), the kernels' additions exactly.
+        running = np.add.accumulate(padded, axis=1)
+        if not compensated:
+            return _combine_pairs(running[:, -1, :], np.zeros((nseg, LANES)))
+        before, sums = running[:, :-1], running[:, 1:]
+        z = sums - before
+        errors = (before - (sums - z)) + (padded[:, 1:] - z)  # TwoSum's error of each addition
+        errors[:, 0] += 0.0  # (the kernels' error lanes start at +0.0 too)
+        errors = np.add.accumulate(errors, axis=1)[:, -1, :]  # added in order, as the kernels do
+        sums = running[:, -1, :]
+    return _combine_pairs(sums, errors)
 
 
-def _combine_rows(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """``_combine`` of each row of (outputs, blocks) partials: one float per output."""
+def _combine_pairs(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairwise double-double tree of csrc/internal.h (fl2_dd_combine, fl2_dd_add) over
+    each row of (rows, m) pairs: a (hi, lo) pair per row."""
     hi = hi.astype(np.float64)
     lo = lo.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -280,8 +294,14 @@ def _combine_rows(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
                 new_hi = np.concatenate([new_hi, hi[:, -1:]], axis=1)
                 new_lo = np.concatenate([new_lo, lo[:, -1:]], axis=1)
             hi, lo = new_hi, new_lo
-        return hi[:, 0] + lo[:, 0]
+    return hi[:, 0], lo[:, 0]
 
+
+def _combine_rows(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """``_combine`` of each row of (outputs, blocks) partials: one float per output."""
+    hi, lo = _combine_pairs(hi, lo)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return hi + lo
 
 def _sign(d: np.ndarray) -> np.ndarray:
     """-1, +1, or d itself where d is a zero (of either sign) or nan: the compiled kernels'
