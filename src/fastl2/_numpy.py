@@ -18,8 +18,8 @@ import numpy as np
 
 from ._plan import BLOCK_SIZE, Plan
 
-# Elements per chunk: 8 blocks keep every float64 temporary at 512 KiB.
-CHUNK = 8 * BLOCK_SIZE
+# Elements per chunk: two blocks keep every float64 temporary at 128 KiB.
+CHUNK = 2 * BLOCK_SIZE
 
 #: Interleaved float64 accumulators inside a block (csrc/fastl2.h: FL2_LANES).
 LANES = 16
@@ -263,11 +263,17 @@ def _segment_sums(values: np.ndarray, offsets: np.ndarray, compensated: bool) ->
         if not compensated:
             return _combine_pairs(running[:, -1, :], np.zeros((nseg, LANES)))
         before, sums = running[:, :-1], running[:, 1:]
+        # TwoSum's error of each addition, (before - (sums - z)) + (x - z), in place
         z = sums - before
-        errors = (before - (sums - z)) + (padded[:, 1:] - z)  # TwoSum's error of each addition
+        errors = sums - z
+        np.subtract(before, errors, out=errors)
+        np.subtract(padded[:, 1:], z, out=z)
+        errors += z
+        sums = running[:, -1, :].copy()
+        del z, before, running, padded
         errors[:, 0] += 0.0  # (the kernels' error lanes start at +0.0 too)
-        errors = np.add.accumulate(errors, axis=1)[:, -1, :]  # added in order, as the kernels do
-        sums = running[:, -1, :]
+        np.add.accumulate(errors, axis=1, out=errors)  # added in order, as the kernels do
+        errors = errors[:, -1, :]
     return _combine_pairs(sums, errors)
 
 
