@@ -194,13 +194,10 @@ def _kernel_dtype(dtype: np.dtype, name: str) -> tuple[np.dtype, bool]:
     )
 
 
-def _as_float_array(value, name: str) -> tuple[np.ndarray, bool, np.dtype]:
-    """``value`` as a native float32/float64 array, whether its own dtype counts as single
-    precision, and its own dtype (in native byte order: what gradients keep)."""
-    return _to_kernel(_read(value, name), name, value)
-
-
 def _to_kernel(array: np.ndarray, name: str, given=None) -> tuple[np.ndarray, bool, np.dtype]:
+    """``array`` (what ``given`` was read as) as a native float32/float64 array, whether its
+    own dtype counts as single precision, and its own dtype in native byte order (what
+    gradients keep)."""
     try:
         target, single = _kernel_dtype(array.dtype, name)
     except TypeError as exc:
