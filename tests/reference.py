@@ -1,6 +1,6 @@
 """An exact, independent reference for fastl2's losses and gradients, and a ulp assertion.
 
-Nothing here imports fastl2. The definitions follow API.md:
+Nothing here imports fastl2. The definitions follow docs/api.md:
 
 * ``d = float64(y_pred) - float64(y_true)`` (the one rounding every implementation shares);
 * element loss ``w * d * d`` (mse) or ``w * |d|`` (mae), ``w = 1`` without weights;
@@ -235,6 +235,10 @@ def grad(kind, y_true, y_pred, weights=None, reduction="mean"):
 def l2_penalty(params, lam):
     """lam * sum(params**2), exact (a Fraction)."""
     x = np.asarray(params).astype(np.float64)
+    magnitude = np.abs(x[x != 0])
+    if np.all(np.isfinite(x)) and (np.any(magnitude > 2.0 ** 511) or np.any(magnitude < 2.0 ** -460)):
+        # Squares beyond float64, or whose TwoProduct errors fall below the subnormals: by Fractions.
+        return Fraction(lam) * sum((Fraction(v) ** 2 for v in x.ravel().tolist()), Fraction(0))
     p, e = two_product(x, x)
     total = exact_sum(p, e)
     if isinstance(total, float):
@@ -479,7 +483,10 @@ def round_to(expected, dtype) -> np.ndarray:
     if isinstance(expected, np.ndarray) and expected.dtype == object:
         return round_exact(expected, dtype)  # loss_axis' exact values: rounded once, correctly
     if isinstance(expected, (Fraction, decimal.Decimal)):
-        expected = float(expected)
+        try:
+            expected = float(expected)
+        except OverflowError:  # beyond float64: inf, as any narrower dtype rounds it
+            expected = math.inf if expected > 0 else -math.inf
     with np.errstate(over="ignore"):
         return np.asarray(expected, dtype=np.float64).astype(dtype)
 

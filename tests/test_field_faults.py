@@ -43,6 +43,9 @@ class DLPackOnly:
     def __dlpack_device__(self):
         return self._array.__dlpack_device__()
 
+    def __repr__(self):  # (a stable test id)
+        return f"DLPackOnly({self._array!r})"
+
 
 class ArrayLike:
     """An object that offers its data through ``__array__`` alone (as pandas or xarray do)."""
@@ -646,6 +649,13 @@ def test_lam_as_a_0d_array_or_tensor(backend, lam):
     np.testing.assert_array_equal(fastl2.l2_penalty_grad([1.0, 2.0], lam), [2 * value, 4 * value])
 
 
+@pytest.mark.parametrize("lam", [-0.0, np.float32(-0.0), np.array(-0.0)], ids=repr)
+def test_a_negative_zero_lam_is_zero(backend, lam):
+    assert bits_equal(fastl2.l2_penalty([1.0, 2.0], lam), np.float64(0.0))
+    params = np.array([1.0, -2.0, 0.0])
+    assert bits_equal(fastl2.l2_penalty_grad(params, lam), 2 * 0.0 * params)  # as for lam = +0.0
+
+
 @pytest.mark.parametrize("lam, error", [(np.array([0.5]), TypeError), (DLPackOnly(np.ones(2)), TypeError), (np.array(-1.0), ValueError),
                                         (np.array(True), TypeError), (10**400, ValueError), (float("nan"), ValueError),
                                         ("0.5", TypeError), (np.array(0.5 + 1j), TypeError)])
@@ -748,6 +758,35 @@ def test_penalty_without_intermediate_underflow(backend):
     ref.assert_ulp(fastl2.l2_penalty([1e-200], 1e300), Fraction(1e300) * Fraction(1e-200) ** 2, 1)
     ref.assert_ulp(fastl2.l2_penalty([3e-170, -4e-170], 1e250), Fraction(1e250) * (Fraction(3e-170) ** 2 + Fraction(4e-170) ** 2), 2)
     assert fastl2.l2_penalty([1e-200], 0.5) == 0.0  # the penalty itself underflows
+
+
+def _penalty_params(dtype):
+    """Arrays of ``dtype`` whose sums of squares fall on either side of the penalty's rescaled
+    paths: zeros, subnormals and values whose squares underflow or overflow float64."""
+    info = np.finfo(dtype)
+    magnitudes = st.sampled_from([0.0, float(info.smallest_subnormal), float(info.tiny), 1e-200, 1e-160, 1.0,
+                                  1e160, 1e200, float(info.max)])
+    element = st.tuples(magnitudes, st.floats(0.5, 2.0), st.booleans()).map(
+        lambda t: (-1.0 if t[2] else 1.0) * t[0] * t[1])
+    return st.lists(element, min_size=0, max_size=6).map(lambda xs: np.array(xs, np.float64).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@SETTINGS
+@given(data=st.data(), lam=st.sampled_from([0.0, 0.5, 1.0, 2.0, 1e10, 1e250, 1e300]))
+def test_penalty_rescaled_paths_for_every_float_dtype(backend, dtype, data, lam):
+    # The kind: a sum of squares that overflows, underflows or is zero is taken again at a
+    # power-of-two scale; that scaling must not itself overflow (float32 zeros * 2**600 was nan).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (float16 casts of 1e200: inf, dropped below)
+        params = data.draw(_penalty_params(dtype))
+    params = params[np.isfinite(params)]
+    got = fastl2.l2_penalty(params, lam)
+    result = np.float64 if dtype == np.float64 else np.float32
+    assert got.dtype == result
+    ref.assert_ulp(got, ref.l2_penalty(params, lam), 2)
+    for split in (params[:1], params[1:]), (params, params[:0]):  # as a sequence of arrays
+        ref.assert_ulp(fastl2.l2_penalty(list(split), lam), ref.l2_penalty(params, lam), 2)
 
 
 @pytest.mark.parametrize("lam", [math.inf, np.float64(np.inf), np.array(np.inf)], ids=repr)

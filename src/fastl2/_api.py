@@ -2,7 +2,9 @@
 
 When the compiled module is built, the functions of ``_core.FAST_PATH_FUNCTIONS`` exported by
 fastl2 are its fast-path versions, which answer the common call directly and hand every
-other call to the functions below.
+other call to the functions below.  Type checkers read the annotated (overloaded) signatures
+below, whose aliases are in fastl2._typing; the fast paths take the same arguments and return
+the same types.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -27,6 +30,22 @@ from ._plan import (
 )
 from ._plan import _overlaps as overlaps
 
+if TYPE_CHECKING:  # (annotations are strings at run time: nothing more to import)
+    from collections.abc import Iterable, Sequence
+    from typing import Literal, SupportsFloat
+
+    from ._typing import (
+        ArrayLike,
+        ArrayObject,
+        Axis,
+        FloatArray,
+        FloatScalar,
+        MeanReduction,
+        ReducingAxis,
+        ReducingReduction,
+        Reduction,
+    )
+
 __all__ = [
     "mse", "mae", "rmse", "mse_grad", "mse_and_grad", "mae_grad", "mae_and_grad",
     "l2_penalty", "l2_penalty_grad",
@@ -35,7 +54,25 @@ __all__ = [
 
 # ---- losses ---------------------------------------------------------------------------
 
-def mse(y_true, y_pred, weights=None, *, axis=None, reduction: str = "mean"):
+@overload
+def mse(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    axis: None = None, reduction: ReducingReduction = "mean",
+) -> FloatScalar: ...
+@overload
+def mse(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    axis: ReducingAxis, reduction: ReducingReduction = "mean",
+) -> FloatArray: ...
+@overload
+def mse(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    axis: None = None, reduction: Literal["none"],
+) -> FloatArray: ...
+def mse(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    axis: Axis = None, reduction: Reduction = "mean",
+) -> FloatScalar | FloatArray:
     """Mean squared error: the mean of ``w * (y_pred - y_true)**2``, in one pass.
 
     Parameters
@@ -62,7 +99,9 @@ def mse(y_true, y_pred, weights=None, *, axis=None, reduction: str = "mean"):
     numpy.float32 or numpy.float64, or ndarray
         A NumPy scalar with ``axis=None``; an ndarray without the reduced axes otherwise, or
         of y_pred's shape with ``reduction="none"``.  float32 when every input is
-        float16/float32, else float64.
+        float16/float32, else float64.  (A type checker sees ``numpy.floating[Any]`` for
+        ``axis=None`` with a reducing reduction, ``NDArray[numpy.floating[Any]]`` for an
+        ``axis`` or ``reduction="none"``: literal reductions tell them apart.)
 
     Raises
     ------
@@ -100,10 +139,29 @@ def mse(y_true, y_pred, weights=None, *, axis=None, reduction: str = "mean"):
     return _loss("squared", y_true, y_pred, weights, axis, reduction)
 
 
-def mae(y_true, y_pred, weights=None, *, axis=None, reduction: str = "mean"):
+@overload
+def mae(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    axis: None = None, reduction: ReducingReduction = "mean",
+) -> FloatScalar: ...
+@overload
+def mae(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    axis: ReducingAxis, reduction: ReducingReduction = "mean",
+) -> FloatArray: ...
+@overload
+def mae(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    axis: None = None, reduction: Literal["none"],
+) -> FloatArray: ...
+def mae(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    axis: Axis = None, reduction: Reduction = "mean",
+) -> FloatScalar | FloatArray:
     """Mean absolute error: the mean of ``w * |y_pred - y_true|``, in one pass.
 
-    Arguments as for :func:`mse`.
+    Arguments, returns (a float32 or float64 NumPy scalar with ``axis=None``, else an
+    ndarray) and errors as for :func:`mse`.
 
     >>> import fastl2
     >>> fastl2.mae([1.0, 2.0, 3.0], [2.0, 2.0, 1.0])
@@ -112,8 +170,25 @@ def mae(y_true, y_pred, weights=None, *, axis=None, reduction: str = "mean"):
     return _loss("absolute", y_true, y_pred, weights, axis, reduction)
 
 
-def rmse(y_true, y_pred, weights=None, *, axis=None, reduction: str = "mean"):
+@overload
+def rmse(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    axis: None = None, reduction: MeanReduction = "mean",
+) -> FloatScalar: ...
+@overload
+def rmse(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    axis: ReducingAxis, reduction: MeanReduction = "mean",
+) -> FloatArray: ...
+def rmse(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    axis: Axis = None, reduction: MeanReduction = "mean",
+) -> FloatScalar | FloatArray:
     """Root mean squared error: ``sqrt(mse(...))``; reduction "mean" or "weighted_mean".
+
+    Arguments, returns and errors as for :func:`mse` (the root taken of each reduced value,
+    per output with ``axis``), but ``reduction`` must be "mean" or "weighted_mean": any other
+    raises ValueError.
 
     >>> import fastl2
     >>> fastl2.rmse([0.0, 0.0], [3.0, 4.0], reduction="mean")
@@ -160,7 +235,7 @@ def _loss(loss, y_true, y_pred, weights, axis, reduction, root=False):
     else:
         loss_sum = weight_sum = 0.0
     value = _reduce(plan, loss_sum, weight_sum, root)
-    # Reducing every axis by naming them gives a 0-d array (API.md: only axis=None gives a scalar).
+    # Reducing every axis by naming them gives a 0-d array (docs/api.md: only axis=None gives a scalar).
     return value if axes is None else np.asarray(value)
 
 
@@ -227,7 +302,10 @@ def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False):
 
 # ---- gradients --------------------------------------------------------------------------
 
-def mse_grad(y_true, y_pred, weights=None, *, reduction: str = "mean", out=None):
+def mse_grad(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    reduction: Reduction = "mean", out: FloatArray | None = None,
+) -> FloatArray:
     """Gradient of :func:`mse` with respect to ``y_pred``: ``2 w (y_pred - y_true) / D``.
 
     ``D`` is the number of elements ("mean"), the sum of the weights ("weighted_mean") or 1
@@ -248,8 +326,26 @@ def mse_grad(y_true, y_pred, weights=None, *, reduction: str = "mean", out=None)
     return _grad_pass("squared", y_true, y_pred, weights, reduction, out, want_loss=False)
 
 
-def mse_and_grad(y_true, y_pred, weights=None, *, reduction: str = "mean", out=None):
+@overload
+def mse_and_grad(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    reduction: ReducingReduction = "mean", out: FloatArray | None = None,
+) -> tuple[FloatScalar, FloatArray]: ...
+@overload
+def mse_and_grad(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    reduction: Literal["none"], out: FloatArray | None = None,
+) -> tuple[FloatArray, FloatArray]: ...
+def mse_and_grad(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    reduction: Reduction = "mean", out: FloatArray | None = None,
+) -> tuple[FloatScalar | FloatArray, FloatArray]:
     """``(mse(...), mse_grad(...))`` from one pass that reads each input once.
+
+    Arguments and errors as for :func:`mse_grad`.  Returns the tuple ``(loss, grad)``:
+    ``loss`` as :func:`mse` with ``axis=None`` gives it (a float32 or float64 NumPy scalar,
+    or with ``reduction="none"`` the element losses in an ndarray of y_pred's shape), ``grad``
+    as :func:`mse_grad` does (an ndarray of y_pred's shape and float dtype, or ``out``).
 
     >>> import fastl2
     >>> loss, grad = fastl2.mse_and_grad([1.0, 2.0], [2.0, 4.0])
@@ -259,7 +355,10 @@ def mse_and_grad(y_true, y_pred, weights=None, *, reduction: str = "mean", out=N
     return _grad_pass("squared", y_true, y_pred, weights, reduction, out, want_loss=True)
 
 
-def mae_grad(y_true, y_pred, weights=None, *, reduction: str = "mean", out=None):
+def mae_grad(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    reduction: Reduction = "mean", out: FloatArray | None = None,
+) -> FloatArray:
     """Gradient of :func:`mae` with respect to ``y_pred``: ``w sign(y_pred - y_true) / D``.
 
     Where ``y_pred == y_true`` the gradient is a zero with the sign of ``y_pred - y_true``
@@ -273,8 +372,24 @@ def mae_grad(y_true, y_pred, weights=None, *, reduction: str = "mean", out=None)
     return _grad_pass("absolute", y_true, y_pred, weights, reduction, out, want_loss=False)
 
 
-def mae_and_grad(y_true, y_pred, weights=None, *, reduction: str = "mean", out=None):
+@overload
+def mae_and_grad(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    reduction: ReducingReduction = "mean", out: FloatArray | None = None,
+) -> tuple[FloatScalar, FloatArray]: ...
+@overload
+def mae_and_grad(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    reduction: Literal["none"], out: FloatArray | None = None,
+) -> tuple[FloatArray, FloatArray]: ...
+def mae_and_grad(
+    y_true: ArrayLike, y_pred: ArrayLike, weights: ArrayLike | None = None, *,
+    reduction: Reduction = "mean", out: FloatArray | None = None,
+) -> tuple[FloatScalar | FloatArray, FloatArray]:
     """``(mae(...), mae_grad(...))`` from one pass that reads each input once.
+
+    Arguments, returns and errors as for :func:`mse_and_grad`: ``(loss, grad)``, ``loss`` a
+    NumPy scalar (an ndarray with ``reduction="none"``), ``grad`` an ndarray or ``out``.
 
     >>> import fastl2
     >>> fastl2.mae_and_grad([0.0, 0.0], [1.0, -3.0])
@@ -367,7 +482,7 @@ def _base(array: np.ndarray) -> np.ndarray:
 
 # ---- the L2 penalty -----------------------------------------------------------------------
 
-def l2_penalty(params, lam):
+def l2_penalty(params: ArrayLike | Iterable[ArrayLike], lam: SupportsFloat) -> FloatScalar:
     """The L2 regularisation term ``lam * sum(params**2)``, as a NumPy scalar.
 
     Parameters
@@ -436,7 +551,8 @@ def _square_sum(plan: Plan, backend, scale: float = 1.0) -> float:
     if not plan.n:
         return 0.0
     if scale != 1.0:
-        plan = penalty_plan(plan.arrays[1] * scale)
+        # In float64, whatever params' dtype: 2**600 is inf in float32 (and 0 * inf is nan).
+        plan = penalty_plan(np.multiply(plan.arrays[1], scale, dtype=np.float64))
     if plan.flat:
         return backend.run(plan, True)[0]
     return float(backend.run_strided(strided_pass(plan), True)[0][0])
@@ -453,7 +569,33 @@ def _scaled_product(a: float, b: float, exponent: int) -> float:
         return math.inf
 
 
-def l2_penalty_grad(params, lam, *, out=None):
+@overload
+def l2_penalty_grad(  # (an ndarray iterates too: this, the runtime's first test, wins)
+    params: ArrayObject, lam: SupportsFloat, *, out: FloatArray | None = None,
+) -> FloatArray: ...
+@overload
+def l2_penalty_grad(  # (a sequence of NumPy scalars is one 1-d array, not a list)
+    params: Iterable[np.generic], lam: SupportsFloat, *,
+    out: FloatArray | None = None,
+) -> FloatArray: ...
+@overload
+def l2_penalty_grad(
+    params: Iterable[ArrayObject], lam: SupportsFloat, *,
+    out: Sequence[FloatArray] | None = None,
+) -> list[FloatArray]: ...
+@overload
+def l2_penalty_grad(
+    params: ArrayLike, lam: SupportsFloat, *, out: FloatArray | None = None,
+) -> FloatArray: ...
+@overload
+def l2_penalty_grad(
+    params: ArrayLike | Iterable[ArrayLike], lam: SupportsFloat, *,
+    out: FloatArray | Sequence[FloatArray] | None = None,
+) -> FloatArray | list[FloatArray]: ...
+def l2_penalty_grad(
+    params: ArrayLike | Iterable[ArrayLike], lam: SupportsFloat, *,
+    out: FloatArray | Sequence[FloatArray] | None = None,
+) -> FloatArray | list[FloatArray]:
     """Gradient of :func:`l2_penalty`: ``2 * lam * params`` (``out=params`` updates in place).
 
     Parameters
@@ -464,14 +606,21 @@ def l2_penalty_grad(params, lam, *, out=None):
         The penalty strength, a real number >= 0.
     out : ndarray or list of ndarray, optional
         Where to write the gradient: an array of params' shape and float dtype (params itself
-        for an in-place update), or for a sequence of arrays a list of one such array each.
+        for an in-place update), or for a sequence of arrays a list (or tuple) of one such
+        array each.
 
     Returns
     -------
     ndarray, or a list of ndarrays for a sequence of arrays
         Shaped like ``params`` (each of them), in its float dtype (float64 for integers).
         ``2 * lam * params`` is computed without an intermediate overflow: it is inf only
-        where the gradient itself exceeds the dtype's range.
+        where the gradient itself exceeds the dtype's range.  A sequence of arrays is a list,
+        tuple or iterator whose items all are arrays of their own (ndarrays, tensors: objects
+        with ``__array__`` or ``__dlpack__``, NumPy scalars excepted); anything else (a list
+        of numbers or of NumPy scalars, nested lists) is one array.  Type checkers see the
+        same rule: ``NDArray[numpy.floating[Any]]`` for one array,
+        ``list[NDArray[numpy.floating[Any]]]`` for a sequence of arrays, their union where
+        the items' types do not tell.
 
     Raises
     ------

@@ -495,7 +495,7 @@ def check_lam(lam) -> float:
         raise ValueError(f"lam must be a real number >= 0 within float64's range; got {lam!r}") from None
     if not 0.0 <= result < math.inf:  # also rejects nan
         raise ValueError(f"lam must be a real number >= 0 (finite); got {lam!r}")
-    return result
+    return result + 0.0  # (-0.0 as +0.0: no negative-zero penalty or flipped gradient zeros)
 
 
 def check_out(out, plan: Plan, pred_name: str = "y_pred") -> np.ndarray | None:
