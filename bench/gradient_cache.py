@@ -8,11 +8,11 @@ process; the medians and their ratio are printed.
     python bench/gradient_cache.py [--sizes 1e6 1e7] [--rounds 5] [--calls 30]
 """
 import argparse
-import time
 
 import numpy as np
 
 import fastl2
+from fastl2._bench.timing import time_call
 
 
 def main():
@@ -34,13 +34,9 @@ def main():
                     fastl2.set_gradient_cache_limit(max(limit, 1 << 30) if cached else 0)
                     fastl2.empty_cache()
                     fastl2.mse_grad(y_true, y_pred)  # (fills the cache when on)
-                    times = []
-                    for _ in range(args.calls):
-                        start = time.perf_counter()
-                        grad = fastl2.mse_grad(y_true, y_pred)
-                        del grad
-                        times.append(time.perf_counter() - start)
-                    medians[cached].append(float(np.median(times)))
+                    # each gradient is dropped as soon as it is returned, inside the timing
+                    timing = time_call(lambda: fastl2.mse_grad(y_true, y_pred), repeat=args.calls)
+                    medians[cached].append(timing.seconds)
             on, off = np.median(medians[True]), np.median(medians[False])
             print(f"n={n:>11,} float32 mse_grad: cache on {on * 1e3:8.3f} ms, off {off * 1e3:8.3f} ms, "
                   f"off/on {off / on:.2f}x")

@@ -20,23 +20,18 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 import tracemalloc
 
 import numpy as np
 
 import fastl2
+from fastl2._bench.timing import time_call
 
 
 def median_time(call, budget_s: float = 0.5) -> float:
+    """Median seconds per call over ``budget_s`` seconds of samples (at least 7)."""
     call()
-    samples = []
-    deadline = time.perf_counter() + budget_s
-    while time.perf_counter() < deadline or len(samples) < 7:
-        start = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return time_call(call, budget_s, min_samples=7).seconds
 
 
 def ratio_of_medians(fast, slow, rounds: int = 5) -> tuple[float, float, float]:

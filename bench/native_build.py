@@ -16,17 +16,16 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 import fastl2
 from fastl2 import _core as portable
+from fastl2._bench.timing import time_call
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,23 +51,10 @@ def build_native(directory: str):
 
 
 def median_time(call, budget_s: float = 0.3) -> float:
+    """Median seconds per call, batching calls so one sample lasts at least 0.2 ms (7 samples
+    at least)."""
     call()
-    batch = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(batch):
-            call()
-        if time.perf_counter() - start >= 2e-4:
-            break
-        batch *= 2
-    samples = []
-    deadline = time.perf_counter() + budget_s
-    while time.perf_counter() < deadline or len(samples) < 7:
-        start = time.perf_counter()
-        for _ in range(batch):
-            call()
-        samples.append((time.perf_counter() - start) / batch)
-    return statistics.median(samples)
+    return time_call(call, budget_s, min_samples=7).seconds
 
 
 def main() -> None:

@@ -8,21 +8,10 @@ For 10^5 and 10^7 elements, float32 and float64: ``mse``, ``mse_and_grad`` and w
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 
 import fastl2
-
-
-def median_time(call, reps: int) -> float:
-    samples = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+from fastl2._bench.timing import time_call
 
 
 def main() -> None:
@@ -43,7 +32,7 @@ def main() -> None:
                     for backend in ("cython", "numba"):
                         fastl2.set_backend(backend)
                         call(a, b, w)
-                        t = median_time(lambda: call(a, b, w), reps)
+                        t = time_call(lambda: call(a, b, w), repeat=reps).seconds
                         best[backend] = min(best.get(backend, t), t)
                 print(f"{n:>10} {np.dtype(dtype).name:8} {name:13} {best['cython'] * 1e6:8.1f}us "
                       f"{best['numba'] * 1e6:8.1f}us {best['numba'] / best['cython']:13.2f}")

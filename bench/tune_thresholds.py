@@ -13,37 +13,22 @@ streaming/plain); the thresholds are the smallest sizes from which the ratio sta
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import numpy as np
 
 import fastl2
 from fastl2 import _core
+from fastl2._bench.timing import time_call
 
 SIZES = [2**k for k in range(12, 25)] + [2**26]
 
 
 def median_time(call, budget_s: float = 0.15) -> float:
-    """Median seconds per call, batching calls so one sample lasts at least 0.2 ms."""
+    """Median seconds per call, batching calls so one sample lasts at least 0.2 ms (5 samples
+    at least)."""
     call()
-    batch = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(batch):
-            call()
-        if time.perf_counter() - start >= 2e-4:
-            break
-        batch *= 2
-    samples = []
-    deadline = time.perf_counter() + budget_s
-    while time.perf_counter() < deadline or len(samples) < 5:
-        start = time.perf_counter()
-        for _ in range(batch):
-            call()
-        samples.append((time.perf_counter() - start) / batch)
-    return statistics.median(samples)
+    return time_call(call, budget_s, min_samples=5).seconds
 
 
 def parallel_threshold(dtype) -> None:
