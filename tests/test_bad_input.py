@@ -1,4 +1,4 @@
-"""Every bad-input rule of API.md, one behaviour per test, on every backend."""
+"""Every bad-input rule of docs/api.md, one behaviour per test, on every backend."""
 from __future__ import annotations
 
 import math
