@@ -23,16 +23,17 @@ def test_every_public_function_has_an_example():
     assert not missing
 
 
-def test_readme_examples_run(backend):
-    """Every `>>>` example of README.md prints what it shows, on every backend."""
+@pytest.mark.parametrize("document", ["README.md", "docs/api.md"])
+def test_markdown_examples_run(backend, document):
+    """Every `>>>` example of README.md and of the contract prints what it shows, on every backend."""
     import pathlib
     import re
 
-    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
-    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.S)
+    path = pathlib.Path(__file__).resolve().parent.parent / document
+    blocks = re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
     examples = [block for block in blocks if ">>>" in block]
     assert examples
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
     for number, block in enumerate(examples):
-        runner.run(doctest.DocTestParser().get_doctest(block, {}, f"README[{number}]", None, 0))
+        runner.run(doctest.DocTestParser().get_doctest(block, {}, f"{document}[{number}]", None, 0))
     assert runner.failures == 0
