@@ -57,15 +57,26 @@ def test_mse_allocates_no_temporaries_proportional_to_n(backend, kind):
 # --------------------------------------------------------------------------- GIL
 
 
-def test_compiled_kernels_release_the_gil(backend, restore_num_threads):
+@pytest.fixture
+def compiled_backend():
+    """The compiled backend, active for the test (the GIL test is meaningful only for it:
+    NumPy's ufuncs release the GIL too, so a NumPy-backend regression would not show)."""
+    if "cython" not in fastl2.available_backends():
+        pytest.skip("the compiled kernels are not built (pure-Python install)")
+    previous = fastl2.get_backend()
+    fastl2.set_backend("cython")
+    try:
+        yield
+    finally:
+        fastl2.set_backend(previous)
+
+
+def test_compiled_kernels_release_the_gil(compiled_backend, restore_num_threads):
     """While one thread is inside a long fastl2 call, another Python thread keeps running.
 
     The switch interval is made huge so that the interpreter never forces a GIL hand-over: the main
     thread can run while the worker is inside mse_and_grad only if the call releases the GIL itself.
     """
-    if backend != "cython":
-        pytest.skip("the GIL test is meaningful only for the compiled backend: NumPy's ufuncs release "
-                    "the GIL too, so this test could not tell a NumPy-backend regression apart")
     fastl2.set_num_threads(1)  # leave a core free for the main thread
     rng = np.random.default_rng(1)
     y_true = rng.standard_normal(20_000_000)
