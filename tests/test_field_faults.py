@@ -649,6 +649,13 @@ def test_lam_as_a_0d_array_or_tensor(backend, lam):
     np.testing.assert_array_equal(fastl2.l2_penalty_grad([1.0, 2.0], lam), [2 * value, 4 * value])
 
 
+@pytest.mark.parametrize("function", ["l2_penalty", "l2_penalty_grad"])
+def test_a_dict_of_params_is_refused_with_the_way_to_pass_it(backend, function):
+    with pytest.raises(TypeError, match=r"params must be an array .*; got a dict \(pass params.values\(\)"):
+        getattr(fastl2, function)({"a": np.ones(2)}, 1.0)
+    assert fastl2.l2_penalty({"a": np.ones(2), "b": np.full(1, 2.0)}.values(), 1.0) == 6.0
+
+
 @pytest.mark.parametrize("lam", [-0.0, np.float32(-0.0), np.array(-0.0)], ids=repr)
 def test_a_negative_zero_lam_is_zero(backend, lam):
     assert bits_equal(fastl2.l2_penalty([1.0, 2.0], lam), np.float64(0.0))

@@ -716,8 +716,13 @@ def _parameter_arrays(params):
     iterator of arrays (``params`` then the list too), else None."""
     if _is_array_object(params) or isinstance(params, (str, bytes)):
         return params, None
+    if isinstance(params, dict):
+        raise TypeError(
+            f"params must be an array or a sequence or iterator of arrays; got a {type(params).__name__} "
+            "(pass params.values() for its arrays)"
+        )
     if not isinstance(params, (list, tuple)):
-        if not hasattr(params, "__iter__") or isinstance(params, dict):
+        if not hasattr(params, "__iter__"):
             return params, None
         params = list(params)  # an iterator (model.parameters()) or a view (dict.values())
         if not params:
