@@ -46,7 +46,7 @@ def build_native(directory: str):
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     # Its fast paths answer these calls; anything else would go to fastl2's planned functions.
-    module._bind(True, dict(fastl2._backends._planned))
+    module._set_fast_path(True)
     return module
 
 

@@ -109,7 +109,7 @@ FL2_INLINE fl2_dd FL2_CAT(BLOCK_FN, _lanes)(const double *sum, const double *err
 }
 
 FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t start, int64_t end,
-                        fl2_partial *out, const int absolute, const int want_sums,
+                        fl2_partial *out, const fl2_loss loss, const int want_sums,
                         const int want_grad, const int want_elem, const int weights_only,
                         double *raw, const int step, const int64_t *ahead)
 {
@@ -133,7 +133,8 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     const double scale = want_grad ? o->grad_scale : 0.0;
     const double divisor = want_grad ? o->grad_divisor : 1.0;
     const double quotient = scale / divisor;
-    (void)quotient; (void)divisor;
+    const double param = p->loss_param;
+    (void)quotient; (void)divisor; (void)param;
     /* Streaming stores write large gradients without first reading their lines in. */
     const int stream = want_grad && o->stream && fl2_stream_aligned(grad);
 
@@ -150,13 +151,12 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 #define ELEMENT(i, k, d, wk, gout)                                                   \
     do {                                                                             \
         if (!weights_only) {                                                         \
-            double l_ = absolute ? fabs(d) : (d) * (d);                              \
+            double l_ = fl2_loss_value(loss, d, param);                              \
             double wl_ = HAS_WEIGHTS ? (wk) * l_ : l_;                               \
             if (want_sums) ACCUMULATE(loss_sum, loss_err, k, wl_);      \
             if (want_elem) elem[i] = (result_t)wl_;                                  \
             if (want_grad) {                                                         \
-                double g_ = absolute ? ((d) > 0 ? 1.0 : (d) < 0 ? -1.0 : (d) * 0.0)  \
-                                     : (d);                                          \
+                double g_ = fl2_loss_derivative(loss, d, param);                     \
                 gout = (pred_t)GRAD_VALUE(HAS_WEIGHTS ? (wk) * g_ : g_);             \
             }                                                                        \
         }                                                                            \
@@ -178,6 +178,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     {
         /* The same per-lane operations as ELEMENT, a chunk of LANES (NV vectors) at a time. */
         enum { NV = LANES / FL2_VWIDTH };
+        const fl2_vd vparam = fl2_vsplat(param);
         fl2_vd v_loss[NV], v_loss_err[NV], v_w[NV], v_w_err[NV];
         for (int h = 0; h < NV; h++) v_loss[h] = v_loss_err[h] = v_w[h] = v_w_err[h] = fl2_vsplat(0.0);
         /* (the step-2 loads read one element past their last: never past the block's) */
@@ -214,12 +215,12 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             for (int h = 0; h < NV; h++) {
                 const int64_t at = i + h * FL2_VWIDTH;
                 if (!weights_only) {
-                    fl2_vd l = absolute ? fl2_vabs(d[h]) : d[h] * d[h];
+                    fl2_vd l = fl2_loss_vvalue(loss, d[h], vparam);
                     if (HAS_WEIGHTS) l = wv[h] * l;
                     if (want_sums) VACCUMULATE(v_loss[h], v_loss_err[h], l);
                     if (want_elem) FL2_VSTORE(elem + at, l);
                     if (want_grad) {
-                        fl2_vd g = absolute ? fl2_vsign(d[h]) : d[h];
+                        fl2_vd g = fl2_loss_vderivative(loss, d[h], vparam);
                         if (HAS_WEIGHTS) g = wv[h] * g;
                         g = sizeof(pred_t) == sizeof(double) ? (scale * g) / divisor : quotient * g;
                         FL2_VSTORE(stream ? chunk_grad + h * FL2_VWIDTH : grad + at, g);
@@ -255,7 +256,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 #else
                     const fl2_vd d = FL2_VLOADN(y_pred + at, count);
 #endif
-                    fl2_vd l = absolute ? fl2_vabs(d) : d * d;
+                    fl2_vd l = fl2_loss_vvalue(loss, d, vparam);
                     if (HAS_WEIGHTS) l = wv * l;
                     VACCUMULATE_KEPT(v_loss[h], v_loss_err[h], l, keep);
                 }
@@ -335,27 +336,29 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, int64_t start,
                      int64_t end, fl2_partial *out)
 {
-    const int absolute = p->loss == FL2_ABSOLUTE;
-    /* Constant flags make each call below its own loop without per-element branches. */
-#define SPECIALISE(sums, grad, elem, wonly)                                              \
-    (absolute ? BODY_FN(p, o, start, end, out, 1, sums, grad, elem, wonly, NULL, 1, NULL)      \
-              : BODY_FN(p, o, start, end, out, 0, sums, grad, elem, wonly, NULL, 1, NULL))
-    switch ((int)mode) {
-    case FL2_MODE_SUMS: SPECIALISE(1, 0, 0, 0); break;
-    case FL2_MODE_SUMS_GRAD: SPECIALISE(1, 1, 0, 0); break;
-    case FL2_MODE_GRAD: SPECIALISE(0, 1, 0, 0); break;
-    case FL2_MODE_ELEM: SPECIALISE(0, 0, 1, 0); break;
-    case FL2_MODE_ELEM_GRAD: SPECIALISE(0, 1, 1, 0); break;
-    case FL2_MODE_WEIGHTS: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1, NULL, 1, NULL); break;
-    /* Sums of inputs read every other element (a[::2]), in place. */
-    case FL2_MODE_SUMS | FL2_MODE_STEP2:
-        if (absolute) BODY_FN(p, o, start, end, out, 1, 1, 0, 0, 0, NULL, 2, NULL);
-        else BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 0, NULL, 2, NULL);
-        break;
-    case FL2_MODE_WEIGHTS | FL2_MODE_STEP2: BODY_FN(p, o, start, end, out, 0, 1, 0, 0, 1, NULL, 2, NULL); break;
-    default: break;
+    /* Constant flags (and loss, by FL2_FOR_LOSS) make each call below its own loop without
+     * per-element branches. */
+#define RUN(loss, sums, grad, elem, wonly, step) \
+    BODY_FN(p, o, start, end, out, loss, sums, grad, elem, wonly, NULL, step, NULL)
+#define FL2_LOSS_BODY(loss)                                                  \
+    switch ((int)mode) {                                                     \
+    case FL2_MODE_SUMS: RUN(loss, 1, 0, 0, 0, 1); break;                     \
+    case FL2_MODE_SUMS_GRAD: RUN(loss, 1, 1, 0, 0, 1); break;                \
+    case FL2_MODE_GRAD: RUN(loss, 0, 1, 0, 0, 1); break;                     \
+    case FL2_MODE_ELEM: RUN(loss, 0, 0, 1, 0, 1); break;                     \
+    case FL2_MODE_ELEM_GRAD: RUN(loss, 0, 1, 1, 0, 1); break;                \
+    /* sums of inputs read every other element (a[::2]), in place */         \
+    case FL2_MODE_SUMS | FL2_MODE_STEP2: RUN(loss, 1, 0, 0, 0, 2); break;    \
+    default: break;                                                          \
     }
-#undef SPECIALISE
+    if (mode == FL2_MODE_WEIGHTS)
+        RUN(FL2_SQUARED, 1, 0, 0, 1, 1);
+    else if ((int)mode == (FL2_MODE_WEIGHTS | FL2_MODE_STEP2))
+        RUN(FL2_SQUARED, 1, 0, 0, 1, 2);
+    else
+        FL2_FOR_LOSS(p->loss)
+#undef FL2_LOSS_BODY
+#undef RUN
 }
 
 /* Block sums of ncols outputs at once, for runs that are columns: output c's run is column c
@@ -366,7 +369,7 @@ static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, 
  * rows are read once, in memory order.  scratch: 4 * LANES * ncols doubles. */
 FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t nrows, int64_t ncols,
                                                  const int64_t *ld, int64_t w_step, double *scratch,
-                                                 fl2_partial *out, const int absolute,
+                                                 fl2_partial *out, const fl2_loss loss,
                                                  const int weights_only)
 {
     const T_PRED *y_pred = (const T_PRED *)p->y_pred;
@@ -376,6 +379,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
 #if HAS_WEIGHTS
     const T_WEIGHTS *w = (const T_WEIGHTS *)p->weights;
 #endif
+    const double param = p->loss_param;
     double *ls = scratch, *le = scratch + LANES * ncols;
     double *ws = scratch + 2 * LANES * ncols, *we = scratch + 3 * LANES * ncols;
     (void)ws; (void)we; (void)w_step;
@@ -386,6 +390,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
         /* A row is one vector: lane k's sums of all columns are one vector each, kept in
          * registers (rows LANES at a time, so each lane's index is a constant), stored into
          * the scratch lanes for the combining below. */
+        const fl2_vd vparam = fl2_vsplat(param);
         fl2_vd vs[LANES], ve[LANES], vws[LANES], vwe[LANES];
         for (int k = 0; k < LANES; k++) vs[k] = ve[k] = vws[k] = vwe[k] = fl2_vsplat(0.0);
         for (int64_t r0 = 0; r0 < nrows; r0 += LANES) {
@@ -404,7 +409,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
 #else
                     const fl2_vd d = FL2_VLOAD(y_pred + r * ld[FL2_OP_PRED]);
 #endif
-                    fl2_vd l = absolute ? fl2_vabs(d) : d * d;
+                    fl2_vd l = fl2_loss_vvalue(loss, d, vparam);
 #if HAS_WEIGHTS
                     l = wk * l;
 #endif
@@ -445,7 +450,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
 #else
                 const double d = (double)yp[c];
 #endif
-                const double l = absolute ? fabs(d) : d * d;
+                const double l = fl2_loss_value(loss, d, param);
 #if HAS_WEIGHTS
                 const double wl = wk * l;
 #else
@@ -482,12 +487,13 @@ static void FL2_CAT(BLOCK_FN, _columns)(const fl2_problem *p, fl2_mode mode, int
                                         int64_t ncols, const int64_t *ld, int64_t w_step,
                                         double *scratch, fl2_partial *out)
 {
+#define FL2_LOSS_BODY(loss) \
+    FL2_CAT(BLOCK_FN, _columns_body)(p, nrows, ncols, ld, w_step, scratch, out, loss, 0)
     if (mode == FL2_MODE_WEIGHTS)
-        FL2_CAT(BLOCK_FN, _columns_body)(p, nrows, ncols, ld, w_step, scratch, out, 0, 1);
-    else if (p->loss == FL2_ABSOLUTE)
-        FL2_CAT(BLOCK_FN, _columns_body)(p, nrows, ncols, ld, w_step, scratch, out, 1, 0);
+        FL2_CAT(BLOCK_FN, _columns_body)(p, nrows, ncols, ld, w_step, scratch, out, FL2_SQUARED, 1);
     else
-        FL2_CAT(BLOCK_FN, _columns_body)(p, nrows, ncols, ld, w_step, scratch, out, 0, 0);
+        FL2_FOR_LOSS(p->loss)
+#undef FL2_LOSS_BODY
 }
 
 /* Block sums of nrows outputs whose runs are rows: output r's run is the row_len (at most
@@ -527,7 +533,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_level)(double hi[][FL2_ROWS_GROUP], doub
 }
 FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrows, int64_t row_len,
                                               const int64_t *ld, int64_t w_step, fl2_partial *out,
-                                              const int absolute, const int weights_only)
+                                              const fl2_loss loss, const int weights_only)
 {
     /* raw[j]: row j's lanes of each quantity (loss sums, loss errors, weight sums, weight
      * errors), as BODY_FN leaves them (those it can only leave at zero: not written) */
@@ -556,12 +562,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrow
                 q.weights = (const char *)p->weights + r * ld[FL2_OP_WEIGHTS] * (int64_t)sizeof(T_WEIGHTS);
                 q.weights_repeat = w_step ? 1 : row_len;
 #endif
-                if (weights_only)
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 1, raw[j], 1, pf);
-                else if (absolute)
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 1, 1, 0, 0, 0, raw[j], 1, pf);
-                else
-                    BODY_FN(&q, NULL, 0, row_len, NULL, 0, 1, 0, 0, 0, raw[j], 1, pf);
+                BODY_FN(&q, NULL, 0, row_len, NULL, loss, 1, 0, 0, weights_only, raw[j], 1, pf);
             } else {
                 memset(raw[j], 0, sizeof raw[j]);
             }
@@ -638,12 +639,12 @@ static void FL2_CAT(BLOCK_FN, _rows)(const fl2_problem *p, fl2_mode mode, int64_
                                      int64_t row_len, const int64_t *ld, int64_t w_step,
                                      fl2_partial *out)
 {
+#define FL2_LOSS_BODY(loss) FL2_CAT(BLOCK_FN, _rows_body)(p, nrows, row_len, ld, w_step, out, loss, 0)
     if (mode == FL2_MODE_WEIGHTS)
-        FL2_CAT(BLOCK_FN, _rows_body)(p, nrows, row_len, ld, w_step, out, 0, 1);
-    else if (p->loss == FL2_ABSOLUTE)
-        FL2_CAT(BLOCK_FN, _rows_body)(p, nrows, row_len, ld, w_step, out, 1, 0);
+        FL2_CAT(BLOCK_FN, _rows_body)(p, nrows, row_len, ld, w_step, out, FL2_SQUARED, 1);
     else
-        FL2_CAT(BLOCK_FN, _rows_body)(p, nrows, row_len, ld, w_step, out, 0, 0);
+        FL2_FOR_LOSS(p->loss)
+#undef FL2_LOSS_BODY
 }
 
 #undef LANES

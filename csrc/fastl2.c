@@ -758,3 +758,12 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     }
     return status ? -1 : 0;
 }
+
+#define FL2_LOSS_NAME_(NAME, name) #name,
+static const char *const loss_names[FL2_NLOSSES] = {FL2_LOSSES(FL2_LOSS_NAME_)};
+#undef FL2_LOSS_NAME_
+
+const char *fl2_loss_name(int code)
+{
+    return code >= 0 && code < FL2_NLOSSES ? loss_names[code] : NULL;
+}

@@ -20,11 +20,12 @@ extern "C" {
 #define FL2_LANES 16        /* interleaved float64 accumulators inside a block */
 
 typedef enum { FL2_FLOAT32 = 0, FL2_FLOAT64 = 1 } fl2_dtype;
-typedef enum { FL2_SQUARED = 0, FL2_ABSOLUTE = 1 } fl2_loss;
+#include "losses.h" /* fl2_loss: FL2_SQUARED, FL2_ABSOLUTE, ... */
 
 /* What is read.  d = y_pred - y_true, computed in float64. */
 typedef struct {
     fl2_loss loss;
+    double loss_param;          /* the loss's parameter (huber: delta); 0 when it has none */
     int64_t n;                  /* number of elements */
     const void *y_true;         /* NULL reads as zeros: the L2 penalty of y_pred */
     const void *y_pred;
@@ -39,7 +40,8 @@ typedef struct {
                             may alias y_pred.  float32 gradients multiply by the float64
                             quotient grad_scale / grad_divisor instead (one division less,
                             and the float32 rounding hides the difference) */
-    double grad_scale;   /* 2 for squared loss, 1 for absolute loss (2 * lam: L2 penalty) */
+    double grad_scale;   /* the loss's (_losses.py: 2 for squared, 1 for absolute; 2 * lam for
+                            the L2 penalty) */
     double grad_divisor; /* the reduction's D: n, the weight sum, or 1 */
     void *elementwise;   /* w * l(d), float64 if any input is float64, else float32 */
     int stream;          /* set by fl2_run: streaming stores for gradients past the caches */
@@ -114,6 +116,9 @@ const char *fl2_simd_level(void);
 const char *fl2_simd_levels_available(void);   /* comma-separated, best last */
 int fl2_set_simd_level(const char *name);      /* 0 ok, -1 unknown or unsupported here */
 const char *fl2_compiler(void);
+
+/* The name of loss `code` (csrc/losses.h, lower case), or NULL for a code out of range. */
+const char *fl2_loss_name(int code);
 
 #ifdef __cplusplus
 }

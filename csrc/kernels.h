@@ -5,6 +5,7 @@
  */
 #include "internal.h"
 #include "vectors.h"
+#include "losses.h" /* (again: now with the element functions) */
 
 #define FL2_CAT_(a, b) a##b
 #define FL2_CAT(a, b) FL2_CAT_(a, b)

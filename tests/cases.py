@@ -7,9 +7,18 @@ import functools
 import numpy as np
 import pytest
 
+from fastl2._losses import LOSSES
 from fastl2._plan import BLOCK_SIZE
 
 F16, F32, F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
+
+#: The public loss functions, from fastl2's declaration of the losses (fastl2._losses): every
+#: test that runs over losses takes them from here, so a new loss is tested everywhere.  Each
+#: has ``<name>_grad`` and ``<name>_and_grad`` beside it, and tests call it with its
+#: parameter's default (tests/reference.py's reference of the same name uses the same).
+LOSS_FUNCTIONS = tuple(loss.function for loss in LOSSES)
+GRAD_FUNCTIONS = tuple(f"{name}_grad" for name in LOSS_FUNCTIONS)
+AND_GRAD_FUNCTIONS = tuple(f"{name}_and_grad" for name in LOSS_FUNCTIONS)
 
 # Element counts around the deterministic reduction block, plus the degenerate ones.
 SIZES = (0, 1, 2, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1)

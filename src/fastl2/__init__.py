@@ -21,6 +21,26 @@ from ._backends import (
 from ._api import l2_penalty, l2_penalty_grad, mae, mae_and_grad, mae_grad, mse, mse_and_grad, mse_grad, rmse
 from ._config import show_config
 
+
+def _compiled_entry_points() -> None:
+    """Exports the compiled module's versions of the functions it has a fast path for (when it
+    is built): they answer the common call and call fastl2._api's function of the same name
+    otherwise.  Each shows that function's documentation and signature."""
+    from . import _api, _backends
+
+    core = _backends.compiled_module()
+    if core is None:
+        return
+    for name in core.FAST_PATH_FUNCTIONS:
+        function, entry = getattr(_api, name), getattr(core, name)
+        entry.__doc__ = function.__doc__
+        entry.__wrapped__ = function  # inspect.signature and help() show the planned signature
+        entry.__module__ = __name__
+        globals()[name] = entry
+
+
+_compiled_entry_points()
+
 __all__ = [
     "mse", "mae", "rmse", "mse_grad", "mse_and_grad", "mae_grad", "mae_and_grad",
     "l2_penalty", "l2_penalty_grad",

@@ -1,10 +1,12 @@
 """The public functions: arguments -> plan (fastl2._plan) -> one backend pass -> result.
 
-When the compiled module is built, the functions of ``_core.FAST_PATH_FUNCTIONS`` exported by
-fastl2 are its fast-path versions, which answer the common call directly and hand every
-other call to the functions below.  Type checkers read the annotated (overloaded) signatures
-below, whose aliases are in fastl2._typing; the fast paths take the same arguments and return
-the same types.
+Each loss function first offers the call to the active backend's own fast path, if it has one
+(numba's ``fast_call``: the common call without a plan), then plans it.  When the compiled
+module is built, fastl2 exports its versions of the functions of ``_core.FAST_PATH_FUNCTIONS``
+instead, which answer the common call themselves while the compiled backend computes and call
+the function of the same name here otherwise: calls flow one way, compiled -> here ->
+backend.  Type checkers read the annotated (overloaded) signatures below, whose aliases are
+in fastl2._typing; the compiled versions take the same arguments and return the same types.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 
 from . import _backends
+from ._losses import ABSOLUTE, SQUARED
 from ._plan import (
     MEAN_REDUCTIONS,
     Plan,
@@ -136,7 +139,7 @@ def mse(
     >>> fastl2.mse(y_true, y_pred, axis=0)
     array([0.5, 2. , 9. ])
     """
-    return _loss("squared", y_true, y_pred, weights, axis, reduction)
+    return _loss(SQUARED, y_true, y_pred, weights, axis, reduction)
 
 
 @overload
@@ -167,7 +170,7 @@ def mae(
     >>> fastl2.mae([1.0, 2.0, 3.0], [2.0, 2.0, 1.0])
     np.float64(1.0)
     """
-    return _loss("absolute", y_true, y_pred, weights, axis, reduction)
+    return _loss(ABSOLUTE, y_true, y_pred, weights, axis, reduction)
 
 
 @overload
@@ -195,7 +198,7 @@ def rmse(
     np.float64(3.5355339059327378)
     """
     check_reduction(reduction, MEAN_REDUCTIONS)
-    return _loss("squared", y_true, y_pred, weights, axis, reduction, root=True)
+    return _loss(SQUARED, y_true, y_pred, weights, axis, reduction, root=True)
 
 
 def _quiet(function):
@@ -210,10 +213,32 @@ def _quiet(function):
     return quiet
 
 
+def _fast_param(loss, param):
+    """``param`` as the backends' fast paths take it (a float > 0, or 0.0 for a loss without
+    one), or None for a value the planned path must judge."""
+    if loss.parameter is None:
+        return 0.0
+    return param if type(param) is float and 0.0 < param < math.inf else None
+
+
+def _loss(loss, y_true, y_pred, weights, axis, reduction, root=False, param=0.0):
+    """A loss (fastl2._losses.Loss) reduced along ``axis``; ``param`` is the loss's parameter,
+    as given: the active backend's fast path (if any) or the planned path."""
+    fast = _backends.fast_call
+    if fast is not None and axis is None and not root:
+        p = _fast_param(loss, param)
+        if p is not None:
+            result = fast(loss.code, p, y_true, y_pred, weights, reduction, True, False)
+            if result is not None:
+                return result
+    return _planned_loss(loss, y_true, y_pred, weights, axis, reduction, root, param)
+
+
 @_quiet
-def _loss(loss, y_true, y_pred, weights, axis, reduction, root=False):
+def _planned_loss(loss, y_true, y_pred, weights, axis, reduction, root, param):
     check_reduction(reduction)
-    plan = loss_plan(loss, y_true, y_pred, weights, reduction)
+    param = loss.check_param(param)
+    plan = loss_plan(loss, y_true, y_pred, weights, reduction, param)
     axes = check_axis(axis, len(plan.shape), reduction)
     backend = _backends.active()
     if reduction == "none":
@@ -323,7 +348,7 @@ def mse_grad(
     >>> fastl2.mse_grad([1.0, 2.0], [2.0, 4.0])
     array([1., 2.])
     """
-    return _grad_pass("squared", y_true, y_pred, weights, reduction, out, want_loss=False)
+    return _grad_pass(SQUARED, y_true, y_pred, weights, reduction, out, want_loss=False)
 
 
 @overload
@@ -352,7 +377,7 @@ def mse_and_grad(
     >>> loss, grad
     (np.float64(2.5), array([1., 2.]))
     """
-    return _grad_pass("squared", y_true, y_pred, weights, reduction, out, want_loss=True)
+    return _grad_pass(SQUARED, y_true, y_pred, weights, reduction, out, want_loss=True)
 
 
 def mae_grad(
@@ -369,7 +394,7 @@ def mae_grad(
     >>> fastl2.mae_grad([1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 1.0, 4.0])
     array([ 0.25,  0.  , -0.25,  0.  ])
     """
-    return _grad_pass("absolute", y_true, y_pred, weights, reduction, out, want_loss=False)
+    return _grad_pass(ABSOLUTE, y_true, y_pred, weights, reduction, out, want_loss=False)
 
 
 @overload
@@ -395,13 +420,27 @@ def mae_and_grad(
     >>> fastl2.mae_and_grad([0.0, 0.0], [1.0, -3.0])
     (np.float64(2.0), array([ 0.5, -0.5]))
     """
-    return _grad_pass("absolute", y_true, y_pred, weights, reduction, out, want_loss=True)
+    return _grad_pass(ABSOLUTE, y_true, y_pred, weights, reduction, out, want_loss=True)
+
+
+def _grad_pass(loss, y_true, y_pred, weights, reduction, out, *, want_loss, param=0.0):
+    """A loss's gradient (with its value: ``want_loss``): the active backend's fast path (if
+    any) or the planned path."""
+    fast = _backends.fast_call
+    if fast is not None and out is None:
+        p = _fast_param(loss, param)
+        if p is not None:
+            result = fast(loss.code, p, y_true, y_pred, weights, reduction, want_loss, True)
+            if result is not None:
+                return result
+    return _planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, param)
 
 
 @_quiet
-def _grad_pass(loss, y_true, y_pred, weights, reduction, out, *, want_loss):
+def _planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, param):
     check_reduction(reduction)
-    plan = loss_plan(loss, y_true, y_pred, weights, reduction)
+    param = loss.check_param(param)
+    plan = loss_plan(loss, y_true, y_pred, weights, reduction, param)
     out = check_out(out, plan)
     backend = _backends.active()
     strided = not _flat_output(plan, out)
@@ -415,7 +454,7 @@ def _grad_pass(loss, y_true, y_pred, weights, reduction, out, *, want_loss):
     else:
         weight_sum = float(plan.n)
     divisor = _divisor(plan, weight_sum) if plan.n else 1.0
-    scale = 2.0 if loss == "squared" else 1.0
+    scale = loss.grad_scale
     if strided:
         return _strided_grad_pass(plan, out, backend, scale, divisor, weight_sum, want_loss)
     target, result, copy_back = _grad_buffers(plan, out)
@@ -730,24 +769,3 @@ def _parameter_arrays(params):
     if params and all(_is_array_object(item) for item in params):
         return params, list(params)
     return params, None
-
-
-# ---- the compiled fast paths ----------------------------------------------------------------
-
-def _compiled_fast_paths():
-    """Replaces the functions with a compiled fast path by the compiled module's versions."""
-    core = _backends.compiled_module()
-    if core is None:
-        return
-    module = globals()
-    planned = {name: module[name] for name in core.FAST_PATH_FUNCTIONS}
-    _backends.register_planned(planned)
-    for name, function in planned.items():
-        fast = getattr(core, name)
-        fast.__doc__ = function.__doc__
-        fast.__wrapped__ = function  # inspect.signature and help() show the planned signature
-        fast.__module__ = "fastl2"
-        module[name] = fast
-
-
-_compiled_fast_paths()

@@ -6,7 +6,10 @@ A backend is a module with two functions over plans (fastl2._plan.Plan):
 and ``weight_sum(plan) -> float``, and ``run_strided(strided, want_sums, ...)`` over a
 fastl2._plan.Strided pass; optionally ``reduce_outputs(strided, values, divisor, root)``, which
 writes each output's loss sum divided by ``divisor`` (rooted with ``root``) into ``values``
-(axis reductions use it where a backend has it, else divide the sums ``run_strided`` returns).
+(axis reductions use it where a backend has it, else divide the sums ``run_strided`` returns);
+optionally ``fast_call(code, param, y_true, y_pred, weights, reduction, want_loss, want_grad)``,
+which answers the common call of a loss (``fastl2._losses`` code, checked float parameter) or
+returns None (fastl2._api tries it first: :data:`fast_call`).
 The compiled one ("cython") is chosen when built, the NumPy one otherwise;
 ``FASTL2_BACKEND`` or :func:`set_backend` choose explicitly.
 """
@@ -37,6 +40,8 @@ _core_error: Exception | None = None
 _loaded: dict[str, object] = {}
 _active_name = "numpy"
 _active = None
+#: The active backend's ``fast_call`` (see above), or None: set with the backend.
+fast_call = None
 
 
 def _load(name: str):
@@ -54,8 +59,6 @@ def _load(name: str):
             raise ImportError(f"fastl2 backend {name!r} is not available: {_INSTALL_HINT[name]} ({exc})") from exc
         if name == "numba" and _requested_threads:
             module.set_num_threads(_requested_threads)
-        if name == "numba" and _core is not None:
-            module.new_gradient = _core.new_gradient_array
     _loaded[name] = module
     return module
 
@@ -99,15 +102,21 @@ def set_backend(name: str) -> None:
     np.float64(5.0)
     >>> fastl2.set_backend(previous)
     """
-    global _active_name, _active
     if name not in KNOWN_BACKENDS:
         raise ValueError(
             f"unknown fastl2 backend {name!r}; known: {', '.join(KNOWN_BACKENDS)}; "
             f"available here: {', '.join(available_backends())}"
         )
-    module = _load(name)
+    _activate(name, _load(name))
+
+
+def _activate(name: str, module) -> None:
+    """Make the loaded backend ``module`` the one that computes."""
+    global _active_name, _active, fast_call
     _active_name, _active = name, module
-    _route_fast_paths()
+    fast_call = getattr(module, "fast_call", None)
+    if _core is not None:
+        _core._set_fast_path(name == "cython")
 
 
 # ---- gradient memory ---------------------------------------------------------------------
@@ -162,13 +171,12 @@ def empty_cache() -> None:
 
 def active():
     """The module of the backend that computes (the automatic choice of numba loads here)."""
-    global _active_name, _active
     if _active is None:
         try:
-            _active = _load(_active_name)
+            _activate(_active_name, _load(_active_name))
         except ImportError as exc:
             warnings.warn(f"{exc}; using the numpy backend", RuntimeWarning, stacklevel=3)
-            _active_name, _active = "numpy", _load("numpy")
+            _activate("numpy", _load("numpy"))
     return _active
 
 
@@ -181,39 +189,7 @@ def new_gradient(shape: tuple[int, ...], dtype) -> "np.ndarray":
     """An empty gradient array; the compiled module reuses the last large gradient's memory."""
     if _core is not None:
         return _core.new_gradient_array(shape, dtype)
-    import numpy as np
-
     return np.empty(shape, dtype)
-
-
-# ---- fast paths ------------------------------------------------------------------------------
-
-_planned: dict[str, object] = {}  # the planned public functions, registered by fastl2._api
-
-
-def register_planned(functions: dict) -> None:
-    """Called by fastl2._api: the planned functions the fast paths fall back to."""
-    _planned.update(functions)
-    _route_fast_paths()
-
-
-def _route_fast_paths() -> None:
-    """Point the compiled module's fast paths at the active backend's.
-
-    The public functions are the compiled module's: with "cython" active they answer common
-    calls themselves; with "numba" they hand every call to numba's own fast paths (which fall
-    back to the planned path); with "numpy", to the planned path.
-    """
-    if _core is None or not _planned:
-        return
-    numba = _loaded.get("numba")
-    if _active_name == "numba" and numba is not None:
-        numba._bind(True, _planned)
-        _core._bind(False, {name: getattr(numba, name) for name in _core.FAST_PATH_FUNCTIONS})
-        return
-    if numba is not None:
-        numba._set_fast_path(False)
-    _core._bind(_active_name == "cython", _planned)
 
 
 # ---- threads -----------------------------------------------------------------------------

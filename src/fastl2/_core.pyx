@@ -5,9 +5,11 @@ Two kinds of entry point live here:
 
 * ``run`` and ``weight_sum`` execute a plan made by ``fastl2._plan`` (any arguments);
 * ``mse``, ``mae`` and their ``*_grad`` and ``*_and_grad`` functions are the public functions
-  themselves when this module is built: the common call (C-contiguous float32/float64 arrays
-  of one shape) is answered here without any Python-level work, and every other call is
-  handed to the planned path in ``fastl2._api``.
+  themselves when this module is built (fastl2/__init__.py exports them): while this backend
+  computes, the common call (C-contiguous float32/float64 arrays of one shape) is answered
+  here without any Python-level work; every other call goes to the function of the same name
+  in ``fastl2._api`` (a plain import), which tries the active backend's own fast path (numba)
+  and otherwise plans the call.
 """
 
 cimport numpy as cnp
@@ -33,8 +35,10 @@ cdef extern from "fastl2.h" nogil:
     ctypedef enum fl2_loss:
         FL2_SQUARED
         FL2_ABSOLUTE
+        FL2_NLOSSES
     ctypedef struct fl2_problem:
         fl2_loss loss
+        double loss_param
         int64_t n
         const void *y_true
         const void *y_pred
@@ -81,8 +85,28 @@ cdef extern from "fastl2.h" nogil:
     const char *fl2_simd_levels_available()
     int fl2_set_simd_level(const char *name)
     const char *fl2_compiler()
+    const char *fl2_loss_name(int code)
 
 fl2_init()
+
+from fastl2 import _losses
+
+
+def loss_names():
+    """The losses of csrc/losses.h, in the order of their codes."""
+    return tuple([fl2_loss_name(code).decode() for code in range(FL2_NLOSSES)])
+
+
+if loss_names() != tuple([loss.name for loss in _losses.LOSSES]):
+    raise ImportError(
+        f"fastl2._core was built with the losses {loss_names()}, but fastl2._losses declares "
+        f"{tuple([loss.name for loss in _losses.LOSSES])}: rebuild the extension"
+    )
+
+# Each loss's gradient factor, by code (fastl2._losses.Loss.grad_scale).
+cdef double grad_scales[FL2_NLOSSES]
+for _loss in _losses.LOSSES:
+    grad_scales[<int>_loss.code] = _loss.grad_scale
 
 BLOCK_SIZE = FL2_BLOCK_SIZE
 LANES = FL2_LANES
@@ -91,28 +115,29 @@ LANES = FL2_LANES
 # the kernel itself.
 cdef int64_t GIL_RELEASE_MIN = 1 << 14
 
-# Set by fastl2._backends: the fast paths below run only while this backend is active.
+# Set by fastl2._backends.set_backend: the fast paths below run only while this backend is
+# active.
 cdef bint fast_path_enabled = False
-# Set by fastl2._api: the planned implementations every other call goes to, by name.
-cdef dict planned = {}
 
 #: The public functions this module has a fast path for.
 FAST_PATH_FUNCTIONS = ("mse", "mae", "mse_grad", "mae_grad", "mse_and_grad", "mae_and_grad")
 
-
-def _bind(bint fast, dict functions):
-    """Connect the fast paths to the planned path (called by fastl2 at import)."""
-    global fast_path_enabled
-    fast_path_enabled = fast
-    planned.update(functions)
+# fastl2._api, where every call the fast paths do not answer goes (imported on first use:
+# fastl2._api imports this module).
+cdef object api = None
 
 
-def _planned_for_tests():
-    """The dict of planned functions the fast paths fall back to (tests swap entries)."""
-    return planned
+cdef object planned(str name):
+    """fastl2._api's function ``name``."""
+    global api
+    if api is None:
+        import fastl2._api
+        api = fastl2._api
+    return getattr(api, name)
 
 
 def _set_fast_path(bint enabled):
+    """Whether the fast paths answer calls (while this backend is the active one)."""
     global fast_path_enabled
     fast_path_enabled = enabled
 
@@ -170,7 +195,8 @@ cdef inline fl2_dtype kernel_dtype(cnp.ndarray a):
 
 cdef void fill_problem(fl2_problem *p, plan) except *:
     cdef cnp.ndarray y_pred = plan.y_pred
-    p.loss = FL2_ABSOLUTE if plan.loss == "absolute" else FL2_SQUARED
+    p.loss = <fl2_loss><int>plan.loss.code
+    p.loss_param = plan.param
     p.n = cnp.PyArray_SIZE(y_pred)
     p.y_pred = cnp.PyArray_DATA(y_pred)
     p.pred_dtype = kernel_dtype(y_pred)
@@ -281,7 +307,8 @@ cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint we
         layout.shape[d] = shape[d]
         for k in range(FL2_NOPS):
             layout.strides[k][d] = operands[k].strides[d] if operands[k] is not None else 0
-    p.loss = FL2_ABSOLUTE if s.loss == "absolute" else FL2_SQUARED
+    p.loss = <fl2_loss><int>s.loss.code
+    p.loss_param = s.param
     p.n = s.n
     p.y_pred = operand_base(s.y_pred)
     p.pred_dtype = kernel_dtype(s.y_pred)
@@ -493,7 +520,7 @@ cdef cnp.ndarray new_gradient(int nd, cnp.npy_intp *dims, int typenum, size_t it
     return array
 
 
-cdef object fast_call(fl2_loss loss, object y_true, object y_pred, object weights,
+cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred, object weights,
                       object reduction, object out, bint want_loss, bint want_grad):
     """The whole call for the common case, or NOT_FAST."""
     cdef fl2_problem p
@@ -513,6 +540,7 @@ cdef object fast_call(fl2_loss loss, object y_true, object y_pred, object weight
     if not same_shape(a, b) or cnp.PyArray_SIZE(b) == 0:
         return NOT_FAST
     p.loss = loss
+    p.loss_param = param
     p.n = cnp.PyArray_SIZE(b)
     p.y_true, p.y_pred = cnp.PyArray_DATA(a), cnp.PyArray_DATA(b)
     p.true_dtype, p.pred_dtype = <fl2_dtype>t_true, <fl2_dtype>t_pred
@@ -551,7 +579,7 @@ cdef object fast_call(fl2_loss loss, object y_true, object y_pred, object weight
             return NOT_FAST  # the planned path raises the right error
         divisor = weight_sum
     o.grad = cnp.PyArray_DATA(grad) if want_grad else NULL
-    o.grad_scale = 2.0 if loss == FL2_SQUARED else 1.0
+    o.grad_scale = grad_scales[<int>loss]
     o.grad_divisor = divisor
     o.elementwise = NULL
     sums.loss = sums.weights = 0.0
@@ -695,7 +723,7 @@ def _axis_layout_for_tests(cnp.ndarray y_true, cnp.ndarray y_pred, axis):
             <size_t>s.y_true, <size_t>s.y_pred)
 
 
-cdef object axis_fast_call(fl2_loss loss, object y_true, object y_pred, object axis,
+cdef object axis_fast_call(fl2_loss loss, double param, object y_true, object y_pred, object axis,
                            object reduction):
     """The whole call, unweighted, for "mean" or "sum" along any axes of arrays in any
     layout (or all of them, for arrays that are not C-contiguous), or NOT_FAST: the planned
@@ -722,6 +750,7 @@ cdef object axis_fast_call(fl2_loss loss, object y_true, object y_pred, object a
         return NOT_FAST
     cdef bint single = t_true == FL2_FLOAT32 and t_pred == FL2_FLOAT32
     p.loss = loss
+    p.loss_param = param
     p.n = cnp.PyArray_SIZE(b)
     p.y_true, p.y_pred = s.y_true, s.y_pred
     p.true_dtype, p.pred_dtype = <fl2_dtype>t_true, <fl2_dtype>t_pred
@@ -749,51 +778,51 @@ cdef object axis_fast_call(fl2_loss loss, object y_true, object y_pred, object a
 
 def mse(y_true, y_pred, weights=None, *, axis=None, reduction="mean"):
     if axis is None:
-        result = fast_call(FL2_SQUARED, y_true, y_pred, weights, reduction, None, True, False)
+        result = fast_call(FL2_SQUARED, 0.0, y_true, y_pred, weights, reduction, None, True, False)
         if result is not NOT_FAST:
             return result
     if weights is None:
-        result = axis_fast_call(FL2_SQUARED, y_true, y_pred, axis, reduction)
+        result = axis_fast_call(FL2_SQUARED, 0.0, y_true, y_pred, axis, reduction)
         if result is not NOT_FAST:
             return result
-    return planned["mse"](y_true, y_pred, weights, axis=axis, reduction=reduction)
+    return planned("mse")(y_true, y_pred, weights, axis=axis, reduction=reduction)
 
 
 def mae(y_true, y_pred, weights=None, *, axis=None, reduction="mean"):
     if axis is None:
-        result = fast_call(FL2_ABSOLUTE, y_true, y_pred, weights, reduction, None, True, False)
+        result = fast_call(FL2_ABSOLUTE, 0.0, y_true, y_pred, weights, reduction, None, True, False)
         if result is not NOT_FAST:
             return result
     if weights is None:
-        result = axis_fast_call(FL2_ABSOLUTE, y_true, y_pred, axis, reduction)
+        result = axis_fast_call(FL2_ABSOLUTE, 0.0, y_true, y_pred, axis, reduction)
         if result is not NOT_FAST:
             return result
-    return planned["mae"](y_true, y_pred, weights, axis=axis, reduction=reduction)
+    return planned("mae")(y_true, y_pred, weights, axis=axis, reduction=reduction)
 
 
 def mse_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    result = fast_call(FL2_SQUARED, y_true, y_pred, weights, reduction, out, False, True)
+    result = fast_call(FL2_SQUARED, 0.0, y_true, y_pred, weights, reduction, out, False, True)
     if result is not NOT_FAST:
         return result
-    return planned["mse_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
+    return planned("mse_grad")(y_true, y_pred, weights, reduction=reduction, out=out)
 
 
 def mae_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    result = fast_call(FL2_ABSOLUTE, y_true, y_pred, weights, reduction, out, False, True)
+    result = fast_call(FL2_ABSOLUTE, 0.0, y_true, y_pred, weights, reduction, out, False, True)
     if result is not NOT_FAST:
         return result
-    return planned["mae_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
+    return planned("mae_grad")(y_true, y_pred, weights, reduction=reduction, out=out)
 
 
 def mse_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    result = fast_call(FL2_SQUARED, y_true, y_pred, weights, reduction, out, True, True)
+    result = fast_call(FL2_SQUARED, 0.0, y_true, y_pred, weights, reduction, out, True, True)
     if result is not NOT_FAST:
         return result
-    return planned["mse_and_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
+    return planned("mse_and_grad")(y_true, y_pred, weights, reduction=reduction, out=out)
 
 
 def mae_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    result = fast_call(FL2_ABSOLUTE, y_true, y_pred, weights, reduction, out, True, True)
+    result = fast_call(FL2_ABSOLUTE, 0.0, y_true, y_pred, weights, reduction, out, True, True)
     if result is not NOT_FAST:
         return result
-    return planned["mae_and_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
+    return planned("mae_and_grad")(y_true, y_pred, weights, reduction=reduction, out=out)

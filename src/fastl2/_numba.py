@@ -37,8 +37,7 @@ Every function compiled inside a factory is named after its specialisation (a ke
 process loads kernels that different processes compiled.
 
 Interface (fastl2._backends): ``run``, ``weight_sum``, ``run_strided``, ``set_num_threads``,
-and fast paths for the functions of FAST_PATH_FUNCTIONS with ``_bind`` / ``_set_fast_path``, as
-fastl2._core has.
+and ``fast_call``, the common call of any loss without a plan (as fastl2._core's fast paths).
 """
 
 from __future__ import annotations
@@ -62,6 +61,8 @@ from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.extending import intrinsic
 from llvmlite import ir
 
+from ._backends import new_gradient as _new_gradient
+from ._losses import LOSSES, SQUARED
 from ._plan import BLOCK_SIZE, Plan
 
 #: Interleaved float64 accumulators inside a block (csrc/fastl2.h: FL2_LANES).
@@ -97,6 +98,8 @@ _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 # What one kernel computes (csrc/internal.h: fl2_mode).
 _SUMS, _SUMS_GRAD, _GRAD, _ELEM, _ELEM_GRAD, _WEIGHTS = range(6)
 _MODE_NAMES = ("sums", "sums_grad", "grad", "elem", "elem_grad", "weights")
+#: The loss code of the weight-sum kernels, which read no loss: one kernel for every loss.
+_WEIGHTS_LOSS = SQUARED.code
 
 # ---- threads ----------------------------------------------------------------------------------
 
@@ -153,7 +156,7 @@ def _code_fingerprint() -> str:
     digest.update(f"fastl2 {version}\0numba {numba.__version__}\0"
                   f"llvmlite {llvmlite.__version__}\0".encode())
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in ("_numba.py", "_plan.py"):
+    for name in ("_numba.py", "_plan.py", "_losses.py"):
         try:
             with open(os.path.join(here, name), "rb") as source:
                 data = source.read()
@@ -551,14 +554,14 @@ def _copy_run(buffer, address, shape, strides, first, start, count, to_array):
 _copy_run = njit(_copy_run)
 
 
-def _kernel_name(absolute, has_true, has_weights, mode, compensated, grad64, parallel,
+def _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, parallel,
                  strided=False):
     """The name (and qualified name) of _make_kernel's kernel of this specialisation: one
     name per code (grad64 counts only with a gradient)."""
     want_grad = mode in (_SUMS_GRAD, _GRAD, _ELEM_GRAD)
     return "_".join(
         (
-            "absolute" if absolute else "squared",
+            LOSSES[loss].name,
             "true" if has_true else "penalty",
             "weighted" if has_weights else "unweighted",
             _MODE_NAMES[mode],
@@ -570,11 +573,11 @@ def _kernel_name(absolute, has_true, has_weights, mode, compensated, grad64, par
     )
 
 
-def _columns_name(absolute, has_true, has_weights, weights_only, compensated, parallel):
+def _columns_name(loss, has_true, has_weights, weights_only, compensated, parallel):
     """The name of _make_columns_kernel's kernel of this specialisation."""
     return "_".join(
         (
-            "absolute" if absolute else "squared",
+            LOSSES[loss].name,
             "true" if has_true else "penalty",
             "weighted" if has_weights else "unweighted",
             "weights" if weights_only else "sums",
@@ -585,12 +588,39 @@ def _columns_name(absolute, has_true, has_weights, weights_only, compensated, pa
     )
 
 
-def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, parallel,
+def _element_globals(loss):
+    """The globals of a kernel function of loss ``loss`` (a code): this module's, and
+    ``_loss_value`` / ``_loss_derivative``, the loss's scalar element functions
+    (fastl2._losses), compiled to be inlined.  (Globals, not closure variables: Numba's cache
+    keys hold the pickled closure variables, and a pickled dispatcher differs in every
+    process.)"""
+    functions = _element_functions.get(loss)
+    if functions is None:
+        declared = LOSSES[loss]
+        functions = _element_functions[loss] = (
+            njit(inline="always")(declared.scalar_value),
+            njit(inline="always")(declared.scalar_derivative),
+        )
+    return dict(globals(), _loss_value=functions[0], _loss_derivative=functions[1])
+
+
+_element_functions: dict = {}
+
+
+def _with_globals(function, namespace):
+    """``function`` with the globals ``namespace`` (and its name and closure)."""
+    made = FunctionType(function.__code__, namespace, function.__name__, function.__defaults__,
+                        function.__closure__)
+    made.__qualname__ = function.__qualname__
+    return made
+
+
+def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, parallel,
                  strided=False):
     """The kernel of one specialisation; every argument is a compile-time constant in it.
 
-    ``kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem) -> (loss, weights)``
-    where the arrays not used are None.  Numba prunes the branches on these constants before
+    ``kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param) -> (loss,
+    weights)`` where the arrays not used are None and ``param`` is the loss's parameter.  Numba prunes the branches on these constants before
     it builds the parallel loop, so none is left in the loops.
 
     With ``strided`` (csrc/fastl2.c fl2_run_strided) the arrays only give the operands' dtypes
@@ -607,7 +637,7 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
     want_elem = mode in (_ELEM, _ELEM_GRAD)
     weights_only = mode == _WEIGHTS
     grad64 = bool(grad64 and want_grad)  # (no gradient: one code, whatever grad64 says)
-    name = _kernel_name(absolute, has_true, has_weights, mode, compensated, grad64, parallel,
+    name = _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, parallel,
                         strided)
     read_true = has_true and not weights_only
     block_size = BLOCK_SIZE
@@ -624,7 +654,7 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
     u_lanes = np.uint64(LANES)
 
     def block(t_arr, p_arr, w_arr, w_repeat, g_arr, e_arr, start, end, stream, partials, b,
-              keep_lanes, lanes_out, scale, divisor, quotient):
+              keep_lanes, lanes_out, scale, divisor, quotient, param):
         # csrc/block_template.h: elements start..end-1 of the arrays, one block; its
         # partial (loss hi, lo, weights hi, lo) goes to partials[b], or with keep_lanes (a
         # constant at each call) its uncombined lanes to lanes_out[:, :, b].
@@ -666,10 +696,7 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
             # returns the gradient element (before its rounding to grad's dtype).
             gk = 0.0
             if not weights_only:
-                if absolute:
-                    l = abs(dk)
-                else:
-                    l = dk * dk
+                l = _loss_value(dk, param)
                 if has_weights:
                     wl = wi * l
                 else:
@@ -679,15 +706,7 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                 if want_elem:
                     e_arr[i] = wl
                 if want_grad:
-                    if absolute:
-                        if dk > 0:
-                            gk = 1.0
-                        elif dk < 0:
-                            gk = -1.0
-                        else:
-                            gk = dk * 0.0
-                    else:
-                        gk = dk
+                    gk = _loss_derivative(dk, param)
                     if has_weights:
                         gk = wi * gk
                     if grad64:
@@ -794,9 +813,9 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
     # Named after the kernel: its symbol (qualified name and Numba's per-process counter) is
     # linked into the kernel's cached code, where no other block may have the same one.
     block.__name__ = block.__qualname__ = "block_" + name
-    block_dispatcher = _jit_block(block)
+    block_dispatcher = _jit_block(_with_globals(block, _element_globals(loss)))
 
-    def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem):
+    def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param):
         quotient = scale / divisor
 
         if strided:
@@ -926,7 +945,8 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
                         else:
                             e_arr = elem
                         _block(t_arr, p_arr, w_arr, 1, g_arr, e_arr, 0, count, False,
-                               all_partials, j, True, group_lanes, scale, divisor, quotient)
+                               all_partials, j, True, group_lanes, scale, divisor, quotient,
+                               param)
                         if not direct:
                             if want_grad:
                                 _copy_run(grad_buffer, bases[3], shape, strides[3], nkept, start,
@@ -982,7 +1002,7 @@ def _make_kernel(absolute, has_true, has_weights, mode, compensated, grad64, par
             start = b * block_size
             end = min(start + block_size, n)
             _block(y_true, y_pred, weights, repeat, grad, elem, start, end, stream, partials, b,
-                   False, no_lanes, scale, divisor, quotient)
+                   False, no_lanes, scale, divisor, quotient, param)
 
         if want_sums:
             return _combine_partials(partials)
@@ -1011,7 +1031,7 @@ def _slp_dispatcher(dispatcher):
     return dispatcher
 
 
-def _make_columns_kernel(absolute, has_true, has_weights, weights_only, compensated, parallel):
+def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated, parallel):
     """The kernel of run_strided's column layout, one specialisation (csrc/block_template.h
     _columns): the outputs are the contiguous columns of rows (a reduction along axis 0 of a
     C-ordered matrix).  Reading each column by itself would read every row once per output;
@@ -1021,7 +1041,7 @@ def _make_columns_kernel(absolute, has_true, has_weights, weights_only, compensa
 
     ``columns(y_true, y_pred, weights, layout)``, the arrays giving the dtypes (as for the
     strided kernels); ``layout = (addresses, row_steps, weights_step, nrows, ncols, loss_sums,
-    weight_sums, threads)``: row_steps[k] is operand k's row stride in elements, weights_step
+    weight_sums, threads, param)``, param the loss's parameter: row_steps[k] is operand k's row stride in elements, weights_step
     1 for weights per element and 0 for one weight per row.  Modes sums and weights only.
     """
     block_size = BLOCK_SIZE
@@ -1029,7 +1049,7 @@ def _make_columns_kernel(absolute, has_true, has_weights, weights_only, compensa
     tasks_per_thread = 16  # (numba splits the tasks evenly, statically: small ones balance)
 
     def columns(y_true, y_pred, weights, layout):
-        addresses, row_steps, weights_step, nrows, ncols, loss_sums, weight_sums, threads = layout
+        addresses, row_steps, weights_step, nrows, ncols, loss_sums, weight_sums, threads, param = layout
         nblocks = (nrows + block_size - 1) // block_size
         many = nblocks > 1
         all_partials = np.empty((ncols * nblocks if many else 0, 4))
@@ -1085,10 +1105,7 @@ def _make_columns_kernel(absolute, has_true, has_weights, weights_only, compensa
                                 d = np.float64(yp[c]) - np.float64(yt[c])
                             else:
                                 d = np.float64(yp[c])
-                            if absolute:
-                                l = abs(d)
-                            else:
-                                l = d * d
+                            l = _loss_value(d, param)
                             if has_weights:
                                 wl = wk * l
                             else:
@@ -1143,8 +1160,9 @@ def _make_columns_kernel(absolute, has_true, has_weights, weights_only, compensa
         return 0.0, 0.0
 
     columns.__name__ = columns.__qualname__ = _columns_name(
-        absolute, has_true, has_weights, weights_only, compensated, parallel
+        loss, has_true, has_weights, weights_only, compensated, parallel
     )
+    columns = _with_globals(columns, _element_globals(loss))
     return _slp_dispatcher(_jit(columns, parallel=parallel, nogil=True, error_model="numpy"))
 
 
@@ -1166,8 +1184,8 @@ def _kernel(key):
                 if len(key) == 7:
                     kernel = _make_kernel(*key)
                 elif key[7] == "columns":
-                    absolute, has_true, has_weights, mode, compensated, _, parallel, _ = key
-                    kernel = _make_columns_kernel(absolute, has_true, has_weights,
+                    loss, has_true, has_weights, mode, compensated, _, parallel, _ = key
+                    kernel = _make_columns_kernel(loss, has_true, has_weights,
                                                   mode == _WEIGHTS, compensated, parallel)
                 else:
                     kernel = _make_kernel(*key[:7], strided=True)
@@ -1197,21 +1215,22 @@ def _entry_point(key, sizes):
     entry = _entry_points.get((key, sizes))
     if entry is None:
         t = [_OPERAND_TYPES[size] for size in sizes]
-        signature = (t[0], t[1], t[2], types.int64, t[3], types.float64, types.float64, t[4])
+        signature = (t[0], t[1], t[2], types.int64, t[3], types.float64, types.float64, t[4],
+                     types.float64)
         with _slp_vectorized():  # (compiles, or loads from the cache, once)
             entry = _kernel(key).compile(signature)
         _entry_points[(key, sizes)] = entry
     return entry
 
 
-def _launch(absolute, has_true, has_weights, mode, compensated, grad64, sizes, n, args):
+def _launch(loss, has_true, has_weights, mode, compensated, grad64, sizes, n, args):
     """Runs the 1-d kernel of this specialisation on ``args``, whose operands have item sizes
     ``sizes`` (see _entry_point); returns (loss sum, weight sum)."""
     threads = _requested_threads
     if n < PARALLEL_THRESHOLD or _forked_child or threads == 1 or _POOL_SIZE == 1:
-        key = (absolute, has_true, has_weights, mode, compensated, grad64, False)
+        key = (loss, has_true, has_weights, mode, compensated, grad64, False)
         return _entry_point(key, sizes)(*args)
-    entry = _entry_point((absolute, has_true, has_weights, mode, compensated, grad64, True), sizes)
+    entry = _entry_point((loss, has_true, has_weights, mode, compensated, grad64, True), sizes)
     if not threads and _concurrent_launches:
         # The common case: Numba's own thread count (numba.set_num_threads applies to the
         # calling thread only, and the kernel reads it), a thread-safe layer.
@@ -1219,15 +1238,15 @@ def _launch(absolute, has_true, has_weights, mode, compensated, grad64, sizes, n
     return _locked_launch(entry, threads, args)
 
 
-def _launch_strided(kind, absolute, has_true, has_weights, mode, compensated, grad64, n, args):
+def _launch_strided(kind, loss, has_true, has_weights, mode, compensated, grad64, n, args):
     """_launch for the kernels of run_strided: ``kind`` "strided" or "columns" (its own
     function, so that _launch, on every call's path, stays as short as it can be)."""
     threads = _requested_threads
     if n < PARALLEL_THRESHOLD or _forked_child or threads == 1 or _POOL_SIZE == 1:
         return _kernel(
-            (absolute, has_true, has_weights, mode, compensated, grad64, False, kind)
+            (loss, has_true, has_weights, mode, compensated, grad64, False, kind)
         )(*args)
-    kernel = _kernel((absolute, has_true, has_weights, mode, compensated, grad64, True, kind))
+    kernel = _kernel((loss, has_true, has_weights, mode, compensated, grad64, True, kind))
     if not threads and _concurrent_launches:
         # The common case: Numba's own thread count (numba.set_num_threads applies to the
         # calling thread only, and the kernel reads it), a thread-safe layer.
@@ -1299,7 +1318,7 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
         return 0.0, 0.0
     y_true, y_pred, weights = plan.y_true, plan.y_pred, plan.weights
     return _launch(
-        plan.loss == "absolute",
+        plan.loss.code,
         y_true is not None,
         weights is not None,
         mode,
@@ -1308,7 +1327,7 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
         _operand_sizes((y_true, y_pred, weights, grad, elementwise)),
         n,
         (y_true, y_pred, weights, int(plan.weights_repeat), grad, float(grad_scale),
-         float(grad_divisor), elementwise),
+         float(grad_divisor), elementwise, float(plan.param)),
     )
 
 
@@ -1338,9 +1357,9 @@ def weight_sum(plan: Plan) -> float:
     n = plan.n
     if plan.weights is None or n == 0:
         return float(n)
-    args = (None, plan.y_pred, plan.weights, int(plan.weights_repeat), None, 0.0, 1.0, None)
+    args = (None, plan.y_pred, plan.weights, int(plan.weights_repeat), None, 0.0, 1.0, None, 0.0)
     sizes = _operand_sizes(args[:3] + (None, None))
-    return _launch(False, False, True, _WEIGHTS, plan.result_dtype == _FLOAT64, False, sizes, n,
+    return _launch(_WEIGHTS_LOSS, False, True, _WEIGHTS, plan.result_dtype == _FLOAT64, False, sizes, n,
                    args)[1]
 
 
@@ -1449,7 +1468,9 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     sums = (loss_sums if loss_sums is not None else np.empty(0),
             weight_sums if weight_sums is not None and weights is not None else np.empty(0))
     n = outputs * reduced
-    absolute, has_true, has_weights = s.loss == "absolute", y_true is not None, weights is not None
+    loss, has_true, has_weights = s.loss.code, y_true is not None, weights is not None
+    if mode == _WEIGHTS:
+        loss = _WEIGHTS_LOSS  # (one kernel for weight sums, whatever the loss)
     # (the arrays stay referenced here while the kernels read and write them by address)
     if mode in (_SUMS, _WEIGHTS) and _columns_apply(ndim, nkept, outputs, addresses, strides,
                                                      itemsizes):
@@ -1457,8 +1478,8 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
             n = 0  # one block of rows: nothing to share between threads
         row_steps = strides[:3, 1] // np.maximum(itemsizes[:3], 1)
         layout = (addresses, row_steps, 1 if strides[2, 0] else 0, reduced, outputs) + sums + (
-            get_num_threads(),)
-        _launch_strided("columns", absolute, has_true, has_weights, mode, not single, False, n,
+            get_num_threads(), float(s.param))
+        _launch_strided("columns", loss, has_true, has_weights, mode, not single, False, n,
                         (witnesses[0], witnesses[1], witnesses[2], layout))
         return result()
     if outputs * ((reduced + BLOCK_SIZE - 1) // BLOCK_SIZE) == 1:
@@ -1466,8 +1487,8 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     layout = (addresses, np.array(shape, np.int64), strides, itemsizes, nkept) + sums + (
         get_num_threads(),)
     args = (witnesses[0], witnesses[1], witnesses[2], layout, witnesses[3], float(grad_scale),
-            float(grad_divisor), witnesses[4])
-    _launch_strided("strided", absolute, has_true, has_weights, mode, not single,
+            float(grad_divisor), witnesses[4], float(s.param))
+    _launch_strided("strided", loss, has_true, has_weights, mode, not single,
                     grad is not None and pred_dtype == _FLOAT64, n, args)
     return result()
 
@@ -1489,37 +1510,16 @@ def _columns_apply(ndim, nkept, outputs, addresses, strides, itemsizes):
     return True
 
 
-# ---- fast paths ----------------------------------------------------------------------------------
+# ---- the fast path ---------------------------------------------------------------------------------
 # The common calls -- C-contiguous ndarrays of native float32/float64 of one shape (weights too,
 # if any), reduction "mean", "weighted_mean" or "sum", no out= -- go straight to the kernels,
-# skipping the plan (a few microseconds), like fastl2._core's fast paths; every other call,
-# including every call that must raise, goes to the planned functions given to _bind, which
-# compute the same bits.
+# skipping the plan (a few microseconds), like fastl2._core's fast paths; fastl2._api tries
+# fast_call first and plans every other call (including every call that must raise), which
+# computes the same bits.
 
-#: The public functions this module has a fast path for (as fastl2._core.FAST_PATH_FUNCTIONS).
-FAST_PATH_FUNCTIONS = ("mse", "mae", "mse_grad", "mae_grad", "mse_and_grad", "mae_and_grad")
-
-#: Allocates fast-path gradients; fastl2._backends hands in the compiled module's, which
-#: reuses the memory of the last large gradient freed.
-new_gradient = np.empty
-
-_fast_path_enabled = False
-_planned: dict = {}
-_NOT_FAST = object()
 _FLOAT32_TYPE, _FLOAT64_TYPE = np.float32, np.float64
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _bind(fast: bool, functions: dict) -> None:
-    """Connect the fast paths to the planned functions, by name (fastl2._api's mse, ...)."""
-    global _fast_path_enabled
-    _fast_path_enabled = fast
-    _planned.update(functions)
-
-
-def _set_fast_path(enabled: bool) -> None:
-    global _fast_path_enabled
-    _fast_path_enabled = enabled
+_GRAD_SCALES = tuple(loss.grad_scale for loss in LOSSES)
 
 
 def _plain_dtype(x):
@@ -1536,44 +1536,45 @@ def _plain_dtype(x):
 _fast_entries: dict = {}
 
 
-def _fast_entry(absolute, mode, true_size, pred_size, weights_size, parallel, compensated):
+def _fast_entry(loss, mode, true_size, pred_size, weights_size, parallel, compensated):
     """_entry_point of the fast paths' kernel, by a flat key of the call's choices (what
     _fast_call looks up first, in _fast_entries; ``compensated`` follows from the sizes)."""
     want_grad = mode != _SUMS
-    key = (absolute, True, weights_size is not None, mode, compensated,
+    key = (loss, True, weights_size is not None, mode, compensated,
            want_grad and pred_size == 8, parallel)
     entry = _entry_point(key, (true_size, pred_size, weights_size,
                                pred_size if want_grad else None, None))
-    _fast_entries[absolute, mode, true_size, pred_size, weights_size, parallel] = entry
+    _fast_entries[loss, mode, true_size, pred_size, weights_size, parallel] = entry
     return entry
 
 
-def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_grad):
-    """The whole call for the common case, or _NOT_FAST."""
-    if not _fast_path_enabled:
-        return _NOT_FAST
+def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_grad):
+    """The whole call for the common case of loss ``loss`` (a fastl2._losses code) with its
+    parameter ``param`` (a checked float; 0.0 for losses without one): the loss (a NumPy
+    scalar), the gradient (a new array) or both, as ``want_loss`` and ``want_grad`` say; or
+    None for a call that is not the common case (fastl2._api then plans it)."""
     pred_size = _plain_dtype(y_pred)
     true_size = _plain_dtype(y_true)
     if not pred_size or not true_size:
-        return _NOT_FAST
+        return None
     shape = y_pred.shape
     n = y_pred.size
     if y_true.shape != shape or not n:
-        return _NOT_FAST
+        return None
     if weights is None:
         weights_size = None
     else:
         weights_size = _plain_dtype(weights)
         if not weights_size or weights.shape != shape:
-            return _NOT_FAST
+            return None
     if not isinstance(reduction, str):  # (an array's == would compare element-wise)
-        return _NOT_FAST
+        return None
     if reduction == "sum":
         divisor = 1.0
     elif reduction == "mean" or reduction == "weighted_mean":
         divisor = float(n)
     else:
-        return _NOT_FAST
+        return None
     # float32 result, plain lanes; else float64, compensated lanes (the weight sum's too)
     single = true_size == pred_size == 4 and weights_size != 8
     if len(shape) != 1:
@@ -1582,24 +1583,24 @@ def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_gra
             weights = weights.reshape(-1)
     if want_grad and weights is not None and reduction == "weighted_mean":
         # The gradient's divisor must be known before its first element is written.
-        args = (None, y_pred, weights, 1, None, 0.0, 1.0, None)
-        divisor = _launch(False, False, True, _WEIGHTS, not single, False,
+        args = (None, y_pred, weights, 1, None, 0.0, 1.0, None, 0.0)
+        divisor = _launch(_WEIGHTS_LOSS, False, True, _WEIGHTS, not single, False,
                           (None, pred_size, weights_size, None, None), n, args)[1]
         if divisor == 0.0:
-            return _NOT_FAST  # the planned path raises the right error
+            return None  # the planned path raises the right error
     grad = flat_grad = None
     if want_grad:
-        grad = new_gradient(shape, y_pred.dtype)
+        grad = _new_gradient(shape, y_pred.dtype)
         flat_grad = grad if len(shape) == 1 else grad.reshape(-1)
         mode = _SUMS_GRAD if want_loss else _GRAD
     else:
         mode = _SUMS
-    args = (y_true, y_pred, weights, 1, flat_grad, 1.0 if absolute else 2.0, divisor, None)
+    args = (y_true, y_pred, weights, 1, flat_grad, _GRAD_SCALES[loss], divisor, None, param)
     threads = _requested_threads
     parallel = not (n < PARALLEL_THRESHOLD or _forked_child or threads == 1 or _POOL_SIZE == 1)
-    entry = _fast_entries.get((absolute, mode, true_size, pred_size, weights_size, parallel))
+    entry = _fast_entries.get((loss, mode, true_size, pred_size, weights_size, parallel))
     if entry is None:
-        entry = _fast_entry(absolute, mode, true_size, pred_size, weights_size, parallel,
+        entry = _fast_entry(loss, mode, true_size, pred_size, weights_size, parallel,
                             not single)
     if parallel and (threads or not _concurrent_launches):
         loss_sum, weight_sum = _locked_launch(entry, threads, args)
@@ -1609,7 +1610,7 @@ def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_gra
         return grad
     if reduction == "weighted_mean":
         if weight_sum == 0.0:
-            return _NOT_FAST  # the planned path raises the right error
+            return None  # the planned path raises the right error
         divisor = weight_sum
     value = loss_sum / divisor
     if not single:
@@ -1620,51 +1621,3 @@ def _fast_call(absolute, y_true, y_pred, weights, reduction, want_loss, want_gra
         with np.errstate(over="ignore", invalid="ignore"):
             value = _FLOAT32_TYPE(value)
     return (value, grad) if want_grad else value
-
-
-def mse(y_true, y_pred, weights=None, *, axis=None, reduction="mean"):
-    if axis is None:
-        result = _fast_call(False, y_true, y_pred, weights, reduction, True, False)
-        if result is not _NOT_FAST:
-            return result
-    return _planned["mse"](y_true, y_pred, weights, axis=axis, reduction=reduction)
-
-
-def mae(y_true, y_pred, weights=None, *, axis=None, reduction="mean"):
-    if axis is None:
-        result = _fast_call(True, y_true, y_pred, weights, reduction, True, False)
-        if result is not _NOT_FAST:
-            return result
-    return _planned["mae"](y_true, y_pred, weights, axis=axis, reduction=reduction)
-
-
-def mse_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    if out is None:
-        result = _fast_call(False, y_true, y_pred, weights, reduction, False, True)
-        if result is not _NOT_FAST:
-            return result
-    return _planned["mse_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
-
-
-def mae_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    if out is None:
-        result = _fast_call(True, y_true, y_pred, weights, reduction, False, True)
-        if result is not _NOT_FAST:
-            return result
-    return _planned["mae_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
-
-
-def mse_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    if out is None:
-        result = _fast_call(False, y_true, y_pred, weights, reduction, True, True)
-        if result is not _NOT_FAST:
-            return result
-    return _planned["mse_and_grad"](y_true, y_pred, weights, reduction=reduction, out=out)
-
-
-def mae_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
-    if out is None:
-        result = _fast_call(True, y_true, y_pred, weights, reduction, True, True)
-        if result is not _NOT_FAST:
-            return result
-    return _planned["mae_and_grad"](y_true, y_pred, weights, reduction=reduction, out=out)

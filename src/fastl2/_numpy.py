@@ -40,7 +40,7 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
     nblocks = -(-n // BLOCK_SIZE)
     if want_sums:
         loss_hi, loss_lo, weight_hi, weight_lo = np.zeros((4, nblocks))
-    absolute = plan.loss == "absolute"
+    loss, param = plan.loss, plan.param
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
         d = plan.y_pred[start:stop].astype(np.float64)
@@ -48,7 +48,7 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
             d -= plan.y_true[start:stop]
         w = _chunk_weights(plan, start, stop)
         if want_sums or elementwise is not None:
-            losses = np.abs(d) if absolute else np.square(d)
+            losses = loss.value(d, param)
             if w is not None:
                 losses *= w
             if elementwise is not None:
@@ -59,7 +59,7 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
                 if w is not None:
                     weight_hi[blocks], weight_lo[blocks] = _block_sums(w, compensated)
         if grad is not None:
-            g = _sign(d) if absolute else d
+            g = loss.derivative(d, param)
             if w is not None:
                 g = g * w
             if divide:
@@ -137,7 +137,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     sums = np.zeros((4, items))  # loss hi, lo, weights hi, lo per (output, block)
     divide = grad is not None and grad.dtype == np.float64
     quotient = grad_scale / grad_divisor
-    absolute = s.loss == "absolute"
+    loss, param = s.loss, s.param
     compensated = _compensated(s.y_true, s.y_pred, s.weights)
     for first, last in _chunks(outputs, reduced, nblocks):
         start, stop = _item_start(first, reduced, nblocks), _item_start(last, reduced, nblocks)
@@ -151,7 +151,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
         if s.y_true is not None:
             d -= _take(s.y_true, start, stop)
         if want_sums or elementwise is not None:
-            losses = np.abs(d) if absolute else np.square(d)
+            losses = loss.value(d, param)
             if w is not None:
                 losses *= w
             if elementwise is not None:
@@ -162,7 +162,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
                 if w is not None:
                     sums[2, first:last], sums[3, first:last] = _segment_sums(w, segments, compensated)
         if grad is not None:
-            g = _sign(d) if absolute else d
+            g = loss.derivative(d, param)
             if w is not None:
                 g = g * w
             if divide:
@@ -308,9 +308,3 @@ def _combine_rows(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     hi, lo = _combine_pairs(hi, lo)
     with np.errstate(invalid="ignore", over="ignore"):
         return hi + lo
-
-def _sign(d: np.ndarray) -> np.ndarray:
-    """-1, +1, or d itself where d is a zero (of either sign) or nan: the compiled kernels'
-    sign (csrc/vectors.h fl2_vsign), so that mae_grad at y_pred == y_true is a zero with the
-    sign of y_pred - y_true on every backend."""
-    return np.where(d == 0, d, np.sign(d))

@@ -19,6 +19,8 @@ from numpy.lib.stride_tricks import as_strided
 
 import numpy as np
 
+from ._losses import SQUARED, Loss
+
 #: Elements per deterministic reduction block (csrc/fastl2.h: FL2_BLOCK_SIZE).
 BLOCK_SIZE = 8192
 
@@ -39,7 +41,7 @@ class Plan:
     weight applying to ``weights_repeat`` consecutive elements; otherwise they are None.
     """
 
-    loss: str  # "squared" or "absolute"
+    loss: Loss  # (fastl2._losses)
     y_true: np.ndarray | None
     y_pred: np.ndarray | None
     weights: np.ndarray | None
@@ -52,6 +54,7 @@ class Plan:
     flat: bool = True
     #: (y_true, y_pred, weights) as given (before any conversion): the memory out= must spare
     sources: tuple = (None, None, None)
+    param: float = 0.0  # the loss's parameter, checked (0.0 for losses without one)
 
     @property
     def n(self) -> int:
@@ -70,7 +73,7 @@ class Strided:
     and ``elementwise`` (if any) are written element by element where they lie.
     """
 
-    loss: str  # "squared" or "absolute"
+    loss: Loss
     shape: tuple[int, ...]
     nkept: int
     y_true: np.ndarray | None  # None: the L2 penalty of y_pred
@@ -78,6 +81,7 @@ class Strided:
     weights: np.ndarray | None
     grad: np.ndarray | None = None
     elementwise: np.ndarray | None = None
+    param: float = 0.0
 
     @property
     def n(self) -> int:
@@ -337,8 +341,8 @@ def _two_sum_error(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
     return (a - (s - bb)) + (b - bb)
 
 
-def loss_plan(loss: str, y_true, y_pred, weights, reduction: str) -> Plan:
-    """The plan of a loss or gradient call (``reduction`` already checked)."""
+def loss_plan(loss: Loss, y_true, y_pred, weights, reduction: str, param: float = 0.0) -> Plan:
+    """The plan of a loss or gradient call (``reduction`` and ``param`` already checked)."""
     true_raw, pred_raw = _read(y_true, "y_true"), _read(y_pred, "y_pred")
     true_array, true_single, _ = _to_kernel(true_raw, "y_true", y_true)
     pred_array, pred_single, pred_source = _to_kernel(pred_raw, "y_pred", y_pred)
@@ -376,6 +380,7 @@ def loss_plan(loss: str, y_true, y_pred, weights, reduction: str) -> Plan:
         arrays=(true_array, pred_array, full_weights),
         flat=flat,
         sources=(true_raw, pred_raw, weights_raw),
+        param=param,
     )
 
 
@@ -385,7 +390,7 @@ def penalty_plan(params, name: str = "params") -> Plan:
     array, single, source = _to_kernel(raw, name, params)
     flat = _is_c_contiguous(array)
     return Plan(
-        loss="squared",
+        loss=SQUARED,
         y_true=None,
         y_pred=array.reshape(-1) if flat else None,
         weights=None,
@@ -458,6 +463,7 @@ def strided_pass(plan: Plan, axes: tuple[int, ...] | None = None, grad: np.ndarr
         weights=operands[2],
         grad=operands[3],
         elementwise=operands[4],
+        param=plan.param,
     )
 
 

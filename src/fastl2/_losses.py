@@ -1,0 +1,148 @@
+"""The losses fastl2 computes, each declared once.
+
+A :class:`Loss` holds everything that differs between losses: its name (``csrc/losses.h``
+lists the same names in the same order, which is each loss's code), its element function and
+derivative (as NumPy code for the NumPy backend and as scalar code that the Numba backend
+compiles; the C kernels' are in ``csrc/losses.h``, the same IEEE operations in the same
+order), the factor of its gradient, its parameter and its checks, its documentation and the
+accuracy it promises.  Everything else (planning, the passes, the reductions, the fast
+paths, the tests) is loss-agnostic and reads this table: a new loss is a new entry here, a
+line and four element functions in ``csrc/losses.h``, and its public functions.
+
+Nothing here imports Numba: the scalar functions are plain Python that ``fastl2._numba``
+compiles when it is first used.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+#: The accuracy promises (docs/api.md, "Accuracy"):
+#: "exact": the reduced loss is within 1 ulp (float32 results) or 2 ulp (float64) of the exact
+#: reduction of the exact element losses of the float64 differences d;
+#: "elements": the same, of the element losses as evaluated in float64 (their formula has
+#: roundings of its own, each element within a few ulp of its exact value).
+ACCURACY = ("exact", "elements")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A real parameter of a loss: ``name=default``, checked by :meth:`check`."""
+
+    name: str
+    default: float
+    doc: str
+
+    def check(self, value) -> float:
+        """``value`` as a float, or TypeError/ValueError naming the parameter: a finite real
+        number > 0 (a Python or NumPy number, not a bool)."""
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+            raise TypeError(
+                f"{self.name} must be a real number > 0; got {value!r} of type {type(value).__name__}"
+            )
+        try:
+            result = float(value)
+        except OverflowError:
+            result = math.inf
+        if not 0.0 < result < math.inf:  # (also nan)
+            raise ValueError(f"{self.name} must be a finite real number > 0; got {value!r}")
+        return result
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One loss, ``l(d)`` of the difference ``d = y_pred - y_true`` (float64).
+
+    The element loss is ``w * l(d)`` and the gradient of the reduced loss with respect to
+    ``y_pred`` is ``grad_scale * w * derivative(d) / D`` (D: the reduction's divisor).
+    """
+
+    name: str  #: csrc/losses.h's FL2_<NAME>, lower case
+    code: int  #: its index in LOSSES: the value of FL2_<NAME>
+    function: str  #: the public function computing its mean (mse, mae, ...)
+    title: str  #: what the public function computes, in words
+    formula: str  #: l(d), as the docs write it
+    grad_scale: float  #: the constant factor of the gradient
+    #: NumPy forms (element-wise over float64 arrays, the parameter as a float)
+    value: Callable[[np.ndarray, float], np.ndarray]
+    derivative: Callable[[np.ndarray, float], np.ndarray]
+    #: scalar forms of the same operations, compiled by the Numba backend
+    scalar_value: Callable[[float, float], float]
+    scalar_derivative: Callable[[float, float], float]
+    accuracy: str  #: one of ACCURACY
+    parameter: Parameter | None = None
+    source: str = ""  #: where the loss and its name come from
+
+    def check_param(self, value) -> float:
+        """The checked parameter (0.0 for a loss without one)."""
+        return 0.0 if self.parameter is None else self.parameter.check(value)
+
+
+# ---- element functions (each: the IEEE operations of csrc/losses.h, in its order) ----------
+
+def _squared(d, p):
+    return d * d
+
+
+def _squared_derivative(d, p):
+    return d
+
+
+def _absolute(d, p):
+    return abs(d)
+
+
+def _absolute_derivative_scalar(d, p):
+    # 1, -1, or d * 0 (0 for zeros, with their sign; nan for nan)
+    if d > 0:
+        return 1.0
+    if d < 0:
+        return -1.0
+    return d * 0.0
+
+
+def _absolute_derivative(d, p):
+    return np.where(d == 0, d, np.sign(d))  # (zeros: d * 0 is d; nan: np.sign keeps it)
+
+
+# ---- the table -------------------------------------------------------------------------------
+
+SQUARED = Loss(
+    name="squared",
+    code=0,
+    function="mse",
+    title="mean squared error",
+    formula="(y_pred - y_true)**2",
+    grad_scale=2.0,
+    value=_squared,
+    derivative=_squared_derivative,
+    scalar_value=_squared,
+    scalar_derivative=_squared_derivative,
+    accuracy="exact",
+    source="the L2 loss; torch.nn.functional.mse_loss, sklearn.metrics.mean_squared_error",
+)
+
+ABSOLUTE = Loss(
+    name="absolute",
+    code=1,
+    function="mae",
+    title="mean absolute error",
+    formula="|y_pred - y_true|",
+    grad_scale=1.0,
+    value=_absolute,
+    derivative=_absolute_derivative,
+    scalar_value=_absolute,
+    scalar_derivative=_absolute_derivative_scalar,
+    accuracy="exact",
+    source="the L1 loss; torch.nn.functional.l1_loss, sklearn.metrics.mean_absolute_error",
+)
+
+#: Every loss, in the order of csrc/losses.h (a loss's index is its code).
+LOSSES: tuple[Loss, ...] = (SQUARED, ABSOLUTE)
+
+BY_NAME = {loss.name: loss for loss in LOSSES}
