@@ -19,7 +19,10 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).parent
 # The per-ISA kernel files take minutes each at -O3: they come first, so that a parallel build
 # (one compiler process per core, see _compile_in_parallel) starts the long ones at once.
-CSRC = ["csrc/kernels_baseline.c", "csrc/kernels_avx2.c", "csrc/kernels_avx512.c", "csrc/fastl2.c"]
+CSRC = [
+    "csrc/kernels_baseline.c", "csrc/kernels_avx2.c", "csrc/kernels_avx512.c",
+    "csrc/strided.c", "csrc/fastl2.c", "csrc/config.c",
+]
 # Strict ISO C11 (not gnu11): GCC then keeps every a*b+c as two roundings (no FMA contraction), which is what
 # makes the kernels of every instruction-set level return the same bits.
 BASE_FLAGS = ["-std=c11", "-O3", "-ffp-contract=off", "-fno-math-errno"]

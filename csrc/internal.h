@@ -1,4 +1,4 @@
-/* Shared between the driver (fastl2.c) and the per-instruction-set kernel files. */
+/* Shared between the driver (config.c, fastl2.c, strided.c) and the per-instruction-set kernel files. */
 #ifndef FASTL2_INTERNAL_H
 #define FASTL2_INTERNAL_H
 

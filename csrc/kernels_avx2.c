@@ -1,4 +1,4 @@
-/* The kernels for x86-64 CPUs with AVX2 and FMA, chosen at run time (fastl2.c). */
+/* The kernels for x86-64 CPUs with AVX2 and FMA, chosen at run time (config.c). */
 #include "dispatch.h"
 #if defined(FL2_HAVE_X86_DISPATCH)
 #if defined(__clang__)

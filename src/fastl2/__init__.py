@@ -18,7 +18,8 @@ from ._backends import (
     set_gradient_cache_limit,
     set_num_threads,
 )
-from ._api import l2_penalty, l2_penalty_grad, mae, mae_and_grad, mae_grad, mse, mse_and_grad, mse_grad, rmse
+from ._api import mae, mae_and_grad, mae_grad, mse, mse_and_grad, mse_grad, rmse
+from ._penalty import l2_penalty, l2_penalty_grad
 from ._config import show_config
 
 

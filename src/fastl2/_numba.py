@@ -16,7 +16,7 @@ the same code as writable ones.  Inputs from PARALLEL_THRESHOLD elements on run 
 on Numba's threads (``prange``); each block writes its own partial, so the result does not
 depend on the thread count.  Large gradients are written with streaming stores, as in C.
 
-N-d arrays in any layout and reductions along axes (``run_strided``, csrc/fastl2.c
+N-d arrays in any layout and reductions along axes (``run_strided``, csrc/strided.c
 fl2_run_strided) go through the same block code: each output's run is cut into blocks that
 are read where they lie when contiguous, else gathered into per-task buffers by address and
 byte strides (never a copy of a whole array); outputs that are the columns of rows have a
@@ -68,11 +68,11 @@ from ._plan import BLOCK_SIZE, Plan
 #: Interleaved float64 accumulators inside a block (csrc/fastl2.h: FL2_LANES).
 LANES = 16
 
-#: Below this many elements a call never enters Numba's thread pool (as csrc/fastl2.c).
+#: Below this many elements a call never enters Numba's thread pool (as csrc/config.c).
 PARALLEL_THRESHOLD = 8 * BLOCK_SIZE
 
 #: Gradients of at least this many bytes are written with streaming (non-temporal) stores on
-#: x86-64, past the caches, as csrc/fastl2.c does (FL2_DEFAULT_STREAM_MIN_BYTES).
+#: x86-64, past the caches, as csrc/config.c does (FL2_DEFAULT_STREAM_MIN_BYTES).
 STREAM_MIN_BYTES = 16 << 20
 _STREAMING_STORES = platform.machine().lower() in ("x86_64", "amd64")
 
@@ -83,7 +83,7 @@ STACK_BLOCKS = 16
 #: weights, grad, elementwise: FL2_OP_*), and the tasks (ranges of work items) per thread.
 _MAX_DIMS = 64
 _NOPS = 5
-#: The most outputs the columns kernel sums at once (csrc/fastl2.c FL2_MAX_COLUMNS): its
+#: The most outputs the columns kernel sums at once (csrc/strided.c FL2_MAX_COLUMNS): its
 #: accumulators take 512 bytes per output.
 _MAX_COLUMNS = 1024
 _TASKS_PER_THREAD = 8
@@ -364,7 +364,7 @@ def _store_fence(typingctx):
 
 # Raw memory access for the strided kernels (run_strided): arrays in any layout are read and
 # written where they lie, through the address of their element (0, ..., 0) and byte strides,
-# as csrc/fastl2.c does.  ``like`` (an array) only gives the element type.
+# as csrc/strided.c does.  ``like`` (an array) only gives the element type.
 
 @intrinsic
 def _load(typingctx, address, like):
@@ -438,7 +438,7 @@ _combine_lanes = njit(_combine_lanes)
 
 
 def _combine_partials(partials):
-    """csrc/fastl2.c combine_partials: (loss sum, weight sum) of the block partials."""
+    """csrc/driver.h fl2_combine_partials: (loss sum, weight sum) of the block partials."""
     m = partials.shape[0]
     step = 1
     while step < m:
@@ -502,7 +502,7 @@ _combine_lane_groups = njit(_combine_lane_groups)
 
 
 def _element_at(address, shape, strides, first, end, index):
-    """csrc/fastl2.c element_at: the address of element ``index`` (C order over the dims
+    """csrc/strided.c element_at: the address of element ``index`` (C order over the dims
     first..end-1 of ``shape``) of an operand whose element at index 0 is at ``address``."""
     dim = end - 1
     while dim >= first and index:
@@ -516,7 +516,7 @@ _element_at = njit(_element_at)
 
 
 def _copy_run(buffer, address, shape, strides, first, start, count, to_array):
-    """csrc/fastl2.c copy_run: elements start..start+count-1 (C order over the dims first..
+    """csrc/strided.c copy_run: elements start..start+count-1 (C order over the dims first..
     of ``shape``) of the operand at ``address`` into ``buffer[:count]``; or back, ``to_array``."""
     nd = shape.shape[0]
     index = numba.carray(_stack_buffer(_MAX_DIMS, np.int64), _MAX_DIMS)
@@ -623,7 +623,7 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, paralle
     weights)`` where the arrays not used are None and ``param`` is the loss's parameter.  Numba prunes the branches on these constants before
     it builds the parallel loop, so none is left in the loops.
 
-    With ``strided`` (csrc/fastl2.c fl2_run_strided) the arrays only give the operands' dtypes
+    With ``strided`` (csrc/strided.c fl2_run_strided) the arrays only give the operands' dtypes
     (see run_strided) and ``repeat`` is the layout instead (an argument of its own, even one
     with a default, would slow every call of the 1-d kernels): ``(addresses, shape, strides,
     itemsizes, nkept, loss_sums, weight_sums, threads)``, where the operands are (byte address
@@ -819,7 +819,7 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, paralle
         quotient = scale / divisor
 
         if strided:
-            # csrc/fastl2.c fl2_run_strided: work item w is block w % nblocks of output
+            # csrc/strided.c fl2_run_strided: work item w is block w % nblocks of output
             # w // nblocks; each block is gathered into the task's buffers (or read where it
             # lies when it is one contiguous, aligned piece of every operand), run through
             # ``block`` and its gradient and element losses scattered back.  The lanes of
@@ -968,7 +968,7 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, paralle
                                 for h in range(4):
                                     all_partials[w, h] = group_sums[h, j]
                             else:
-                                # (csrc/fastl2.c finish_output of one partial: hi + lo)
+                                # (csrc/strided.c finish_output of one partial: hi + lo)
                                 if not weights_only:
                                     loss_sums[w] = group_sums[0, j] + group_sums[1, j]
                                 if has_weights:
@@ -991,7 +991,7 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, paralle
         stream = False
         if want_grad and streaming:
             stream = n * grad.itemsize >= stream_min_bytes and grad.ctypes.data % 16 == 0
-        # Block partials: loss hi, lo, weights hi, lo; on the stack when few (as csrc/fastl2.c).
+        # Block partials: loss hi, lo, weights hi, lo; on the stack when few (as csrc/config.c).
         if parallel or nblocks > stack_blocks:
             partials = np.empty((nblocks if want_sums else 0, 4))
         else:
@@ -1380,7 +1380,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
                 weights_only: bool = False):
     """One pass over a ``fastl2._plan.Strided``; writes its grad and elementwise operands.
 
-    As fastl2._core.run_strided (csrc/fastl2.c fl2_run_strided), bit for bit: returns float64
+    As fastl2._core.run_strided (csrc/strided.c fl2_run_strided), bit for bit: returns float64
     arrays (loss sums, weight sums) of one element per output when ``want_sums``; (None,
     weight sums) with ``weights_only`` (nothing else is computed); otherwise None.
 
@@ -1495,7 +1495,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
 
 def _columns_apply(ndim, nkept, outputs, addresses, strides, itemsizes):
     """Whether run_strided's outputs are the contiguous columns of rows, for the columns
-    kernel (csrc/fastl2.c columns_apply, and aligned: its rows are read as arrays)."""
+    kernel (csrc/strided.c columns_apply, and aligned: its rows are read as arrays)."""
     if ndim != 2 or nkept != 1 or not 2 <= outputs <= _MAX_COLUMNS:
         return False
     for k in range(3):  # y_true, y_pred, weights

@@ -1,0 +1,204 @@
+"""The planned passes, and where results are finished.
+
+A call the fast paths do not answer is planned (fastl2._plan), run by the active backend in
+one pass (``run`` for flat arrays, ``run_strided`` for any other layout or an axis), and its
+result finished here: divided by the reduction's divisor, rooted, rounded to the result dtype,
+warned about (an empty mean) and reshaped, in one place for every loss and backend.  NumPy's
+floating-point warnings are off throughout (``quiet``): NaN and inf propagate silently, as in
+the compiled kernels.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import numpy as np
+
+from . import _backends
+from ._plan import MEAN_REDUCTIONS, Plan, check_axis, check_out, check_reduction, loss_plan, strided_pass
+
+
+def quiet(function):
+    """Runs ``function`` with NumPy's floating-point warnings off: NaN and inf propagate
+    silently, as in the compiled kernels, whichever backend or path computes."""
+
+    @functools.wraps(function)
+    def quiet(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return function(*args, **kwargs)
+
+    return quiet
+
+@quiet
+def planned_loss(loss, y_true, y_pred, weights, axis, reduction, root, param):
+    check_reduction(reduction)
+    param = loss.check_param(param)
+    plan = loss_plan(loss, y_true, y_pred, weights, reduction, param)
+    axes = check_axis(axis, len(plan.shape), reduction)
+    backend = _backends.active()
+    if reduction == "none":
+        if plan.flat:
+            losses = np.empty(plan.n, plan.result_dtype)
+            backend.run(plan, False, elementwise=losses)
+            return losses.reshape(plan.shape)
+        losses = np.empty_like(plan.arrays[1], dtype=plan.result_dtype)  # y_pred's layout
+        if plan.n:
+            backend.run_strided(strided_pass(plan, elementwise=losses), False)
+        return losses
+    if axes is not None and len(axes) < len(plan.shape):
+        return _reduce_axes(plan, axes, backend, root)
+    if plan.flat:
+        loss_sum, weight_sum = backend.run(plan, True)
+    elif plan.n:
+        loss_sums, weight_sums = backend.run_strided(strided_pass(plan), True)
+        loss_sum, weight_sum = float(loss_sums[0]), float(weight_sums[0])
+    else:
+        loss_sum = weight_sum = 0.0
+    value = _reduce(plan, loss_sum, weight_sum, root)
+    # Reducing every axis by naming them gives a 0-d array (docs/api.md: only axis=None gives a scalar).
+    return value if axes is None else np.asarray(value)
+
+
+def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
+    """The loss reduced along ``axes`` only: one value per remaining index, in an ndarray."""
+    out_shape = tuple(size for a, size in enumerate(plan.shape) if a not in axes)
+    count = math.prod(plan.shape[a] for a in axes)
+    outputs = math.prod(out_shape)
+    reduce_outputs = getattr(backend, "reduce_outputs", None)
+    if plan.n and plan.reduction != "weighted_mean" and reduce_outputs is not None:
+        # The backend divides each output's sum as it finishes it, in the result's dtype.
+        values = np.empty(outputs, plan.result_dtype)
+        divisor = float(count) if plan.reduction == "mean" else 1.0
+        reduce_outputs(strided_pass(plan, axes), values, divisor, root)
+        return values.reshape(out_shape)
+    if plan.n:
+        loss_sums, weight_sums = backend.run_strided(strided_pass(plan, axes), True)
+    else:
+        loss_sums, weight_sums = np.zeros(outputs), np.zeros(outputs)
+    values = loss_sums  # divided in place: no temporary beyond the sums and the result
+    if plan.reduction != "sum" and count == 0:
+        warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=4)
+        values[...] = np.nan
+    elif plan.reduction == "mean":
+        values /= count
+    elif plan.reduction == "weighted_mean":
+        if not weight_sums.all():
+            zero = np.unravel_index(int(np.argmin(weight_sums != 0)), out_shape)
+            raise ValueError(
+                "reduction='weighted_mean' needs weights with a non-zero sum along the reduced "
+                f"axes; the weights sum to 0 at output index {tuple(int(i) for i in zero)}"
+            )
+        values /= weight_sums
+    if root:
+        with np.errstate(invalid="ignore"):
+            np.sqrt(values, out=values)
+    return values.astype(plan.result_dtype, copy=False).reshape(out_shape)
+
+
+def _divisor(plan: Plan, weight_sum: float) -> float:
+    """What the sum of element losses is divided by (the reduction's D)."""
+    if plan.reduction == "mean":
+        return float(plan.n)
+    if plan.reduction == "weighted_mean":
+        if weight_sum == 0.0 and plan.n:
+            raise ValueError(
+                "reduction='weighted_mean' needs weights with a non-zero sum; "
+                "the weights sum to 0"
+            )
+        return weight_sum
+    return 1.0
+
+
+def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False):
+    """The reduced loss as a NumPy scalar of the result dtype."""
+    if plan.n == 0 and plan.reduction in MEAN_REDUCTIONS:
+        warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=4)
+        return plan.result_dtype.type(np.nan)
+    value = loss_sum / _divisor(plan, weight_sum)
+    if root:
+        value = math.sqrt(value) if value >= 0.0 else (value if math.isnan(value) else math.nan)
+    return plan.result_dtype.type(value)
+
+@quiet
+def planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, param):
+    check_reduction(reduction)
+    param = loss.check_param(param)
+    plan = loss_plan(loss, y_true, y_pred, weights, reduction, param)
+    out = check_out(out, plan)
+    backend = _backends.active()
+    strided = not flat_output(plan, out)
+    # The divisor must be known before the first gradient element is written: with
+    # "weighted_mean" that takes a pass over the weights alone.
+    if reduction == "weighted_mean" and plan.n:
+        if strided:
+            weight_sum = float(backend.run_strided(strided_pass(plan), False, weights_only=True)[1][0])
+        else:
+            weight_sum = backend.weight_sum(plan)
+    else:
+        weight_sum = float(plan.n)
+    divisor = _divisor(plan, weight_sum) if plan.n else 1.0
+    scale = loss.grad_scale
+    if strided:
+        return _strided_grad_pass(plan, out, backend, scale, divisor, weight_sum, want_loss)
+    target, result, copy_back = grad_buffers(plan, out)
+    if reduction == "none":
+        losses = np.empty(plan.n, plan.result_dtype) if want_loss else None
+        backend.run(plan, False, target, scale, divisor, losses)
+        value = losses.reshape(plan.shape) if want_loss else None
+    else:
+        loss_sum, _ = backend.run(plan, want_loss, target, scale, divisor)
+        value = _reduce(plan, loss_sum, weight_sum) if want_loss else None
+    if copy_back:
+        np.copyto(result, target.reshape(plan.shape), casting="unsafe")
+    return (value, result) if want_loss else result
+
+
+def flat_output(plan: Plan, out) -> bool:
+    """Whether the 1-d kernels can write the gradient: flat inputs and a C-contiguous (or no)
+    ``out``; otherwise the strided pass writes it where it lies."""
+    return plan.flat and (out is None or (out.flags.c_contiguous and out.flags.aligned))
+
+
+def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, want_loss):
+    """The gradient pass over arrays in any layout; a fresh gradient takes y_pred's layout."""
+    pred = plan.arrays[1]
+    result = np.empty_like(pred, dtype=plan.grad_dtype) if out is None else out
+    # float16 gradients are computed in float32, then rounded once into the result.
+    target = base(result) if result.dtype == pred.dtype else np.empty_like(result, dtype=pred.dtype, subok=False)
+    losses = None
+    if want_loss and plan.reduction == "none":
+        losses = np.empty_like(pred, dtype=plan.result_dtype)
+    value = None
+    if plan.n:
+        sums = backend.run_strided(
+            strided_pass(plan, grad=target, elementwise=losses),
+            want_loss and losses is None, scale, divisor,
+        )
+        if sums is not None:
+            value = _reduce(plan, float(sums[0][0]), weight_sum)
+    elif want_loss and losses is None:
+        value = _reduce(plan, 0.0, weight_sum)
+    if losses is not None:
+        value = losses
+    if target.dtype != result.dtype:
+        np.copyto(result, target, casting="unsafe")
+    return (value, result) if want_loss else result
+
+
+def grad_buffers(plan: Plan, out):
+    """Where the kernel writes the gradient, what is returned, and whether to copy between.
+
+    The kernel writes 1-D C-contiguous arrays of y_pred's kernel dtype; a float16 ``out``
+    gets a temporary that is copied in afterwards.
+    """
+    result = _backends.new_gradient(plan.shape, plan.grad_dtype) if out is None else out
+    if result.dtype == plan.y_pred.dtype:
+        return base(result).reshape(-1), result, False
+    return np.empty(plan.n, plan.y_pred.dtype), result, True
+
+
+def base(array: np.ndarray) -> np.ndarray:
+    """``array`` as a plain ndarray (a view of an ``np.memmap`` or other subclass)."""
+    return array if type(array) is np.ndarray else array.view(np.ndarray)
