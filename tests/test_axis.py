@@ -1,4 +1,5 @@
-"""Reductions along axes: mse / mae / rmse with ``axis=`` against the exact per-output reference.
+"""Reductions along axes: every loss (cases.LOSS_FUNCTIONS) and rmse with ``axis=`` against the exact
+per-output reference.
 
 Every output is compared with ``reference.loss_axis`` (an exact sum per output, rounded once):
 float32 results within 1 ulp, float64 within 2 ulp, and almost all float32 results correctly
@@ -16,10 +17,11 @@ import pytest
 
 import fastl2
 import reference as ref
-from cases import numba_runs_mix, values, with_backends
+from cases import LOSS_FUNCTIONS, numba_runs_mix, values, with_backends
 from fastl2._plan import BLOCK_SIZE
 
-LOSSES = {"mse": fastl2.mse, "mae": fastl2.mae, "rmse": fastl2.rmse}
+# Every loss of the table, and rmse (the root of mse: not a loss of the table of its own).
+LOSSES = {name: getattr(fastl2, name) for name in LOSS_FUNCTIONS + ("rmse",)}
 KIND_REDUCTIONS = [
     (kind, reduction)
     for kind in LOSSES
@@ -212,7 +214,7 @@ def test_float32_axis_results_are_correctly_rounded_almost_always(backend):
         y_true = (rng.standard_normal(shape) * 3).astype(np.float32)
         y_pred = (rng.standard_normal(shape) * 3).astype(np.float32)
         weights = rng.uniform(0.1, 2.0, shape).astype(np.float32) if case % 2 else None
-        kind = ("mse", "mae")[case % 5 % 2]
+        kind = LOSS_FUNCTIONS[case % 5 % len(LOSS_FUNCTIONS)]
         reduction = ("mean", "weighted_mean", "sum")[case % 7 % 3]
         result = quiet(LOSSES[kind], y_true, y_pred, weights, axis=axis, reduction=reduction)
         expected = ref.loss_axis(kind, y_true, y_pred, weights, reduction, axis)
@@ -228,7 +230,7 @@ def test_float32_axis_results_are_correctly_rounded_almost_always(backend):
 # --------------------------------------------------------------------------- peers' conventions
 
 
-@pytest.mark.parametrize("kind", ["mse", "mae"])
+@pytest.mark.parametrize("kind", LOSS_FUNCTIONS)
 @pytest.mark.parametrize("shape", [(8, 5), (4, 6, 3), (6,)], ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_axis_minus_one_is_keras_per_sample_loss(backend, dtype, shape, kind):
@@ -252,7 +254,7 @@ def _sklearn_case(dtype=np.float64):
     return y_true, y_pred, sample_weight
 
 
-@pytest.mark.parametrize("kind", ["mse", "mae", "rmse"])
+@pytest.mark.parametrize("kind", LOSS_FUNCTIONS + ("rmse",))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_axis_zero_weighted_mean_with_sample_weights_is_sklearn_raw_values(backend, dtype, kind):
     """scikit-learn's ``multioutput="raw_values"`` with ``sample_weight``: per column, the weighted
@@ -265,6 +267,7 @@ def test_axis_zero_weighted_mean_with_sample_weights_is_sklearn_raw_values(backe
         ref.assert_ulp(result[column], expected, ref.loss_ulp(dtype), dtype=dtype)
 
 
+# (the losses scikit-learn has metrics of: not the whole table)
 @pytest.mark.parametrize("kind", ["mse", "mae", "rmse"])
 def test_axis_zero_weighted_mean_agrees_with_sklearn_itself(backend, kind):
     metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is an optional peer; not installed here")
@@ -300,7 +303,7 @@ def test_mean_over_empty_axes_is_nan_per_output_with_runtime_warning(backend, sh
     assert np.isnan(result).all()
 
 
-@pytest.mark.parametrize("kind", ["mse", "mae"])
+@pytest.mark.parametrize("kind", LOSS_FUNCTIONS)
 @pytest.mark.parametrize("shape,axis", EMPTY_CASES, ids=[f"{s}-axis{a}" for s, a in EMPTY_CASES])
 def test_sum_over_empty_axes_is_zero_per_output(backend, shape, axis, kind):
     y = np.empty(shape)

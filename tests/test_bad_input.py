@@ -9,13 +9,16 @@ import pytest
 
 import fastl2
 import reference as ref
+from cases import AND_GRAD_FUNCTIONS, GRAD_FUNCTIONS, LOSS_FUNCTIONS
+from fastl2._losses import LOSSES
 
-LOSS_FUNCS = {"mse": fastl2.mse, "mae": fastl2.mae, "rmse": fastl2.rmse}
-GRAD_FUNCS = {
-    "mse_grad": fastl2.mse_grad,
-    "mse_and_grad": fastl2.mse_and_grad,
-    "mae_grad": fastl2.mae_grad,
-    "mae_and_grad": fastl2.mae_and_grad,
+# The losses of the table (cases.LOSS_FUNCTIONS), and rmse (the root of mse) beside them.
+TABLE_LOSS_FUNCS = {name: getattr(fastl2, name) for name in LOSS_FUNCTIONS}
+LOSS_FUNCS = {**TABLE_LOSS_FUNCS, "rmse": fastl2.rmse}
+GRAD_FUNCS = {  # each loss's <name>_grad, then its <name>_and_grad
+    name: getattr(fastl2, name)
+    for pair in zip(GRAD_FUNCTIONS, AND_GRAD_FUNCTIONS)
+    for name in pair
 }
 PAIR_FUNCS = {**LOSS_FUNCS, **GRAD_FUNCS}
 L2_FUNCS = {"l2_penalty": fastl2.l2_penalty, "l2_penalty_grad": fastl2.l2_penalty_grad}
@@ -25,6 +28,11 @@ pair_funcs = pytest.mark.parametrize("func", list(PAIR_FUNCS.values()), ids=list
 loss_funcs = pytest.mark.parametrize("func", list(LOSS_FUNCS.values()), ids=list(LOSS_FUNCS))
 out_funcs = pytest.mark.parametrize("func", list(OUT_FUNCS.values()), ids=list(OUT_FUNCS))
 l2_funcs = pytest.mark.parametrize("func", list(L2_FUNCS.values()), ids=list(L2_FUNCS))
+
+
+def funcs(*names):
+    """``pytest.mark.parametrize`` of ``func`` over the public functions ``names``, ids the names."""
+    return pytest.mark.parametrize("func", [getattr(fastl2, name) for name in names], ids=list(names))
 
 
 def _grad_of(result):
@@ -99,8 +107,7 @@ def _assert_names_argument_and_dtype(message, argument, dtype):
 
 @pytest.mark.parametrize("dtype_name", list(UNSUPPORTED))
 @pytest.mark.parametrize("argument", ["y_true", "y_pred", "weights"])
-@pytest.mark.parametrize("func", [fastl2.mse, fastl2.mse_and_grad, fastl2.mae_grad, fastl2.rmse],
-                         ids=["mse", "mse_and_grad", "mae_grad", "rmse"])
+@pair_funcs
 def test_complex_object_str_datetime_input_raises_type_error_naming_argument(backend, func, argument, dtype_name):
     args = {"y_true": np.ones(3), "y_pred": np.zeros(3), "weights": np.ones(3)}
     bad = UNSUPPORTED[dtype_name](3)
@@ -161,7 +168,7 @@ def test_axis_out_of_range_raises_axis_error(backend, func, shape, axis):
 
 
 @pytest.mark.parametrize("axis", [0, -1, (0, 1), (1,)], ids=str)
-@pytest.mark.parametrize("func", [fastl2.mse, fastl2.mae], ids=["mse", "mae"])
+@funcs(*LOSS_FUNCTIONS)
 def test_axis_with_reduction_none_is_an_error(backend, func, axis):
     y_true, y_pred = _pair((4, 3))
     with pytest.raises(ValueError, match="axis"):
@@ -373,9 +380,36 @@ NONFINITE_CASES = {
 }
 
 
+# The other losses' NumPy forms, from their declaration (fastl2._losses), with their
+# parameter's default: nan and inf must go through them as through NumPy's operations.
+_DECLARED = {loss.function: loss for loss in LOSSES}
+
+
+def _declared_param(kind):
+    parameter = _DECLARED[kind].parameter
+    return 0.0 if parameter is None else parameter.default
+
+
+def _numpy_element(kind, d):
+    if kind in ("mse", "rmse"):
+        return d * d
+    if kind == "mae":
+        return np.abs(d)
+    return _DECLARED[kind].value(d, _declared_param(kind))
+
+
+def _numpy_derivative(kind, d):
+    """The gradient of the element loss (with the loss's factor)."""
+    if kind == "mse":
+        return 2 * d
+    if kind == "mae":
+        return np.sign(d)
+    return _DECLARED[kind].grad_scale * _DECLARED[kind].derivative(d, _declared_param(kind))
+
+
 def _numpy_loss(kind, t, p, w, reduction):
     d = p - t
-    element = d * d if kind != "mae" else np.abs(d)
+    element = _numpy_element(kind, d)
     if w is not None:
         element = w * element
     if reduction == "none":
@@ -389,7 +423,7 @@ def _numpy_loss(kind, t, p, w, reduction):
 
 def _numpy_grad(kind, t, p, w, reduction):
     d = p - t
-    g = 2 * d if kind == "mse" else np.sign(d)
+    g = _numpy_derivative(kind, d)
     if w is not None:
         g = w * g
     if reduction == "none":
@@ -408,11 +442,11 @@ def test_nan_and_inf_propagate_like_numpy(backend, case, reduction):
             if kind == "rmse" and reduction in ("sum", "none"):
                 continue
             ref.assert_ulp(func(t, p, w, reduction=reduction), _numpy_loss(kind, t, p, w, reduction), 2)
-        for kind in ("mse", "mae"):
+        for kind, grad_name, and_grad_name in zip(LOSS_FUNCTIONS, GRAD_FUNCTIONS, AND_GRAD_FUNCTIONS):
             expected = _numpy_grad(kind, t, p, w, reduction)
-            grad_func = fastl2.mse_grad if kind == "mse" else fastl2.mae_grad
+            grad_func = getattr(fastl2, grad_name)
             ref.assert_ulp(grad_func(t, p, w, reduction=reduction), expected, 2)
-            both = (fastl2.mse_and_grad if kind == "mse" else fastl2.mae_and_grad)(t, p, w, reduction=reduction)
+            both = getattr(fastl2, and_grad_name)(t, p, w, reduction=reduction)
             ref.assert_ulp(both[0], _numpy_loss(kind, t, p, w, reduction), 2)
             ref.assert_ulp(both[1], expected, 2)
 
@@ -430,8 +464,7 @@ def test_l2_penalty_propagates_nan_and_inf(backend, value):
 
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("reduction", ["mean", "weighted_mean"])
-@pytest.mark.parametrize("func", [fastl2.mse, fastl2.mae, fastl2.rmse, fastl2.mse_and_grad, fastl2.mae_and_grad],
-                         ids=["mse", "mae", "rmse", "mse_and_grad", "mae_and_grad"])
+@funcs(*LOSS_FUNCTIONS, "rmse", *AND_GRAD_FUNCTIONS)
 def test_empty_input_mean_is_nan_with_runtime_warning(backend, func, reduction, weighted):
     weights = np.empty(0) if weighted else None
     with pytest.warns(RuntimeWarning):
@@ -442,8 +475,7 @@ def test_empty_input_mean_is_nan_with_runtime_warning(backend, func, reduction, 
         assert result[1].shape == (0,) and result[1].dtype == np.float64
 
 
-@pytest.mark.parametrize("func", [fastl2.mse, fastl2.mae, fastl2.mse_and_grad, fastl2.mae_and_grad],
-                         ids=["mse", "mae", "mse_and_grad", "mae_and_grad"])
+@funcs(*LOSS_FUNCTIONS, *AND_GRAD_FUNCTIONS)
 def test_empty_input_sum_is_zero(backend, func):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
@@ -452,14 +484,14 @@ def test_empty_input_sum_is_zero(backend, func):
     assert type(loss) is np.float32 and loss == 0.0
 
 
-@pytest.mark.parametrize("func", [fastl2.mse, fastl2.mae], ids=["mse", "mae"])
+@funcs(*LOSS_FUNCTIONS)
 def test_empty_input_none_is_an_empty_array(backend, func):
     result = func(np.empty((0, 3)), np.empty((0, 3)), reduction="none")
     assert isinstance(result, np.ndarray) and result.shape == (0, 3)
 
 
 @pytest.mark.parametrize("reduction", ref.REDUCTIONS)
-@pytest.mark.parametrize("func", [fastl2.mse_grad, fastl2.mae_grad], ids=["mse_grad", "mae_grad"])
+@funcs(*GRAD_FUNCTIONS)
 def test_empty_input_gradient_is_an_empty_array(backend, func, reduction):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -8,18 +8,16 @@ import pytest
 
 import fastl2
 import reference as ref
+from cases import AND_GRAD_FUNCTIONS, GRAD_FUNCTIONS, LOSS_FUNCTIONS
 
 BACKENDS = fastl2.available_backends()
 PAIRS = list(itertools.combinations(BACKENDS, 2))
 
+# Every loss of the table, rmse, and each loss's <name>_grad and <name>_and_grad.
 FUNCS = {
-    "mse": fastl2.mse,
-    "mae": fastl2.mae,
-    "rmse": fastl2.rmse,
-    "mse_grad": fastl2.mse_grad,
-    "mse_and_grad": fastl2.mse_and_grad,
-    "mae_grad": fastl2.mae_grad,
-    "mae_and_grad": fastl2.mae_and_grad,
+    name: getattr(fastl2, name)
+    for name in (*LOSS_FUNCTIONS, "rmse",
+                 *(name for pair in zip(GRAD_FUNCTIONS, AND_GRAD_FUNCTIONS) for name in pair))
 }
 
 

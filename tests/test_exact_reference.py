@@ -15,7 +15,10 @@ import pytest
 import fastl2
 import reference as ref
 from cases import (
+    AND_GRAD_FUNCTIONS,
     FLOAT_DTYPE_CASES,
+    GRAD_FUNCTIONS,
+    LOSS_FUNCTIONS,
     OTHER_DTYPE_CASES,
     SIZES,
     WEIGHTS_KINDS,
@@ -25,9 +28,10 @@ from cases import (
     with_backends,
 )
 
-LOSSES = {"mse": fastl2.mse, "mae": fastl2.mae, "rmse": fastl2.rmse}
-GRADS = {"mse": fastl2.mse_grad, "mae": fastl2.mae_grad}
-LOSS_AND_GRADS = {"mse": fastl2.mse_and_grad, "mae": fastl2.mae_and_grad}
+# kind (the loss function's name: every loss of the table, and rmse) -> its public functions
+LOSSES = {name: getattr(fastl2, name) for name in LOSS_FUNCTIONS + ("rmse",)}
+GRADS = {kind: getattr(fastl2, name) for kind, name in zip(LOSS_FUNCTIONS, GRAD_FUNCTIONS)}
+LOSS_AND_GRADS = {kind: getattr(fastl2, name) for kind, name in zip(LOSS_FUNCTIONS, AND_GRAD_FUNCTIONS)}
 
 LOSS_REDUCTIONS = [
     (kind, reduction)
@@ -148,13 +152,13 @@ def test_loss_and_grad_match_exact_reference(backend, kind, reduction, dtype_cas
 def test_non_float32_float64_inputs_follow_the_dtype_rule(backend, dtype_case, reduction, size):
     weights_kind = "none" if OTHER_DTYPE_CASES[dtype_case][2] is None else "full"
     y_true, y_pred, weights = make_inputs(dtype_case, weights_kind, size)
-    for kind in ("mse", "mae", "rmse"):
+    for kind in LOSSES:
         if kind == "rmse" and reduction in ("sum", "none"):
             continue
         result = call(LOSSES[kind], y_true, y_pred, weights, reduction=reduction)
         check_loss(result, expected_loss(kind, reduction, dtype_case, weights_kind, size),
                    reduction, y_true, y_pred, weights)
-    for kind in ("mse", "mae"):
+    for kind in GRADS:
         expected_g = expected_grad(kind, reduction, dtype_case, weights_kind, size)
         check_grad(call(GRADS[kind], y_true, y_pred, weights, reduction=reduction), expected_g, y_pred)
         loss, grad = call(LOSS_AND_GRADS[kind], y_true, y_pred, weights, reduction=reduction)

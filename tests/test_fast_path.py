@@ -4,11 +4,15 @@ import numpy as np
 import pytest
 
 import fastl2
+from cases import LOSS_FUNCTIONS
+from fastl2._losses import SQUARED
 
 core = fastl2._backends.compiled_module()
 pytestmark = pytest.mark.skipif(core is None, reason="the compiled kernels are not built (pure-Python install)")
 
 FUNCTIONS = core.FAST_PATH_FUNCTIONS if core is not None else ()
+#: The losses of the table (cases.LOSS_FUNCTIONS) that have a fast path (with axis=).
+FAST_LOSSES = tuple(name for name in LOSS_FUNCTIONS if name in FUNCTIONS)
 DTYPES = [(np.float32, np.float32), (np.float64, np.float64), (np.float32, np.float64)]
 
 
@@ -55,7 +59,7 @@ def test_common_calls_never_reach_the_planned_path(name, cython_backend, monkeyp
     def planned_must_not_run(*args, **kwargs):
         raise AssertionError("the planned path ran for a common call")
 
-    monkeypatch.setitem(core._planned_for_tests(), name, planned_must_not_run)
+    monkeypatch.setattr(fastl2._api, name, planned_must_not_run)  # (where the fast paths hand calls)
     public = getattr(fastl2, name)
     y_true, y_pred, weights = _inputs((np.float64, np.float64), 16, weighted=True)
     for reduction in ("mean", "weighted_mean", "sum"):
@@ -113,7 +117,7 @@ def test_large_gradients_reuse_freed_memory_without_touching_live_arrays(cython_
     assert core.cached_gradient_bytes() == 0
 
 
-# ---- axis reductions and layouts other than C order (mse and mae, unweighted) ----------
+# ---- axis reductions and layouts other than C order (every loss, unweighted) -----------
 
 def _layouts():
     """(name, y_true, y_pred) for arrays the axis fast path takes, none of them C-contiguous
@@ -143,7 +147,7 @@ LAYOUT_AXES = [
 ]
 
 
-@pytest.mark.parametrize("name", ["mse", "mae"])
+@pytest.mark.parametrize("name", FAST_LOSSES)
 @pytest.mark.parametrize("y_true, y_pred, axis", LAYOUT_AXES)
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_axis_fast_path_gives_the_planned_paths_bits(name, y_true, y_pred, axis, reduction, cython_backend):
@@ -157,7 +161,7 @@ def test_axis_fast_path_gives_the_planned_paths_bits(name, y_true, y_pred, axis,
 def _planned_layout(y_true, y_pred, axis):
     from fastl2 import _plan
 
-    plan = _plan.loss_plan("squared", y_true, y_pred, None, "mean")
+    plan = _plan.loss_plan(SQUARED, y_true, y_pred, None, "mean")
     s = _plan.strided_pass(plan, _plan.check_axis(axis, y_pred.ndim, "mean"))
     return (s.shape, s.nkept, s.y_true.strides, s.y_pred.strides,
             s.y_true.__array_interface__["data"][0], s.y_pred.__array_interface__["data"][0])
@@ -196,26 +200,26 @@ def test_axis_fast_path_leaves_other_axes_to_the_planned_path(axis):
     assert core._axis_layout_for_tests(a, a, axis) is None
 
 
+@pytest.mark.parametrize("name", FAST_LOSSES)
 @pytest.mark.parametrize(
     "call",
     [
-        lambda a, b: fastl2.mse(a, b, axis=0),
-        lambda a, b: fastl2.mae(a, b, axis=-1, reduction="sum"),
-        lambda a, b: fastl2.mse(a, b, axis=(1, 0)),
-        lambda a, b: fastl2.mse(a.T, b.T),
-        lambda a, b: fastl2.mse(a[:, ::2], b[:, ::2]),
-        lambda a, b: fastl2.mse(a[::-1], b[::-1], axis=1),
+        lambda f, a, b: f(a, b, axis=0),
+        lambda f, a, b: f(a, b, axis=-1, reduction="sum"),
+        lambda f, a, b: f(a, b, axis=(1, 0)),
+        lambda f, a, b: f(a.T, b.T),
+        lambda f, a, b: f(a[:, ::2], b[:, ::2]),
+        lambda f, a, b: f(a[::-1], b[::-1], axis=1),
     ],
     ids=["axis0", "axis-1_sum", "both_axes", "transposed", "step2", "reversed"],
 )
-def test_unweighted_axis_and_strided_calls_never_reach_the_planned_path(call, cython_backend, monkeypatch):
+def test_unweighted_axis_and_strided_calls_never_reach_the_planned_path(call, name, cython_backend, monkeypatch):
     def planned_must_not_run(*args, **kwargs):
         raise AssertionError("the planned path ran for an axis or strided call")
 
-    for name in ("mse", "mae"):
-        monkeypatch.setitem(core._planned_for_tests(), name, planned_must_not_run)
+    monkeypatch.setattr(fastl2._api, name, planned_must_not_run)  # (where the fast paths hand calls)
     a, b = _inputs((np.float32, np.float32), 64, weighted=False, shape_2d=True)[:2]
-    call(a, b)
+    call(getattr(fastl2, name), a, b)
 
 
 @pytest.mark.parametrize(
@@ -248,7 +252,7 @@ def test_outputs_divided_in_c_match_numpy_dividing_the_sums(dtype, axes, divisor
     rng = np.random.default_rng(5)
     y_true = (rng.standard_normal((300, 7)) * 1e3).astype(dtype)
     y_pred = rng.standard_normal((300, 7)).astype(dtype)[:, ::-1]
-    plan = _plan.loss_plan("squared", y_true, y_pred, None, "mean")
+    plan = _plan.loss_plan(SQUARED, y_true, y_pred, None, "mean")
     strided = _plan.strided_pass(plan, axes)
     sums, _ = core.run_strided(strided, True)
     expected = sums / divisor
@@ -264,7 +268,7 @@ def test_axis_calls_go_to_the_active_backend_when_it_is_not_cython(monkeypatch):
     previous = fastl2.get_backend()
     fastl2.set_backend("numpy")
     try:
-        monkeypatch.setitem(core._planned_for_tests(), "mse", lambda *args, **kwargs: "planned")
+        monkeypatch.setattr(fastl2._api, "mse", lambda *args, **kwargs: "planned")
         a, b = _inputs((np.float32, np.float32), 64, weighted=False, shape_2d=True)[:2]
         assert fastl2.mse(a, b, axis=0) == "planned"
         assert fastl2.mse(a.T, b.T) == "planned"
@@ -276,7 +280,7 @@ def test_reduce_outputs_names_what_it_was_given_and_what_it_accepts():
     from fastl2 import _plan
 
     a = np.ones((4, 3))
-    strided = _plan.strided_pass(_plan.loss_plan("squared", a, a, None, "mean"), (0,))
+    strided = _plan.strided_pass(_plan.loss_plan(SQUARED, a, a, None, "mean"), (0,))
     with pytest.raises(ValueError, match=r"of 3 elements .*got dtype float64, shape \(4,\)"):
         core.reduce_outputs(strided, np.empty(4), 4.0, False)
     with pytest.raises(ValueError, match=r"got dtype int64"):

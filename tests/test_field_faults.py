@@ -2,7 +2,8 @@
 
 Every kind runs on every backend, and on the fast paths (plain C-contiguous ndarrays, which
 the compiled and numba modules answer themselves) as well as the planned path (any other
-call; here also reached directly through ``fastl2._backends._planned``).  The numba disk
+call; here also reached directly: fastl2._api's functions with the active backend's fast path
+set aside).  The numba disk
 cache's kind lives in test_numba_cache.py.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 import fastl2
 import reference as ref
+from cases import AND_GRAD_FUNCTIONS, GRAD_FUNCTIONS, LOSS_FUNCTIONS
 
 try:
     import torch
@@ -68,8 +70,18 @@ if torch is not None:
 
 
 def planned(name):
-    """The planned-path version of a public function (no fast path)."""
-    return fastl2._backends._planned.get(name, getattr(fastl2, name))
+    """The planned-path version of a public function (no fast path): fastl2._api's function,
+    called with the active backend's fast path (fastl2._backends.fast_call) set aside."""
+    function = getattr(fastl2._api, name)
+
+    def call(*args, **kwargs):
+        fast, fastl2._backends.fast_call = fastl2._backends.fast_call, None
+        try:
+            return function(*args, **kwargs)
+        finally:
+            fastl2._backends.fast_call = fast
+
+    return call
 
 
 def bits_equal(a, b) -> bool:
@@ -96,7 +108,7 @@ def test_out_overlapping_an_input_of_any_carrier_is_refused(backend, carrier, ro
     overlapping = CARRIERS[carrier](buf.T if view == "transposed" else buf)
     args = {"y_true": np.zeros((200, 200)), "y_pred": np.ones((200, 200)), "weights": None}
     args[role] = overlapping
-    for function in ("mse_and_grad", "mae_grad"):
+    for function in (*GRAD_FUNCTIONS, *AND_GRAD_FUNCTIONS):  # every function that takes out=
         with pytest.raises(ValueError, match=f"out overlaps {role}"):
             getattr(fastl2, function)(args["y_true"], args["y_pred"], args["weights"], out=buf)
         np.testing.assert_array_equal(buf, before)
@@ -282,7 +294,7 @@ def test_longdouble_is_refused_not_rounded(backend, role):
     a = np.ones(4, np.longdouble)
     args = {"y_true": np.ones(4), "y_pred": np.ones(4), "weights": None}
     args[role] = a + np.longdouble(2) ** -60
-    for function in ("mae", "mse_grad"):
+    for function in (*LOSS_FUNCTIONS, *GRAD_FUNCTIONS):
         with pytest.raises(TypeError, match=rf"{role} has dtype float128.*astype\(np.float64\)"):
             getattr(fastl2, function)(args["y_true"], args["y_pred"], args["weights"])
 
@@ -310,7 +322,7 @@ def test_field_input_longdouble():
 
 
 @pytest.mark.parametrize("role", ["y_true", "y_pred", "weights"])
-@pytest.mark.parametrize("function", ["mse", "mae", "rmse", "mse_grad", "mae_and_grad"])
+@pytest.mark.parametrize("function", [*LOSS_FUNCTIONS, "rmse", *GRAD_FUNCTIONS, *AND_GRAD_FUNCTIONS])
 def test_masked_arrays_are_refused_with_a_way_out(backend, role, function):
     args = {"y_true": np.array([1.0, 2.0, 3.0]), "y_pred": np.array([1.0, 2.0, 1e6]), "weights": None}
     args[role] = np.ma.masked_array(args[role] if role != "weights" else np.ones(3), mask=[0, 0, 1])
@@ -364,7 +376,8 @@ def test_result_and_gradient_dtypes_follow_the_dtype_not_the_carrier(backend, dt
 
 
 SPECIAL = [0.0, -0.0, 1.0, -2.5, 0.1, np.inf, -np.inf, np.nan, 3e38, -3e38, 1e308, -1e308, 1e-310, 5e-324]
-FUNCTIONS = ["mse", "mae", "rmse", "mse_grad", "mae_grad", "mse_and_grad", "mae_and_grad"]
+# Every loss of the table, rmse, and each loss's gradient functions.
+FUNCTIONS = [*LOSS_FUNCTIONS, "rmse", *GRAD_FUNCTIONS, *AND_GRAD_FUNCTIONS]
 
 
 def outcome(function, *args, **kwargs):
@@ -386,7 +399,7 @@ def same_outcome(a, b) -> bool:
     return bits_equal(ra, rb) and type(ra) is type(rb)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80 * len(FUNCTIONS) // 7, deadline=None)  # (80 for mse's and mae's 7: as many per function)
 @given(
     function=st.sampled_from(FUNCTIONS),
     dtype=st.sampled_from(["float32", "float64"]),
@@ -420,7 +433,7 @@ def test_every_backend_and_path_gives_the_same_bits_warnings_and_errors(function
 
 
 @pytest.mark.parametrize("reduction", [np.array(["sum"]), np.array("sum"), b"sum", None, "Sum", ["sum"]])
-@pytest.mark.parametrize("function", ["mse", "mae", "mse_grad", "mse_and_grad"])
+@pytest.mark.parametrize("function", [*LOSS_FUNCTIONS, *GRAD_FUNCTIONS, *AND_GRAD_FUNCTIONS])
 def test_a_reduction_that_is_not_a_str_is_refused_on_every_path(backend, reduction, function):
     for f in (getattr(fastl2, function), planned(function)):
         with pytest.raises(ValueError, match="reduction must be one of"):
@@ -727,7 +740,7 @@ def test_gradient_cache_limit_from_the_environment():
                                             (np.array([7], np.uint64), [7.0])])
 def test_signed_zeros_of_integer_differences_are_ieee(backend, y_true, y_pred):
     as_float = lambda x: np.asarray(x, np.float64)
-    for function in ("mae_grad", "mse_grad"):
+    for function in GRAD_FUNCTIONS:
         expected = getattr(fastl2, function)(as_float(y_true), as_float(y_pred))
         got = getattr(fastl2, function)(np.asarray(y_true, np.int64) if np.asarray(y_true).dtype.kind in "iu" else y_true,
                                         np.asarray(y_pred, np.int64) if np.asarray(y_pred).dtype.kind in "iu" else y_pred)
@@ -823,12 +836,15 @@ def test_messages_name_what_was_given(backend):
     assert fastl2.l2_penalty(layers.values(), 1.0) == 14.0
 
 
-@settings(max_examples=40, deadline=None)
+AGREEING_FUNCTIONS = [*LOSS_FUNCTIONS, *AND_GRAD_FUNCTIONS, "l2_penalty"]
+
+
+@settings(max_examples=40 * len(AGREEING_FUNCTIONS) // 5, deadline=None)  # (40 for 5: as many per function)
 @given(
     n=st.one_of(st.integers(1, 40), st.integers(8180, 8200), st.integers(16380, 16400)),
     dtypes=st.sampled_from([("float32", "float32"), ("float64", "float64"), ("float32", "float64")]),
     weighted=st.booleans(), layout=st.sampled_from(["flat", "reversed", "columns"]),
-    function=st.sampled_from(["mse", "mae", "mse_and_grad", "mae_and_grad", "l2_penalty"]),
+    function=st.sampled_from(AGREEING_FUNCTIONS),
     reduction=st.sampled_from(["mean", "weighted_mean", "sum"]),
     seed=st.integers(0, 2**32 - 1),
 )
@@ -843,7 +859,7 @@ def test_backends_agree_bit_for_bit_on_random_data(n, dtypes, weighted, layout, 
     if layout == "reversed":
         t, p = t[::-1], p[::-1]
     kwargs = {}
-    if layout == "columns" and n % 2 == 0 and function in ("mse", "mae"):
+    if layout == "columns" and n % 2 == 0 and function in LOSS_FUNCTIONS:
         t, p, w, kwargs = t.reshape(-1, 2), p.reshape(-1, 2), None if w is None else w[: n // 2], {"axis": 0}
     results = []
     previous = fastl2.get_backend()

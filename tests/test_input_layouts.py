@@ -6,28 +6,22 @@ import pytest
 
 import fastl2
 import reference as ref
-from cases import random_pair, random_weights
+from cases import AND_GRAD_FUNCTIONS, GRAD_FUNCTIONS, LOSS_FUNCTIONS, random_pair, random_weights
 
-PAIR_FUNCS = {
-    "mse": fastl2.mse,
-    "mae": fastl2.mae,
-    "rmse": fastl2.rmse,
-    "mse_grad": fastl2.mse_grad,
-    "mse_and_grad": fastl2.mse_and_grad,
-    "mae_grad": fastl2.mae_grad,
-    "mae_and_grad": fastl2.mae_and_grad,
-}
-OUT_FUNCS = ("mse_grad", "mse_and_grad", "mae_grad", "mae_and_grad")
+# Every loss of the table and rmse, then each loss's functions that take out=
+OUT_FUNCS = tuple(name for pair in zip(GRAD_FUNCTIONS, AND_GRAD_FUNCTIONS) for name in pair)
+PAIR_FUNCS = {name: getattr(fastl2, name) for name in (*LOSS_FUNCTIONS, "rmse", *OUT_FUNCS)}
 pair_funcs = pytest.mark.parametrize("name", list(PAIR_FUNCS))
 
 
 def _kind(name):
-    return name.split("_")[0]
+    """The loss of a public function: "mse" for "mse", "mse_grad" and "mse_and_grad"."""
+    return name.removesuffix("_and_grad").removesuffix("_grad")
 
 
 def check_against_reference(name, result, y_true, y_pred, weights, reduction="mean"):
     kind = _kind(name)
-    if name in ("mse", "mae", "rmse") or name.endswith("_and_grad"):
+    if name in LOSS_FUNCTIONS or name == "rmse" or name.endswith("_and_grad"):
         loss = result[0] if isinstance(result, tuple) else result
         dtype = ref.loss_dtype(y_true, y_pred, weights)
         ref.assert_ulp(loss, ref.loss(kind, y_true, y_pred, weights, reduction), ref.loss_ulp(dtype))
@@ -158,7 +152,7 @@ def test_non_contiguous_params_give_correct_l2(backend, layout):
     ref.assert_ulp(fastl2.l2_penalty_grad(params, 0.5), ref.l2_penalty_grad(params, 0.5), 2)
 
 
-@pytest.mark.parametrize("name", ["mse", "mse_grad", "mae_and_grad"])
+@pytest.mark.parametrize("name", [*LOSS_FUNCTIONS, *GRAD_FUNCTIONS, *AND_GRAD_FUNCTIONS])
 def test_non_contiguous_reduction_none_keeps_y_pred_shape(backend, name):
     y_true, y_pred, weights = _layout("transposed", np.float32, seed=1)
     result = PAIR_FUNCS[name](y_true, y_pred, weights, reduction="none")

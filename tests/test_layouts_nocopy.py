@@ -18,16 +18,16 @@ import pytest
 
 import fastl2
 import reference as ref
-from cases import numba_runs_mix, values, with_backends
+from cases import AND_GRAD_FUNCTIONS, GRAD_FUNCTIONS, LOSS_FUNCTIONS, numba_runs_mix, values, with_backends
 
 MB = 1 << 20
 
-LOSSES = {"mse": fastl2.mse, "mae": fastl2.mae, "rmse": fastl2.rmse}
+# Every loss of the table and rmse; each loss's <name>_grad and <name>_and_grad.
+LOSSES = {name: getattr(fastl2, name) for name in LOSS_FUNCTIONS + ("rmse",)}
 GRADS = {
-    "mse_grad": fastl2.mse_grad,
-    "mse_and_grad": fastl2.mse_and_grad,
-    "mae_grad": fastl2.mae_grad,
-    "mae_and_grad": fastl2.mae_and_grad,
+    name: getattr(fastl2, name)
+    for pair in zip(GRAD_FUNCTIONS, AND_GRAD_FUNCTIONS)
+    for name in pair
 }
 LOSS_REDUCTIONS = [
     (kind, reduction)
@@ -35,6 +35,11 @@ LOSS_REDUCTIONS = [
     for reduction in ("mean", "weighted_mean", "sum", "none")
     if not (kind == "rmse" and reduction in ("sum", "none"))
 ]
+
+
+def _kind(name):
+    """The loss of a gradient function: "mse" for "mse_grad" and "mse_and_grad"."""
+    return name.removesuffix("_and_grad").removesuffix("_grad")
 
 
 def quiet(func, *args, **kwargs):
@@ -184,7 +189,7 @@ def test_gradients_of_every_layout_match_the_reference_and_follow_y_pred(backend
     copies = _contiguous(y_true, y_pred, weights)
     grad_dtype = ref.grad_dtype(y_pred)
     for name, func in GRADS.items():
-        kind = name.split("_")[0]
+        kind = _kind(name)
         for reduction in ref.REDUCTIONS:
             where = f"{name}, reduction={reduction!r}"
             result = quiet(func, y_true, y_pred, weights, reduction=reduction)
@@ -250,7 +255,7 @@ def test_out_may_be_any_writable_layout(backend, name, out_view, dtype, y_layout
             expected = ref.l2_penalty_grad(np.ascontiguousarray(y_pred), 0.5)
         else:
             result = quiet(GRADS[name], y_true, y_pred, weights, reduction=reduction, out=out)
-            expected = ref.grad(name.split("_")[0], *_contiguous(y_true, y_pred, weights), reduction)
+            expected = ref.grad(_kind(name), *_contiguous(y_true, y_pred, weights), reduction)
         grad = result[1] if isinstance(result, tuple) else result
         assert grad is out, f"{name} must return out itself"
         ref.assert_ulp(out, expected, ref.grad_ulp(dtype))
@@ -283,7 +288,7 @@ def test_in_place_update_of_a_strided_y_pred(backend, name, reduction):
             "the loss must be computed from y_pred's values before the update"
         )
         expected = expected[1]
-    kind = "l2" if name == "l2_penalty_grad" else name.split("_")[0]
+    kind = "l2" if name == "l2_penalty_grad" else _kind(name)
     reference = (ref.l2_penalty_grad(values_before, 0.5) if kind == "l2"
                  else ref.grad(kind, y_true, values_before, weights, reduction))
     ref.assert_ulp(y_pred, reference, 1)
@@ -364,7 +369,7 @@ def test_float16_integer_and_bool_inputs_follow_the_dtype_rule(backend, dtype_ca
             result = quiet(func, y_true, y_pred, weights, reduction=reduction)
             grad = result[1] if isinstance(result, tuple) else result
             assert grad.dtype == grad_dtype and grad.shape == shape, f"{name}: {grad.dtype} {grad.shape}"
-            ref.assert_ulp(grad, ref.grad(name.split("_")[0], y_true, y_pred, weights, reduction),
+            ref.assert_ulp(grad, ref.grad(_kind(name), y_true, y_pred, weights, reduction),
                            ref.grad_ulp(grad_dtype))
     grad = fastl2.l2_penalty_grad(y_pred, 0.5)
     assert grad.dtype == grad_dtype
@@ -405,9 +410,12 @@ def big_inputs():
     }
 
 
+def _axis_none_call(name):
+    return lambda d: getattr(fastl2, name)(*d["1e6x8"])
+
+
 NO_COPY_CALLS = {
-    "mse_axis_none_1e6x8": lambda d: fastl2.mse(*d["1e6x8"]),
-    "mae_axis_none_1e6x8": lambda d: fastl2.mae(*d["1e6x8"]),
+    **{f"{name}_axis_none_1e6x8": _axis_none_call(name) for name in LOSS_FUNCTIONS},  # every loss
     "mse_axis0_1e6x8": lambda d: fastl2.mse(*d["1e6x8"], axis=0),
     "mae_axis0_1e6x8_weighted_mean": lambda d: fastl2.mae(*d["1e6x8"], d["1e6x8"][0][:, 0], axis=0,
                                                           reduction="weighted_mean"),

@@ -20,8 +20,9 @@ pytest.importorskip("numba", reason="numba is not installed: pip install numba, 
 
 import fastl2  # noqa: E402
 from fastl2 import _backends  # noqa: E402
+from fastl2._losses import LOSSES  # noqa: E402
 from fastl2._plan import BLOCK_SIZE  # noqa: E402
-from cases import numba_runs_mix  # noqa: E402
+from cases import AND_GRAD_FUNCTIONS, GRAD_FUNCTIONS, LOSS_FUNCTIONS, numba_runs_mix  # noqa: E402
 
 numba_backend_module = pytest.importorskip(
     "fastl2._numba", reason="fastl2._numba does not import with this numba"
@@ -129,7 +130,9 @@ def make_data(size, dtypes, weights_kind, seed=7, columns=3):
     return y_true, y_pred, weights
 
 
-LOSS_FUNCS = ("mse", "mae", "rmse", "mse_grad", "mse_and_grad", "mae_grad", "mae_and_grad")
+# Every loss of the table, rmse, and each loss's <name>_grad and <name>_and_grad.
+LOSS_FUNCS = (*LOSS_FUNCTIONS, "rmse",
+              *(name for pair in zip(GRAD_FUNCTIONS, AND_GRAD_FUNCTIONS) for name in pair))
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
 CASES = [
     (func, reduction)
@@ -173,7 +176,7 @@ def test_numba_l2_penalty_and_its_gradient_are_bit_identical_to_the_cython_backe
 def test_numba_per_sample_weights_spanning_chunks_and_blocks_match_cython(switch, columns, reduction):
     rows = max(2, 40_000 // columns)
     y_true, y_pred, weights = make_data(rows, DTYPES["float64"], "per_sample", columns=columns)
-    for func in (fastl2.mse, fastl2.mae_and_grad):
+    for func in (getattr(fastl2, name) for name in (*LOSS_FUNCTIONS, *AND_GRAD_FUNCTIONS)):
         expected = bits(on(switch, "cython", func, y_true, y_pred, weights, reduction=reduction))
         got = bits(on(switch, "numba", func, y_true, y_pred, weights, reduction=reduction))
         assert got == expected, f"{func.__name__} with {columns} outputs per sample"
@@ -185,7 +188,7 @@ def test_numba_nan_and_inf_propagate_as_in_the_cython_backend(switch, size):
     y_true, y_pred, weights = make_data(size, DTYPES["float64"], "full")
     y_pred[3] = np.inf
     y_true[size // 2] = np.nan
-    for func in (fastl2.mse, fastl2.mae, fastl2.mse_and_grad, fastl2.mae_grad):
+    for func in (getattr(fastl2, name) for name in (*LOSS_FUNCTIONS, *GRAD_FUNCTIONS, *AND_GRAD_FUNCTIONS)):
         for reduction in ("sum", "none"):
             expected = on(switch, "cython", func, y_true, y_pred, weights, reduction=reduction)
             got = on(switch, "numba", func, y_true, y_pred, weights, reduction=reduction)
@@ -275,20 +278,41 @@ def test_numba_empty_input_follows_the_api(switch):
 
 
 def _planned(name):
-    """fastl2._api's planned function (the compiled fast path wraps it when built)."""
+    """fastl2._api's function ``name`` on the planned path alone: the active backend's fast
+    path (fastl2._backends.fast_call) is set aside for the call."""
     function = getattr(fastl2._api, name)
-    return getattr(function, "__wrapped__", function)
+
+    def planned(*args, **kwargs):
+        fast, _backends.fast_call = _backends.fast_call, None
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _backends.fast_call = fast
+
+    return planned
 
 
 @pytest.fixture
 def numba_fast_paths(switch):
-    """fastl2._numba's fast paths, bound to the planned functions, with numba computing."""
+    """fastl2._api's functions with numba computing: each offers the call to fastl2._numba's
+    fast path (its ``fast_call``) first, and plans the calls it does not answer."""
     switch("numba")
-    module = numba_backend_module
-    previous, enabled = dict(module._planned), module._fast_path_enabled
-    module._bind(True, {name: _planned(name) for name in module.FAST_PATH_FUNCTIONS})
-    yield module
-    module._bind(enabled, previous)
+    assert _backends.fast_call is numba_backend_module.fast_call
+    return fastl2._api
+
+
+_LOSS_OF_FUNCTION = {loss.function: loss for loss in LOSSES}
+
+
+def _numba_fast_call(name, y_true, y_pred, weights, reduction):
+    """fastl2._numba's fast path itself for the public function ``name`` (the loss's parameter
+    at its default): its result, or None where it leaves the call to the planned path."""
+    loss = _LOSS_OF_FUNCTION[name.removesuffix("_and_grad").removesuffix("_grad")]
+    param = 0.0 if loss.parameter is None else loss.parameter.default
+    want_grad = name.endswith("_grad")
+    want_loss = not want_grad or name.endswith("_and_grad")
+    return numba_backend_module.fast_call(loss.code, param, y_true, y_pred, weights, reduction,
+                                          want_loss, want_grad)
 
 
 def _fast_inputs(name):
@@ -321,7 +345,8 @@ def _other_inputs():
     yield np.zeros(0), np.zeros(0), {"reduction": "sum"}
 
 
-FAST_NAMES = ("mse", "mae", "mse_grad", "mae_grad", "mse_and_grad", "mae_and_grad")
+# Every loss's functions (cases.LOSS_FUNCTIONS): fastl2._numba's fast path takes every loss.
+FAST_NAMES = (*LOSS_FUNCTIONS, *GRAD_FUNCTIONS, *AND_GRAD_FUNCTIONS)
 
 
 @pytest.mark.skipif(not HAVE_CYTHON, reason=NO_CYTHON)
@@ -329,11 +354,14 @@ FAST_NAMES = ("mse", "mae", "mse_grad", "mae_grad", "mse_and_grad", "mae_and_gra
 @pytest.mark.parametrize("name", FAST_NAMES)
 def test_numba_fast_paths_give_the_bits_of_the_cython_backend(numba_fast_paths, switch, name, reduction):
     for y_true, y_pred, weights in _fast_inputs(name):
+        case = f"{y_true.dtype}/{y_pred.dtype} {y_pred.shape}, weights: {weights is not None}"
+        fast = _numba_fast_call(name, y_true, y_pred, weights, reduction)
+        assert fast is not None, f"numba's fast path left {name} on {case} to the planned path"
         got = bits(getattr(numba_fast_paths, name)(y_true, y_pred, weights, reduction=reduction))
+        assert bits(fast) == got, f"{name} on {case}"
         function = getattr(fastl2, name)
         expected = bits(on(switch, "cython", function, y_true, y_pred, weights, reduction=reduction))
         switch("numba")
-        case = f"{y_true.dtype}/{y_pred.dtype} {y_pred.shape}, weights: {weights is not None}"
         assert got == expected, f"{name} on {case}"
 
 
@@ -513,8 +541,8 @@ FIRST_CALL = (
 )
 FIRST_CALL_BEFORE_REGISTRATION = (
     "import time; t = time.perf_counter(); import fastl2, numpy as np, fastl2._numba as nb; "
-    "from fastl2 import _plan; "
-    "nb.run(_plan.loss_plan('squared', np.zeros(10), np.ones(10), None, 'mean'), True); "
+    "from fastl2 import _plan; from fastl2._losses import SQUARED; "
+    "nb.run(_plan.loss_plan(SQUARED, np.zeros(10), np.ones(10), None, 'mean'), True); "
     "print(time.perf_counter() - t)"
 )
 
@@ -536,9 +564,10 @@ def test_a_second_process_finds_the_compiled_kernels_in_the_cache():
 CACHE_PROBE = textwrap.dedent(
     """
     import numpy as np, fastl2, fastl2._numba as nb
+    from fastl2._losses import ABSOLUTE, SQUARED
     from fastl2._plan import loss_plan
-    small = loss_plan("squared", np.zeros(10), np.full(10, 2.0), None, "mean")
-    large = loss_plan("absolute", np.zeros(200_000, np.float32), np.ones(200_000, np.float32), None, "sum")
+    small = loss_plan(SQUARED, np.zeros(10), np.full(10, 2.0), None, "mean")
+    large = loss_plan(ABSOLUTE, np.zeros(200_000, np.float32), np.ones(200_000, np.float32), None, "sum")
     print(nb.run(small, True), nb.run(large, True))
     """
 )

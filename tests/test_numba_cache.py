@@ -28,20 +28,21 @@ from numba.core import config as numba_config  # noqa: E402
 from numba.core.registry import cpu_target  # noqa: E402
 
 import fastl2  # noqa: E402
+from cases import LOSS_FUNCTIONS  # noqa: E402
+from fastl2._losses import ABSOLUTE, LOSSES  # noqa: E402
 
 nb = pytest.importorskip("fastl2._numba", reason="fastl2._numba does not import with this numba")
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastl2.__file__)))
 
-# Each variant is one call; together they cover every part of a kernel's key: mse / mae; sums,
-# sums + gradient, gradient only, elementwise, weight sum (weighted_mean gradient); float64,
-# float32, mixed; weighted or not; 1-d contiguous, strided (a step-2 slice) and columns
-# (axis=0 of C-ordered rows); serial and parallel (n >= PARALLEL_THRESHOLD, 2 threads).
+# Each variant is one call; together they cover every part of a kernel's key: every loss (the
+# loss and its gradient, cases.LOSS_FUNCTIONS); sums, sums + gradient, gradient only,
+# elementwise, weight sum (weighted_mean gradient); float64, float32, mixed; weighted or not;
+# 1-d contiguous, strided (a step-2 slice) and columns (axis=0 of C-ordered rows); serial and
+# parallel (n >= PARALLEL_THRESHOLD, 2 threads).
 VARIANTS = {
-    "mse_f64": "fastl2.mse(t, p)",
-    "mae_f64": "fastl2.mae(t, p)",
-    "mse_grad_f64": "fastl2.mse_grad(t, p)",
-    "mae_grad_f64": "fastl2.mae_grad(t, p)",
+    **{f"{name}_f64": f"fastl2.{name}(t, p)" for name in LOSS_FUNCTIONS},
+    **{f"{name}_grad_f64": f"fastl2.{name}_grad(t, p)" for name in LOSS_FUNCTIONS},
     "mae_and_grad_f32": "fastl2.mae_and_grad(t32, p32)",
     "mse_none_f64": "fastl2.mse(t, p, reduction='none')",
     "mae_grad_weighted_mean": "fastl2.mae_grad(t, p, w, reduction='weighted_mean')",
@@ -134,35 +135,38 @@ def _modes():
     return range(len(nb._MODE_NAMES))
 
 
+#: The loss codes of the kernels' keys (fastl2._losses: every loss of the table).
+LOSS_CODES = [loss.code for loss in LOSSES]
+
+
 def test_every_specialisation_has_names_of_its_own():
     kernels, seen = {}, set()
-    for absolute, has_true, has_weights, mode, compensated, grad64, parallel, strided in (
-        itertools.product([False, True], [False, True], [False, True], _modes(), [False, True],
+    for loss, has_true, has_weights, mode, compensated, grad64, parallel, strided in (
+        itertools.product(LOSS_CODES, [False, True], [False, True], _modes(), [False, True],
                           [False, True], [False, True], [False, True])
     ):
         want_grad = mode in (nb._SUMS_GRAD, nb._GRAD, nb._ELEM_GRAD)
-        code = (absolute, has_true, has_weights, mode, compensated, grad64 and want_grad,
+        code = (loss, has_true, has_weights, mode, compensated, grad64 and want_grad,
                 parallel, strided)  # (without a gradient, grad64 changes no code)
-        name = nb._kernel_name(absolute, has_true, has_weights, mode, compensated, grad64,
+        name = nb._kernel_name(loss, has_true, has_weights, mode, compensated, grad64,
                                parallel, strided)
         assert kernels.setdefault(name, code) == code, f"{name} names two codes"
         seen.add(code)
     columns = {
         nb._columns_name(*key): key
-        for key in itertools.product([False, True], repeat=6)
+        for key in itertools.product(LOSS_CODES, *[[False, True]] * 5)
     }
-    assert len(columns) == 64
+    assert len(columns) == 32 * len(LOSS_CODES)
     names = list(kernels) + list(columns) + ["block_" + name for name in kernels]
-    assert len(set(names)) == len(names) == 2 * len(seen) + 64
+    assert len(set(names)) == len(names) == 2 * len(seen) + 32 * len(LOSS_CODES)
 
 
 def test_factories_name_every_function_they_compile(tmp_path, monkeypatch):
     monkeypatch.setattr(numba_config, "CACHE_DIR", str(tmp_path))
     # (no compilation: only the dispatchers are made)
     qualnames = []
-    for key in [(False, True, False, nb._GRAD, True, True, False),
-                (True, True, False, nb._GRAD, True, True, False),
-                (True, True, True, nb._SUMS, False, False, True)]:
+    for key in [*[(code, True, False, nb._GRAD, True, True, False) for code in LOSS_CODES],
+                (ABSOLUTE.code, True, True, nb._SUMS, False, False, True)]:
         for strided in (False, True):
             kernel = nb._make_kernel(*key, strided=strided)
             name = nb._kernel_name(*key, strided=strided)
@@ -171,19 +175,22 @@ def test_factories_name_every_function_they_compile(tmp_path, monkeypatch):
             assert block.py_func.__qualname__ == "block_" + name
             assert isinstance(kernel._cache, nb._KeyedCache)
             qualnames += [kernel.py_func.__qualname__, block.py_func.__qualname__]
-    columns = nb._make_columns_kernel(True, True, False, False, True, True)
-    assert columns.py_func.__qualname__ == nb._columns_name(True, True, False, False, True, True)
-    qualnames.append(columns.py_func.__qualname__)
+    for code in LOSS_CODES:
+        columns = nb._make_columns_kernel(code, True, False, False, True, True)
+        assert columns.py_func.__qualname__ == nb._columns_name(code, True, False, False, True, True)
+        qualnames.append(columns.py_func.__qualname__)
     assert len(set(qualnames)) == len(qualnames)
     assert all("<locals>" not in name for name in qualnames)
 
 
 def test_the_index_key_holds_the_code_fingerprint(tmp_path, monkeypatch):
     monkeypatch.setattr(numba_config, "CACHE_DIR", str(tmp_path))
-    kernel = nb._make_kernel(True, True, False, nb._GRAD, True, True, False)
+    kernel = nb._make_kernel(ABSOLUTE.code, True, False, nb._GRAD, True, True, False)
     cache = kernel._cache
     array = types.Array(types.float64, 1, "C")
-    sig = (array, array, types.none, types.int64, array, types.float64, types.float64, types.none)
+    # (y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param)
+    sig = (array, array, types.none, types.int64, array, types.float64, types.float64, types.none,
+           types.float64)
     codegen = cpu_target.target_context.codegen()
     key = cache._index_key(sig, codegen)
     assert nb._CODE_FINGERPRINT in repr(key)
@@ -192,9 +199,12 @@ def test_the_index_key_holds_the_code_fingerprint(tmp_path, monkeypatch):
     other = cache._index_key(sig, codegen)
     assert other != key
     assert cache._cache_file._name_of(other) != cache._cache_file._name_of(key)
-    # The same code of another specialisation (its block differs) has a key of its own.
-    squared = nb._make_kernel(False, True, False, nb._GRAD, True, True, False)
-    assert squared._cache._index_key(sig, codegen) != other
+    # The same code of another loss (its block differs: squared's, and every other loss's)
+    # has a key of its own.
+    for code in LOSS_CODES:
+        if code != ABSOLUTE.code:
+            kernel = nb._make_kernel(code, True, False, nb._GRAD, True, True, False)
+            assert kernel._cache._index_key(sig, codegen) != other, LOSSES[code].name
 
 
 # --------------------------------------------------------------------------- data of another key

@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 
 import fastl2
 import reference as ref
-from cases import BLOCK_SIZE
+from cases import AND_GRAD_FUNCTIONS, BLOCK_SIZE, GRAD_FUNCTIONS, LOSS_FUNCTIONS
 
 PROPERTY_SETTINGS = settings(
     max_examples=60,
@@ -63,10 +63,10 @@ def problems(draw, with_weights=None):
 
 @PROPERTY_SETTINGS
 @given(problem=problems())
-def test_mse_and_mae_match_the_exact_reference(backend, problem):
+def test_every_loss_matches_the_exact_reference(backend, problem):
     y_true, y_pred, weights, reduction = problem
     dtype = ref.loss_dtype(y_true, y_pred, weights)
-    for kind, func in (("mse", fastl2.mse), ("mae", fastl2.mae)):
+    for kind, func in ((name, getattr(fastl2, name)) for name in LOSS_FUNCTIONS):
         expected = ref.loss(kind, y_true, y_pred, weights, reduction)
         ref.assert_ulp(func(y_true, y_pred, weights, reduction=reduction), expected, ref.loss_ulp(dtype))
 
@@ -76,7 +76,7 @@ def test_mse_and_mae_match_the_exact_reference(backend, problem):
 def test_gradients_match_the_exact_reference(backend, problem):
     y_true, y_pred, weights, reduction = problem
     g_dtype = ref.grad_dtype(y_pred)
-    for kind, func in (("mse", fastl2.mse_grad), ("mae", fastl2.mae_grad)):
+    for kind, func in ((kind, getattr(fastl2, name)) for kind, name in zip(LOSS_FUNCTIONS, GRAD_FUNCTIONS)):
         expected = ref.grad(kind, y_true, y_pred, weights, reduction)
         ref.assert_ulp(func(y_true, y_pred, weights, reduction=reduction), expected, ref.grad_ulp(g_dtype))
 
@@ -85,8 +85,10 @@ def test_gradients_match_the_exact_reference(backend, problem):
 @given(problem=problems())
 def test_loss_and_grad_is_bit_identical_to_separate_calls(backend, problem):
     y_true, y_pred, weights, reduction = problem
-    for both, loss_f, grad_f in ((fastl2.mse_and_grad, fastl2.mse, fastl2.mse_grad),
-                                 (fastl2.mae_and_grad, fastl2.mae, fastl2.mae_grad)):
+    for both, loss_f, grad_f in (
+        (getattr(fastl2, both), getattr(fastl2, loss), getattr(fastl2, grad))
+        for both, loss, grad in zip(AND_GRAD_FUNCTIONS, LOSS_FUNCTIONS, GRAD_FUNCTIONS)
+    ):
         loss, grad = both(y_true, y_pred, weights, reduction=reduction)
         separate_loss = loss_f(y_true, y_pred, weights, reduction=reduction)
         separate_grad = grad_f(y_true, y_pred, weights, reduction=reduction)
@@ -99,7 +101,7 @@ def test_loss_and_grad_is_bit_identical_to_separate_calls(backend, problem):
 @given(problem=problems())
 def test_loss_is_symmetric_in_y_true_and_y_pred(backend, problem):
     y_true, y_pred, weights, reduction = problem
-    for func in (fastl2.mse, fastl2.mae):
+    for func in (getattr(fastl2, name) for name in LOSS_FUNCTIONS):  # (every loss is even: l(-d) = l(d))
         a = func(y_true, y_pred, weights, reduction=reduction)
         b = func(y_pred, y_true, weights, reduction=reduction)
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
@@ -122,7 +124,7 @@ def test_rmse_squared_is_mse(backend, problem):
 @given(problem=problems())
 def test_sum_is_mean_times_n(backend, problem):
     y_true, y_pred, weights, _ = problem
-    for func in (fastl2.mse, fastl2.mae):
+    for func in (getattr(fastl2, name) for name in LOSS_FUNCTIONS):
         total = func(y_true, y_pred, weights, reduction="sum")
         mean = func(y_true, y_pred, weights, reduction="mean")
         eps = np.finfo(total.dtype).eps

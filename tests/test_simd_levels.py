@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastl2
+from cases import AND_GRAD_FUNCTIONS, LOSS_FUNCTIONS
 
 core = fastl2._backends.compiled_module()
 pytestmark = pytest.mark.skipif(core is None, reason="the compiled kernels are not built (pure-Python install)")
@@ -43,12 +44,13 @@ def assert_same_bits_on_every_level(compute):
 
 
 def _everything(y_true, y_pred, weights):
-    """Every kernel mode: sums, sums + gradient, gradient, elementwise, MAE, the L2 penalty."""
+    """Every kernel mode: sums, sums + gradient, gradient, elementwise, of every loss; the L2
+    penalty."""
     results = []
     for reduction in ("mean", "weighted_mean", "sum", "none"):
-        results.append(fastl2.mse(y_true, y_pred, weights, reduction=reduction))
-        results.extend(fastl2.mse_and_grad(y_true, y_pred, weights, reduction=reduction))
-        results.extend(fastl2.mae_and_grad(y_true, y_pred, weights, reduction=reduction))
+        for name, and_grad_name in zip(LOSS_FUNCTIONS, AND_GRAD_FUNCTIONS):
+            results.append(getattr(fastl2, name)(y_true, y_pred, weights, reduction=reduction))
+            results.extend(getattr(fastl2, and_grad_name)(y_true, y_pred, weights, reduction=reduction))
     results.append(fastl2.l2_penalty(y_pred, 0.5))
     results.append(fastl2.l2_penalty_grad(y_pred, 0.5))
     return [np.asarray(r).tobytes() for r in results]
@@ -86,8 +88,9 @@ def _axis_sums(dtypes, weighted):
         per_row = rng.random(shape[0]) + 0.5
         for weights in ([None, rng.random(shape) + 0.5, per_row] if weighted else [None]):
             reduction = "mean" if weights is None else "weighted_mean"
-            results.append(fastl2.mse(y_true, y_pred, weights, axis=axis, reduction=reduction))
-            results.append(fastl2.mae(y_true, y_pred, weights, axis=axis, reduction=reduction))
+            for name in LOSS_FUNCTIONS:
+                results.append(getattr(fastl2, name)(y_true, y_pred, weights, axis=axis,
+                                                     reduction=reduction))
         results.append(fastl2.mse(y_true.reshape(-1)[::2], y_pred.reshape(-1)[::2]))
     return [np.asarray(r).tobytes() for r in results]
 

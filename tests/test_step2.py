@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastl2
+from cases import LOSS_FUNCTIONS
 
 core = fastl2._backends.compiled_module()
 LEVELS = core.simd_levels_available() if core is not None else []
@@ -32,12 +33,14 @@ def _strided(dtypes, n, rng):
 
 
 def _sums(t, p, w):
-    # Every call that reaches the step-2 sums: mean and weighted mean of mse and mae, and
-    # the weight sum alone (weighted_mean's divisor), 1-d and along an axis.
-    results = [
-        fastl2.mse(t, p), fastl2.mae(t, p), fastl2.mse(t, p, w, reduction="weighted_mean"),
-        fastl2.mae(t, p, w, reduction="sum"), fastl2.l2_penalty(p, 0.25),
-    ]
+    # Every call that reaches the step-2 sums: the mean of every loss, weighted ones (the
+    # weighted mean of mse, the weighted sum of mae, and so on in turn), and the weight sum
+    # alone (weighted_mean's divisor), 1-d and along an axis.
+    results = []
+    for i, name in enumerate(LOSS_FUNCTIONS):
+        func = getattr(fastl2, name)
+        results += [func(t, p), func(t, p, w, reduction=("weighted_mean", "sum")[i % 2])]
+    results.append(fastl2.l2_penalty(p, 0.25))
     rows = t.shape[0] // 100
     shape = (rows, 100)
     t2, p2, w2 = (a[: rows * 100].reshape(shape) for a in (t, p, w))
@@ -92,7 +95,8 @@ _GUARD_SCRIPT = textwrap.dedent(
                     if level is not None:
                         core.set_simd_level(level)
                     assert fastl2.mse(t, p) == expected, (backend, level, dtype, n)
-                    fastl2.mae(t, p, w, reduction="weighted_mean")
+                    for name in sys.argv[1:]:  # every loss (cases.LOSS_FUNCTIONS)
+                        getattr(fastl2, name)(t, p, w, reduction="weighted_mean")
                     fastl2.l2_penalty(p, 1.0)
                     fastl2.mse(t.reshape(1, -1), p.reshape(1, -1), axis=1)
     print("ok")
@@ -103,7 +107,7 @@ _GUARD_SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect guard pages: Linux only")
 def test_step2_loads_never_read_past_the_view():
     # A read of one element too many faults on the guard page: the child dies with SIGSEGV.
-    result = subprocess.run([sys.executable, "-c", _GUARD_SCRIPT], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", _GUARD_SCRIPT, *LOSS_FUNCTIONS], capture_output=True, text=True,
                             env={**os.environ}, timeout=600)
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
     assert result.stdout.strip() == "ok"
