@@ -16,7 +16,8 @@
  * none): value l(d, p) >= 0 and derivative l'(d, p) with respect to y_pred. */
 #define FL2_LOSSES(X)      \
     X(SQUARED, squared)    \
-    X(ABSOLUTE, absolute)
+    X(ABSOLUTE, absolute)  \
+    X(HUBER, huber)
 
 #define FL2_LOSS_ENUM_(NAME, name) FL2_##NAME,
 typedef enum { FL2_LOSSES(FL2_LOSS_ENUM_) FL2_NLOSSES } fl2_loss;
@@ -42,11 +43,29 @@ FL2_INLINE double fl2_absolute_derivative(double d, double p)
     return d > 0 ? 1.0 : d < 0 ? -1.0 : d * 0.0;
 }
 
+/* Huber, parameter p = delta > 0: a * a / 2 for a = |d| < delta, else delta * (a - delta / 2);
+ * derivative clip(d, -delta, delta) (nan stays nan) */
+FL2_INLINE double fl2_huber_value(double d, double p)
+{
+    const double a = fabs(d);
+    return a < p ? 0.5 * a * a : p * (a - 0.5 * p);
+}
+FL2_INLINE double fl2_huber_derivative(double d, double p) { return d < -p ? -p : d > p ? p : d; }
+
 #if FL2_VECTORS
 FL2_INLINE fl2_vd fl2_squared_vvalue(fl2_vd d, fl2_vd p) { (void)p; return d * d; }
 FL2_INLINE fl2_vd fl2_squared_vderivative(fl2_vd d, fl2_vd p) { (void)p; return d; }
 FL2_INLINE fl2_vd fl2_absolute_vvalue(fl2_vd d, fl2_vd p) { (void)p; return fl2_vabs(d); }
 FL2_INLINE fl2_vd fl2_absolute_vderivative(fl2_vd d, fl2_vd p) { (void)p; return fl2_vsign(d); }
+FL2_INLINE fl2_vd fl2_huber_vvalue(fl2_vd d, fl2_vd p)
+{
+    const fl2_vd a = fl2_vabs(d);
+    return fl2_vselect(a < p, 0.5 * a * a, p * (a - 0.5 * p));
+}
+FL2_INLINE fl2_vd fl2_huber_vderivative(fl2_vd d, fl2_vd p)
+{
+    return fl2_vselect(d < -p, -p, fl2_vselect(d > p, p, d));
+}
 #endif
 
 /* The element functions of a loss given as a constant: each block kernel is specialised per

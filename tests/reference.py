@@ -3,9 +3,13 @@
 Nothing here imports fastl2. The definitions follow docs/api.md:
 
 * ``d = float64(y_pred) - float64(y_true)`` (the one rounding every implementation shares);
-* element loss ``w * d * d`` (mse) or ``w * |d|`` (mae), ``w = 1`` without weights;
+* element loss ``w * d * d`` (mse), ``w * |d|`` (mae) or ``w * huber(d)`` (huber:
+  ``a * a / 2`` for ``a = |d| < delta``, else ``delta * (a - delta / 2)`` with ``a - delta / 2``
+  rounded to float64, the one inner rounding its accuracy promise allows; ``delta`` 1 unless
+  given), ``w = 1`` without weights;
 * reductions "mean" (sum / n), "weighted_mean" (sum / sum of weights), "sum", "none";
-* gradients ``2 w d / D`` (mse) and ``w sign(d) / D`` (mae), ``D = n``, ``sum(w)`` or ``1``.
+* gradients ``2 w d / D`` (mse), ``w sign(d) / D`` (mae) and ``w clip(d, -delta, delta) / D``
+  (huber), ``D = n``, ``sum(w)`` or ``1``.
 
 The products ``w * d * d`` are split into float64 pieces without rounding error (Dekker's
 two-product), the pieces are summed with ``math.fsum`` plus the exact residual, so a reduced loss is
@@ -128,10 +132,31 @@ def _differences(y_true, y_pred):
     return p - t
 
 
-def _element_pieces(kind, y_true, y_pred, weights):
+#: Huber's delta where none is given: fastl2.huber's default (the tests call it without delta).
+HUBER_DELTA = 1.0
+
+
+def _element_pieces(kind, y_true, y_pred, weights, delta=HUBER_DELTA):
     """Float64 arrays whose element-wise sum is exactly the element loss, and the float64 weights."""
     d = _differences(y_true, y_pred)
     w = None if weights is None else broadcast_weights(weights, d.shape)
+    if kind == "huber":
+        a = np.abs(d)
+        small = a < delta
+        with np.errstate(invalid="ignore", over="ignore"):
+            # quadratic: a * a / 2 exactly (two pieces, halved exactly); linear: delta times
+            # (a - delta / 2 rounded to float64), exactly (two pieces)
+            qp, qe = two_product(a, a)
+            lp, le = two_product(np.float64(delta), a - 0.5 * delta)
+        p = np.where(small, 0.5 * qp, lp)
+        e = np.where(small, 0.5 * qe, le)
+        p = np.where(np.isfinite(a), p, np.where(np.isnan(a), a, np.inf))
+        e = np.where(np.isfinite(a), e, 0.0)
+        if w is None:
+            return [p, e], w
+        p1, e1 = two_product(w, p)
+        p2, e2 = two_product(w, e)
+        return [p1, e1, p2, e2], w
     if kind == "mse":
         p, e = two_product(d, d)
         if w is None:
@@ -166,7 +191,7 @@ def _sum_pieces_elementwise(pieces):
     return total + rest
 
 
-def loss(kind, y_true, y_pred, weights=None, reduction="mean"):
+def loss(kind, y_true, y_pred, weights=None, reduction="mean", delta=HUBER_DELTA):
     """Exact loss: a Fraction (or float nan/inf) for reducing reductions, a float64 array for "none".
 
     kind: "mse", "mae" or "rmse" (rmse only with "mean"/"weighted_mean"; returns a correctly
@@ -175,7 +200,7 @@ def loss(kind, y_true, y_pred, weights=None, reduction="mean"):
     if kind == "rmse":
         value = loss("mse", y_true, y_pred, weights, reduction)
         return sqrt_exact(value)
-    pieces, w = _element_pieces(kind, y_true, y_pred, weights)
+    pieces, w = _element_pieces(kind, y_true, y_pred, weights, delta)
     if reduction == "none":
         return _sum_pieces_elementwise(pieces)
     n = pieces[0].size
@@ -209,7 +234,7 @@ def _divide_elementwise(num_hi, num_lo, divisor):
         return q + remainder / d_hi
 
 
-def grad(kind, y_true, y_pred, weights=None, reduction="mean"):
+def grad(kind, y_true, y_pred, weights=None, reduction="mean", delta=HUBER_DELTA):
     """The gradient w.r.t. y_pred as a float64 array (nearly correctly rounded), y_pred's shape."""
     d = _differences(y_true, y_pred)
     w = None if weights is None else broadcast_weights(weights, d.shape)
@@ -222,6 +247,9 @@ def grad(kind, y_true, y_pred, weights=None, reduction="mean"):
     elif kind == "mae":
         hi = _sign(d) if w is None else w * _sign(d)  # exact
         lo = np.zeros_like(d)
+    elif kind == "huber":
+        g = np.clip(d, -delta, delta)
+        hi, lo = (g, np.zeros_like(d)) if w is None else two_product(w, g)
     else:
         raise ValueError(kind)
     if reduction == "none":
@@ -359,7 +387,8 @@ def sqrt_fraction(value):
     return Fraction(root)
 
 
-def loss_axis(kind, y_true, y_pred, weights=None, reduction="mean", axis=None) -> np.ndarray:
+def loss_axis(kind, y_true, y_pred, weights=None, reduction="mean", axis=None,
+              delta=HUBER_DELTA) -> np.ndarray:
     """The exact loss reduced along ``axis`` (NumPy rules; None: every axis), one value per output.
 
     Returns an object ndarray of the reduced shape holding Fractions (float nan where a mean
@@ -376,7 +405,7 @@ def loss_axis(kind, y_true, y_pred, weights=None, reduction="mean", axis=None) -
             result[index] = sqrt_fraction(squared[index])
         return result
     assert reduction in ("mean", "weighted_mean", "sum"), reduction
-    pieces, w = _element_pieces(kind, y_true, y_pred, weights)
+    pieces, w = _element_pieces(kind, y_true, y_pred, weights, delta)
     shape = pieces[0].shape
     axes = normalise_axes(axis, len(shape))
     out_shape = reduced_shape(shape, axes)

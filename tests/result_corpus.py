@@ -24,10 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fastl2._losses import LOSSES as DECLARED
+
 STORE = Path(__file__).parent / "data" / "result_corpus.json"
 
-LOSSES = ("mse", "mae", "rmse")
-GRADIENTS = ("mse_grad", "mae_grad", "mse_and_grad", "mae_and_grad")
+# Every declared loss (fastl2._losses), called with its parameter's default, and rmse.
+TABLE_LOSSES = tuple(loss.function for loss in DECLARED)
+LOSSES = TABLE_LOSSES + ("rmse",)
+GRADIENTS = tuple(f"{name}{suffix}" for suffix in ("_grad", "_and_grad") for name in TABLE_LOSSES)
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
 # (y_true, y_pred, weights) dtypes
 DTYPES = {
@@ -118,7 +122,7 @@ def cases():
                     for reduction in ("mean", "weighted_mean", "sum"):
                         if reduction == "weighted_mean" and weights is None:
                             continue
-                        for name in LOSSES if reduction != "sum" else ("mse", "mae"):
+                        for name in LOSSES if reduction != "sum" else TABLE_LOSSES:
                             for axis in axes:
                                 key = f"{name}|{dtypes_name}|{shape_name}|{layout}|{reduction}|w={weights_name}|axis={axis}"
                                 yield key, (lambda f=getattr(fastl2, name), t=t, p=p, w=weights, r=reduction, a=axis:

@@ -18,7 +18,7 @@ from ._backends import (
     set_gradient_cache_limit,
     set_num_threads,
 )
-from ._api import mae, mae_and_grad, mae_grad, mse, mse_and_grad, mse_grad, rmse
+from ._api import huber, huber_and_grad, huber_grad, mae, mae_and_grad, mae_grad, mse, mse_and_grad, mse_grad, rmse
 from ._penalty import l2_penalty, l2_penalty_grad
 from ._config import show_config
 
@@ -44,7 +44,7 @@ _compiled_entry_points()
 
 __all__ = [
     "mse", "mae", "rmse", "mse_grad", "mse_and_grad", "mae_grad", "mae_and_grad",
-    "l2_penalty", "l2_penalty_grad",
+    "huber", "huber_grad", "huber_and_grad", "l2_penalty", "l2_penalty_grad",
     "get_backend", "set_backend", "available_backends", "get_num_threads", "set_num_threads",
     "empty_cache", "get_gradient_cache_limit", "set_gradient_cache_limit",
     "show_config", "__version__",

@@ -35,6 +35,7 @@ cdef extern from "fastl2.h" nogil:
     ctypedef enum fl2_loss:
         FL2_SQUARED
         FL2_ABSOLUTE
+        FL2_HUBER
         FL2_NLOSSES
     ctypedef struct fl2_problem:
         fl2_loss loss
@@ -120,7 +121,8 @@ cdef int64_t GIL_RELEASE_MIN = 1 << 14
 cdef bint fast_path_enabled = False
 
 #: The public functions this module has a fast path for.
-FAST_PATH_FUNCTIONS = ("mse", "mae", "mse_grad", "mae_grad", "mse_and_grad", "mae_and_grad")
+FAST_PATH_FUNCTIONS = ("mse", "mae", "mse_grad", "mae_grad", "mse_and_grad", "mae_and_grad",
+                       "huber", "huber_grad", "huber_and_grad")
 
 # fastl2._api, where every call the fast paths do not answer goes (imported on first use:
 # fastl2._api imports this module).
@@ -826,3 +828,38 @@ def mae_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
     if result is not NOT_FAST:
         return result
     return planned("mae_and_grad")(y_true, y_pred, weights, reduction=reduction, out=out)
+
+
+cdef inline bint positive_float(object x):
+    """Whether ``x`` is a Python float > 0 and finite (anything else: the planned path judges)."""
+    return type(x) is float and 0.0 < <double>x < float("inf")
+
+
+def huber(y_true, y_pred, weights=None, *, delta=1.0, axis=None, reduction="mean"):
+    if positive_float(delta):
+        if axis is None:
+            result = fast_call(FL2_HUBER, delta, y_true, y_pred, weights, reduction, None, True, False)
+            if result is not NOT_FAST:
+                return result
+        if weights is None:
+            result = axis_fast_call(FL2_HUBER, delta, y_true, y_pred, axis, reduction)
+            if result is not NOT_FAST:
+                return result
+    return planned("huber")(y_true, y_pred, weights, delta=delta, axis=axis, reduction=reduction)
+
+
+def huber_grad(y_true, y_pred, weights=None, *, delta=1.0, reduction="mean", out=None):
+    if positive_float(delta):
+        result = fast_call(FL2_HUBER, delta, y_true, y_pred, weights, reduction, out, False, True)
+        if result is not NOT_FAST:
+            return result
+    return planned("huber_grad")(y_true, y_pred, weights, delta=delta, reduction=reduction, out=out)
+
+
+def huber_and_grad(y_true, y_pred, weights=None, *, delta=1.0, reduction="mean", out=None):
+    if positive_float(delta):
+        result = fast_call(FL2_HUBER, delta, y_true, y_pred, weights, reduction, out, True, True)
+        if result is not NOT_FAST:
+            return result
+    return planned("huber_and_grad")(y_true, y_pred, weights, delta=delta, reduction=reduction,
+                                     out=out)

@@ -110,6 +110,28 @@ def _absolute_derivative(d, p):
     return np.where(d == 0, d, np.sign(d))  # (zeros: d * 0 is d; nan: np.sign keeps it)
 
 
+def _huber(d, p):
+    a = abs(d)
+    return 0.5 * a * a if a < p else p * (a - 0.5 * p)
+
+
+def _huber_derivative_scalar(d, p):
+    if d < -p:
+        return -p
+    if d > p:
+        return p
+    return d
+
+
+def _huber_array(d, p):
+    a = np.abs(d)
+    return np.where(a < p, 0.5 * a * a, p * (a - 0.5 * p))
+
+
+def _huber_derivative(d, p):
+    return np.where(d < -p, -p, np.where(d > p, p, d))
+
+
 # ---- the table -------------------------------------------------------------------------------
 
 SQUARED = Loss(
@@ -142,7 +164,24 @@ ABSOLUTE = Loss(
     source="the L1 loss; torch.nn.functional.l1_loss, sklearn.metrics.mean_absolute_error",
 )
 
+HUBER = Loss(
+    name="huber",
+    code=2,
+    function="huber",
+    title="Huber loss",
+    formula="|d|**2 / 2 where |d| < delta, else delta * (|d| - delta / 2), d = y_pred - y_true",
+    grad_scale=1.0,
+    value=_huber_array,
+    derivative=_huber_derivative,
+    scalar_value=_huber,
+    scalar_derivative=_huber_derivative_scalar,
+    accuracy="elements",
+    parameter=Parameter("delta", 1.0, "where the loss turns from quadratic to linear"),
+    source="P. J. Huber, Robust Estimation of a Location Parameter, Ann. Math. Statist. 35(1), "
+    "1964; torch.nn.functional.huber_loss",
+)
+
 #: Every loss, in the order of csrc/losses.h (a loss's index is its code).
-LOSSES: tuple[Loss, ...] = (SQUARED, ABSOLUTE)
+LOSSES: tuple[Loss, ...] = (SQUARED, ABSOLUTE, HUBER)
 
 BY_NAME = {loss.name: loss for loss in LOSSES}
