@@ -14,6 +14,7 @@ Two kinds of entry point live here:
 
 cimport numpy as cnp
 from cpython.ref cimport Py_INCREF
+from libc.float cimport DBL_MAX
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp
@@ -832,7 +833,7 @@ def mae_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
 
 cdef inline bint positive_float(object x):
     """Whether ``x`` is a Python float > 0 and finite (anything else: the planned path judges)."""
-    return type(x) is float and 0.0 < <double>x < float("inf")
+    return type(x) is float and 0.0 < <double>x <= DBL_MAX
 
 
 def huber(y_true, y_pred, weights=None, *, delta=1.0, axis=None, reduction="mean"):

@@ -991,7 +991,7 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, paralle
         stream = False
         if want_grad and streaming:
             stream = n * grad.itemsize >= stream_min_bytes and grad.ctypes.data % 16 == 0
-        # Block partials: loss hi, lo, weights hi, lo; on the stack when few (as csrc/config.c).
+        # Block partials: loss hi, lo, weights hi, lo; on the stack when few (as csrc/driver.h).
         if parallel or nblocks > stack_blocks:
             partials = np.empty((nblocks if want_sums else 0, 4))
         else:
