@@ -120,7 +120,7 @@ def extensions():
         sources=[*CSRC, "src/fastl2/_core.pyx"],
         include_dirs=["csrc", numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-        depends=[str(p) for p in (HERE / "csrc").glob("*.h")],
+        depends=[str(p) for p in (*(HERE / "csrc").glob("*.h"), *(HERE / "src/fastl2").glob("_core*.pxi"))],
     )
     return cythonize([ext], compiler_directives={"language_level": 3}, quiet=True)
 

@@ -31,49 +31,44 @@ def median_time(call, budget_s: float = 0.15) -> float:
     return time_call(call, budget_s, min_samples=5).seconds
 
 
-def parallel_threshold(dtype) -> None:
-    print(f"\nthreads vs serial, mse and mse_and_grad(out=...), {np.dtype(dtype).name}, "
-          f"{fastl2.get_num_threads()} threads")
-    print(f"{'n':>10} {'mse serial':>12} {'threaded':>10} {'ratio':>6} {'grad serial':>12} {'threaded':>10} {'ratio':>6}")
+def compare(title: str, dtype, sizes, calls, threshold, set_threshold, labels) -> None:
+    """Print, per size, the median time of each of ``calls`` (name: function of the arrays
+    ``a, b, out`` of ``dtype``) with the threshold off (``1 << 62``) and at 0 (``labels``: the
+    two variants' names), and the ratio of the second to the first."""
+    header = "".join(f" {name + ' ' + labels[0]:>14} {labels[1]:>10} {'ratio':>6}" for name in calls)
+    print(f"\n{title}, {np.dtype(dtype).name}\n{'n':>10} {'MiB':>6}{header}")
     rng = np.random.default_rng(0)
-    saved = _core.parallel_threshold()
+    saved = threshold()
     try:
-        for n in SIZES:
+        for n in sizes:
             a, b = rng.random(n).astype(dtype), rng.random(n).astype(dtype)
             out = np.empty_like(b)
-            row = []
-            for call in (lambda: fastl2.mse(a, b), lambda: fastl2.mse_and_grad(a, b, out=out)):
-                _core.set_parallel_threshold(1 << 62)
-                serial = median_time(call)
-                _core.set_parallel_threshold(0)
-                threaded = median_time(call)
-                row += [serial, threaded]
-            print(f"{n:>10} {row[0]*1e6:>10.1f}us {row[1]*1e6:>8.1f}us {row[1]/row[0]:>6.2f} "
-                  f"{row[2]*1e6:>10.1f}us {row[3]*1e6:>8.1f}us {row[3]/row[2]:>6.2f}")
+            line = ""
+            for function in calls.values():
+                def call():
+                    return function(a, b, out)
+                set_threshold(1 << 62)
+                off = median_time(call)
+                set_threshold(0)
+                on = median_time(call)
+                line += f" {off * 1e6:>12.1f}us {on * 1e6:>8.1f}us {on / off:>6.2f}"
+            print(f"{n:>10} {b.nbytes / 2**20:>6.1f}{line}")
     finally:
-        _core.set_parallel_threshold(saved)
+        set_threshold(saved)
+
+
+def parallel_threshold(dtype) -> None:
+    compare(f"threads vs serial ({fastl2.get_num_threads()} threads)", dtype, SIZES,
+            {"mse": lambda a, b, out: fastl2.mse(a, b),
+             "grad(out=)": lambda a, b, out: fastl2.mse_and_grad(a, b, out=out)},
+            _core.parallel_threshold, _core.set_parallel_threshold, ("serial", "threaded"))
 
 
 def stream_threshold(dtype) -> None:
-    print(f"\nstreaming vs plain stores, mse_and_grad (fresh gradient and out=...), {np.dtype(dtype).name}")
-    print(f"{'n':>10} {'MiB':>6} {'fresh plain':>12} {'stream':>10} {'ratio':>6} {'out= plain':>12} {'stream':>10} {'ratio':>6}")
-    rng = np.random.default_rng(0)
-    saved = _core.stream_threshold()
-    try:
-        for n in SIZES[4:] + [2**25, 2**26]:
-            a, b = rng.random(n).astype(dtype), rng.random(n).astype(dtype)
-            out = np.empty_like(b)
-            row = []
-            for call in (lambda: fastl2.mse_and_grad(a, b), lambda: fastl2.mse_and_grad(a, b, out=out)):
-                _core.set_stream_threshold(1 << 62)
-                plain = median_time(call)
-                _core.set_stream_threshold(0)
-                stream = median_time(call)
-                row += [plain, stream]
-            print(f"{n:>10} {b.nbytes / 2**20:>6.1f} {row[0]*1e6:>10.1f}us {row[1]*1e6:>8.1f}us "
-                  f"{row[1]/row[0]:>6.2f} {row[2]*1e6:>10.1f}us {row[3]*1e6:>8.1f}us {row[3]/row[2]:>6.2f}")
-    finally:
-        _core.set_stream_threshold(saved)
+    compare("streaming vs plain stores, mse_and_grad", dtype, SIZES[4:] + [2**25, 2**26],
+            {"fresh": lambda a, b, out: fastl2.mse_and_grad(a, b),
+             "out=": lambda a, b, out: fastl2.mse_and_grad(a, b, out=out)},
+            _core.stream_threshold, _core.set_stream_threshold, ("plain", "stream"))
 
 
 if __name__ == "__main__":

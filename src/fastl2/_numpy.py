@@ -12,7 +12,6 @@ the compensated lanes' errors are TwoSum's, taken from consecutive running sums.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -32,8 +31,6 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
     The gradient is ``(grad_scale * (w * l'(d))) / grad_divisor`` for float64 gradients and
     ``(grad_scale / grad_divisor) * (w * l'(d))`` for float32 ones, as in csrc/fastl2.h.
     """
-    divide = grad is not None and grad.dtype == np.float64
-    quotient = grad_scale / grad_divisor
     n = plan.n
     want_sums = want_sums and elementwise is None
     compensated = _compensated(plan.y_true, plan.y_pred, plan.weights)
@@ -59,19 +56,26 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
                 if w is not None:
                     weight_hi[blocks], weight_lo[blocks] = _block_sums(w, compensated)
         if grad is not None:
-            g = loss.derivative(d, param)
-            if w is not None:
-                g = g * w
-            if divide:
-                g = g * grad_scale
-                g /= grad_divisor
-            else:
-                g *= quotient
-            grad[start:stop] = g
+            grad[start:stop] = _gradient(loss, param, d, w, grad.dtype, grad_scale, grad_divisor)
     if not want_sums:
         return 0.0, 0.0
     weights = _combine(weight_hi, weight_lo) if plan.weights is not None else float(n)
     return _combine(loss_hi, loss_lo), weights
+
+
+def _gradient(loss, param, d, w, dtype, grad_scale, grad_divisor):
+    """One chunk's gradient ``grad_scale * w * l'(d) / grad_divisor``, with the C kernels'
+    operations: a float64 gradient multiplies and divides per element, a float32 one
+    multiplies by the quotient (GRAD_VALUE in csrc/block_template.h)."""
+    g = loss.derivative(d, param)
+    if w is not None:
+        g = g * w
+    if dtype == np.float64:
+        g = g * grad_scale
+        g /= grad_divisor
+    else:
+        g *= grad_scale / grad_divisor
+    return g
 
 
 def weight_sum(plan: Plan) -> float:
@@ -135,8 +139,6 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     nblocks = -(-reduced // BLOCK_SIZE)
     items = outputs * nblocks
     sums = np.zeros((4, items))  # loss hi, lo, weights hi, lo per (output, block)
-    divide = grad is not None and grad.dtype == np.float64
-    quotient = grad_scale / grad_divisor
     loss, param = s.loss, s.param
     compensated = _compensated(s.y_true, s.y_pred, s.weights)
     for first, last in _chunks(outputs, reduced, nblocks):
@@ -162,15 +164,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
                 if w is not None:
                     sums[2, first:last], sums[3, first:last] = _segment_sums(w, segments, compensated)
         if grad is not None:
-            g = loss.derivative(d, param)
-            if w is not None:
-                g = g * w
-            if divide:
-                g = g * grad_scale
-                g /= grad_divisor
-            else:
-                g *= quotient
-            _put(grad, start, stop, g)
+            _put(grad, start, stop, _gradient(loss, param, d, w, grad.dtype, grad_scale, grad_divisor))
     if not (want_sums or weights_only):
         return None
     sums = sums.reshape(4, outputs, nblocks)

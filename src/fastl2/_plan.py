@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-import sys
 from dataclasses import dataclass
 
 from numpy.lib.stride_tricks import as_strided
@@ -20,6 +19,7 @@ from numpy.lib.stride_tricks import as_strided
 import numpy as np
 
 from ._losses import SQUARED, Loss
+from ._operands import exact_difference, is_wide_integer, kernel_dtype, read, refuse_masked, to_kernel
 
 #: Elements per deterministic reduction block (csrc/fastl2.h: FL2_BLOCK_SIZE).
 BLOCK_SIZE = 8192
@@ -96,125 +96,6 @@ class Strided:
         return math.prod(self.shape[self.nkept:])
 
 
-_ACCEPTED = "float16, float32, float64, integer or bool arrays (or array-likes of them)"
-
-
-def _read(value, name: str) -> np.ndarray:
-    """The ndarray that ``value`` holds, read where it lies whenever NumPy can.
-
-    Plain ndarrays are used as they are and ndarray subclasses through a base-class view
-    (``np.memmap``, ``np.matrix``: their data is their meaning); DLPack producers such as
-    PyTorch CPU tensors are read in place (a tensor that requires grad is read through
-    ``detach()``, as a metric reads it); anything else goes through ``np.asarray``.  Masked
-    arrays are refused: their meaning is not their data.
-    """
-    if type(value) is np.ndarray:
-        return value
-    if isinstance(value, np.ndarray):
-        _refuse_masked(value, name)
-        return value.view(np.ndarray)
-    if hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
-        if getattr(value, "requires_grad", False) is True and callable(getattr(value, "detach", None)):
-            value = value.detach()  # read its values; autograd needs an autograd op
-        is_neg = getattr(value, "is_neg", None)
-        if callable(is_neg) and is_neg():  # a PyTorch view whose values are negated lazily:
-            value = value.resolve_neg()  # DLPack would hand over the data without the sign
-        try:
-            return np.from_dlpack(value)
-        except (BufferError, TypeError, RuntimeError, ValueError) as exc:
-            dlpack_error = exc  # e.g. a dtype or device NumPy cannot read: try __array__
-    else:
-        dlpack_error = None
-    if isinstance(value, (list, tuple)):
-        _refuse_nested_masked(value, name)
-    try:
-        array = np.asanyarray(value)  # (keeps a subclass that __array__ returns, to judge it)
-    except (TypeError, ValueError, RuntimeError, BufferError) as exc:
-        dtype = getattr(value, "dtype", None)
-        if dtype is not None and not isinstance(dtype, np.dtype):  # e.g. torch.bfloat16
-            raise TypeError(
-                f"{name} is a {type(value).__name__} of dtype {dtype}, which fastl2 cannot read "
-                f"({exc}); accepted: {_ACCEPTED}, dense and in CPU memory; convert it first "
-                f"(for a PyTorch tensor: .float() or .double(), .cpu(), .to_dense())"
-            ) from (dlpack_error or exc)
-        raise ValueError(
-            f"{name} must be an array-like of numbers with one regular shape; got a "
-            f"{type(value).__name__} that NumPy cannot make one array of ({exc})"
-        ) from exc
-    if isinstance(array, np.ndarray) and type(array) is not np.ndarray:  # an __array__ subclass
-        _refuse_masked(array, name)
-        array = array.view(np.ndarray)
-    return array
-
-
-def _refuse_masked(array: np.ndarray, name: str) -> None:
-    ma = sys.modules.get("numpy.ma")  # (no masked array exists before numpy.ma is imported)
-    if ma is not None and isinstance(array, ma.MaskedArray):
-        raise TypeError(
-            f"{name} is a numpy.ma.MaskedArray; fastl2 does not apply masks and will not drop "
-            f"one silently. Pass the unmasked elements ({name}.compressed(), and the same "
-            "elements of the other arrays), or their data with weights=~mask and "
-            "reduction='weighted_mean' (where the masked values are finite)"
-        )
-
-
-def _refuse_nested_masked(items, name: str) -> None:
-    """Refuses a list or tuple holding a masked array at any depth (np.asarray would drop
-    its mask); costs nothing before numpy.ma is imported."""
-    ma = sys.modules.get("numpy.ma")
-    if ma is None:
-        return
-    pending = [items]
-    while pending:
-        for item in pending.pop():
-            if isinstance(item, ma.MaskedArray):
-                _refuse_masked(item, name)
-            elif isinstance(item, (list, tuple)):
-                pending.append(item)
-
-
-def _kernel_dtype(dtype: np.dtype, name: str) -> tuple[np.dtype, bool]:
-    """The dtype the kernels read an array of ``dtype`` as, and whether it is single precision.
-
-    Float16 is read as float32; integers and bools as float64 (exactly up to 2**53, see
-    ``loss_plan`` for the differences of larger ones).  Floats with more precision than
-    float64 (``np.longdouble`` where it is wider) are refused, never rounded silently.
-    """
-    kind = dtype.kind
-    if kind == "f":
-        if dtype.itemsize <= 4:
-            return _FLOAT32, True
-        if np.finfo(dtype).nmant <= 52:
-            return _FLOAT64, False
-        raise TypeError(
-            f"{name} has dtype {dtype} ({np.finfo(dtype).nmant + 1}-bit significand), more "
-            "precision than fastl2 computes with (float64), and fastl2 does not round it "
-            f"silently; pass {name}.astype(np.float64) if float64 precision is enough"
-        )
-    if kind in "biu":
-        return _FLOAT64, False
-    raise TypeError(
-        f"{name} has dtype {dtype}, which fastl2 cannot compute with; accepted: {_ACCEPTED}"
-    )
-
-
-def _to_kernel(array: np.ndarray, name: str, given=None) -> tuple[np.ndarray, bool, np.dtype]:
-    """``array`` (what ``given`` was read as) as a native float32/float64 array, whether its
-    own dtype counts as single precision, and its own dtype in native byte order (what
-    gradients keep)."""
-    try:
-        target, single = _kernel_dtype(array.dtype, name)
-    except TypeError as exc:
-        if array.dtype.kind == "O" and given is not None and not isinstance(given, (list, tuple, np.ndarray)):
-            raise TypeError(f"{exc} (given a {type(given).__name__}, which NumPy reads as one "
-                            "object: pass an array, a list or a tuple of numbers)") from None
-        raise
-    source = array.dtype.newbyteorder("=")
-    if array.dtype != target:  # also normalises a non-native byte order
-        array = array.astype(target)
-    return array, single, source
-
-
 def _is_c_contiguous(array: np.ndarray | None) -> bool:
     return array is None or (array.flags.c_contiguous and array.flags.aligned)
 
@@ -280,85 +161,24 @@ def _weights_layout(weights: np.ndarray, shape: tuple[int, ...]) -> int:
     raise ValueError(f"weights must have shape {accepted}; got weights of shape {weights.shape}")
 
 
-def _is_wide_integer(dtype: np.dtype) -> bool:
-    """Integers that float64 does not hold exactly beyond 2**53: int64 and uint64."""
-    return dtype.kind in "iu" and dtype.itemsize > 4
-
-
-_TWO32 = 4294967296.0
-
-
-def _split_integer(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integers as ``hi * 2**32 + lo`` with int64 ``hi`` (|hi| <= 2**32) and ``lo`` in
-    [0, 2**32): every int64 and uint64 exactly."""
-    if array.dtype.kind == "u":
-        array = array.astype(np.uint64)
-        return (array >> np.uint64(32)).astype(np.int64), (array & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    array = array.astype(np.int64)
-    return array >> 32, array & 0xFFFFFFFF
-
-
-def _exact_difference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """``y_pred - y_true`` in float64, from the exact difference of the inputs as given.
-
-    Used when either is int64/uint64 (whose values beyond 2**53 float64 would round before
-    the subtraction).  Two integers: the exact difference (up to 2**65) is
-    ``dh * 2**32 + dl`` with both terms exact in float64, so one addition rounds it once
-    (correctly rounded).  An integer and a float: the integer's two exact parts are taken
-    from the float with error-free transformations (Knuth's TwoSum) and the three remaining
-    terms added smallest first: within one rounding of the exact difference.
-    """
-    t_int, p_int = y_true.dtype.kind in "biu", y_pred.dtype.kind in "biu"
-    with np.errstate(over="ignore", invalid="ignore"):
-        if t_int and p_int:
-            t_hi, t_lo = _split_integer(y_true)
-            p_hi, p_lo = _split_integer(y_pred)
-            d = (p_hi - t_hi).astype(np.float64)
-            d *= _TWO32
-            d += (p_lo - t_lo).astype(np.float64)
-            return d
-        integer, real, sign = (y_true, y_pred, 1.0) if t_int else (y_pred, y_true, -1.0)
-        hi, lo = _split_integer(integer)
-        real = real.astype(np.float64)
-        big = hi.astype(np.float64) * _TWO32
-        # real - big = s + e exactly, then s - lo = u + v exactly: d = u + (v + e)
-        s = real - big
-        e = _two_sum_error(real, -big, s)
-        small = lo.astype(np.float64)
-        u = s - small
-        v = _two_sum_error(s, -small, u)
-        d = (u + (v + e)) * sign
-        # Where the exact difference is zero or the float is not finite, the IEEE difference
-        # y_pred - y_true of the two as floats (exact there) gives its sign of zero, inf, nan.
-        as_float = integer.astype(np.float64)
-        direct = real - as_float if t_int else as_float - real
-        return np.where((d == 0) | ~np.isfinite(real), direct, d)
-
-
-def _two_sum_error(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """The rounding error of ``s = a + b`` (Knuth's TwoSum): ``a + b == s + error`` exactly."""
-    bb = s - a
-    return (a - (s - bb)) + (b - bb)
-
-
 def loss_plan(loss: Loss, y_true, y_pred, weights, reduction: str, param: float = 0.0) -> Plan:
     """The plan of a loss or gradient call (``reduction`` and ``param`` already checked)."""
-    true_raw, pred_raw = _read(y_true, "y_true"), _read(y_pred, "y_pred")
-    true_array, true_single, _ = _to_kernel(true_raw, "y_true", y_true)
-    pred_array, pred_single, pred_source = _to_kernel(pred_raw, "y_pred", y_pred)
+    true_raw, pred_raw = read(y_true, "y_true"), read(y_pred, "y_pred")
+    true_array, true_single, _ = to_kernel(true_raw, "y_true", y_true)
+    pred_array, pred_single, pred_source = to_kernel(pred_raw, "y_pred", y_pred)
     _check_same_shape(true_array, pred_array)
-    if _is_wide_integer(true_raw.dtype) or _is_wide_integer(pred_raw.dtype):
+    if is_wide_integer(true_raw.dtype) or is_wide_integer(pred_raw.dtype):
         # Every loss and gradient depends on y_pred - y_true only: pass that difference,
         # exact before its one rounding, against zeros.
-        pred_array = _exact_difference(true_raw, pred_raw)
+        pred_array = exact_difference(true_raw, pred_raw)
         true_array = np.zeros(pred_array.shape)
     single = true_single and pred_single
     shape = pred_array.shape
     repeat = 1
     weights_array = full_weights = weights_raw = None
     if weights is not None:
-        weights_raw = _read(weights, "weights")
-        weights_array, weights_single, _ = _to_kernel(weights_raw, "weights", weights)
+        weights_raw = read(weights, "weights")
+        weights_array, weights_single, _ = to_kernel(weights_raw, "weights", weights)
         repeat = _weights_layout(weights_array, shape)
         single = single and weights_single
         full_weights = weights_array
@@ -386,8 +206,8 @@ def loss_plan(loss: Loss, y_true, y_pred, weights, reduction: str, param: float 
 
 def penalty_plan(params, name: str = "params") -> Plan:
     """The plan of ``l2_penalty``: the squared "loss" of ``params`` against zero."""
-    raw = _read(params, name)
-    array, single, source = _to_kernel(raw, name, params)
+    raw = read(params, name)
+    array, single, source = to_kernel(raw, name, params)
     flat = _is_c_contiguous(array)
     return Plan(
         loss=SQUARED,
@@ -480,13 +300,13 @@ def check_lam(lam) -> float:
     if not isinstance(lam, (numbers.Real, np.generic)) and (
         isinstance(lam, np.ndarray) or hasattr(lam, "__dlpack__") or hasattr(lam, "__array__")
     ):
-        array = _read(lam, "lam")
+        array = read(lam, "lam")
         if array.ndim != 0 or array.dtype.kind not in "iuf":
             raise TypeError(
                 "lam must be a real number >= 0 (a number, or a 0-d array or tensor of a real "
                 f"dtype); got a {type(lam).__name__} of shape {array.shape} and dtype {array.dtype}"
             )
-        _kernel_dtype(array.dtype, "lam")  # no silent rounding of a longdouble
+        kernel_dtype(array.dtype, "lam")  # no silent rounding of a longdouble
         value = array[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
         raise TypeError(
@@ -494,7 +314,7 @@ def check_lam(lam) -> float:
             f"got {lam!r} of type {type(lam).__name__}"
         )
     if isinstance(value, np.floating):
-        _kernel_dtype(value.dtype, "lam")
+        kernel_dtype(value.dtype, "lam")
     try:
         result = float(value)
     except OverflowError:
@@ -517,7 +337,7 @@ def check_out(out, plan: Plan, pred_name: str = "y_pred") -> np.ndarray | None:
         return None
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a NumPy array (or None); got {type(out).__name__}")
-    _refuse_masked(out, "out")
+    refuse_masked(out, "out")
     if out.shape != plan.shape:
         raise ValueError(f"out must have shape {plan.shape} (the shape of {pred_name}); got {out.shape}")
     if out.dtype != plan.grad_dtype:
@@ -528,9 +348,9 @@ def check_out(out, plan: Plan, pred_name: str = "y_pred") -> np.ndarray | None:
     if not out.flags.writeable:
         raise ValueError("out is read-only; pass a writable array")
     names = ("y_true", pred_name, "weights")
-    for name, read, source in zip(names, plan.arrays, plan.sources):
+    for name, memory, source in zip(names, plan.arrays, plan.sources):
         # both the memory read (a view of the input, or a converted copy) and the input's own
-        overlapping = [a for a in (read, source) if a is not None and _overlaps(out, a)]
+        overlapping = [a for a in (memory, source) if a is not None and _overlaps(out, a)]
         if not overlapping:
             continue
         if name == pred_name and all(_same_view(out, a) for a in overlapping):

@@ -1,0 +1,259 @@
+/*
+ * The 1-d block kernel BLOCK_FN: the elements start..end of one run (the whole array, or
+ * one output's run of the strided walk), its partial sums, gradient and elementwise losses.
+ * A part of block_template.h, included by it once per dtype combination with its macros
+ * (T_PRED, T_TRUE, T_WEIGHTS, COMPENSATED, BODY_FN, ACCUMULATE, ...) defined.
+ */
+
+FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t start, int64_t end,
+                        fl2_partial *out, const fl2_loss loss, const int want_sums,
+                        const int want_grad, const int want_elem, const int weights_only,
+                        double *raw, const int step, const int64_t *ahead)
+{
+    typedef T_PRED pred_t;
+#if COMPENSATED
+    typedef double result_t;
+#else
+    typedef float result_t;
+#endif
+    const pred_t *y_pred = (const pred_t *)p->y_pred;
+#if HAS_TRUE
+    const T_TRUE *y_true = (const T_TRUE *)p->y_true;
+#endif
+#if HAS_WEIGHTS
+    const T_WEIGHTS *w = (const T_WEIGHTS *)p->weights;
+    const int64_t repeat = p->weights_repeat;
+    int64_t row = start / repeat, row_end = (row + 1) * repeat;
+#endif
+    pred_t *grad = want_grad ? (pred_t *)o->grad : 0;
+    result_t *elem = want_elem ? (result_t *)o->elementwise : 0;
+    const double scale = want_grad ? o->grad_scale : 0.0;
+    const double divisor = want_grad ? o->grad_divisor : 1.0;
+    const double quotient = scale / divisor;
+    const double param = p->loss_param;
+    (void)quotient; (void)divisor; (void)param;
+    /* Streaming stores write large gradients without first reading their lines in. */
+    const int stream = want_grad && o->stream && fl2_stream_aligned(grad);
+
+#if FL2_VECTORS
+    double loss_sum[LANES], loss_err[LANES]; /* (the vector lanes are copied in) */
+    double w_sum[LANES], w_err[LANES];
+#else
+    double loss_sum[LANES] = {0}, loss_err[LANES] = {0};
+    double w_sum[LANES] = {0}, w_err[LANES] = {0};
+#endif
+    (void)loss_err; (void)w_sum; (void)w_err;
+
+    /* One element: its difference d, weight wk, going to lane k. */
+#define ELEMENT(i, k, d, wk, gout)                                                   \
+    do {                                                                             \
+        if (!weights_only) {                                                         \
+            double l_ = fl2_loss_value(loss, d, param);                              \
+            double wl_ = HAS_WEIGHTS ? (wk) * l_ : l_;                               \
+            if (want_sums) ACCUMULATE(loss_sum, loss_err, k, wl_);      \
+            if (want_elem) elem[i] = (result_t)wl_;                                  \
+            if (want_grad) {                                                         \
+                double g_ = fl2_loss_derivative(loss, d, param);                     \
+                gout = (pred_t)GRAD_VALUE(HAS_WEIGHTS ? (wk) * g_ : g_);             \
+            }                                                                        \
+        }                                                                            \
+        if (HAS_WEIGHTS && want_sums) ACCUMULATE(w_sum, w_err, k, wk);     \
+    } while (0)
+
+    /* Inputs are read `step` (1, or 2 for a[::2] views: a constant) elements apart; the
+     * outputs are contiguous. */
+#if HAS_TRUE
+#define DIFF(i) ((double)y_pred[step * (i)] - (double)y_true[step * (i)])
+#define VDIFF(i) (FL2_VLOAD_STEP(y_pred + step * (i), step) - FL2_VLOAD_STEP(y_true + step * (i), step))
+#else
+#define DIFF(i) ((double)y_pred[step * (i)])
+#define VDIFF(i) FL2_VLOAD_STEP(y_pred + step * (i), step)
+#endif
+
+    int64_t i = start;
+#if FL2_VECTORS
+    {
+        /* The same per-lane operations as ELEMENT, a chunk of LANES (NV vectors) at a time. */
+        enum { NV = LANES / FL2_VWIDTH };
+        const fl2_vd vparam = fl2_vsplat(param);
+        fl2_vd v_loss[NV], v_loss_err[NV], v_w[NV], v_w_err[NV];
+        for (int h = 0; h < NV; h++) v_loss[h] = v_loss_err[h] = v_w[h] = v_w_err[h] = fl2_vsplat(0.0);
+        /* (the step-2 loads read one element past their last: never past the block's) */
+        for (; i + LANES + (step == 2) <= end; i += LANES) {
+            fl2_vd d[NV], wv[NV];
+            pred_t chunk_grad[LANES]; /* the chunk's gradient, when it is streamed */
+            if (ahead) { /* the chunk's place in a later row (rows kernel) */
+                if (!weights_only) {
+                    fl2_prefetch(y_pred + i, ahead[FL2_OP_PRED], LANES * (int64_t)sizeof(pred_t));
+#if HAS_TRUE
+                    fl2_prefetch(y_true + i, ahead[FL2_OP_TRUE], LANES * (int64_t)sizeof(T_TRUE));
+#endif
+                }
+#if HAS_WEIGHTS
+                if (repeat == 1) fl2_prefetch(w + i, ahead[FL2_OP_WEIGHTS], LANES * (int64_t)sizeof(T_WEIGHTS));
+#endif
+            }
+            for (int h = 0; h < NV; h++) {
+                d[h] = weights_only ? fl2_vsplat(0.0) : VDIFF(i + h * FL2_VWIDTH);
+                wv[h] = fl2_vsplat(1.0);
+            }
+#if HAS_WEIGHTS
+            if (repeat == 1) {
+                for (int h = 0; h < NV; h++) wv[h] = FL2_VLOAD_STEP(w + step * (i + h * FL2_VWIDTH), step);
+            } else if (i + LANES <= row_end) {
+                for (int h = 0; h < NV; h++) wv[h] = fl2_vsplat((double)w[row]);
+            } else {
+                for (int k = 0; k < LANES; k++) {
+                    while (i + k >= row_end) { row++; row_end += repeat; }
+                    wv[k / FL2_VWIDTH][k % FL2_VWIDTH] = (double)w[row];
+                }
+            }
+#endif
+            for (int h = 0; h < NV; h++) {
+                const int64_t at = i + h * FL2_VWIDTH;
+                if (!weights_only) {
+                    fl2_vd l = fl2_loss_vvalue(loss, d[h], vparam);
+                    if (HAS_WEIGHTS) l = wv[h] * l;
+                    if (want_sums) VACCUMULATE(v_loss[h], v_loss_err[h], l);
+                    if (want_elem) FL2_VSTORE(elem + at, l);
+                    if (want_grad) {
+                        fl2_vd g = fl2_loss_vderivative(loss, d[h], vparam);
+                        if (HAS_WEIGHTS) g = wv[h] * g;
+                        g = sizeof(pred_t) == sizeof(double) ? (scale * g) / divisor : quotient * g;
+                        FL2_VSTORE(stream ? chunk_grad + h * FL2_VWIDTH : grad + at, g);
+                    }
+                }
+                if (HAS_WEIGHTS && want_sums) VACCUMULATE(v_w[h], v_w_err[h], wv[h]);
+            }
+            if (stream) FL2_STREAM_STORE(grad + i, chunk_grad, LANES);
+        }
+#if HAS_WEIGHTS
+        if (repeat != 1)
+            while (i >= row_end) { row++; row_end += repeat; }
+        const int tail_weights = repeat == 1 || end <= row_end;
+#else
+        const int tail_weights = 1;
+#endif
+        if (want_sums && !want_grad && !want_elem && step == 1 && i < end && tail_weights) {
+            /* The last, partial chunk in the vector lanes too: loads of the elements left
+             * (zeros after them), and additions kept in their lanes only.  The lanes then
+             * stay in registers; the scalar loop below would store them, add to some and load
+             * them all back, a store-forwarding stall per row of a rows pass. */
+            for (int h = 0; h < NV && i + h * FL2_VWIDTH < end; h++) {
+                const int64_t at = i + h * FL2_VWIDTH;
+                const int count = end - at < FL2_VWIDTH ? (int)(end - at) : FL2_VWIDTH;
+                const fl2_vbits keep = fl2_vfirst(count);
+                fl2_vd wv = fl2_vsplat(1.0);
+#if HAS_WEIGHTS
+                wv = repeat == 1 ? FL2_VLOADN(w + at, count) : fl2_vsplat((double)w[row]);
+#endif
+                if (!weights_only) {
+#if HAS_TRUE
+                    const fl2_vd d = FL2_VLOADN(y_pred + at, count) - FL2_VLOADN(y_true + at, count);
+#else
+                    const fl2_vd d = FL2_VLOADN(y_pred + at, count);
+#endif
+                    fl2_vd l = fl2_loss_vvalue(loss, d, vparam);
+                    if (HAS_WEIGHTS) l = wv * l;
+                    VACCUMULATE_KEPT(v_loss[h], v_loss_err[h], l, keep);
+                }
+                if (HAS_WEIGHTS) VACCUMULATE_KEPT(v_w[h], v_w_err[h], wv, keep);
+            }
+            i = end;
+        }
+        memcpy(loss_sum, v_loss, sizeof v_loss);
+        memcpy(loss_err, v_loss_err, sizeof v_loss_err);
+        memcpy(w_sum, v_w, sizeof v_w);
+        memcpy(w_err, v_w_err, sizeof v_w_err);
+    }
+#else
+    for (; i + LANES <= end; i += LANES) {
+        double d[LANES], wk[LANES];
+        /* All reads of the chunk come before its writes: the gradient may alias y_pred. */
+        if (!weights_only)
+            for (int k = 0; k < LANES; k++) d[k] = DIFF(i + k);
+#if HAS_WEIGHTS
+        if (repeat == 1) {
+            for (int k = 0; k < LANES; k++) wk[k] = (double)w[step * (i + k)];
+        } else if (i + LANES <= row_end) {
+            double wr = (double)w[row];
+            for (int k = 0; k < LANES; k++) wk[k] = wr;
+        } else {
+            for (int k = 0; k < LANES; k++) {
+                while (i + k >= row_end) { row++; row_end += repeat; }
+                wk[k] = (double)w[row];
+            }
+        }
+#else
+        for (int k = 0; k < LANES; k++) wk[k] = 1.0;
+#endif
+        pred_t g[LANES];
+        for (int k = 0; k < LANES; k++) ELEMENT(i + k, k, d[k], wk[k], g[k]);
+        if (want_grad) {
+            if (stream)
+                FL2_STREAM_STORE(grad + i, g, LANES);
+            else
+                for (int k = 0; k < LANES; k++) grad[i + k] = g[k];
+        }
+    }
+#endif
+    for (int k = 0; i < end; i++, k++) {
+        double dk = weights_only ? 0.0 : DIFF(i), wk = 1.0;
+#if HAS_WEIGHTS
+        if (repeat == 1) {
+            wk = (double)w[step * i];
+        } else {
+            while (i >= row_end) { row++; row_end += repeat; }
+            wk = (double)w[row];
+        }
+#endif
+        ELEMENT(i, k, dk, wk, grad[i]);
+    }
+
+    if (stream) fl2_stream_fence();
+    if (want_sums && raw) { /* the lanes themselves, for the caller to combine */
+        memcpy(raw, loss_sum, sizeof loss_sum); /* (lanes that can only hold zeros: not) */
+        if (COMPENSATED) memcpy(raw + LANES, loss_err, sizeof loss_err);
+        if (HAS_WEIGHTS) memcpy(raw + 2 * LANES, w_sum, sizeof w_sum);
+        if (HAS_WEIGHTS && COMPENSATED) memcpy(raw + 3 * LANES, w_err, sizeof w_err);
+    } else if (want_sums) {
+        out->loss = FL2_CAT(BLOCK_FN, _lanes)(loss_sum, loss_err);
+#if HAS_WEIGHTS
+        out->weights = FL2_CAT(BLOCK_FN, _lanes)(w_sum, w_err);
+#else
+        out->weights.hi = (double)(end - start);
+        out->weights.lo = 0.0;
+#endif
+    }
+#undef ELEMENT
+#undef DIFF
+#undef VDIFF
+}
+
+static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, int64_t start,
+                     int64_t end, fl2_partial *out)
+{
+    /* Constant flags (and loss, by FL2_FOR_LOSS) make each call below its own loop without
+     * per-element branches. */
+#define RUN(loss, sums, grad, elem, wonly, step) \
+    BODY_FN(p, o, start, end, out, loss, sums, grad, elem, wonly, NULL, step, NULL)
+#define FL2_LOSS_BODY(loss)                                                  \
+    switch ((int)mode) {                                                     \
+    case FL2_MODE_SUMS: RUN(loss, 1, 0, 0, 0, 1); break;                     \
+    case FL2_MODE_SUMS_GRAD: RUN(loss, 1, 1, 0, 0, 1); break;                \
+    case FL2_MODE_GRAD: RUN(loss, 0, 1, 0, 0, 1); break;                     \
+    case FL2_MODE_ELEM: RUN(loss, 0, 0, 1, 0, 1); break;                     \
+    case FL2_MODE_ELEM_GRAD: RUN(loss, 0, 1, 1, 0, 1); break;                \
+    /* sums of inputs read every other element (a[::2]), in place */         \
+    case FL2_MODE_SUMS | FL2_MODE_STEP2: RUN(loss, 1, 0, 0, 0, 2); break;    \
+    default: break;                                                          \
+    }
+    if (mode == FL2_MODE_WEIGHTS)
+        RUN(FL2_SQUARED, 1, 0, 0, 1, 1);
+    else if ((int)mode == (FL2_MODE_WEIGHTS | FL2_MODE_STEP2))
+        RUN(FL2_SQUARED, 1, 0, 0, 1, 2);
+    else
+        FL2_FOR_LOSS(p->loss)
+#undef FL2_LOSS_BODY
+#undef RUN
+}

@@ -1,0 +1,195 @@
+"""The arguments of a public call read as kernel operands: native float32/float64 ndarrays.
+
+How fastl2 reads what it is given (ndarrays and their subclasses, DLPack producers such as
+PyTorch tensors, array-likes), which dtypes it computes with and how, what it refuses (masked
+arrays, wider floats than float64), and the exact differences of wide integers.  Used by
+``fastl2._plan``, which makes the plan of a call from these operands.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
+_ACCEPTED = "float16, float32, float64, integer or bool arrays (or array-likes of them)"
+
+
+def read(value, name: str) -> np.ndarray:
+    """The ndarray that ``value`` holds, read where it lies whenever NumPy can.
+
+    Plain ndarrays are used as they are and ndarray subclasses through a base-class view
+    (``np.memmap``, ``np.matrix``: their data is their meaning); DLPack producers such as
+    PyTorch CPU tensors are read in place (a tensor that requires grad is read through
+    ``detach()``, as a metric reads it); anything else goes through ``np.asarray``.  Masked
+    arrays are refused: their meaning is not their data.
+    """
+    if type(value) is np.ndarray:
+        return value
+    if isinstance(value, np.ndarray):
+        refuse_masked(value, name)
+        return value.view(np.ndarray)
+    if hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
+        if getattr(value, "requires_grad", False) is True and callable(getattr(value, "detach", None)):
+            value = value.detach()  # read its values; autograd needs an autograd op
+        is_neg = getattr(value, "is_neg", None)
+        if callable(is_neg) and is_neg():  # a PyTorch view whose values are negated lazily:
+            value = value.resolve_neg()  # DLPack would hand over the data without the sign
+        try:
+            return np.from_dlpack(value)
+        except (BufferError, TypeError, RuntimeError, ValueError) as exc:
+            dlpack_error = exc  # e.g. a dtype or device NumPy cannot read: try __array__
+    else:
+        dlpack_error = None
+    if isinstance(value, (list, tuple)):
+        refuse_nested_masked(value, name)
+    try:
+        array = np.asanyarray(value)  # (keeps a subclass that __array__ returns, to judge it)
+    except (TypeError, ValueError, RuntimeError, BufferError) as exc:
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and not isinstance(dtype, np.dtype):  # e.g. torch.bfloat16
+            raise TypeError(
+                f"{name} is a {type(value).__name__} of dtype {dtype}, which fastl2 cannot read "
+                f"({exc}); accepted: {_ACCEPTED}, dense and in CPU memory; convert it first "
+                f"(for a PyTorch tensor: .float() or .double(), .cpu(), .to_dense())"
+            ) from (dlpack_error or exc)
+        raise ValueError(
+            f"{name} must be an array-like of numbers with one regular shape; got a "
+            f"{type(value).__name__} that NumPy cannot make one array of ({exc})"
+        ) from exc
+    if isinstance(array, np.ndarray) and type(array) is not np.ndarray:  # an __array__ subclass
+        refuse_masked(array, name)
+        array = array.view(np.ndarray)
+    return array
+
+
+def refuse_masked(array: np.ndarray, name: str) -> None:
+    ma = sys.modules.get("numpy.ma")  # (no masked array exists before numpy.ma is imported)
+    if ma is not None and isinstance(array, ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a numpy.ma.MaskedArray; fastl2 does not apply masks and will not drop "
+            f"one silently. Pass the unmasked elements ({name}.compressed(), and the same "
+            "elements of the other arrays), or their data with weights=~mask and "
+            "reduction='weighted_mean' (where the masked values are finite)"
+        )
+
+
+def refuse_nested_masked(items, name: str) -> None:
+    """Refuses a list or tuple holding a masked array at any depth (np.asarray would drop
+    its mask); costs nothing before numpy.ma is imported."""
+    ma = sys.modules.get("numpy.ma")
+    if ma is None:
+        return
+    pending = [items]
+    while pending:
+        for item in pending.pop():
+            if isinstance(item, ma.MaskedArray):
+                refuse_masked(item, name)
+            elif isinstance(item, (list, tuple)):
+                pending.append(item)
+
+
+def kernel_dtype(dtype: np.dtype, name: str) -> tuple[np.dtype, bool]:
+    """The dtype the kernels read an array of ``dtype`` as, and whether it is single precision.
+
+    Float16 is read as float32; integers and bools as float64 (exactly up to 2**53, see
+    ``fastl2._plan.loss_plan`` for the differences of larger ones).  Floats with more precision than
+    float64 (``np.longdouble`` where it is wider) are refused, never rounded silently.
+    """
+    kind = dtype.kind
+    if kind == "f":
+        if dtype.itemsize <= 4:
+            return _FLOAT32, True
+        if np.finfo(dtype).nmant <= 52:
+            return _FLOAT64, False
+        raise TypeError(
+            f"{name} has dtype {dtype} ({np.finfo(dtype).nmant + 1}-bit significand), more "
+            "precision than fastl2 computes with (float64), and fastl2 does not round it "
+            f"silently; pass {name}.astype(np.float64) if float64 precision is enough"
+        )
+    if kind in "biu":
+        return _FLOAT64, False
+    raise TypeError(
+        f"{name} has dtype {dtype}, which fastl2 cannot compute with; accepted: {_ACCEPTED}"
+    )
+
+
+def to_kernel(array: np.ndarray, name: str, given=None) -> tuple[np.ndarray, bool, np.dtype]:
+    """``array`` (what ``given`` was read as) as a native float32/float64 array, whether its
+    own dtype counts as single precision, and its own dtype in native byte order (what
+    gradients keep)."""
+    try:
+        target, single = kernel_dtype(array.dtype, name)
+    except TypeError as exc:
+        if array.dtype.kind == "O" and given is not None and not isinstance(given, (list, tuple, np.ndarray)):
+            raise TypeError(f"{exc} (given a {type(given).__name__}, which NumPy reads as one "
+                            "object: pass an array, a list or a tuple of numbers)") from None
+        raise
+    source = array.dtype.newbyteorder("=")
+    if array.dtype != target:  # also normalises a non-native byte order
+        array = array.astype(target)
+    return array, single, source
+
+
+def is_wide_integer(dtype: np.dtype) -> bool:
+    """Integers that float64 does not hold exactly beyond 2**53: int64 and uint64."""
+    return dtype.kind in "iu" and dtype.itemsize > 4
+
+
+_TWO32 = 4294967296.0
+
+
+def _split_integer(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integers as ``hi * 2**32 + lo`` with int64 ``hi`` (|hi| <= 2**32) and ``lo`` in
+    [0, 2**32): every int64 and uint64 exactly."""
+    if array.dtype.kind == "u":
+        array = array.astype(np.uint64)
+        return (array >> np.uint64(32)).astype(np.int64), (array & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    array = array.astype(np.int64)
+    return array >> 32, array & 0xFFFFFFFF
+
+
+def exact_difference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """``y_pred - y_true`` in float64, from the exact difference of the inputs as given.
+
+    Used when either is int64/uint64 (whose values beyond 2**53 float64 would round before
+    the subtraction).  Two integers: the exact difference (up to 2**65) is
+    ``dh * 2**32 + dl`` with both terms exact in float64, so one addition rounds it once
+    (correctly rounded).  An integer and a float: the integer's two exact parts are taken
+    from the float with error-free transformations (Knuth's TwoSum) and the three remaining
+    terms added smallest first: within one rounding of the exact difference.
+    """
+    t_int, p_int = y_true.dtype.kind in "biu", y_pred.dtype.kind in "biu"
+    with np.errstate(over="ignore", invalid="ignore"):
+        if t_int and p_int:
+            t_hi, t_lo = _split_integer(y_true)
+            p_hi, p_lo = _split_integer(y_pred)
+            d = (p_hi - t_hi).astype(np.float64)
+            d *= _TWO32
+            d += (p_lo - t_lo).astype(np.float64)
+            return d
+        integer, real, sign = (y_true, y_pred, 1.0) if t_int else (y_pred, y_true, -1.0)
+        hi, lo = _split_integer(integer)
+        real = real.astype(np.float64)
+        big = hi.astype(np.float64) * _TWO32
+        # real - big = s + e exactly, then s - lo = u + v exactly: d = u + (v + e)
+        s = real - big
+        e = _two_sum_error(real, -big, s)
+        small = lo.astype(np.float64)
+        u = s - small
+        v = _two_sum_error(s, -small, u)
+        d = (u + (v + e)) * sign
+        # Where the exact difference is zero or the float is not finite, the IEEE difference
+        # y_pred - y_true of the two as floats (exact there) gives its sign of zero, inf, nan.
+        as_float = integer.astype(np.float64)
+        direct = real - as_float if t_int else as_float - real
+        return np.where((d == 0) | ~np.isfinite(real), direct, d)
+
+
+def _two_sum_error(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The rounding error of ``s = a + b`` (Knuth's TwoSum): ``a + b == s + error`` exactly."""
+    bb = s - a
+    return (a - (s - bb)) + (b - bb)
