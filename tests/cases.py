@@ -127,7 +127,7 @@ def random_weights(shape, dtype=F64, seed=1):
 
 # --------------------------------------------------------------------------- numba dtype mixes
 # The numba backend compiles one specialisation per kernel variant and per combination of the
-# dtypes of the arrays it is handed (not per read-only flag: see fastl2._numba._entry_point):
+# dtypes of the arrays it is handed (not per read-only flag: see fastl2._numba.driver._entry_point):
 # ~1.5-2 s each on a cold cache, which is most of a cold test run.  Its kernels read y_true /
 # y_pred / weights as float32 or float64 (the dtype rule below); a mix of the two compiles the
 # float64 (compensated) kernels once more for each further mix, with nothing new but a float32

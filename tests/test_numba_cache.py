@@ -31,7 +31,11 @@ import fastl2  # noqa: E402
 from cases import LOSS_FUNCTIONS  # noqa: E402
 from fastl2._losses import ABSOLUTE, LOSSES  # noqa: E402
 
-nb = pytest.importorskip("fastl2._numba", reason="fastl2._numba does not import with this numba")
+pytest.importorskip("fastl2._numba", reason="fastl2._numba does not import with this numba")
+from fastl2._numba import block_columns as nb_columns  # noqa: E402
+from fastl2._numba import cache as nb_cache  # noqa: E402
+from fastl2._numba import config as nb_config  # noqa: E402
+from fastl2._numba import kernels as nb_kernels  # noqa: E402
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastl2.__file__)))
 
@@ -58,6 +62,7 @@ PROBE = textwrap.dedent(
     import numpy as np
     import fastl2
     from fastl2 import _numba
+    from fastl2._numba import driver
 
     fastl2.set_num_threads(2)
     rng = np.random.default_rng(7)
@@ -75,7 +80,7 @@ PROBE = textwrap.dedent(
 
     fastl2.set_backend("numba")
     got = {name: bits(eval(VARIANTS[name])) for name in names}
-    stats = [_numba._kernels[key].stats for key in _numba._kernels]
+    stats = [driver._kernels[key].stats for key in driver._kernels]
     hits = sum(sum(s.cache_hits.values()) for s in stats)
     misses = sum(sum(s.cache_misses.values()) for s in stats)
     fastl2.set_backend("numpy")
@@ -132,7 +137,7 @@ def test_kernels_compiled_by_different_processes_load_together_correctly(tmp_pat
 # --------------------------------------------------------------------------- keys and names
 
 def _modes():
-    return range(len(nb._MODE_NAMES))
+    return range(len(nb_config._MODE_NAMES))
 
 
 #: The loss codes of the kernels' keys (fastl2._losses: every loss of the table).
@@ -145,15 +150,15 @@ def test_every_specialisation_has_names_of_its_own():
         itertools.product(LOSS_CODES, [False, True], [False, True], _modes(), [False, True],
                           [False, True], [False, True], [False, True])
     ):
-        want_grad = mode in (nb._SUMS_GRAD, nb._GRAD, nb._ELEM_GRAD)
+        want_grad = mode in (nb_config._SUMS_GRAD, nb_config._GRAD, nb_config._ELEM_GRAD)
         code = (loss, has_true, has_weights, mode, compensated, grad64 and want_grad,
                 parallel, strided)  # (without a gradient, grad64 changes no code)
-        name = nb._kernel_name(loss, has_true, has_weights, mode, compensated, grad64,
-                               parallel, strided)
+        name = nb_kernels._kernel_name(loss, has_true, has_weights, mode, compensated, grad64,
+                                       parallel, strided)
         assert kernels.setdefault(name, code) == code, f"{name} names two codes"
         seen.add(code)
     columns = {
-        nb._columns_name(*key): key
+        nb_columns._columns_name(*key): key
         for key in itertools.product(LOSS_CODES, *[[False, True]] * 5)
     }
     assert len(columns) == 32 * len(LOSS_CODES)
@@ -165,19 +170,20 @@ def test_factories_name_every_function_they_compile(tmp_path, monkeypatch):
     monkeypatch.setattr(numba_config, "CACHE_DIR", str(tmp_path))
     # (no compilation: only the dispatchers are made)
     qualnames = []
-    for key in [*[(code, True, False, nb._GRAD, True, True, False) for code in LOSS_CODES],
-                (ABSOLUTE.code, True, True, nb._SUMS, False, False, True)]:
+    for key in [*[(code, True, False, nb_config._GRAD, True, True, False) for code in LOSS_CODES],
+                (ABSOLUTE.code, True, True, nb_config._SUMS, False, False, True)]:
         for strided in (False, True):
-            kernel = nb._make_kernel(*key, strided=strided)
-            name = nb._kernel_name(*key, strided=strided)
+            kernel = nb_kernels._make_kernel(*key, strided=strided)
+            name = nb_kernels._kernel_name(*key, strided=strided)
             block = kernel.py_func.__globals__["_block"]
             assert kernel.py_func.__qualname__ == name
             assert block.py_func.__qualname__ == "block_" + name
-            assert isinstance(kernel._cache, nb._KeyedCache)
+            assert isinstance(kernel._cache, nb_cache._KeyedCache)
             qualnames += [kernel.py_func.__qualname__, block.py_func.__qualname__]
     for code in LOSS_CODES:
-        columns = nb._make_columns_kernel(code, True, False, False, True, True)
-        assert columns.py_func.__qualname__ == nb._columns_name(code, True, False, False, True, True)
+        columns = nb_columns._make_columns_kernel(code, True, False, False, True, True)
+        assert columns.py_func.__qualname__ == nb_columns._columns_name(code, True, False, False, True,
+                                                                        True)
         qualnames.append(columns.py_func.__qualname__)
     assert len(set(qualnames)) == len(qualnames)
     assert all("<locals>" not in name for name in qualnames)
@@ -185,7 +191,7 @@ def test_factories_name_every_function_they_compile(tmp_path, monkeypatch):
 
 def test_the_index_key_holds_the_code_fingerprint(tmp_path, monkeypatch):
     monkeypatch.setattr(numba_config, "CACHE_DIR", str(tmp_path))
-    kernel = nb._make_kernel(ABSOLUTE.code, True, False, nb._GRAD, True, True, False)
+    kernel = nb_kernels._make_kernel(ABSOLUTE.code, True, False, nb_config._GRAD, True, True, False)
     cache = kernel._cache
     array = types.Array(types.float64, 1, "C")
     # (y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param)
@@ -193,9 +199,9 @@ def test_the_index_key_holds_the_code_fingerprint(tmp_path, monkeypatch):
            types.float64)
     codegen = cpu_target.target_context.codegen()
     key = cache._index_key(sig, codegen)
-    assert nb._CODE_FINGERPRINT in repr(key)
+    assert nb_cache._CODE_FINGERPRINT in repr(key)
     assert cache._index_key(sig, codegen) == key
-    monkeypatch.setattr(nb, "_CODE_FINGERPRINT", "another fastl2")
+    monkeypatch.setattr(nb_cache, "_CODE_FINGERPRINT", "another fastl2")
     other = cache._index_key(sig, codegen)
     assert other != key
     assert cache._cache_file._name_of(other) != cache._cache_file._name_of(key)
@@ -203,7 +209,7 @@ def test_the_index_key_holds_the_code_fingerprint(tmp_path, monkeypatch):
     # has a key of its own.
     for code in LOSS_CODES:
         if code != ABSOLUTE.code:
-            kernel = nb._make_kernel(code, True, False, nb._GRAD, True, True, False)
+            kernel = nb_kernels._make_kernel(code, True, False, nb_config._GRAD, True, True, False)
             assert kernel._cache._index_key(sig, codegen) != other, LOSSES[code].name
 
 
@@ -222,15 +228,15 @@ def test_a_data_file_of_another_key_is_a_miss(tmp_path, monkeypatch):
     sig = (types.float64,)
     codegen = cpu_target.target_context.codegen()
 
-    twice = nb._jit(_twice)
+    twice = nb_cache._jit(_twice)
     assert twice(1.5) == 3.0
     path = os.path.join(twice._cache.cache_path,
                         twice._cache._cache_file._name_of(twice._cache._index_key(sig, codegen)))
     assert os.path.exists(path)
-    again = nb._jit(_twice)
+    again = nb_cache._jit(_twice)
     assert again(1.5) == 3.0 and sum(again.stats.cache_hits.values()) == 1  # (a hit)
 
-    thrice = nb._jit(_thrice)
+    thrice = nb_cache._jit(_thrice)
     assert thrice(1.5) == 4.5
     thrice_path = os.path.join(
         thrice._cache.cache_path,
@@ -238,8 +244,8 @@ def test_a_data_file_of_another_key_is_a_miss(tmp_path, monkeypatch):
     )
     with open(thrice_path, "rb") as source, open(path, "wb") as target:
         target.write(source.read())  # _twice's entry now holds _thrice's code and key
-    fresh = nb._jit(_twice)
+    fresh = nb_cache._jit(_twice)
     assert fresh(1.5) == 3.0
     assert sum(fresh.stats.cache_hits.values()) == 0
     assert sum(fresh.stats.cache_misses.values()) == 1
-    assert nb._jit(_twice)(1.5) == 3.0  # (and the entry is its own again)
+    assert nb_cache._jit(_twice)(1.5) == 3.0  # (and the entry is its own again)

@@ -1,0 +1,116 @@
+"""The numba backend's settings (as csrc/config.c): its sizes and thresholds, what one kernel
+computes, and how many threads large inputs run on (a fork()ed child: one).
+
+The thread count is read by the launches (driver.py, fast_paths.py) on every call, as
+``config._requested_threads`` and ``config._forked_child``: set here, never copied.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import numba
+import numpy as np
+from numba.core import config as numba_config
+
+from .._losses import SQUARED
+from .._plan import BLOCK_SIZE
+
+#: Interleaved float64 accumulators inside a block (csrc/fastl2.h: FL2_LANES).
+LANES = 16
+
+#: Below this many elements a call never enters Numba's thread pool (as csrc/config.c).
+PARALLEL_THRESHOLD = 8 * BLOCK_SIZE
+
+#: Gradients of at least this many bytes are written with streaming (non-temporal) stores on
+#: x86-64, past the caches, as csrc/config.c does (FL2_DEFAULT_STREAM_MIN_BYTES).
+STREAM_MIN_BYTES = 16 << 20
+_STREAMING_STORES = platform.machine().lower() in ("x86_64", "amd64")
+
+#: Serial calls of up to this many blocks keep their block partials on the stack.
+STACK_BLOCKS = 16
+
+#: run_strided: the most dims (csrc/fastl2.h FL2_MAX_DIMS), the operands (y_true, y_pred,
+#: weights, grad, elementwise: FL2_OP_*), and the tasks (ranges of work items) per thread.
+_MAX_DIMS = 64
+_NOPS = 5
+#: The most outputs the columns kernel sums at once (csrc/strided.c FL2_MAX_COLUMNS): its
+#: accumulators take 512 bytes per output.
+_MAX_COLUMNS = 1024
+_TASKS_PER_THREAD = 8
+
+#: The lanes of this many blocks are combined at once, one block per vector lane
+#: (csrc/block_rows.h: FL2_ROWS_GROUP): the same tree, far shorter chains.
+LANE_GROUP = 8
+_GROUP_LANES = LANES * LANE_GROUP
+
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
+# What one kernel computes (csrc/internal.h: fl2_mode).
+_SUMS, _SUMS_GRAD, _GRAD, _ELEM, _ELEM_GRAD, _WEIGHTS = range(6)
+_MODE_NAMES = ("sums", "sums_grad", "grad", "elem", "elem_grad", "weights")
+#: The loss code of the weight-sum kernels, which read no loss: one kernel for every loss.
+_WEIGHTS_LOSS = SQUARED.code
+
+
+def _wants(mode):
+    """(want_sums, want_grad, want_elem, weights_only) of a kernel of mode ``mode``."""
+    return (mode in (_SUMS, _SUMS_GRAD, _WEIGHTS), mode in (_SUMS_GRAD, _GRAD, _ELEM_GRAD),
+            mode in (_ELEM, _ELEM_GRAD), mode == _WEIGHTS)
+
+
+def _mode(want_sums, grad, elementwise):
+    """What a pass computes: elementwise losses (and a gradient), sums (and a gradient), a
+    gradient alone; _WEIGHTS where it asks for none of them."""
+    if elementwise is not None:
+        return _ELEM_GRAD if grad is not None else _ELEM
+    if want_sums:
+        return _SUMS_GRAD if grad is not None else _SUMS
+    return _GRAD if grad is not None else _WEIGHTS
+
+
+# ---- threads ----------------------------------------------------------------------------------
+
+_requested_threads = 0  # 0: Numba's own setting (NUMBA_NUM_THREADS, numba.set_num_threads)
+_forked_child = False
+#: Numba's pool size: with one thread, nothing is ever launched on it.
+_POOL_SIZE = numba_config.NUMBA_NUM_THREADS
+
+
+def _after_fork_in_child() -> None:
+    # Numba's thread pool does not survive fork(): after the parent ran parallel work, a child
+    # that launches some is terminated by Numba's GNU OpenMP layer ("fork() called from a
+    # process already using GNU OpenMP") or waits on threads that no longer exist.  The child
+    # stays serial.
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` of Numba's threads for large inputs from now on (0: Numba's own setting).
+
+    More than ``numba.config.NUMBA_NUM_THREADS`` (the size of Numba's pool) runs with all of
+    them; results are the same for every count.
+    """
+    global _requested_threads
+    _requested_threads = max(0, int(n))
+
+
+def get_num_threads() -> int:
+    """The number of threads large inputs run on."""
+    if _forked_child:
+        return 1
+    if _requested_threads:
+        return min(_requested_threads, numba_config.NUMBA_NUM_THREADS)
+    return numba.get_num_threads()
+
+
+def in_forked_child() -> bool:
+    """True in a fork()ed child, where every kernel runs serially."""
+    return _forked_child
+

@@ -1,0 +1,281 @@
+"""The numba backend's kernels: one function per specialisation, made on first use.
+
+Each combination of (loss, y_true or not, weights or not, what is computed, compensated,
+gradient dtype, serial or parallel, 1-d or strided) is its own kernel, made by
+:func:`_make_kernel` with the choices as closure constants, so no branch is left per element;
+Numba compiles it once per dtype combination, with LLVM's SLP vectorizer on.  A kernel's block
+code is a function of its own (block_template.py), called once per block (compiled in about
+half the time of a kernel that inlines it).  The 1-d kernel (csrc/fastl2.c) runs its blocks
+on Numba's threads (``prange``) when parallel; each block writes its own partial, so the
+result does not depend on the thread count.  The strided kernel (csrc/strided.c) walks N-d
+arrays in any layout through the same block code: each output's run is cut into blocks that
+are read where they lie when contiguous, else gathered into per-task buffers by address and
+byte strides (never a copy of a whole array).  The columns kernel is block_columns.py's.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .._losses import LOSSES
+from .._plan import BLOCK_SIZE
+from .block_template import _make_block, _with_globals
+from .cache import _jit, _slp_dispatcher
+from .combine import _combine_lane_groups, _combine_outputs, _combine_partials
+from .config import (_MODE_NAMES, _NOPS, _STREAMING_STORES, _TASKS_PER_THREAD, LANE_GROUP,
+                     LANES, STACK_BLOCKS, STREAM_MIN_BYTES, _wants)
+from .memory import _block_gathered, _block_place, _copy_run, _element_at, _stack_buffer
+
+#: A kernel's block function (block_template._make_block): each kernel function has its own
+#: in its globals (_make_kernel); this name only stands for it here.
+_block = None
+
+
+def _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, parallel,
+                 strided=False):
+    """The name (and qualified name) of _make_kernel's kernel of this specialisation: one
+    name per code (grad64 counts only with a gradient)."""
+    want_grad = _wants(mode)[1]
+    return "_".join(
+        (
+            LOSSES[loss].name,
+            "true" if has_true else "penalty",
+            "weighted" if has_weights else "unweighted",
+            _MODE_NAMES[mode],
+            "compensated" if compensated else "plain",
+            ("grad64" if grad64 else "grad32") if want_grad else "nograd",
+            "parallel" if parallel else "serial",
+        )
+        + (("strided",) if strided else ())
+    )
+
+
+def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, parallel,
+                 strided=False):
+    """The kernel of one specialisation; every argument is a compile-time constant in it.
+
+    ``kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param) -> (loss,
+    weights)`` where the arrays not used are None and ``param`` is the loss's parameter.
+    Numba prunes the branches on these constants before it builds the parallel loop, so none
+    is left in the loops.
+
+    With ``strided`` (csrc/strided.c fl2_run_strided) the arrays only give the operands' dtypes
+    (see run_strided) and ``repeat`` is the layout instead (an argument of its own, even one
+    with a default, would slow every call of the 1-d kernels): ``(addresses, shape, strides,
+    itemsizes, nkept, loss_sums, weight_sums, threads)``, where the operands are (byte address
+    of element (0, ...), byte strides and item size per operand, 0 for those not used) and how
+    many threads the work is split for.  It returns (0.0, 0.0) and fills loss_sums[o] (but with
+    weights_only) and weight_sums[o] (with weights) per output.  Both kinds run each block
+    through ``block`` (block_template._make_block).
+    """
+    grad64 = bool(grad64 and _wants(mode)[1])  # (no gradient: one code, whatever grad64 says)
+    name = _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, parallel,
+                        strided)
+    block = _make_block(name, loss, has_true, has_weights, mode, compensated, grad64)
+    if strided:
+        kernel = _make_strided_kernel(mode, has_true, has_weights, parallel)
+    else:
+        kernel = _make_run_kernel(mode, parallel)
+    # One cache index file per specialisation (the constants are also in each entry's key).
+    kernel.__name__ = kernel.__qualname__ = name
+    # ``_block`` is a global of the kernel, not a closure variable: Numba's cache keys hold the
+    # pickled closure variables, and a pickled dispatcher differs in every process.
+    kernel = _with_globals(kernel, dict(globals(), _block=block))
+    return _slp_dispatcher(_jit(kernel, parallel=parallel, nogil=True, error_model="numpy"))
+
+
+def _make_run_kernel(mode, parallel):
+    """_make_kernel's 1-d kernel (csrc/fastl2.c): the blocks of the n elements, on Numba's
+    threads when ``parallel``, their partials combined by the tree."""
+    want_sums, want_grad, _, _ = _wants(mode)
+    block_size = BLOCK_SIZE
+    stack_blocks = STACK_BLOCKS
+    stack_slots = 4 * STACK_BLOCKS
+    streaming = _STREAMING_STORES
+    stream_min_bytes = STREAM_MIN_BYTES
+
+    def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param):
+        quotient = scale / divisor
+        n = y_pred.shape[0]
+        nblocks = (n + block_size - 1) // block_size
+        # Large gradients are written with streaming stores, 16-byte aligned ones as in C.
+        stream = False
+        if want_grad and streaming:
+            stream = n * grad.itemsize >= stream_min_bytes and grad.ctypes.data % 16 == 0
+        # Block partials: loss hi, lo, weights hi, lo; on the stack when few (as csrc/driver.h).
+        if parallel or nblocks > stack_blocks:
+            partials = np.empty((nblocks if want_sums else 0, 4))
+        else:
+            partials = numba.carray(_stack_buffer(stack_slots, np.float64), (nblocks, 4))
+
+        no_lanes = numba.carray(_stack_buffer(4, np.float64), (4, 1, 1))  # (not written)
+        for b in prange(nblocks):
+            start = b * block_size
+            end = min(start + block_size, n)
+            _block(y_true, y_pred, weights, repeat, grad, elem, start, end, stream, partials, b,
+                   False, no_lanes, scale, divisor, quotient, param)
+
+        if want_sums:
+            return _combine_partials(partials)
+        return 0.0, 0.0
+
+    return kernel
+
+
+def _make_strided_kernel(mode, has_true, has_weights, parallel):
+    """_make_kernel's strided kernel (csrc/strided.c fl2_run_strided), ``repeat`` the layout."""
+    want_sums, want_grad, want_elem, weights_only = _wants(mode)
+    read_true = has_true and not weights_only
+    block_size = BLOCK_SIZE
+    lanes = LANES
+    nops = _NOPS
+    tasks_per_thread = _TASKS_PER_THREAD
+    lane_group = LANE_GROUP
+
+    def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param):
+        quotient = scale / divisor
+        # csrc/strided.c fl2_run_strided: work item w is block w % nblocks of output
+        # w // nblocks; each block is gathered into the task's buffers (or read where it
+        # lies when it is one contiguous, aligned piece of every operand), run through
+        # ``block`` and its gradient and element losses scattered back.  The lanes of
+        # LANE_GROUP items at a time are combined together (_combine_lane_groups).
+        addresses, shape, strides, itemsizes, nkept, loss_sums, weight_sums, threads = repeat
+        ndim = shape.shape[0]
+        last = ndim - 1
+        outputs = 1
+        for dim in range(nkept):
+            outputs *= shape[dim]
+        reduced = 1
+        for dim in range(nkept, ndim):
+            reduced *= shape[dim]
+        nblocks = (reduced + block_size - 1) // block_size
+        items = outputs * nblocks
+        many = nblocks > 1
+        # Block partials of every item when outputs have several blocks; else each group
+        # of items finishes its outputs at once.
+        all_partials = np.empty((items if want_sums and many else 0, 4))
+        # Contiguous ranges of work items per task, several tasks per thread (as C).
+        per_task, ntasks = _tasks(items, tasks_per_thread, threads if parallel else 1)
+        for task in prange(ntasks):
+            first_item = task * per_task
+            end_item = min(first_item + per_task, items)
+            # The task's buffers, of each operand's dtype.
+            if read_true:
+                true_buffer = np.empty(block_size, y_true.dtype)
+            if not weights_only:
+                pred_buffer = np.empty(block_size, y_pred.dtype)
+            if has_weights:
+                weights_buffer = np.empty(block_size, weights.dtype)
+            if want_grad:
+                grad_buffer = np.empty(block_size, grad.dtype)
+            if want_elem:
+                elem_buffer = np.empty(block_size, elem.dtype)
+            group_lanes = np.zeros((4, lanes, lane_group))
+            group_counts = np.empty(lane_group)
+            group_sums = np.empty((4, lane_group))
+            # each operand's element (o, 0, ..., 0) and the block's first element
+            bases = numba.carray(_stack_buffer(nops, np.int64), nops)
+            heres = numba.carray(_stack_buffer(nops, np.int64), nops)
+            group_first = first_item
+            while group_first < end_item:
+                group = min(lane_group, end_item - group_first)
+                for j in range(group):
+                    w = group_first + j
+                    if many:
+                        o = w // nblocks
+                        b = w - o * nblocks
+                    else:
+                        o = w
+                        b = 0
+                    start = b * block_size
+                    count = min(block_size, reduced - start)
+                    group_counts[j] = count
+                    # The index of o in the kept dims (the first of them needs no
+                    # division: o < outputs).
+                    for k in range(nops):
+                        bases[k] = addresses[k]
+                    rest = o
+                    for dim in range(nkept - 1, 0, -1):
+                        index = rest % shape[dim]
+                        rest //= shape[dim]
+                        for k in range(nops):
+                            bases[k] += index * strides[k, dim]
+                    if nkept:
+                        for k in range(nops):
+                            bases[k] += rest * strides[k, 0]
+                    # One contiguous piece of every operand: the block lies in one row of
+                    # the last dim, which every operand steps through by its item size.
+                    direct = (start % shape[last] if start else 0) + count <= shape[last]
+                    for k in range(nops):
+                        size = itemsizes[k]
+                        if size and direct:
+                            at = bases[k]
+                            if start:
+                                at = _element_at(at, shape, strides[k], nkept, ndim, start)
+                            heres[k] = at
+                            if (strides[k, last] != size and count > 1) or at & (size - 1):
+                                direct = False
+                    # Each operand's run of the block: where it lies when direct, else the
+                    # task's buffer (the inputs gathered into it first).
+                    t_arr = (_block_gathered(direct, heres[0], true_buffer, y_true, bases[0],
+                                             shape, strides[0], nkept, start, count)
+                             if read_true else y_true)
+                    p_arr = (_block_gathered(direct, heres[1], pred_buffer, y_pred, bases[1],
+                                             shape, strides[1], nkept, start, count)
+                             if not weights_only else y_pred)
+                    w_arr = (_block_gathered(direct, heres[2], weights_buffer, weights, bases[2],
+                                             shape, strides[2], nkept, start, count)
+                             if has_weights else weights)
+                    g_arr = (_block_place(direct, heres[3], grad_buffer, grad, count)
+                             if want_grad else grad)
+                    e_arr = (_block_place(direct, heres[4], elem_buffer, elem, count)
+                             if want_elem else elem)
+                    _block(t_arr, p_arr, w_arr, 1, g_arr, e_arr, 0, count, False,
+                           all_partials, j, True, group_lanes, scale, divisor, quotient,
+                           param)
+                    if not direct:
+                        if want_grad:
+                            _copy_run(grad_buffer, bases[3], shape, strides[3], nkept, start,
+                                      count, True)
+                        if want_elem:
+                            _copy_run(elem_buffer, bases[4], shape, strides[4], nkept, start,
+                                      count, True)
+                if want_sums:
+                    _combine_lane_groups(group_lanes, 0, group, group_sums)
+                    if has_weights:
+                        _combine_lane_groups(group_lanes, 2, group, group_sums)
+                    else:
+                        for j in range(group):
+                            group_sums[2, j] = group_counts[j]
+                            group_sums[3, j] = 0.0
+                    for j in range(group):
+                        w = group_first + j
+                        if many:
+                            for h in range(4):
+                                all_partials[w, h] = group_sums[h, j]
+                        else:
+                            # (csrc/strided.c finish_output of one partial: hi + lo)
+                            if not weights_only:
+                                loss_sums[w] = group_sums[0, j] + group_sums[1, j]
+                            if has_weights:
+                                weight_sums[w] = group_sums[2, j] + group_sums[3, j]
+                group_first += group
+        if want_sums and many:
+            _combine_outputs(all_partials, nblocks, outputs, loss_sums, weight_sums,
+                             not weights_only, has_weights)
+        return 0.0, 0.0
+
+    return kernel
+
+
+def _tasks(items, tasks_per_thread, threads):
+    """(items per task, tasks) of ``items`` work items cut into contiguous ranges,
+    ``tasks_per_thread`` per thread of ``threads`` (as csrc/strided.c); also the columns
+    kernel's."""
+    per_task = max(1, items // (tasks_per_thread * max(1, threads)))
+    return per_task, (items + per_task - 1) // per_task
+
+
+_tasks = njit(inline="always")(_tasks)
