@@ -13,26 +13,22 @@ from cases import AND_GRAD_FUNCTIONS, GRAD_FUNCTIONS, LOSS_FUNCTIONS
 from fastl2._losses import LOSSES
 
 # The losses of the table (cases.LOSS_FUNCTIONS), and rmse (the root of mse) beside them.
-TABLE_LOSS_FUNCS = {name: getattr(fastl2, name) for name in LOSS_FUNCTIONS}
-LOSS_FUNCS = {**TABLE_LOSS_FUNCS, "rmse": fastl2.rmse}
-GRAD_FUNCS = {  # each loss's <name>_grad, then its <name>_and_grad
-    name: getattr(fastl2, name)
-    for pair in zip(GRAD_FUNCTIONS, AND_GRAD_FUNCTIONS)
-    for name in pair
-}
-PAIR_FUNCS = {**LOSS_FUNCS, **GRAD_FUNCS}
-L2_FUNCS = {"l2_penalty": fastl2.l2_penalty, "l2_penalty_grad": fastl2.l2_penalty_grad}
-OUT_FUNCS = GRAD_FUNCS  # the functions of (y_true, y_pred, weights) that take out=
-
-pair_funcs = pytest.mark.parametrize("func", list(PAIR_FUNCS.values()), ids=list(PAIR_FUNCS))
-loss_funcs = pytest.mark.parametrize("func", list(LOSS_FUNCS.values()), ids=list(LOSS_FUNCS))
-out_funcs = pytest.mark.parametrize("func", list(OUT_FUNCS.values()), ids=list(OUT_FUNCS))
-l2_funcs = pytest.mark.parametrize("func", list(L2_FUNCS.values()), ids=list(L2_FUNCS))
+LOSS_NAMES = (*LOSS_FUNCTIONS, "rmse")
+LOSS_FUNCS = {name: getattr(fastl2, name) for name in LOSS_NAMES}
+# Each loss's <name>_grad, then its <name>_and_grad: the functions of (y_true, y_pred, weights)
+# that take out=.
+OUT_NAMES = tuple(name for pair in zip(GRAD_FUNCTIONS, AND_GRAD_FUNCTIONS) for name in pair)
 
 
 def funcs(*names):
     """``pytest.mark.parametrize`` of ``func`` over the public functions ``names``, ids the names."""
     return pytest.mark.parametrize("func", [getattr(fastl2, name) for name in names], ids=list(names))
+
+
+pair_funcs = funcs(*LOSS_NAMES, *OUT_NAMES)
+loss_funcs = funcs(*LOSS_NAMES)
+out_funcs = funcs(*OUT_NAMES)
+l2_funcs = funcs("l2_penalty", "l2_penalty_grad")
 
 
 def _grad_of(result):
@@ -129,7 +125,7 @@ def test_l2_unsupported_params_dtype_raises_type_error_naming_params(backend, fu
 # --------------------------------------------------------------------------- reduction
 
 
-@pytest.mark.parametrize("func", list(PAIR_FUNCS.values()), ids=list(PAIR_FUNCS))
+@pair_funcs
 def test_weighted_mean_with_zero_weight_sum_raises(backend, func):
     y_true, y_pred = _pair((5,))
     with pytest.raises(ValueError, match="weight"):
@@ -407,29 +403,27 @@ def _numpy_derivative(kind, d):
     return _DECLARED[kind].grad_scale * _DECLARED[kind].derivative(d, _declared_param(kind))
 
 
+def _numpy_weighted(form, kind, t, p, w):
+    """``form`` (the element loss or its derivative) of ``p - t``, times the weights if any."""
+    values = form(kind, p - t)
+    return values if w is None else w * values
+
+
+def _numpy_divisor(reduction, n, w):
+    return {"mean": n, "sum": 1.0}.get(reduction, n if w is None else np.sum(w))
+
+
 def _numpy_loss(kind, t, p, w, reduction):
-    d = p - t
-    element = _numpy_element(kind, d)
-    if w is not None:
-        element = w * element
-    if reduction == "none":
-        return element
-    if reduction == "sum":
-        return np.sum(element)
-    divisor = element.size if (reduction == "mean" or w is None) else np.sum(w)
-    value = np.sum(element) / divisor
+    element = _numpy_weighted(_numpy_element, kind, t, p, w)
+    if reduction in ("none", "sum"):
+        return element if reduction == "none" else np.sum(element)
+    value = np.sum(element) / _numpy_divisor(reduction, element.size, w)
     return np.sqrt(value) if kind == "rmse" else value
 
 
 def _numpy_grad(kind, t, p, w, reduction):
-    d = p - t
-    g = _numpy_derivative(kind, d)
-    if w is not None:
-        g = w * g
-    if reduction == "none":
-        return g
-    divisor = {"mean": d.size, "sum": 1.0}.get(reduction, d.size if w is None else np.sum(w))
-    return g / divisor
+    g = _numpy_weighted(_numpy_derivative, kind, t, p, w)
+    return g if reduction == "none" else g / _numpy_divisor(reduction, g.size, w)
 
 
 @pytest.mark.parametrize("reduction", ref.REDUCTIONS)

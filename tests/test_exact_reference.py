@@ -90,53 +90,67 @@ def check_grad(result, expected, y_pred):
     ref.assert_ulp(result, expected, ref.grad_ulp(dtype))
 
 
+def check_case_loss(result, kind, reduction, case, inputs):
+    """check_loss against the exact loss of ``case`` (dtype case, weights kind, size), whose
+    ``inputs`` (y_true, y_pred, weights) gave ``result``."""
+    check_loss(result, expected_loss(kind, reduction, *case), reduction, *inputs)
+
+
+def check_case_grad(result, kind, reduction, case, inputs):
+    """check_grad against the exact gradient of ``case``, as check_case_loss."""
+    check_grad(result, expected_grad(kind, reduction, *case), inputs[1])
+
+
+def stacked(*marks):
+    """The decorators ``marks`` as one, applied as if written one above the other (the first on top)."""
+    def apply(test):
+        for mark in reversed(marks):
+            test = mark(test)
+        return test
+
+    return apply
+
+
 # --------------------------------------------------------------------------- float dtypes, all sizes
 
-case_params = pytest.mark.parametrize("size", SIZES)
-weights_params = pytest.mark.parametrize("weights_kind", WEIGHTS_KINDS)
 # On numba, the float32 / float64 mix f32_true_f64_pred compiles the float64 kernels once more,
 # with a float32 y_true: it runs on cython and numpy (cases.py, "numba dtype mixes").
 float_dtype_params = with_backends("dtype_case", list(FLOAT_DTYPE_CASES),
                                    on_numba=lambda case: numba_runs_mix(*FLOAT_DTYPE_CASES[case]))
 
 
-@case_params
-@weights_params
-@float_dtype_params
-@pytest.mark.parametrize("kind,reduction", LOSS_REDUCTIONS)
+def float_cases(kind_reductions):
+    """Every size, weights kind and float dtype case, with each (kind, reduction) given."""
+    return stacked(pytest.mark.parametrize("size", SIZES), pytest.mark.parametrize("weights_kind", WEIGHTS_KINDS),
+                   float_dtype_params, pytest.mark.parametrize("kind,reduction", kind_reductions))
+
+
+@float_cases(LOSS_REDUCTIONS)
 def test_loss_matches_exact_reference(backend, kind, reduction, dtype_case, weights_kind, size):
-    y_true, y_pred, weights = make_inputs(dtype_case, weights_kind, size)
-    result = call(LOSSES[kind], y_true, y_pred, weights, reduction=reduction,
-                  warns_empty=_empty_mean(size, reduction))
-    expected = expected_loss(kind, reduction, dtype_case, weights_kind, size)
-    check_loss(result, expected, reduction, y_true, y_pred, weights)
+    case = (dtype_case, weights_kind, size)
+    inputs = make_inputs(*case)
+    result = call(LOSSES[kind], *inputs, reduction=reduction, warns_empty=_empty_mean(size, reduction))
+    check_case_loss(result, kind, reduction, case, inputs)
 
 
-@case_params
-@weights_params
-@float_dtype_params
-@pytest.mark.parametrize("kind,reduction", GRAD_REDUCTIONS)
+@float_cases(GRAD_REDUCTIONS)
 def test_grad_matches_exact_reference(backend, kind, reduction, dtype_case, weights_kind, size):
-    y_true, y_pred, weights = make_inputs(dtype_case, weights_kind, size)
+    case = (dtype_case, weights_kind, size)
+    inputs = make_inputs(*case)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if size == 0 else "error", RuntimeWarning)
-        result = GRADS[kind](y_true, y_pred, weights, reduction=reduction)
-    check_grad(result, expected_grad(kind, reduction, dtype_case, weights_kind, size), y_pred)
+        result = GRADS[kind](*inputs, reduction=reduction)
+    check_case_grad(result, kind, reduction, case, inputs)
 
 
-@case_params
-@weights_params
-@float_dtype_params
-@pytest.mark.parametrize("kind,reduction", GRAD_REDUCTIONS)
+@float_cases(GRAD_REDUCTIONS)
 def test_loss_and_grad_match_exact_reference(backend, kind, reduction, dtype_case, weights_kind, size):
-    y_true, y_pred, weights = make_inputs(dtype_case, weights_kind, size)
-    result = call(LOSS_AND_GRADS[kind], y_true, y_pred, weights, reduction=reduction,
-                  warns_empty=_empty_mean(size, reduction))
+    case = (dtype_case, weights_kind, size)
+    inputs = make_inputs(*case)
+    result = call(LOSS_AND_GRADS[kind], *inputs, reduction=reduction, warns_empty=_empty_mean(size, reduction))
     assert isinstance(result, tuple) and len(result) == 2
-    loss, grad = result
-    check_loss(loss, expected_loss(kind, reduction, dtype_case, weights_kind, size),
-               reduction, y_true, y_pred, weights)
-    check_grad(grad, expected_grad(kind, reduction, dtype_case, weights_kind, size), y_pred)
+    check_case_loss(result[0], kind, reduction, case, inputs)
+    check_case_grad(result[1], kind, reduction, case, inputs)
 
 
 # --------------------------------------------------------------------------- integer / float16 / bool
@@ -150,44 +164,44 @@ def test_loss_and_grad_match_exact_reference(backend, kind, reduction, dtype_cas
 @with_backends("dtype_case", list(OTHER_DTYPE_CASES),
                on_numba=lambda case: numba_runs_mix(*OTHER_DTYPE_CASES[case]))
 def test_non_float32_float64_inputs_follow_the_dtype_rule(backend, dtype_case, reduction, size):
-    weights_kind = "none" if OTHER_DTYPE_CASES[dtype_case][2] is None else "full"
-    y_true, y_pred, weights = make_inputs(dtype_case, weights_kind, size)
+    case = (dtype_case, "none" if OTHER_DTYPE_CASES[dtype_case][2] is None else "full", size)
+    inputs = make_inputs(*case)
     for kind in LOSSES:
         if kind == "rmse" and reduction in ("sum", "none"):
             continue
-        result = call(LOSSES[kind], y_true, y_pred, weights, reduction=reduction)
-        check_loss(result, expected_loss(kind, reduction, dtype_case, weights_kind, size),
-                   reduction, y_true, y_pred, weights)
+        check_case_loss(call(LOSSES[kind], *inputs, reduction=reduction), kind, reduction, case, inputs)
     for kind in GRADS:
-        expected_g = expected_grad(kind, reduction, dtype_case, weights_kind, size)
-        check_grad(call(GRADS[kind], y_true, y_pred, weights, reduction=reduction), expected_g, y_pred)
-        loss, grad = call(LOSS_AND_GRADS[kind], y_true, y_pred, weights, reduction=reduction)
-        check_loss(loss, expected_loss(kind, reduction, dtype_case, weights_kind, size),
-                   reduction, y_true, y_pred, weights)
-        check_grad(grad, expected_g, y_pred)
+        check_case_grad(call(GRADS[kind], *inputs, reduction=reduction), kind, reduction, case, inputs)
+        loss, grad = call(LOSS_AND_GRADS[kind], *inputs, reduction=reduction)
+        check_case_loss(loss, kind, reduction, case, inputs)
+        check_case_grad(grad, kind, reduction, case, inputs)
 
 
 # --------------------------------------------------------------------------- l2 penalty
 
 
-@pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int64])
-@pytest.mark.parametrize("lam", [0.0, 1e-3, 0.5, 3.0])
-def test_l2_penalty_matches_exact_reference(backend, lam, dtype, size):
+l2_cases = stacked(pytest.mark.parametrize("size", SIZES),
+                   pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int64]),
+                   pytest.mark.parametrize("lam", [0.0, 1e-3, 0.5, 3.0]))
+
+
+def _params(dtype, size):
     rng = np.random.default_rng(size)
-    params = (rng.standard_normal(size) * 4).astype(dtype)
+    return (rng.standard_normal(size) * 4).astype(dtype)
+
+
+@l2_cases
+def test_l2_penalty_matches_exact_reference(backend, lam, dtype, size):
+    params = _params(dtype, size)
     result = fastl2.l2_penalty(params, lam)
     dtype_out = ref.loss_dtype(params)
     assert type(result) is dtype_out.type, f"l2_penalty must give a NumPy {dtype_out} scalar, got {type(result)}"
     ref.assert_ulp(result, ref.l2_penalty(params, lam), ref.loss_ulp(dtype_out))
 
 
-@pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int64])
-@pytest.mark.parametrize("lam", [0.0, 1e-3, 0.5, 3.0])
+@l2_cases
 def test_l2_penalty_grad_matches_exact_reference(backend, lam, dtype, size):
-    rng = np.random.default_rng(size)
-    params = (rng.standard_normal(size) * 4).astype(dtype)
+    params = _params(dtype, size)
     result = fastl2.l2_penalty_grad(params, lam)
     check_grad(result, ref.l2_penalty_grad(params, lam), params)
 

@@ -1,59 +1,21 @@
-"""Inputs of any memory layout and dtype are read where they lie: exact results, no copies.
+"""Inputs of any memory layout are read where they lie: exact results, no copies.
 
 Every layout (C / Fortran order, transposes, step slices, negative and zero strides, read-only,
 memory-mapped, mixed float32/float64) gives, for every loss, reduction and axis, the exact
 reference's value computed on C-contiguous copies; gradients follow y_pred's layout and may be
 written into any writable ``out``. tracemalloc shows that large float32 inputs are not copied.
-Also: float16 / integer / bool inputs, DLPack, buffer-protocol and PyTorch inputs, and more than
-2**31 elements.
+Float16 / integer / bool inputs, DLPack, buffer-protocol and PyTorch inputs, and more than 2**31
+elements: test_dtypes_carriers_huge.py.
 """
 from __future__ import annotations
-
-import array
-import tracemalloc
-import warnings
 
 import numpy as np
 import pytest
 
 import fastl2
 import reference as ref
-from cases import AND_GRAD_FUNCTIONS, GRAD_FUNCTIONS, LOSS_FUNCTIONS, numba_runs_mix, values, with_backends
-
-MB = 1 << 20
-
-# Every loss of the table and rmse; each loss's <name>_grad and <name>_and_grad.
-LOSSES = {name: getattr(fastl2, name) for name in LOSS_FUNCTIONS + ("rmse",)}
-GRADS = {
-    name: getattr(fastl2, name)
-    for pair in zip(GRAD_FUNCTIONS, AND_GRAD_FUNCTIONS)
-    for name in pair
-}
-LOSS_REDUCTIONS = [
-    (kind, reduction)
-    for kind in LOSSES
-    for reduction in ("mean", "weighted_mean", "sum", "none")
-    if not (kind == "rmse" and reduction in ("sum", "none"))
-]
-
-
-def _kind(name):
-    """The loss of a gradient function: "mse" for "mse_grad" and "mse_and_grad"."""
-    return name.removesuffix("_and_grad").removesuffix("_grad")
-
-
-def quiet(func, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        return func(*args, **kwargs)
-
-
-def _snapshot(*arrays):
-    return [None if a is None else (np.asarray(a).shape, np.ascontiguousarray(a).tobytes()) for a in arrays]
-
-
-def _contiguous(*arrays):
-    return [None if a is None else np.ascontiguousarray(a) for a in arrays]
+from cases import LOSS_FUNCTIONS
+from layout_checks import DTYPES, GRADS, LOSS_REDUCTIONS, LOSSES, MB, contiguous, kind_of, quiet, snapshot, traced_peak
 
 
 # --------------------------------------------------------------------------- layouts
@@ -120,7 +82,6 @@ def make_layout(name, dtype, tmp_path, seed=0):
 LAYOUTS = ["c_order", "fortran_order", "transposed", "transpose_permutation_3d", "step_2", "columns_step_3",
            "odd_rows_reversed_columns", "negative_strides", "negative_strides_2d", "zero_strides", "read_only",
            "memmap", "mixed_float32_float64"]
-DTYPES = [np.float32, np.float64]
 # Every layout in float32 and float64; the mixed layout has its own dtypes (float32 and float64).
 LAYOUT_DTYPES = [
     pytest.param(layout, dtype, id=f"{layout}-{np.dtype(dtype).name}" if layout != "mixed_float32_float64" else layout)
@@ -148,8 +109,8 @@ def test_every_layout_gives_the_exact_loss_for_every_reduction_and_axis(backend,
                                                                         tmp_path):
     y_true, y_pred, full, per_sample = make_layout(layout, dtype, tmp_path)
     weights = _weights(weights_kind, full, per_sample)
-    before = _snapshot(y_true, y_pred, weights)
-    copies = _contiguous(y_true, y_pred, weights)
+    before = snapshot(y_true, y_pred, weights)
+    copies = contiguous(y_true, y_pred, weights)
     result_dtype = ref.loss_dtype(y_true, y_pred, weights)
     for kind, reduction in LOSS_REDUCTIONS:
         axes = [None] if reduction == "none" else _axes_for(y_pred.ndim)
@@ -171,7 +132,7 @@ def test_every_layout_gives_the_exact_loss_for_every_reduction_and_axis(backend,
                 ref.assert_ulp(result, expected, ref.loss_ulp(result_dtype))
             except AssertionError as error:
                 raise AssertionError(f"{where}: {error}") from None
-    assert _snapshot(y_true, y_pred, weights) == before, "an input was modified"
+    assert snapshot(y_true, y_pred, weights) == before, "an input was modified"
 
 
 def _expected_layout(y_pred, dtype):
@@ -185,11 +146,11 @@ def test_gradients_of_every_layout_match_the_reference_and_follow_y_pred(backend
                                                                          tmp_path):
     y_true, y_pred, full, per_sample = make_layout(layout, dtype, tmp_path, seed=1)
     weights = _weights(weights_kind, full, per_sample)
-    before = _snapshot(y_true, y_pred, weights)
-    copies = _contiguous(y_true, y_pred, weights)
+    before = snapshot(y_true, y_pred, weights)
+    copies = contiguous(y_true, y_pred, weights)
     grad_dtype = ref.grad_dtype(y_pred)
     for name, func in GRADS.items():
-        kind = _kind(name)
+        kind = kind_of(name)
         for reduction in ref.REDUCTIONS:
             where = f"{name}, reduction={reduction!r}"
             result = quiet(func, y_true, y_pred, weights, reduction=reduction)
@@ -203,20 +164,20 @@ def test_gradients_of_every_layout_match_the_reference_and_follow_y_pred(backend
             if isinstance(result, tuple):
                 ref.assert_ulp(result[0], ref.loss(kind, *copies, reduction),
                                ref.loss_ulp(ref.loss_dtype(y_true, y_pred, weights)))
-    assert _snapshot(y_true, y_pred, weights) == before, "an input was modified"
+    assert snapshot(y_true, y_pred, weights) == before, "an input was modified"
 
 
 @pytest.mark.parametrize("layout", ["transposed", "columns_step_3", "negative_strides_2d", "zero_strides",
                                     "transpose_permutation_3d", "memmap"])
 def test_l2_penalty_of_every_layout_matches_the_reference(backend, layout, tmp_path):
     params = make_layout(layout, np.float32, tmp_path, seed=2)[1]
-    before = _snapshot(params)
+    before = snapshot(params)
     ref.assert_ulp(fastl2.l2_penalty(params, 0.75), ref.l2_penalty(np.ascontiguousarray(params), 0.75), 1)
     grad = fastl2.l2_penalty_grad(params, 0.75)
     assert grad.shape == params.shape and grad.dtype == np.float32
     assert grad.strides == _expected_layout(params, np.float32)
     ref.assert_ulp(grad, ref.l2_penalty_grad(np.ascontiguousarray(params), 0.75), 1)
-    assert _snapshot(params) == before
+    assert snapshot(params) == before
 
 
 # --------------------------------------------------------------------------- out= of any layout
@@ -255,7 +216,7 @@ def test_out_may_be_any_writable_layout(backend, name, out_view, dtype, y_layout
             expected = ref.l2_penalty_grad(np.ascontiguousarray(y_pred), 0.5)
         else:
             result = quiet(GRADS[name], y_true, y_pred, weights, reduction=reduction, out=out)
-            expected = ref.grad(_kind(name), *_contiguous(y_true, y_pred, weights), reduction)
+            expected = ref.grad(kind_of(name), *contiguous(y_true, y_pred, weights), reduction)
         grad = result[1] if isinstance(result, tuple) else result
         assert grad is out, f"{name} must return out itself"
         ref.assert_ulp(out, expected, ref.grad_ulp(dtype))
@@ -288,7 +249,7 @@ def test_in_place_update_of_a_strided_y_pred(backend, name, reduction):
             "the loss must be computed from y_pred's values before the update"
         )
         expected = expected[1]
-    kind = "l2" if name == "l2_penalty_grad" else _kind(name)
+    kind = "l2" if name == "l2_penalty_grad" else kind_of(name)
     reference = (ref.l2_penalty_grad(values_before, 0.5) if kind == "l2"
                  else ref.grad(kind, y_true, values_before, weights, reduction))
     ref.assert_ulp(y_pred, reference, 1)
@@ -298,97 +259,7 @@ def test_in_place_update_of_a_strided_y_pred(backend, name, reduction):
     np.testing.assert_array_equal(check, untouched, err_msg="the in-place update wrote outside y_pred")
 
 
-# --------------------------------------------------------------------------- float16, integers, bools
-
-OTHER_DTYPES = {
-    "float16": (np.float16, np.float16, np.float16),
-    "f16_true_f32_pred": (np.float16, np.float32, None),
-    "int8": (np.int8, np.int8, None),
-    "int32": (np.int32, np.int32, np.int32),
-    "int64_true_f32_pred": (np.int64, np.float32, None),
-    "uint8": (np.uint8, np.uint8, np.uint8),
-    "f32_true_uint8_pred": (np.float32, np.uint8, None),
-    "bool": (bool, bool, None),
-    "bool_true_f16_pred": (bool, np.float16, np.float16),
-    "f16_true_int32_pred": (np.float16, np.int32, np.float16),
-}
-
-
-def _other(rng, dtype, shape, weights=False):
-    dtype = np.dtype(dtype)
-    if weights:
-        if dtype.kind in "iu":
-            return rng.integers(1, 4, shape).astype(dtype)
-        return rng.uniform(0.1, 2, shape).astype(dtype)
-    if dtype.kind == "u":
-        return rng.integers(0, 50, shape).astype(dtype)
-    return values(rng, dtype, shape)
-
-
-def _numba_other_dtypes_case(dtype_case, strided):
-    """Whether numba runs this case: the cases whose converted dtypes are a further float32 /
-    float64 mix (weights of another kernel dtype than y_true's; float32 y_true with integer
-    y_pred on the 1-d kernels) run on cython and numpy only (cases.py, "numba dtype mixes"): the
-    conversions are fastl2._plan's, the same for every backend, and numba keeps every input kind
-    (float16, int8, int32, int64, uint8, bool).  Converted inputs are fresh C-contiguous arrays:
-    the strided kernels run only when some input is float32/float64 already."""
-    dtypes = [np.dtype(d) for d in OTHER_DTYPES[dtype_case] if d is not None]
-    strided = strided and any(d.kind == "f" and d.itemsize >= 4 for d in dtypes)
-    return numba_runs_mix(*OTHER_DTYPES[dtype_case], strided=strided)
-
-
-@with_backends(
-    "dtype_case,strided",
-    [pytest.param(d, st, id=f"{d}-{st_id}") for d in OTHER_DTYPES
-     for st, st_id in ((False, "contiguous"), (True, "strided"))],
-    on_numba=_numba_other_dtypes_case,
-)
-def test_float16_integer_and_bool_inputs_follow_the_dtype_rule(backend, dtype_case, strided):
-    t_dt, p_dt, w_dt = OTHER_DTYPES[dtype_case]
-    rng = np.random.default_rng(len(dtype_case))
-    shape = (40, 6)
-    pick = (lambda a: a[::2, ::-3]) if strided else (lambda a: a)
-    big = (80, 18) if strided else shape
-    y_true, y_pred = pick(_other(rng, t_dt, big)), pick(_other(rng, p_dt, big))
-    weights = None if w_dt is None else pick(_other(rng, w_dt, big, weights=True))
-    assert y_pred.shape == shape
-    before = _snapshot(y_true, y_pred, weights)
-    loss_dtype = ref.loss_dtype(y_true, y_pred, weights)
-    grad_dtype = ref.grad_dtype(y_pred)
-    for kind, reduction in LOSS_REDUCTIONS:
-        for axis in ([None] if reduction == "none" else [None, 0, -1]):
-            result = quiet(LOSSES[kind], y_true, y_pred, weights, axis=axis, reduction=reduction)
-            assert np.asarray(result).dtype == loss_dtype, f"{kind}/{reduction}/axis={axis}: {np.asarray(result).dtype}"
-            if axis is None:
-                expected = ref.loss(kind, y_true, y_pred, weights, reduction)
-            else:
-                expected = ref.loss_axis(kind, y_true, y_pred, weights, reduction, axis)
-            ref.assert_ulp(result, expected, ref.loss_ulp(loss_dtype))
-    for name, func in GRADS.items():
-        for reduction in ref.REDUCTIONS:
-            result = quiet(func, y_true, y_pred, weights, reduction=reduction)
-            grad = result[1] if isinstance(result, tuple) else result
-            assert grad.dtype == grad_dtype and grad.shape == shape, f"{name}: {grad.dtype} {grad.shape}"
-            ref.assert_ulp(grad, ref.grad(_kind(name), y_true, y_pred, weights, reduction),
-                           ref.grad_ulp(grad_dtype))
-    grad = fastl2.l2_penalty_grad(y_pred, 0.5)
-    assert grad.dtype == grad_dtype
-    ref.assert_ulp(grad, ref.l2_penalty_grad(y_pred, 0.5), ref.grad_ulp(grad_dtype))
-    assert _snapshot(y_true, y_pred, weights) == before
-
-
 # --------------------------------------------------------------------------- no copies (tracemalloc)
-
-
-def _traced_peak(call):
-    call()  # first call outside: JIT compilation, lazy imports, the kernels' caches
-    tracemalloc.start()
-    try:
-        result = call()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak, result
 
 
 def _result_bytes(result):
@@ -434,7 +305,7 @@ NO_COPY_CALLS = {
 @pytest.mark.parametrize("call", list(NO_COPY_CALLS))
 def test_large_float32_inputs_of_any_layout_are_not_copied(backend, big_inputs, call):
     """A copy of any of these inputs would take 4 MB or more (up to 80 MB)."""
-    peak, result = _traced_peak(lambda: NO_COPY_CALLS[call](big_inputs))
+    peak, result = traced_peak(lambda: NO_COPY_CALLS[call](big_inputs))
     outputs = int(np.prod(np.shape(result[0] if isinstance(result, tuple) else result)))
     # Besides the result itself, a float64 loss sum and weight sum per output are fine (16 bytes per
     # output): they grow with the outputs, not with the inputs. Measured here: cython 0.8 MB and
@@ -451,176 +322,7 @@ def test_large_float32_inputs_of_any_layout_are_not_copied(backend, big_inputs, 
     )
 
 
-# --------------------------------------------------------------------------- DLPack, buffers, torch
-
-
-class DLPackOnly:
-    """An object convertible only through the DLPack protocol; counts the exports."""
-
-    def __init__(self, array):
-        self._array = array
-        self.exports = 0
-
-    def __dlpack__(self, *args, **kwargs):
-        self.exports += 1
-        return self._array.__dlpack__(*args, **kwargs)
-
-    def __dlpack_device__(self):
-        return self._array.__dlpack_device__()
-
-
-DLPACK_LAYOUTS = {
-    "contiguous": lambda a: a,
-    "transposed": lambda a: a.T,
-    "step_slice": lambda a: a[::2, 1::3],
-    "reversed": lambda a: a[::-1],
-}
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("layout", list(DLPACK_LAYOUTS))
-def test_dlpack_only_objects_are_read_in_place(backend, layout, dtype):
-    rng = np.random.default_rng(6)
-    y_true, y_pred = (DLPACK_LAYOUTS[layout]((rng.standard_normal((2000, 600)) * 3).astype(dtype)) for _ in range(2))
-    wrapped_true, wrapped_pred = DLPackOnly(y_true), DLPackOnly(y_pred)
-    copies = _contiguous(y_true, y_pred)
-    ref.assert_ulp(fastl2.mse(wrapped_true, wrapped_pred), ref.loss("mse", *copies), ref.loss_ulp(dtype))
-    ref.assert_ulp(fastl2.mae(wrapped_true, wrapped_pred, axis=0), ref.loss_axis("mae", *copies, axis=0),
-                   ref.loss_ulp(dtype))
-    loss, grad = fastl2.mse_and_grad(wrapped_true, wrapped_pred)
-    ref.assert_ulp(grad, ref.grad("mse", *copies), ref.grad_ulp(dtype))
-    assert wrapped_true.exports >= 3 and wrapped_pred.exports >= 3, "the objects were not read through __dlpack__"
-    # In place: a copy of one input would be several MB.
-    peak, _ = _traced_peak(lambda: fastl2.mse(wrapped_true, wrapped_pred, axis=-1))
-    assert peak < 1 * MB + 48 * y_pred.shape[0] + (4 * MB if backend == "numpy" else 0), (
-        f"reading __dlpack__ objects peaked at {peak / MB:.2f} MB: were they copied?"
-    )
-
-
-@pytest.mark.parametrize("typecode", ["d", "f", "i"])
-def test_array_array_inputs_work(backend, typecode):
-    rng = np.random.default_rng(7)
-    t = values(rng, np.float64, 1000) if typecode != "i" else rng.integers(-20, 20, 1000)
-    p = values(rng, np.float64, 1000) if typecode != "i" else rng.integers(-20, 20, 1000)
-    y_true, y_pred = array.array(typecode, t.tolist()), array.array(typecode, p.tolist())
-    as_np = [np.asarray(y_true), np.asarray(y_pred)]
-    result = fastl2.mse(y_true, y_pred)
-    dtype = ref.loss_dtype(*as_np)
-    assert type(result) is dtype.type
-    ref.assert_ulp(result, ref.loss("mse", *as_np), ref.loss_ulp(dtype))
-    grad = fastl2.mae_grad(y_true, y_pred)
-    assert grad.dtype == ref.grad_dtype(as_np[1])
-    ref.assert_ulp(grad, ref.grad("mae", *as_np), ref.grad_ulp(grad.dtype))
-
-
-@pytest.mark.parametrize("layout", ["contiguous", "strided", "2d_reversed_columns"])
-def test_memoryview_inputs_work(backend, layout):
-    rng = np.random.default_rng(8)
-    base_t = (rng.standard_normal((50, 40)) * 3).astype(np.float32)
-    base_p = (rng.standard_normal((50, 40)) * 3).astype(np.float32)
-    pick = {"contiguous": lambda a: a, "strided": lambda a: a[::2], "2d_reversed_columns": lambda a: a[:, ::-1]}[layout]
-    y_true, y_pred = pick(base_t), pick(base_p)
-    copies = _contiguous(y_true, y_pred)
-    result = fastl2.mse(memoryview(y_true), memoryview(y_pred), axis=0)
-    assert result.dtype == np.float32
-    ref.assert_ulp(result, ref.loss_axis("mse", *copies, axis=0), 1)
-    ref.assert_ulp(fastl2.mae(memoryview(y_true), memoryview(y_pred)), ref.loss("mae", *copies), 1)
-
-
-TORCH_LAYOUTS = {
-    "contiguous": lambda x: x,
-    "transposed": lambda x: x.t(),
-    "sliced": lambda x: x[::2, 1::3],
-    "sliced_transposed": lambda x: x[1::3].t(),
-}
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("layout", list(TORCH_LAYOUTS))
-def test_torch_cpu_tensors_are_read_in_place(backend, layout, dtype):
-    torch = pytest.importorskip("torch", reason="PyTorch is an optional peer; not installed here")
-    generator = torch.Generator().manual_seed(9)
-    make = lambda: TORCH_LAYOUTS[layout](torch.randn(3000, 500, generator=generator, dtype=getattr(torch, dtype)) * 3)
-    y_true, y_pred = make(), make()
-    copies = [np.ascontiguousarray(x.numpy()) for x in (y_true, y_pred)]
-    np_dtype = np.dtype(dtype)
-    result = fastl2.mse(y_true, y_pred)
-    assert type(result) is np_dtype.type
-    ref.assert_ulp(result, ref.loss("mse", *copies), ref.loss_ulp(np_dtype))
-    ref.assert_ulp(fastl2.mae(y_true, y_pred, axis=0), ref.loss_axis("mae", *copies, axis=0), ref.loss_ulp(np_dtype))
-    loss, grad = fastl2.mse_and_grad(y_true, y_pred, reduction="sum")
-    assert isinstance(grad, np.ndarray) and grad.shape == tuple(y_pred.shape) and grad.dtype == np_dtype
-    ref.assert_ulp(grad, ref.grad("mse", *copies, reduction="sum"), ref.grad_ulp(np_dtype))
-    # In place: torch's own memory is not traced, but a NumPy copy of an input (several MB) would be.
-    peak, _ = _traced_peak(lambda: fastl2.mse(y_true, y_pred, axis=0))
-    assert peak < 1 * MB + 48 * y_pred.shape[1] + (4 * MB if backend == "numpy" else 0), (
-        f"reading torch tensors peaked at {peak / MB:.2f} MB of traced memory: were they copied?"
-    )
-
-
-# --------------------------------------------------------------------------- more than 2**31 elements
-
-HUGE = 3 * 10**9  # > 2**31 (and zero strides: no memory)
-# The NumPy backend walks chunks of 16384 elements in Python, ~6.5 s per 2**31 elements on a 2-core
-# machine; it gets one 1-D case just above 2**31 (its index arithmetic is Python ints and int64 arrays).
-HUGE_NUMPY = 2**31 + 8193
-
-
-def _huge_pair(n):
-    return np.broadcast_to(np.float32(1.0), (n,)), np.broadcast_to(np.float32(1.5), (n,))
-
-
-@pytest.mark.parametrize("case", ["mse_mean", "mse_sum", "mae_mean"])
-def test_more_than_2_31_elements_are_all_counted(backend, case):
-    if backend == "numpy" and case != "mse_mean":
-        pytest.skip("the NumPy backend takes ~6.5 s per 2**31 elements: its one >2**31 case is mse_mean")
-    n = HUGE_NUMPY if backend == "numpy" else HUGE
-    y_true, y_pred = _huge_pair(n)
-    assert y_pred.size > 2**31
-    if case == "mse_mean":
-        result = fastl2.mse(y_true, y_pred)
-        assert type(result) is np.float32 and result == 0.25
-    elif case == "mse_sum":
-        result = fastl2.mse(y_true, y_pred, reduction="sum")
-        assert type(result) is np.float32 and result == np.float32(0.25 * n)  # 7.5e8: exact in float32
-        assert 0.25 * n == 7.5e8
-    else:
-        result = fastl2.mae(y_true, y_pred)
-        assert type(result) is np.float32 and result == 0.5
-
-
-HUGE_ROWS, HUGE_COLUMNS = 3 * 10**4, 10**5  # 3e9 elements
-
-
-@pytest.fixture(scope="module")
-def huge_rows():
-    rng = np.random.default_rng(10)
-    row_true = (rng.standard_normal((1, HUGE_COLUMNS)) * 3).astype(np.float32)
-    row_pred = (rng.standard_normal((1, HUGE_COLUMNS)) * 3).astype(np.float32)
-    return row_true, row_pred
-
-
-@pytest.mark.parametrize("axis", [0, -1])
-def test_more_than_2_31_elements_along_axes(backend, huge_rows, axis):
-    if backend == "numpy":
-        pytest.skip("the NumPy backend would take 15-80 s here (3e9 elements in Python-driven chunks); "
-                    "its >2**31 case is test_more_than_2_31_elements_are_all_counted[numpy-mse_mean]")
-    row_true, row_pred = huge_rows
-    y_true = np.broadcast_to(row_true, (HUGE_ROWS, HUGE_COLUMNS))  # every row the same: zero strides
-    y_pred = np.broadcast_to(row_pred, (HUGE_ROWS, HUGE_COLUMNS))
-    assert y_pred.size > 2**31
-    if axis == 0:
-        result = fastl2.mse(y_true, y_pred, axis=0)
-        # each column holds HUGE_ROWS copies of one element: its mean is that element's loss
-        expected = ref.loss_axis("mse", row_true, row_pred, None, "mean", 0)
-        assert result.shape == (HUGE_COLUMNS,)
-    else:
-        result = fastl2.mae(y_true, y_pred, axis=-1)
-        # every row is the same row: each output is the row's mean
-        expected = np.full(HUGE_ROWS, ref.loss("mae", row_true[0], row_pred[0]), dtype=object)
-        assert result.shape == (HUGE_ROWS,)
-    assert result.dtype == np.float32
-    ref.assert_ulp(result, expected, 1)
+# --------------------------------------------------------------------------- the strided pass with kept axes
 
 
 @pytest.mark.parametrize("shape,axes", [((3000, 4), (0,)), ((40, 300), (1,)), ((5, 7, 9), (0, 2))])

@@ -61,24 +61,26 @@ def problems(draw, with_weights=None):
     return y_true, y_pred, weights, reduction
 
 
+def _assert_every_loss_matches(problem, names, reference, max_ulp):
+    """Each loss's public function ``names[i]`` against ``reference`` (ref.loss or ref.grad)."""
+    y_true, y_pred, weights, reduction = problem
+    for kind, name in zip(LOSS_FUNCTIONS, names):
+        expected = reference(kind, y_true, y_pred, weights, reduction)
+        ref.assert_ulp(getattr(fastl2, name)(y_true, y_pred, weights, reduction=reduction), expected, max_ulp)
+
+
 @PROPERTY_SETTINGS
 @given(problem=problems())
 def test_every_loss_matches_the_exact_reference(backend, problem):
-    y_true, y_pred, weights, reduction = problem
-    dtype = ref.loss_dtype(y_true, y_pred, weights)
-    for kind, func in ((name, getattr(fastl2, name)) for name in LOSS_FUNCTIONS):
-        expected = ref.loss(kind, y_true, y_pred, weights, reduction)
-        ref.assert_ulp(func(y_true, y_pred, weights, reduction=reduction), expected, ref.loss_ulp(dtype))
+    dtype = ref.loss_dtype(*problem[:3])
+    _assert_every_loss_matches(problem, LOSS_FUNCTIONS, ref.loss, ref.loss_ulp(dtype))
 
 
 @PROPERTY_SETTINGS
 @given(problem=problems())
 def test_gradients_match_the_exact_reference(backend, problem):
-    y_true, y_pred, weights, reduction = problem
-    g_dtype = ref.grad_dtype(y_pred)
-    for kind, func in ((kind, getattr(fastl2, name)) for kind, name in zip(LOSS_FUNCTIONS, GRAD_FUNCTIONS)):
-        expected = ref.grad(kind, y_true, y_pred, weights, reduction)
-        ref.assert_ulp(func(y_true, y_pred, weights, reduction=reduction), expected, ref.grad_ulp(g_dtype))
+    g_dtype = ref.grad_dtype(problem[1])
+    _assert_every_loss_matches(problem, GRAD_FUNCTIONS, ref.grad, ref.grad_ulp(g_dtype))
 
 
 @PROPERTY_SETTINGS
