@@ -1,5 +1,4 @@
-"""Configuration (backends, threads, environment variables),
-import side effects and the CLI."""
+"""Configuration (backends, threads, environment variables), import side effects and the CLI."""
 from __future__ import annotations
 
 import importlib
