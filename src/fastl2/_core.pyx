@@ -310,13 +310,18 @@ PARAMETER_NAMES = tuple([None if loss.parameter is None else loss.parameter.name
                          for loss in _losses.LOSSES])
 
 
+cdef bint has_parameter[FL2_NLOSSES]
+for _code, _name in enumerate(PARAMETER_NAMES):
+    has_parameter[_code] = _name is not None
+
+
 cdef inline bint fast_param(fl2_loss loss, object param):
-    return PARAMETER_NAMES[<int>loss] is None or (
+    return not has_parameter[<int>loss] or (
         type(param) is float and 0.0 < <double>param <= DBL_MAX)
 
 
 cdef object planned_call(fl2_loss loss, str name, object param, tuple args, dict kwargs):
-    if PARAMETER_NAMES[<int>loss] is not None:
+    if has_parameter[<int>loss]:
         kwargs[PARAMETER_NAMES[<int>loss]] = param
     return planned(name)(*args, **kwargs)
 
