@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import as_strided
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -40,6 +41,42 @@ def test_out_overlapping_an_input_of_any_carrier_is_refused(backend, carrier, ro
         with pytest.raises(ValueError, match=f"out overlaps {role}"):
             getattr(fastl2, function)(args["y_true"], args["y_pred"], args["weights"], out=buf)
         np.testing.assert_array_equal(buf, before)
+
+
+SHARED = {  # layouts of out whose elements share memory
+    "zero stride": lambda: as_strided(np.zeros(1), (6, 5), (0, 0), writeable=True),
+    "broadcast row": lambda: as_strided(np.zeros(5), (6, 5), (0, 8), writeable=True),
+    "interleaved": lambda: as_strided(np.zeros(40), (6, 5), (16, 8), writeable=True),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(SHARED))
+def test_out_whose_elements_share_memory_is_refused(backend, layout):
+    """An out= whose elements share memory would keep one of several gradient elements:
+    refused by every function that takes out= (also as y_pred itself, in place)."""
+    y_true, y_pred = np.zeros((6, 5)), np.arange(30.0).reshape(6, 5)
+    for function in (*GRAD_FUNCTIONS, *AND_GRAD_FUNCTIONS):
+        out = SHARED[layout]()
+        with pytest.raises(ValueError, match="out has elements that share memory"):
+            getattr(fastl2, function)(y_true, y_pred, out=out)
+        assert not out.any()
+        with pytest.raises(ValueError, match="out has elements that share memory"):
+            getattr(fastl2, function)(y_true, out, out=out)
+    with pytest.raises(ValueError, match="out has elements that share memory"):
+        fastl2.l2_penalty_grad(y_pred, 0.5, out=SHARED[layout]())
+
+
+def test_out_whose_dims_interleave_without_sharing_is_accepted(backend):
+    """The positive control: dims that interleave (strides 16 and 24 bytes over 3 x 3
+    float64) but give every element its own place are a valid out=."""
+    y_true, y_pred = np.zeros((3, 3)), np.arange(9.0).reshape(3, 3)
+    out = as_strided(np.zeros(20), (3, 3), (16, 24), writeable=True)
+    for function in (*GRAD_FUNCTIONS, *AND_GRAD_FUNCTIONS):
+        result = getattr(fastl2, function)(y_true, y_pred, out=out)
+        grad = result[1] if isinstance(result, tuple) else result
+        assert grad is out
+        assert bits_equal(out, getattr(fastl2, function)(y_true, y_pred) if "and" not in function
+                          else getattr(fastl2, function)(y_true, y_pred)[1])
 
 
 @pytest.mark.parametrize("carrier", sorted(CARRIERS))

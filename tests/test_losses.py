@@ -102,3 +102,32 @@ def test_element_values_are_not_negative_and_derivative_signs_follow_d(loss):
 def test_parameter_checks_name_the_parameter(loss, bad, error):
     with pytest.raises(error, match=loss.parameter.name):
         loss.parameter.check(bad)
+
+
+WIDE_FLOAT = np.longdouble if np.finfo(np.longdouble).nmant > 52 else None
+
+
+@pytest.mark.skipif(WIDE_FLOAT is None, reason="np.longdouble is float64 on this platform")
+@pytest.mark.parametrize("loss", [loss for loss in LOSSES if loss.parameter is not None],
+                         ids=lambda loss: loss.name)
+def test_a_parameter_wider_than_float64_is_refused_by_every_function(backend, loss):
+    """A parameter with more precision than float64 (an x87 longdouble) is refused, as an array
+    of it is, never rounded silently; by the check and by every public function of the loss."""
+    value = WIDE_FLOAT(1) / WIDE_FLOAT(10)  # 0.1 in 64 bits: float64 would round it
+    assert float(value) != value
+    with pytest.raises(TypeError, match=f"{loss.parameter.name} is a {value.dtype}.*does not round"):
+        loss.parameter.check(value)
+    y_true, y_pred = np.zeros(8), np.linspace(-1, 1, 8)
+    for name in (loss.function, f"{loss.function}_grad", f"{loss.function}_and_grad"):
+        with pytest.raises(TypeError, match=loss.parameter.name):
+            getattr(fastl2, name)(y_true, y_pred, **{loss.parameter.name: value})
+
+
+@pytest.mark.parametrize("loss", [loss for loss in LOSSES if loss.parameter is not None],
+                         ids=lambda loss: loss.name)
+@pytest.mark.parametrize("bad", [10**400, -(10**400), "x" * 1000, [1.0] * 1000])
+def test_a_parameter_error_shows_a_bounded_value(loss, bad):
+    """However large the value given, the message quotes it in under ~200 characters."""
+    with pytest.raises((TypeError, ValueError), match=loss.parameter.name) as info:
+        loss.parameter.check(bad)
+    assert len(str(info.value)) < 200

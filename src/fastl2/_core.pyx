@@ -4,7 +4,8 @@
 Two kinds of entry point live here:
 
 * ``run`` and ``weight_sum`` execute a plan made by ``fastl2._plan`` (any arguments);
-* ``mse``, ``mae`` and their ``*_grad`` and ``*_and_grad`` functions are the public functions
+* ``mse``, ``mae``, ``huber`` and their ``*_grad`` and ``*_and_grad`` functions (one set per loss
+  of fastl2._losses, ``FAST_PATH_FUNCTIONS``) are the public functions
   themselves when this module is built (fastl2/__init__.py exports them): while this backend
   computes, the common call (C-contiguous float32/float64 arrays of one shape) is answered
   here without any Python-level work; every other call goes to the function of the same name
@@ -57,9 +58,6 @@ cdef int64_t GIL_RELEASE_MIN = 1 << 14
 # active.
 cdef bint fast_path_enabled = False
 
-#: The public functions this module has a fast path for.
-FAST_PATH_FUNCTIONS = ("mse", "mae", "mse_grad", "mae_grad", "mse_and_grad", "mae_and_grad",
-                       "huber", "huber_grad", "huber_and_grad")
 
 # fastl2._api, where every call the fast paths do not answer goes (imported on first use:
 # fastl2._api imports this module).
@@ -351,6 +349,13 @@ cdef object loss_grad(fl2_loss loss, str name, object param, object y_true, obje
     return result
 
 
+cdef extern from "fastl2.h" nogil:
+    # The codes (csrc/losses.h) of the losses with entry points below.
+    const fl2_loss FL2_SQUARED
+    const fl2_loss FL2_ABSOLUTE
+    const fl2_loss FL2_HUBER
+
+
 def mse(y_true, y_pred, weights=None, *, axis=None, reduction="mean"):
     return loss_value(FL2_SQUARED, "mse", 0.0, y_true, y_pred, weights, axis, reduction)
 
@@ -385,3 +390,10 @@ def mae_and_grad(y_true, y_pred, weights=None, *, reduction="mean", out=None):
 
 def huber_and_grad(y_true, y_pred, weights=None, *, delta=1.0, reduction="mean", out=None):
     return loss_grad(FL2_HUBER, "huber_and_grad", delta, y_true, y_pred, weights, reduction, out, True)
+
+
+#: The public functions this module has a fast path for (fastl2/__init__.py exports them).
+FAST_PATH_FUNCTIONS = tuple([name for loss in _losses.LOSSES
+                             for name in (loss.function, loss.function + "_grad",
+                                          loss.function + "_and_grad")
+                             if name in globals()])

@@ -10,10 +10,7 @@ cdef extern from "fastl2.h" nogil:
     ctypedef enum fl2_dtype:
         FL2_FLOAT32
         FL2_FLOAT64
-    ctypedef enum fl2_loss:
-        FL2_SQUARED
-        FL2_ABSOLUTE
-        FL2_HUBER
+    ctypedef enum fl2_loss:  # (each loss's code is declared beside its entry points, _core.pyx)
         FL2_NLOSSES
     ctypedef struct fl2_problem:
         fl2_loss loss

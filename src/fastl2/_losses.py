@@ -40,18 +40,32 @@ class Parameter:
 
     def check(self, value) -> float:
         """``value`` as a float, or TypeError/ValueError naming the parameter: a finite real
-        number > 0 (a Python or NumPy number, not a bool)."""
+        number > 0 (a Python or NumPy number, not a bool; not a float wider than float64,
+        which would be rounded)."""
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
             raise TypeError(
-                f"{self.name} must be a real number > 0; got {value!r} of type {type(value).__name__}"
+                f"{self.name} must be a real number > 0; got {_shown(value)} of type "
+                f"{type(value).__name__}"
+            )
+        if isinstance(value, np.floating) and np.finfo(value.dtype).nmant > 52:
+            raise TypeError(
+                f"{self.name} is a {value.dtype} ({np.finfo(value.dtype).nmant + 1}-bit "
+                "significand), more precision than fastl2 computes with (float64), and fastl2 "
+                f"does not round it silently; pass float({self.name}) if float64 is enough"
             )
         try:
             result = float(value)
         except OverflowError:
             result = math.inf
         if not 0.0 < result < math.inf:  # (also nan)
-            raise ValueError(f"{self.name} must be a finite real number > 0; got {value!r}")
+            raise ValueError(f"{self.name} must be a finite real number > 0; got {_shown(value)}")
         return result
+
+
+def _shown(value, limit: int = 60) -> str:
+    """``repr(value)``, its middle elided past ``limit`` characters (e.g. an int of 400 digits)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 4:]}"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Turn the arguments of a public call into a Plan, once, for every backend.
 
-Every check and every error message of the public API lives here; backends never re-validate.
+The checks of shapes, reductions, axes and ``out`` live here (how each argument is read:
+``fastl2._operands``); backends never re-validate.
 A Plan's arrays are native float32/float64.  When they are all C-contiguous (and nothing is
 reduced along an axis) the backends run their 1-d kernels over flat views (``Plan.flat``);
 every other layout and every axis reduction is described by a :class:`Strided` pass over the
@@ -347,6 +348,12 @@ def check_out(out, plan: Plan, pred_name: str = "y_pred") -> np.ndarray | None:
         )
     if not out.flags.writeable:
         raise ValueError("out is read-only; pass a writable array")
+    if _overlaps_itself(out):
+        raise ValueError(
+            f"out has elements that share memory (shape {out.shape}, strides {out.strides}): "
+            "each gradient element needs a place of its own; pass an array such as "
+            f"np.empty_like({pred_name})"
+        )
     names = ("y_true", pred_name, "weights")
     for name, memory, source in zip(names, plan.arrays, plan.sources):
         # both the memory read (a view of the input, or a converted copy) and the input's own
@@ -360,6 +367,30 @@ def check_out(out, plan: Plan, pred_name: str = "y_pred") -> np.ndarray | None:
             "must not overlap any other input"
         )
     return out
+
+
+def _overlaps_itself(a: np.ndarray) -> bool:
+    """Whether two elements of ``a`` share a byte (e.g. a zero stride, as np.broadcast_to
+    makes).  Dims taken by increasing |stride|, each must step past everything the smaller
+    ones span (the layouts NumPy makes); a layout that interleaves its dims otherwise is judged
+    exactly, by its element offsets (up to 2**22 elements; beyond, it counts as overlapping)."""
+    if a.size <= 1:
+        return False
+    dims = sorted((abs(stride), n) for stride, n in zip(a.strides, a.shape) if n > 1)
+    span = a.itemsize
+    for stride, n in dims:
+        if stride < span:
+            break
+        span += stride * (n - 1)
+    else:
+        return False
+    if a.size > 1 << 22:
+        return True
+    offsets = np.zeros(1, np.int64)
+    for stride, n in dims:
+        offsets = (offsets[:, None] + stride * np.arange(n, dtype=np.int64)).ravel()
+    offsets.sort()
+    return bool(np.any(np.diff(offsets) < a.itemsize))
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:

@@ -1,0 +1,280 @@
+"""The custom operator ``fastl2::loss``: loss and gradient in one fastl2 pass, with autograd.
+
+``torch.ops.fastl2.loss(input, target, weight, kind, reduction, delta, scale, want_grad)``
+returns ``(loss, grad)``:
+
+* ``loss``: ``scale * L`` where ``L`` is fastl2's ``kind`` loss (``"mse"``, ``"l1"`` or
+  ``"huber"`` with ``delta``) of ``d = input - target`` (weighted by ``weight`` when given),
+  reduced as fastl2 reduces (``"mean"``, ``"weighted_mean"``, ``"sum"``, ``"none"``: the
+  functions of :mod:`fastl2.torch` map PyTorch's reductions onto these); a 0-d tensor, or
+  input's shape and layout for ``"none"``; input's dtype. A ``"weighted_mean"`` whose weights sum
+  to 0 is inf or NaN, as PyTorch's division gives it (fastl2 itself refuses it).
+* ``grad``: when ``want_grad``, ``dL/dinput`` (without ``scale``: the backward multiplies
+  ``grad_output * scale`` in, a 0-d product for the reductions), computed in the same pass as the
+  loss; else an empty tensor. It is what the backward multiplies by ``grad_output``; it is not
+  differentiable itself.
+
+``input``, ``target`` and ``weight`` are CPU tensors of one floating dtype and one shape (the
+functions of :mod:`fastl2.torch` check and promote); they are read in place (NumPy views), the
+results are fastl2's arrays wrapped without a copy (``torch.from_numpy``). float16 and bfloat16
+compute on float32 copies for now, and come back in their own dtype.
+
+Autograd: ``d/dinput = grad_output * scale * grad``, ``d/dtarget = -d/dinput``, with no second
+pass over the data. With ``create_graph=True`` the backward is itself differentiable (the
+curvature term, exactly zero in value, carries the second derivative). ``weight`` is not
+differentiated here: :mod:`fastl2.torch`'s functions hand a weight that requires grad to
+``torch.nn.functional``.
+"""
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import fastl2
+
+KINDS = ("mse", "l1", "huber")
+REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _fastl2_functions(kind):
+    """(loss, loss_and_grad) of fastl2 for ``kind``, looked up at call time (the compiled entry
+    points replace fastl2's functions at import; tests wrap them)."""
+    name = "mae" if kind == "l1" else kind
+    return getattr(fastl2, name), getattr(fastl2, name + "_and_grad")
+
+
+def numpy_view(tensor: Tensor) -> np.ndarray:
+    """The tensor's memory as an ndarray (same data pointer and strides; never a copy)."""
+    if tensor.requires_grad:
+        tensor = tensor.detach()
+    if tensor.is_neg():
+        tensor = tensor.resolve_neg()  # a lazily negated view: the one case that is materialised
+    return tensor.numpy()
+
+
+def _like(result: Tensor, input: Tensor, dtype: torch.dtype) -> Tensor:
+    """``result`` with ``torch.empty_like(input, dtype=dtype)``'s dtype and strides (what the fake
+    implementation promises); ``result`` itself when it already has them (the usual case: fastl2
+    lays a result out like its ``y_pred``)."""
+    if result.dtype == dtype and result.stride() == input.stride():
+        return result
+    like = torch.empty_like(input, dtype=dtype)
+    if result.dtype == dtype and result.stride() == like.stride():
+        return result
+    return like.copy_(result)
+
+
+def _empty_results(input, reduction, want_grad):
+    """Results for no elements, as PyTorch gives them: a mean is NaN (silently), a sum 0."""
+    if reduction == "none":
+        loss = torch.empty_like(input)
+    else:
+        loss = torch.full((), 0.0 if reduction == "sum" else float("nan"), dtype=input.dtype)
+    return loss, (torch.empty_like(input) if want_grad else input.new_empty((0,)))
+
+
+def _compute(kind, y_true, y_pred, w, reduction, delta, want_grad):
+    loss_fn, grad_fn = _fastl2_functions(kind)
+    kwargs = {"delta": delta} if kind == "huber" else {}
+    if want_grad:
+        return grad_fn(y_true, y_pred, w, reduction=reduction, **kwargs)
+    return loss_fn(y_true, y_pred, w, reduction=reduction, **kwargs), None
+
+
+def _loss_impl(
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor],
+    kind: str,
+    reduction: str,
+    delta: float,
+    scale: float,
+    want_grad: bool,
+) -> tuple[Tensor, Tensor]:
+    if kind not in KINDS:
+        raise ValueError(f"fastl2::loss: kind must be one of {KINDS}, got {kind!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"fastl2::loss: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if target.dtype != input.dtype or (weight is not None and weight.dtype != input.dtype):
+        raise TypeError("fastl2::loss: input, target and weight must have one dtype "
+                        "(fastl2.torch's functions promote them)")
+    dtype = input.dtype
+    if input.numel() == 0:
+        return _empty_results(input, reduction, want_grad)
+    if dtype in _HALF:  # native half-precision kernels: a later part of issue 17
+        source, input, target = input, input.float(), target.float()
+        weight = None if weight is None else weight.float()
+    else:
+        source = input
+    y_true, y_pred = numpy_view(target), numpy_view(input)
+    w = None if weight is None else numpy_view(weight)
+    try:
+        value, grad = _compute(kind, y_true, y_pred, w, reduction, delta, want_grad)
+        divisor = None
+    except ValueError:
+        if reduction != "weighted_mean":
+            raise
+        # fastl2 refuses a zero weight sum; PyTorch divides by it (inf / NaN): the sum, then that.
+        value, grad = _compute(kind, y_true, y_pred, w, "sum", delta, want_grad)
+        divisor = weight.sum(dtype=torch.float64)
+    result = torch.from_numpy(np.asarray(value))
+    if divisor is not None:
+        result = (result / divisor).to(result.dtype)
+        grad = None if grad is None else torch.from_numpy(grad).div_(divisor.to(input.dtype))
+    elif grad is not None:
+        grad = torch.from_numpy(grad)  # fastl2's gradient array, wrapped: no copy
+    if scale != 1.0:
+        result = result.mul_(scale) if reduction == "none" else result * scale
+    if reduction == "none":
+        result = _like(result, source, dtype)
+    elif result.dtype != dtype:
+        result = result.to(dtype)
+    if grad is None:
+        return result, source.new_empty((0,))
+    return result, _like(grad, source, dtype)
+
+
+# The operator: its CPU kernel is _loss_impl (fastl2), its fake kernel below, its autograd at the end.
+loss = torch.library.custom_op("fastl2::loss", _loss_impl, mutates_args=(), device_types="cpu")
+
+
+@loss.register_fake
+def _loss_fake(input, target, weight, kind, reduction, delta, scale, want_grad):
+    result = torch.empty_like(input) if reduction == "none" else input.new_empty(())
+    return result, (torch.empty_like(input) if want_grad else input.new_empty((0,)))
+
+
+def _setup_context(ctx, inputs, output):
+    input, target, weight, kind, reduction, delta, scale, want_grad = inputs
+    grad = output[1]
+    ctx.mark_non_differentiable(grad)
+    ctx.set_materialize_grads(False)  # no zeros the size of the input for the grad output
+    ctx.save_for_backward(input, target, weight, grad)
+    ctx.params = (kind, reduction, delta, scale, want_grad)
+
+
+def _curvature(kind, reduction, delta, input, target, weight):
+    """The diagonal of d²L/dinput², detached (L1's is 0: not called for it)."""
+    d = (input - target).detach()
+    h = torch.full_like(d, 2.0) if kind == "mse" else (d.abs() < delta).to(d.dtype)
+    if weight is not None:
+        h = h * weight.detach()
+    if reduction == "mean":
+        h = h / d.numel()
+    elif reduction == "weighted_mean":
+        h = h / (d.numel() if weight is None else weight.detach().sum())
+    return h
+
+
+def _gradients(ctx, grad_loss, input, target, weight, grad, in_place):
+    """The backward of both routes: ``grad_output * scale * grad`` for input, its negation for
+    target. ``in_place``: ``grad`` is the backward's own to overwrite (the eager route)."""
+    kind, reduction, delta, scale, want_grad = ctx.params
+    if ctx.needs_input_grad[2]:
+        raise RuntimeError(
+            "fastl2::loss does not differentiate its weight: fastl2.torch's functions hand a "
+            "weight that requires grad to torch.nn.functional; call them instead of the operator"
+        )
+    if grad_loss is None or not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
+        return (None,) * 8
+    if not want_grad:
+        raise RuntimeError("fastl2::loss was called with want_grad=False: it computed no gradient "
+                           "to differentiate with (fastl2.torch's functions set it)")
+    factor = grad_loss * scale if scale != 1.0 else grad_loss
+    if torch.is_grad_enabled():
+        if kind != "l1":
+            # create_graph=True: a term that is 0 in value and whose derivative is the curvature,
+            # so that the gradient is differentiable again (double backward, gradgradcheck).
+            e = input - target
+            grad = grad + _curvature(kind, reduction, delta, input, target, weight) * (e - e.detach())
+        d_input = factor * grad
+    elif in_place:  # no new memory (and no page faults): the gradient lands where fastl2 wrote it
+        d_input = grad.mul_(factor)
+    else:
+        d_input = factor * grad
+    d_target = -d_input if ctx.needs_input_grad[1] else None
+    return (d_input if ctx.needs_input_grad[0] else None, d_target, None, None, None, None, None, None)
+
+
+def _backward(ctx, grad_loss, _grad_of_grad):
+    input, target, weight, grad = ctx.saved_tensors
+    return _gradients(ctx, grad_loss, input, target, weight, grad, in_place=False)
+
+
+loss.register_autograd(_backward, setup_context=_setup_context)
+
+
+class Fastl2Loss(torch.autograd.Function):
+    """The operator's kernel and autograd formulas, applied without the dispatcher (eager only).
+
+    One difference: the gradient of the forward is kept on ``ctx`` (not saved for backward) and
+    the backward scales it in place, so the gradient handed on is the memory fastl2 wrote (from
+    fastl2's gradient cache: no fresh pages each step). A second backward through the same graph
+    (``retain_graph=True``) recomputes it: the same pass, the same bits.
+    """
+
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = _loss_impl(*inputs)
+        input, target, weight, kind, reduction, delta, scale, want_grad = inputs
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(input, target, weight)
+        ctx.params = (kind, reduction, delta, scale, want_grad)
+        ctx.grad = output[1]  # nobody else holds it: the caller keeps output[0] only
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_of_grad):
+        input, target, weight = ctx.saved_tensors
+        grad, ctx.grad = ctx.grad, None  # the backward's own now (AccumulateGrad can take it)
+        kind, reduction, delta, _scale, want_grad = ctx.params
+        if grad is None and want_grad:  # retain_graph=True, second backward
+            grad = _loss_impl(input, target, weight, kind, reduction, delta, 1.0, True)[1]
+        return _gradients(ctx, grad_loss, input, target, weight, grad, in_place=True)
+
+
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+_is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+def under_functorch(*tensors) -> bool:
+    """Whether a torch.func transform (grad, vmap, jacrev, ...) wraps one of the tensors: PyTorch's
+    custom operators with a registered autograd do not support those transforms (torch 2.13), so
+    fastl2.torch's functions hand such calls to torch.nn.functional."""
+    if torch.compiler.is_compiling():
+        return False
+    return any(t is not None and _is_functorch_wrapped(t) for t in tensors)
+
+
+def _eager(*tensors) -> bool:
+    """Whether nothing but eager autograd will see this call: not compiling or tracing, no
+    dispatch mode (FakeTensorMode, FlopCounterMode, ...), plain tensors (no subclass, no
+    functorch transform). Anything else must see the operator itself."""
+    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() or torch._C._get_tracing_state():
+        return False
+    return all(t is None or (type(t) in _PLAIN_TYPES and not _is_functorch_wrapped(t)) for t in tensors)
+
+
+def loss_value(input, target, weight, kind, reduction, delta, scale, want_grad) -> Tensor:
+    """The loss of ``fastl2::loss`` (its first output), with autograd.
+
+    Under ``torch.compile``, tracing, dispatch modes, tensor subclasses and functorch transforms,
+    this is the custom operator. In plain eager calls it runs the operator's own kernel and
+    autograd formulas (the same functions, so the same bits) without the dispatcher's per-call
+    cost (tens of microseconds): directly when no gradient is wanted, else through an
+    ``autograd.Function``.
+    """
+    args = (input, target, weight, kind, reduction, delta, scale, want_grad)
+    if not _eager(input, target, weight):
+        return loss(*args)[0]
+    if want_grad:
+        return _apply(*args)[0]
+    return _loss_impl(*args)[0]
+
+
+# autograd.Function.apply's C base: Function.apply adds only functorch's handling (wrapped tensors,
+# active transforms), which _eager has ruled out, at a cost of some 10 µs per call.
+_apply = super(torch.autograd.Function, Fastl2Loss).apply

@@ -1,0 +1,199 @@
+"""fastl2.torch's functions against torch.nn.functional (values and gradients) and against the exact
+reference: every loss and reduction, weights or not, layouts, shapes 0-d..3-d, float32/float64,
+the half dtypes through float32, and random cases (hypothesis)."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is an optional dependency: pip install 'fastl2[torch]'")
+
+import numpy as np  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+import fastl2  # noqa: E402
+import fastl2.torch as ft  # noqa: E402
+import reference as ref  # noqa: E402
+
+FUNCTIONS = {"mse": ft.mse_loss, "l1": ft.l1_loss, "huber": ft.huber_loss, "smooth_l1": ft.smooth_l1_loss}
+REFERENCE = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss, "smooth_l1": F.smooth_l1_loss}
+WEIGHTED = ("mse", "l1", "huber")
+NAME_WEIGHTED = [(n, False) for n in FUNCTIONS] + [(n, True) for n in WEIGHTED]
+REDUCTIONS = ("mean", "sum", "none")
+TOLERANCE = {torch.float32: dict(rtol=2e-6, atol=1e-6), torch.float64: dict(rtol=1e-13, atol=1e-14)}
+SHAPE_LAYOUTS = [((), "contiguous"), ((7,), "sliced"), ((6, 5), "contiguous"), ((5, 4), "transposed"),
+                 ((3, 4, 5), "sliced"), ((3, 4, 5), "transposed")]
+
+
+def layout(kind, shape, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "contiguous":
+        return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    if kind == "transposed":
+        base = torch.randn(tuple(reversed(shape)), generator=g, dtype=torch.float64).to(dtype)
+        return base.permute(tuple(reversed(range(len(shape)))))
+    big = torch.randn(tuple(2 * s + 1 for s in shape), generator=g, dtype=torch.float64).to(dtype)
+    return big[tuple(slice(1, None, 2) for _ in shape)]  # "sliced": steps and an offset
+
+
+def inputs(shape, dtype, kind="contiguous", seed=0, scale=2.0):
+    x = (layout(kind, shape, dtype, seed) * scale).requires_grad_()
+    t = (layout(kind, shape, dtype, seed + 1) * scale).requires_grad_()
+    w = layout(kind, shape, dtype, seed + 2).abs() + 0.25
+    return x, t, w
+
+
+def kwargs_for(name, reduction, weight=None, delta=0.75, beta=0.5):
+    kwargs = {"reduction": reduction}
+    if weight is not None:
+        kwargs["weight"] = weight
+    if name == "huber":
+        kwargs["delta"] = delta
+    if name == "smooth_l1":
+        kwargs["beta"] = beta
+    return kwargs
+
+
+def value_and_grads(function, x, t, **kwargs):
+    x, t = x.detach().requires_grad_(), t.detach().requires_grad_()
+    value = function(x, t, **kwargs)
+    value.backward(torch.ones_like(value))
+    return value.detach(), x.grad, t.grad
+
+
+# --------------------------------------------------------------------------- against torch.nn.functional
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("shape, kind", SHAPE_LAYOUTS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name, weighted", NAME_WEIGHTED)
+def test_matches_torch_values_and_gradients(name, weighted, reduction, shape, kind, dtype):
+    x, t, w = inputs(shape, dtype, kind)
+    kwargs = kwargs_for(name, reduction, w if weighted else None)
+    ours = value_and_grads(FUNCTIONS[name], x, t, **kwargs)
+    theirs = value_and_grads(REFERENCE[name], x, t, **kwargs)
+    assert ours[0].dtype == dtype and ours[0].shape == theirs[0].shape
+    assert ours[0].shape == (shape if reduction == "none" else ())
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, **TOLERANCE[dtype])
+    if reduction == "none":  # laid out like the input (what the fake kernel promises)
+        assert ours[0].stride() == torch.empty_like(x).stride()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name, weighted", NAME_WEIGHTED)
+def test_bits_are_fastl2s(name, weighted, reduction):
+    """The loss is fastl2's NumPy result, bit for bit; the gradient is fastl2's gradient."""
+    x, t, w = inputs((9, 4), torch.float32, "transposed")
+    value, grad, target_grad = value_and_grads(FUNCTIONS[name], x, t, **kwargs_for(name, reduction, w if weighted else None))
+    fl2_reduction = "weighted_mean" if (weighted and reduction == "mean" and name != "huber") else reduction
+    call = {"mse": fastl2.mse_and_grad, "l1": fastl2.mae_and_grad}.get(name)
+    args = (t.detach().numpy(), x.detach().numpy(), w.numpy() if weighted else None)
+    if call is None:  # huber, and smooth_l1 = huber(delta=beta) / beta (beta = 0.5: exact)
+        delta = 0.75 if name == "huber" else 0.5
+        expected, expected_grad = fastl2.huber_and_grad(*args, delta=delta, reduction=fl2_reduction)
+        if name == "smooth_l1":
+            expected, expected_grad = expected / np.float32(0.5), expected_grad / np.float32(0.5)
+    else:
+        expected, expected_grad = call(*args, reduction=fl2_reduction)
+    assert np.array_equal(value.numpy(), expected) and np.array_equal(grad.numpy(), expected_grad)
+    assert torch.equal(target_grad, -grad)
+
+
+# --------------------------------------------------------------------------- the exact reference
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name, weighted", NAME_WEIGHTED)
+def test_against_the_exact_reference(name, weighted, reduction, dtype):
+    x, t, w = inputs((5, 6, 3), dtype, "sliced", seed=3)
+    beta = 2.0  # a power of two: dividing by it is exact
+    kwargs = kwargs_for(name, reduction, w if weighted else None, beta=beta)
+    value, grad, _ = value_and_grads(FUNCTIONS[name], x, t, **kwargs)
+    ref_kind = {"mse": "mse", "l1": "mae", "huber": "huber", "smooth_l1": "huber"}[name]
+    delta = {"huber": 0.75, "smooth_l1": beta}.get(name, 1.0)
+    fl2_reduction = "weighted_mean" if (weighted and reduction == "mean" and name != "huber") else reduction
+    args = (t.detach().numpy(), x.detach().numpy(), w.numpy() if weighted else None, fl2_reduction)
+    expected = ref.loss(ref_kind, *args, delta=delta)
+    expected_grad = ref.grad(ref_kind, *args, delta=delta)
+    if name == "smooth_l1":
+        expected, expected_grad = expected / beta, expected_grad / beta
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    ref.assert_ulp(value.numpy(), expected, ref.loss_ulp(np_dtype))
+    ref.assert_ulp(grad.numpy(), expected_grad, ref.grad_ulp(np_dtype))
+
+
+# --------------------------------------------------------------------------- half precision
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name, weighted", NAME_WEIGHTED)
+def test_half_dtypes_compute_in_float32(name, weighted, reduction, dtype):
+    """float16/bfloat16: the float32 computation of the same values, rounded once to the dtype
+    (results and gradients); close to PyTorch's own half-precision loss."""
+    x, t, w = inputs((8, 5), dtype, "transposed", scale=1.0)
+    kwargs = kwargs_for(name, reduction, w if weighted else None, beta=2.0)
+    value, grad, target_grad = value_and_grads(FUNCTIONS[name], x, t, **kwargs)
+    kwargs32 = kwargs_for(name, reduction, w.float() if weighted else None, beta=2.0)
+    value32, grad32, _ = value_and_grads(FUNCTIONS[name], x.float(), t.float(), **kwargs32)
+    assert value.dtype == grad.dtype == target_grad.dtype == dtype
+    assert torch.equal(value, value32.to(dtype)) and torch.equal(grad, grad32.to(dtype))
+    theirs = value_and_grads(REFERENCE[name], x, t, **kwargs)
+    for a, b in zip((value, grad), theirs[:2]):
+        torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-3)
+
+
+# --------------------------------------------------------------------------- empty inputs
+
+
+@pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 2, 2)])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name, weighted", NAME_WEIGHTED)
+def test_empty_inputs_as_pytorch(name, weighted, reduction, shape, recwarn):
+    """A mean of nothing is NaN, silently (PyTorch's answer; fastl2's NumPy API warns), a sum 0."""
+    x, t, w = inputs(shape, torch.float32)
+    kwargs = kwargs_for(name, reduction, w if weighted else None)
+    ours = value_and_grads(FUNCTIONS[name], x, t, **kwargs)
+    theirs = value_and_grads(REFERENCE[name], x, t, **kwargs)
+    assert not [w for w in recwarn if "fastl2" in str(w.filename) or "Mean of empty" in str(w.message)]
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, equal_nan=True)
+    if reduction == "mean":
+        assert torch.isnan(ours[0])
+
+
+# --------------------------------------------------------------------------- random cases
+
+
+@st.composite
+def cases(draw):
+    shape = tuple(draw(st.lists(st.integers(0, 5), max_size=3)))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    finite = st.floats(-1e3, 1e3, width=32)
+    x = draw(hnp.arrays(dtype, shape, elements=finite))
+    t = draw(hnp.arrays(dtype, shape, elements=finite))
+    name = draw(st.sampled_from(list(FUNCTIONS)))
+    weighted = name in WEIGHTED and draw(st.booleans())
+    w = draw(hnp.arrays(dtype, shape, elements=st.floats(0.125, 4.0, width=32))) if weighted else None
+    reduction = draw(st.sampled_from(REDUCTIONS))
+    parameter = draw(st.sampled_from([0.25, 1.0, 3.0]))
+    return name, torch.from_numpy(x), torch.from_numpy(t), w if w is None else torch.from_numpy(w), reduction, parameter
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_random_cases_match_torch(case):
+    name, x, t, w, reduction, parameter = case
+    kwargs = kwargs_for(name, reduction, w, delta=parameter, beta=parameter)
+    ours = value_and_grads(FUNCTIONS[name], x, t, **kwargs)
+    theirs = value_and_grads(REFERENCE[name], x, t, **kwargs)
+    # float32: PyTorch rounds d = x - t to float32 first, fastl2 does not; gradients at l1's and
+    # Huber's kinks agree (both take sign(0) = 0 and the quadratic side at |d| = delta).
+    tolerance = dict(rtol=1e-5, atol=1e-3) if x.dtype == torch.float32 else dict(rtol=1e-12, atol=1e-9)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, equal_nan=True, **tolerance)
