@@ -88,6 +88,20 @@ def _promoted(*tensors):
     return dtype
 
 
+def _weighted_loss(name, kind, torch_function, input, target, size_average, reduce, reduction,
+                   weight):
+    """mse_loss and l1_loss after the __torch_function__ hand-off: the checks, the legacy
+    reduction arguments, then the operator (or ``torch_function`` where it does not apply)."""
+    _check_tensors(name, input, target, weight)
+    if size_average is not None or reduce is not None:
+        reduction = _Reduction.legacy_get_string(size_average, reduce)
+    reduction = _check_reduction(reduction, weight is not None)
+    return _run(
+        name, kind, input, target, weight, reduction, _promoted(input, target, weight),
+        lambda r: torch_function(input, target, reduction=r, weight=weight),
+    )
+
+
 def mse_loss(
     input: Tensor,
     target: Tensor,
@@ -115,14 +129,8 @@ def mse_loss(
             mse_loss, (input, target, weight), input, target,
             size_average=size_average, reduce=reduce, reduction=reduction, weight=weight,
         )
-    _check_tensors("mse_loss", input, target, weight)
-    if size_average is not None or reduce is not None:
-        reduction = _Reduction.legacy_get_string(size_average, reduce)
-    reduction = _check_reduction(reduction, weight is not None)
-    return _run(
-        "mse_loss", "mse", input, target, weight, reduction, _promoted(input, target, weight),
-        lambda r: F.mse_loss(input, target, reduction=r, weight=weight),
-    )
+    return _weighted_loss("mse_loss", "mse", F.mse_loss, input, target, size_average, reduce,
+                          reduction, weight)
 
 
 def l1_loss(
@@ -147,14 +155,8 @@ def l1_loss(
             l1_loss, (input, target, weight), input, target,
             size_average=size_average, reduce=reduce, reduction=reduction, weight=weight,
         )
-    _check_tensors("l1_loss", input, target, weight)
-    if size_average is not None or reduce is not None:
-        reduction = _Reduction.legacy_get_string(size_average, reduce)
-    reduction = _check_reduction(reduction, weight is not None)
-    return _run(
-        "l1_loss", "l1", input, target, weight, reduction, _promoted(input, target, weight),
-        lambda r: F.l1_loss(input, target, reduction=r, weight=weight),
-    )
+    return _weighted_loss("l1_loss", "l1", F.l1_loss, input, target, size_average, reduce,
+                          reduction, weight)
 
 
 def _real(name, arg, value):
