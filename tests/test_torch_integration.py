@@ -70,10 +70,13 @@ def test_training_step_bits_whatever_the_threads(name, restore_num_threads, rest
             model.zero_grad()
 
 
+@pytest.mark.skipif("cython" not in fastl2.available_backends(),
+                    reason="only the compiled backend shares PyTorch's OpenMP runtime (this install "
+                           "has no compiled module: the NumPy backend runs on one thread)")
 def test_fastl2_default_threads_follow_torch_set_num_threads():
-    """Unless fastl2.set_num_threads (or FASTL2_NUM_THREADS) says otherwise, fastl2 takes OpenMP's
-    default, which torch.set_num_threads sets: one knob for both. fastl2's own setting leaves
-    PyTorch's alone (fastl2 passes its count to each parallel region)."""
+    """Unless fastl2.set_num_threads (or FASTL2_NUM_THREADS) says otherwise, the compiled backend
+    takes OpenMP's default, which torch.set_num_threads sets: one knob for both. fastl2's own
+    setting leaves PyTorch's alone (fastl2 passes its count to each parallel region)."""
     code = (
         "import torch, fastl2\n"
         "torch.set_num_threads(1); a = fastl2.get_num_threads()\n"
