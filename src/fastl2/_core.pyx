@@ -58,7 +58,6 @@ cdef int64_t GIL_RELEASE_MIN = 1 << 14
 # active.
 cdef bint fast_path_enabled = False
 
-
 # fastl2._api, where every call the fast paths do not answer goes (imported on first use:
 # fastl2._api imports this module).
 cdef object api = None

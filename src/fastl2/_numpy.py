@@ -12,7 +12,6 @@ the compensated lanes' errors are TwoSum's, taken from consecutive running sums.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ._plan import BLOCK_SIZE, Plan
