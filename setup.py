@@ -2,7 +2,8 @@
 
 pyproject.toml holds the metadata; this file says only what it cannot:
 
-* the extension's sources and flags (C99, no FMA contraction, OpenMP when the compiler has it);
+* the extension's sources and flags (C11, no FMA contraction, POSIX threads for the pool, OpenMP
+  for its thread-count default when the compiler has it);
 * the fallback: without a working C compiler or Cython, or with FASTL2_NO_EXT=1, the install
   still succeeds and gives the pure-Python package, which runs on the NumPy backend.
 """
@@ -21,7 +22,7 @@ HERE = Path(__file__).parent
 # (one compiler process per core, see _compile_in_parallel) starts the long ones at once.
 CSRC = [
     "csrc/kernels_baseline.c", "csrc/kernels_avx2.c", "csrc/kernels_avx512.c",
-    "csrc/strided.c", "csrc/fastl2.c", "csrc/config.c",
+    "csrc/strided.c", "csrc/fastl2.c", "csrc/config.c", "csrc/pool.c",
 ]
 # Strict ISO C11 (not gnu11): GCC then keeps every a*b+c as two roundings (no FMA contraction), which is what
 # makes the kernels of every instruction-set level return the same bits.
@@ -74,21 +75,24 @@ def _compile_in_parallel(compiler):
 
 
 class BuildExt(build_ext):
-    """Adds OpenMP when the compiler has it; installs pure Python when nothing compiles."""
+    """Adds POSIX threads, and OpenMP when the compiler has it; installs pure Python when nothing
+    compiles."""
 
     def build_extensions(self):
         compiler = self.compiler
-        if compiler.compiler_type == "msvc":
-            flags, omp = ["/O2", "/fp:precise"], (["/openmp"], [])
+        if compiler.compiler_type == "msvc":  # (no POSIX threads: csrc/pool.c runs serially)
+            flags, omp, threads = ["/O2", "/fp:precise"], (["/openmp"], []), []
         else:
-            flags, omp = list(BASE_FLAGS), (["-fopenmp"], ["-fopenmp"])
+            flags, omp, threads = list(BASE_FLAGS), (["-fopenmp"], ["-fopenmp"]), ["-pthread"]
+        flags += threads
         if os.environ.get("FASTL2_NO_OPENMP") != "1" and _compiles(compiler, omp[0], omp[1], OPENMP_PROBE):
-            _say("OpenMP found: kernels are multithreaded")
+            _say("OpenMP found: the default thread count follows OMP_NUM_THREADS and threadpoolctl")
             flags += omp[0]
             link = omp[1]
         else:
-            _say("OpenMP not available: kernels build serial (still correct)")
+            _say("OpenMP not available: the default thread count is the number of CPUs")
             link = []
+        link = threads + link
         for ext in self.extensions:
             ext.extra_compile_args = flags + list(ext.extra_compile_args or [])
             ext.extra_link_args = link + list(ext.extra_link_args or [])

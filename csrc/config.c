@@ -2,6 +2,8 @@
  * The driver's configuration: the kernels for this CPU (instruction-set levels), threads,
  * the thresholds, and the names of the losses.
  */
+#define _POSIX_C_SOURCE 200809L /* pthreads, clock_gettime, sysconf under -std=c11 */
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,8 +12,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(_OPENMP) && (defined(__unix__) || defined(__APPLE__))
+#if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
+#include <unistd.h>
 #define FL2_HAVE_ATFORK 1
 #endif
 
@@ -34,7 +37,7 @@ const fl2_block_fn *fl2_active_kernels = fl2_kernels_baseline;
 const fl2_columns_fn *fl2_active_columns = fl2_kernels_baseline_columns;
 const fl2_rows_fn *fl2_active_rows = fl2_kernels_baseline_rows;
 static const char *active_level = "baseline";
-static int requested_threads = 0; /* 0: OpenMP's default */
+static int requested_threads = 0; /* 0: the default (OpenMP's, else the CPUs) */
 static volatile int forked_child = 0;
 static int64_t parallel_threshold = FL2_DEFAULT_PARALLEL_THRESHOLD;
 static int64_t stream_min_bytes = FL2_DEFAULT_STREAM_MIN_BYTES;
@@ -119,9 +122,12 @@ const char *fl2_compiler(void)
 /* ---- threads ------------------------------------------------------------------------ */
 
 #ifdef FL2_HAVE_ATFORK
-/* GNU libgomp's pool does not survive fork(): a child entering a parallel region after the
- * parent used one waits forever for threads that no longer exist.  The child stays serial. */
-static void after_fork_in_child(void) { forked_child = 1; }
+/* The pool's helpers do not survive fork(): the child's pool starts over empty. */
+static void after_fork_in_child(void)
+{
+    forked_child = 1;
+    fl2_pool_after_fork_in_child();
+}
 #endif
 
 void fl2_init(void)
@@ -159,8 +165,14 @@ void fl2_set_num_threads(int nthreads) { requested_threads = nthreads > 0 ? nthr
 int fl2_get_num_threads(void)
 {
     if (requested_threads > 0) return requested_threads;
+    if (!fl2_pool_available()) return 1;
 #ifdef _OPENMP
+    /* OpenMP's default follows OMP_NUM_THREADS and threadpoolctl; reading it starts no
+     * OpenMP threads (fastl2's own are the pool's). */
     return omp_get_max_threads();
+#elif defined(_SC_NPROCESSORS_ONLN)
+    const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 1 ? (int)cpus : 1;
 #else
     return 1;
 #endif
@@ -176,14 +188,9 @@ void fl2_set_stream_threshold(int64_t bytes) { stream_min_bytes = bytes > 0 ? by
 
 int fl2_threads_for(int64_t n, int64_t nblocks, int nthreads)
 {
-#ifdef _OPENMP
-    if (forked_child || n < parallel_threshold) return 1;
+    if (!fl2_pool_available() || n < parallel_threshold) return 1;
     if (nthreads <= 0) nthreads = fl2_get_num_threads();
     return nblocks < nthreads ? (int)nblocks : nthreads;
-#else
-    (void)n; (void)nblocks; (void)nthreads;
-    return 1;
-#endif
 }
 
 #define FL2_LOSS_NAME_(NAME, name) #name,

@@ -4,9 +4,10 @@
 #define FASTL2_DRIVER_H
 
 #include "internal.h"
+#include "pool.h"
 
-/* The fewest blocks a thread takes at a time. */
-#define FL2_BLOCKS_PER_TASK 4
+/* The fewest blocks a thread claims at a time (pool.h). */
+#define FL2_BLOCKS_PER_TASK 1
 
 /* Block partials of calls up to this many blocks live on the stack. */
 #define FL2_STACK_BLOCKS 64

@@ -1,12 +1,33 @@
 /*
  * The driver of the 1-d passes: splits the n elements into fixed blocks, runs them serially
- * or on OpenMP threads, and combines the block partials in a fixed order.
+ * or on the thread pool (pool.h), and combines the block partials in a fixed order.
  */
 #include <stdlib.h>
 
 #include "driver.h"
 
 /* ---- one pass ------------------------------------------------------------------------- */
+
+typedef struct {
+    const fl2_problem *p;
+    const fl2_outputs *o;
+    fl2_mode mode;
+    fl2_block_fn kernel;
+    fl2_partial *part;
+} block_job;
+
+/* Blocks [first, last) of a pass (a task of fl2_parallel). */
+static int run_blocks(void *ctx, int64_t first, int64_t last)
+{
+    const block_job *job = (const block_job *)ctx;
+    const int64_t n = job->p->n;
+    for (int64_t b = first; b < last; b++) {
+        const int64_t start = b * FL2_BLOCK_SIZE;
+        const int64_t end = start + FL2_BLOCK_SIZE < n ? start + FL2_BLOCK_SIZE : n;
+        job->kernel(job->p, job->o, job->mode, start, end, job->part ? job->part + b : NULL);
+    }
+    return 0;
+}
 
 static int run(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, fl2_sums *sums,
                int nthreads)
@@ -28,25 +49,15 @@ static int run(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, fl2_su
         if (!part) return -1;
     }
 
+    const block_job job = {p, o, mode, kernel, part};
     const int nt = fl2_threads_for(n, nblocks, nthreads);
-    if (nt <= 1) {
-        for (int64_t b = 0; b < nblocks; b++) {
-            int64_t start = b * FL2_BLOCK_SIZE, end = start + FL2_BLOCK_SIZE < n ? start + FL2_BLOCK_SIZE : n;
-            kernel(p, o, mode, start, end, part ? part + b : NULL);
-        }
-    }
-#ifdef _OPENMP
-    else {
-        /* Guided: long contiguous runs first (what the prefetchers like), then ever smaller
-         * ones, so that on a shared machine a descheduled thread's blocks go to the others
-         * instead of stalling the call.  Who computes a block never changes its result. */
-#pragma omp parallel for schedule(guided, FL2_BLOCKS_PER_TASK) num_threads(nt)
-        for (int64_t b = 0; b < nblocks; b++) {
-            int64_t start = b * FL2_BLOCK_SIZE, end = start + FL2_BLOCK_SIZE < n ? start + FL2_BLOCK_SIZE : n;
-            kernel(p, o, mode, start, end, part ? part + b : NULL);
-        }
-    }
-#endif
+    /* Claims of one block up to a few hundred thousand elements (then up to 64 blocks, 2 MiB
+     * of float32 operands each, in 32 claims a thread at least): short claims keep the caller
+     * from waiting long for a helper the scheduler stops mid-claim, long ones keep the
+     * prefetchers on long runs of memory. */
+    int64_t grain = nblocks / (32 * (int64_t)nt);
+    grain = grain < FL2_BLOCKS_PER_TASK ? FL2_BLOCKS_PER_TASK : grain > 64 ? 64 : grain;
+    fl2_parallel(nblocks, grain, nt, run_blocks, (void *)&job);
 
     if (want_sums) {
         fl2_combine_partials(part, nblocks, sums);

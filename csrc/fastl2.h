@@ -1,5 +1,6 @@
 /*
- * fastl2 kernels: the whole C API, plain C11 (+ OpenMP when available), no Python.h.
+ * fastl2 kernels: the whole C API, plain C11 and POSIX threads (OpenMP, when available, only
+ * for the default thread count), no Python.h.
  *
  * Every call walks the n elements in fixed blocks of FL2_BLOCK_SIZE.  Inside a block,
  * element i is accumulated into float64 lane (i % FL2_LANES); lanes are combined in a
@@ -97,15 +98,16 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *layout, const fl2_ou
                     double *loss_sums, double *weight_sums, const fl2_values *values,
                     int nthreads);
 
-/* Chooses the best kernels for this CPU and makes forked children run serially; call once
- * before anything else. */
+/* Chooses the best kernels for this CPU and makes a fork()ed child's thread pool start over;
+ * call once before anything else. */
 void fl2_init(void);
 
-/* Threads: 0 means "use OpenMP's current default" (OMP_NUM_THREADS, threadpoolctl). */
+/* Threads: 0 means the default: OpenMP's (OMP_NUM_THREADS, threadpoolctl) when built with
+ * OpenMP, else the CPUs online; 1 without POSIX threads (pool.h). */
 void fl2_set_num_threads(int nthreads);
 int fl2_get_num_threads(void);
 int fl2_openmp_enabled(void);      /* 1 if built with OpenMP */
-int fl2_in_forked_child(void);     /* 1 after fork(): threads are not used any more */
+int fl2_in_forked_child(void);     /* 1 in a fork()ed child (its pool started over) */
 int64_t fl2_parallel_threshold(void);        /* elements; below it a call stays serial */
 void fl2_set_parallel_threshold(int64_t n);
 int64_t fl2_stream_threshold(void);          /* gradient bytes; from it on, streaming stores */

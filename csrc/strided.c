@@ -206,6 +206,19 @@ static int strided_items(const strided_call *c, int64_t first, int64_t last, fl2
     return 0;
 }
 
+typedef struct {
+    const strided_call *c;
+    fl2_partial *parts;
+    const sink *out;
+    int want_sums;
+} items_job;
+
+static int items_task(void *ctx, int64_t first, int64_t last)
+{
+    const items_job *job = (const items_job *)ctx;
+    return strided_items(job->c, first, last, job->parts, job->out, job->want_sums);
+}
+
 /* Runs that are contiguous columns of rows are summed a block of rows at a time, for up to
  * this many columns at once (their accumulators take 512 bytes per column). */
 #define FL2_MAX_COLUMNS 1024
@@ -265,6 +278,19 @@ static int columns_items(const strided_call *c, int64_t outputs, int64_t first, 
     return 0;
 }
 
+typedef struct {
+    const strided_call *c;
+    int64_t outputs;
+    fl2_partial *parts;
+    const sink *out;
+} columns_job;
+
+static int columns_task(void *ctx, int64_t first, int64_t last)
+{
+    const columns_job *job = (const columns_job *)ctx;
+    return columns_items(job->c, job->outputs, first, last, job->parts, job->out);
+}
+
 static int run_column_group(const strided_call *c, int64_t outputs, const sink *out,
                             int nthreads);
 
@@ -293,21 +319,9 @@ static int run_column_group(const strided_call *c, int64_t outputs, const sink *
     }
     int status = 0;
     const int nt = fl2_threads_for(outputs * c->reduced, c->nblocks, nthreads);
-    if (nt <= 1) {
-        status = columns_items(c, outputs, 0, c->nblocks, parts, out);
-    }
-#ifdef _OPENMP
-    else {
-        const int64_t per_task = c->nblocks / (4 * (int64_t)nt) > 0 ? c->nblocks / (4 * (int64_t)nt) : 1;
-        const int64_t ntasks = (c->nblocks + per_task - 1) / per_task;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) reduction(| : status)
-        for (int64_t t = 0; t < ntasks; t++) {
-            const int64_t first = t * per_task;
-            const int64_t last = first + per_task < c->nblocks ? first + per_task : c->nblocks;
-            status |= columns_items(c, outputs, first, last, parts, out);
-        }
-    }
-#endif
+    const int64_t grain = c->nblocks / (4 * (int64_t)nt) > 0 ? c->nblocks / (4 * (int64_t)nt) : 1;
+    const columns_job job = {c, outputs, parts, out};
+    status = fl2_parallel(c->nblocks, grain, nt, columns_task, (void *)&job);
     if (parts) {
         if (status == 0)
             for (int64_t o = 0; o < outputs; o++)
@@ -356,23 +370,24 @@ static void rows_items(const strided_call *c, int64_t first, int64_t last, const
     }
 }
 
+typedef struct {
+    const strided_call *c;
+    const sink *out;
+} rows_job;
+
+static int rows_task(void *ctx, int64_t first, int64_t last)
+{
+    const rows_job *job = (const rows_job *)ctx;
+    rows_items(job->c, first, last, job->out);
+    return 0;
+}
+
 static int run_rows(const strided_call *c, int64_t outputs, const sink *out, int nthreads)
 {
     const int nt = fl2_threads_for(outputs * c->reduced, outputs, nthreads);
-    if (nt <= 1) {
-        rows_items(c, 0, outputs, out);
-    }
-#ifdef _OPENMP
-    else {
-        const int64_t per_task = outputs / (8 * (int64_t)nt) > 64 ? outputs / (8 * (int64_t)nt) : 64;
-        const int64_t ntasks = (outputs + per_task - 1) / per_task;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-        for (int64_t t = 0; t < ntasks; t++) {
-            const int64_t first = t * per_task;
-            rows_items(c, first, first + per_task < outputs ? first + per_task : outputs, out);
-        }
-    }
-#endif
+    const int64_t grain = outputs / (8 * (int64_t)nt) > 64 ? outputs / (8 * (int64_t)nt) : 64;
+    const rows_job job = {c, out};
+    fl2_parallel(outputs, grain, nt, rows_task, (void *)&job);
     return 0;
 }
 
@@ -446,22 +461,10 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     }
     int status = 0;
     const int nt = fl2_threads_for(outputs * c.reduced, items, nthreads);
-    if (nt <= 1) {
-        status = strided_items(&c, 0, items, parts, &out, want_sums);
-    }
-#ifdef _OPENMP
-    else {
-        /* Contiguous ranges of work items per thread; who computes an item never changes it. */
-        const int64_t per_task = items / (8 * (int64_t)nt) > 0 ? items / (8 * (int64_t)nt) : 1;
-        const int64_t ntasks = (items + per_task - 1) / per_task;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) reduction(| : status)
-        for (int64_t t = 0; t < ntasks; t++) {
-            const int64_t first = t * per_task;
-            const int64_t last = first + per_task < items ? first + per_task : items;
-            status |= strided_items(&c, first, last, parts, &out, want_sums);
-        }
-    }
-#endif
+    /* Contiguous ranges of work items per claim; who computes an item never changes it. */
+    const int64_t grain = items / (8 * (int64_t)nt) > 0 ? items / (8 * (int64_t)nt) : 1;
+    const items_job job = {&c, parts, &out, want_sums};
+    status = fl2_parallel(items, grain, nt, items_task, (void *)&job);
     if (parts) {
         if (status == 0)
             for (int64_t i = 0; i < outputs; i++)

@@ -36,7 +36,11 @@ def config() -> dict[str, object]:
     else:
         facts["compiled kernels"] = "built"
         facts["compiler"] = core.compiler()
-        facts["openmp"] = "yes" if core.openmp_enabled() else "no (serial kernels)"
+        facts["thread pool"] = (
+            f"yes, {core.pool_size()} helper threads started" if core.threads_available()
+            else "no (serial kernels: no POSIX threads)")
+        facts["openmp"] = ("yes (the default thread count follows it)" if core.openmp_enabled()
+                           else "no (the default thread count is the CPUs')")
         facts["simd level"] = core.simd_level()
         facts["simd levels on this cpu"] = ", ".join(core.simd_levels_available())
         facts["parallel from"] = f"{core.parallel_threshold()} elements"
@@ -47,7 +51,7 @@ def config() -> dict[str, object]:
             f"{core.gradient_cache_limit_bytes() >> 20} MiB (fastl2.set_gradient_cache_limit)"
         )
         if core.in_forked_child():
-            facts["forked child"] = "yes: kernels run serially"
+            facts["forked child"] = "yes: its thread pool started over"
     return facts
 
 

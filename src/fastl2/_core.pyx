@@ -92,6 +92,21 @@ def openmp_enabled():
 def in_forked_child():
     return bool(fl2_in_forked_child())
 
+def threads_available():
+    """Whether this build has the thread pool (POSIX threads; csrc/pool.h)."""
+    return bool(fl2_pool_available())
+
+def pool_size():
+    """Helper threads started so far."""
+    return fl2_pool_size()
+
+def pool_spin():
+    return fl2_pool_spin()
+
+def set_pool_spin(int64_t ns):
+    """Nanoseconds an idle helper spins before it sleeps (bench/tune_thresholds.py)."""
+    fl2_pool_set_spin(ns)
+
 def parallel_threshold():
     return fl2_parallel_threshold()
 

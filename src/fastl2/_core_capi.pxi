@@ -62,3 +62,9 @@ cdef extern from "fastl2.h" nogil:
     int fl2_set_simd_level(const char *name)
     const char *fl2_compiler()
     const char *fl2_loss_name(int code)
+
+cdef extern from "pool.h" nogil:
+    int fl2_pool_available()
+    int fl2_pool_size()
+    void fl2_pool_set_spin(int64_t ns)
+    int64_t fl2_pool_spin()

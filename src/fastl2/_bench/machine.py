@@ -1,9 +1,10 @@
-"""The machine the numbers depend on: its description, its CPUs and its read bandwidth.
+"""The machine the numbers depend on: its description, its CPUs, its read bandwidth, its load.
 
 :func:`machine_info` records the CPU, the cores, fastl2's configuration, the peers' versions and
 the environment variables that change timings. :func:`all_cpus` lets thread pools started inside
 it use every CPU (see the package's notes on ``OMP_PROC_BIND``). :func:`measure_read_bandwidth`
-times a pure read of memory once per run: the reference line of the plot.
+times a pure read of memory once per run: the reference line of the plot. :func:`busy_load` keeps
+K CPU-bound processes spinning for ``--busy K``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -185,3 +188,66 @@ def measure_read_bandwidth(budget: float = DEFAULT_BUDGET_S) -> ReadBandwidth:
     call()  # first touch
     timing = time_call(call, budget)
     return ReadBandwidth(bytes_read / timing.seconds / 1e9, bytes_read, probe, how)
+
+
+# --------------------------------------------------------------------------------------------
+# A busy machine
+# --------------------------------------------------------------------------------------------
+
+#: The busy process: a pure-Python loop that spins until it is stopped, or until its parent is
+#: gone (its parent id changes), so that a benchmark killed outright leaves no spinner behind.
+SPIN = (
+    "import os\n"
+    "parent = os.getppid()\n"
+    "while os.getppid() == parent:\n"
+    "    for _ in range(200_000):\n"
+    "        pass\n"
+)
+STOP_TIMEOUT_S = 5.0  # after terminate(), wait this long before kill()
+
+
+def start_spinners(count: int) -> list[subprocess.Popen[bytes]]:
+    """Start ``count`` CPU-bound processes (:data:`SPIN`), each a fresh ``python -S -c``.
+
+    Each runs in a session of its own, so that Ctrl-C in the terminal reaches only the benchmark,
+    which stops them itself (:func:`stop_spinners`).
+    """
+    spinners: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            spinners.append(subprocess.Popen(
+                [sys.executable, "-S", "-c", SPIN], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    except BaseException:
+        stop_spinners(spinners)
+        raise
+    return spinners
+
+
+def stop_spinners(spinners: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate, then if need be kill, and reap every process of ``spinners``."""
+    for process in spinners:
+        if process.poll() is None:
+            process.terminate()
+    for process in spinners:
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def busy_load(count: int, settle_s: float = 0.2) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Keep ``count`` CPU-bound processes spinning for the duration of the block.
+
+    They are stopped on the way out however the block ends: normally, by an exception, or by
+    Ctrl-C (KeyboardInterrupt). ``settle_s`` gives them time to start before the block runs.
+    """
+    spinners: list[subprocess.Popen[bytes]] = []
+    try:
+        spinners.extend(start_spinners(count))
+        time.sleep(settle_s)
+        yield spinners
+    finally:
+        stop_spinners(spinners)

@@ -1,9 +1,16 @@
 """The methods a run times: fastl2 on each of its backends, and the peers that can run here.
 
-:func:`load_methods` selects them by key ("fastl2" and the keys of :data:`~.peers.PEERS`),
-imports the peers' libraries and starts their thread pools with every CPU allowed
-(:func:`~.machine.all_cpus`); :func:`set_threads` gives fastl2 and the threaded peers the same
-number of threads.
+:func:`load_methods` selects them by key (:data:`METHOD_KEYS`: "fastl2", "fastl2-numba" and the
+keys of :data:`~.peers.PEERS`), imports the peers' libraries and starts their thread pools with
+every CPU allowed (:func:`~.machine.all_cpus`); :func:`set_threads` gives fastl2 and the threaded
+peers the same number of threads.
+
+"fastl2" is fastl2 on its active backend (with an ``out=`` row for the gradient) and on each
+other compiled backend except Numba; "fastl2-numba" is fastl2 on its numba backend, which is not
+in :data:`DEFAULT_METHODS`: it compiles a kernel per op, dtype and size class on first use, about
+95 s in all for the default cells on a 2-core machine with a cold cache (measured 2026-11-30),
+more than the rest of the default run. Where Numba is fastl2's *active* backend (no compiled
+module), "fastl2" is that backend, compiled on first use.
 """
 
 from __future__ import annotations
@@ -33,6 +40,19 @@ def using_backend(name: str) -> Iterator[None]:
         fastl2.set_backend(previous)
 
 
+@contextmanager
+def _fastl2_threads(threads: int) -> Iterator[None]:
+    """fastl2 on ``threads`` threads for the duration of the block."""
+    import fastl2
+
+    previous = fastl2.get_num_threads()
+    fastl2.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        fastl2.set_num_threads(previous)
+
+
 def fastl2_method(backend: str, *, out: bool = False) -> Method:
     """fastl2 on ``backend``; with ``out=True`` the gradient goes into a buffer made beforehand."""
     import fastl2
@@ -54,6 +74,7 @@ def fastl2_method(backend: str, *, out: bool = False) -> Method:
         ops=frozenset({"grad"} if out else OPS),
         bind=bind,
         use=lambda: using_backend(backend),
+        one_thread=lambda: _fastl2_threads(1),
         describe={
             "mse": "fastl2.mse(a, b)",
             "wmse": "fastl2.mse(a, b, w)",
@@ -62,31 +83,51 @@ def fastl2_method(backend: str, *, out: bool = False) -> Method:
     )
 
 
-def fastl2_methods() -> list[Method]:
+#: Every method key: fastl2, fastl2 on its numba backend, then the peers.
+METHOD_KEYS = ("fastl2", "fastl2-numba", *PEERS)
+#: What ``python -m fastl2 bench`` times unless ``--methods`` says otherwise: all but fastl2's
+#: numba backend (see the module's docstring).
+DEFAULT_METHODS = ("fastl2", *PEERS)
+
+
+def fastl2_methods(numba: bool = True) -> list[Method]:
     """fastl2 on its active backend, then on each other compiled backend that is available.
 
     The NumPy backend gets a row only when it is the active one (no compiled backend, or chosen).
-    The active backend also gets an ``out=`` row for the gradient.
+    The active backend also gets an ``out=`` row for the gradient. ``numba=False`` leaves out the
+    numba backend unless it is the active one.
     """
     import fastl2
 
     active = fastl2.get_backend()
-    others = [b for b in fastl2.available_backends() if b not in ("numpy", active)]
+    others = [b for b in fastl2.available_backends()
+              if b not in ("numpy", active) and (numba or b != "numba")]
     return [fastl2_method(active), fastl2_method(active, out=True)] + [
         fastl2_method(b) for b in others
     ]
 
 
+def _fastl2_numba() -> list[Method]:
+    """fastl2 on its numba backend, the "fastl2-numba" key."""
+    import fastl2
+
+    if "numba" not in fastl2.available_backends():
+        raise Unavailable("fastl2's numba backend is not available (pip install numba)")
+    if fastl2.get_backend() == "numba":
+        raise Unavailable("fastl2's numba backend is its active one: the fastl2 rows time it")
+    return [fastl2_method("numba")]
+
+
 def load_methods(keys: Sequence[str] | None = None) -> tuple[list[Method], dict[str, str]]:
-    """The methods selected by ``keys`` ("fastl2" and :data:`PEERS` keys; all when None).
+    """The methods selected by ``keys`` (:data:`METHOD_KEYS`; all of them when None).
 
     Returns the methods that can run here and, for each one that cannot, the reason. The peers'
     libraries are imported, and their thread pools started, inside :func:`all_cpus`.
     """
-    keys = list(keys) if keys is not None else ["fastl2", *PEERS]
-    unknown = sorted(set(keys) - {"fastl2", *PEERS})
+    keys = list(keys) if keys is not None else list(METHOD_KEYS)
+    unknown = sorted(set(keys) - set(METHOD_KEYS))
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {['fastl2', *PEERS]}")
+        raise ValueError(f"unknown methods {unknown}; choose from {list(METHOD_KEYS)}")
     methods: list[Method] = []
     skipped: dict[str, str] = {}
     with all_cpus():
@@ -95,7 +136,12 @@ def load_methods(keys: Sequence[str] | None = None) -> tuple[list[Method], dict[
         fastl2.available_backends()  # imports the Numba backend, and Numba, if installed
         for key in keys:
             try:
-                methods.extend(fastl2_methods() if key == "fastl2" else [PEERS[key]()])
+                if key == "fastl2":
+                    methods.extend(fastl2_methods(numba=False))
+                elif key == "fastl2-numba":
+                    methods.extend(_fastl2_numba())
+                else:
+                    methods.append(PEERS[key]())
             except Unavailable as exc:
                 skipped[key] = str(exc)
     return methods, skipped
@@ -110,7 +156,7 @@ def set_threads(threads: int, methods: Sequence[Method]) -> None:
     keys = {m.key for m in methods}
     if "torch" in keys:
         importlib.import_module("torch").set_num_threads(threads)
-    if "numba" in keys:
+    if keys & {"numba", "numba-fastmath"}:
         numba = importlib.import_module("numba")
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     if "numexpr" in keys:

@@ -1,7 +1,10 @@
 """The peers: what a user would otherwise write, each as a :class:`Method` fastl2 is timed against.
 
 NumPy (the textbook expression, the baseline, and a one-temporary ``d @ d``), PyTorch on CPU,
-scikit-learn, a plain Numba ``prange`` loop and numexpr. Each factory in :data:`PEERS` imports its
+scikit-learn, Numba and numexpr. Numba has two peers, the same one-pass ``prange`` loops compiled
+two ways: ``numba`` strict (``fastmath=False``: the loop's sum is evaluated in order within each
+thread's chunk) and ``numba-fastmath`` as a Numba user writes it for speed (``fastmath=True``:
+LLVM may reorder and vectorise the float64 sum). Each factory in :data:`PEERS` imports its
 library when called (never on import of this module) and raises :class:`Unavailable` where the
 library is missing. The pytest-benchmark suite in ``bench/`` reuses them.
 """
@@ -9,11 +12,11 @@ library is missing. The pytest-benchmark suite in ``bench/`` reuses them.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cache
-from types import SimpleNamespace
+from types import FunctionType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,11 @@ class Method:
     time. ``weighted_reduction`` says what the method's weighted loss divides by ("mean": ``n``;
     "weighted_mean": the sum of the weights), so that its error is measured against the right
     exact value. ``use()`` is entered around binding, warm-up and timing (fastl2 selects a backend).
+
+    ``one_thread()``, for a method that runs on several threads, is a context in which it runs on
+    one: the serial estimate a stalled row is judged against (``results.stall_reasons``); None for
+    a single-threaded method. ``compile(ops, dtypes)``, for a JIT-compiled method, compiles the
+    kernels of those ops and dtypes (or loads them from the JIT's disk cache) before any timing.
     """
 
     key: str
@@ -46,6 +54,8 @@ class Method:
     describe: dict[str, str]
     weighted_reduction: str = "mean"
     use: Callable[[], AbstractContextManager[Any]] = nullcontext
+    one_thread: Callable[[], AbstractContextManager[Any]] | None = None
+    compile: Callable[[Sequence[str], Sequence[str]], None] | None = None
 
 
 def _require(module: str) -> Any:
@@ -79,6 +89,16 @@ def numpy_mean_peer() -> Method:
     )
 
 
+def _blas_one_thread() -> Callable[[], AbstractContextManager[Any]] | None:
+    """A context limiting NumPy's BLAS (``d @ d`` runs on its threads) to one thread, through
+    threadpoolctl (installed with scikit-learn); None without it."""
+    try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return lambda: threadpool_limits(1, user_api="blas")
+
+
 def numpy_dot_peer() -> Method:
     """NumPy with a single temporary: ``d = y_pred - y_true; d @ d / n``."""
 
@@ -107,6 +127,7 @@ def numpy_dot_peer() -> Method:
         name="numpy d@d/n",
         ops=frozenset(OPS),
         bind=bind,
+        one_thread=_blas_one_thread(),
         describe={
             "mse": "d = b - a; d @ d / n",
             "wmse": "d = b - a; (w * d) @ d / n",
@@ -135,11 +156,21 @@ def torch_peer() -> Method:
             return loss.detach(), x.grad
         return mse_and_grad
 
+    @contextmanager
+    def one_thread() -> Iterator[None]:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
     return Method(
         key="torch",
         name="torch F.mse_loss",
         ops=frozenset(OPS),
         bind=bind,
+        one_thread=one_thread,
         describe={
             "mse": "torch.nn.functional.mse_loss(b, a)",
             "wmse": "torch.mean(w * (b - a) ** 2)",
@@ -172,17 +203,29 @@ def sklearn_peer() -> Method:
     )
 
 
-def _njit(numba: Any, function: Callable[..., Any]) -> Callable[..., Any]:
-    """``numba.njit(parallel=True, cache=True)``, without the cache where it cannot be written."""
+def _njit(numba: Any, function: Callable[..., Any], fastmath: bool) -> Callable[..., Any]:
+    """``numba.njit(parallel=True, fastmath=..., cache=True)``, without the cache where it cannot be
+    written.
+
+    Numba's disk cache is keyed by the function's name, line and bytecode, not by ``fastmath``: the
+    fastmath kernels are copies of the functions under another name (``mse_fastmath``), so that
+    the two peers never load each other's compiled code.
+    """
+    if fastmath:
+        function = FunctionType(function.__code__, function.__globals__,
+                                f"{function.__name__}_fastmath", function.__defaults__,
+                                function.__closure__)
+        function.__qualname__ = function.__qualname__.rsplit(".", 1)[0] + "." + function.__name__
     try:
-        return numba.njit(parallel=True, fastmath=False, cache=True)(function)
+        return numba.njit(parallel=True, fastmath=fastmath, cache=True)(function)
     except RuntimeError:  # no writable cache location (read-only install)
-        return numba.njit(parallel=True, fastmath=False)(function)
+        return numba.njit(parallel=True, fastmath=fastmath)(function)
 
 
 @cache
-def numba_kernels() -> SimpleNamespace:
-    """Plain one-pass Numba ``prange`` loops accumulating in float64, compiled on first call."""
+def numba_kernels(fastmath: bool = False) -> SimpleNamespace:
+    """Plain one-pass Numba ``prange`` loops accumulating in float64, compiled on first call
+    (``fastmath=True``: the same loops, compiled with LLVM's fast-math flags)."""
     numba = _require("numba")
     prange = numba.prange
 
@@ -210,14 +253,13 @@ def numba_kernels() -> SimpleNamespace:
             grad[i] = scale * d
         return total / n
 
-    return SimpleNamespace(
-        mse=_njit(numba, mse), wmse=_njit(numba, wmse), mse_and_grad=_njit(numba, mse_and_grad)
-    )
+    return SimpleNamespace(mse=_njit(numba, mse, fastmath), wmse=_njit(numba, wmse, fastmath),
+                           mse_and_grad=_njit(numba, mse_and_grad, fastmath))
 
 
-def numba_peer() -> Method:
-    """What a user would write in Numba: one ``prange`` loop per operation (no fastmath)."""
-    kernels = numba_kernels()
+def _numba_method(fastmath: bool) -> Method:
+    numba = _require("numba")
+    kernels = numba_kernels(fastmath)
     tiny = np.zeros(2)
     kernels.mse(tiny, tiny)  # starts Numba's thread pool now, inside load_methods' all_cpus()
 
@@ -235,17 +277,51 @@ def numba_peer() -> Method:
             return kernels.mse_and_grad(a, b, grad), grad
         return mse_and_grad
 
+    def compile_kernels(ops: Sequence[str], dtypes: Sequence[str]) -> None:
+        """Compile (or load from Numba's cache) each kernel for 1-d C arrays of each dtype."""
+        for dtype in dtypes:
+            x = np.zeros(2, dtype=dtype)
+            if "mse" in ops:
+                kernels.mse(x, x)
+            if "wmse" in ops:
+                kernels.wmse(x, x, x)
+            if "grad" in ops:
+                kernels.mse_and_grad(x, x, np.empty_like(x))
+
+    @contextmanager
+    def one_thread() -> Iterator[None]:
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(threads)
+
+    flags = "parallel=True, fastmath=True" if fastmath else "parallel=True"
     return Method(
-        key="numba",
-        name="numba prange",
+        key="numba-fastmath" if fastmath else "numba",
+        name="numba prange fastmath" if fastmath else "numba prange",
         ops=frozenset(OPS),
         bind=bind,
+        one_thread=one_thread,
+        compile=compile_kernels,
         describe={
-            "mse": "@njit(parallel=True) one-pass prange loop, float64 accumulator",
-            "wmse": "the same loop with w[i] * d * d",
-            "grad": "the same loop, also writing grad[i] = 2 d / n into np.empty_like(b)",
+            "mse": f"@njit({flags}) one-pass prange loop, float64 accumulator",
+            "wmse": f"@njit({flags}), the same loop with w[i] * d * d",
+            "grad": f"@njit({flags}), the same loop, also writing grad[i] = 2 d / n into "
+                    "np.empty_like(b)",
         },
     )
+
+
+def numba_peer() -> Method:
+    """What a user would write in Numba: one ``prange`` loop per operation (no fastmath)."""
+    return _numba_method(fastmath=False)
+
+
+def numba_fastmath_peer() -> Method:
+    """The same ``prange`` loops with ``fastmath=True``, as a Numba user writes them for speed."""
+    return _numba_method(fastmath=True)
 
 
 def numexpr_peer() -> Method:
@@ -267,11 +343,20 @@ def numexpr_peer() -> Method:
             return loss, evaluate("2 * (b - a) / n", local_dict=names)
         return mse_and_grad
 
+    @contextmanager
+    def one_thread() -> Iterator[None]:
+        threads = numexpr.set_num_threads(1)  # returns the previous number
+        try:
+            yield
+        finally:
+            numexpr.set_num_threads(threads)
+
     return Method(
         key="numexpr",
         name="numexpr sum((b-a)**2)",
         ops=frozenset(OPS),
         bind=bind,
+        one_thread=one_thread,
         describe={
             "mse": 'numexpr.evaluate("sum((b - a) ** 2)") / n',
             "wmse": 'numexpr.evaluate("sum(w * (b - a) ** 2)") / n',
@@ -287,5 +372,6 @@ PEERS: dict[str, Callable[[], Method]] = {
     "torch": torch_peer,
     "sklearn": sklearn_peer,
     "numba": numba_peer,
+    "numba-fastmath": numba_fastmath_peer,
     "numexpr": numexpr_peer,
 }

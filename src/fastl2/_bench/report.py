@@ -1,4 +1,5 @@
-"""The report: the header, one aligned text table per op, and the JSON file of ``--json``."""
+"""The report: the header, a line per result as it is measured, one aligned text table per op with
+the stalled rows marked and explained, and the JSON file of ``--json``."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from .cases import OP_TITLES
 from .machine import PEER_LIBRARIES, ReadBandwidth, slow_blas_warning
 from .peers import BASELINE, Method
 from .results import Result
+from .timing import format_time
 
 
 def format_header(info: dict[str, Any], skipped: dict[str, str],
-                  bandwidth: ReadBandwidth | None = None) -> str:
-    """The lines printed above the tables."""
+                  bandwidth: ReadBandwidth | None = None, busy: int | None = None,
+                  left_out: Sequence[str] = ()) -> str:
+    """The lines printed above the results. ``busy``: the number of background processes of
+    ``--busy``; ``left_out``: the method keys not in the default set, when it is used."""
     versions = ", ".join(f"{name} {info[name]}" for name in PEER_LIBRARIES if info.get(name))
     lines = [
         f"fastl2 {info['fastl2']} benchmark, {info['date']}",
@@ -32,20 +36,16 @@ def format_header(info: dict[str, Any], skipped: dict[str, str],
     if info["environment"]:
         lines.append("  env     : " + " ".join(f"{k}={v}" for k, v in info["environment"].items()))
     lines += [f"  skipped : {key}: {reason}" for key, reason in skipped.items()]
+    if left_out:
+        lines.append(f"  not run : {', '.join(left_out)} (not in the default set; "
+                     "add with --methods all or --methods fastl2,fastl2-numba,...)")
+    if busy:
+        lines.append(f"  busy    : {busy} CPU-bound background process{'es' if busy > 1 else ''} "
+                     f"spinning throughout the timings (--busy {busy}), on {info['cores']} cores")
     warning = slow_blas_warning(info["environment"])
     if warning:
         lines.append(f"  warning : {warning}")
     return "\n".join(lines)
-
-
-def format_time(seconds: float) -> str:
-    """``seconds`` with three significant digits in ns, µs, ms or s."""
-    if math.isnan(seconds):
-        return "-"
-    for unit, scale in (("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3)):
-        if seconds < 1000 * scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds:.3g} s"
 
 
 def _format_error(error: float | None) -> str:
@@ -54,12 +54,37 @@ def _format_error(error: float | None) -> str:
     return "0" if error == 0 else f"{error:.1e}"
 
 
-def format_table(op: str, results: Sequence[Result], methods: Sequence[Method]) -> str:
-    """One op's results as an aligned text table, a blank line between cells, then a legend."""
-    headers = ["size", "dtype", "method", "time", f"vs {BASELINE}", "GB/s", "rel. error"]
+STALL_MARK = "!"
+
+
+def format_result_line(r: Result) -> str:
+    """One result as a line, printed as soon as it is measured (``!`` and why, when stalled)."""
+    cell = f"{r.op:<4} {r.dtype:<7} {r.n:>11,}  {r.method:<26}"
+    if r.error is not None:
+        return f"{cell}  failed: {r.error}"
+    mark = STALL_MARK if r.stalled else " "
+    line = (f"{cell} {format_time(r.seconds):>9}{mark} p99 {format_time(r.p99):>9}"
+            f" {r.gbytes_per_s:8.2f} GB/s  rel. error {_format_error(r.rel_error)}")
+    if r.grad_error is not None:
+        line += f"  grad error {_format_error(r.grad_error)}"
+    if r.stalled:
+        line += f"  {STALL_MARK} " + "; ".join(r.stalled)
+    return line
+
+
+def format_table(op: str, results: Sequence[Result], methods: Sequence[Method],
+                 busy: bool = False) -> str:
+    """One op's results as an aligned text table, a blank line between cells, then a legend.
+
+    A stalled row's time carries ``!``; a numbered footnote under the table says why. ``busy``:
+    the run kept the machine busy on purpose (``--busy``), so a stall is the finding, not noise.
+    """
+    headers = ["size", "dtype", "method", "median", "p99", f"vs {BASELINE}", "GB/s",
+               "rel. error"]
     if op == "grad":
         headers.append("grad error")
     rows: list[list[str] | None] = []
+    notes: list[str] = []
     previous_cell = None
     for r in results:
         cell = (r.n, r.dtype)
@@ -70,7 +95,12 @@ def format_table(op: str, results: Sequence[Result], methods: Sequence[Method]) 
         if r.error is not None:
             rows.append([size, dtype, r.method, f"failed: {r.error}"])
             continue
-        row = [size, dtype, r.method, format_time(r.seconds),
+        median = format_time(r.seconds)
+        if r.stalled:
+            notes.append(f"  {STALL_MARK}{len(notes) + 1} {r.method}, {r.dtype}, n={r.n:,}: "
+                         + "; ".join(r.stalled))
+            median = f"{STALL_MARK}{len(notes)} {median}"
+        row = [size, dtype, r.method, median, format_time(r.p99),
                "-" if r.speedup is None else f"{r.speedup:.2f}x",
                f"{r.gbytes_per_s:.2f}", _format_error(r.rel_error)]
         if op == "grad":
@@ -80,7 +110,7 @@ def format_table(op: str, results: Sequence[Result], methods: Sequence[Method]) 
     for row in rows:
         if row is not None and not row[3].startswith("failed"):
             widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    right = {0, 3, 4, 5, 6, 7}
+    right = {0, 3, 4, 5, 6, 7, 8}
 
     def line(cells: Sequence[str]) -> str:
         if len(cells) < len(headers):  # a failed method: the message runs on
@@ -93,7 +123,14 @@ def format_table(op: str, results: Sequence[Result], methods: Sequence[Method]) 
     out.append("")
     out += [f"  {m.name:<{widths[2]}}  {m.describe[op]}" for m in methods if op in m.ops]
     out.append("  (a = y_true, b = y_pred, w = weights, n = size; GB/s counts inputs read once"
-               + (" and the gradient written once)" if op == "grad" else ")"))
+               + (" and the gradient written once;" if op == "grad" else ";")
+               + " median and p99 per call)")
+    if notes:
+        advice = ("on this busy machine, that is how the method behaved" if busy
+                  else "rerun before trusting the time")
+        out.append(f"  {STALL_MARK}: stalled, the scheduler interfered (p90 > 2x median, or a "
+                   f"threaded call 1.5x slower than on 1 thread): {advice}")
+        out += notes
     return "\n".join(out)
 
 

@@ -8,6 +8,8 @@
     seconds = time_call(call, budget=0.3, min_samples=7).seconds
 
 Garbage collection is paused while a call is timed; the result of each call is dropped at once.
+Every sample is kept (:attr:`Timing.times`), so that the spread of the samples can be shown
+(:attr:`Timing.p90`, :attr:`Timing.p99`) and judged (``results.stall_reasons``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import itertools
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_BUDGET_S = 0.1
+DEFAULT_BUDGET_S = 0.05  # the default of python -m fastl2 bench: see cli's docstring for why
 MIN_SAMPLE_S = 2e-4  # batch calls until one timed sample lasts at least this long
 WARM_UP_S = 0.01  # untimed calls before timing, to wake thread pools up
 MIN_SAMPLES = 3  # samples taken at least, whatever the budget
@@ -32,13 +34,51 @@ MAX_SAMPLES = 1000
 Call = Callable[[], Any]
 
 
+def percentile(times: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-quantile of ``times`` (``q`` in (0, 1]): a time that was measured.
+
+    With 3 samples, the 0.9 and 0.99 quantiles are both the slowest sample.
+    """
+    if not times:
+        return math.nan
+    ordered = sorted(times)
+    return ordered[max(math.ceil(q * len(ordered)), 1) - 1]
+
+
 @dataclass(frozen=True)
 class Timing:
-    """The median time per call over ``samples`` samples of ``calls_per_sample`` calls each."""
+    """The median time per call over ``samples`` samples of ``calls_per_sample`` calls each.
+
+    ``times`` holds every sample's time per call, in the order taken (empty where a caller built
+    a Timing by hand); the quantiles below are taken over it.
+    """
 
     seconds: float
     samples: int
     calls_per_sample: int
+    times: tuple[float, ...] = ()
+
+    @property
+    def p90(self) -> float:
+        return percentile(self.times, 0.9)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.times, 0.99)
+
+    @property
+    def fastest(self) -> float:
+        return min(self.times, default=math.nan)
+
+
+def format_time(seconds: float) -> str:
+    """``seconds`` with three significant digits in ns, µs, ms or s."""
+    if math.isnan(seconds):
+        return "-"
+    for unit, scale in (("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3)):
+        if seconds < 1000 * scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 @contextmanager
@@ -93,7 +133,7 @@ def time_call(call: Call, budget: float = DEFAULT_BUDGET_S, repeat: int | None =
     After a short warm-up, calls are batched so that one sample lasts at least
     :data:`MIN_SAMPLE_S`; then samples are taken until ``budget`` seconds are spent (at least
     ``min_samples``, at most :data:`MAX_SAMPLES`), or exactly ``repeat`` of them. Returns the
-    median per call. A method taking seconds per call (10⁸ elements) is thus called 4 times here:
+    median per call, with every sample's time per call. A method taking seconds per call (10⁸ elements) is thus called 4 times here:
     warm-up and 3 samples.
     """
     with _gc_paused():
@@ -104,4 +144,4 @@ def time_call(call: Call, budget: float = DEFAULT_BUDGET_S, repeat: int | None =
             times.append(_time_batch(call, number) / number)
             if repeat is None and len(times) >= min_samples and time.perf_counter() >= deadline:
                 break
-    return Timing(statistics.median(times), len(times), number)
+    return Timing(statistics.median(times), len(times), number, tuple(times))

@@ -1,0 +1,289 @@
+/*
+ * The driver's thread pool (pool.h): helpers that claim tasks beside the calling thread.
+ *
+ * One job at a time is open for helpers to join (a call from a second thread while one is
+ * open computes on its own thread).  The caller fills in the job, opens it and wakes sleeping
+ * helpers, then claims tasks itself; a helper joins (by compare-and-swap on the job's state
+ * word) only while the job is open, and the caller closes it as soon as no task is left, then
+ * waits only for the helpers that joined: they are running, and a claim is one block.  A
+ * helper the scheduler has not run by then never joins.
+ *
+ * After a job a helper spins for the next one (1 ms, fl2_pool_set_spin), so that the calls of
+ * a training loop find it awake, unless it finds that it lost its core meanwhile: then the
+ * core is wanted by other work, and the helper sleeps between jobs for the next 0.1 s.
+ */
+#define _POSIX_C_SOURCE 200809L /* pthreads, clock_gettime, sysconf under -std=c11 */
+
+#include <stdlib.h>
+
+#include "pool.h"
+
+#if (defined(__unix__) || defined(__APPLE__)) && (defined(__GNUC__) || defined(__clang__))
+#define FL2_HAVE_POOL 1
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <time.h>
+#else
+#define FL2_HAVE_POOL 0
+#endif
+
+int fl2_pool_available(void) { return FL2_HAVE_POOL; }
+
+#if FL2_HAVE_POOL
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_SEQ_CST)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_SEQ_CST)
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* The most helpers (set_num_threads accepts 1024 threads). */
+#define FL2_MAX_HELPERS 1023
+
+/* The job's state word: its number (which job this is), whether it is open for helpers to
+ * join, and how many joined.  Helpers join by compare-and-swap on it, never by a lock: a
+ * lock the caller holds for a moment would put a joining helper to sleep. */
+#define JOINED_BITS 11
+#define JOINED_MASK ((uint64_t)(1 << JOINED_BITS) - 1)
+#define OPEN_BIT ((uint64_t)1 << JOINED_BITS)
+#define NUMBER_SHIFT (JOINED_BITS + 1)
+
+/* A gap this long between two looks at the clock while spinning: the helper was descheduled,
+ * so its core is wanted by other work. */
+#define FL2_PREEMPTED_NS 500000
+/* How often a spinning helper yields its core. */
+#define FL2_YIELD_NS 10000
+/* How long a helper that found its core wanted sleeps between jobs instead of spinning. */
+#define FL2_BUSY_BACKOFF_NS 100000000
+
+/* The one job (static: a helper that looks at it late finds another number, never freed
+ * memory).  One caller at a time owns it; the others compute alone. */
+static struct {
+    int owned;           /* a caller owns the job (atomic) */
+    uint64_t state;      /* number, open, joined (atomic) */
+    fl2_task_fn fn;      /* the job, written by its owner before it opens */
+    void *ctx;
+    int64_t ntasks, grain;
+    int helpers;         /* how many may join */
+    int64_t next;        /* the first task not claimed yet (atomic) */
+    int status;          /* OR of the tasks' results (atomic) */
+    int finished;        /* helpers that joined and finished (atomic) */
+    int waiting;         /* the owner sleeps until `finished` counts all (atomic) */
+} job;
+
+static struct {
+    pthread_mutex_t lock; /* for sleeping only: `wake` and `done` */
+    pthread_cond_t wake;  /* helpers sleep here between jobs */
+    pthread_cond_t done;  /* the owner sleeps here for its helpers */
+    int size;             /* helpers started (under the lock) */
+    int sleeping;         /* helpers asleep on `wake` (atomic; changed under the lock) */
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+/* Nanoseconds a helper spins after a job (and a caller for its helpers) before sleeping. */
+static int64_t spin_ns = 1000000;
+
+void fl2_pool_set_spin(int64_t ns) { STORE(spin_ns, ns > 0 ? ns : 0); }
+int64_t fl2_pool_spin(void) { return LOAD(spin_ns); }
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Claims and computes the job's tasks until none is left. */
+static void work(void)
+{
+    int status = 0;
+    for (;;) {
+        const int64_t first = __atomic_fetch_add(&job.next, job.grain, __ATOMIC_RELAXED);
+        if (first >= job.ntasks) break;
+        const int64_t last = job.ntasks - first > job.grain ? first + job.grain : job.ntasks;
+        status |= job.fn(job.ctx, first, last);
+    }
+    if (status) __atomic_fetch_or(&job.status, status, __ATOMIC_RELAXED);
+}
+
+/* Spins while the job's number is `number`: returns 1 when it changed, 0 after spin_ns, -1
+ * when the thread finds it was descheduled meanwhile.  Every FL2_YIELD_NS it yields: a
+ * thread waiting for this core (another library's thread team, say) runs at once instead of
+ * a time slice later; with none waiting, the system call returns at once. */
+static int spin_for_job(uint64_t number)
+{
+    const int64_t limit = LOAD(spin_ns);
+    if (limit <= 0) return (LOAD(job.state) >> NUMBER_SHIFT) != number;
+    int64_t last = now_ns(), yielded = last;
+    const int64_t until = last + limit;
+    for (int k = 0;; k++) {
+        if ((LOAD(job.state) >> NUMBER_SHIFT) != number) return 1;
+        if ((k & 15) == 15) {
+            const int64_t now = now_ns();
+            if (now - last > FL2_PREEMPTED_NS) return -1;
+            if (now >= until) return 0;
+            last = now;
+            if (now - yielded > FL2_YIELD_NS) {
+                sched_yield();
+                yielded = now;
+            }
+        }
+        CPU_RELAX();
+    }
+}
+
+/* Joins the open job numbered `number`, if it still takes helpers. */
+static int join(uint64_t number)
+{
+    uint64_t state = LOAD(job.state);
+    while ((state >> NUMBER_SHIFT) == number && (state & OPEN_BIT) &&
+           (int)(state & JOINED_MASK) < LOAD(job.helpers)) {
+        if (__atomic_compare_exchange_n(&job.state, &state, state + 1, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            return 1;
+    }
+    return 0;
+}
+
+static void *helper_main(void *arg)
+{
+    (void)arg;
+    uint64_t seen = LOAD(job.state) >> NUMBER_SHIFT;
+    int64_t spin_from = 0; /* no spinning before this time: the core was wanted */
+    for (;;) {
+        if ((LOAD(job.state) >> NUMBER_SHIFT) == seen && now_ns() >= spin_from &&
+            spin_for_job(seen) < 0)
+            spin_from = now_ns() + FL2_BUSY_BACKOFF_NS;
+        if ((LOAD(job.state) >> NUMBER_SHIFT) == seen) {
+            pthread_mutex_lock(&pool.lock);
+            __atomic_add_fetch(&pool.sleeping, 1, __ATOMIC_SEQ_CST);
+            while ((LOAD(job.state) >> NUMBER_SHIFT) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+            __atomic_sub_fetch(&pool.sleeping, 1, __ATOMIC_SEQ_CST);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        seen = LOAD(job.state) >> NUMBER_SHIFT;
+        if (!join(seen)) continue;
+        work();
+        __atomic_add_fetch(&job.finished, 1, __ATOMIC_SEQ_CST);
+        if (LOAD(job.waiting)) {
+            pthread_mutex_lock(&pool.lock);
+            pthread_cond_broadcast(&pool.done);
+            pthread_mutex_unlock(&pool.lock);
+        }
+    }
+    return NULL;
+}
+
+/* Starts helpers until there are `wanted` (under the lock); fewer if the system refuses. */
+static void grow(int wanted)
+{
+    if (wanted > FL2_MAX_HELPERS) wanted = FL2_MAX_HELPERS;
+    if (pool.size >= wanted) return;
+    /* Helpers take no signals: they go to the threads of the program. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    while (pool.size < wanted) {
+        pthread_t thread;
+        if (pthread_create(&thread, &attr, helper_main, NULL)) break;
+        pool.size++;
+    }
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+int fl2_parallel(int64_t ntasks, int64_t grain, int nthreads, fl2_task_fn fn, void *ctx)
+{
+    if (grain < 1) grain = 1;
+    const int64_t claims = (ntasks + grain - 1) / grain;
+    if (nthreads <= 1 || claims <= 1) return fn(ctx, 0, ntasks);
+    int unowned = 0;
+    if (!__atomic_compare_exchange_n(&job.owned, &unowned, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return fn(ctx, 0, ntasks); /* another thread's call has the helpers */
+
+    int helpers = claims - 1 < nthreads - 1 ? (int)(claims - 1) : nthreads - 1;
+    pthread_mutex_lock(&pool.lock);
+    grow(helpers);
+    if (helpers > pool.size) helpers = pool.size;
+    pthread_mutex_unlock(&pool.lock);
+
+    job.fn = fn;
+    job.ctx = ctx;
+    job.ntasks = ntasks;
+    job.grain = grain;
+    STORE(job.helpers, helpers);
+    STORE(job.next, 0);
+    STORE(job.status, 0);
+    STORE(job.finished, 0);
+    STORE(job.waiting, 0);
+    const uint64_t number = (LOAD(job.state) >> NUMBER_SHIFT) + 1;
+    STORE(job.state, number << NUMBER_SHIFT | OPEN_BIT); /* open: helpers may join */
+    if (LOAD(pool.sleeping) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
+    }
+
+    work();
+
+    /* Closed: no helper joins from now on; wait only for those that did. */
+    const int joined = (int)(__atomic_fetch_and(&job.state, ~OPEN_BIT, __ATOMIC_SEQ_CST) & JOINED_MASK);
+    const int64_t until = now_ns() + LOAD(spin_ns);
+    for (int k = 0; LOAD(job.finished) < joined; k++) {
+        if ((k & 15) == 15 && now_ns() >= until) {
+            pthread_mutex_lock(&pool.lock);
+            STORE(job.waiting, 1);
+            while (LOAD(job.finished) < joined) pthread_cond_wait(&pool.done, &pool.lock);
+            pthread_mutex_unlock(&pool.lock);
+            break;
+        }
+        CPU_RELAX();
+    }
+    const int status = LOAD(job.status);
+    __atomic_store_n(&job.owned, 0, __ATOMIC_RELEASE);
+    return status;
+}
+
+int fl2_pool_size(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    const int size = pool.size;
+    pthread_mutex_unlock(&pool.lock);
+    return size;
+}
+
+void fl2_pool_after_fork_in_child(void)
+{
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.size = 0;
+    pool.sleeping = 0;
+    /* a call of the forking thread's parent may have owned the job: none does here */
+    job.owned = 0;
+    job.state &= ~(OPEN_BIT | JOINED_MASK);
+}
+
+#else /* no helper threads: every call runs on the calling thread */
+
+int fl2_parallel(int64_t ntasks, int64_t grain, int nthreads, fl2_task_fn fn, void *ctx)
+{
+    (void)grain;
+    (void)nthreads;
+    return fn(ctx, 0, ntasks);
+}
+
+int fl2_pool_size(void) { return 0; }
+void fl2_pool_set_spin(int64_t ns) { (void)ns; }
+int64_t fl2_pool_spin(void) { return 0; }
+void fl2_pool_after_fork_in_child(void) {}
+
+#endif
