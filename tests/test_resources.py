@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastl2
+from forked import run_in_forked_child
 
 MB = 1 << 20
 
@@ -140,22 +141,8 @@ def test_forked_child_computes_after_parent_used_the_thread_pool(backend, restor
     fastl2.set_num_threads(2)
     expected = np.asarray(fastl2.mse(y_true, y_pred)).tobytes()  # the parent's thread pool is now up
 
-    ctx = multiprocessing.get_context("fork")
-    receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child_mse, args=(sender, y_true, y_pred))
-    child.start()
-    sender.close()
-    try:
-        got_answer = receiver.poll(60)
-        child.join(timeout=10 if got_answer else 1)
-        if child.is_alive():
-            child.kill()
-            child.join()
-            pytest.fail("the forked child hung computing mse after the parent had used the thread pool")
-        assert got_answer, f"the forked child exited ({child.exitcode}) without an answer"
-        status, payload = receiver.recv()
-    finally:
-        receiver.close()
+    status, payload, exitcode = run_in_forked_child(
+        _child_mse, (y_true, y_pred), "computing mse after the parent had used the thread pool")
     assert status == "ok", f"the forked child failed: {payload}"
-    assert child.exitcode == 0
+    assert exitcode == 0
     assert payload == expected, "the forked child's mse differs from the parent's"

@@ -17,6 +17,7 @@ import pytest
 
 import fastl2
 from fastl2 import _backends
+from forked import run_in_forked_child
 
 core = _backends.compiled_module()
 pytestmark = pytest.mark.skipif(core is None, reason="the thread pool is the compiled backend's; it is not built here")
@@ -160,22 +161,7 @@ def test_a_forked_child_starts_its_own_helpers(compiled):
     fastl2.set_num_threads(2)
     expected = np.asarray(fastl2.mse(y_true, y_pred)).tobytes()
     assert compiled.pool_size() >= 1
-    ctx = multiprocessing.get_context("fork")
-    receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(sender, y_true, y_pred))
-    child.start()
-    sender.close()
-    try:
-        answered = receiver.poll(60)
-        child.join(timeout=10 if answered else 1)
-        if child.is_alive():
-            child.kill()
-            child.join()
-            pytest.fail("the forked child hung in the thread pool")
-        assert answered, f"the forked child exited ({child.exitcode}) without an answer"
-        status, payload = receiver.recv()
-    finally:
-        receiver.close()
+    status, payload, _ = run_in_forked_child(_child, (y_true, y_pred), "in the thread pool")
     assert status == "ok", payload
     started_with, grown_to, forked, value = payload
     assert forked

@@ -89,6 +89,20 @@ def numpy_mean_peer() -> Method:
     )
 
 
+def _one_thread(get: Callable[[], int], set_: Callable[[int], Any]) -> Callable[[], AbstractContextManager[None]]:
+    """A context running a library on one thread (its ``set_``), then on ``get()``'s count again."""
+
+    @contextmanager
+    def one_thread() -> Iterator[None]:
+        threads = get()
+        set_(1)
+        try:
+            yield
+        finally:
+            set_(threads)
+    return one_thread
+
+
 def _blas_one_thread() -> Callable[[], AbstractContextManager[Any]] | None:
     """A context limiting NumPy's BLAS (``d @ d`` runs on its threads) to one thread, through
     threadpoolctl (installed with scikit-learn); None without it."""
@@ -156,14 +170,7 @@ def torch_peer() -> Method:
             return loss.detach(), x.grad
         return mse_and_grad
 
-    @contextmanager
-    def one_thread() -> Iterator[None]:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
+    one_thread = _one_thread(torch.get_num_threads, torch.set_num_threads)
 
     return Method(
         key="torch",
@@ -288,16 +295,9 @@ def _numba_method(fastmath: bool) -> Method:
             if "grad" in ops:
                 kernels.mse_and_grad(x, x, np.empty_like(x))
 
-    @contextmanager
-    def one_thread() -> Iterator[None]:
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            yield
-        finally:
-            numba.set_num_threads(threads)
-
     flags = "parallel=True, fastmath=True" if fastmath else "parallel=True"
+    one_thread = _one_thread(numba.get_num_threads, numba.set_num_threads)
+
     return Method(
         key="numba-fastmath" if fastmath else "numba",
         name="numba prange fastmath" if fastmath else "numba prange",
