@@ -296,8 +296,9 @@ EMPTY_CASES = [((0, 3), 0), ((3, 0), -1), ((0, 3), (0, 1)), ((2, 0, 4), 1), ((0,
 def test_mean_over_empty_axes_is_nan_per_output_with_runtime_warning(backend, shape, axis, kind, reduction, weighted):
     y = np.empty(shape, np.float32)
     weights = np.empty(shape[:1], np.float32) if weighted else None
-    with pytest.warns(RuntimeWarning):
+    with pytest.warns(RuntimeWarning, match="Mean of empty slice") as caught:
         result = LOSSES[kind](y, y, weights, axis=axis, reduction=reduction)
+    assert [w.filename for w in caught] == [__file__], "the warning does not point at the caller's line"
     assert type(result) is np.ndarray and result.dtype == np.float32
     assert result.shape == ref.reduced_shape(shape, axis)
     assert np.isnan(result).all()

@@ -461,8 +461,9 @@ def test_l2_penalty_propagates_nan_and_inf(backend, value):
 @funcs(*LOSS_FUNCTIONS, "rmse", *AND_GRAD_FUNCTIONS)
 def test_empty_input_mean_is_nan_with_runtime_warning(backend, func, reduction, weighted):
     weights = np.empty(0) if weighted else None
-    with pytest.warns(RuntimeWarning):
+    with pytest.warns(RuntimeWarning, match="Mean of empty slice") as caught:
         result = func(np.empty(0), np.empty(0), weights, reduction=reduction)
+    assert [w.filename for w in caught] == [__file__], "the warning does not point at the caller's line"
     loss = result[0] if isinstance(result, tuple) else result
     assert type(loss) is np.float64 and np.isnan(loss)
     if isinstance(result, tuple):

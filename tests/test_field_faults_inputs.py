@@ -259,6 +259,11 @@ def test_tensors_that_require_grad_are_read_as_values(backend):
 def test_messages_name_what_was_given(backend):
     with pytest.raises(TypeError, match="given a generator"):
         fastl2.mse(np.zeros(3), (v for v in [1.0, 2.0, 3.0]))
+    for name, args in {"y_true": (None, [1.0, 2.0]), "y_pred": ([1.0, 2.0], None)}.items():
+        with pytest.raises(TypeError, match=rf"^{name} has dtype object.*\(given None: pass an array"):
+            fastl2.mse(*args)
+        with pytest.raises(TypeError, match=rf"^{name} has dtype object.*\(given None: pass an array"):
+            fastl2.mse_and_grad(*args)
     layers = {"a": np.ones(2), "b": np.full(3, 2.0)}
     assert fastl2.l2_penalty(layers.values(), 1.0) == 14.0
 

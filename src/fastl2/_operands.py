@@ -124,6 +124,9 @@ def to_kernel(array: np.ndarray, name: str, given=None) -> tuple[np.ndarray, boo
     try:
         target, single = kernel_dtype(array.dtype, name)
     except TypeError as exc:
+        if array.dtype.kind == "O" and array.ndim == 0 and array.item() is None:
+            raise TypeError(f"{exc} (given None: pass an array, a list or a tuple of "
+                            "numbers)") from None
         if array.dtype.kind == "O" and given is not None and not isinstance(given, (list, tuple, np.ndarray)):
             raise TypeError(f"{exc} (given a {type(given).__name__}, which NumPy reads as one "
                             "object: pass an array, a list or a tuple of numbers)") from None

@@ -12,12 +12,26 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import sys
 import warnings
 
 import numpy as np
 
 from . import _backends
 from ._plan import MEAN_REDUCTIONS, Plan, check_axis, check_out, check_reduction, loss_plan, strided_pass
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_empty_mean() -> None:
+    """NumPy's ``RuntimeWarning: Mean of empty slice``, attributed to the first frame outside
+    fastl2 (the user's call, however many of fastl2's functions lie between)."""
+    frame, level = sys._getframe(1), 2  # (level 1: this function)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=level)
 
 
 def quiet(function):
@@ -79,7 +93,7 @@ def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
         loss_sums, weight_sums = np.zeros(outputs), np.zeros(outputs)
     values = loss_sums  # divided in place: no temporary beyond the sums and the result
     if plan.reduction != "sum" and count == 0:
-        warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=4)
+        warn_empty_mean()
         values[...] = np.nan
     elif plan.reduction == "mean":
         values /= count
@@ -114,7 +128,7 @@ def _divisor(plan: Plan, weight_sum: float) -> float:
 def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False):
     """The reduced loss as a NumPy scalar of the result dtype."""
     if plan.n == 0 and plan.reduction in MEAN_REDUCTIONS:
-        warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=4)
+        warn_empty_mean()
         return plan.result_dtype.type(np.nan)
     value = loss_sum / _divisor(plan, weight_sum)
     if root:
