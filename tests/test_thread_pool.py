@@ -85,13 +85,14 @@ def test_concurrent_callers_get_the_serial_bits(compiled, dtype):
 @needs_pool
 def test_more_threads_than_cores_give_the_same_bits_and_a_bounded_pool(compiled):
     y_true, y_pred = _inputs(1_000_003, np.float32, 7)
+    started_before = compiled.pool_size()  # (earlier tests in this process may have grown it)
     fastl2.set_num_threads(1)
     expected = _calls(y_true, y_pred)
     for threads in (2, 3, 16, 64):
         fastl2.set_num_threads(threads)
         assert _calls(y_true, y_pred) == expected, f"{threads} threads changed the bits"
     # helpers are started on demand and kept: at most one fewer than the most threads asked for
-    assert 1 <= compiled.pool_size() <= 63
+    assert 1 <= compiled.pool_size() <= max(started_before, 63)
 
 
 @needs_pool
