@@ -51,8 +51,9 @@ static int run(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, fl2_su
 
     const block_job job = {p, o, mode, kernel, part};
     const int nt = fl2_threads_for(n, nblocks, nthreads);
-    /* Claims of one block up to a few hundred thousand elements (then up to 64 blocks, 2 MiB
-     * of float32 operands each, in 32 claims a thread at least): short claims keep the caller
+    /* One block a claim while the pass has fewer than 64 blocks a thread (about 10^6
+     * elements on two threads), then larger claims, 32 a thread at least and at most 64
+     * blocks (2 MiB of each float32 operand): short claims keep the caller
      * from waiting long for a helper the scheduler stops mid-claim, long ones keep the
      * prefetchers on long runs of memory. */
     int64_t grain = nblocks / (32 * (int64_t)nt);
