@@ -58,17 +58,18 @@ static int run(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, fl2_su
      * prefetchers on long runs of memory. */
     int64_t grain = nblocks / (32 * (int64_t)nt);
     grain = grain < FL2_BLOCKS_PER_TASK ? FL2_BLOCKS_PER_TASK : grain > 64 ? 64 : grain;
-    fl2_parallel(nblocks, grain, nt, run_blocks, (void *)&job);
+    const int status = fl2_parallel(nblocks, grain, nt, run_blocks, (void *)&job);
 
     if (want_sums) {
-        fl2_combine_partials(part, nblocks, sums);
+        if (status == 0) fl2_combine_partials(part, nblocks, sums);
         if (part != stack_part) free(part);
     }
-    return 0;
+    return status == FL2_POOL_INTERRUPTED ? FL2_INTERRUPTED : status ? -1 : 0;
 }
 
 int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthreads)
 {
+    fl2_pool_call_begins();
     const int grad = o && o->grad, elem = o && o->elementwise;
     fl2_outputs outputs;
     if (o) {
@@ -92,12 +93,13 @@ int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthr
 
 int fl2_weight_sum(const fl2_problem *p, double *weight_sum, int nthreads)
 {
+    fl2_pool_call_begins();
     fl2_sums sums;
     if (!p->weights) {
         *weight_sum = (double)p->n;
         return 0;
     }
-    int status = run(p, NULL, FL2_MODE_WEIGHTS, &sums, nthreads);
-    *weight_sum = sums.weights;
+    const int status = run(p, NULL, FL2_MODE_WEIGHTS, &sums, nthreads);
+    if (status == 0) *weight_sum = sums.weights;
     return status;
 }

@@ -53,8 +53,14 @@ typedef struct {
     double weights;      /* sum of w over all n elements (n without weights) */
 } fl2_sums;
 
+/* What a call returns when the thread pool's interrupt check stopped it (pool.h,
+ * FL2_POOL_INTERRUPTED): *sums and the per-output sums are not written, and a gradient or
+ * elementwise output holds some elements computed, the others as they were. */
+#define FL2_INTERRUPTED (-2)
+
 /* One pass over the problem: fills *sums (if not NULL) and the outputs in o (if not NULL).
- * Returns 0, or -1 if memory for the block partials could not be allocated. */
+ * Returns 0, -1 if memory for the block partials could not be allocated, or
+ * FL2_INTERRUPTED. */
 int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthreads);
 
 /* Sum of the weights over all n elements (each weight counted weights_repeat times),
@@ -93,7 +99,8 @@ typedef struct {
  * strides; loss_sums[o] and weight_sums[o] (either may be NULL) receive each output's sums,
  * or, with `values`, values->values[o] the output's value in place of its loss sum.
  * Without loss_sums, values, elementwise or grad, only the weight sums are computed.
- * Returns 0, or -1 when memory for the buffers or block partials could not be allocated. */
+ * Returns 0, -1 when memory for the buffers or block partials could not be allocated, or
+ * FL2_INTERRUPTED (then an output's sums or value may or may not be written). */
 int fl2_run_strided(const fl2_problem *p, const fl2_layout *layout, const fl2_outputs *o,
                     double *loss_sums, double *weight_sums, const fl2_values *values,
                     int nthreads);

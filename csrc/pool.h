@@ -11,14 +11,37 @@
 
 #include <stdint.h>
 
-/* Computes tasks [first, last); returns 0, or nonzero on failure (kept, OR-ed). */
+/* Computes tasks [first, last); returns 0, or nonzero on failure (kept, OR-ed).  Any
+ * partition of [0, ntasks) into ranges must give the same result (each task writes only its
+ * own outputs). */
 typedef int (*fl2_task_fn)(void *ctx, int64_t first, int64_t last);
+
+/* What fl2_parallel returns for a call its interrupt check stopped (never an OR of task
+ * results: those are 0, 1 and -1). */
+#define FL2_POOL_INTERRUPTED (-2)
 
 /* Runs fn over [0, ntasks) in claims of `grain` tasks on the calling thread and up to
  * nthreads - 1 helpers; returns the OR of fn's results.  With nthreads <= 1, no helper
  * threads on this platform, or the pool busy with another thread's call, the calling thread
- * computes every task itself. */
+ * computes every task itself.
+ *
+ * With an interrupt check set (fl2_pool_set_interrupt_check), the calling thread runs it
+ * between its claims about every FL2_INTERRUPT_CHECK_NS; when it returns nonzero no task is
+ * claimed any more, the tasks already claimed finish, and the call returns
+ * FL2_POOL_INTERRUPTED: some tasks have run, some not. */
 int fl2_parallel(int64_t ntasks, int64_t grain, int nthreads, fl2_task_fn fn, void *ctx);
+
+/* Starts the interrupt check's clock of the calling thread: drivers call it first, so that
+ * the fl2_parallel calls of one driver call are timed together. */
+void fl2_pool_call_begins(void);
+
+/* How often (nanoseconds) the calling thread of a long call runs the interrupt check. */
+#define FL2_INTERRUPT_CHECK_NS 20000000
+
+/* Sets the interrupt check (NULL: none, the default).  It is called on the thread that
+ * called fl2_parallel, never on a helper, from code that may hold no lock of the caller's
+ * language runtime: the Python module's takes the GIL and runs PyErr_CheckSignals. */
+void fl2_pool_set_interrupt_check(int (*check)(void));
 
 /* Whether this build has helper threads (POSIX threads and GCC/clang atomics). */
 int fl2_pool_available(void);

@@ -278,6 +278,12 @@ static int columns_items(const strided_call *c, int64_t outputs, int64_t first, 
     return 0;
 }
 
+/* fl2_run_strided's result for fl2_parallel's. */
+static int driver_status(int pool_status)
+{
+    return pool_status == FL2_POOL_INTERRUPTED ? FL2_INTERRUPTED : pool_status ? -1 : 0;
+}
+
 typedef struct {
     const strided_call *c;
     int64_t outputs;
@@ -304,7 +310,8 @@ static int run_columns(const strided_call *c, int64_t outputs, const sink *out, 
         const int64_t count = outputs - first < FL2_MAX_COLUMNS ? outputs - first : FL2_MAX_COLUMNS;
         sink part = *out;
         part.offset += first;
-        if (run_column_group(&group, count, &part, nthreads)) return -1;
+        const int status = run_column_group(&group, count, &part, nthreads);
+        if (status) return status;
     }
     return 0;
 }
@@ -319,7 +326,13 @@ static int run_column_group(const strided_call *c, int64_t outputs, const sink *
     }
     int status = 0;
     const int nt = fl2_threads_for(outputs * c->reduced, c->nblocks, nthreads);
-    const int64_t grain = c->nblocks / (4 * (int64_t)nt) > 0 ? c->nblocks / (4 * (int64_t)nt) : 1;
+    /* A task is a block of rows of every column of the group: claims of one task once the
+     * group has 64 columns (a claim is then 2^19 elements or more: about a ms, the interrupt
+     * check's granularity), of up to 64 blocks' worth of elements below. */
+    int64_t grain = c->nblocks / (4 * (int64_t)nt);
+    const int64_t cap = 64 / outputs;
+    grain = grain > cap ? cap : grain;
+    grain = grain < 1 ? 1 : grain;
     const columns_job job = {c, outputs, parts, out};
     status = fl2_parallel(c->nblocks, grain, nt, columns_task, (void *)&job);
     if (parts) {
@@ -328,7 +341,7 @@ static int run_column_group(const strided_call *c, int64_t outputs, const sink *
                 finish_output(out, parts + o * c->nblocks, c->nblocks, o);
         free(parts);
     }
-    return status ? -1 : 0;
+    return driver_status(status);
 }
 
 /* Whether each output's run is one contiguous row of at most a block (2 dims: outputs,
@@ -385,16 +398,21 @@ static int rows_task(void *ctx, int64_t first, int64_t last)
 static int run_rows(const strided_call *c, int64_t outputs, const sink *out, int nthreads)
 {
     const int nt = fl2_threads_for(outputs * c->reduced, outputs, nthreads);
-    const int64_t grain = outputs / (8 * (int64_t)nt) > 64 ? outputs / (8 * (int64_t)nt) : 64;
+    /* At least 64 rows a claim, at most 64 blocks' worth of elements (rows are at most a
+     * block long): claims of about a ms at most, the interrupt check's granularity. */
+    int64_t grain = outputs / (8 * (int64_t)nt);
+    const int64_t cap = 64 * (int64_t)FL2_BLOCK_SIZE / c->reduced;
+    grain = grain > cap ? cap : grain;
+    grain = grain < 64 ? 64 : grain;
     const rows_job job = {c, out};
-    fl2_parallel(outputs, grain, nt, rows_task, (void *)&job);
-    return 0;
+    return driver_status(fl2_parallel(outputs, grain, nt, rows_task, (void *)&job));
 }
 
 int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs *o,
                     double *loss_sums, double *weight_sums, const fl2_values *values,
                     int nthreads)
 {
+    fl2_pool_call_begins();
     const int grad = o && o->grad, elem = o && o->elementwise;
     strided_call c;
     if (l->ndim < 1 || l->ndim > FL2_MAX_DIMS || l->nkept < 0 || l->nkept >= l->ndim) return -1;
@@ -461,8 +479,11 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     }
     int status = 0;
     const int nt = fl2_threads_for(outputs * c.reduced, items, nthreads);
-    /* Contiguous ranges of work items per claim; who computes an item never changes it. */
-    const int64_t grain = items / (8 * (int64_t)nt) > 0 ? items / (8 * (int64_t)nt) : 1;
+    /* Contiguous ranges of work items per claim, at most 64 (a claim is then at most 64
+     * blocks: a few ms, the interrupt check's granularity); who computes an item never
+     * changes it. */
+    int64_t grain = items / (8 * (int64_t)nt);
+    grain = grain < 1 ? 1 : grain > 64 ? 64 : grain;
     const items_job job = {&c, parts, &out, want_sums};
     status = fl2_parallel(items, grain, nt, items_task, (void *)&job);
     if (parts) {
@@ -471,5 +492,5 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
                 finish_output(&out, parts + i * c.nblocks, c.nblocks, i);
         free(parts);
     }
-    return status ? -1 : 0;
+    return driver_status(status);
 }

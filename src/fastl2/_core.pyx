@@ -14,6 +14,7 @@ Two kinds of entry point live here:
 """
 
 cimport numpy as cnp
+from cpython.exc cimport PyErr_Occurred
 from cpython.ref cimport Py_INCREF
 from libc.float cimport DBL_MAX
 from libc.stdint cimport int64_t
@@ -27,6 +28,44 @@ cnp.import_array()
 include "_core_capi.pxi"
 
 fl2_init()
+
+
+# ---- Ctrl-C in long calls --------------------------------------------------------------------
+# The thread pool (csrc/pool.h) runs this check on the calling thread of a long call every
+# 20 ms or so.  Python runs signal handlers only on the main thread: there it takes the GIL and
+# runs them (PyErr_CheckSignals), and a handler's exception (KeyboardInterrupt for Ctrl-C) stops
+# the call; _check_status raises it.  Elsewhere it does nothing and takes no lock.
+
+cdef extern from "Python.h":
+    # (declared without an except clause: it returns -1 with the handler's exception set)
+    int _run_signal_handlers "PyErr_CheckSignals" ()
+    unsigned long PyThread_get_thread_ident() nogil
+
+import threading
+
+cdef unsigned long _main_thread = threading.main_thread().ident
+
+
+cdef int _interrupt_check() noexcept nogil:
+    if PyThread_get_thread_ident() != _main_thread:
+        return 0
+    with gil:
+        return _run_signal_handlers() != 0
+
+
+fl2_pool_set_interrupt_check(_interrupt_check)
+
+
+cdef int _check_status(int status, str no_memory) except -1:
+    """Raises what a driver's nonzero ``status`` means: MemoryError(no_memory), or the
+    exception a signal handler raised while the call ran (csrc/fastl2.h FL2_INTERRUPTED)."""
+    if status == 0:
+        return 0
+    if status == FL2_INTERRUPTED:
+        if PyErr_Occurred() != NULL:
+            return -1  # (the handler's exception, already set)
+        raise KeyboardInterrupt
+    raise MemoryError(no_memory)
 
 from fastl2 import _losses
 
@@ -187,8 +226,7 @@ def run(plan, bint want_sums, cnp.ndarray grad=None, double grad_scale=0.0,
             status = fl2_run(&p, &o, &sums if want_sums else NULL, 0)
     else:
         status = fl2_run(&p, &o, &sums if want_sums else NULL, 0)
-    if status != 0:
-        raise MemoryError("fastl2: no memory for the block partials")
+    _check_status(status, "fastl2: no memory for the block partials")
     return sums.loss, sums.weights
 
 
@@ -200,8 +238,7 @@ def weight_sum(plan):
     fill_problem(&p, plan)
     with nogil:
         status = fl2_weight_sum(&p, &total, 0)
-    if status != 0:
-        raise MemoryError("fastl2: no memory for the block partials")
+    _check_status(status, "fastl2: no memory for the block partials")
     return total
 
 
@@ -292,8 +329,7 @@ cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint we
         loss_ptr = <double *>cnp.PyArray_DATA(loss_sums)
     with nogil:
         status = fl2_run_strided(&p, &layout, &o, loss_ptr, weight_ptr, finish_ptr, 0)
-    if status != 0:
-        raise MemoryError("fastl2: no memory for the block buffers or partials")
+    _check_status(status, "fastl2: no memory for the block buffers or partials")
     if values is not None:
         return values
     if want_sums:

@@ -169,8 +169,7 @@ cdef object axis_fast_call(fl2_loss loss, double param, object y_true, object y_
             status = fl2_run_strided(&p, &s.layout, &o, NULL, NULL, &finish, 0)
     else:
         status = fl2_run_strided(&p, &s.layout, &o, NULL, NULL, &finish, 0)
-    if status != 0:
-        raise MemoryError("fastl2: no memory for the block buffers or partials")
+    _check_status(status, "fastl2: no memory for the block buffers or partials")
     if axis is None:
         return values[0]  # a NumPy scalar
     new_shape.ptr, new_shape.len = s.kept_shape, s.nkept

@@ -5,6 +5,7 @@ cdef extern from "numpy/arrayobject.h":
     int PyArray_SetBaseObject(cnp.ndarray arr, object obj) except -1  # steals a reference to obj
 
 cdef extern from "fastl2.h" nogil:
+    enum: FL2_INTERRUPTED
     enum: FL2_BLOCK_SIZE
     enum: FL2_LANES
     ctypedef enum fl2_dtype:
@@ -64,6 +65,7 @@ cdef extern from "fastl2.h" nogil:
     const char *fl2_loss_name(int code)
 
 cdef extern from "pool.h" nogil:
+    void fl2_pool_set_interrupt_check(int (*check)() noexcept nogil)
     int fl2_pool_available()
     int fl2_pool_size()
     void fl2_pool_set_spin(int64_t ns)

@@ -129,7 +129,8 @@ cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred,
                 status = fl2_weight_sum(&p, &weight_sum, 0)
         else:
             status = fl2_weight_sum(&p, &weight_sum, 0)
-        if status != 0 or weight_sum == 0.0:
+        _check_status(status, "fastl2: no memory for the block partials")
+        if weight_sum == 0.0:
             return NOT_FAST  # the planned path raises the right error
         divisor = weight_sum
     o.grad = cnp.PyArray_DATA(grad) if want_grad else NULL
@@ -142,8 +143,7 @@ cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred,
             status = fl2_run(&p, &o, &sums if want_loss else NULL, 0)
     else:
         status = fl2_run(&p, &o, &sums if want_loss else NULL, 0)
-    if status != 0:
-        raise MemoryError("fastl2: no memory for the block partials")
+    _check_status(status, "fastl2: no memory for the block partials")
     if not want_loss:
         return grad
     if red == RED_WEIGHTED_MEAN:

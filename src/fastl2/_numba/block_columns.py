@@ -18,7 +18,7 @@ from .cache import _jit, _slp_dispatcher
 from .combine import _combine_lanes, _combine_outputs, _two_sum
 from .config import LANES
 from .kernels import _tasks
-from .memory import _pointer
+from .memory import _flag_set, _pointer
 
 
 def _columns_name(loss, has_true, has_weights, weights_only, compensated, parallel):
@@ -46,7 +46,8 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated,
 
     ``columns(y_true, y_pred, weights, layout)``, the arrays giving the dtypes (as for the
     strided kernels); ``layout = (addresses, row_steps, weights_step, nrows, ncols, loss_sums,
-    weight_sums, threads, param)``, param the loss's parameter: row_steps[k] is operand k's row
+    weight_sums, threads, param, cancel)``, param the loss's parameter, cancel a one-element
+    uint8 array that stops the work between blocks once nonzero: row_steps[k] is operand k's row
     stride in elements, weights_step 1 for weights per element and 0 for one weight per row.
     Modes sums and weights only.
     """
@@ -56,7 +57,7 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated,
 
     def columns(y_true, y_pred, weights, layout):
         (addresses, row_steps, weights_step, nrows, ncols, loss_sums, weight_sums, threads,
-         param) = layout
+         param, cancel) = layout
         nblocks = (nrows + block_size - 1) // block_size
         many = nblocks > 1
         all_partials = np.empty((ncols * nblocks if many else 0, 4))
@@ -77,6 +78,8 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated,
             if has_weights:
                 weights_step_bytes = row_steps[2] * weights.itemsize
             for b in range(first_block, end_block):
+                if _flag_set(cancel):  # (driver._interruptibly: Ctrl-C; nothing of this call is used)
+                    break
                 start = b * block_size
                 rows = min(block_size, nrows - start)
                 scratch[:] = 0.0
@@ -143,7 +146,7 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated,
                             loss_sums[c] = loss_hi + loss_lo
                         if has_weights:
                             weight_sums[c] = weights_hi + weights_lo
-        if many:
+        if many and not _flag_set(cancel):
             _combine_outputs(all_partials, nblocks, ncols, loss_sums, weight_sums,
                              not weights_only, has_weights)
         return 0.0, 0.0

@@ -31,6 +31,7 @@ import numba
 from numba import njit
 from numba.core import config as numba_config
 from numba.core.caching import FunctionCache, IndexDataCacheFile
+from numba.core.compiler_lock import global_compiler_lock
 
 
 def _code_fingerprint() -> str:
@@ -180,6 +181,25 @@ def _jit_block(function):
 
 
 _compile_lock = threading.RLock()
+
+
+# fork() while another thread compiles: the child would inherit this lock and Numba's compiler
+# lock held by a thread that does not exist there, and its first compile would wait forever.
+# So fork waits for the compile in progress (taking both locks, in the order a compile takes
+# them), and parent and child release them after it.
+def _before_fork() -> None:
+    _compile_lock.acquire()
+    global_compiler_lock.acquire()
+
+
+def _after_fork() -> None:
+    global_compiler_lock.release()
+    _compile_lock.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
+                        after_in_child=_after_fork)
 
 
 @contextlib.contextmanager

@@ -6,10 +6,18 @@ The 1-d kernels are called through their compiled code for the operands' dtypes
 writable ones.  Inputs from PARALLEL_THRESHOLD elements on run their blocks on Numba's threads
 (``prange``); each block writes its own partial, so the result does not depend on the thread
 count.  Large gradients are written with streaming stores, as in C.
+
+Ctrl-C: a Numba kernel cannot look for signals, and Python runs signal handlers only on the
+main thread between bytecodes.  So a call of the main thread from INTERRUPTIBLE_MIN elements on
+runs its kernel (the strided or columns kernel, 1-d calls included: they take a ``cancel``
+flag) on a helper thread while the main thread waits where signal handlers run
+(:func:`_interruptibly`); an exception out of the wait (KeyboardInterrupt) sets the flag, the
+kernel stops between groups of blocks, and the exception is raised.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numba
@@ -20,9 +28,19 @@ from .._plan import Plan
 from . import config
 from .block_columns import _make_columns_kernel
 from .cache import _compile_lock, _slp_vectorized
-from .config import (_FLOAT32, _FLOAT64, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS,
-                     PARALLEL_THRESHOLD, _mode)
+from .config import (_FLOAT32, _FLOAT64, _NOPS, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS,
+                     PARALLEL_THRESHOLD, _mode, _wants)
 from .kernels import _make_kernel
+
+#: From this many elements a call made on the main thread can be stopped by Ctrl-C (it runs
+#: on a helper thread, see the module's docstring): 2**24 elements take 5 ms and more, a
+#: thread hand-over some 50 us.
+INTERRUPTIBLE_MIN = 1 << 24
+#: The cancel flag of the calls that cannot be interrupted (never set).
+_NEVER = np.zeros(1, np.uint8)
+_main_thread = threading.main_thread()
+_helper = None  # the helper thread's executor, made on first use (and again after a fork)
+_Timeout = None  # concurrent.futures.TimeoutError, imported with it
 
 _kernels: dict = {}
 _parallel_lock = threading.Lock()
@@ -82,6 +100,8 @@ def _entry_point(key, sizes):
 def _launch(loss, has_true, has_weights, mode, compensated, grad64, sizes, n, args):
     """Runs the 1-d kernel of this specialisation on ``args``, whose operands have item sizes
     ``sizes`` (see _entry_point); returns (loss sum, weight sum)."""
+    if n >= INTERRUPTIBLE_MIN and args[3] == 1 and threading.current_thread() is _main_thread:
+        return _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64, n, args)
     threads = config._requested_threads
     if n < PARALLEL_THRESHOLD or config._forked_child or threads == 1 or _POOL_SIZE == 1:
         key = (loss, has_true, has_weights, mode, compensated, grad64, False)
@@ -94,16 +114,104 @@ def _launch(loss, has_true, has_weights, mode, compensated, grad64, sizes, n, ar
     return _locked_launch(entry, threads, args)
 
 
-def _launch_strided(kind, loss, has_true, has_weights, mode, compensated, grad64, n, args):
+def _launch_strided(kind, loss, has_true, has_weights, mode, compensated, grad64, n, args,
+                    cancel=None):
     """_launch for the kernels of run_strided: ``kind`` "strided" or "columns" (its own
-    function, so that _launch, on every call's path, stays as short as it can be)."""
+    function, so that _launch, on every call's path, stays as short as it can be).  With
+    ``cancel`` (the kernel's flag, in its layout) a call from INTERRUPTIBLE_MIN elements on the
+    main thread is run by _interruptibly."""
     threads = config._requested_threads
     parallel = not (n < PARALLEL_THRESHOLD or config._forked_child or threads == 1
                     or _POOL_SIZE == 1)
     kernel = _kernel((loss, has_true, has_weights, mode, compensated, grad64, parallel, kind))
+    if cancel is not None and n >= INTERRUPTIBLE_MIN and threading.current_thread() is _main_thread:
+        if parallel:
+            # Numba's thread count is per thread: the helper uses the caller's.
+            threads = threads or numba.get_num_threads()
+            return _interruptibly(lambda: _locked_launch(kernel, threads, args), cancel)
+        return _interruptibly(lambda: kernel(*args), cancel)
     if parallel and (threads or not _concurrent_launches):
         return _locked_launch(kernel, threads, args)
     return kernel(*args)  # (serial; or Numba's own thread count, a thread-safe layer)
+
+
+def _interruptibly(launch, cancel):
+    """``launch()`` on the helper thread while this thread (the main one) waits for it where
+    Python runs signal handlers.  An exception out of the wait (KeyboardInterrupt, or what
+    another handler raises) sets ``cancel[0]``, which the kernel looks at between groups of
+    blocks; once the kernel has stopped, the exception is raised.  What the kernel wrote by then
+    stays written (a gradient's elements computed so far); nothing it summed is returned."""
+    global _helper
+    if _helper is None:
+        global _Timeout
+        from concurrent.futures import ThreadPoolExecutor  # (only for such calls)
+        from concurrent.futures import TimeoutError as _Timeout
+
+        _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastl2-numba")
+    cancel[0] = 0
+    done = _helper.submit(launch)
+    try:
+        # In slices of 20 ms: a signal that another thread received (any thread may) does not
+        # wake a wait on a lock, but the main thread runs its handler as soon as it returns.
+        while True:
+            try:
+                return done.result(timeout=0.02)
+            except _Timeout:
+                continue
+    except BaseException:
+        if not done.done():
+            cancel[0] = 1
+            while True:  # (a second Ctrl-C does not leave the kernel running unseen)
+                try:
+                    done.exception()
+                    break
+                except BaseException:
+                    continue
+        raise
+
+
+def _after_fork_in_child() -> None:
+    # The parent's helper thread does not exist in a fork()ed child: it makes its own.
+    global _helper
+    _helper = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64, n, args):
+    """_launch through the strided kernel (the 1-d kernels take no cancel flag), one output
+    of the n elements of the contiguous operands in ``args``: the same blocks, the same
+    summation tree, the same bits."""
+    y_true, y_pred, weights, _, grad, scale, divisor, elem, param = args
+    want_sums = _wants(mode)[0]
+    if mode == _WEIGHTS:
+        y_true = y_pred = None  # (as run_strided: only the weights are read)
+    operands = (y_true, y_pred, weights, grad, elem)
+    addresses = np.zeros(_NOPS, np.int64)
+    strides = np.zeros((_NOPS, 1), np.int64)
+    itemsizes = np.zeros(_NOPS, np.int64)
+    for k, array in enumerate(operands):
+        if array is not None:
+            addresses[k] = array.ctypes.data
+            strides[k, 0] = itemsizes[k] = array.itemsize
+    loss_sums = np.zeros(1)
+    weight_sums = np.zeros(1) if weights is not None else np.empty(0)
+    cancel = np.zeros(1, np.uint8)
+    layout = (addresses, np.array([n], np.int64), strides, itemsizes, 0, loss_sums, weight_sums,
+              config.get_num_threads(), cancel)
+    witness = [None if a is None else _WITNESS[a.dtype] for a in operands]
+    _launch_strided("strided", loss, has_true, has_weights, mode, compensated, grad64, n,
+                    (witness[0], witness[1], witness[2], layout, witness[3], scale, divisor,
+                     witness[4], param), cancel)
+    if not want_sums:
+        return 0.0, 0.0
+    return float(loss_sums[0]), float(weight_sums[0]) if weights is not None else float(n)
+
+
+#: Zero-length arrays that give the strided kernel an operand's dtype (as strided.py's).
+_WITNESS = {_FLOAT32: np.empty(0, np.float32), _FLOAT64: np.empty(0, np.float64)}
 
 
 def _thread_count_functions():

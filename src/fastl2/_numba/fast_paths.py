@@ -14,7 +14,7 @@ from .._losses import LOSSES
 from . import config, driver
 from .config import (_FLOAT32, _FLOAT64, _GRAD, _POOL_SIZE, _SUMS, _SUMS_GRAD, _WEIGHTS,
                      _WEIGHTS_LOSS, PARALLEL_THRESHOLD)
-from .driver import _entry_point, _launch, _locked_launch
+from .driver import INTERRUPTIBLE_MIN, _entry_point, _launch, _locked_launch
 
 _FLOAT32_TYPE, _FLOAT64_TYPE = np.float32, np.float64
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -58,8 +58,8 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
         return None
     shape = y_pred.shape
     n = y_pred.size
-    if y_true.shape != shape or not n:
-        return None
+    if y_true.shape != shape or not n or n >= INTERRUPTIBLE_MIN:
+        return None  # (such long calls: driver._launch, which can stop them)
     if weights is None:
         weights_size = None
     else:

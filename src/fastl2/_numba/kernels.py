@@ -26,7 +26,8 @@ from .cache import _jit, _slp_dispatcher
 from .combine import _combine_lane_groups, _combine_outputs, _combine_partials
 from .config import (_MODE_NAMES, _NOPS, _STREAMING_STORES, _TASKS_PER_THREAD, LANE_GROUP,
                      LANES, STACK_BLOCKS, STREAM_MIN_BYTES, _wants)
-from .memory import _block_gathered, _block_place, _copy_run, _element_at, _stack_buffer
+from .memory import (_block_gathered, _block_place, _copy_run, _element_at, _flag_set,
+                     _stack_buffer)
 
 #: A kernel's block function (block_template._make_block): each kernel function has its own
 #: in its globals (_make_kernel); this name only stands for it here.
@@ -64,9 +65,10 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, paralle
     With ``strided`` (csrc/strided.c fl2_run_strided) the arrays only give the operands' dtypes
     (see run_strided) and ``repeat`` is the layout instead (an argument of its own, even one
     with a default, would slow every call of the 1-d kernels): ``(addresses, shape, strides,
-    itemsizes, nkept, loss_sums, weight_sums, threads)``, where the operands are (byte address
-    of element (0, ...), byte strides and item size per operand, 0 for those not used) and how
-    many threads the work is split for.  It returns (0.0, 0.0) and fills loss_sums[o] (but with
+    itemsizes, nkept, loss_sums, weight_sums, threads, cancel)``, where the operands are (byte
+    address of element (0, ...), byte strides and item size per operand, 0 for those not used),
+    how many threads the work is split for, and a one-element uint8 array that stops the work
+    (between groups of blocks) once it is nonzero (driver._interruptibly).  It returns (0.0, 0.0) and fills loss_sums[o] (but with
     weights_only) and weight_sums[o] (with weights) per output.  Both kinds run each block
     through ``block`` (block_template._make_block).
     """
@@ -133,6 +135,8 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
     nops = _NOPS
     tasks_per_thread = _TASKS_PER_THREAD
     lane_group = LANE_GROUP
+    streaming = _STREAMING_STORES
+    stream_min_bytes = STREAM_MIN_BYTES
 
     def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param):
         quotient = scale / divisor
@@ -141,7 +145,7 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
         # lies when it is one contiguous, aligned piece of every operand), run through
         # ``block`` and its gradient and element losses scattered back.  The lanes of
         # LANE_GROUP items at a time are combined together (_combine_lane_groups).
-        addresses, shape, strides, itemsizes, nkept, loss_sums, weight_sums, threads = repeat
+        addresses, shape, strides, itemsizes, nkept, loss_sums, weight_sums, threads, cancel = repeat
         ndim = shape.shape[0]
         last = ndim - 1
         outputs = 1
@@ -153,6 +157,11 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
         nblocks = (reduced + block_size - 1) // block_size
         items = outputs * nblocks
         many = nblocks > 1
+        # Large gradients: blocks written where they lie, 16-byte aligned, with streaming
+        # stores (as the 1-d kernel; the bits do not change).
+        stream_all = False
+        if want_grad and streaming:
+            stream_all = outputs * reduced * itemsizes[3] >= stream_min_bytes
         # Block partials of every item when outputs have several blocks; else each group
         # of items finishes its outputs at once.
         all_partials = np.empty((items if want_sums and many else 0, 4))
@@ -180,6 +189,8 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
             heres = numba.carray(_stack_buffer(nops, np.int64), nops)
             group_first = first_item
             while group_first < end_item:
+                if _flag_set(cancel):  # (driver._interruptibly: Ctrl-C; nothing of this call is used)
+                    break
                 group = min(lane_group, end_item - group_first)
                 for j in range(group):
                     w = group_first + j
@@ -232,7 +243,8 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
                              if want_grad else grad)
                     e_arr = (_block_place(direct, heres[4], elem_buffer, elem, count)
                              if want_elem else elem)
-                    _block(t_arr, p_arr, w_arr, 1, g_arr, e_arr, 0, count, False,
+                    stream = stream_all and direct and heres[3] % 16 == 0
+                    _block(t_arr, p_arr, w_arr, 1, g_arr, e_arr, 0, count, stream,
                            all_partials, j, True, group_lanes, scale, divisor, quotient,
                            param)
                     if not direct:
@@ -262,7 +274,7 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
                             if has_weights:
                                 weight_sums[w] = group_sums[2, j] + group_sums[3, j]
                 group_first += group
-        if want_sums and many:
+        if want_sums and many and not _flag_set(cancel):
             _combine_outputs(all_partials, nblocks, outputs, loss_sums, weight_sums,
                              not weights_only, has_weights)
         return 0.0, 0.0

@@ -64,6 +64,22 @@ def _stream_store_16(typingctx, array, index, values):
 
 
 @intrinsic
+def _flag_set(typingctx, flag):
+    """flag[0] != 0 for a uint8 array ``flag`` that another thread may set while the kernel
+    runs (driver._interruptibly's cancel flag): an atomic (monotonic) load, which LLVM never
+    hoists out of a loop as it may a plain one."""
+    if not isinstance(flag, types.Array) or flag.dtype != types.uint8:
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        value = builder.load_atomic(data, "monotonic", 1)
+        return builder.icmp_unsigned("!=", value, ir.Constant(value.type, 0))
+
+    return types.boolean(flag), codegen
+
+
+@intrinsic
 def _store_fence(typingctx):
     """x86 sfence: orders this thread's streaming stores before whatever it does next."""
 

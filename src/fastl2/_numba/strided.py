@@ -122,19 +122,21 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
         if (reduced + BLOCK_SIZE - 1) // BLOCK_SIZE == 1:
             n = 0  # one block of rows: nothing to share between threads
         row_steps = strides[:3, 1] // np.maximum(itemsizes[:3], 1)
+        cancel = np.zeros(1, np.uint8)
         layout = (addresses, row_steps, 1 if strides[2, 0] else 0, reduced, outputs) + sums + (
-            get_num_threads(), float(s.param))
+            get_num_threads(), float(s.param), cancel)
         _launch_strided("columns", loss, has_true, has_weights, mode, not single, False, n,
-                        (witnesses[0], witnesses[1], witnesses[2], layout))
+                        (witnesses[0], witnesses[1], witnesses[2], layout), cancel)
         return result()
     if outputs * ((reduced + BLOCK_SIZE - 1) // BLOCK_SIZE) == 1:
         n = 0  # one work item: nothing to share between threads
+    cancel = np.zeros(1, np.uint8)
     layout = (addresses, np.array(shape, np.int64), strides, itemsizes, nkept) + sums + (
-        get_num_threads(),)
+        get_num_threads(), cancel)
     args = (witnesses[0], witnesses[1], witnesses[2], layout, witnesses[3], float(grad_scale),
             float(grad_divisor), witnesses[4], float(s.param))
     _launch_strided("strided", loss, has_true, has_weights, mode, not single,
-                    grad is not None and pred_dtype == _FLOAT64, n, args)
+                    grad is not None and pred_dtype == _FLOAT64, n, args, cancel)
     return result()
 
 

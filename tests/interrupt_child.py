@@ -1,0 +1,56 @@
+"""A child process for tests/test_interrupts.py: starts one long fastl2 call, is sent SIGINT
+while it runs, and says what happened.
+
+Usage: python interrupt_child.py BACKEND THREADS CASE
+
+It prints ``ready`` just before the call, then ``interrupted`` (KeyboardInterrupt came out of
+the call) or ``finished``, then, for the case ``gradient``, how many elements of ``out=`` hold
+neither their previous value nor their final one, and finally the value of a next call (which
+must work and be exact: ``1.0``).
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+import fastl2
+
+backend, threads, case = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fastl2.set_backend(backend)
+fastl2.set_num_threads(threads)
+
+LONG = 3 * 10**10  # broadcast elements: 5-30 s of work, no memory but 120 MB of block partials
+out = expected = None
+if case == "broadcast":  # 1-d, zero strides: the strided driver's work items
+    y_true = np.broadcast_to(np.float32(1.0), (LONG,))
+    y_pred = np.broadcast_to(np.float32(1.5), (LONG,))
+    call = lambda: fastl2.mse(y_true, y_pred)
+elif case == "columns":  # axis 0 of a C-ordered matrix: groups of columns
+    y_true = np.broadcast_to(np.ones((1, 10**5), np.float32), (3 * 10**6, 10**5))  # 3e11
+    call = lambda: fastl2.mse(y_true, y_true, axis=0)
+elif case == "rows":  # the last axis of short rows: 3e9 elements, 12 MB of outputs
+    y_true = np.broadcast_to(np.ones((1, 1000), np.float32), (3 * 10**6, 1000))
+    call = lambda: fastl2.mae(y_true, y_true, axis=-1)
+elif case == "contiguous":  # the 1-d driver: 8 GB of never-written zeros (the zero page)
+    y_true = np.zeros(2 * 10**9, np.float32)
+    call = lambda: [fastl2.mse(y_true, y_true) for _ in range(1000)]
+elif case == "gradient":  # out= of one gradient call (~0.1 s on one thread)
+    n = 4 * 10**7
+    y_true = np.broadcast_to(np.float64(1.0), (n,))
+    y_pred = np.arange(n, dtype=np.float64) / n
+    expected = fastl2.mse_grad(y_true, y_pred, reduction="sum")
+    out = np.full(n, np.nan)
+    call = lambda: fastl2.mse_grad(y_true, y_pred, reduction="sum", out=out)
+else:
+    raise SystemExit(f"unknown case {case!r}")
+
+print("ready", flush=True)
+try:
+    call()
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+if out is not None:
+    print(int(np.count_nonzero(~(np.isnan(out) | (out == expected)))), flush=True)
+print(fastl2.mse(np.ones(300_001, np.float32), np.zeros(300_001, np.float32)), flush=True)

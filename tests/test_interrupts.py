@@ -1,0 +1,166 @@
+"""Ctrl-C in long calls, and fork() at any moment.
+
+What can break: a long call that ignores SIGINT until it ends (hours for a broadcast input); an
+interrupted call that leaves the thread pool unusable, returns a partial result or writes
+``out=`` elements that are neither their old nor their new value; a fork()ed child that inherits
+a compile lock held by a thread it does not have, or a thread pool in the middle of a call.
+
+Each case runs in a child process (a SIGINT outside the call must not hit the test runner).  No
+latency is asserted (the suite has no timing assertions): a call that is not interrupted runs
+on for seconds to minutes and prints "finished", and the 60 s limit only keeps a failure from
+hanging the suite.  The measured
+latencies are in README.md ("Stopping a long call").
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastl2
+from forked import run_in_forked_child
+
+HERE = Path(__file__).parent
+COMPILED = "cython" in fastl2.available_backends()
+NUMBA = "numba" in fastl2.available_backends()
+
+
+def _interrupted_child(backend, threads, case):
+    child = subprocess.Popen([sys.executable, str(HERE / "interrupt_child.py"), backend, str(threads), case],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        time.sleep(0.05 if case == "gradient" else 0.3)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        pytest.fail(f"{backend}, {case}: the call went on for 60 s after SIGINT")
+    assert child.returncode == 0, err
+    return out.split()
+
+
+# (backend, case): every driver path of the compiled and numba backends (the numba backend's
+# 1-d calls run through its strided kernel then); the NumPy backend's Python loop.
+DRIVER_PATHS = ("broadcast", "columns", "rows", "contiguous", "gradient")
+CASES = ([("cython", case) for case in DRIVER_PATHS] if COMPILED else []) + (
+    [("numba", case) for case in DRIVER_PATHS] if NUMBA else []) + [("numpy", "broadcast")]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("backend, case", CASES)
+def test_sigint_stops_a_long_call_and_the_next_call_works(backend, case, threads):
+    words = _interrupted_child(backend, threads, case)
+    assert words[0] == "interrupted", words
+    if case == "gradient":
+        assert words[1] == "0", f"{words[1]} elements of out= hold neither their old value nor their new one"
+    assert words[-1] == "1.0", words
+
+
+def _child_computes(conn, y_true, y_pred, expected):
+    try:
+        fastl2.set_num_threads(2)
+        conn.send(("ok", np.asarray(fastl2.mse(y_true, y_pred)).tobytes() == expected))
+    except BaseException as error:  # (reported to the parent)
+        conn.send(("error", repr(error)))
+
+
+@pytest.mark.parametrize("backend", [b for b in ("cython", "numba") if b in fastl2.available_backends()])
+def test_fork_during_a_threaded_call(backend, restore_num_threads):
+    previous = fastl2.get_backend()
+    fastl2.set_backend(backend)
+    try:
+        fastl2.set_num_threads(2)
+        rng = np.random.default_rng(5)
+        y_true, y_pred = rng.standard_normal((2, 1_000_003)).astype(np.float32)
+        expected = np.asarray(fastl2.mse(y_true, y_pred)).tobytes()
+        long_true = np.broadcast_to(np.float32(1.0), (3 * 10**8,))
+        long_pred = np.broadcast_to(np.float32(3.0), (3 * 10**8,))
+        results = []
+        caller = threading.Thread(target=lambda: results.append(fastl2.mse(long_true, long_pred)))
+        caller.start()
+        time.sleep(0.05)  # (the call is running: it takes ~0.5 s)
+        status, same_bits, exitcode = run_in_forked_child(_child_computes, (y_true, y_pred, expected),
+                                                          "after a fork during a threaded call")
+        caller.join()
+    finally:
+        fastl2.set_backend(previous)
+    assert status == "ok", same_bits
+    assert same_bits and exitcode == 0
+    assert results == [np.float32(4.0)]
+
+
+FORK_WHILE_COMPILING = textwrap.dedent("""
+    import os, sys, tempfile, threading, time
+    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp()  # nothing cached: the call compiles (seconds)
+    import numpy as np
+    import fastl2
+    fastl2.set_backend("numba")
+    x = np.linspace(0.0, 1.0, 1000)
+    y = x[::-1].copy()
+    compiling = threading.Thread(target=lambda: fastl2.huber(x, y, delta=0.5))
+    compiling.start()
+    time.sleep(0.5)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if fastl2.huber(x, y, delta=0.5) == fastl2.huber(x.tolist(), y.tolist(), delta=0.5) else 3)
+    compiling.join()
+    for _ in range(600):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            print("child", os.waitstatus_to_exitcode(status))
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        print("child hung")
+""")
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed: no compiles")
+def test_fork_while_another_thread_compiles_a_numba_kernel():
+    result = subprocess.run([sys.executable, "-c", FORK_WHILE_COMPILING], capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["child", "0"], result.stdout + result.stderr
+
+
+def _numba_calls(y_true, y_pred, weights):
+    loss, grad = fastl2.mse_and_grad(y_true, y_pred, weights, reduction="weighted_mean")
+    return [np.asarray(fastl2.mse(y_true.astype(np.float32), y_pred.astype(np.float32))).tobytes(),
+            np.asarray(loss).tobytes(), grad.tobytes(),
+            fastl2.mae_grad(y_true.astype(np.float32), y_pred.astype(np.float32), reduction="sum").tobytes(),
+            fastl2.huber(y_true, y_pred, weights, delta=0.7, reduction="none").tobytes(),
+            np.asarray(fastl2.l2_penalty(y_pred, 0.3)).tobytes()]
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numba_calls_that_can_be_stopped_give_the_bits_of_the_others(monkeypatch, restore_num_threads, threads):
+    # Long main-thread calls of the numba backend run through the strided kernel on a helper
+    # thread (_numba/driver.py _launch_1d_as_strided); lowering the threshold to 0 sends every
+    # call there, and each must keep its bits.
+    from fastl2._numba import driver, fast_paths
+
+    previous = fastl2.get_backend()
+    fastl2.set_backend("numba")
+    try:
+        fastl2.set_num_threads(threads)
+        rng = np.random.default_rng(9)
+        y_true, y_pred = rng.standard_normal((2, 3 * 8192 + 77))
+        weights = rng.random(y_true.size)
+        expected = _numba_calls(y_true, y_pred, weights)
+        monkeypatch.setattr(driver, "INTERRUPTIBLE_MIN", 0)
+        monkeypatch.setattr(fast_paths, "INTERRUPTIBLE_MIN", 0)
+        got = _numba_calls(y_true, y_pred, weights)
+    finally:
+        fastl2.set_backend(previous)
+    assert got == expected
