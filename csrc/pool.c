@@ -58,7 +58,12 @@ void fl2_pool_set_interrupt_check(int (*check)(void)) { CHECK_STORE(check); }
 /* When the calling thread's next interrupt check is due (0: not timed yet in this driver
  * call, fl2_pool_call_begins): per thread, so that a driver call made of many short
  * fl2_parallel calls (a group of columns each) is checked as one long call. */
-static _Thread_local int64_t check_due;
+#if defined(_MSC_VER)
+#define FL2_THREAD_LOCAL __declspec(thread) /* (MSVC without /std:c11 has no _Thread_local) */
+#else
+#define FL2_THREAD_LOCAL _Thread_local
+#endif
+static FL2_THREAD_LOCAL int64_t check_due;
 
 void fl2_pool_call_begins(void) { check_due = 0; }
 
@@ -77,16 +82,21 @@ static int interrupted_now(check_fn check)
 }
 
 /* Tasks [0, ntasks) on the calling thread alone: in one go without an interrupt check, else
- * at least 16 tasks (and `grain`) at a time, with a look at the check after each. */
+ * `grain` tasks at a time (the claims of fl2_parallel), with a look at the check after each
+ * (every 4th for claims of fewer than 4 tasks, as `work`) and at the end. */
 static int serial(int64_t ntasks, int64_t grain, fl2_task_fn fn, void *ctx)
 {
     const check_fn check = CHECK_LOAD();
     if (!check) return fn(ctx, 0, ntasks);
-    const int64_t step = grain > 16 ? grain : 16;
+    if (grain < 1) grain = 1;
+    const int every = grain >= 4 ? 1 : 4;
     int status = 0;
-    for (int64_t first = 0; first < ntasks; first += step) {
-        status |= fn(ctx, first, ntasks - first > step ? first + step : ntasks);
-        if (interrupted_now(check)) return FL2_POOL_INTERRUPTED;
+    int64_t k = 1;
+    for (int64_t first = 0; first < ntasks; first += grain, k++) {
+        const int64_t last = ntasks - first > grain ? first + grain : ntasks;
+        status |= fn(ctx, first, last);
+        if ((k % every == 0 || last == ntasks) && interrupted_now(check))
+            return FL2_POOL_INTERRUPTED;
     }
     return status;
 }

@@ -36,7 +36,7 @@ int fl2_parallel(int64_t ntasks, int64_t grain, int nthreads, fl2_task_fn fn, vo
 void fl2_pool_call_begins(void);
 
 /* How often (nanoseconds) the calling thread of a long call runs the interrupt check. */
-#define FL2_INTERRUPT_CHECK_NS 20000000
+#define FL2_INTERRUPT_CHECK_NS 20000000 /* (a monotonic clock; without POSIX, C11's timespec_get) */
 
 /* Sets the interrupt check (NULL: none, the default).  It is called on the thread that
  * called fl2_parallel, never on a helper, from code that may hold no lock of the caller's

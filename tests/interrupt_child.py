@@ -5,12 +5,13 @@ Usage: python interrupt_child.py BACKEND THREADS CASE
 
 It prints ``ready`` just before the call, then ``interrupted`` (KeyboardInterrupt came out of
 the call) or ``finished``, then, for the case ``gradient``, how many elements of ``out=`` hold
-neither their previous value nor their final one, and finally the value of a next call (which
+neither their previous value nor their final one or change after the call returned, and finally the value of a next call (which
 must work and be exact: ``1.0``).
 """
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 
@@ -29,19 +30,26 @@ if case == "broadcast":  # 1-d, zero strides: the strided driver's work items
 elif case == "columns":  # axis 0 of a C-ordered matrix: groups of columns
     y_true = np.broadcast_to(np.ones((1, 10**5), np.float32), (3 * 10**6, 10**5))  # 3e11
     call = lambda: fastl2.mse(y_true, y_true, axis=0)
+elif case == "narrow_columns":  # up to 1024 columns: one group (numba's columns kernel)
+    y_true = np.broadcast_to(np.ones((1, 1000), np.float32), (3 * 10**8, 1000))  # 3e11
+    call = lambda: fastl2.mse(y_true, y_true, axis=0)
 elif case == "rows":  # the last axis of short rows: 3e9 elements, 12 MB of outputs
     y_true = np.broadcast_to(np.ones((1, 1000), np.float32), (3 * 10**6, 1000))
     call = lambda: fastl2.mae(y_true, y_true, axis=-1)
 elif case == "contiguous":  # the 1-d driver: 8 GB of never-written zeros (the zero page)
     y_true = np.zeros(2 * 10**9, np.float32)
     call = lambda: [fastl2.mse(y_true, y_true) for _ in range(1000)]
-elif case == "gradient":  # out= of one gradient call (~0.1 s on one thread)
+elif case == "gradient":  # out= of gradient calls (~0.1 s each), until one is interrupted
     n = 4 * 10**7
     y_true = np.broadcast_to(np.float64(1.0), (n,))
     y_pred = np.arange(n, dtype=np.float64) / n
     expected = fastl2.mse_grad(y_true, y_pred, reduction="sum")
-    out = np.full(n, np.nan)
-    call = lambda: fastl2.mse_grad(y_true, y_pred, reduction="sum", out=out)
+    out = np.empty(n)
+
+    def call():
+        while True:
+            out.fill(np.nan)
+            fastl2.mse_grad(y_true, y_pred, reduction="sum", out=out)
 else:
     raise SystemExit(f"unknown case {case!r}")
 
@@ -52,5 +60,8 @@ try:
 except KeyboardInterrupt:
     print("interrupted", flush=True)
 if out is not None:
-    print(int(np.count_nonzero(~(np.isnan(out) | (out == expected)))), flush=True)
+    snapshot = out.copy()
+    time.sleep(0.2)  # nothing may write to out= once the call has returned
+    print(int(np.count_nonzero(~(np.isnan(out) | (out == expected)))) +
+          int(np.count_nonzero((out != snapshot) & ~np.isnan(snapshot))), flush=True)
 print(fastl2.mse(np.ones(300_001, np.float32), np.zeros(300_001, np.float32)), flush=True)

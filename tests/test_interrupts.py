@@ -37,7 +37,7 @@ def _interrupted_child(backend, threads, case):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready", child.stderr.read()
-        time.sleep(0.05 if case == "gradient" else 0.3)
+        time.sleep(0.3)
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -50,7 +50,7 @@ def _interrupted_child(backend, threads, case):
 
 # (backend, case): every driver path of the compiled and numba backends (the numba backend's
 # 1-d calls run through its strided kernel then); the NumPy backend's Python loop.
-DRIVER_PATHS = ("broadcast", "columns", "rows", "contiguous", "gradient")
+DRIVER_PATHS = ("broadcast", "columns", "narrow_columns", "rows", "contiguous", "gradient")
 CASES = ([("cython", case) for case in DRIVER_PATHS] if COMPILED else []) + (
     [("numba", case) for case in DRIVER_PATHS] if NUMBA else []) + [("numpy", "broadcast")]
 
@@ -61,7 +61,8 @@ def test_sigint_stops_a_long_call_and_the_next_call_works(backend, case, threads
     words = _interrupted_child(backend, threads, case)
     assert words[0] == "interrupted", words
     if case == "gradient":
-        assert words[1] == "0", f"{words[1]} elements of out= hold neither their old value nor their new one"
+        assert words[1] == "0", (f"{words[1]} elements of out= hold neither their old value nor their new "
+                                 "one, or changed after the call returned")
     assert words[-1] == "1.0", words
 
 
@@ -155,12 +156,17 @@ def test_numba_calls_that_can_be_stopped_give_the_bits_of_the_others(monkeypatch
     try:
         fastl2.set_num_threads(threads)
         rng = np.random.default_rng(9)
-        y_true, y_pred = rng.standard_normal((2, 3 * 8192 + 77))
+        # (past the parallel threshold: with 2 threads the kernels run on Numba's threads)
+        y_true, y_pred = rng.standard_normal((2, driver.PARALLEL_THRESHOLD + 3 * 8192 + 77))
         weights = rng.random(y_true.size)
         expected = _numba_calls(y_true, y_pred, weights)
         monkeypatch.setattr(driver, "INTERRUPTIBLE_MIN", 0)
         monkeypatch.setattr(fast_paths, "INTERRUPTIBLE_MIN", 0)
+        rerouted = []
+        launch = driver._launch_1d_as_strided
+        monkeypatch.setattr(driver, "_launch_1d_as_strided", lambda *args: rerouted.append(1) or launch(*args))
         got = _numba_calls(y_true, y_pred, weights)
     finally:
         fastl2.set_backend(previous)
+    assert len(rerouted) >= 6  # every call (and the weight sum) went the stoppable way
     assert got == expected

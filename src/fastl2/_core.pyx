@@ -46,6 +46,18 @@ import threading
 cdef unsigned long _main_thread = threading.main_thread().ident
 
 
+def _main_thread_after_fork():
+    # In a child forked from another thread, that thread is the child's main thread.
+    global _main_thread
+    _main_thread = PyThread_get_thread_ident()
+
+
+import os as _os
+
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_main_thread_after_fork)
+
+
 cdef int _interrupt_check() noexcept nogil:
     if PyThread_get_thread_ident() != _main_thread:
         return 0

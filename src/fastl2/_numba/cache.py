@@ -187,14 +187,20 @@ _compile_lock = threading.RLock()
 # lock held by a thread that does not exist there, and its first compile would wait forever.
 # So fork waits for the compile in progress (taking both locks, in the order a compile takes
 # them), and parent and child release them after it.
+_held_over_fork: dict = {}  # forking thread -> the locks it took
+
+
 def _before_fork() -> None:
-    _compile_lock.acquire()
-    global_compiler_lock.acquire()
+    held = _held_over_fork.setdefault(threading.get_ident(), [])
+    for lock in (_compile_lock, global_compiler_lock):
+        lock.acquire()  # (should a signal handler raise here, fork goes on with what is held)
+        held.append(lock)
 
 
 def _after_fork() -> None:
-    global_compiler_lock.release()
-    _compile_lock.release()
+    held = _held_over_fork.pop(threading.get_ident(), [])
+    while held:
+        held.pop().release()
 
 
 if hasattr(os, "register_at_fork"):

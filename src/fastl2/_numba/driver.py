@@ -36,9 +36,6 @@ from .kernels import _make_kernel
 #: on a helper thread, see the module's docstring): 2**24 elements take 5 ms and more, a
 #: thread hand-over some 50 us.
 INTERRUPTIBLE_MIN = 1 << 24
-#: The cancel flag of the calls that cannot be interrupted (never set).
-_NEVER = np.zeros(1, np.uint8)
-_main_thread = threading.main_thread()
 _helper = None  # the helper thread's executor, made on first use (and again after a fork)
 _Timeout = None  # concurrent.futures.TimeoutError, imported with it
 
@@ -100,7 +97,7 @@ def _entry_point(key, sizes):
 def _launch(loss, has_true, has_weights, mode, compensated, grad64, sizes, n, args):
     """Runs the 1-d kernel of this specialisation on ``args``, whose operands have item sizes
     ``sizes`` (see _entry_point); returns (loss sum, weight sum)."""
-    if n >= INTERRUPTIBLE_MIN and args[3] == 1 and threading.current_thread() is _main_thread:
+    if n >= INTERRUPTIBLE_MIN and args[3] == 1 and threading.current_thread() is threading.main_thread():
         return _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64, n, args)
     threads = config._requested_threads
     if n < PARALLEL_THRESHOLD or config._forked_child or threads == 1 or _POOL_SIZE == 1:
@@ -124,7 +121,7 @@ def _launch_strided(kind, loss, has_true, has_weights, mode, compensated, grad64
     parallel = not (n < PARALLEL_THRESHOLD or config._forked_child or threads == 1
                     or _POOL_SIZE == 1)
     kernel = _kernel((loss, has_true, has_weights, mode, compensated, grad64, parallel, kind))
-    if cancel is not None and n >= INTERRUPTIBLE_MIN and threading.current_thread() is _main_thread:
+    if cancel is not None and n >= INTERRUPTIBLE_MIN and threading.current_thread() is threading.main_thread():
         if parallel:
             # Numba's thread count is per thread: the helper uses the caller's.
             threads = threads or numba.get_num_threads()
@@ -149,7 +146,10 @@ def _interruptibly(launch, cancel):
 
         _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastl2-numba")
     cancel[0] = 0
-    done = _helper.submit(launch)
+    try:
+        done = _helper.submit(launch)
+    except RuntimeError:  # (at interpreter shutdown no thread starts: run it here, unstoppable)
+        return launch()
     try:
         # In slices of 20 ms: a signal that another thread received (any thread may) does not
         # wake a wait on a lock, but the main thread runs its handler as soon as it returns.
