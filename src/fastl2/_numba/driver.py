@@ -36,6 +36,10 @@ from .kernels import _make_kernel
 #: on a helper thread, see the module's docstring): 2**24 elements take 5 ms and more, a
 #: thread hand-over some 50 us.
 INTERRUPTIBLE_MIN = 1 << 24
+#: Zero-length arrays that stand for the operands of the strided and columns kernels: they give
+#: the dtype, and only the dtype, so that read-only, unaligned or N-d operands need no code of
+#: their own (strided.py, _launch_1d_as_strided).
+_DTYPE_OF = {_FLOAT32: np.empty(0, np.float32), _FLOAT64: np.empty(0, np.float64)}
 _helper = None  # the helper thread's executor, made on first use (and again after a fork)
 _Timeout = None  # concurrent.futures.TimeoutError, imported with it
 
@@ -201,7 +205,7 @@ def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64
     cancel = np.zeros(1, np.uint8)
     layout = (addresses, np.array([n], np.int64), strides, itemsizes, 0, loss_sums, weight_sums,
               config.get_num_threads(), cancel)
-    witness = [None if a is None else _WITNESS[a.dtype] for a in operands]
+    witness = [None if a is None else _DTYPE_OF[a.dtype] for a in operands]
     _launch_strided("strided", loss, has_true, has_weights, mode, compensated, grad64, n,
                     (witness[0], witness[1], witness[2], layout, witness[3], scale, divisor,
                      witness[4], param), cancel)
@@ -209,9 +213,6 @@ def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64
         return 0.0, 0.0
     return float(loss_sums[0]), float(weight_sums[0]) if weights is not None else float(n)
 
-
-#: Zero-length arrays that give the strided kernel an operand's dtype (as strided.py's).
-_WITNESS = {_FLOAT32: np.empty(0, np.float32), _FLOAT64: np.empty(0, np.float64)}
 
 
 def _thread_count_functions():

@@ -12,13 +12,9 @@ import numpy as np
 from .._plan import BLOCK_SIZE
 from .config import (_FLOAT32, _FLOAT64, _MAX_COLUMNS, _MAX_DIMS, _NOPS, _SUMS, _WEIGHTS,
                      _WEIGHTS_LOSS, _mode, get_num_threads)
-from .driver import _launch_strided
+from .driver import _DTYPE_OF, _launch_strided
 
 
-#: Zero-length arrays that stand for the operands of run_strided in its kernels: they give
-#: the dtype, and only the dtype, so that read-only, unaligned or N-d operands need no code of
-#: their own.
-_DTYPE_OF = {_FLOAT32: np.empty(0, np.float32), _FLOAT64: np.empty(0, np.float64)}
 
 
 def _operand_dtype(array, name):
