@@ -9,6 +9,7 @@ pyproject.toml holds the metadata; this file says only what it cannot:
 """
 
 import os
+import shlex
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,12 @@ def _say(message):
 
 
 def _compiles(compiler, flags, link_flags, source):
-    """Whether `source` compiles and links with these flags."""
+    """Whether `source` compiles and links with these flags, and with the environment's CFLAGS
+    and LDFLAGS, as the extension will be.  (The compile step has CFLAGS already; linking an
+    executable takes neither, so a sanitizer build, -fsanitize=... in both, would fail the
+    probe and silently lose OpenMP.)"""
+    link_flags = [*link_flags, *shlex.split(os.environ.get("CFLAGS", "")),
+                  *shlex.split(os.environ.get("LDFLAGS", ""))]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "probe.c")
         with open(path, "w") as f:
@@ -84,6 +90,8 @@ class BuildExt(build_ext):
             flags, omp, threads = ["/O2", "/fp:precise"], (["/openmp"], []), []
         else:
             flags, omp, threads = list(BASE_FLAGS), (["-fopenmp"], ["-fopenmp"]), ["-pthread"]
+            if any(flag.startswith("-O") for flag in shlex.split(os.environ.get("CFLAGS", ""))):
+                flags.remove("-O3")  # (the environment's optimisation level wins: a sanitizer build's -O1)
         flags += threads
         if os.environ.get("FASTL2_NO_OPENMP") != "1" and _compiles(compiler, omp[0], omp[1], OPENMP_PROBE):
             _say("OpenMP found: the default thread count follows OMP_NUM_THREADS and threadpoolctl")

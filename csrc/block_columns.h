@@ -43,7 +43,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
                 if (r >= nrows) break;
 #if HAS_WEIGHTS
                 const T_WEIGHTS *wr = w + r * ld[FL2_OP_WEIGHTS];
-                const fl2_vd wk = w_step ? FL2_VLOAD(wr) : fl2_vsplat((double)wr[0]);
+                const fl2_vd wk = w_step ? FL2_VLOAD(wr) : fl2_vsplat(FL2_GET(T_WEIGHTS, wr));
 #endif
                 if (!weights_only) {
 #if HAS_TRUE
@@ -85,13 +85,13 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
 #endif
         for (int64_t c = 0; c < ncols; c++) {
 #if HAS_WEIGHTS
-            const double wk = (double)wr[c * w_step];
+            const double wk = FL2_GET(T_WEIGHTS, wr + c * w_step);
             if (!weights_only) {
 #endif
 #if HAS_TRUE
-                const double d = (double)yp[c] - (double)yt[c];
+                const double d = FL2_GET(T_PRED, yp + c) - FL2_GET(T_TRUE, yt + c);
 #else
-                const double d = (double)yp[c];
+                const double d = FL2_GET(T_PRED, yp + c);
 #endif
                 const double l = fl2_loss_value(loss, d, param);
 #if HAS_WEIGHTS

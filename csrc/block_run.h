@@ -12,10 +12,11 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 {
     typedef T_PRED pred_t;
 #if COMPENSATED
-    typedef double result_t;
+#define T_RESULT double
 #else
-    typedef float result_t;
+#define T_RESULT float
 #endif
+    typedef T_RESULT result_t;
     const pred_t *y_pred = (const pred_t *)p->y_pred;
 #if HAS_TRUE
     const T_TRUE *y_true = (const T_TRUE *)p->y_true;
@@ -44,17 +45,17 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 #endif
     (void)loss_err; (void)w_sum; (void)w_err;
 
-    /* One element: its difference d, weight wk, going to lane k. */
+    /* One element: its difference d, weight wk, going to lane k; its gradient to gout. */
 #define ELEMENT(i, k, d, wk, gout)                                                   \
     do {                                                                             \
         if (!weights_only) {                                                         \
             double l_ = fl2_loss_value(loss, d, param);                              \
             double wl_ = HAS_WEIGHTS ? (wk) * l_ : l_;                               \
             if (want_sums) ACCUMULATE(loss_sum, loss_err, k, wl_);      \
-            if (want_elem) elem[i] = (result_t)wl_;                                  \
+            if (want_elem) FL2_PUT(T_RESULT, elem + (i), wl_);                       \
             if (want_grad) {                                                         \
                 double g_ = fl2_loss_derivative(loss, d, param);                     \
-                gout = (pred_t)GRAD_VALUE(HAS_WEIGHTS ? (wk) * g_ : g_);             \
+                FL2_PUT(T_PRED, gout, GRAD_VALUE(HAS_WEIGHTS ? (wk) * g_ : g_));     \
             }                                                                        \
         }                                                                            \
         if (HAS_WEIGHTS && want_sums) ACCUMULATE(w_sum, w_err, k, wk);     \
@@ -63,10 +64,10 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     /* Inputs are read `step` (1, or 2 for a[::2] views: a constant) elements apart; the
      * outputs are contiguous. */
 #if HAS_TRUE
-#define DIFF(i) ((double)y_pred[step * (i)] - (double)y_true[step * (i)])
+#define DIFF(i) (FL2_GET(T_PRED, y_pred + step * (i)) - FL2_GET(T_TRUE, y_true + step * (i)))
 #define VDIFF(i) (FL2_VLOAD_STEP(y_pred + step * (i), step) - FL2_VLOAD_STEP(y_true + step * (i), step))
 #else
-#define DIFF(i) ((double)y_pred[step * (i)])
+#define DIFF(i) FL2_GET(T_PRED, y_pred + step * (i))
 #define VDIFF(i) FL2_VLOAD_STEP(y_pred + step * (i), step)
 #endif
 
@@ -101,11 +102,11 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             if (repeat == 1) {
                 for (int h = 0; h < NV; h++) wv[h] = FL2_VLOAD_STEP(w + step * (i + h * FL2_VWIDTH), step);
             } else if (i + LANES <= row_end) {
-                for (int h = 0; h < NV; h++) wv[h] = fl2_vsplat((double)w[row]);
+                for (int h = 0; h < NV; h++) wv[h] = fl2_vsplat(FL2_GET(T_WEIGHTS, w + row));
             } else {
                 for (int k = 0; k < LANES; k++) {
                     while (i + k >= row_end) { row++; row_end += repeat; }
-                    wv[k / FL2_VWIDTH][k % FL2_VWIDTH] = (double)w[row];
+                    wv[k / FL2_VWIDTH][k % FL2_VWIDTH] = FL2_GET(T_WEIGHTS, w + row);
                 }
             }
 #endif
@@ -145,7 +146,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
                 const fl2_vbits keep = fl2_vfirst(count);
                 fl2_vd wv = fl2_vsplat(1.0);
 #if HAS_WEIGHTS
-                wv = repeat == 1 ? FL2_VLOADN(w + at, count) : fl2_vsplat((double)w[row]);
+                wv = repeat == 1 ? FL2_VLOADN(w + at, count) : fl2_vsplat(FL2_GET(T_WEIGHTS, w + row));
 #endif
                 if (!weights_only) {
 #if HAS_TRUE
@@ -174,26 +175,26 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             for (int k = 0; k < LANES; k++) d[k] = DIFF(i + k);
 #if HAS_WEIGHTS
         if (repeat == 1) {
-            for (int k = 0; k < LANES; k++) wk[k] = (double)w[step * (i + k)];
+            for (int k = 0; k < LANES; k++) wk[k] = FL2_GET(T_WEIGHTS, w + step * (i + k));
         } else if (i + LANES <= row_end) {
-            double wr = (double)w[row];
+            double wr = FL2_GET(T_WEIGHTS, w + row);
             for (int k = 0; k < LANES; k++) wk[k] = wr;
         } else {
             for (int k = 0; k < LANES; k++) {
                 while (i + k >= row_end) { row++; row_end += repeat; }
-                wk[k] = (double)w[row];
+                wk[k] = FL2_GET(T_WEIGHTS, w + row);
             }
         }
 #else
         for (int k = 0; k < LANES; k++) wk[k] = 1.0;
 #endif
         pred_t g[LANES];
-        for (int k = 0; k < LANES; k++) ELEMENT(i + k, k, d[k], wk[k], g[k]);
+        for (int k = 0; k < LANES; k++) ELEMENT(i + k, k, d[k], wk[k], &g[k]);
         if (want_grad) {
             if (stream)
                 FL2_STREAM_STORE(grad + i, g, LANES);
             else
-                for (int k = 0; k < LANES; k++) grad[i + k] = g[k];
+                memcpy(grad + i, g, sizeof g);
         }
     }
 #endif
@@ -201,13 +202,13 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
         double dk = weights_only ? 0.0 : DIFF(i), wk = 1.0;
 #if HAS_WEIGHTS
         if (repeat == 1) {
-            wk = (double)w[step * i];
+            wk = FL2_GET(T_WEIGHTS, w + step * i);
         } else {
             while (i >= row_end) { row++; row_end += repeat; }
-            wk = (double)w[row];
+            wk = FL2_GET(T_WEIGHTS, w + row);
         }
 #endif
-        ELEMENT(i, k, dk, wk, grad[i]);
+        ELEMENT(i, k, dk, wk, grad + i);
     }
 
     if (stream) fl2_stream_fence();
@@ -226,6 +227,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 #endif
     }
 #undef ELEMENT
+#undef T_RESULT
 #undef DIFF
 #undef VDIFF
 }

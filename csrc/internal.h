@@ -17,6 +17,36 @@
 #define FL2_PREFETCH(address) ((void)0)
 #endif
 
+#ifndef FL2_CAT
+#define FL2_CAT_(a, b) a##b
+#define FL2_CAT(a, b) FL2_CAT_(a, b)
+#endif
+
+/* ---- one element at any address --------------------------------------------------------
+ * NumPy arrays need not be aligned to their element size (np.frombuffer at an odd offset, a
+ * packed structured dtype's field, an unaligned memory map); C makes a plain `*p` of such an
+ * address undefined.  The kernels read and write single elements through these: memcpy of
+ * one element, which compilers turn into the same single move.  T is float or double (a
+ * token: FL2_GET(T_PRED, p) names fl2_get_float or fl2_get_double). */
+FL2_INLINE double fl2_get_float(const void *p)
+{
+    float v;
+    memcpy(&v, p, sizeof v);
+    return (double)v;
+}
+FL2_INLINE double fl2_get_double(const void *p)
+{
+    double v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+FL2_INLINE void fl2_put_float(void *p, float x) { memcpy(p, &x, sizeof x); }
+FL2_INLINE void fl2_put_double(void *p, double x) { memcpy(p, &x, sizeof x); }
+/* p[0] as a double */
+#define FL2_GET(T, p) FL2_CAT(fl2_get_, T)(p)
+/* p[0] = (T)x */
+#define FL2_PUT(T, p, x) FL2_CAT(fl2_put_, T)((p), (T)(x))
+
 /* Prefetches the nbytes from address + offset, a place computed as an integer: it may lie
  * past the array, where a prefetch does nothing (it never faults). */
 FL2_INLINE void fl2_prefetch(const void *address, int64_t offset, int64_t nbytes)
@@ -48,11 +78,11 @@ FL2_INLINE void fl2_stream_fence(void) { _mm_sfence(); }
 FL2_INLINE int fl2_stream_aligned(const void *p) { (void)p; return 0; }
 FL2_INLINE void fl2_stream_store_f32(float *dst, const float *src, int count)
 {
-    for (int k = 0; k < count; k++) dst[k] = src[k];
+    memcpy(dst, src, (size_t)count * sizeof *src);
 }
 FL2_INLINE void fl2_stream_store_f64(double *dst, const double *src, int count)
 {
-    for (int k = 0; k < count; k++) dst[k] = src[k];
+    memcpy(dst, src, (size_t)count * sizeof *src);
 }
 FL2_INLINE void fl2_stream_fence(void) {}
 #endif

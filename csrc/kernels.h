@@ -7,8 +7,6 @@
 #include "vectors.h"
 #include "losses.h" /* (again: now with the element functions) */
 
-#define FL2_CAT_(a, b) a##b
-#define FL2_CAT(a, b) FL2_CAT_(a, b)
 #define FL2_KNAME(name) FL2_CAT(FL2_KERNEL_TABLE, name)
 
 /* y_true, y_pred, weights */

@@ -43,28 +43,27 @@ static void copy_run(char *buffer, char *base, size_t item, int nd, const int64_
             if (to_array) memcpy(ptr, buffer, (size_t)run * item);
             else memcpy(buffer, ptr, (size_t)run * item);
         } else if (!to_array && step == 2 * (int64_t)item) {
-            /* every other element (a[::2]): a constant stride the compiler vectorises */
+            /* every other element (a[::2]): a constant stride the compiler vectorises; the
+             * operand may be unaligned (the buffer is not), so its elements are memcpy'd */
             if (item == sizeof(float)) {
-                const float *src = (const float *)ptr;
                 float *b = (float *)buffer;
-                for (int64_t i = 0; i < run; i++) b[i] = src[2 * i];
+                for (int64_t i = 0; i < run; i++) memcpy(b + i, ptr + 2 * i * sizeof(float), sizeof(float));
             } else {
-                const double *src = (const double *)ptr;
                 double *b = (double *)buffer;
-                for (int64_t i = 0; i < run; i++) b[i] = src[2 * i];
+                for (int64_t i = 0; i < run; i++) memcpy(b + i, ptr + 2 * i * sizeof(double), sizeof(double));
             }
         } else if (item == sizeof(float)) {
             float *b = (float *)buffer;
             if (to_array)
-                for (int64_t i = 0; i < run; i++) *(float *)(ptr + i * step) = b[i];
+                for (int64_t i = 0; i < run; i++) memcpy(ptr + i * step, b + i, sizeof(float));
             else
-                for (int64_t i = 0; i < run; i++) b[i] = *(const float *)(ptr + i * step);
+                for (int64_t i = 0; i < run; i++) memcpy(b + i, ptr + i * step, sizeof(float));
         } else {
             double *b = (double *)buffer;
             if (to_array)
-                for (int64_t i = 0; i < run; i++) *(double *)(ptr + i * step) = b[i];
+                for (int64_t i = 0; i < run; i++) memcpy(ptr + i * step, b + i, sizeof(double));
             else
-                for (int64_t i = 0; i < run; i++) b[i] = *(const double *)(ptr + i * step);
+                for (int64_t i = 0; i < run; i++) memcpy(b + i, ptr + i * step, sizeof(double));
         }
         buffer += (size_t)run * item;
         count -= run;

@@ -69,7 +69,7 @@ FL2_INLINE fl2_vd fl2_load2_f32(const float *p)
     return (fl2_vd)_mm_cvtps_pd(_mm_shuffle_ps(v, v, _MM_SHUFFLE(2, 0, 2, 0)));
 #else
     fl2_vd v;
-    for (int k = 0; k < FL2_VWIDTH; k++) v[k] = (double)p[2 * k];
+    for (int k = 0; k < FL2_VWIDTH; k++) v[k] = fl2_get_float(p + 2 * k);
     return v;
 #endif
 }
@@ -83,10 +83,13 @@ FL2_INLINE fl2_vd fl2_load2_f64(const double *p)
     const __m256d pairs = _mm256_unpacklo_pd(_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4));
     return (fl2_vd)_mm256_permute4x64_pd(pairs, _MM_SHUFFLE(3, 1, 2, 0));
 #elif FL2_VWIDTH == 2 && defined(__SSE2__)
-    return (fl2_vd)_mm_loadh_pd(_mm_load_sd(p), p + 2);
+    double lo, hi; /* (_mm_load_sd dereferences p: undefined for an unaligned p) */
+    memcpy(&lo, p, sizeof lo);
+    memcpy(&hi, p + 2, sizeof hi);
+    return (fl2_vd)_mm_set_pd(hi, lo);
 #else
     fl2_vd v;
-    for (int k = 0; k < FL2_VWIDTH; k++) v[k] = p[2 * k];
+    for (int k = 0; k < FL2_VWIDTH; k++) v[k] = fl2_get_double(p + 2 * k);
     return v;
 #endif
 }
@@ -103,7 +106,7 @@ FL2_INLINE fl2_vd fl2_loadn_f32(const float *p, int count)
     return (fl2_vd)_mm256_cvtps_pd(_mm_maskload_ps(p, keep));
 #else
     fl2_vd v = fl2_vsplat(0.0);
-    for (int k = 0; k < count; k++) v[k] = (double)p[k];
+    for (int k = 0; k < count; k++) v[k] = fl2_get_float(p + k);
     return v;
 #endif
 }
@@ -116,7 +119,7 @@ FL2_INLINE fl2_vd fl2_loadn_f64(const double *p, int count)
     return (fl2_vd)_mm256_maskload_pd(p, keep);
 #else
     fl2_vd v = fl2_vsplat(0.0);
-    for (int k = 0; k < count; k++) v[k] = p[k];
+    for (int k = 0; k < count; k++) v[k] = fl2_get_double(p + k);
     return v;
 #endif
 }

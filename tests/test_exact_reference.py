@@ -206,6 +206,23 @@ def test_l2_penalty_grad_matches_exact_reference(backend, lam, dtype, size):
     check_grad(result, ref.l2_penalty_grad(params, lam), params)
 
 
+@pytest.mark.parametrize("narrow", [np.float16, np.float32])
+@pytest.mark.parametrize("size", [2, 8191, 3 * 65536 + 17])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_l2_penalty_of_a_list_mixing_dtypes_is_as_exact_as_its_float64_result(backend, narrow, size, layout):
+    # A float32 array's own kernel is accurate to float32's ulp; in a list with a float64 array
+    # the result is float64 and must be within its 2 ulp (found by the fuzzer: 5 ulp for
+    # [a float64 scalar, 8191 float32 values], the float32 sum in plain float64 lanes).
+    rng = np.random.default_rng(size)
+    wide = rng.standard_normal(2 * size if layout == "strided" else size).astype(narrow) * 3
+    part = wide[::2] if layout == "strided" else wide
+    params = [np.array(1.0 / 3.0), part, rng.standard_normal(5)]
+    result = fastl2.l2_penalty(params, 0.5)
+    assert type(result) is np.float64
+    flat = np.concatenate([np.asarray(x, dtype=np.float64).ravel() for x in params])
+    ref.assert_ulp(result, ref.l2_penalty(flat, 0.5), ref.loss_ulp(np.float64))
+
+
 def test_l2_penalty_of_2d_params_sums_everything(backend):
     params = np.arange(12.0).reshape(3, 4) - 5.5
     assert fastl2.l2_penalty(params, 0.25) == 0.25 * float(np.sum(params**2))

@@ -64,7 +64,7 @@ def _l2_penalty(params, lam: float):
     ]
     single = bool(plans) and all(plan.result_dtype == np.float32 for plan in plans)
     backend = _backends.active()
-    total = math.fsum(_square_sum(plan, backend) for plan in plans)
+    total = math.fsum(part for plan in plans for part in _square_sums(plan, backend, single))
     if math.isinf(total):
         # An overflow of the float64 sum itself: sum the squares of params * 2**-600 instead.
         scaled = math.fsum(_square_sum(plan, backend, _PENALTY_SCALE) for plan in plans)
@@ -85,6 +85,28 @@ _PENALTY_EXPONENT = 600
 _PENALTY_SCALE = 2.0 ** -_PENALTY_EXPONENT
 #: Below this a sum of squares may have lost bits to the subnormals (2**-1022 * 2**53).
 _PENALTY_TINY = 2.0 ** -969
+
+
+#: Elements per float64 chunk of a float32 array in a float64 penalty (see _square_sums).
+_WIDEN_CHUNK = 1 << 16
+
+
+def _square_sums(plan: Plan, backend, single: bool) -> list[float]:
+    """Sums of squares whose total is that of ``plan``'s array, each within half an ulp.
+
+    A float32 array's own kernel sums in plain float64 lanes, accurate enough for a float32
+    result; in a float64 penalty (a list that mixes float32 and float64 arrays) it is read in
+    float64 chunks of _WIDEN_CHUNK elements (cache-sized: no copy of the whole array), whose
+    sums the compensated float64 kernel gives within half an ulp.  The caller adds all the
+    parts with one math.fsum: parts rounded within half an ulp each, all of one sign, leave
+    the total within one ulp (Σ ulp(p_i) / 2 <= ulp(Σ p_i))."""
+    if single or plan.result_dtype != np.float32 or plan.n <= 1:
+        return [_square_sum(plan, backend)]
+    flat = plan.arrays[1].reshape(-1)  # (a view when it can be; a float32 copy otherwise)
+    return [
+        _square_sum(penalty_plan(flat[start:start + _WIDEN_CHUNK].astype(np.float64)), backend)
+        for start in range(0, flat.size, _WIDEN_CHUNK)
+    ]
 
 
 def _square_sum(plan: Plan, backend, scale: float = 1.0) -> float:
@@ -245,10 +267,18 @@ def _penalty_grad_factors(lam: float, kernel_dtype: np.dtype) -> tuple[float, fl
 
 
 def _is_array_object(value) -> bool:
-    """An array of its own (not a Python or NumPy scalar, nor a nested list of numbers)."""
+    """An array of its own (not a Python or NumPy scalar, nor a nested list of numbers): an
+    ndarray, a DLPack or ``__array__`` producer, or a buffer (memoryview, array.array: read
+    whole, never iterated -- a memoryview of an unaligned or 2-d array cannot be)."""
     if isinstance(value, np.generic):
         return False
-    return isinstance(value, np.ndarray) or hasattr(value, "__dlpack__") or hasattr(value, "__array__")
+    if isinstance(value, (np.ndarray, memoryview)) or hasattr(value, "__dlpack__") or hasattr(value, "__array__"):
+        return True
+    try:
+        memoryview(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _parameter_arrays(params):
