@@ -39,6 +39,10 @@ elif case == "rows":  # the last axis of short rows: 3e9 elements, 12 MB of outp
 elif case == "contiguous":  # the 1-d driver: 8 GB of never-written zeros (the zero page)
     y_true = np.zeros(2 * 10**9, np.float32)
     call = lambda: [fastl2.mse(y_true, y_true) for _ in range(1000)]
+elif case == "per_sample":  # the 1-d driver, weights repeated along rows of 1000
+    y_true = np.zeros((2 * 10**6, 1000), np.float32)
+    weights = np.ones(2 * 10**6, np.float32)
+    call = lambda: [fastl2.mse(y_true, y_true, weights) for _ in range(1000)]
 elif case == "gradient":  # out= of gradient calls (~0.1 s each), until one is interrupted
     n = 4 * 10**7
     y_true = np.broadcast_to(np.float64(1.0), (n,))

@@ -141,6 +141,52 @@ def placed(values: np.ndarray, aligned: bool, layout: str) -> np.ndarray:
     return array
 
 
+# Every kernel path of the compiled backend (and numba's), on operands one byte off their
+# element alignment: each path's vector chunks and scalar tails read them and write the
+# gradient, elementwise losses and out= with loads and stores C defines for any address (the
+# sanitizer part of .ci/run runs this under UBSan, which flagged the scalar tails' plain ones).
+UNALIGNED_PATHS = {
+    "1d_blocks_and_tail": ((2 * 8192 + 37,), None, lambda a: a),
+    "step2": ((2 * (8192 + 37),), None, lambda a: a[::2]),
+    "columns_of_a_vector": ((300, 8), 0, lambda a: a),
+    "columns": ((301, 3), 0, lambda a: a),
+    "rows": ((300, 7), 1, lambda a: a),
+    "transposed": ((40, 31), None, lambda a: a.T),
+    "strided_columns": ((50, 12), 0, lambda a: a[:, ::3]),
+}
+
+
+@pytest.mark.parametrize("weights_kind", ["none", "full", "per_sample"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("path", sorted(UNALIGNED_PATHS))
+def test_unaligned_operands_give_the_bits_of_aligned_ones_on_every_kernel_path(backend, path, dtype, weights_kind):
+    shape, axis, view = UNALIGNED_PATHS[path]
+    rng = np.random.default_rng(3)
+    bases = [rng.standard_normal(shape).astype(dtype) for _ in range(2)]
+    views = [view, view]
+    if weights_kind == "full":
+        bases.append(rng.uniform(0.5, 2.0, shape).astype(dtype))
+        views.append(view)
+    elif weights_kind == "per_sample":
+        bases.append(rng.uniform(0.5, 2.0, view(bases[0]).shape[:1]).astype(dtype))
+        views.append(lambda a: a)
+    aligned = [v(base) for v, base in zip(views, bases)]
+    off = [v(placed(base, False, "C")) for v, base in zip(views, bases)]  # (the same views, one byte off)
+    assert not any(x.flags.aligned for x in off)
+    for name in ("mse", "huber"):
+        for reduction in ("mean", "weighted_mean", "sum") + (("none",) if axis is None else ()):
+            expected = getattr(fastl2, name)(*aligned, axis=axis, reduction=reduction)
+            assert bits_equal(getattr(fastl2, name)(*off, axis=axis, reduction=reduction), expected), (name, reduction)
+    for name in AND_GRAD_FUNCTIONS:
+        expected = getattr(fastl2, name)(*aligned)
+        out = placed(np.zeros(aligned[1].shape, dtype), False, "C")
+        got = getattr(fastl2, name)(*off, out=out)
+        assert got[1] is out and bits_equal(got[0], expected[0]) and bits_equal(out, expected[1]), name
+    grad = placed(np.zeros(aligned[1].shape, dtype), False, "C")
+    assert bits_equal(fastl2.l2_penalty_grad(off[1], 0.25, out=grad), fastl2.l2_penalty_grad(aligned[1], 0.25))
+    assert bits_equal(fastl2.l2_penalty(off[1], 0.25), fastl2.l2_penalty(aligned[1], 0.25))
+
+
 shapes = st.integers(0, 3).flatmap(lambda rank: st.tuples(*[st.integers(1, 5)] * rank))
 
 

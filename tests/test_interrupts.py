@@ -50,7 +50,7 @@ def _interrupted_child(backend, threads, case):
 
 # (backend, case): every driver path of the compiled and numba backends (the numba backend's
 # 1-d calls run through its strided kernel then); the NumPy backend's Python loop.
-DRIVER_PATHS = ("broadcast", "columns", "narrow_columns", "rows", "contiguous", "gradient")
+DRIVER_PATHS = ("broadcast", "columns", "narrow_columns", "rows", "contiguous", "per_sample", "gradient")
 CASES = ([("cython", case) for case in DRIVER_PATHS] if COMPILED else []) + (
     [("numba", case) for case in DRIVER_PATHS] if NUMBA else []) + [("numpy", "broadcast")]
 
@@ -144,11 +144,13 @@ def _numba_calls(y_true, y_pred, weights):
 
 
 @pytest.mark.skipif(not NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("weights_kind", ["full", "per_sample"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_numba_calls_that_can_be_stopped_give_the_bits_of_the_others(monkeypatch, restore_num_threads, threads):
+def test_numba_calls_that_can_be_stopped_give_the_bits_of_the_others(monkeypatch, restore_num_threads, threads,
+                                                                     weights_kind):
     # Long main-thread calls of the numba backend run through the strided kernel on a helper
-    # thread (_numba/driver.py _launch_1d_as_strided); lowering the threshold to 0 sends every
-    # call there, and each must keep its bits.
+    # thread (_numba/driver.py _launch_1d_as_strided; per-sample weights as a dim of stride
+    # 0); lowering the threshold to 0 sends every call there, and each must keep its bits.
     from fastl2._numba import driver, fast_paths
 
     previous = fastl2.get_backend()
@@ -159,6 +161,9 @@ def test_numba_calls_that_can_be_stopped_give_the_bits_of_the_others(monkeypatch
         # (past the parallel threshold: with 2 threads the kernels run on Numba's threads)
         y_true, y_pred = rng.standard_normal((2, driver.PARALLEL_THRESHOLD + 3 * 8192 + 77))
         weights = rng.random(y_true.size)
+        if weights_kind == "per_sample":  # (rows of 7: weights repeated 7 times in the 1-d pass)
+            y_true, y_pred = y_true[:y_true.size // 7 * 7].reshape(-1, 7), y_pred[:y_pred.size // 7 * 7].reshape(-1, 7)
+            weights = weights[:len(y_true)]
         expected = _numba_calls(y_true, y_pred, weights)
         monkeypatch.setattr(driver, "INTERRUPTIBLE_MIN", 0)
         monkeypatch.setattr(fast_paths, "INTERRUPTIBLE_MIN", 0)

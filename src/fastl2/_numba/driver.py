@@ -101,7 +101,7 @@ def _entry_point(key, sizes):
 def _launch(loss, has_true, has_weights, mode, compensated, grad64, sizes, n, args):
     """Runs the 1-d kernel of this specialisation on ``args``, whose operands have item sizes
     ``sizes`` (see _entry_point); returns (loss sum, weight sum)."""
-    if n >= INTERRUPTIBLE_MIN and args[3] == 1 and threading.current_thread() is threading.main_thread():
+    if n >= INTERRUPTIBLE_MIN and threading.current_thread() is threading.main_thread():
         return _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64, n, args)
     threads = config._requested_threads
     if n < PARALLEL_THRESHOLD or config._forked_child or threads == 1 or _POOL_SIZE == 1:
@@ -187,23 +187,31 @@ if hasattr(os, "register_at_fork"):
 def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64, n, args):
     """_launch through the strided kernel (the 1-d kernels take no cancel flag), one output
     of the n elements of the contiguous operands in ``args``: the same blocks, the same
-    summation tree, the same bits."""
-    y_true, y_pred, weights, _, grad, scale, divisor, elem, param = args
+    summation tree, the same bits.  Weights repeated ``repeat`` times each (one per sample
+    of rows of ``repeat`` elements) are a second dim of stride 0: (n / repeat, repeat)."""
+    y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param = args
     want_sums = _wants(mode)[0]
     if mode == _WEIGHTS:
         y_true = y_pred = None  # (as run_strided: only the weights are read)
     operands = (y_true, y_pred, weights, grad, elem)
+    shape = np.array([n], np.int64) if repeat == 1 else np.array([n // repeat, repeat], np.int64)
     addresses = np.zeros(_NOPS, np.int64)
-    strides = np.zeros((_NOPS, 1), np.int64)
+    strides = np.zeros((_NOPS, shape.size), np.int64)
     itemsizes = np.zeros(_NOPS, np.int64)
     for k, array in enumerate(operands):
         if array is not None:
             addresses[k] = array.ctypes.data
-            strides[k, 0] = itemsizes[k] = array.itemsize
+            itemsizes[k] = array.itemsize
+            if repeat == 1:
+                strides[k, 0] = array.itemsize
+            elif k == 2:  # (the weights)
+                strides[k] = (array.itemsize, 0)
+            else:
+                strides[k] = (repeat * array.itemsize, array.itemsize)
     loss_sums = np.zeros(1)
     weight_sums = np.zeros(1) if weights is not None else np.empty(0)
     cancel = np.zeros(1, np.uint8)
-    layout = (addresses, np.array([n], np.int64), strides, itemsizes, 0, loss_sums, weight_sums,
+    layout = (addresses, shape, strides, itemsizes, 0, loss_sums, weight_sums,
               config.get_num_threads(), cancel)
     witness = [None if a is None else _DTYPE_OF[a.dtype] for a in operands]
     _launch_strided("strided", loss, has_true, has_weights, mode, compensated, grad64, n,
