@@ -91,7 +91,7 @@ class BuildExt(build_ext):
         else:
             flags, omp, threads = list(BASE_FLAGS), (["-fopenmp"], ["-fopenmp"]), ["-pthread"]
             if any(flag.startswith("-O") for flag in shlex.split(os.environ.get("CFLAGS", ""))):
-                flags.remove("-O3")  # (the environment's optimisation level wins: a sanitizer build's -O1)
+                flags.remove("-O3")  # (the environment's optimisation level wins: .ci/run's sanitizer build is -O0)
         flags += threads
         if os.environ.get("FASTL2_NO_OPENMP") != "1" and _compiles(compiler, omp[0], omp[1], OPENMP_PROBE):
             _say("OpenMP found: the default thread count follows OMP_NUM_THREADS and threadpoolctl")

@@ -272,10 +272,10 @@ def _is_array_object(value) -> bool:
     whole, never iterated -- a memoryview of an unaligned or 2-d array cannot be)."""
     if isinstance(value, np.generic):
         return False
-    if isinstance(value, (np.ndarray, memoryview)) or hasattr(value, "__dlpack__") or hasattr(value, "__array__"):
+    if isinstance(value, np.ndarray) or hasattr(value, "__dlpack__") or hasattr(value, "__array__"):
         return True
     try:
-        memoryview(value)
+        memoryview(value)  # (the buffer protocol)
     except TypeError:
         return False
     return True
