@@ -4,8 +4,16 @@ pyproject.toml holds the metadata; this file says only what it cannot:
 
 * the extension's sources and flags (C11, no FMA contraction, POSIX threads for the pool, OpenMP
   for its thread-count default when the compiler has it);
-* the fallback: without a working C compiler or Cython, or with FASTL2_NO_EXT=1, the install
-  still succeeds and gives the pure-Python package, which runs on the NumPy backend.
+* the fallback: without a working C compiler or Cython, when the extension fails to compile, or
+  with FASTL2_NO_EXT=1, the install still succeeds and gives the pure-Python package, which runs
+  on the NumPy backend.  That wheel is honest about it: tagged py3-none-any (it holds no compiled
+  code), with a build tag naming the cause (``fastl2-0.1.0-0nocompiler-py3-none-any.whl``: the
+  one place where pip's normal output shows it, "Created wheel for fastl2: filename=..."), and
+  the cause in one line on stderr (``pip install -v``, ``python -m build``).
+  FASTL2_REQUIRE_COMPILED=1 turns every one of these into a failed build (CI and wheel builds
+  set it, so a broken source never ships as a pure wheel);
+* a lean extension: no debug info (unless CFLAGS asks for -g) and no run-time search path of the
+  build machine (Python's LDSHARED may carry one; an extension module needs none).
 """
 
 import os
@@ -17,6 +25,11 @@ from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools < 70.1: the wheel package's
+    from wheel.bdist_wheel import bdist_wheel
 
 HERE = Path(__file__).parent
 # The per-ISA kernel files take minutes each at -O3: they come first, so that a parallel build
@@ -32,6 +45,29 @@ BASE_FLAGS = ["-std=c11", "-O3", "-ffp-contract=off", "-fno-math-errno"]
 
 def _say(message):
     print(f"fastl2 setup: {message}", file=sys.stderr)
+
+
+REQUIRE_COMPILED = os.environ.get("FASTL2_REQUIRE_COMPILED") == "1"
+DECLARED_FALLBACK = None  # the Fallback when the extension is not even declared (main)
+
+
+class Fallback(Exception):
+    """Why the compiled extension is not built; ``tag`` is the wheel's build tag (a digit, then
+    letters: PEP 427), ``reason`` the line for people."""
+
+    def __init__(self, tag, reason):
+        super().__init__(reason)
+        self.tag, self.reason = tag, reason
+
+
+def _fall_back(distribution, fallback):
+    """Installs the pure-Python package instead of the extension, saying why; or, with
+    FASTL2_REQUIRE_COMPILED=1, fails the build."""
+    if REQUIRE_COMPILED:
+        sys.exit(f"fastl2 setup: error: FASTL2_REQUIRE_COMPILED=1 and {fallback.reason}")
+    _say(f"installing the pure-Python package (NumPy backend only): {fallback.reason}")
+    distribution.ext_modules = []
+    distribution.fastl2_fallback = fallback
 
 
 def _compiles(compiler, flags, link_flags, source):
@@ -52,6 +88,8 @@ def _compiles(compiler, flags, link_flags, source):
             return False
     return True
 
+
+C_PROBE = "int main(void) { return 0; }\n"
 
 OPENMP_PROBE = """
 #include <omp.h>
@@ -86,12 +124,23 @@ class BuildExt(build_ext):
 
     def build_extensions(self):
         compiler = self.compiler
+        if not _compiles(compiler, [], [], C_PROBE):
+            command = " ".join(getattr(compiler, "compiler_so", None) or [compiler.compiler_type])
+            raise Fallback("0nocompiler", f"no working C compiler (a one-line C program did not "
+                                          f"compile and link with `{command}`)")
+        # An extension module needs no run-time search path; Python's own LDSHARED may carry the
+        # build machine's (pyenv: -Wl,-rpath,<prefix>/lib), which a wheel must not.
+        if getattr(compiler, "linker_so", None):
+            compiler.linker_so = [arg for arg in compiler.linker_so
+                                  if not arg.startswith(("-Wl,-rpath", "-Wl,-R", "-R"))]
         if compiler.compiler_type == "msvc":  # (no POSIX threads: csrc/pool.c runs serially)
-            flags, omp, threads = ["/O2", "/fp:precise"], (["/openmp"], []), []
+            flags, omp, threads = ["/O2", "/fp:precise", "/std:c11"], (["/openmp"], []), []
         else:
             flags, omp, threads = list(BASE_FLAGS), (["-fopenmp"], ["-fopenmp"]), ["-pthread"]
             if any(flag.startswith("-O") for flag in shlex.split(os.environ.get("CFLAGS", ""))):
                 flags.remove("-O3")  # (the environment's optimisation level wins: .ci/run's sanitizer build is -O0)
+            if not any(flag.startswith("-g") for flag in shlex.split(os.environ.get("CFLAGS", ""))):
+                flags.append("-g0")  # (Python's own CFLAGS have -g: 19 MB of debug info in a 5 MB wheel)
         flags += threads
         if os.environ.get("FASTL2_NO_OPENMP") != "1" and _compiles(compiler, omp[0], omp[1], OPENMP_PROBE):
             _say("OpenMP found: the default thread count follows OMP_NUM_THREADS and threadpoolctl")
@@ -105,28 +154,47 @@ class BuildExt(build_ext):
             ext.extra_compile_args = flags + list(ext.extra_compile_args or [])
             ext.extra_link_args = link + list(ext.extra_link_args or [])
         _compile_in_parallel(compiler)
-        super().build_extensions()
+        try:
+            super().build_extensions()
+        except Exception as exc:
+            raise Fallback("0compileerror", f"the extension failed to compile ({exc}; "
+                                            f"pip install -v shows the compiler's message)") from exc
 
     def run(self):
+        if not self.extensions:
+            return super().run()
         try:
             super().run()
-        except Exception as exc:  # no compiler, no Cython, a failed compile: fall back
-            if os.environ.get("FASTL2_REQUIRE_COMPILED") == "1":
-                raise
-            _say(f"the compiled extension could not be built ({exc}); installing the pure-Python package")
+        except Fallback as fallback:
+            _fall_back(self.distribution, fallback)
+        except Exception as exc:  # (setuptools or Cython failed in a way not foreseen above)
+            _fall_back(self.distribution, Fallback("0buildfailed", f"the extension could not be built ({exc})"))
+
+
+class BdistWheel(bdist_wheel):
+    """A wheel without the compiled extension is a pure wheel (py3-none-any), not one tagged for
+    this platform and Python that holds no compiled code; its build tag names the cause."""
+
+    def run(self):
+        if not self.skip_build:
+            self.run_command("build")  # (bdist_wheel runs it again: a finished command is not rerun)
+        fallback = getattr(self.distribution, "fastl2_fallback", None) or DECLARED_FALLBACK
+        if fallback is not None and not self.distribution.has_ext_modules():
+            self.root_is_pure = True
+            self.build_number = fallback.tag
+        super().run()
 
 
 def extensions():
+    """The compiled extension (in a list), or the Fallback saying why it cannot be declared."""
     if os.environ.get("FASTL2_NO_EXT") == "1":
-        _say("FASTL2_NO_EXT=1: installing the pure-Python package (NumPy backend)")
-        return []
+        return Fallback("0noext", "FASTL2_NO_EXT=1 asked for no compiled extension")
     try:
         import numpy
         from Cython.Build import cythonize
         from setuptools import Extension
     except ImportError as exc:
-        _say(f"{exc}: installing the pure-Python package (NumPy backend)")
-        return []
+        return Fallback("0nocython", f"{exc.name or exc} is not installed in the build environment")
     ext = Extension(
         "fastl2._core",
         sources=[*CSRC, "src/fastl2/_core.pyx"],
@@ -134,7 +202,21 @@ def extensions():
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         depends=[str(p) for p in (*(HERE / "csrc").glob("*.h"), *(HERE / "src/fastl2").glob("_core*.pxi"))],
     )
-    return cythonize([ext], compiler_directives={"language_level": 3}, quiet=True)
+    try:
+        return cythonize([ext], compiler_directives={"language_level": 3}, quiet=True)
+    except Exception as exc:  # (a Cython compile error: its message is above)
+        return Fallback("0cythonerror", f"Cython could not translate src/fastl2/_core.pyx ({exc})")
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
+def main():
+    ext_modules = extensions()
+    if isinstance(ext_modules, Fallback):  # (nothing to build: said once, kept for BdistWheel)
+        global DECLARED_FALLBACK
+        if REQUIRE_COMPILED:
+            sys.exit(f"fastl2 setup: error: FASTL2_REQUIRE_COMPILED=1 and {ext_modules.reason}")
+        _say(f"installing the pure-Python package (NumPy backend only): {ext_modules.reason}")
+        DECLARED_FALLBACK, ext_modules = ext_modules, []
+    setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt, "bdist_wheel": BdistWheel})
+
+
+main()

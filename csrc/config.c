@@ -80,6 +80,8 @@ static const fl2_level levels[] = {
 
 const char *fl2_simd_level(void) { return active_level; }
 
+const char *fl2_baseline_isa(void) { return fl2_kernels_baseline_isa; }
+
 const char *fl2_simd_levels_available(void)
 {
     static char names[64];

@@ -124,6 +124,10 @@ void fl2_set_stream_threshold(int64_t bytes);
 const char *fl2_simd_level(void);
 const char *fl2_simd_levels_available(void);   /* comma-separated, best last */
 int fl2_set_simd_level(const char *name);      /* 0 ok, -1 unknown or unsupported here */
+/* What the "baseline" level's kernels are compiled for: "sse2" (x86-64), "neon" (arm64),
+ * "scalar" (-DFL2_NO_VECTORS, or a compiler without vector extensions), or "vector
+ * extensions" (GCC/clang's generic vectors on other targets). */
+const char *fl2_baseline_isa(void);
 const char *fl2_compiler(void);
 
 /* The name of loss `code` (csrc/losses.h, lower case), or NULL for a code out of range. */

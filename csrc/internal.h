@@ -138,6 +138,7 @@ typedef void (*fl2_rows_fn)(const fl2_problem *p, fl2_mode mode, int64_t nrows, 
 extern const fl2_block_fn fl2_kernels_baseline[FL2_NKERNELS];
 extern const fl2_columns_fn fl2_kernels_baseline_columns[FL2_NKERNELS];
 extern const fl2_rows_fn fl2_kernels_baseline_rows[FL2_NKERNELS];
+extern const char fl2_kernels_baseline_isa[]; /* kernels_baseline.c: "sse2", "neon", "scalar", ... */
 #if defined(FL2_HAVE_X86_DISPATCH)
 extern const fl2_block_fn fl2_kernels_avx2[FL2_NKERNELS];
 extern const fl2_columns_fn fl2_kernels_avx2_columns[FL2_NKERNELS];

@@ -6,6 +6,10 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(FL2_NO_VECTORS)
+#include <arm_neon.h>
+#define FL2_NEON 1 /* arm64: the baseline level's loads of float32 and of every other element */
+#endif
 
 /* Vectors of FL2_VWIDTH lanes (GCC and clang vector extensions), the width of the target's
  * registers in doubles: each kernels_<level>.c sets it.
@@ -44,6 +48,12 @@ FL2_INLINE fl2_vd fl2_load_f32(const float *p)
     return (fl2_vd)_mm256_cvtps_pd(_mm_loadu_ps(p));
 #elif FL2_VWIDTH == 2 && defined(__SSE2__)
     return (fl2_vd)_mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)p)));
+#elif FL2_VWIDTH == 2 && defined(FL2_NEON)
+    /* one load and one fcvtl (GCC 12 makes two scalar fcvt and three moves of the generic
+     * code); memcpy, as p need not be aligned */
+    float32x2_t v;
+    memcpy(&v, p, sizeof v);
+    return (fl2_vd)vcvt_f64_f32(v);
 #else
     fl2_vf v;
     memcpy(&v, p, sizeof v);
@@ -54,8 +64,9 @@ FL2_INLINE fl2_vd fl2_load_f32(const float *p)
                               const double *: fl2_load_f64, double *: fl2_load_f64)(p)
 
 /* Every other element: p[0], p[2], ..., p[2 * (FL2_VWIDTH - 1)] (an a[::2] view), by
- * deinterleaving shuffles.  The wide levels load 2 * FL2_VWIDTH elements, one past the last
- * one used: the caller keeps that element inside the array. */
+ * deinterleaving shuffles.  Most levels (AVX2, AVX-512, SSE2 for float32, NEON) load
+ * 2 * FL2_VWIDTH elements, one past the last one used: the caller keeps that element inside
+ * the array. */
 FL2_INLINE fl2_vd fl2_load2_f32(const float *p)
 {
 #if FL2_VWIDTH == 8 && defined(__AVX512F__)
@@ -67,6 +78,10 @@ FL2_INLINE fl2_vd fl2_load2_f32(const float *p)
 #elif FL2_VWIDTH == 2 && defined(__SSE2__)
     const __m128 v = _mm_loadu_ps(p);
     return (fl2_vd)_mm_cvtps_pd(_mm_shuffle_ps(v, v, _MM_SHUFFLE(2, 0, 2, 0)));
+#elif FL2_VWIDTH == 2 && defined(FL2_NEON)
+    float32x4_t v; /* p[0..3], as the SSE2 load */
+    memcpy(&v, p, sizeof v);
+    return (fl2_vd)vcvt_f64_f32(vget_low_f32(vuzp1q_f32(v, v)));
 #else
     fl2_vd v;
     for (int k = 0; k < FL2_VWIDTH; k++) v[k] = fl2_get_float(p + 2 * k);
@@ -87,6 +102,11 @@ FL2_INLINE fl2_vd fl2_load2_f64(const double *p)
     memcpy(&lo, p, sizeof lo);
     memcpy(&hi, p + 2, sizeof hi);
     return (fl2_vd)_mm_set_pd(hi, lo);
+#elif FL2_VWIDTH == 2 && defined(FL2_NEON)
+    float64x2_t a, b; /* p[0..3]: one past the last one used */
+    memcpy(&a, p, sizeof a);
+    memcpy(&b, p + 2, sizeof b);
+    return (fl2_vd)vuzp1q_f64(a, b);
 #else
     fl2_vd v;
     for (int k = 0; k < FL2_VWIDTH; k++) v[k] = fl2_get_double(p + 2 * k);

@@ -12,6 +12,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastl2  # noqa: E402
 
+if os.environ.get("FASTL2_TEST_INSTALLED") == "1":
+    # .ci/run's wheel part: the tests must exercise the installed wheel, not a source tree
+    assert os.sep + "site-packages" + os.sep in fastl2.__file__, f"fastl2 imported from {fastl2.__file__}"
+
 BACKENDS = list(fastl2.available_backends())
 
 

@@ -33,6 +33,9 @@ def config() -> dict[str, object]:
             facts["numba threading layer"] = f"not chosen yet (NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
     if core is None:
         facts["compiled kernels"] = "not built (NumPy backend)"
+        tag = _wheel_build_tag()
+        if tag:
+            facts["compiled kernels"] += f": the wheel was built without them (build tag {tag!r}; README, Install)"
     else:
         facts["compiled kernels"] = "built"
         facts["compiler"] = core.compiler()
@@ -42,6 +45,7 @@ def config() -> dict[str, object]:
         facts["openmp"] = ("yes (the default thread count follows it)" if core.openmp_enabled()
                            else "no (the default thread count is the CPUs')")
         facts["simd level"] = core.simd_level()
+        facts["baseline level"] = core.baseline_isa()
         facts["simd levels on this cpu"] = ", ".join(core.simd_levels_available())
         facts["parallel from"] = f"{core.parallel_threshold()} elements"
         facts["streaming stores from"] = f"{core.stream_threshold() >> 20} MiB of gradient"
@@ -53,6 +57,21 @@ def config() -> dict[str, object]:
         if core.in_forked_child():
             facts["forked child"] = "yes: its thread pool started over"
     return facts
+
+
+def _wheel_build_tag() -> str | None:
+    """The build tag of the wheel this install came from: setup.py gives a wheel built without
+    the compiled extension one that names the cause (``0nocompiler``, ``0compileerror``, ...)."""
+    from importlib import metadata
+
+    try:
+        wheel = metadata.distribution("fastl2").read_text("WHEEL") or ""
+    except metadata.PackageNotFoundError:
+        return None
+    for line in wheel.splitlines():
+        if line.startswith("Build:"):
+            return line.partition(":")[2].strip()
+    return None
 
 
 def show_config() -> None:

@@ -188,6 +188,10 @@ def set_simd_level(str name):
 def compiler():
     return fl2_compiler().decode()
 
+def baseline_isa():
+    """What the "baseline" level is compiled for: "sse2", "neon", "scalar", ..."""
+    return fl2_baseline_isa().decode()
+
 
 # ---- the planned path -----------------------------------------------------------------
 

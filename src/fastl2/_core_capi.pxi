@@ -62,6 +62,7 @@ cdef extern from "fastl2.h" nogil:
     const char *fl2_simd_levels_available()
     int fl2_set_simd_level(const char *name)
     const char *fl2_compiler()
+    const char *fl2_baseline_isa()
     const char *fl2_loss_name(int code)
 
 cdef extern from "pool.h" nogil:
