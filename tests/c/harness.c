@@ -712,6 +712,17 @@ static void compare_results(const case1d *c, int mode, const result1d *a, const 
     }
 }
 
+/* One more call, of `variant` (the case `c` changed in a way that must not change its bits), on
+ * one thread, checked against `base`. */
+static void check_variant(const case1d *c, int mode, const result1d *base, case1d *variant,
+                          const char *what)
+{
+    result1d r;
+    call_1d(variant, mode, 0, 1, &r);
+    compare_results(c, mode, base, &r, what);
+    free_result(&r);
+}
+
 static void case_1d_check(void *ctx)
 {
     case1d *c = (case1d *)ctx;
@@ -753,10 +764,7 @@ static void case_1d_check(void *ctx)
         for (int64_t i = 0; i < c->n; i++) memcpy(full.wbuf + i * item, c->wbuf + (i / c->wrep) * item, (size_t)item);
         full.palloc = NULL; /* (not rebuilt: no alias below) */
         full.alias = 0;
-        result1d r;
-        call_1d(&full, mode, 0, 1, &r);
-        compare_results(c, mode, &base, &r, "weights_repeat vs the weights repeated");
-        free_result(&r);
+        check_variant(c, mode, &base, &full, "weights_repeat vs the weights repeated");
         free(full.walloc);
     }
     /* the penalty (no y_true) against y_true all zeros */
@@ -767,10 +775,7 @@ static void case_1d_check(void *ctx)
         memset(zeros.talloc, 0, (size_t)(c->n ? c->n : 1) * item_of(c->pdt) + 16 + (size_t)c->misalign);
         zeros.tbuf = zeros.talloc + c->misalign;
         zeros.alias = 0;
-        result1d r;
-        call_1d(&zeros, mode, 0, 1, &r);
-        compare_results(c, mode, &base, &r, "penalty vs y_true all zeros");
-        free_result(&r);
+        check_variant(c, mode, &base, &zeros, "penalty vs y_true all zeros");
         free(zeros.talloc);
     }
     free_result(&base);
