@@ -3,6 +3,9 @@
  * the thresholds, and the names of the losses.
  */
 #define _POSIX_C_SOURCE 200809L /* pthreads, clock_gettime, sysconf under -std=c11 */
+#if defined(__APPLE__)
+#define _DARWIN_C_SOURCE 1 /* (_POSIX_C_SOURCE alone hides sysconf's _SC_NPROCESSORS_ONLN on macOS) */
+#endif
 
 #include <stdlib.h>
 #include <string.h>
