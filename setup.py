@@ -60,12 +60,17 @@ class Fallback(Exception):
         self.tag, self.reason = tag, reason
 
 
-def _fall_back(distribution, fallback):
-    """Installs the pure-Python package instead of the extension, saying why; or, with
+def _accept_fallback(fallback):
+    """Says that the pure-Python package is installed, and why; or, with
     FASTL2_REQUIRE_COMPILED=1, fails the build."""
     if REQUIRE_COMPILED:
         sys.exit(f"fastl2 setup: error: FASTL2_REQUIRE_COMPILED=1 and {fallback.reason}")
     _say(f"installing the pure-Python package (NumPy backend only): {fallback.reason}")
+
+
+def _fall_back(distribution, fallback):
+    """Installs the pure-Python package instead of the extension that failed to build."""
+    _accept_fallback(fallback)
     distribution.ext_modules = []
     distribution.fastl2_fallback = fallback
 
@@ -212,9 +217,7 @@ def main():
     ext_modules = extensions()
     if isinstance(ext_modules, Fallback):  # (nothing to build: said once, kept for BdistWheel)
         global DECLARED_FALLBACK
-        if REQUIRE_COMPILED:
-            sys.exit(f"fastl2 setup: error: FASTL2_REQUIRE_COMPILED=1 and {ext_modules.reason}")
-        _say(f"installing the pure-Python package (NumPy backend only): {ext_modules.reason}")
+        _accept_fallback(ext_modules)
         DECLARED_FALLBACK, ext_modules = ext_modules, []
     setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt, "bdist_wheel": BdistWheel})
 
