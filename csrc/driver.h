@@ -20,6 +20,16 @@ extern const fl2_rows_fn *fl2_active_rows;
 /* How many threads a call of n elements in nblocks blocks runs on (1: serially). */
 int fl2_threads_for(int64_t n, int64_t nblocks, int nthreads);
 
+/* A driver's result (fastl2.h) for fl2_parallel's: 0, -1 (a task failed: out of memory),
+ * FL2_INTERRUPTED or FL2_FORKED. */
+FL2_INLINE int fl2_driver_status(int pool_status)
+{
+    return pool_status == FL2_POOL_INTERRUPTED ? FL2_INTERRUPTED
+           : pool_status == FL2_POOL_FORKED    ? FL2_FORKED
+           : pool_status                       ? -1
+                                               : 0;
+}
+
 /* The index of the problem's kernel in the tables (kernels.h: by dtype combination). */
 FL2_INLINE int fl2_kernel_index(const fl2_problem *p)
 {

@@ -64,7 +64,7 @@ static int run(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, fl2_su
         if (status == 0) fl2_combine_partials(part, nblocks, sums);
         if (part != stack_part) free(part);
     }
-    return status == FL2_POOL_INTERRUPTED ? FL2_INTERRUPTED : status ? -1 : 0;
+    return fl2_driver_status(status);
 }
 
 int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthreads)

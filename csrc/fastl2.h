@@ -58,9 +58,14 @@ typedef struct {
  * elementwise output holds some elements computed, the others as they were. */
 #define FL2_INTERRUPTED (-2)
 
+/* What a call returns in a fork()ed child when a signal handler that its interrupt check ran
+ * called fork() (pool.h, FL2_POOL_FORKED): the helper threads that computed part of it do
+ * not exist in the child, so the call stops there, with the outputs of FL2_INTERRUPTED. */
+#define FL2_FORKED (-3)
+
 /* One pass over the problem: fills *sums (if not NULL) and the outputs in o (if not NULL).
- * Returns 0, -1 if memory for the block partials could not be allocated, or
- * FL2_INTERRUPTED. */
+ * Returns 0, -1 if memory for the block partials could not be allocated, FL2_INTERRUPTED or
+ * FL2_FORKED. */
 int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthreads);
 
 /* Sum of the weights over all n elements (each weight counted weights_repeat times),
@@ -100,7 +105,7 @@ typedef struct {
  * or, with `values`, values->values[o] the output's value in place of its loss sum.
  * Without loss_sums, values, elementwise or grad, only the weight sums are computed.
  * Returns 0, -1 when memory for the buffers or block partials could not be allocated, or
- * FL2_INTERRUPTED (then an output's sums or value may or may not be written). */
+ * FL2_INTERRUPTED or FL2_FORKED (then an output's sums or value may or may not be written). */
 int fl2_run_strided(const fl2_problem *p, const fl2_layout *layout, const fl2_outputs *o,
                     double *loss_sums, double *weight_sums, const fl2_values *values,
                     int nthreads);

@@ -81,22 +81,37 @@ static int interrupted_now(check_fn check)
     return 0;
 }
 
+/* How many times this process is a fork()ed child of a process that had the pool
+ * (fl2_pool_after_fork_in_child): a call that finds it changed was forked mid-call. */
+static uint64_t fork_generation;
+#if defined(__GNUC__) || defined(__clang__)
+#define FORK_GENERATION() __atomic_load_n(&fork_generation, __ATOMIC_SEQ_CST)
+#else /* (no fork() without the pool) */
+#define FORK_GENERATION() fork_generation
+#endif
+
 /* Tasks [0, ntasks) on the calling thread alone: in one go without an interrupt check, else
  * `grain` tasks at a time (the claims of fl2_parallel), with a look at the check after each
- * (every 4th for claims of fewer than 4 tasks, as `work`) and at the end. */
+ * (every 4th for claims of fewer than 4 tasks, as `work`) and at the end.  A check whose
+ * signal handler fork()ed this process ends the call in the child (FL2_POOL_FORKED), as on
+ * helpers: a call does not go on in a child, whichever path it took. */
 static int serial(int64_t ntasks, int64_t grain, fl2_task_fn fn, void *ctx)
 {
     const check_fn check = CHECK_LOAD();
     if (!check) return fn(ctx, 0, ntasks);
     if (grain < 1) grain = 1;
     const int every = grain >= 4 ? 1 : 4;
+    const uint64_t generation = FORK_GENERATION();
     int status = 0;
     int64_t k = 1;
     for (int64_t first = 0; first < ntasks; first += grain, k++) {
         const int64_t last = ntasks - first > grain ? first + grain : ntasks;
         status |= fn(ctx, first, last);
-        if ((k % every == 0 || last == ntasks) && interrupted_now(check))
-            return FL2_POOL_INTERRUPTED;
+        if (k % every == 0 || last == ntasks) {
+            const int interrupted = interrupted_now(check);
+            if (FORK_GENERATION() != generation) return FL2_POOL_FORKED;
+            if (interrupted) return FL2_POOL_INTERRUPTED;
+        }
     }
     return status;
 }
@@ -164,9 +179,10 @@ int64_t fl2_pool_spin(void) { return LOAD(spin_ns); }
 
 /* Claims and computes the job's tasks until none is left.  The caller passes its interrupt
  * check (helpers NULL) and looks at it after each claim (every 4th for claims of fewer than
- * 4 tasks: a clock read is 20-30 ns, a block 2 us and more); when it says stop, no task is
- * claimed any more, and work returns 1. */
-static int work(check_fn check)
+ * 4 tasks: a clock read is 20-30 ns, a block 2 us and more); when it says stop, or when its
+ * signal handler fork()ed this process (the fork generation is no longer `generation`), no
+ * task is claimed any more, and work returns 1. */
+static int work(check_fn check, uint64_t generation)
 {
     int status = 0, interrupted = 0;
     const int every = job.grain >= 4 ? 1 : 4;
@@ -179,7 +195,8 @@ static int work(check_fn check)
         }
         const int64_t last = job.ntasks - first > job.grain ? first + job.grain : job.ntasks;
         status |= job.fn(job.ctx, first, last);
-        if (check && k % every == 0 && interrupted_now(check)) {
+        if (check && k % every == 0 &&
+            (interrupted_now(check) || FORK_GENERATION() != generation)) {
             STORE(job.next, job.ntasks); /* helpers claim nothing more */
             interrupted = 1;
             break;
@@ -246,7 +263,7 @@ static void *helper_main(void *arg)
         }
         seen = LOAD(job.state) >> NUMBER_SHIFT;
         if (!join(seen)) continue;
-        work(NULL);
+        work(NULL, 0);
         __atomic_add_fetch(&job.finished, 1, __ATOMIC_SEQ_CST);
         if (LOAD(job.waiting)) {
             pthread_mutex_lock(&pool.lock);
@@ -302,6 +319,7 @@ int fl2_parallel(int64_t ntasks, int64_t grain, int nthreads, fl2_task_fn fn, vo
     STORE(job.status, 0);
     STORE(job.finished, 0);
     STORE(job.waiting, 0);
+    const uint64_t generation = FORK_GENERATION();
     const uint64_t number = (LOAD(job.state) >> NUMBER_SHIFT) + 1;
     STORE(job.state, number << NUMBER_SHIFT | OPEN_BIT); /* open: helpers may join */
     if (LOAD(pool.sleeping) > 0) {
@@ -310,7 +328,7 @@ int fl2_parallel(int64_t ntasks, int64_t grain, int nthreads, fl2_task_fn fn, vo
         pthread_mutex_unlock(&pool.lock);
     }
 
-    const int interrupted = work(CHECK_LOAD());
+    const int interrupted = work(CHECK_LOAD(), generation);
 
     /* Closed: no helper joins from now on; wait only for those that did. */
     const int joined = (int)(__atomic_fetch_and(&job.state, ~OPEN_BIT, __ATOMIC_SEQ_CST) & JOINED_MASK);
@@ -327,6 +345,10 @@ int fl2_parallel(int64_t ntasks, int64_t grain, int nthreads, fl2_task_fn fn, vo
     }
     const int status = LOAD(job.status);
     __atomic_store_n(&job.owned, 0, __ATOMIC_RELEASE);
+    /* Forked during the call (only the interrupt check, that is a signal handler, runs
+     * code of the caller's mid-call): the helpers that had joined do not exist here, and
+     * the tasks they had claimed were never finished. */
+    if (FORK_GENERATION() != generation) return FL2_POOL_FORKED;
     return interrupted ? FL2_POOL_INTERRUPTED : status;
 }
 
@@ -348,6 +370,7 @@ void fl2_pool_after_fork_in_child(void)
     /* a call of the forking thread's parent may have owned the job: none does here */
     job.owned = 0;
     job.state &= ~(OPEN_BIT | JOINED_MASK);
+    fork_generation++;
 }
 
 #else /* no helper threads: every call runs on the calling thread */

@@ -20,6 +20,12 @@ typedef int (*fl2_task_fn)(void *ctx, int64_t first, int64_t last);
  * results: those are 0, 1 and -1). */
 #define FL2_POOL_INTERRUPTED (-2)
 
+/* What fl2_parallel returns in a fork()ed child when the fork happened during the call (a
+ * signal handler that the interrupt check ran called fork()): the parent's helpers do not
+ * exist in the child, so tasks they had claimed are never finished there.  (A call without
+ * helpers could finish, but stops as well: the same outcome for every path.) */
+#define FL2_POOL_FORKED (-3)
+
 /* Runs fn over [0, ntasks) in claims of `grain` tasks on the calling thread and up to
  * nthreads - 1 helpers; returns the OR of fn's results.  With nthreads <= 1, no helper
  * threads on this platform, or the pool busy with another thread's call, the calling thread
@@ -28,7 +34,8 @@ typedef int (*fl2_task_fn)(void *ctx, int64_t first, int64_t last);
  * With an interrupt check set (fl2_pool_set_interrupt_check), the calling thread runs it
  * between its claims about every FL2_INTERRUPT_CHECK_NS; when it returns nonzero no task is
  * claimed any more, the tasks already claimed finish, and the call returns
- * FL2_POOL_INTERRUPTED: some tasks have run, some not. */
+ * FL2_POOL_INTERRUPTED: some tasks have run, some not.  In a child that the check's signal
+ * handler fork()ed, the call stops and returns FL2_POOL_FORKED, on helpers or not. */
 int fl2_parallel(int64_t ntasks, int64_t grain, int nthreads, fl2_task_fn fn, void *ctx);
 
 /* Starts the interrupt check's clock of the calling thread: drivers call it first, so that

@@ -277,12 +277,6 @@ static int columns_items(const strided_call *c, int64_t outputs, int64_t first, 
     return 0;
 }
 
-/* fl2_run_strided's result for fl2_parallel's. */
-static int driver_status(int pool_status)
-{
-    return pool_status == FL2_POOL_INTERRUPTED ? FL2_INTERRUPTED : pool_status ? -1 : 0;
-}
-
 typedef struct {
     const strided_call *c;
     int64_t outputs;
@@ -340,7 +334,7 @@ static int run_column_group(const strided_call *c, int64_t outputs, const sink *
                 finish_output(out, parts + o * c->nblocks, c->nblocks, o);
         free(parts);
     }
-    return driver_status(status);
+    return fl2_driver_status(status);
 }
 
 /* Whether each output's run is one contiguous row of at most a block (2 dims: outputs,
@@ -404,7 +398,7 @@ static int run_rows(const strided_call *c, int64_t outputs, const sink *out, int
     grain = grain > cap ? cap : grain;
     grain = grain < 64 ? 64 : grain;
     const rows_job job = {c, out};
-    return driver_status(fl2_parallel(outputs, grain, nt, rows_task, (void *)&job));
+    return fl2_driver_status(fl2_parallel(outputs, grain, nt, rows_task, (void *)&job));
 }
 
 int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs *o,
@@ -491,5 +485,5 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
                 finish_output(&out, parts + i * c.nblocks, c.nblocks, i);
         free(parts);
     }
-    return driver_status(status);
+    return fl2_driver_status(status);
 }

@@ -1,15 +1,25 @@
 """A child process for tests/test_interrupts.py: starts one long fastl2 call, is sent SIGINT
 while it runs, and says what happened.
 
-Usage: python interrupt_child.py BACKEND THREADS CASE
+Usage: python interrupt_child.py BACKEND THREADS CASE [fork]
 
 It prints ``ready`` just before the call, then ``interrupted`` (KeyboardInterrupt came out of
-the call) or ``finished``, then, for the case ``gradient``, how many elements of ``out=`` hold
-neither their previous value nor their final one or change after the call returned, and finally the value of a next call (which
-must work and be exact: ``1.0``).
+the call), ``forked-mid-call`` (fastl2._backends.forked_mid_call_error came out) or
+``finished``, then, for the case ``gradient``, how many elements of ``out=`` hold neither
+their previous value nor their final one or change after the call returned, and finally the
+value of a next call (which must work and be exact: ``1.0``).
+
+With ``fork``, SIGUSR1 (sent first) runs a handler that fork()s in the middle of the call
+and prints ``fork-done``; SIGINT is to come after that line.  The forked process prints the
+same lines, each prefixed ``forked``, then exits; the process that was sent the signals
+prints, after its own lines, ``forked-exit`` and the forked process's exit code (a forked
+process that hangs prints its traceback and exits with 1 after 20 s).
 """
 from __future__ import annotations
 
+import faulthandler
+import os
+import signal
 import sys
 import time
 
@@ -18,6 +28,7 @@ import numpy as np
 import fastl2
 
 backend, threads, case = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fork_mode = sys.argv[4:] == ["fork"]
 fastl2.set_backend(backend)
 fastl2.set_num_threads(threads)
 
@@ -57,15 +68,68 @@ elif case == "gradient":  # out= of gradient calls (~0.1 s each), until one is i
 else:
     raise SystemExit(f"unknown case {case!r}")
 
+prefix = ""
+forked = None
+
+
+def in_call():
+    # The gradient case's loop is in a call when out= is partly written (blocks are claimed
+    # in order: the first element is written first, the last one last); the others' are calls.
+    return case != "gradient" or not (np.isnan(out[0]) or not np.isnan(out[-1]))
+
+
+def fork_in_the_call(signum, frame):
+    global prefix, forked
+    if not in_call():  # (between two gradient calls: again a moment later)
+        signal.signal(signal.SIGALRM, fork_in_the_call)
+        signal.setitimer(signal.ITIMER_REAL, 0.005)
+        return
+    forked = os.fork()
+    if forked == 0:
+        prefix = "forked "
+        faulthandler.dump_traceback_later(20, exit=True)  # (a hang: where, and exit code 1)
+    else:
+        say("fork-done")  # (the parent's call goes on: the test sends SIGINT now)
+
+
+def stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+if fork_mode:
+    # The call once first, stopped 0.1 s into its pass: a numba kernel compiles (minutes,
+    # when nothing is cached) before this, so that the fork lands in the pass, not the compile.
+    signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    try:
+        call()
+    except KeyboardInterrupt:
+        pass
+    signal.signal(signal.SIGUSR1, fork_in_the_call)
+
+
+def say(*words):
+    # One write of the whole line: the forked process writes to the same pipe.
+    os.write(1, (prefix + " ".join(str(word) for word in words) + "\n").encode())
+
+
 print("ready", flush=True)
 try:
     call()
-    print("finished", flush=True)
+    say("finished")
 except KeyboardInterrupt:
-    print("interrupted", flush=True)
+    say("interrupted")
+except RuntimeError as error:
+    if "fork()ed this process in the middle of this call" not in str(error):
+        raise
+    say("forked-mid-call")
 if out is not None:
     snapshot = out.copy()
     time.sleep(0.2)  # nothing may write to out= once the call has returned
-    print(int(np.count_nonzero(~(np.isnan(out) | (out == expected)))) +
-          int(np.count_nonzero((out != snapshot) & ~np.isnan(snapshot))), flush=True)
-print(fastl2.mse(np.ones(300_001, np.float32), np.zeros(300_001, np.float32)), flush=True)
+    say(int(np.count_nonzero(~(np.isnan(out) | (out == expected)))) +
+        int(np.count_nonzero((out != snapshot) & ~np.isnan(snapshot))))
+say(fastl2.mse(np.ones(300_001, np.float32), np.zeros(300_001, np.float32)))
+if forked == 0:
+    os._exit(0)
+if forked:
+    say("forked-exit", os.waitstatus_to_exitcode(os.waitpid(forked, 0)[1]))

@@ -13,6 +13,8 @@ latencies are in README.md ("Stopping a long call").
 """
 from __future__ import annotations
 
+import os
+import select
 import signal
 import subprocess
 import sys
@@ -32,20 +34,33 @@ COMPILED = "cython" in fastl2.available_backends()
 NUMBA = "numba" in fastl2.available_backends()
 
 
-def _interrupted_child(backend, threads, case):
-    child = subprocess.Popen([sys.executable, str(HERE / "interrupt_child.py"), backend, str(threads), case],
+def _interrupted_child(backend, threads, case, fork=False):
+    child = subprocess.Popen([sys.executable, str(HERE / "interrupt_child.py"), backend, str(threads), case]
+                             + (["fork"] if fork else []),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    early = b""
     try:
         assert child.stdout.readline().strip() == "ready", child.stderr.read()
         time.sleep(0.3)
+        if fork:  # (SIGINT once the handler has forked: pending together, SIGINT's runs first)
+            child.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 60
+            while b"fork-done\n" not in early:  # (read unbuffered: communicate reads so too)
+                if not select.select([child.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    raise subprocess.TimeoutExpired(child.args, 60)
+                chunk = os.read(child.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    break
+                early += chunk
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=60)
+        out = early.decode() + out
     except subprocess.TimeoutExpired:
         child.kill()
         child.communicate()
-        pytest.fail(f"{backend}, {case}: the call went on for 60 s after SIGINT")
-    assert child.returncode == 0, err
-    return out.split()
+        pytest.fail(f"{backend}, {case}: the call went on for 60 s after SIGINT (or SIGUSR1)")
+    assert child.returncode == 0, out + err
+    return out.split() if not fork else (out.splitlines(), err)
 
 
 # (backend, case): every driver path of the compiled and numba backends (the numba backend's
@@ -64,6 +79,36 @@ def test_sigint_stops_a_long_call_and_the_next_call_works(backend, case, threads
         assert words[1] == "0", (f"{words[1]} elements of out= hold neither their old value nor their new "
                                  "one, or changed after the call returned")
     assert words[-1] == "1.0", words
+
+
+# A handler runs mid-call in the compiled pool's interrupt check (every driver path, serial
+# or on helpers), in the numba backend's wait for its helper thread (one mechanism for every
+# kernel: its strided and columns kernels, and out=, at Numba's default threads), and between
+# the NumPy backend's chunks.
+FORK_CASES = ([("cython", case, threads) for case in DRIVER_PATHS for threads in (1, 2)] if COMPILED else []) + (
+    [("numba", case, 2) for case in ("broadcast", "narrow_columns", "gradient")] if NUMBA else []) + [
+    ("numpy", "broadcast", 1)]
+
+
+@pytest.mark.parametrize("backend, case, threads", FORK_CASES)
+def test_a_call_that_a_signal_handler_forks_stops_in_the_child(backend, case, threads):
+    # A handler that fork()s mid-call (the check of a long call runs handlers): the pool's
+    # helpers (or numba's stoppable-call thread) are not in the child, whose call once returned
+    # a wrong value silently (3.99984 for 4.0) or waited forever.  Now the child's call raises
+    # the same RuntimeError on every backend, path and thread count, out= elements are old or
+    # final, and the child's next call is exact; the parent's call goes on (until its SIGINT).
+    lines, err = _interrupted_child(backend, threads, case, fork=True)
+    forked = [line.split()[1:] for line in lines if line.startswith("forked ")]
+    own = [line.split() for line in lines if not line.startswith("fork")]
+    exits = [line.split()[1] for line in lines if line.startswith("forked-exit")]
+    said = f"{lines}\n{err}"  # (the stderr of a forked process that hung: its traceback)
+    assert exits == ["0"], said
+    assert forked[0] == ["forked-mid-call"], said
+    assert own[0] == ["interrupted"], said
+    if case == "gradient":
+        assert forked[1] == ["0"] and own[1] == ["0"], (
+            f"elements of out= hold neither their old value nor their new one: {said}")
+    assert forked[-1] == ["1.0"] and own[-1] == ["1.0"], said
 
 
 def _child_computes(conn, y_true, y_pred, expected):

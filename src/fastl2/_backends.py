@@ -248,6 +248,19 @@ def get_num_threads() -> int:
 
 # ---- the choice at import ------------------------------------------------------------------
 
+def forked_mid_call_error() -> RuntimeError:
+    """What a call raises, on every backend, path and thread count, in a child that a signal
+    handler ``fork()``-ed in the middle of the call's pass.  Threads that had taken part of the
+    work (the compiled pool's helpers, the numba backend's stoppable-call thread) do not exist
+    in the child (POSIX ``fork``), so such a call cannot finish there; for the same outcome
+    everywhere, no call goes on in the child.  Outputs are as after ``KeyboardInterrupt``: each
+    element of ``out=`` holds its old value or its final one.  The parent's call is unaffected."""
+    return RuntimeError(
+        "fastl2: a signal handler fork()ed this process in the middle of this call; the call "
+        "does not go on in the child (threads that had taken part of its work do not exist "
+        "here): call it again")
+
+
 def _import_compiled():
     global _core, _core_error
     try:

@@ -69,13 +69,18 @@ fl2_pool_set_interrupt_check(_interrupt_check)
 
 
 cdef int _check_status(int status, str no_memory) except -1:
-    """Raises what a driver's nonzero ``status`` means: MemoryError(no_memory), or the
-    exception a signal handler raised while the call ran (csrc/fastl2.h FL2_INTERRUPTED)."""
+    """Raises what a driver's nonzero ``status`` means: MemoryError(no_memory), the exception
+    a signal handler raised while the call ran (csrc/fastl2.h FL2_INTERRUPTED), or, in a child
+    that a signal handler fork()ed mid-call (FL2_FORKED), fastl2._backends'
+    forked_mid_call_error (unless the handler also raised: then its exception)."""
     if status == 0:
         return 0
-    if status == FL2_INTERRUPTED:
+    if status == FL2_INTERRUPTED or status == FL2_FORKED:
         if PyErr_Occurred() != NULL:
             return -1  # (the handler's exception, already set)
+        if status == FL2_FORKED:
+            from fastl2._backends import forked_mid_call_error
+            raise forked_mid_call_error()
         raise KeyboardInterrupt
     raise MemoryError(no_memory)
 

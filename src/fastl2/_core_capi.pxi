@@ -6,6 +6,7 @@ cdef extern from "numpy/arrayobject.h":
 
 cdef extern from "fastl2.h" nogil:
     enum: FL2_INTERRUPTED
+    enum: FL2_FORKED
     enum: FL2_BLOCK_SIZE
     enum: FL2_LANES
     ctypedef enum fl2_dtype:

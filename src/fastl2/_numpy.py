@@ -8,12 +8,19 @@ TwoSum-compensated lanes when any input is float64, plain ones otherwise), the l
 the block partials are combined by the same pairwise double-double tree (csrc/internal.h).
 Each lane's additions in order are NumPy's ``add.accumulate`` (sequential by definition), and
 the compensated lanes' errors are TwoSum's, taken from consecutive running sums.
+
+A pass is a Python loop, so signal handlers run in it: one that fork()s ends the pass in the
+child with fastl2._backends.forked_mid_call_error, as on the compiled and numba backends
+(:func:`_unless_forked`).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from ._backends import forked_mid_call_error
 from ._plan import BLOCK_SIZE, Plan
 
 # Elements per chunk: two blocks keep every float64 temporary at 128 KiB.
@@ -21,6 +28,17 @@ CHUNK = 2 * BLOCK_SIZE
 
 #: Interleaved float64 accumulators inside a block (csrc/fastl2.h: FL2_LANES).
 LANES = 16
+
+
+def _unless_forked(chunks):
+    """The chunks of a pass, raising forked_mid_call_error after one in a child that a signal
+    handler fork()ed meanwhile: the outcome of the other backends, whose threads the child
+    lacks (a Python loop runs handlers between its chunks)."""
+    pid = os.getpid()
+    for chunk in chunks:
+        yield chunk
+        if os.getpid() != pid:
+            raise forked_mid_call_error()
 
 
 def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_divisor: float = 1.0,
@@ -37,7 +55,7 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
     if want_sums:
         loss_hi, loss_lo, weight_hi, weight_lo = np.zeros((4, nblocks))
     loss, param = plan.loss, plan.param
-    for start in range(0, n, CHUNK):
+    for start in _unless_forked(range(0, n, CHUNK)):
         stop = min(n, start + CHUNK)
         d = plan.y_pred[start:stop].astype(np.float64)
         if plan.y_true is not None:
@@ -83,7 +101,7 @@ def weight_sum(plan: Plan) -> float:
     if plan.weights is None:
         return float(n)
     hi, lo = np.zeros((2, -(-n // BLOCK_SIZE)))
-    for start in range(0, n, CHUNK):
+    for start in _unless_forked(range(0, n, CHUNK)):
         stop = min(n, start + CHUNK)
         blocks = slice(start // BLOCK_SIZE, -(-stop // BLOCK_SIZE))
         hi[blocks], lo[blocks] = _block_sums(_chunk_weights(plan, start, stop),
@@ -140,7 +158,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     sums = np.zeros((4, items))  # loss hi, lo, weights hi, lo per (output, block)
     loss, param = s.loss, s.param
     compensated = _compensated(s.y_true, s.y_pred, s.weights)
-    for first, last in _chunks(outputs, reduced, nblocks):
+    for first, last in _unless_forked(_chunks(outputs, reduced, nblocks)):
         start, stop = _item_start(first, reduced, nblocks), _item_start(last, reduced, nblocks)
         w = None if s.weights is None else _take(s.weights, start, stop).astype(np.float64)
         if weights_only:

@@ -12,7 +12,9 @@ main thread between bytecodes.  So a call of the main thread from INTERRUPTIBLE_
 runs its kernel (the strided or columns kernel, 1-d calls included: they take a ``cancel``
 flag) on a helper thread while the main thread waits where signal handlers run
 (:func:`_interruptibly`); an exception out of the wait (KeyboardInterrupt) sets the flag, the
-kernel stops between groups of blocks, and the exception is raised.
+kernel stops between groups of blocks, and the exception is raised.  In a child that a
+signal handler fork()ed during the wait, the call raises fastl2._backends.forked_mid_call_error
+(the helper thread is the parent's).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numba
 import numpy as np
 from numba import types
 
+from .._backends import forked_mid_call_error
 from .._plan import Plan
 from . import config
 from .block_columns import _make_columns_kernel
@@ -154,6 +157,7 @@ def _interruptibly(launch, cancel):
         done = _helper.submit(launch)
     except RuntimeError:  # (at interpreter shutdown no thread starts: run it here, unstoppable)
         return launch()
+    pid = os.getpid()
     try:
         # In slices of 20 ms: a signal that another thread received (any thread may) does not
         # wake a wait on a lock, but the main thread runs its handler as soon as it returns.
@@ -161,8 +165,13 @@ def _interruptibly(launch, cancel):
             try:
                 return done.result(timeout=0.02)
             except _Timeout:
-                continue
+                # A handler that fork()ed: the helper thread, and so the kernel, is the
+                # parent's; this child would wait forever.
+                if os.getpid() != pid:
+                    raise forked_mid_call_error() from None
     except BaseException:
+        if os.getpid() != pid:
+            raise  # (nothing to stop here: the kernel runs in the parent)
         if not done.done():
             cancel[0] = 1
             while True:  # (a second Ctrl-C does not leave the kernel running unseen)
