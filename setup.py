@@ -138,8 +138,10 @@ class BuildExt(build_ext):
         if getattr(compiler, "linker_so", None):
             compiler.linker_so = [arg for arg in compiler.linker_so
                                   if not arg.startswith(("-Wl,-rpath", "-Wl,-R", "-R"))]
-        if compiler.compiler_type == "msvc":  # (no POSIX threads: csrc/pool.c runs serially)
-            flags, omp, threads = ["/O2", "/fp:precise", "/std:c11"], (["/openmp"], []), []
+        if compiler.compiler_type == "msvc":
+            # No POSIX threads: csrc/pool.c runs every call on the calling thread, so OpenMP
+            # (only the default thread count's source) would add vcomp140.dll and nothing else.
+            flags, omp, threads = ["/O2", "/fp:precise", "/std:c11"], None, []
         else:
             flags, omp, threads = list(BASE_FLAGS), (["-fopenmp"], ["-fopenmp"]), ["-pthread"]
             if any(flag.startswith("-O") for flag in shlex.split(os.environ.get("CFLAGS", ""))):
@@ -147,7 +149,7 @@ class BuildExt(build_ext):
             if not any(flag.startswith("-g") for flag in shlex.split(os.environ.get("CFLAGS", ""))):
                 flags.append("-g0")  # (Python's own CFLAGS have -g: 19 MB of debug info in a 5 MB wheel)
         flags += threads
-        if os.environ.get("FASTL2_NO_OPENMP") != "1" and _compiles(compiler, omp[0], omp[1], OPENMP_PROBE):
+        if omp and os.environ.get("FASTL2_NO_OPENMP") != "1" and _compiles(compiler, omp[0], omp[1], OPENMP_PROBE):
             _say("OpenMP found: the default thread count follows OMP_NUM_THREADS and threadpoolctl")
             flags += omp[0]
             link = omp[1]

@@ -29,6 +29,10 @@ import pytest
 import fastl2
 from forked import run_in_forked_child
 
+# (Windows has no SIGINT to send to a child, no SIGUSR1 and no fork(): there a console's Ctrl-C
+# is CTRL_C_EVENT to a process group, not tested here)
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals (SIGINT, SIGUSR1) and fork()s")
+
 HERE = Path(__file__).parent
 COMPILED = "cython" in fastl2.available_backends()
 NUMBA = "numba" in fastl2.available_backends()

@@ -1,0 +1,82 @@
+"""setup.py's honest fallbacks when Cython is missing or fails (README, "Install").
+
+What can break: a build environment without Cython, or a Cython that cannot translate
+``_core.pyx``, gives a wheel tagged for this platform that holds no compiled code, or a wheel
+whose build tag does not say why; FASTL2_REQUIRE_COMPILED=1 lets such a build pass silently
+(it once did for a missing Cython).  The no-compiler and FASTL2_NO_EXT=1 causes are checked by
+``.ci/run`` part 2 through pip; these two need a doctored build environment: a ``Cython``
+package first on the path that cannot be imported, or whose ``cythonize`` raises.
+
+Each case builds a wheel from a copy of the sources (``setup.py bdist_wheel``: seconds, nothing
+compiles) and reads the wheel's name and the build's stderr.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(
+    not (ROOT / "setup.py").is_file() or not (ROOT / "src" / "fastl2").is_dir(),
+    reason="needs the source tree (setup.py and src/): the tests run here from an installed wheel's copy")
+
+# A Cython that is not there (its import fails as a missing package's does), and one whose
+# translation fails as a Cython compile error does.
+FAKE_CYTHON = {
+    "0nocython": {"Cython/__init__.py": "raise ModuleNotFoundError(\"No module named 'Cython'\", name='Cython')\n"},
+    "0cythonerror": {
+        "Cython/__init__.py": "",
+        "Cython/Build/__init__.py": ("def cythonize(*args, **kwargs):\n"
+                                     "    raise ValueError('_core.pyx:1:0: a doctored Cython compile error')\n"),
+    },
+}
+REASONS = {"0nocython": "Cython is not installed in the build environment",
+           "0cythonerror": "Cython could not translate src/fastl2/_core.pyx"}
+
+
+def _copy_sources(dest: Path) -> Path:
+    for name in ("setup.py", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"):
+        shutil.copy(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "csrc", dest / "csrc")
+    shutil.copytree(ROOT / "src", dest / "src",
+                    ignore=shutil.ignore_patterns("*.so", "*.c", "*.html", "__pycache__", "*.egg-info"))
+    return dest
+
+
+def _build(tmp_path: Path, cause: str, require: bool):
+    (tmp_path / "sources").mkdir()
+    source = _copy_sources(tmp_path / "sources")
+    fake = tmp_path / "fake"
+    for relative, text in FAKE_CYTHON[cause].items():
+        (fake / relative).parent.mkdir(parents=True, exist_ok=True)
+        (fake / relative).write_text(text)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FASTL2_")}
+    env["PYTHONPATH"] = str(fake)
+    if require:
+        env["FASTL2_REQUIRE_COMPILED"] = "1"
+    dist = tmp_path / "dist"
+    build = subprocess.run([sys.executable, "setup.py", "-q", "bdist_wheel", "-d", str(dist)], cwd=source,
+                           env=env, capture_output=True, text=True, timeout=300)
+    wheels = sorted(path.name for path in dist.glob("*.whl")) if dist.is_dir() else []
+    return build, wheels
+
+
+@pytest.mark.parametrize("cause", sorted(FAKE_CYTHON))
+def test_a_build_without_a_working_cython_gives_a_pure_wheel_that_says_why(tmp_path, cause):
+    build, wheels = _build(tmp_path, cause, require=False)
+    assert build.returncode == 0, build.stderr
+    assert len(wheels) == 1 and wheels[0].endswith(f"-{cause}-py3-none-any.whl"), (wheels, build.stderr)
+    assert f"installing the pure-Python package (NumPy backend only): {REASONS[cause]}" in build.stderr, build.stderr
+
+
+@pytest.mark.parametrize("cause", sorted(FAKE_CYTHON))
+def test_fastl2_require_compiled_fails_such_a_build_and_says_why(tmp_path, cause):
+    build, wheels = _build(tmp_path, cause, require=True)
+    assert build.returncode != 0 and wheels == [], (wheels, build.stderr)
+    assert f"FASTL2_REQUIRE_COMPILED=1 and {REASONS[cause]}" in build.stderr, build.stderr
