@@ -88,10 +88,10 @@ def test_sigint_stops_a_long_call_and_the_next_call_works(backend, case, threads
 # A handler runs mid-call in the compiled pool's interrupt check (every driver path, serial
 # or on helpers), in the numba backend's wait for its helper thread (one mechanism for every
 # kernel: its strided and columns kernels, and out=, at Numba's default threads), and between
-# the NumPy backend's chunks.
+# the NumPy backend's chunks (its strided loop, and its 1-d one: "contiguous").
 FORK_CASES = ([("cython", case, threads) for case in DRIVER_PATHS for threads in (1, 2)] if COMPILED else []) + (
     [("numba", case, 2) for case in ("broadcast", "narrow_columns", "gradient")] if NUMBA else []) + [
-    ("numpy", "broadcast", 1)]
+    ("numpy", "broadcast", 1), ("numpy", "contiguous", 1)]
 
 
 @pytest.mark.parametrize("backend, case, threads", FORK_CASES)
