@@ -32,10 +32,12 @@ except ImportError:  # setuptools < 70.1: the wheel package's
     from wheel.bdist_wheel import bdist_wheel
 
 HERE = Path(__file__).parent
-# The per-ISA kernel files take minutes each at -O3: they come first, so that a parallel build
-# (one compiler process per core, see _compile_in_parallel) starts the long ones at once.
+# The per-ISA kernel files (three per level: csrc/kernels.h) take a minute or more each at -O3:
+# they come first, longest first, so that a parallel build (one compiler process per core, see
+# _compile_in_parallel) keeps every core busy to the end.
 CSRC = [
-    "csrc/kernels_baseline.c", "csrc/kernels_avx2.c", "csrc/kernels_avx512.c",
+    *(f"csrc/kernels_{level}{part}.c" for part in ("", "_columns", "_rows")
+      for level in ("baseline", "avx2", "avx512")),
     "csrc/strided.c", "csrc/fastl2.c", "csrc/config.c", "csrc/pool.c",
 ]
 # Strict ISO C11 (not gnu11): GCC then keeps every a*b+c as two roundings (no FMA contraction), which is what
@@ -116,6 +118,9 @@ def _compile_in_parallel(compiler):
     def compile(sources, *args, **kwargs):
         if workers < 2 or len(sources) < 2:
             return serial(sources, *args, **kwargs)
+        # (setuptools passes them sorted by name: CSRC's order, longest first, then the rest)
+        order = {source: i for i, source in enumerate(CSRC)}
+        sources = sorted(sources, key=lambda source: order.get(source, len(order)))
         with ThreadPoolExecutor(min(workers, len(sources))) as pool:
             parts = list(pool.map(lambda source: serial([source], *args, **kwargs), sources))
         return [obj for part in parts for obj in part]

@@ -232,6 +232,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 #undef VDIFF
 }
 
+#if FL2_KERNEL_PART == FL2_PART_RUN /* (the rows part includes this file for BODY_FN alone) */
 static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, int64_t start,
                      int64_t end, fl2_partial *out)
 {
@@ -259,3 +260,4 @@ static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, 
 #undef FL2_LOSS_BODY
 #undef RUN
 }
+#endif

@@ -1,5 +1,6 @@
 /*
- * The block kernels of one dtype combination, instantiated once per combination (see kernels.h):
+ * The block kernels of one dtype combination, instantiated once per combination (see kernels.h),
+ * one kind per translation unit (FL2_KERNEL_PART):
  *   BLOCK_FN          (block_run.h)      the runs of one output: the 1-d pass, the strided walk
  *   BLOCK_FN_columns  (block_columns.h)  many outputs whose runs are columns
  *   BLOCK_FN_rows     (block_rows.h)     many outputs whose runs are short rows
@@ -113,9 +114,17 @@ FL2_INLINE fl2_dd FL2_CAT(BLOCK_FN, _lanes)(const double *sum, const double *err
     return r;
 }
 
+/* One kind per translation unit (FL2_KERNEL_PART, see kernels.h). */
+#if FL2_KERNEL_PART == FL2_PART_RUN
 #include "block_run.h"     /* BLOCK_FN: the runs of one output (1-d and strided) */
+#elif FL2_KERNEL_PART == FL2_PART_COLUMNS
 #include "block_columns.h" /* BLOCK_FN_columns: many outputs whose runs are columns */
+#elif FL2_KERNEL_PART == FL2_PART_ROWS
+#include "block_run.h"     /* (its BODY_FN only) */
 #include "block_rows.h"    /* BLOCK_FN_rows: many outputs whose runs are short rows */
+#else
+#error "FL2_KERNEL_PART: FL2_PART_RUN, FL2_PART_COLUMNS or FL2_PART_ROWS"
+#endif
 
 #undef LANES
 #undef HAS_TRUE

@@ -1,8 +1,21 @@
 /*
  * The block kernels for every dtype combination, compiled once per instruction-set level:
  * each kernels_<level>.c sets its target and names its table, then includes this file.
- * The includer defines FL2_KERNEL_TABLE, the name of the table to define.
+ * The includer defines FL2_KERNEL_TABLE, the name of the table to define, and may define
+ * FL2_KERNEL_PART, the kind of kernel this translation unit defines (with its table):
+ *   FL2_PART_RUN      the default: the runs of one output, table FL2_KERNEL_TABLE
+ *   FL2_PART_COLUMNS  FL2_KERNEL_TABLE_columns (kernels_<level>_columns.c)
+ *   FL2_PART_ROWS     FL2_KERNEL_TABLE_rows (kernels_<level>_rows.c)
+ * Three translation units per level, not one: a level's kernels are several minutes of -O3
+ * for one compiler process, a third of that for each of three, which a parallel build (setup.py,
+ * tests/c/check_builds.sh) runs at once.
  */
+#define FL2_PART_RUN 1
+#define FL2_PART_COLUMNS 2
+#define FL2_PART_ROWS 3
+#ifndef FL2_KERNEL_PART
+#define FL2_KERNEL_PART FL2_PART_RUN
+#endif
 #include "internal.h"
 #include "vectors.h"
 #include "losses.h" /* (again: now with the element functions) */
@@ -89,6 +102,7 @@
 #define COMPENSATED 1
 #include "block_template.h"
 
+#if FL2_KERNEL_PART == FL2_PART_RUN
 const fl2_block_fn FL2_KERNEL_TABLE[FL2_NKERNELS] = {
     FL2_KNAME(_f_f), FL2_KNAME(_f_f_wf), FL2_KNAME(_f_f_wd),
     FL2_KNAME(_f_d), FL2_KNAME(_f_d_wf), FL2_KNAME(_f_d_wd),
@@ -96,7 +110,7 @@ const fl2_block_fn FL2_KERNEL_TABLE[FL2_NKERNELS] = {
     FL2_KNAME(_d_d), FL2_KNAME(_d_d_wf), FL2_KNAME(_d_d_wd),
     FL2_KNAME(_penalty_f), FL2_KNAME(_penalty_d),
 };
-
+#elif FL2_KERNEL_PART == FL2_PART_COLUMNS
 const fl2_columns_fn FL2_CAT(FL2_KERNEL_TABLE, _columns)[FL2_NKERNELS] = {
     FL2_KNAME(_f_f_columns), FL2_KNAME(_f_f_wf_columns), FL2_KNAME(_f_f_wd_columns),
     FL2_KNAME(_f_d_columns), FL2_KNAME(_f_d_wf_columns), FL2_KNAME(_f_d_wd_columns),
@@ -104,7 +118,7 @@ const fl2_columns_fn FL2_CAT(FL2_KERNEL_TABLE, _columns)[FL2_NKERNELS] = {
     FL2_KNAME(_d_d_columns), FL2_KNAME(_d_d_wf_columns), FL2_KNAME(_d_d_wd_columns),
     FL2_KNAME(_penalty_f_columns), FL2_KNAME(_penalty_d_columns),
 };
-
+#else
 const fl2_rows_fn FL2_CAT(FL2_KERNEL_TABLE, _rows)[FL2_NKERNELS] = {
     FL2_KNAME(_f_f_rows), FL2_KNAME(_f_f_wf_rows), FL2_KNAME(_f_f_wd_rows),
     FL2_KNAME(_f_d_rows), FL2_KNAME(_f_d_wf_rows), FL2_KNAME(_f_d_wd_rows),
@@ -112,3 +126,4 @@ const fl2_rows_fn FL2_CAT(FL2_KERNEL_TABLE, _rows)[FL2_NKERNELS] = {
     FL2_KNAME(_d_d_rows), FL2_KNAME(_d_d_wf_rows), FL2_KNAME(_d_d_wd_rows),
     FL2_KNAME(_penalty_f_rows), FL2_KNAME(_penalty_d_rows),
 };
+#endif

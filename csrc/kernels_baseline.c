@@ -2,6 +2,7 @@
 #define FL2_KERNEL_TABLE fl2_kernels_baseline
 #include "kernels.h"
 
+#if FL2_KERNEL_PART == FL2_PART_RUN
 /* What these kernels were compiled for (fl2_baseline_isa): the macros of this file's own
  * compilation, so it cannot disagree with them. */
 const char fl2_kernels_baseline_isa[] =
@@ -13,4 +14,5 @@ const char fl2_kernels_baseline_isa[] =
     "sse2";
 #else
     "vector extensions";
+#endif
 #endif

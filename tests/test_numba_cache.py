@@ -134,6 +134,18 @@ def test_kernels_compiled_by_different_processes_load_together_correctly(tmp_pat
         assert result["hits"] >= result["kernels"] >= len(names), result
 
 
+def test_a_block_loaded_from_the_cache_and_compiled_again_in_one_process(tmp_path):
+    # The serial, parallel and strided kernels of one code share its block (kernels.py
+    # _shared_block): a process that loads one of them from the cache (the block inside it)
+    # and compiles the others (the block again, under the same symbol) gets right results.
+    cache = tmp_path / "cache"
+    first = _result(_probe(cache, ["mae_f64"]))
+    assert first["mismatches"] == [] and first["misses"] >= 1, first
+    second = _result(_probe(cache, ["mae_f64", "mae_parallel", "mae_step2"]))
+    assert second["mismatches"] == [], second
+    assert second["hits"] >= 1 and second["misses"] >= 2, second
+
+
 # --------------------------------------------------------------------------- keys and names
 
 def _modes():
@@ -145,7 +157,7 @@ LOSS_CODES = [loss.code for loss in LOSSES]
 
 
 def test_every_specialisation_has_names_of_its_own():
-    kernels, seen = {}, set()
+    kernels, blocks, seen = {}, {}, set()
     for loss, has_true, has_weights, mode, compensated, grad64, parallel, strided in (
         itertools.product(LOSS_CODES, [False, True], [False, True], _modes(), [False, True],
                           [False, True], [False, True], [False, True])
@@ -157,13 +169,19 @@ def test_every_specialisation_has_names_of_its_own():
                                        parallel, strided)
         assert kernels.setdefault(name, code) == code, f"{name} names two codes"
         seen.add(code)
+        # the block, shared by the serial and parallel, 1-d and strided kernels of its code
+        block = "block_" + nb_kernels._block_name(loss, has_true, has_weights, mode,
+                                                  compensated, grad64 and want_grad)
+        assert blocks.setdefault(block, code[:6]) == code[:6], f"{block} names two codes"
+        assert name.startswith(block[len("block_"):])
     columns = {
         nb_columns._columns_name(*key): key
         for key in itertools.product(LOSS_CODES, *[[False, True]] * 5)
     }
     assert len(columns) == 32 * len(LOSS_CODES)
-    names = list(kernels) + list(columns) + ["block_" + name for name in kernels]
-    assert len(set(names)) == len(names) == 2 * len(seen) + 32 * len(LOSS_CODES)
+    names = list(kernels) + list(columns) + list(blocks)
+    assert len(blocks) == len(seen) // 4
+    assert len(set(names)) == len(names) == len(seen) + len(blocks) + 32 * len(LOSS_CODES)
 
 
 def test_factories_name_every_function_they_compile(tmp_path, monkeypatch):
@@ -177,9 +195,14 @@ def test_factories_name_every_function_they_compile(tmp_path, monkeypatch):
             name = nb_kernels._kernel_name(*key, strided=strided)
             block = kernel.py_func.__globals__["_block"]
             assert kernel.py_func.__qualname__ == name
-            assert block.py_func.__qualname__ == "block_" + name
+            assert block.py_func.__qualname__ == "block_" + nb_kernels._block_name(*key[:6])
+            # (one block for the serial and parallel, 1-d and strided kernels of its code)
+            assert block is nb_kernels._make_kernel(*key[:6], not key[6], strided=not strided
+                                                    ).py_func.__globals__["_block"]
             assert isinstance(kernel._cache, nb_cache._KeyedCache)
-            qualnames += [kernel.py_func.__qualname__, block.py_func.__qualname__]
+            qualnames.append(kernel.py_func.__qualname__)
+            if not strided:
+                qualnames.append(block.py_func.__qualname__)
     for code in LOSS_CODES:
         columns = nb_columns._make_columns_kernel(code, True, False, False, True, True)
         assert columns.py_func.__qualname__ == nb_columns._columns_name(code, True, False, False, True,

@@ -57,8 +57,8 @@ def _with_globals(function, namespace):
 
 
 def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
-    """The block function of the kernel ``name`` (see kernels._make_kernel), compiled by itself
-    (cache._jit_block) and named ``block_`` + ``name``; every argument is a compile-time
+    """The block function of the kernels of ``name`` (kernels._shared_block), compiled by
+    itself (cache._jit_block) and named ``block_`` + ``name``; every argument is a compile-time
     constant in it.
 
     ``block(t_arr, p_arr, w_arr, w_repeat, g_arr, e_arr, start, end, stream, partials, b,
@@ -76,7 +76,8 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
               keep_lanes, lanes_out, scale, divisor, quotient, param):
         # csrc/block_run.h: elements start..end-1 of the arrays, one block; its
         # partial (loss hi, lo, weights hi, lo) goes to partials[b], or with keep_lanes (a
-        # constant at each call) its uncombined lanes to lanes_out[:, :, b].
+        # run-time flag: one code for the 1-d and strided kernels) its uncombined lanes to
+        # lanes_out[:, :, b].
         # loss sums, loss errors, weight sums, weight errors: LANES each
         acc0 = numba.carray(_stack_buffer(16, np.float64), lanes)
         acc1 = numba.carray(_stack_buffer(16, np.float64), lanes)

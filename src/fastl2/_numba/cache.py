@@ -12,8 +12,9 @@ module of this package and of fastl2._plan and fastl2._losses, Numba's and llvml
 versions) and the compile options.  Each entry's data file is named by a hash of its whole key
 and records the key, which is checked on load (a mismatch is a miss), so processes saving at
 once never cross entries.  Every function compiled inside a factory is named after its
-specialisation (a kernel's block ``block_`` + the kernel's name), so no two different codes
-share a linker symbol when one process loads kernels that different processes compiled.
+specialisation (a block ``block_`` + the name of its kernels but serial/parallel and
+strided: kernels.py _shared_block), so no two different codes share a linker symbol when one
+process loads kernels that different processes compiled.
 
 Kernels are compiled with LLVM's SLP vectorizer on (:func:`_slp_dispatcher`).
 """
@@ -173,11 +174,13 @@ def _jit_block(function):
 
     Numba inlines closures (inner functions) into their caller before it prunes the branches
     on its constants, so a block written inside each kernel was inlined, whole, at every call,
-    even in branches the kernel drops; compiled by itself it is pruned once.  It is compiled
-    with (and cached inside) each kernel that calls it, so its factory names it after that
-    kernel (``block_`` + the kernel's name): blocks of different kernels never share a symbol.
+    even in branches the kernel drops; compiled by itself it is pruned once, and once per
+    process for the four kernels that call it (kernels.py _shared_block).  It is cached inside
+    each of them, so its factory names it after everything its code depends on (``block_`` +
+    the kernels' name but serial/parallel and strided): blocks of different code never share a
+    symbol.
     """
-    return njit(nogil=True, error_model="numpy")(function)
+    return _jit(function, nogil=True, error_model="numpy")
 
 
 _compile_lock = threading.RLock()

@@ -5,7 +5,9 @@ gradient dtype, serial or parallel, 1-d or strided) is its own kernel, made by
 :func:`_make_kernel` with the choices as closure constants, so no branch is left per element;
 Numba compiles it once per dtype combination, with LLVM's SLP vectorizer on.  A kernel's block
 code is a function of its own (block_template.py), called once per block (compiled in about
-half the time of a kernel that inlines it).  The 1-d kernel (csrc/fastl2.c) runs its blocks
+half the time of a kernel that inlines it) and shared by the serial and parallel, 1-d and
+strided kernels of its specialisation (:func:`_shared_block`: a quarter less compile time
+where a process runs more than one of them).  The 1-d kernel (csrc/fastl2.c) runs its blocks
 on Numba's threads (``prange``) when parallel; each block writes its own partial, so the
 result does not depend on the thread count.  The strided kernel (csrc/strided.c) walks N-d
 arrays in any layout through the same block code: each output's run is cut into blocks that
@@ -32,6 +34,30 @@ from .memory import (_block_gathered, _block_place, _copy_run, _element_at, _fla
 #: A kernel's block function (block_template._make_block): each kernel function has its own
 #: in its globals (_make_kernel); this name only stands for it here.
 _block = None
+#: The block functions made so far, by _shared_block's arguments.
+_blocks: dict = {}
+
+
+def _shared_block(loss, has_true, has_weights, mode, compensated, grad64):
+    """The block function of these constants, one for the four kernels that run it (serial
+    and parallel, 1-d and strided), cached on disk by itself: Numba compiles it once per
+    operand dtypes, not once per kernel and process (it is most of a kernel's compile time).
+    The kernels call it with the same argument types (no literal constants), so that one code
+    serves them all.  It is named after the constants (``block_`` + the kernels' name without
+    serial/parallel and strided), which are all of its code: blocks that share a symbol in
+    code loaded from the cache share the code."""
+    key = (loss, has_true, has_weights, mode, compensated, grad64)
+    block = _blocks.get(key)
+    if block is None:
+        block = _blocks[key] = _make_block(_block_name(*key), *key)
+    return block
+
+
+def _block_name(loss, has_true, has_weights, mode, compensated, grad64):
+    """The name of _shared_block's block (without its ``block_`` prefix): its kernels' name
+    without serial/parallel and strided."""
+    name = _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, False)
+    return name[: -len("_serial")]
 
 
 def _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, parallel,
@@ -75,7 +101,7 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, paralle
     grad64 = bool(grad64 and _wants(mode)[1])  # (no gradient: one code, whatever grad64 says)
     name = _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, parallel,
                         strided)
-    block = _make_block(name, loss, has_true, has_weights, mode, compensated, grad64)
+    block = _shared_block(loss, has_true, has_weights, mode, compensated, grad64)
     if strided:
         kernel = _make_strided_kernel(mode, has_true, has_weights, parallel)
     else:
@@ -116,8 +142,11 @@ def _make_run_kernel(mode, parallel):
         for b in prange(nblocks):
             start = b * block_size
             end = min(start + block_size, n)
-            _block(y_true, y_pred, weights, repeat, grad, elem, start, end, stream, partials, b,
-                   False, no_lanes, scale, divisor, quotient, param)
+            # (the scalars typed as the strided kernel's call types them: one block code for
+            # both kernels, serial and parallel, whose prange index is unsigned; see _shared_block)
+            _block(y_true, y_pred, weights, np.int64(repeat), grad, elem, np.int64(start),
+                   np.int64(end), np.bool_(stream), partials, np.int64(b), np.bool_(False),
+                   no_lanes, scale, divisor, quotient, param)
 
         if want_sums:
             return _combine_partials(partials)
@@ -244,9 +273,10 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
                     e_arr = (_block_place(direct, heres[4], elem_buffer, elem, count)
                              if want_elem else elem)
                     stream = stream_all and direct and heres[3] % 16 == 0
-                    _block(t_arr, p_arr, w_arr, 1, g_arr, e_arr, 0, count, stream,
-                           all_partials, j, True, group_lanes, scale, divisor, quotient,
-                           param)
+                    # (typed as the 1-d kernel's call: one block code for both)
+                    _block(t_arr, p_arr, w_arr, np.int64(1), g_arr, e_arr, np.int64(0),
+                           np.int64(count), np.bool_(stream), all_partials, np.int64(j),
+                           np.bool_(True), group_lanes, scale, divisor, quotient, param)
                     if not direct:
                         if want_grad:
                             _copy_run(grad_buffer, bases[3], shape, strides[3], nkept, start,
