@@ -1,11 +1,14 @@
-"""setup.py's honest fallbacks when Cython is missing or fails (README, "Install").
+"""setup.py's honest fallbacks when Cython is missing or fails, or the build fails unforeseen
+(README, "Install").
 
 What can break: a build environment without Cython, or a Cython that cannot translate
 ``_core.pyx``, gives a wheel tagged for this platform that holds no compiled code, or a wheel
 whose build tag does not say why; FASTL2_REQUIRE_COMPILED=1 lets such a build pass silently
 (it once did for a missing Cython).  The no-compiler and FASTL2_NO_EXT=1 causes are checked by
 ``.ci/run`` part 2 through pip; these two need a doctored build environment: a ``Cython``
-package first on the path that cannot be imported, or whose ``cythonize`` raises.
+package first on the path that cannot be imported, or whose ``cythonize`` raises; and the last
+resort, 0buildfailed, a failure setup.py foresees nowhere: build_ext asked for a compiler that
+does not exist.
 
 Each case builds a wheel from a copy of the sources (``setup.py bdist_wheel``: seconds, nothing
 compiles) and reads the wheel's name and the build's stderr.
@@ -38,6 +41,12 @@ FAKE_CYTHON = {
 }
 REASONS = {"0nocython": "Cython is not installed in the build environment",
            "0cythonerror": "Cython could not translate src/fastl2/_core.pyx"}
+# A failure that setup.py foresees nowhere (its last resort, "0buildfailed"): build_ext cannot
+# even make its compiler, asked for one that does not exist (a Cython that passes the extension
+# through untranslated: nothing is translated or compiled).
+UNFORESEEN = {"Cython/__init__.py": "", "Cython/Build/__init__.py": "def cythonize(extensions, **kwargs):\n    return extensions\n"}
+UNFORESEEN_ARGS = ["build_ext", "--compiler=bogus"]
+UNFORESEEN_REASON = "the extension could not be built (don't know how to compile C/C++ code on platform"
 
 
 def _copy_sources(dest: Path) -> Path:
@@ -53,7 +62,8 @@ def _build(tmp_path: Path, cause: str, require: bool):
     (tmp_path / "sources").mkdir()
     source = _copy_sources(tmp_path / "sources")
     fake = tmp_path / "fake"
-    for relative, text in FAKE_CYTHON[cause].items():
+    files, args = (UNFORESEEN, UNFORESEEN_ARGS) if cause == "0buildfailed" else (FAKE_CYTHON[cause], [])
+    for relative, text in files.items():
         (fake / relative).parent.mkdir(parents=True, exist_ok=True)
         (fake / relative).write_text(text)
     env = {key: value for key, value in os.environ.items() if not key.startswith("FASTL2_")}
@@ -61,7 +71,7 @@ def _build(tmp_path: Path, cause: str, require: bool):
     if require:
         env["FASTL2_REQUIRE_COMPILED"] = "1"
     dist = tmp_path / "dist"
-    build = subprocess.run([sys.executable, "setup.py", "-q", "bdist_wheel", "-d", str(dist)], cwd=source,
+    build = subprocess.run([sys.executable, "setup.py", "-q", *args, "bdist_wheel", "-d", str(dist)], cwd=source,
                            env=env, capture_output=True, text=True, timeout=300)
     wheels = sorted(path.name for path in dist.glob("*.whl")) if dist.is_dir() else []
     return build, wheels
@@ -80,3 +90,16 @@ def test_fastl2_require_compiled_fails_such_a_build_and_says_why(tmp_path, cause
     build, wheels = _build(tmp_path, cause, require=True)
     assert build.returncode != 0 and wheels == [], (wheels, build.stderr)
     assert f"FASTL2_REQUIRE_COMPILED=1 and {REASONS[cause]}" in build.stderr, build.stderr
+
+
+@pytest.mark.parametrize("require", [False, True], ids=["fallback", "required"])
+def test_an_unforeseen_build_failure_gives_a_pure_wheel_tagged_0buildfailed(tmp_path, require):
+    build, wheels = _build(tmp_path, "0buildfailed", require=require)
+    if require:
+        assert build.returncode != 0 and wheels == [], (wheels, build.stderr)
+        assert f"FASTL2_REQUIRE_COMPILED=1 and {UNFORESEEN_REASON}" in build.stderr, build.stderr
+    else:
+        assert build.returncode == 0, build.stderr
+        assert len(wheels) == 1 and wheels[0].endswith("-0buildfailed-py3-none-any.whl"), (wheels, build.stderr)
+        assert ("installing the pure-Python package (NumPy backend only): "
+                f"{UNFORESEEN_REASON}") in build.stderr, build.stderr
