@@ -144,6 +144,11 @@ def test_a_block_loaded_from_the_cache_and_compiled_again_in_one_process(tmp_pat
     second = _result(_probe(cache, ["mae_f64", "mae_parallel", "mae_step2"]))
     assert second["mismatches"] == [], second
     assert second["hits"] >= 1 and second["misses"] >= 2, second
+    # ... and the three kernels call it with one signature: one compiled block, cached once
+    # (a literal or unsigned argument in one kernel's call would compile it again)
+    blocks = sorted(path.name for path in cache.rglob("*.nbc")
+                    if ".block_absolute_true_unweighted_sums_compensated_nograd-" in path.name)
+    assert len(blocks) == 1, blocks
 
 
 # --------------------------------------------------------------------------- keys and names

@@ -174,11 +174,11 @@ def _jit_block(function):
 
     Numba inlines closures (inner functions) into their caller before it prunes the branches
     on its constants, so a block written inside each kernel was inlined, whole, at every call,
-    even in branches the kernel drops; compiled by itself it is pruned once, and once per
-    process for the four kernels that call it (kernels.py _shared_block).  It is cached inside
-    each of them, so its factory names it after everything its code depends on (``block_`` +
-    the kernels' name but serial/parallel and strided): blocks of different code never share a
-    symbol.
+    even in branches the kernel drops; compiled by itself it is pruned once, and once for the
+    four kernels that call it (kernels.py _shared_block): it has its own entry in the on-disk
+    cache (_jit), and its code is also inside each kernel's.  So its factory names it after
+    everything its code depends on (``block_`` + the kernels' name but serial/parallel and
+    strided): blocks of different code never share a symbol.
     """
     return _jit(function, nogil=True, error_model="numpy")
 

@@ -6,8 +6,8 @@ gradient dtype, serial or parallel, 1-d or strided) is its own kernel, made by
 Numba compiles it once per dtype combination, with LLVM's SLP vectorizer on.  A kernel's block
 code is a function of its own (block_template.py), called once per block (compiled in about
 half the time of a kernel that inlines it) and shared by the serial and parallel, 1-d and
-strided kernels of its specialisation (:func:`_shared_block`: a quarter less compile time
-where a process runs more than one of them).  The 1-d kernel (csrc/fastl2.c) runs its blocks
+strided kernels of its specialisation and cached on disk by itself (:func:`_shared_block`:
+compiled once per operand dtypes, not once per kernel).  The 1-d kernel (csrc/fastl2.c) runs its blocks
 on Numba's threads (``prange``) when parallel; each block writes its own partial, so the
 result does not depend on the thread count.  The strided kernel (csrc/strided.c) walks N-d
 arrays in any layout through the same block code: each output's run is cut into blocks that
