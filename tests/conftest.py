@@ -17,6 +17,18 @@ if os.environ.get("FASTL2_TEST_INSTALLED") == "1":
     assert os.sep + "site-packages" + os.sep in fastl2.__file__, f"fastl2 imported from {fastl2.__file__}"
 
 BACKENDS = list(fastl2.available_backends())
+# FASTL2_TEST_BACKENDS=cython (a comma-separated list) runs the `backend` fixture's tests on
+# those backends only: .ci/run's sanitizer part, whose instrumented code is the compiled
+# kernels (the NumPy backend runs none of it; the whole suite runs it in part 1).  Tests that
+# compare backends with each other still use every available one.
+_ONLY = [name.strip() for name in os.environ.get("FASTL2_TEST_BACKENDS", "").split(",") if name.strip()]
+if _ONLY:
+    _missing = [name for name in _ONLY if name not in BACKENDS]
+    if _missing:
+        raise pytest.UsageError(
+            f"FASTL2_TEST_BACKENDS names {_missing}, which this install lacks; available: {BACKENDS}"
+        )
+    BACKENDS = _ONLY
 
 
 @pytest.fixture(params=BACKENDS)

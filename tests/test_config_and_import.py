@@ -151,3 +151,29 @@ def test_set_backend_affects_the_computation_path_not_the_answer(backend):
     y_true, y_pred = np.arange(5.0), np.arange(5.0)[::-1].copy()
     assert fastl2.get_backend() == backend
     assert fastl2.mse(y_true, y_pred) == 8.0
+
+
+def _collected(env_backends):
+    """The ids of the tests that pytest collects from one test of test_input_layouts.py
+    (parametrized by the `backend` fixture) with FASTL2_TEST_BACKENDS=env_backends, and the
+    finished process."""
+    environ = dict(os.environ, FASTL2_TEST_BACKENDS=env_backends)
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "-p", "no:xdist", "-k", "test_read_only_params_work_for_l2",
+         os.path.join(here, "test_input_layouts.py")],
+        env=environ, capture_output=True, text=True, timeout=120, cwd=here,
+    )
+    ids = [line for line in proc.stdout.splitlines() if "::" in line]
+    return ids, proc
+
+
+def test_fastl2_test_backends_runs_the_backend_fixture_on_the_named_backends_only():
+    # (.ci/run's sanitizer part: FASTL2_TEST_BACKENDS=cython)
+    only, proc = _collected("numpy")
+    assert [i.partition("::")[2] for i in only] == ["test_read_only_params_work_for_l2[numpy]"], (
+        proc.stdout + proc.stderr)
+    lacking, proc = _collected("numpy, no_such_backend")
+    assert proc.returncode != 0 and not lacking
+    assert "FASTL2_TEST_BACKENDS names ['no_such_backend']" in proc.stdout + proc.stderr

@@ -40,7 +40,8 @@ JOBS=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 read -r -a HARNESS_ARGS <<< "${FL2_HARNESS_ARGS:-}"
 
 failed=0
-declare -A status cases secs compile_secs
+declare -A status cases secs compile_secs compile_t0
+QUEUED=()
 
 say() { printf '%s\n' "$*"; }
 
@@ -52,8 +53,10 @@ need() {
     fi
 }
 
-# compile BUILD CC [EXTRA FLAGS...]: objects of csrc/ and the harness, linked into $out/BUILD/harness
-compile() {
+# objects BUILD CC [EXTRA FLAGS...]: queues the compiles of csrc/ into $out/BUILD/obj on the
+# shared pool of $JOBS processes (every build's kernel files at once, the longest first: one
+# build's longest file alone would leave the other processes idle), unless they are up to date
+objects() {
     local build=$1 cc=$2
     shift 2
     local dir=$out/$build extra=("$@")
@@ -61,20 +64,47 @@ compile() {
     local key
     key=$( { "$cc" --version | head -1; printf '%s\n' "${FLAGS[@]}" "${extra[@]}";
              cat csrc/*.c csrc/*.h; } | sha256sum | cut -d' ' -f1)
-    local t0=$SECONDS src name ok=1
     rm -f "$dir/harness"
+    compile_t0[$build]=$SECONDS
     if [ -f "$dir/key" ] && [ "$(cat "$dir/key")" = "$key" ]; then
         say "  $build: csrc objects up to date (reused)"
-    else
-        rm -f "$dir/key" "$dir"/obj/*
-        # the kernel files take minutes each at -O3: in parallel, the longest first
-        for src in "${SOURCES[@]}"; do
+        return 0
+    fi
+    rm -f "$dir/key" "$dir"/obj/*
+    echo "$key" > "$dir/obj/key.pending"
+    QUEUED+=("$build")
+}
+
+# drain_queue: runs the queued builds' compiles, $JOBS at a time, each file of SOURCES (the
+# longest first) for every build before the next file
+drain_queue() {
+    local src name build
+    for src in "${SOURCES[@]}"; do
+        name=$(basename "$src" .c)
+        for build in "${QUEUED[@]}"; do
+            compiler_of "$build"
             while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 0.2; done
-            name=$(basename "$src" .c)
-            ( rc=0; "$cc" "${FLAGS[@]}" "${extra[@]}" -Icsrc -c "$src" -o "$dir/obj/$name.o" \
-                  2> "$dir/obj/$name.err" || rc=$?; echo "$rc" > "$dir/obj/$name.rc" ) &
+            ( rc=0; "${CC_ARGS[@]}" "${FLAGS[@]}" -Icsrc -c "$src" -o "$out/$build/obj/$name.o" \
+                  2> "$out/$build/obj/$name.err" || rc=$?; echo "$rc" > "$out/$build/obj/$name.rc" ) &
         done
-        wait
+    done
+    wait
+    QUEUED=()
+}
+
+# compiler_of BUILD: CC_ARGS=(BUILD's compiler and its extra flags: BUILD_cc)
+compiler_of() {
+    local name="${1}_cc[@]"
+    CC_ARGS=("${!name}")
+}
+
+# link BUILD CC [EXTRA FLAGS...]: checks BUILD's queued compiles, compiles the harness, links
+# $out/BUILD/harness
+link() {
+    local build=$1 cc=$2
+    shift 2
+    local dir=$out/$build extra=("$@") src name ok=1
+    if [ -f "$dir/obj/key.pending" ]; then
         for src in "${SOURCES[@]}"; do
             name=$(basename "$src" .c)
             cat "$dir/obj/$name.err" >&2
@@ -84,7 +114,7 @@ compile() {
             say "FAIL $build: compiling csrc/ with $cc failed (messages above)"
             return 1
         fi
-        echo "$key" > "$dir/key"
+        mv "$dir/obj/key.pending" "$dir/key"
     fi
     if ! "$cc" "${FLAGS[@]}" "${extra[@]}" -Wall -Icsrc -c tests/c/harness.c -o "$dir/harness.o"; then
         say "FAIL $build: compiling tests/c/harness.c with $cc failed"
@@ -94,7 +124,7 @@ compile() {
         say "FAIL $build: linking with $cc failed"
         return 1
     fi
-    compile_secs[$build]=$((SECONDS - t0))
+    compile_secs[$build]=$((SECONDS - compile_t0[$build]))
 }
 
 # run BUILD [RUNNER...]: the harness's output into $out/BUILD.txt, its messages into BUILD.log
@@ -114,47 +144,57 @@ run() {
     fi
 }
 
-# one build: compile, then run; status[BUILD] is ok or FAIL
-build_and_run() {
-    local build=$1
-    shift
-    status[$build]=FAIL
-    if "$@"; then status[$build]=ok; else failed=1; fi
-}
-
-gcc_build() {
-    need gcc gcc || return 1
-    compile gcc gcc && run gcc
-}
-scalar_build() {
-    need gcc gcc || return 1
-    compile scalar gcc -DFL2_NO_VECTORS -DFL2_NO_DISPATCH && run scalar
-}
-clang_build() {
-    need clang clang || return 1
-    compile clang clang && run clang
-}
-aarch64_build() {
+# Each build: BUILD_tools checks its tools; its compiler and flags are BUILD_cc; BUILD_runner
+# runs its harness.
+gcc_tools() { need gcc gcc; }
+scalar_tools() { need gcc gcc; }
+clang_tools() { need clang clang; }
+aarch64_tools() {
     need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu || return 1
     need qemu-aarch64 qemu-user || return 1
     if [ ! -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]; then
         say "FAIL $build: no arm64 C library in /usr/aarch64-linux-gnu: install the Debian package 'libc6-dev-arm64-cross'"
         return 1
     fi
-    compile aarch64 aarch64-linux-gnu-gcc && run aarch64 qemu-aarch64 -L /usr/aarch64-linux-gnu
 }
+gcc_cc=(gcc)
+scalar_cc=(gcc -DFL2_NO_VECTORS -DFL2_NO_DISPATCH)
+clang_cc=(clang)
+aarch64_cc=(aarch64-linux-gnu-gcc)
+gcc_runner=() scalar_runner=() clang_runner=()
+aarch64_runner=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
 
 say "== fastl2 C harness: ${BUILDS[*]} into $out ($JOBS compile jobs) =="
+# every build's objects first, on one pool; then each build is linked and run
+for build in "${BUILDS[@]}"; do
+    status[$build]=FAIL
+    if "${build}_tools"; then
+        compiler_of "$build"
+        objects "$build" "${CC_ARGS[@]}" && status[$build]=queued
+    fi
+done
+drain_queue
 for build in "${BUILDS[@]}"; do
     say "-- $build"
-    build_and_run "$build" "${build}_build"
+    if [ "${status[$build]}" != queued ]; then
+        failed=1
+        continue
+    fi
+    status[$build]=FAIL
+    compiler_of "$build"
+    runner_name="${build}_runner[@]"
+    if link "$build" "${CC_ARGS[@]}" && run "$build" "${!runner_name}"; then
+        status[$build]=ok
+    else
+        failed=1
+    fi
 done
 
 say "== summary =="
 for build in "${BUILDS[@]}"; do
     line="$build: ${status[$build]}"
     if [ "${status[$build]}" = ok ]; then
-        line+=", ${cases[$build]} cases, run ${secs[$build]} s, compile ${compile_secs[$build]} s"
+        line+=", ${cases[$build]} cases, run ${secs[$build]} s, built in ${compile_secs[$build]} s (on the shared pool)"
         line+=" ($(head -1 "$out/$build.log" | sed 's/^harness: //'))"
         digest=$(sha256sum < "$out/$build.txt" | cut -d' ' -f1)
         if [ "$digest" != "$EXPECTED" ]; then
