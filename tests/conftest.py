@@ -21,7 +21,8 @@ BACKENDS = list(fastl2.available_backends())
 # those backends only: .ci/run's sanitizer part, whose instrumented code is the compiled
 # kernels (the NumPy backend runs none of it; the whole suite runs it in part 1).  Tests that
 # compare backends with each other still use every available one.
-_ONLY = [name.strip() for name in os.environ.get("FASTL2_TEST_BACKENDS", "").split(",") if name.strip()]
+_ONLY = list(dict.fromkeys(  # (in the order given, each once)
+    name.strip() for name in os.environ.get("FASTL2_TEST_BACKENDS", "").split(",") if name.strip()))
 if _ONLY:
     _missing = [name for name in _ONLY if name not in BACKENDS]
     if _missing:
