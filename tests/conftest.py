@@ -19,7 +19,8 @@ if os.environ.get("FASTL2_TEST_INSTALLED") == "1":
 BACKENDS = list(fastl2.available_backends())
 # FASTL2_TEST_BACKENDS=cython (a comma-separated list) runs the `backend` fixture's tests on
 # those backends only: .ci/run's sanitizer part, whose instrumented code is the compiled
-# kernels (the NumPy backend runs none of it; the whole suite runs it in part 1).  Tests that
+# kernels, and its installed-wheel part, whose wheel changes only them (the NumPy backend runs
+# none of it; the whole suite runs it in part 1).  Tests that
 # compare backends with each other still use every available one.
 _ONLY = list(dict.fromkeys(  # (in the order given, each once)
     name.strip() for name in os.environ.get("FASTL2_TEST_BACKENDS", "").split(",") if name.strip()))
