@@ -185,7 +185,8 @@ class BuildExt(build_ext):
 
 class BdistWheel(bdist_wheel):
     """A wheel without the compiled extension is a pure wheel (py3-none-any), not one tagged for
-    this platform and Python that holds no compiled code; its build tag names the cause."""
+    this platform and Python that holds no compiled code; its build tag names the cause.  Nor
+    does it hold compiled code an earlier build left behind (see _drop_compiled)."""
 
     def run(self):
         if not self.skip_build:
@@ -194,7 +195,24 @@ class BdistWheel(bdist_wheel):
         if fallback is not None and not self.distribution.has_ext_modules():
             self.root_is_pure = True
             self.build_number = fallback.tag
+            _drop_compiled(self.distribution)
         super().run()
+
+
+def _drop_compiled(distribution):
+    """Deletes every extension module from the directories a wheel is assembled from (build/lib
+    and build/lib.<platform>): a fallback build in a tree built before finds the earlier build's
+    ``_core`` there (and build_py copies an in-place build's from src/), and a pure wheel that
+    shipped it would run stale kernels while saying it has none."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    build = distribution.get_command_obj("build")
+    build.ensure_finalized()
+    for base in {build.build_lib, build.build_purelib, build.build_platlib}:
+        for path in Path(base).rglob("*"):
+            if path.is_file() and path.name.endswith(tuple(EXTENSION_SUFFIXES)):
+                _say(f"left out of the pure wheel: {path} (an earlier build's)")
+                path.unlink()
 
 
 def extensions():
@@ -212,7 +230,10 @@ def extensions():
         sources=[*CSRC, "src/fastl2/_core.pyx"],
         include_dirs=["csrc", numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-        depends=[str(p) for p in (*(HERE / "csrc").glob("*.h"), *(HERE / "src/fastl2").glob("_core*.pxi"))],
+        # (relative to the project, as setuptools wants them: an absolute path is left out of the
+        # sdist's manifest with a warning per file)
+        depends=[p.relative_to(HERE).as_posix()
+                 for p in (*(HERE / "csrc").glob("*.h"), *(HERE / "src/fastl2").glob("_core*.pxi"))],
     )
     try:
         return cythonize([ext], compiler_directives={"language_level": 3}, quiet=True)

@@ -98,6 +98,8 @@ def test_parser_accepts_the_new_options():
     (["--repeat", "0"], "must be at least 1"),
     (["--sizes", "0"], "at least 1"),
     (["--sizes", ","], "no size"),
+    # (once refused only after the whole benchmark had run, with a traceback)
+    (["--json", "/nonexistent-fastl2-folder/results.json"], "the folder /nonexistent-fastl2-folder does not exist"),
 ])
 def test_parser_refuses_bad_values_clearly(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:

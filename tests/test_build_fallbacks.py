@@ -19,6 +19,9 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
+import zipfile
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
@@ -58,16 +61,35 @@ def _copy_sources(dest: Path) -> Path:
     return dest
 
 
-def _build(tmp_path: Path, cause: str, require: bool):
+# How each cause is brought about in a copy of the sources: the Cython package first on the path,
+# build_ext's arguments, the environment, and a change to the sources.
+CAUSES = {
+    "0nocython": (FAKE_CYTHON["0nocython"], [], {}, None),
+    "0cythonerror": (FAKE_CYTHON["0cythonerror"], [], {}, None),
+    "0buildfailed": (UNFORESEEN, UNFORESEEN_ARGS, {}, None),
+    "0nocompiler": (UNFORESEEN, [], {"CC": "/bin/false"}, None),
+    "0noext": ({}, [], {"FASTL2_NO_EXT": "1"}, None),
+    # (a C file of fastl2's own that does not compile; the extension left untranslated)
+    "0compileerror": (UNFORESEEN, [], {}, ("csrc/fastl2.h", "\n#error a doctored compile error\n")),
+}
+
+
+def _build(tmp_path: Path, cause: str, require: bool, before=None):
     (tmp_path / "sources").mkdir()
     source = _copy_sources(tmp_path / "sources")
     fake = tmp_path / "fake"
-    files, args = (UNFORESEEN, UNFORESEEN_ARGS) if cause == "0buildfailed" else (FAKE_CYTHON[cause], [])
+    files, args, extra_env, edit = CAUSES[cause]
     for relative, text in files.items():
         (fake / relative).parent.mkdir(parents=True, exist_ok=True)
         (fake / relative).write_text(text)
+    if edit is not None:
+        with open(source / edit[0], "a") as file:
+            file.write(edit[1])
+    if before is not None:
+        before(source)
     env = {key: value for key, value in os.environ.items() if not key.startswith("FASTL2_")}
     env["PYTHONPATH"] = str(fake)
+    env.update(extra_env)
     if require:
         env["FASTL2_REQUIRE_COMPILED"] = "1"
     dist = tmp_path / "dist"
@@ -103,3 +125,30 @@ def test_an_unforeseen_build_failure_gives_a_pure_wheel_tagged_0buildfailed(tmp_
         assert len(wheels) == 1 and wheels[0].endswith("-0buildfailed-py3-none-any.whl"), (wheels, build.stderr)
         assert ("installing the pure-Python package (NumPy backend only): "
                 f"{UNFORESEEN_REASON}") in build.stderr, build.stderr
+
+
+def _plant_earlier_builds(source: Path) -> None:
+    """Compiled extension files where an earlier build leaves them in a source tree: the
+    directories a wheel is assembled from (build/lib.<platform>, build/lib) and an in-place
+    build's (src/fastl2)."""
+    platform_lib = f"lib.{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
+    for directory in (f"build/{platform_lib}/fastl2", "build/lib/fastl2", "src/fastl2"):
+        for suffix in EXTENSION_SUFFIXES:
+            path = source / directory / f"_core{suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"\x7fELF an earlier build's extension")
+
+
+@pytest.mark.parametrize("cause", sorted(CAUSES))
+def test_a_fallback_in_a_tree_built_before_gives_a_wheel_without_compiled_code(tmp_path, cause):
+    # Found by a new user: CC=/bin/false pip wheel . in an unpacked sdist that python -m build
+    # had built before gave a py3-none-any wheel holding the earlier build's _core (its kernels,
+    # stale, run while `python -m fastl2 info` said "built").  Every cause, every place.
+    build, wheels = _build(tmp_path, cause, require=False, before=_plant_earlier_builds)
+    assert build.returncode == 0, build.stderr
+    assert len(wheels) == 1 and wheels[0].endswith(f"-{cause}-py3-none-any.whl"), (wheels, build.stderr)
+    with zipfile.ZipFile(tmp_path / "dist" / wheels[0]) as wheel:
+        names = wheel.namelist()
+    compiled = [name for name in names if name.endswith(tuple(EXTENSION_SUFFIXES))]
+    assert compiled == [], f"a pure wheel ({cause}) holds compiled code: {compiled}"
+    assert "fastl2/_core.pyi" in names and "fastl2/__init__.py" in names, names

@@ -96,6 +96,17 @@ def test_cli_info_prints_version_and_backend_names():
         assert name in out
 
 
+@pytest.mark.parametrize("argv", [["info", "--bogus"], ["info", "--json"], ["bogus"], []],
+                         ids=["info-option", "info-json", "unknown-command", "none"])
+def test_cli_refuses_what_it_does_not_take_with_usage_and_status_2(argv):
+    # (`info --bogus` once printed the information and exited 0, the argument silently ignored)
+    proc = run_python(None, "-m", "fastl2", *argv, check=False)
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "usage: python -m fastl2 {info,bench}" in proc.stdout + proc.stderr
+    if argv:
+        assert repr(" ".join(argv[1:])) in proc.stderr or repr(argv[0]) in proc.stderr, proc.stderr
+
+
 def test_fastl2_backend_environment_variable_selects_the_backend():
     code = "import fastl2; print(fastl2.get_backend())"
     assert run_python(code, env={"FASTL2_BACKEND": "numpy"}).stdout.strip() == "numpy"

@@ -15,6 +15,9 @@ def main(argv: list[str]) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "info":
+        if rest:
+            print(f"info takes no arguments; got {' '.join(rest)!r}\n\n{USAGE}", end="", file=sys.stderr)
+            return 2
         from . import show_config
 
         show_config()

@@ -141,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_plot_target(args.plot)
         except Unavailable as exc:
             parser.error(str(exc))
+    if args.json:  # (before the benchmark runs, not after it, as --plot)
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):
+            parser.error(f"--json {args.json}: the folder {folder} does not exist")
     try:
         return _run(args, sizes)
     except KeyboardInterrupt:
