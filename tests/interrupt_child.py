@@ -34,26 +34,42 @@ fastl2.set_num_threads(threads)
 
 LONG = 3 * 10**10  # broadcast elements: 5-30 s of work, no memory but 120 MB of block partials
 out = expected = None
+active = False  # whether a call of fastl2 is running (see calling)
+
+
+def calling(function):
+    """``function()``, one call of fastl2, with ``active`` set while it runs: the test wants its
+    fork inside a call, not before one or between two (a signal that arrives in the last check
+    period of a call is handled after it returns, and a child forked there went on computing
+    the other calls of its loop until its 20 s deadline: a flaky failure)."""
+    global active
+    active = True
+    try:
+        return function()
+    finally:
+        active = False
+
+
 if case == "broadcast":  # 1-d, zero strides: the strided driver's work items
     y_true = np.broadcast_to(np.float32(1.0), (LONG,))
     y_pred = np.broadcast_to(np.float32(1.5), (LONG,))
-    call = lambda: fastl2.mse(y_true, y_pred)
+    call = lambda: calling(lambda: fastl2.mse(y_true, y_pred))
 elif case == "columns":  # axis 0 of a C-ordered matrix: groups of columns
     y_true = np.broadcast_to(np.ones((1, 10**5), np.float32), (3 * 10**6, 10**5))  # 3e11
-    call = lambda: fastl2.mse(y_true, y_true, axis=0)
+    call = lambda: calling(lambda: fastl2.mse(y_true, y_true, axis=0))
 elif case == "narrow_columns":  # up to 1024 columns: one group (numba's columns kernel)
     y_true = np.broadcast_to(np.ones((1, 1000), np.float32), (3 * 10**8, 1000))  # 3e11
-    call = lambda: fastl2.mse(y_true, y_true, axis=0)
+    call = lambda: calling(lambda: fastl2.mse(y_true, y_true, axis=0))
 elif case == "rows":  # the last axis of short rows: 3e9 elements, 12 MB of outputs
     y_true = np.broadcast_to(np.ones((1, 1000), np.float32), (3 * 10**6, 1000))
-    call = lambda: fastl2.mae(y_true, y_true, axis=-1)
+    call = lambda: calling(lambda: fastl2.mae(y_true, y_true, axis=-1))
 elif case == "contiguous":  # the 1-d driver: 8 GB of never-written zeros (the zero page)
     y_true = np.zeros(2 * 10**9, np.float32)
-    call = lambda: [fastl2.mse(y_true, y_true) for _ in range(1000)]
+    call = lambda: [calling(lambda: fastl2.mse(y_true, y_true)) for _ in range(1000)]
 elif case == "per_sample":  # the 1-d driver, weights repeated along rows of 1000
     y_true = np.zeros((2 * 10**6, 1000), np.float32)
     weights = np.ones(2 * 10**6, np.float32)
-    call = lambda: [fastl2.mse(y_true, y_true, weights) for _ in range(1000)]
+    call = lambda: [calling(lambda: fastl2.mse(y_true, y_true, weights)) for _ in range(1000)]
 elif case == "gradient":  # out= of gradient calls (~0.1 s each), until one is interrupted
     n = 4 * 10**7
     y_true = np.broadcast_to(np.float64(1.0), (n,))
@@ -64,7 +80,7 @@ elif case == "gradient":  # out= of gradient calls (~0.1 s each), until one is i
     def call():
         while True:
             out.fill(np.nan)
-            fastl2.mse_grad(y_true, y_pred, reduction="sum", out=out)
+            calling(lambda: fastl2.mse_grad(y_true, y_pred, reduction="sum", out=out))
 else:
     raise SystemExit(f"unknown case {case!r}")
 
@@ -73,14 +89,14 @@ forked = None
 
 
 def in_call():
-    # The gradient case's loop is in a call when out= is partly written (blocks are claimed
-    # in order: the first element is written first, the last one last); the others' are calls.
-    return case != "gradient" or not (np.isnan(out[0]) or not np.isnan(out[-1]))
+    # In a call (see calling); the gradient case's, once out= is partly written (blocks are
+    # claimed in order: the first element is written first, the last one last).
+    return active and (case != "gradient" or not (np.isnan(out[0]) or not np.isnan(out[-1])))
 
 
 def fork_in_the_call(signum, frame):
     global prefix, forked
-    if not in_call():  # (between two gradient calls: again a moment later)
+    if not in_call():  # (before a call or between two: again a moment later)
         signal.signal(signal.SIGALRM, fork_in_the_call)
         signal.setitimer(signal.ITIMER_REAL, 0.005)
         return
