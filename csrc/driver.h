@@ -30,13 +30,13 @@ FL2_INLINE int fl2_driver_status(int pool_status)
                                                : 0;
 }
 
-/* The index of the problem's kernel in the tables (kernels.h: by dtype combination). */
+/* The index of the problem's kernel in the tables (kernels.h: by result dtype), for a
+ * problem whose operands all have one dtype (fl2_run_strided converts the others). */
 FL2_INLINE int fl2_kernel_index(const fl2_problem *p)
 {
-    int pred = p->pred_dtype == FL2_FLOAT64;
-    if (!p->y_true) return 12 + pred;
-    int weights = p->weights ? 1 + (p->weights_dtype == FL2_FLOAT64) : 0;
-    return ((p->true_dtype == FL2_FLOAT64) * 2 + pred) * 3 + weights;
+    const int pred = p->pred_dtype == FL2_FLOAT64;
+    if (!p->y_true) return 4 + pred;
+    return pred * 2 + (p->weights != NULL);
 }
 
 /* The m block partials combined by the fixed pairwise tree, into *sums. */

@@ -130,10 +130,10 @@ typedef void (*fl2_columns_fn)(const fl2_problem *p, fl2_mode mode, int64_t nrow
 typedef void (*fl2_rows_fn)(const fl2_problem *p, fl2_mode mode, int64_t nrows, int64_t row_len,
                             const int64_t *ld, int64_t w_step, fl2_partial *out);
 
-/* One kernel per (y_true, y_pred, weights) dtype combination:
- * index ((true * 2 + pred) * 3 + weights) with weights 0 = none, 1 = float32, 2 = float64,
- * then 12 + pred for problems without y_true (the L2 penalty). */
-#define FL2_NKERNELS 14
+/* One kernel per result dtype and operands (all float32, or all float64; float32 operands of
+ * a float64 result are converted block by block by fl2_run_strided): index pred * 2 +
+ * weighted, then 4 + pred for problems without y_true (the L2 penalty). */
+#define FL2_NKERNELS 6
 
 extern const fl2_block_fn fl2_kernels_baseline[FL2_NKERNELS];
 extern const fl2_columns_fn fl2_kernels_baseline_columns[FL2_NKERNELS];

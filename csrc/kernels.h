@@ -1,5 +1,5 @@
 /*
- * The block kernels for every dtype combination, compiled once per instruction-set level:
+ * The block kernels of each result dtype, compiled once per instruction-set level:
  * each kernels_<level>.c sets its target and names its table, then includes this file.
  * The includer defines FL2_KERNEL_TABLE, the name of the table to define, and may define
  * FL2_KERNEL_PART, the kind of kernel this translation unit defines (with its table):
@@ -22,7 +22,8 @@
 
 #define FL2_KNAME(name) FL2_CAT(FL2_KERNEL_TABLE, name)
 
-/* y_true, y_pred, weights */
+/* y_true, y_pred, weights: one dtype for all (float32 operands of a float64 result are
+ * converted into the float64 kernels' buffers block by block: strided.c fl2_run_strided) */
 #define BLOCK_FN FL2_KNAME(_f_f)
 #define T_TRUE float
 #define T_PRED float
@@ -34,55 +35,9 @@
 #define T_WEIGHTS float
 #define COMPENSATED 0
 #include "block_template.h"
-#define BLOCK_FN FL2_KNAME(_f_f_wd)
-#define T_TRUE float
-#define T_PRED float
-#define T_WEIGHTS double
-#define COMPENSATED 1
-#include "block_template.h"
-#define BLOCK_FN FL2_KNAME(_f_d)
-#define T_TRUE float
-#define T_PRED double
-#define COMPENSATED 1
-#include "block_template.h"
-#define BLOCK_FN FL2_KNAME(_f_d_wf)
-#define T_TRUE float
-#define T_PRED double
-#define T_WEIGHTS float
-#define COMPENSATED 1
-#include "block_template.h"
-#define BLOCK_FN FL2_KNAME(_f_d_wd)
-#define T_TRUE float
-#define T_PRED double
-#define T_WEIGHTS double
-#define COMPENSATED 1
-#include "block_template.h"
-#define BLOCK_FN FL2_KNAME(_d_f)
-#define T_TRUE double
-#define T_PRED float
-#define COMPENSATED 1
-#include "block_template.h"
-#define BLOCK_FN FL2_KNAME(_d_f_wf)
-#define T_TRUE double
-#define T_PRED float
-#define T_WEIGHTS float
-#define COMPENSATED 1
-#include "block_template.h"
-#define BLOCK_FN FL2_KNAME(_d_f_wd)
-#define T_TRUE double
-#define T_PRED float
-#define T_WEIGHTS double
-#define COMPENSATED 1
-#include "block_template.h"
 #define BLOCK_FN FL2_KNAME(_d_d)
 #define T_TRUE double
 #define T_PRED double
-#define COMPENSATED 1
-#include "block_template.h"
-#define BLOCK_FN FL2_KNAME(_d_d_wf)
-#define T_TRUE double
-#define T_PRED double
-#define T_WEIGHTS float
 #define COMPENSATED 1
 #include "block_template.h"
 #define BLOCK_FN FL2_KNAME(_d_d_wd)
@@ -104,26 +59,17 @@
 
 #if FL2_KERNEL_PART == FL2_PART_RUN
 const fl2_block_fn FL2_KERNEL_TABLE[FL2_NKERNELS] = {
-    FL2_KNAME(_f_f), FL2_KNAME(_f_f_wf), FL2_KNAME(_f_f_wd),
-    FL2_KNAME(_f_d), FL2_KNAME(_f_d_wf), FL2_KNAME(_f_d_wd),
-    FL2_KNAME(_d_f), FL2_KNAME(_d_f_wf), FL2_KNAME(_d_f_wd),
-    FL2_KNAME(_d_d), FL2_KNAME(_d_d_wf), FL2_KNAME(_d_d_wd),
+    FL2_KNAME(_f_f), FL2_KNAME(_f_f_wf), FL2_KNAME(_d_d), FL2_KNAME(_d_d_wd),
     FL2_KNAME(_penalty_f), FL2_KNAME(_penalty_d),
 };
 #elif FL2_KERNEL_PART == FL2_PART_COLUMNS
 const fl2_columns_fn FL2_CAT(FL2_KERNEL_TABLE, _columns)[FL2_NKERNELS] = {
-    FL2_KNAME(_f_f_columns), FL2_KNAME(_f_f_wf_columns), FL2_KNAME(_f_f_wd_columns),
-    FL2_KNAME(_f_d_columns), FL2_KNAME(_f_d_wf_columns), FL2_KNAME(_f_d_wd_columns),
-    FL2_KNAME(_d_f_columns), FL2_KNAME(_d_f_wf_columns), FL2_KNAME(_d_f_wd_columns),
-    FL2_KNAME(_d_d_columns), FL2_KNAME(_d_d_wf_columns), FL2_KNAME(_d_d_wd_columns),
-    FL2_KNAME(_penalty_f_columns), FL2_KNAME(_penalty_d_columns),
+    FL2_KNAME(_f_f_columns), FL2_KNAME(_f_f_wf_columns), FL2_KNAME(_d_d_columns),
+    FL2_KNAME(_d_d_wd_columns), FL2_KNAME(_penalty_f_columns), FL2_KNAME(_penalty_d_columns),
 };
 #else
 const fl2_rows_fn FL2_CAT(FL2_KERNEL_TABLE, _rows)[FL2_NKERNELS] = {
-    FL2_KNAME(_f_f_rows), FL2_KNAME(_f_f_wf_rows), FL2_KNAME(_f_f_wd_rows),
-    FL2_KNAME(_f_d_rows), FL2_KNAME(_f_d_wf_rows), FL2_KNAME(_f_d_wd_rows),
-    FL2_KNAME(_d_f_rows), FL2_KNAME(_d_f_wf_rows), FL2_KNAME(_d_f_wd_rows),
-    FL2_KNAME(_d_d_rows), FL2_KNAME(_d_d_wf_rows), FL2_KNAME(_d_d_wd_rows),
-    FL2_KNAME(_penalty_f_rows), FL2_KNAME(_penalty_d_rows),
+    FL2_KNAME(_f_f_rows), FL2_KNAME(_f_f_wf_rows), FL2_KNAME(_d_d_rows),
+    FL2_KNAME(_d_d_wd_rows), FL2_KNAME(_penalty_f_rows), FL2_KNAME(_penalty_d_rows),
 };
 #endif

@@ -21,11 +21,61 @@ static const char *element_at(const char *base, int nd, const int64_t *shape,
     return base;
 }
 
-/* Copies `count` elements of `item` bytes, from element `start` (C order over shape[0..nd))
- * of the operand at `base`, to the contiguous `buffer`; or back, with `to_array`. */
-static void copy_run(char *buffer, char *base, size_t item, int nd, const int64_t *shape,
-                     const int64_t *strides, int64_t start, int64_t count, int to_array)
+/* copy_run of float32 elements to and from a buffer of doubles: converted exactly, or
+ * rounded once (to nearest even) on their way back. */
+static void copy_run_converting(double *buffer, char *base, int nd, const int64_t *shape,
+                                const int64_t *strides, int64_t start, int64_t count,
+                                int to_array)
 {
+    int64_t idx[FL2_MAX_DIMS];
+    int64_t rest = start;
+    char *ptr = base;
+    for (int d = nd - 1; d >= 0; d--) {
+        idx[d] = rest % shape[d];
+        rest /= shape[d];
+        ptr += idx[d] * strides[d];
+    }
+    const int last = nd - 1;
+    const int64_t step = strides[last];
+    while (count > 0) {
+        int64_t run = shape[last] - idx[last];
+        if (run > count) run = count;
+        float x;
+        if (to_array)
+            for (int64_t i = 0; i < run; i++) {
+                x = (float)buffer[i];
+                memcpy(ptr + i * step, &x, sizeof x);
+            }
+        else
+            for (int64_t i = 0; i < run; i++) {
+                memcpy(&x, ptr + i * step, sizeof x);
+                buffer[i] = x;
+            }
+        buffer += run;
+        count -= run;
+        idx[last] += run;
+        ptr += run * step;
+        for (int d = last; d > 0 && idx[d] == shape[d]; d--) {
+            ptr -= shape[d] * strides[d];
+            idx[d] = 0;
+            idx[d - 1]++;
+            ptr += strides[d - 1];
+        }
+    }
+}
+
+/* Copies `count` elements of `item` bytes, from element `start` (C order over shape[0..nd))
+ * of the operand at `base`, to the contiguous `buffer`; or back, with `to_array`.  With
+ * `convert` (float32 elements, a buffer of doubles) through copy_run_converting. */
+static void copy_run(char *buffer, char *base, size_t item, int nd, const int64_t *shape,
+                     const int64_t *strides, int64_t start, int64_t count, int to_array,
+                     int convert)
+{
+    if (convert) {
+        copy_run_converting((double *)(void *)buffer, base, nd, shape, strides, start, count,
+                            to_array);
+        return;
+    }
     int64_t idx[FL2_MAX_DIMS];
     int64_t rest = start;
     char *ptr = base;
@@ -85,7 +135,8 @@ typedef struct {
     const fl2_outputs *o;
     fl2_mode mode;
     fl2_block_fn kernel;
-    size_t item[FL2_NOPS];
+    size_t item[FL2_NOPS];       /* each operand's own item size */
+    int convert;                 /* float32 operands of a float64 result: see fl2_run_strided */
     const char *base[FL2_NOPS];  /* NULL: operand not used */
     int nr;                      /* reduced dims */
     int64_t nblocks;             /* per output */
@@ -106,7 +157,7 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
     /* The block is one contiguous piece of every operand when it lies in one row of the
      * last dim and every operand steps through that dim by its item size. */
     const int64_t column = start % rshape[nr - 1];
-    int direct = column + count <= rshape[nr - 1];
+    int direct = column + count <= rshape[nr - 1] && !c->convert;
     /* Sums of inputs that all step by two items in that row (a[::2]) read them in place
      * too, with the kernels' step-2 loads. */
     int step2 = direct && count > 1 && (c->mode == FL2_MODE_SUMS || c->mode == FL2_MODE_WEIGHTS);
@@ -144,7 +195,9 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
             where = (char *)element_at(at[k], nr, rshape, st, start);
         } else {
             where = *memory + (size_t)k * FL2_BLOCK_SIZE * sizeof(double);
-            if (k < FL2_OP_GRAD) copy_run(where, at[k], c->item[k], nr, rshape, st, start, count, 0);
+            if (k < FL2_OP_GRAD)
+                copy_run(where, at[k], c->item[k], nr, rshape, st, start, count, 0,
+                         c->convert && c->item[k] == sizeof(float));
         }
         if (k < FL2_OP_GRAD) *inputs[k] = where;
         else *outputs[k - FL2_OP_GRAD] = where;
@@ -154,7 +207,8 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
         for (int k = FL2_OP_GRAD; k < FL2_NOPS; k++)
             if (at[k])
                 copy_run(*memory + (size_t)k * FL2_BLOCK_SIZE * sizeof(double), at[k],
-                         c->item[k], nr, rshape, l->strides[k] + nk, start, count, 1);
+                         c->item[k], nr, rshape, l->strides[k] + nk, start, count, 1,
+                         c->convert && c->item[k] == sizeof(float));
     return 0;
 }
 
@@ -424,10 +478,7 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
         values = NULL;
     }
     const sink out = {loss_sums, weight_sums, values, 0};
-    c.p = p;
     c.l = l;
-    c.o = o;
-    c.kernel = fl2_active_kernels[fl2_kernel_index(p)];
     c.nr = l->ndim - l->nkept;
     int64_t outputs = 1;
     c.reduced = 1;
@@ -448,6 +499,31 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     c.base[FL2_OP_WEIGHTS] = (const char *)p->weights;
     c.base[FL2_OP_GRAD] = grad ? (const char *)o->grad : NULL;
     c.base[FL2_OP_ELEM] = elem ? (const char *)o->elementwise : NULL;
+    /* The kernels are compiled for one dtype per result dtype (kernels.h): float32 operands
+     * of a float64 result are read through the float64 kernel, converted exactly into its
+     * buffers block by block (and a float32 gradient rounded once on its way back), never
+     * a converted copy of the whole array.  The arithmetic is float64 either way: the same
+     * bits.  A float32 gradient keeps its formula, (scale / divisor) * g: the float64
+     * kernel's (scale * g) / divisor with the quotient as scale and 1 as divisor. */
+    fl2_problem converted;
+    fl2_outputs converted_outputs;
+    c.convert = 0;
+    if (!single) { /* (the float64 kernels, even where the operands read are all float64) */
+        for (int k = 0; k < FL2_OP_ELEM; k++)
+            if (c.base[k] && c.item[k] == sizeof(float)) c.convert = 1;
+        converted = *p;
+        converted.true_dtype = converted.pred_dtype = converted.weights_dtype = FL2_FLOAT64;
+        p = &converted;
+        if (grad && pred_item == sizeof(float)) {
+            converted_outputs = *o;
+            converted_outputs.grad_scale = o->grad_scale / o->grad_divisor;
+            converted_outputs.grad_divisor = 1.0;
+            o = &converted_outputs;
+        }
+    }
+    c.p = p;
+    c.o = o;
+    c.kernel = fl2_active_kernels[fl2_kernel_index(p)];
     if (c.mode == FL2_MODE_WEIGHTS && !p->weights) {
         for (int64_t i = 0; weight_sums && i < outputs; i++) weight_sums[i] = (double)c.reduced;
         return 0;
@@ -460,9 +536,9 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     c.nblocks = (c.reduced + FL2_BLOCK_SIZE - 1) / FL2_BLOCK_SIZE;
     /* The columns and rows kernels sum; they write no gradient. */
     const int sums_only = c.mode == FL2_MODE_SUMS || c.mode == FL2_MODE_WEIGHTS;
-    if (sums_only && columns_apply(&c, outputs))
+    if (sums_only && !c.convert && columns_apply(&c, outputs))
         return run_columns(&c, outputs, &out, nthreads);
-    if (sums_only && rows_apply(&c))
+    if (sums_only && !c.convert && rows_apply(&c))
         return run_rows(&c, outputs, &out, nthreads);
     const int64_t items = outputs * c.nblocks;
     fl2_partial *parts = NULL;

@@ -255,9 +255,14 @@ def test_numba_fast_paths_give_the_bits_of_the_cython_backend(numba_fast_paths, 
     for y_true, y_pred, weights in _fast_inputs(name):
         case = f"{y_true.dtype}/{y_pred.dtype} {y_pred.shape}, weights: {weights is not None}"
         fast = _numba_fast_call(name, y_true, y_pred, weights, reduction)
-        assert fast is not None, f"numba's fast path left {name} on {case} to the planned path"
         got = bits(getattr(numba_fast_paths, name)(y_true, y_pred, weights, reduction=reduction))
-        assert bits(fast) == got, f"{name} on {case}"
+        if len({a.dtype for a in (y_true, y_pred, weights) if a is not None}) > 1:
+            # float32 beside float64: the planned path's strided kernels convert them (the
+            # kernels are compiled for one dtype per result dtype)
+            assert fast is None, f"numba's fast path took the mixed {name} on {case}"
+        else:
+            assert fast is not None, f"numba's fast path left {name} on {case} to the planned path"
+            assert bits(fast) == got, f"{name} on {case}"
         function = getattr(fastl2, name)
         expected = bits(on(switch, "cython", function, y_true, y_pred, weights, reduction=reduction))
         switch("numba")

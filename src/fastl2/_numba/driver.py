@@ -103,8 +103,11 @@ def _entry_point(key, sizes):
 
 def _launch(loss, has_true, has_weights, mode, compensated, grad64, sizes, n, args):
     """Runs the 1-d kernel of this specialisation on ``args``, whose operands have item sizes
-    ``sizes`` (see _entry_point); returns (loss sum, weight sum)."""
-    if n >= INTERRUPTIBLE_MIN and threading.current_thread() is threading.main_thread():
+    ``sizes`` (see _entry_point); returns (loss sum, weight sum).  Float32 operands of a call
+    with a float64 result (``compensated``) go through the strided kernel, which converts
+    them per block (strided.py: the kernels are compiled for one dtype per result dtype)."""
+    if (n >= INTERRUPTIBLE_MIN and threading.current_thread() is threading.main_thread()) or (
+            compensated and 4 in sizes):
         return _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64, n, args)
     threads = config._requested_threads
     if n < PARALLEL_THRESHOLD or config._forked_child or threads == 1 or _POOL_SIZE == 1:
@@ -222,7 +225,8 @@ def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64
     cancel = np.zeros(1, np.uint8)
     layout = (addresses, shape, strides, itemsizes, 0, loss_sums, weight_sums,
               config.get_num_threads(), cancel)
-    witness = [None if a is None else _DTYPE_OF[a.dtype] for a in operands]
+    witness = _witnesses(operands, compensated)
+    scale, divisor, grad64 = _converted_gradient(grad, compensated, scale, divisor, grad64)
     _launch_strided("strided", loss, has_true, has_weights, mode, compensated, grad64, n,
                     (witness[0], witness[1], witness[2], layout, witness[3], scale, divisor,
                      witness[4], param), cancel)
@@ -230,6 +234,26 @@ def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64
         return 0.0, 0.0
     return float(loss_sums[0]), float(weight_sums[0]) if weights is not None else float(n)
 
+
+
+def _witnesses(operands, compensated):
+    """The zero-length arrays that give the strided kernels the dtype of each operand (None
+    where not given): float64 for every operand of a call with a float64 result
+    (``compensated``), whatever its own dtype (its float32 elements are converted per block,
+    memory._copy_run), else float32.  So the kernels are compiled for two dtype combinations,
+    not one per mix of operand dtypes; the arithmetic is float64 either way."""
+    witness = _DTYPE_OF[_FLOAT64 if compensated else _FLOAT32]
+    return [None if a is None else witness for a in operands]
+
+
+def _converted_gradient(grad, compensated, scale, divisor, grad64):
+    """(scale, divisor, grad64) for the strided kernels of _witnesses: a float32 gradient of a
+    call with a float64 result runs the float64 gradient's code, ``(scale * g) / divisor``
+    rounded once to float32, with (scale / divisor, 1.0), so that it computes the float32
+    gradient's ``(scale / divisor) * g`` exactly as the float32 code does: the same bits."""
+    if grad is not None and compensated and not grad64:
+        return scale / divisor, 1.0, True
+    return scale, divisor, grad64
 
 
 def _thread_count_functions():

@@ -76,6 +76,8 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
         return None
     # float32 result, plain lanes; else float64, compensated lanes (the weight sum's too)
     single = true_size == pred_size == 4 and weights_size != 8
+    if not single and (true_size == 4 or pred_size == 4 or weights_size == 4):
+        return None  # (float32 beside float64: the strided kernels convert them, driver._launch)
     if len(shape) != 1:
         y_true, y_pred = y_true.reshape(-1), y_pred.reshape(-1)
         if weights is not None:

@@ -196,6 +196,20 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
         all_partials = np.empty((items if want_sums and many else 0, 4))
         # Contiguous ranges of work items per task, several tasks per thread (as C).
         per_task, ntasks = _tasks(items, tasks_per_thread, threads if parallel else 1)
+        # Operands of another item size than their dtype's (float32 ones where the others
+        # are float64: strided.py) are converted into the buffers, so every block is.
+        # (each test under its constant: operands not given are None, and untyped)
+        converting = False
+        if read_true:
+            converting = converting or itemsizes[0] != y_true.itemsize
+        if not weights_only:
+            converting = converting or itemsizes[1] != y_pred.itemsize
+        if has_weights:
+            converting = converting or itemsizes[2] != weights.itemsize
+        if want_grad:
+            converting = converting or itemsizes[3] != grad.itemsize
+        if want_elem:
+            converting = converting or itemsizes[4] != elem.itemsize
         for task in prange(ntasks):
             first_item = task * per_task
             end_item = min(first_item + per_task, items)
@@ -247,7 +261,8 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
                             bases[k] += rest * strides[k, 0]
                     # One contiguous piece of every operand: the block lies in one row of
                     # the last dim, which every operand steps through by its item size.
-                    direct = (start % shape[last] if start else 0) + count <= shape[last]
+                    direct = ((start % shape[last] if start else 0) + count <= shape[last]
+                              and not converting)
                     for k in range(nops):
                         size = itemsizes[k]
                         if size and direct:
@@ -260,13 +275,16 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
                     # Each operand's run of the block: where it lies when direct, else the
                     # task's buffer (the inputs gathered into it first).
                     t_arr = (_block_gathered(direct, heres[0], true_buffer, y_true, bases[0],
-                                             shape, strides[0], nkept, start, count)
+                                             shape, strides[0], nkept, start, count,
+                                             itemsizes[0])
                              if read_true else y_true)
                     p_arr = (_block_gathered(direct, heres[1], pred_buffer, y_pred, bases[1],
-                                             shape, strides[1], nkept, start, count)
+                                             shape, strides[1], nkept, start, count,
+                                             itemsizes[1])
                              if not weights_only else y_pred)
                     w_arr = (_block_gathered(direct, heres[2], weights_buffer, weights, bases[2],
-                                             shape, strides[2], nkept, start, count)
+                                             shape, strides[2], nkept, start, count,
+                                             itemsizes[2])
                              if has_weights else weights)
                     g_arr = (_block_place(direct, heres[3], grad_buffer, grad, count)
                              if want_grad else grad)
@@ -280,10 +298,10 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
                     if not direct:
                         if want_grad:
                             _copy_run(grad_buffer, bases[3], shape, strides[3], nkept, start,
-                                      count, True)
+                                      count, True, itemsizes[3])
                         if want_elem:
                             _copy_run(elem_buffer, bases[4], shape, strides[4], nkept, start,
-                                      count, True)
+                                      count, True, itemsizes[4])
                 if want_sums:
                     _combine_lane_groups(group_lanes, 0, group, group_sums)
                     if has_weights:

@@ -160,9 +160,17 @@ def _element_at(address, shape, strides, first, end, index):
 _element_at = njit(_element_at)
 
 
-def _copy_run(buffer, address, shape, strides, first, start, count, to_array):
+#: What a float32 element is read as (_copy_run's conversions: its dtype only).
+_FLOAT32_LIKE = np.empty(0, np.float32)
+
+
+def _copy_run(buffer, address, shape, strides, first, start, count, to_array, itemsize):
     """csrc/strided.c copy_run: elements start..start+count-1 (C order over the dims first..
-    of ``shape``) of the operand at ``address`` into ``buffer[:count]``; or back, ``to_array``."""
+    of ``shape``) of the operand at ``address`` into ``buffer[:count]``; or back, ``to_array``.
+    An operand of ``itemsize`` 4 with a float64 buffer is float32 converted exactly into it,
+    or rounded once (to nearest even) back into it: the operands of a call with a float64
+    result are all read through float64 code (see strided.py)."""
+    convert = itemsize != buffer.itemsize
     nd = shape.shape[0]
     index = numba.carray(_stack_buffer(_MAX_DIMS, np.int64), _MAX_DIMS)
     rest = start
@@ -176,9 +184,15 @@ def _copy_run(buffer, address, shape, strides, first, start, count, to_array):
     position = 0
     while count > 0:
         run = min(shape[last] - index[last], count)
-        if to_array:
+        if to_array and convert:
+            for i in range(run):
+                _store(at + i * step, np.float32(buffer[position + i]))
+        elif to_array:
             for i in range(run):
                 _store(at + i * step, buffer[position + i])
+        elif convert:
+            for i in range(run):
+                buffer[position + i] = _load(at + i * step, _FLOAT32_LIKE)
         else:
             for i in range(run):
                 buffer[position + i] = _load(at + i * step, buffer)
@@ -211,11 +225,12 @@ def _block_place(direct, here, buffer, like, count):
 _block_place = njit(inline="always")(_block_place)
 
 
-def _block_gathered(direct, here, buffer, like, address, shape, strides, first, start, count):
+def _block_gathered(direct, here, buffer, like, address, shape, strides, first, start, count,
+                    itemsize):
     """_block_place of an input: elements start..start+count-1 of the operand at ``address``
-    (see _copy_run), gathered into ``buffer`` first unless ``direct``."""
+    (of ``itemsize``: see _copy_run), gathered into ``buffer`` first unless ``direct``."""
     if not direct:
-        _copy_run(buffer, address, shape, strides, first, start, count, False)
+        _copy_run(buffer, address, shape, strides, first, start, count, False, itemsize)
     return _block_place(direct, here, buffer, like, count)
 
 

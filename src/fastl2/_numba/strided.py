@@ -12,7 +12,7 @@ import numpy as np
 from .._plan import BLOCK_SIZE
 from .config import (_FLOAT32, _FLOAT64, _MAX_COLUMNS, _MAX_DIMS, _NOPS, _SUMS, _WEIGHTS,
                      _WEIGHTS_LOSS, _mode, get_num_threads)
-from .driver import _DTYPE_OF, _launch_strided
+from .driver import _converted_gradient, _launch_strided, _witnesses
 
 
 
@@ -105,7 +105,9 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
             addresses[k] = array.__array_interface__["data"][0]
             strides[k] = array.strides
             itemsizes[k] = array.itemsize
-    witnesses = [None if a is None else _DTYPE_OF[a.dtype] for a in operands]
+    witnesses = _witnesses(operands, not single)
+    # (float32 operands of a float64 result are converted per block: not the columns kernel's)
+    converting = not single and any(a is not None and a.dtype == _FLOAT32 for a in operands)
     sums = (loss_sums if loss_sums is not None else np.empty(0),
             weight_sums if weight_sums is not None and weights is not None else np.empty(0))
     n = outputs * reduced
@@ -113,7 +115,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     if mode == _WEIGHTS:
         loss = _WEIGHTS_LOSS  # (one kernel for weight sums, whatever the loss)
     # (the arrays stay referenced here while the kernels read and write them by address)
-    if mode in (_SUMS, _WEIGHTS) and _columns_apply(ndim, nkept, outputs, addresses, strides,
+    if mode in (_SUMS, _WEIGHTS) and not converting and _columns_apply(ndim, nkept, outputs, addresses, strides,
                                                      itemsizes):
         if (reduced + BLOCK_SIZE - 1) // BLOCK_SIZE == 1:
             n = 0  # one block of rows: nothing to share between threads
@@ -129,10 +131,13 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     cancel = np.zeros(1, np.uint8)
     layout = (addresses, np.array(shape, np.int64), strides, itemsizes, nkept) + sums + (
         get_num_threads(), cancel)
-    args = (witnesses[0], witnesses[1], witnesses[2], layout, witnesses[3], float(grad_scale),
-            float(grad_divisor), witnesses[4], float(s.param))
-    _launch_strided("strided", loss, has_true, has_weights, mode, not single,
-                    grad is not None and pred_dtype == _FLOAT64, n, args, cancel)
+    scale, divisor, grad64 = _converted_gradient(
+        grad, not single, float(grad_scale), float(grad_divisor),
+        grad is not None and pred_dtype == _FLOAT64)
+    args = (witnesses[0], witnesses[1], witnesses[2], layout, witnesses[3], scale, divisor,
+            witnesses[4], float(s.param))
+    _launch_strided("strided", loss, has_true, has_weights, mode, not single, grad64, n, args,
+                    cancel)
     return result()
 
 
