@@ -21,61 +21,14 @@ static const char *element_at(const char *base, int nd, const int64_t *shape,
     return base;
 }
 
-/* copy_run of float32 elements to and from a buffer of doubles: converted exactly, or
- * rounded once (to nearest even) on their way back. */
-static void copy_run_converting(double *buffer, char *base, int nd, const int64_t *shape,
-                                const int64_t *strides, int64_t start, int64_t count,
-                                int to_array)
-{
-    int64_t idx[FL2_MAX_DIMS];
-    int64_t rest = start;
-    char *ptr = base;
-    for (int d = nd - 1; d >= 0; d--) {
-        idx[d] = rest % shape[d];
-        rest /= shape[d];
-        ptr += idx[d] * strides[d];
-    }
-    const int last = nd - 1;
-    const int64_t step = strides[last];
-    while (count > 0) {
-        int64_t run = shape[last] - idx[last];
-        if (run > count) run = count;
-        float x;
-        if (to_array)
-            for (int64_t i = 0; i < run; i++) {
-                x = (float)buffer[i];
-                memcpy(ptr + i * step, &x, sizeof x);
-            }
-        else
-            for (int64_t i = 0; i < run; i++) {
-                memcpy(&x, ptr + i * step, sizeof x);
-                buffer[i] = x;
-            }
-        buffer += run;
-        count -= run;
-        idx[last] += run;
-        ptr += run * step;
-        for (int d = last; d > 0 && idx[d] == shape[d]; d--) {
-            ptr -= shape[d] * strides[d];
-            idx[d] = 0;
-            idx[d - 1]++;
-            ptr += strides[d - 1];
-        }
-    }
-}
-
 /* Copies `count` elements of `item` bytes, from element `start` (C order over shape[0..nd))
  * of the operand at `base`, to the contiguous `buffer`; or back, with `to_array`.  With
- * `convert` (float32 elements, a buffer of doubles) through copy_run_converting. */
+ * `convert`, float32 elements and a buffer of doubles: converted exactly, or rounded once (to
+ * nearest even) on their way back. */
 static void copy_run(char *buffer, char *base, size_t item, int nd, const int64_t *shape,
                      const int64_t *strides, int64_t start, int64_t count, int to_array,
                      int convert)
 {
-    if (convert) {
-        copy_run_converting((double *)(void *)buffer, base, nd, shape, strides, start, count,
-                            to_array);
-        return;
-    }
     int64_t idx[FL2_MAX_DIMS];
     int64_t rest = start;
     char *ptr = base;
@@ -89,7 +42,20 @@ static void copy_run(char *buffer, char *base, size_t item, int nd, const int64_
     while (count > 0) {
         int64_t run = shape[last] - idx[last];
         if (run > count) run = count;
-        if (step == (int64_t)item) {
+        if (convert) {
+            double *b = (double *)(void *)buffer;
+            float x;
+            if (to_array)
+                for (int64_t i = 0; i < run; i++) {
+                    x = (float)b[i];
+                    memcpy(ptr + i * step, &x, sizeof x);
+                }
+            else
+                for (int64_t i = 0; i < run; i++) {
+                    memcpy(&x, ptr + i * step, sizeof x);
+                    b[i] = x;
+                }
+        } else if (step == (int64_t)item) {
             if (to_array) memcpy(ptr, buffer, (size_t)run * item);
             else memcpy(buffer, ptr, (size_t)run * item);
         } else if (!to_array && step == 2 * (int64_t)item) {
@@ -115,7 +81,7 @@ static void copy_run(char *buffer, char *base, size_t item, int nd, const int64_
             else
                 for (int64_t i = 0; i < run; i++) memcpy(b + i, ptr + i * step, sizeof(double));
         }
-        buffer += (size_t)run * item;
+        buffer += (size_t)run * (convert ? sizeof(double) : item);
         count -= run;
         /* advance the odometer by `run` elements: the last dim ends or the count does */
         idx[last] += run;
