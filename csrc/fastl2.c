@@ -56,9 +56,9 @@ static const double *as_doubles(double *buffer, const void *from, fl2_dtype dt, 
 
 /* run_blocks for a problem with float32 operands and a float64 result (converting): each
  * block's float32 operands converted exactly into buffers of doubles (repeated weights one
- * per element; float64 operands read where they lie),
- * run through the float64 kernel (job->p, its dtypes float64), and a float32 gradient rounded
- * once on its way back.  The float64 arithmetic of dedicated mixed kernels: the same bits. */
+ * per element; float64 operands read where they lie), run through the float64 kernel
+ * (job->kernel; job->p keeps the caller's dtypes), and a float32 gradient rounded once on its
+ * way back.  The float64 arithmetic of dedicated mixed kernels: the same bits. */
 static int run_blocks_converting(void *ctx, int64_t first, int64_t last)
 {
     const block_job *job = (const block_job *)ctx;
