@@ -50,9 +50,14 @@ def _activate(name: str) -> None:
 
 @pytest.fixture
 def switch():
-    """``switch(name)`` activates a backend; the previous one is restored afterwards."""
+    """``switch(name)`` activates a backend; the previous one is restored afterwards.  Meanwhile
+    the numba backend runs calls from PARALLEL_SIZE elements on on its threads (pool.py; its
+    default threshold, 2**21 elements, would make each such case seven times larger)."""
     previous_name, previous = _backends._active_name, _backends._active
+    threshold = numba_backend_config.PARALLEL_THRESHOLD
+    numba_backend_config.PARALLEL_THRESHOLD = PARALLEL_SIZE
     yield _activate
+    numba_backend_config.PARALLEL_THRESHOLD = threshold
     if previous_name in _backends.KNOWN_BACKENDS:
         fastl2.set_backend(previous_name)
     else:
@@ -89,7 +94,7 @@ DTYPES = {  # name -> (y_true, y_pred, weights)
     "f32_true_f64_pred": (F32, F64, F32),
     "f64_true_f32_pred": (F64, F32, F64),
 }
-SIZES = (1, BLOCK_SIZE - 1, BLOCK_SIZE + 1, 300_001)  # 300_001: the parallel path
+SIZES = (1, BLOCK_SIZE - 1, BLOCK_SIZE + 1, 300_001)  # 300_001: the parallel path (switch)
 PARALLEL_SIZE = SIZES[-1]
 WEIGHTS = ("none", "full", "per_sample")
 # The dtypes compared with cython: float32, float64 and the 1-d kernels' float32 / float64 mix
@@ -105,10 +110,9 @@ def _mixed(dtypes):
 
 
 def _sizes(func, dtypes):
-    """SIZES; the mix on the parallel path only for the functions with a gradient: the mixed
-    losses compile the float64 parallel kernels once more with a float32 y_pred, which the
-    smaller sizes test on the serial kernels (the parallel ones differ only in how the blocks
-    are shared out, the same for every dtype)."""
+    """SIZES; the mix on the parallel path only for the functions with a gradient (mixed
+    calls run the strided kernel at every size: the parallel path differs only in how its
+    work items are shared out, the same for every dtype)."""
     if _mixed(dtypes) and "grad" not in func:
         return SIZES[:-1]
     return SIZES

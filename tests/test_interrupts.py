@@ -86,9 +86,10 @@ def test_sigint_stops_a_long_call_and_the_next_call_works(backend, case, threads
 
 
 # A handler runs mid-call in the compiled pool's interrupt check (every driver path, serial
-# or on helpers), in the numba backend's wait for its helper thread (one mechanism for every
-# kernel: its strided and columns kernels, and out=, at Numba's default threads), and between
-# the NumPy backend's chunks (its strided loop, and its 1-d one: "contiguous").
+# or on helpers), between the numba backend's chunks on the calling thread or in its wait for
+# its helpers' (one mechanism for every kernel, _numba/pool.py: its strided and columns
+# kernels, and out=), and between the NumPy backend's chunks (its strided loop, and its 1-d
+# one: "contiguous").
 FORK_CASES = ([("cython", case, threads) for case in DRIVER_PATHS for threads in (1, 2)] if COMPILED else []) + (
     [("numba", case, 2) for case in ("broadcast", "narrow_columns", "gradient")] if NUMBA else []) + [
     ("numpy", "broadcast", 1), ("numpy", "contiguous", 1)]
@@ -199,18 +200,18 @@ def _numba_calls(y_true, y_pred, weights):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_numba_calls_that_can_be_stopped_give_the_bits_of_the_others(monkeypatch, restore_num_threads, threads,
                                                                      weights_kind):
-    # Long main-thread calls of the numba backend run through the strided kernel on a helper
-    # thread (_numba/driver.py _launch_1d_as_strided; per-sample weights as a dim of stride
-    # 0); lowering the threshold to 0 sends every call there, and each must keep its bits.
-    from fastl2._numba import driver, fast_paths
+    # Long main-thread calls of the numba backend run through the strided kernel in chunks
+    # (_numba/driver.py _launch_1d_as_strided; per-sample weights as a dim of stride 0);
+    # lowering the threshold to 0 sends every call there, and each must keep its bits.
+    from fastl2._numba import config, driver, fast_paths
 
     previous = fastl2.get_backend()
     fastl2.set_backend("numba")
     try:
         fastl2.set_num_threads(threads)
         rng = np.random.default_rng(9)
-        # (past the parallel threshold: with 2 threads the kernels run on Numba's threads)
-        y_true, y_pred = rng.standard_normal((2, driver.PARALLEL_THRESHOLD + 3 * 8192 + 77))
+        # (past the parallel threshold: with 2 threads the chunks run on the pool's helpers too)
+        y_true, y_pred = rng.standard_normal((2, config.PARALLEL_THRESHOLD + 3 * 8192 + 77))
         weights = rng.random(y_true.size)
         if weights_kind == "per_sample":  # (rows of 7: weights repeated 7 times in the 1-d pass)
             y_true, y_pred = y_true[:y_true.size // 7 * 7].reshape(-1, 7), y_pred[:y_pred.size // 7 * 7].reshape(-1, 7)

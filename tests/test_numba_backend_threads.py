@@ -1,7 +1,7 @@
 """The numba backend on threads: the same bits for any thread count (within and beyond numba's
 pool), at most numba's pool, Numba's own setting by default, the thread-count functions, the
-1-d kernels' operand checks, and a fork()ed child that computes after its parent used numba's
-threads.
+1-d kernels' operand checks, and a fork()ed child that computes after its parent used the
+backend's threads (pool.py).
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ numba = pytest.importorskip("numba", reason="numba is not installed: pip install
 import fastl2  # noqa: E402
 import numba_cases  # noqa: E402
 from fastl2._numba import driver as numba_driver  # noqa: E402
-from numba_cases import F32, HAVE_CYTHON, NO_CYTHON, bits, numba_backend_module, on, run_python  # noqa: E402
+from numba_cases import (F32, HAVE_CYTHON, NO_CYTHON, bits, numba_backend_config,  # noqa: E402
+                         numba_backend_module, on, run_python)
 
 switch = numba_cases.switch  # (the fixtures, as this module's)
 numba_threads = numba_cases.numba_threads
@@ -91,7 +92,7 @@ THREADS_SCRIPT = textwrap.dedent(
         loss, grad = fastl2.mse_and_grad(t, p, w, reduction="weighted_mean")
         mae = fastl2.mae(t.astype(np.float32), p.astype(np.float32))
         digest = hashlib.sha256(np.asarray(loss).tobytes() + grad.tobytes() + np.asarray(mae).tobytes())
-        # each launch sets Numba's count for the call and puts the caller's back
+        # (fastl2's pool runs the threads: Numba's own count is left as it is)
         assert numba.get_num_threads() == 7, numba.get_num_threads()
         print(threads, digest.hexdigest())
     """
@@ -117,12 +118,13 @@ def test_numba_1d_kernels_refuse_operands_their_compiled_code_does_not_read():
         (np.zeros(3, np.float32), np.zeros(3), None, np.zeros(3), None)) == (4, 8, None, 8, None)
 
 
-def test_thread_count_functions_fall_back_to_numbas_public_ones(monkeypatch):
+def test_thread_count_function_falls_back_to_numbas_public_one(monkeypatch):
     from numba.np.ufunc import parallel
 
+    numba.get_num_threads()  # (Numba sets _get_num_threads as its threading layer starts)
+    assert numba_driver._thread_count_function() is parallel._get_num_threads
     monkeypatch.delattr(parallel, "_get_num_threads")
-    assert numba_driver._thread_count_functions() == (numba.get_num_threads,
-                                                      numba.set_num_threads)
+    assert numba_driver._thread_count_function() is numba.get_num_threads
 
 
 def test_numba_set_num_threads_caps_at_numbas_pool_and_zero_means_numbas_setting(numba_threads):
@@ -141,12 +143,13 @@ def _child_mse(queue, y_true, y_pred):
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork() on this platform")
-def test_forked_child_computes_after_the_parent_used_numbas_threads(switch, numba_threads):
+def test_forked_child_computes_after_the_parent_used_the_backends_threads(switch, numba_threads):
     switch("numba")
     numba_threads(2)
     rng = np.random.default_rng(1)
-    y_true, y_pred = rng.standard_normal(1_000_000), rng.standard_normal(1_000_000)
-    expected = float(fastl2.mse(y_true, y_pred))  # the parallel path: numba's pool is running
+    n = numba_backend_config.PARALLEL_THRESHOLD + 1
+    y_true, y_pred = rng.standard_normal(n), rng.standard_normal(n)
+    expected = float(fastl2.mse(y_true, y_pred))  # the parallel path: the pool's helpers run
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_child_mse, args=(queue, y_true, y_pred))
@@ -160,3 +163,45 @@ def test_forked_child_computes_after_the_parent_used_numbas_threads(switch, numb
     assert child.exitcode == 0
     assert in_child
     assert value == expected
+
+
+# --------------------------------------------------------------------------- the pool (pool.py)
+
+
+def test_pool_call_ends_on_the_caller_alone_when_no_helper_starts(monkeypatch):
+    # A helper the scheduler does not run in time (here: none is ever asked) leaves its chunks
+    # to the calling thread, which never waits for it.
+    from fastl2._numba import pool
+
+    monkeypatch.setattr(pool, "_ask_helpers", lambda call, helpers: None)
+    ran = []
+    pool.run_chunks(ran.append, 7, 4, np.zeros(1, np.uint8))
+    assert ran == list(range(7))
+
+
+def test_pool_runs_every_chunk_once_and_raises_what_a_chunk_raised():
+    from fastl2._numba import pool
+
+    ran = []
+    pool.run_chunks(ran.append, 200, 2, np.zeros(1, np.uint8))  # (list.append: atomic)
+    assert sorted(ran) == list(range(200))
+
+    def fail(i):
+        if i == 3:
+            raise ValueError("chunk 3")
+
+    cancel = np.zeros(1, np.uint8)
+    with pytest.raises(ValueError, match="chunk 3"):  # (whichever thread ran chunk 3)
+        pool.run_chunks(fail, 64, 2, cancel)
+    assert cancel[0] == 1  # the kernels of the other chunks were told to stop
+    ran.clear()
+    pool.run_chunks(ran.append, 50, 2, np.zeros(1, np.uint8))  # the pool is usable after it
+    assert sorted(ran) == list(range(50))
+
+
+def test_show_config_names_the_numba_backends_threads(switch, capsys):
+    switch("numba")
+    fastl2.mse(np.zeros(3), np.ones(3))
+    fastl2.show_config()
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("numba backend threads")]
+    assert line and "fastl2's pool of Python threads" in line[0], line

@@ -42,8 +42,8 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastl2.__file__
 # Each variant is one call; together they cover every part of a kernel's key: every loss (the
 # loss and its gradient, cases.LOSS_FUNCTIONS); sums, sums + gradient, gradient only,
 # elementwise, weight sum (weighted_mean gradient); float64, float32, mixed; weighted or not;
-# 1-d contiguous, strided (a step-2 slice) and columns (axis=0 of C-ordered rows); serial and
-# parallel (n >= PARALLEL_THRESHOLD, 2 threads).
+# 1-d contiguous, strided (a step-2 slice) and columns (axis=0 of C-ordered rows).  (Calls on
+# several threads run the strided kernel: threads are not part of a kernel's key.)
 VARIANTS = {
     **{f"{name}_f64": f"fastl2.{name}(t, p)" for name in LOSS_FUNCTIONS},
     **{f"{name}_grad_f64": f"fastl2.{name}_grad(t, p)" for name in LOSS_FUNCTIONS},
@@ -53,7 +53,6 @@ VARIANTS = {
     "mse_weighted_mixed": "fastl2.mse(t32, p32, w, reduction='weighted_mean')",
     "mae_step2": "fastl2.mae(t[::2], p[::2])",
     "mse_columns_f32": "fastl2.mse(m32, m32b, axis=0)",
-    "mae_parallel": "fastl2.mae(tb, pb)",
 }
 
 PROBE = textwrap.dedent(
@@ -61,7 +60,6 @@ PROBE = textwrap.dedent(
     import json, sys
     import numpy as np
     import fastl2
-    from fastl2 import _numba
     from fastl2._numba import driver
 
     fastl2.set_num_threads(2)
@@ -69,8 +67,6 @@ PROBE = textwrap.dedent(
     t, p, w = rng.standard_normal(1000), rng.standard_normal(1000), rng.random(1000)
     t32, p32 = t.astype(np.float32), p.astype(np.float32)
     m32, m32b = rng.standard_normal((300, 8), np.float32), rng.standard_normal((300, 8), np.float32)
-    n = 8 * _numba.BLOCK_SIZE + 123  # (PARALLEL_THRESHOLD and more: parallel kernels)
-    tb, pb = rng.standard_normal(n), rng.standard_normal(n)
     VARIANTS = json.loads(sys.argv[1])
     names = json.loads(sys.argv[2])
 
@@ -135,16 +131,16 @@ def test_kernels_compiled_by_different_processes_load_together_correctly(tmp_pat
 
 
 def test_a_block_loaded_from_the_cache_and_compiled_again_in_one_process(tmp_path):
-    # The serial, parallel and strided kernels of one code share its block (kernels.py
-    # _shared_block): a process that loads one of them from the cache (the block inside it)
-    # and compiles the others (the block again, under the same symbol) gets right results.
+    # The 1-d and strided kernels of one code share its block (kernels.py _shared_block): a
+    # process that loads one of them from the cache (the block inside it) and compiles the
+    # other (the block again, under the same symbol) gets right results.
     cache = tmp_path / "cache"
     first = _result(_probe(cache, ["mae_f64"]))
     assert first["mismatches"] == [] and first["misses"] >= 1, first
-    second = _result(_probe(cache, ["mae_f64", "mae_parallel", "mae_step2"]))
+    second = _result(_probe(cache, ["mae_f64", "mae_step2"]))
     assert second["mismatches"] == [], second
-    assert second["hits"] >= 1 and second["misses"] >= 2, second
-    # ... and the three kernels call it with one signature: one compiled block, cached once
+    assert second["hits"] >= 1 and second["misses"] >= 1, second
+    # ... and the two kernels call it with one signature: one compiled block, cached once
     # (a literal or unsigned argument in one kernel's call would compile it again)
     blocks = sorted(path.name for path in cache.rglob("*.nbc")
                     if ".block_absolute_true_unweighted_sums_compensated_nograd-" in path.name)
@@ -163,55 +159,54 @@ LOSS_CODES = [loss.code for loss in LOSSES]
 
 def test_every_specialisation_has_names_of_its_own():
     kernels, blocks, seen = {}, {}, set()
-    for loss, has_true, has_weights, mode, compensated, grad64, parallel, strided in (
+    for loss, has_true, has_weights, mode, compensated, grad64, strided in (
         itertools.product(LOSS_CODES, [False, True], [False, True], _modes(), [False, True],
-                          [False, True], [False, True], [False, True])
+                          [False, True], [False, True])
     ):
         want_grad = mode in (nb_config._SUMS_GRAD, nb_config._GRAD, nb_config._ELEM_GRAD)
         code = (loss, has_true, has_weights, mode, compensated, grad64 and want_grad,
-                parallel, strided)  # (without a gradient, grad64 changes no code)
+                strided)  # (without a gradient, grad64 changes no code)
         name = nb_kernels._kernel_name(loss, has_true, has_weights, mode, compensated, grad64,
-                                       parallel, strided)
+                                       strided)
         assert kernels.setdefault(name, code) == code, f"{name} names two codes"
         seen.add(code)
-        # the block, shared by the serial and parallel, 1-d and strided kernels of its code
+        # the block, shared by the 1-d and strided kernels of its code
         block = "block_" + nb_kernels._block_name(loss, has_true, has_weights, mode,
                                                   compensated, grad64 and want_grad)
         assert blocks.setdefault(block, code[:6]) == code[:6], f"{block} names two codes"
         assert name.startswith(block[len("block_"):])
     columns = {
         nb_columns._columns_name(*key): key
-        for key in itertools.product(LOSS_CODES, *[[False, True]] * 5)
+        for key in itertools.product(LOSS_CODES, *[[False, True]] * 4)
     }
-    assert len(columns) == 32 * len(LOSS_CODES)
+    assert len(columns) == 16 * len(LOSS_CODES)
     names = list(kernels) + list(columns) + list(blocks)
-    assert len(blocks) == len(seen) // 4
-    assert len(set(names)) == len(names) == len(seen) + len(blocks) + 32 * len(LOSS_CODES)
+    assert len(blocks) == len(seen) // 2
+    assert len(set(names)) == len(names) == len(seen) + len(blocks) + 16 * len(LOSS_CODES)
 
 
 def test_factories_name_every_function_they_compile(tmp_path, monkeypatch):
     monkeypatch.setattr(numba_config, "CACHE_DIR", str(tmp_path))
     # (no compilation: only the dispatchers are made)
     qualnames = []
-    for key in [*[(code, True, False, nb_config._GRAD, True, True, False) for code in LOSS_CODES],
-                (ABSOLUTE.code, True, True, nb_config._SUMS, False, False, True)]:
+    for key in [*[(code, True, False, nb_config._GRAD, True, True) for code in LOSS_CODES],
+                (ABSOLUTE.code, True, True, nb_config._SUMS, False, False)]:
         for strided in (False, True):
             kernel = nb_kernels._make_kernel(*key, strided=strided)
             name = nb_kernels._kernel_name(*key, strided=strided)
             block = kernel.py_func.__globals__["_block"]
             assert kernel.py_func.__qualname__ == name
-            assert block.py_func.__qualname__ == "block_" + nb_kernels._block_name(*key[:6])
-            # (one block for the serial and parallel, 1-d and strided kernels of its code)
-            assert block is nb_kernels._make_kernel(*key[:6], not key[6], strided=not strided
+            assert block.py_func.__qualname__ == "block_" + nb_kernels._block_name(*key)
+            # (one block for the 1-d and strided kernels of its code)
+            assert block is nb_kernels._make_kernel(*key, strided=not strided
                                                     ).py_func.__globals__["_block"]
             assert isinstance(kernel._cache, nb_cache._KeyedCache)
             qualnames.append(kernel.py_func.__qualname__)
             if not strided:
                 qualnames.append(block.py_func.__qualname__)
     for code in LOSS_CODES:
-        columns = nb_columns._make_columns_kernel(code, True, False, False, True, True)
-        assert columns.py_func.__qualname__ == nb_columns._columns_name(code, True, False, False, True,
-                                                                        True)
+        columns = nb_columns._make_columns_kernel(code, True, False, False, True)
+        assert columns.py_func.__qualname__ == nb_columns._columns_name(code, True, False, False, True)
         qualnames.append(columns.py_func.__qualname__)
     assert len(set(qualnames)) == len(qualnames)
     assert all("<locals>" not in name for name in qualnames)

@@ -27,10 +27,12 @@ def config() -> dict[str, object]:
     numba = sys.modules.get("numba")
     if numba is not None:
         facts["numba"] = numba.__version__
-        try:
-            facts["numba threading layer"] = numba.threading_layer()
-        except ValueError:  # known only after numba's first parallel call
-            facts["numba threading layer"] = f"not chosen yet (NUMBA_THREADING_LAYER={numba.config.THREADING_LAYER})"
+        pool = sys.modules.get("fastl2._numba.pool")
+        config = sys.modules.get("fastl2._numba.config")
+        if pool is not None and config is not None:  # (the numba backend has been loaded)
+            facts["numba backend threads"] = (
+                f"fastl2's pool of Python threads ({pool._helpers} helpers started), "
+                f"parallel from {config.PARALLEL_THRESHOLD} elements")
     if core is None:
         facts["compiled kernels"] = "not built (NumPy backend)"
         tag = _wheel_build_tag()

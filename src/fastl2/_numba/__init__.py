@@ -15,8 +15,8 @@ Its files, named as csrc/'s where they hold the same:
 - ``block_template.py``: the block of one run, and the loss's element functions of a kernel;
 - ``block_columns.py``: the columns kernel;
 - ``kernels.py``: the 1-d and strided kernels around the block, and their names;
-- ``driver.py``: the table of kernels, the launches on Numba's threads, ``run``,
-  ``weight_sum``;
+- ``pool.py``: the thread pool (the caller takes part; helpers join if they start in time);
+- ``driver.py``: the table of kernels, the launches, ``run``, ``weight_sum``;
 - ``strided.py``: ``run_strided`` (N-d arrays in any layout, axes);
 - ``fast_paths.py``: ``fast_call``, the common call of any loss without a plan.
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 from .._losses import LOSSES
 from .._plan import BLOCK_SIZE
@@ -17,11 +16,10 @@ from .block_template import _loss_value  # (stands for the loss's: see _element_
 from .cache import _jit, _slp_dispatcher
 from .combine import _combine_lanes, _combine_outputs, _two_sum
 from .config import LANES
-from .kernels import _tasks
 from .memory import _flag_set, _pointer
 
 
-def _columns_name(loss, has_true, has_weights, weights_only, compensated, parallel):
+def _columns_name(loss, has_true, has_weights, weights_only, compensated):
     """The name of _make_columns_kernel's kernel of this specialisation."""
     return "_".join(
         (
@@ -30,13 +28,12 @@ def _columns_name(loss, has_true, has_weights, weights_only, compensated, parall
             "weighted" if has_weights else "unweighted",
             "weights" if weights_only else "sums",
             "compensated" if compensated else "plain",
-            "parallel" if parallel else "serial",
             "columns",
         )
     )
 
 
-def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated, parallel):
+def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated):
     """The kernel of run_strided's column layout, one specialisation (csrc/block_columns.h
     BLOCK_FN_columns): the outputs are the contiguous columns of rows (a reduction along axis 0
     of a C-ordered matrix).  Reading each column by itself would read every row once per output;
@@ -46,113 +43,111 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated,
 
     ``columns(y_true, y_pred, weights, layout)``, the arrays giving the dtypes (as for the
     strided kernels); ``layout = (addresses, row_steps, weights_step, nrows, ncols, loss_sums,
-    weight_sums, threads, param, cancel)``, param the loss's parameter, cancel a one-element
-    uint8 array that stops the work between blocks once nonzero: row_steps[k] is operand k's row
-    stride in elements, weights_step 1 for weights per element and 0 for one weight per row.
+    weight_sums, all_partials, param, first, end, finish, cancel)``, param the loss's
+    parameter: row_steps[k] is operand k's row stride in elements, weights_step 1 for weights
+    per element and 0 for one weight per row.  The call reads the blocks of rows [first, end),
+    writing their partials into all_partials (ncols * nblocks x 4 when there are several
+    blocks, else empty) or, with one block, the sums where they go; ``finish`` then combines
+    each column's partials (pool.py runs the ranges, then an empty range with ``finish``);
+    ``cancel``, a one-element uint8 array, stops the work between blocks once nonzero.
     Modes sums and weights only.
     """
     block_size = BLOCK_SIZE
     lanes = LANES
-    tasks_per_thread = 16  # (numba splits the tasks evenly, statically: small ones balance)
 
     def columns(y_true, y_pred, weights, layout):
-        (addresses, row_steps, weights_step, nrows, ncols, loss_sums, weight_sums, threads,
-         param, cancel) = layout
+        (addresses, row_steps, weights_step, nrows, ncols, loss_sums, weight_sums, all_partials,
+         param, first_block, end_block, finish, cancel) = layout
         nblocks = (nrows + block_size - 1) // block_size
         many = nblocks > 1
-        all_partials = np.empty((ncols * nblocks if many else 0, 4))
-        per_task, ntasks = _tasks(nblocks, tasks_per_thread, threads if parallel else 1)
-        for task in prange(ntasks):
-            first_block = task * per_task
-            end_block = min(first_block + per_task, nblocks)
-            # lanes of each column: loss sums, loss errors, weight sums, weight errors
-            scratch = np.empty((lanes, 4, ncols))
-            sums = np.empty(lanes)
-            errors = np.empty(lanes)
-            # bytes from one row to the next
-            true_step = pred_step = weights_step_bytes = 0
-            if has_true:
-                true_step = row_steps[0] * y_true.itemsize
-            if not weights_only:
-                pred_step = row_steps[1] * y_pred.itemsize
-            if has_weights:
-                weights_step_bytes = row_steps[2] * weights.itemsize
-            for b in range(first_block, end_block):
-                if _flag_set(cancel):  # (driver._interruptibly: Ctrl-C; nothing of this call is used)
-                    break
-                start = b * block_size
-                rows = min(block_size, nrows - start)
-                scratch[:] = 0.0
-                true_at = addresses[0] + start * true_step
-                pred_at = addresses[1] + start * pred_step
-                weights_at = addresses[2] + start * weights_step_bytes
-                for r in range(rows):
-                    lane = r % lanes
-                    if not weights_only:
-                        yp = numba.carray(_pointer(pred_at, y_pred), ncols)
-                        pred_at += pred_step
-                        if has_true:
-                            yt = numba.carray(_pointer(true_at, y_true), ncols)
-                            true_at += true_step
-                    if has_weights:
-                        wr = numba.carray(_pointer(weights_at, weights),
-                                          ncols if weights_step else 1)
-                        weights_at += weights_step_bytes
-                    acc = scratch[lane]
-                    loss_sum = acc[0]
-                    loss_err = acc[1]
-                    w_sum = acc[2]
-                    w_err = acc[3]
-                    for c in range(ncols):
-                        wk = 1.0
-                        if has_weights:
-                            wk = np.float64(wr[c * weights_step])
-                        if not weights_only:
-                            if has_true:
-                                d = np.float64(yp[c]) - np.float64(yt[c])
-                            else:
-                                d = np.float64(yp[c])
-                            l = _loss_value(d, param)
-                            wl = wk * l if has_weights else l
-                            if compensated:
-                                _two_sum(loss_sum, loss_err, c, wl)
-                            else:
-                                loss_sum[c] += wl
-                        if has_weights:
-                            if compensated:
-                                _two_sum(w_sum, w_err, c, wk)
-                            else:
-                                w_sum[c] += wk
+        # lanes of each column: loss sums, loss errors, weight sums, weight errors
+        scratch = np.empty((lanes, 4, ncols))
+        sums = np.empty(lanes)
+        errors = np.empty(lanes)
+        # bytes from one row to the next
+        true_step = pred_step = weights_step_bytes = 0
+        if has_true:
+            true_step = row_steps[0] * y_true.itemsize
+        if not weights_only:
+            pred_step = row_steps[1] * y_pred.itemsize
+        if has_weights:
+            weights_step_bytes = row_steps[2] * weights.itemsize
+        for b in range(first_block, end_block):
+            if _flag_set(cancel):  # (pool.py: Ctrl-C; nothing of this call is used)
+                break
+            start = b * block_size
+            rows = min(block_size, nrows - start)
+            scratch[:] = 0.0
+            true_at = addresses[0] + start * true_step
+            pred_at = addresses[1] + start * pred_step
+            weights_at = addresses[2] + start * weights_step_bytes
+            for r in range(rows):
+                lane = r % lanes
+                if not weights_only:
+                    yp = numba.carray(_pointer(pred_at, y_pred), ncols)
+                    pred_at += pred_step
+                    if has_true:
+                        yt = numba.carray(_pointer(true_at, y_true), ncols)
+                        true_at += true_step
+                if has_weights:
+                    wr = numba.carray(_pointer(weights_at, weights),
+                                      ncols if weights_step else 1)
+                    weights_at += weights_step_bytes
+                acc = scratch[lane]
+                loss_sum = acc[0]
+                loss_err = acc[1]
+                w_sum = acc[2]
+                w_err = acc[3]
                 for c in range(ncols):
-                    at = c * nblocks + b
-                    for k in range(lanes):
-                        sums[k] = scratch[k, 0, c]
-                        errors[k] = scratch[k, 1, c] if compensated else 0.0
-                    loss_hi, loss_lo = _combine_lanes(sums, errors)
-                    weights_hi = np.float64(rows)
-                    weights_lo = 0.0
+                    wk = 1.0
                     if has_weights:
-                        for k in range(lanes):
-                            sums[k] = scratch[k, 2, c]
-                            errors[k] = scratch[k, 3, c] if compensated else 0.0
-                        weights_hi, weights_lo = _combine_lanes(sums, errors)
-                    if many:
-                        all_partials[at, 0] = loss_hi
-                        all_partials[at, 1] = loss_lo
-                        all_partials[at, 2] = weights_hi
-                        all_partials[at, 3] = weights_lo
-                    else:
-                        if not weights_only:
-                            loss_sums[c] = loss_hi + loss_lo
-                        if has_weights:
-                            weight_sums[c] = weights_hi + weights_lo
-        if many and not _flag_set(cancel):
+                        wk = np.float64(wr[c * weights_step])
+                    if not weights_only:
+                        if has_true:
+                            d = np.float64(yp[c]) - np.float64(yt[c])
+                        else:
+                            d = np.float64(yp[c])
+                        l = _loss_value(d, param)
+                        wl = wk * l if has_weights else l
+                        if compensated:
+                            _two_sum(loss_sum, loss_err, c, wl)
+                        else:
+                            loss_sum[c] += wl
+                    if has_weights:
+                        if compensated:
+                            _two_sum(w_sum, w_err, c, wk)
+                        else:
+                            w_sum[c] += wk
+            for c in range(ncols):
+                at = c * nblocks + b
+                for k in range(lanes):
+                    sums[k] = scratch[k, 0, c]
+                    errors[k] = scratch[k, 1, c] if compensated else 0.0
+                loss_hi, loss_lo = _combine_lanes(sums, errors)
+                weights_hi = np.float64(rows)
+                weights_lo = 0.0
+                if has_weights:
+                    for k in range(lanes):
+                        sums[k] = scratch[k, 2, c]
+                        errors[k] = scratch[k, 3, c] if compensated else 0.0
+                    weights_hi, weights_lo = _combine_lanes(sums, errors)
+                if many:
+                    all_partials[at, 0] = loss_hi
+                    all_partials[at, 1] = loss_lo
+                    all_partials[at, 2] = weights_hi
+                    all_partials[at, 3] = weights_lo
+                else:
+                    if not weights_only:
+                        loss_sums[c] = loss_hi + loss_lo
+                    if has_weights:
+                        weight_sums[c] = weights_hi + weights_lo
+        if many and finish and not _flag_set(cancel):
             _combine_outputs(all_partials, nblocks, ncols, loss_sums, weight_sums,
                              not weights_only, has_weights)
         return 0.0, 0.0
 
     columns.__name__ = columns.__qualname__ = _columns_name(
-        loss, has_true, has_weights, weights_only, compensated, parallel
+        loss, has_true, has_weights, weights_only, compensated
     )
     columns = _with_globals(columns, _element_globals(loss, globals()))
-    return _slp_dispatcher(_jit(columns, parallel=parallel, nogil=True, error_model="numpy"))
+    return _slp_dispatcher(_jit(columns, nogil=True, error_model="numpy"))

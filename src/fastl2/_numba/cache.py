@@ -5,15 +5,15 @@ beside the module that defines the kernel (this package's ``__pycache__``), else
 cache directory; with none, kernels are compiled in memory, silently.  The cache is our own
 (:class:`_KeyedCache`, not ``cache=True``), keyed by everything that changes a kernel's code:
 its name spells its whole specialisation (loss, y_true or not, weights or not, what it
-computes, compensated, gradient dtype, serial or parallel, 1-d, strided or columns), Numba's
+computes, compensated, gradient dtype, 1-d, strided or columns), Numba's
 key adds the operands' types, the target and the hashes of its bytecode and closure
 constants, and ours adds :data:`_CODE_FINGERPRINT` (fastl2's version, the source of every
 module of this package and of fastl2._plan and fastl2._losses, Numba's and llvmlite's
 versions) and the compile options.  Each entry's data file is named by a hash of its whole key
 and records the key, which is checked on load (a mismatch is a miss), so processes saving at
 once never cross entries.  Every function compiled inside a factory is named after its
-specialisation (a block ``block_`` + the name of its kernels but serial/parallel and
-strided: kernels.py _shared_block), so no two different codes share a linker symbol when one
+specialisation (a block ``block_`` + the name of its 1-d kernel: kernels.py _shared_block),
+so no two different codes share a linker symbol when one
 process loads kernels that different processes compiled.
 
 Kernels are compiled with LLVM's SLP vectorizer on (:func:`_slp_dispatcher`).
@@ -175,10 +175,10 @@ def _jit_block(function):
     Numba inlines closures (inner functions) into their caller before it prunes the branches
     on its constants, so a block written inside each kernel was inlined, whole, at every call,
     even in branches the kernel drops; compiled by itself it is pruned once, and once for the
-    four kernels that call it (kernels.py _shared_block): it has its own entry in the on-disk
+    two kernels that call it (kernels.py _shared_block): it has its own entry in the on-disk
     cache (_jit), and its code is also inside each kernel's.  So its factory names it after
-    everything its code depends on (``block_`` + the kernels' name but serial/parallel and
-    strided): blocks of different code never share a symbol.
+    everything its code depends on (``block_`` + its 1-d kernel's name): blocks of different
+    code never share a symbol.
     """
     return _jit(function, nogil=True, error_model="numpy")
 

@@ -20,8 +20,13 @@ from .._plan import BLOCK_SIZE
 #: Interleaved float64 accumulators inside a block (csrc/fastl2.h: FL2_LANES).
 LANES = 16
 
-#: Below this many elements a call never enters Numba's thread pool (as csrc/config.c).
-PARALLEL_THRESHOLD = 8 * BLOCK_SIZE
+#: Below this many elements a call runs on the calling thread alone (csrc/config.c has its own,
+#: 8 blocks: its pool's threads spin briefly and take blocks without a Python call each).  Two
+#: threads of pool.py gain from here on; below, waking a Python thread (some 50-200 us on a VM)
+#: and the chunks' kernel calls from Python cost more than they save.  Measured (2 cores,
+#: mse, median us, 1 thread -> 2): 2**20 float32 250 -> 336, float64 1280 -> 767; 2**21
+#: float32 1272 -> 540, float64 2313 -> 1799 (bench: README, "The numba backend's threads").
+PARALLEL_THRESHOLD = 256 * BLOCK_SIZE
 
 #: Gradients of at least this many bytes are written with streaming (non-temporal) stores on
 #: x86-64, past the caches, as csrc/config.c does (FL2_DEFAULT_STREAM_MIN_BYTES).
@@ -74,15 +79,13 @@ def _mode(want_sums, grad, elementwise):
 
 _requested_threads = 0  # 0: Numba's own setting (NUMBA_NUM_THREADS, numba.set_num_threads)
 _forked_child = False
-#: Numba's pool size: with one thread, nothing is ever launched on it.
+#: Numba's pool size, the most threads a call runs on (pool.py's helpers are fastl2's own).
 _POOL_SIZE = numba_config.NUMBA_NUM_THREADS
 
 
 def _after_fork_in_child() -> None:
-    # Numba's thread pool does not survive fork(): after the parent ran parallel work, a child
-    # that launches some is terminated by Numba's GNU OpenMP layer ("fork() called from a
-    # process already using GNU OpenMP") or waits on threads that no longer exist.  The child
-    # stays serial.
+    # A fork()ed child stays serial, as the compiled backend's does (pool.py makes its own
+    # helpers, but a child of a process that forks while it computes is best kept simple).
     global _forked_child
     _forked_child = True
 
@@ -92,10 +95,11 @@ if hasattr(os, "register_at_fork"):
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` of Numba's threads for large inputs from now on (0: Numba's own setting).
-
-    More than ``numba.config.NUMBA_NUM_THREADS`` (the size of Numba's pool) runs with all of
-    them; results are the same for every count.
+    """Run large inputs on ``n`` threads from now on (0: as many as Numba's own setting for the
+    calling thread, numba.set_num_threads).  The threads are the calling one and helpers of
+    pool.py, not Numba's; more than ``numba.config.NUMBA_NUM_THREADS`` (the size of Numba's
+    pool, which fastl2 keeps as its limit) runs on that many.  Results are the same for every
+    count.
     """
     global _requested_threads
     _requested_threads = max(0, int(n))

@@ -1,72 +1,57 @@
-"""The numba backend's driver: its table of kernels, the launches on Numba's threads, and the
-1-d passes (csrc/fastl2.c: ``run``, ``weight_sum``).
+"""The numba backend's driver: its table of kernels, the launches, and the 1-d passes
+(csrc/fastl2.c: ``run``, ``weight_sum``).
 
 The 1-d kernels are called through their compiled code for the operands' dtypes
 (:func:`_entry_point`): no per-call type dispatch, and read-only inputs run the same code as
-writable ones.  Inputs from PARALLEL_THRESHOLD elements on run their blocks on Numba's threads
-(``prange``); each block writes its own partial, so the result does not depend on the thread
-count.  Large gradients are written with streaming stores, as in C.
-
-Ctrl-C: a Numba kernel cannot look for signals, and Python runs signal handlers only on the
-main thread between bytecodes.  So a call of the main thread from INTERRUPTIBLE_MIN elements on
-runs its kernel (the strided or columns kernel, 1-d calls included: they take a ``cancel``
-flag) on a helper thread while the main thread waits where signal handlers run
-(:func:`_interruptibly`); an exception out of the wait (KeyboardInterrupt) sets the flag, the
-kernel stops between groups of blocks, and the exception is raised.  In a child that a
-signal handler fork()ed during the wait, the call raises fastl2._backends.forked_mid_call_error
-(the helper thread is the parent's).
+writable ones.  They run serial calls.  A call that runs on several threads (from
+config.PARALLEL_THRESHOLD elements on), a long call of the main thread (from INTERRUPTIBLE_MIN
+elements on: Ctrl-C stops it between chunks) and a call that converts float32 operands to a
+float64 result run the strided kernel instead (:func:`_launch_1d_as_strided`: the same blocks,
+the same summation tree, the same bits), whose ranges of work items pool.py runs
+(:func:`_run_ranges`).  Large gradients are written with streaming stores, as in C.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numba
 import numpy as np
 from numba import types
 
-from .._backends import forked_mid_call_error
-from .._plan import Plan
-from . import config
+from .._plan import BLOCK_SIZE, Plan
+from . import config, pool
 from .block_columns import _make_columns_kernel
 from .cache import _compile_lock, _slp_vectorized
-from .config import (_FLOAT32, _FLOAT64, _NOPS, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS,
-                     PARALLEL_THRESHOLD, _mode, _wants)
+from .config import _FLOAT32, _FLOAT64, _NOPS, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS, _mode, _wants
 from .kernels import _make_kernel
 
-#: From this many elements a call made on the main thread can be stopped by Ctrl-C (it runs
-#: on a helper thread, see the module's docstring): 2**24 elements take 5 ms and more, a
-#: thread hand-over some 50 us.
+#: From this many elements a call made on the main thread runs in chunks, between which
+#: Ctrl-C stops it (pool.py): 2**24 elements take 5 ms and more.
 INTERRUPTIBLE_MIN = 1 << 24
 #: Zero-length arrays that stand for the operands of the strided and columns kernels: they give
 #: the dtype, and only the dtype, so that read-only, unaligned or N-d operands need no code of
 #: their own (strided.py, _launch_1d_as_strided).
 _DTYPE_OF = {_FLOAT32: np.empty(0, np.float32), _FLOAT64: np.empty(0, np.float64)}
-_helper = None  # the helper thread's executor, made on first use (and again after a fork)
-_Timeout = None  # concurrent.futures.TimeoutError, imported with it
 
 _kernels: dict = {}
-_parallel_lock = threading.Lock()
-#: Whether two Python threads may launch parallel work at once: Numba's OpenMP and TBB
-#: layers allow it, its workqueue layer aborts the process.  Known after the first launch.
-_concurrent_launches = False
 
 
 def _kernel(key):
+    """The kernel of ``key`` = (loss, has_true, has_weights, mode, compensated, grad64, kind),
+    kind "1d", "strided" or "columns", made on first use."""
     kernel = _kernels.get(key)
     if kernel is None:
         with _compile_lock:
             kernel = _kernels.get(key)
             if kernel is None:
-                if len(key) == 7:
-                    kernel = _make_kernel(*key)
-                elif key[7] == "columns":
-                    loss, has_true, has_weights, mode, compensated, _, parallel, _ = key
+                loss, has_true, has_weights, mode, compensated, grad64, kind = key
+                if kind == "columns":
                     kernel = _make_columns_kernel(loss, has_true, has_weights,
-                                                  mode == _WEIGHTS, compensated, parallel)
+                                                  mode == _WEIGHTS, compensated)
                 else:
-                    kernel = _make_kernel(*key[:7], strided=True)
+                    kernel = _make_kernel(loss, has_true, has_weights, mode, compensated,
+                                          grad64, strided=kind == "strided")
                 _kernels[key] = kernel
     return kernel
 
@@ -95,112 +80,128 @@ def _entry_point(key, sizes):
         t = [_OPERAND_TYPES[size] for size in sizes]
         signature = (t[0], t[1], t[2], types.int64, t[3], types.float64, types.float64, t[4],
                      types.float64)
-        with _slp_vectorized():  # (compiles, or loads from the cache, once)
-            entry = _kernel(key).compile(signature)
+        kernel = _kernel(key)
+
+        def compile_():
+            with _slp_vectorized():  # (compiles, or loads from the cache, once)
+                return kernel.compile(signature)
+
+        entry = pool.compile_aside(compile_)
         _entry_points[(key, sizes)] = entry
     return entry
 
 
+def threads_for(n):
+    """How many threads a call of ``n`` elements runs on: one below config.PARALLEL_THRESHOLD
+    (read on every call: tests lower it) and in a fork()ed child, else fastl2's count
+    (config.set_num_threads), else the calling thread's Numba count (numba.set_num_threads),
+    at most Numba's pool size (NUMBA_NUM_THREADS)."""
+    if n < config.PARALLEL_THRESHOLD or config._forked_child or _POOL_SIZE == 1:
+        return 1
+    threads = config._requested_threads
+    if threads:
+        return min(threads, _POOL_SIZE)
+    return min(_numba_threads(), _POOL_SIZE)
+
+
+def _numba_threads():
+    """The calling thread's Numba thread count.  numba.get_num_threads takes about 0.5 us,
+    most of it checking that Numba's threading layer has started; once it has, Numba's own
+    function behind it does the same in 0.07 us (_thread_count_function)."""
+    global _numba_threads
+    numba.get_num_threads()  # (starts Numba's threading layer, once)
+    _numba_threads = _thread_count_function()
+    return _numba_threads()
+
+
+def _thread_count_function():
+    """numba.get_num_threads without its check that the threading layer has started (see
+    _numba_threads): Numba's ctypes function behind it, or, should a Numba version not have
+    it, the public function."""
+    from numba.np.ufunc import parallel
+
+    get = getattr(parallel, "_get_num_threads", None)
+    return get if callable(get) else numba.get_num_threads
+
+
 def _launch(loss, has_true, has_weights, mode, compensated, grad64, sizes, n, args):
     """Runs the 1-d kernel of this specialisation on ``args``, whose operands have item sizes
-    ``sizes`` (see _entry_point); returns (loss sum, weight sum).  Float32 operands of a call
-    with a float64 result (``compensated``) go through the strided kernel, which converts
-    them per block (strided.py: the kernels are compiled for one dtype per result dtype)."""
-    if (n >= INTERRUPTIBLE_MIN and threading.current_thread() is threading.main_thread()) or (
-            compensated and 4 in sizes):
-        return _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64, n, args)
-    threads = config._requested_threads
-    if n < PARALLEL_THRESHOLD or config._forked_child or threads == 1 or _POOL_SIZE == 1:
-        key = (loss, has_true, has_weights, mode, compensated, grad64, False)
-        return _entry_point(key, sizes)(*args)
-    entry = _entry_point((loss, has_true, has_weights, mode, compensated, grad64, True), sizes)
-    if not threads and _concurrent_launches:
-        # The common case: Numba's own thread count (numba.set_num_threads applies to the
-        # calling thread only, and the kernel reads it), a thread-safe layer.
-        return entry(*args)
-    return _locked_launch(entry, threads, args)
+    ``sizes`` (see _entry_point); returns (loss sum, weight sum).  Calls on several threads,
+    long calls of the main thread and float32 operands of a call with a float64 result
+    (``compensated``: the kernels are compiled for one dtype per result dtype) go through the
+    strided kernel (_launch_1d_as_strided)."""
+    if n >= config.PARALLEL_THRESHOLD or (compensated and 4 in sizes):
+        if (threads_for(n) > 1 or (compensated and 4 in sizes) or (
+                n >= INTERRUPTIBLE_MIN and threading.current_thread() is threading.main_thread())):
+            return _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64,
+                                         n, args)
+    key = (loss, has_true, has_weights, mode, compensated, grad64, "1d")
+    return _entry_point(key, sizes)(*args)
 
 
-def _launch_strided(kind, loss, has_true, has_weights, mode, compensated, grad64, n, args,
-                    cancel=None):
-    """_launch for the kernels of run_strided: ``kind`` "strided" or "columns" (its own
-    function, so that _launch, on every call's path, stays as short as it can be).  With
-    ``cancel`` (the kernel's flag, in its layout) a call from INTERRUPTIBLE_MIN elements on the
-    main thread is run by _interruptibly."""
-    threads = config._requested_threads
-    parallel = not (n < PARALLEL_THRESHOLD or config._forked_child or threads == 1
-                    or _POOL_SIZE == 1)
-    kernel = _kernel((loss, has_true, has_weights, mode, compensated, grad64, parallel, kind))
-    if cancel is not None and n >= INTERRUPTIBLE_MIN and threading.current_thread() is threading.main_thread():
-        if parallel:
-            # Numba's thread count is per thread: the helper uses the caller's.
-            threads = threads or numba.get_num_threads()
-            return _interruptibly(lambda: _locked_launch(kernel, threads, args), cancel)
-        return _interruptibly(lambda: kernel(*args), cancel)
-    if parallel and (threads or not _concurrent_launches):
-        return _locked_launch(kernel, threads, args)
-    return kernel(*args)  # (serial; or Numba's own thread count, a thread-safe layer)
+def _run_ranges(call, count, item_elements, n, cancel):
+    """``call(first, end, finish)`` (a strided or columns kernel on work items [first, end),
+    combining the outputs' partials with ``finish``) over ``count`` items of ``item_elements``
+    (> 0) elements each, for a call of ``n`` elements: at once when serial; else in chunks on
+    the pool (pool.run_chunks: on threads_for(n) threads; a main-thread call from
+    INTERRUPTIBLE_MIN elements on, even serial, so that Ctrl-C stops it), then finished."""
+    threads = threads_for(n)
+    if threads == 1 and (n < INTERRUPTIBLE_MIN
+                         or threading.current_thread() is not threading.main_thread()):
+        call(0, count, True)
+        return
+    # Chunks of MIN_CHUNK_ELEMENTS to CHUNK_ELEMENTS, CHUNKS_PER_THREAD per thread between.
+    fewest = (pool.MIN_CHUNK_ELEMENTS + item_elements - 1) // item_elements
+    most = max(fewest, pool.CHUNK_ELEMENTS // item_elements)
+    per = min(max(count // (threads * pool.CHUNKS_PER_THREAD), fewest), most)
+    nchunks = (count + per - 1) // per
+    if nchunks == 1:
+        call(0, count, True)
+        return
+    pool.run_chunks(lambda i: call(i * per, min(count, i * per + per), False), nchunks, threads,
+                    cancel)
+    call(0, 0, True)
 
 
-def _interruptibly(launch, cancel):
-    """``launch()`` on the helper thread while this thread (the main one) waits for it where
-    Python runs signal handlers.  An exception out of the wait (KeyboardInterrupt, or what
-    another handler raises) sets ``cancel[0]``, which the kernel looks at between groups of
-    blocks; once the kernel has stopped, the exception is raised.  What the kernel wrote by then
-    stays written (a gradient's elements computed so far); nothing it summed is returned."""
-    global _helper
-    if _helper is None:
-        global _Timeout
-        from concurrent.futures import ThreadPoolExecutor  # (only for such calls)
-        from concurrent.futures import TimeoutError as _Timeout
+def _launch_strided(loss, has_true, has_weights, mode, compensated, grad64, n, witnesses, head,
+                    scale, divisor, param, count, item_elements):
+    """The strided kernel of this specialisation on the layout ``head`` (strided.py: addresses,
+    shape, strides, item sizes, kept dims, loss sums, weight sums, block partials), its
+    ``count`` work items of ``item_elements`` elements each run by _run_ranges."""
+    kernel = _kernel((loss, has_true, has_weights, mode, compensated, grad64, "strided"))
+    cancel = np.zeros(1, np.uint8)
+    w_true, w_pred, w_weights, w_grad, w_elem = witnesses
 
-        _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastl2-numba")
-    cancel[0] = 0
-    try:
-        done = _helper.submit(launch)
-    except RuntimeError:  # (at interpreter shutdown no thread starts: run it here, unstoppable)
-        return launch()
-    pid = os.getpid()
-    try:
-        # In slices of 20 ms: a signal that another thread received (any thread may) does not
-        # wake a wait on a lock, but the main thread runs its handler as soon as it returns.
-        while True:
-            try:
-                return done.result(timeout=0.02)
-            except _Timeout:
-                # A handler that fork()ed: the helper thread, and so the kernel, is the
-                # parent's; this child would wait forever.
-                if os.getpid() != pid:
-                    raise forked_mid_call_error() from None
-    except BaseException:
-        if os.getpid() != pid:
-            raise  # (nothing to stop here: the kernel runs in the parent)
-        if not done.done():
-            cancel[0] = 1
-            while True:  # (a second Ctrl-C does not leave the kernel running unseen)
-                try:
-                    done.exception()
-                    break
-                except BaseException:
-                    continue
-        raise
+    def call(first, end, finish):
+        kernel(w_true, w_pred, w_weights, head + (first, end, finish, cancel), w_grad, scale,
+               divisor, w_elem, param)
+
+    if not kernel.signatures:  # (its first call compiles it: see pool.compile_aside)
+        pool.compile_aside(lambda: call(0, 0, False))
+    _run_ranges(call, count, item_elements, n, cancel)
 
 
-def _after_fork_in_child() -> None:
-    # The parent's helper thread does not exist in a fork()ed child: it makes its own.
-    global _helper
-    _helper = None
+def _launch_columns(loss, has_true, has_weights, mode, compensated, n, witnesses, head, count,
+                    item_elements):
+    """The columns kernel of this specialisation on the layout ``head`` (strided.py), its
+    ``count`` blocks of rows of ``item_elements`` elements each run by _run_ranges."""
+    kernel = _kernel((loss, has_true, has_weights, mode, compensated, False, "columns"))
+    cancel = np.zeros(1, np.uint8)
+    w_true, w_pred, w_weights = witnesses[:3]
 
+    def call(first, end, finish):
+        kernel(w_true, w_pred, w_weights, head + (first, end, finish, cancel))
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    if not kernel.signatures:  # (its first call compiles it: see pool.compile_aside)
+        pool.compile_aside(lambda: call(0, 0, False))
+    _run_ranges(call, count, item_elements, n, cancel)
 
 
 def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64, n, args):
-    """_launch through the strided kernel (the 1-d kernels take no cancel flag), one output
-    of the n elements of the contiguous operands in ``args``: the same blocks, the same
-    summation tree, the same bits.  Weights repeated ``repeat`` times each (one per sample
-    of rows of ``repeat`` elements) are a second dim of stride 0: (n / repeat, repeat)."""
+    """_launch through the strided kernel, one output of the n elements of the contiguous
+    operands in ``args``: the same blocks, the same summation tree, the same bits.  Weights
+    repeated ``repeat`` times each (one per sample of rows of ``repeat`` elements) are a
+    second dim of stride 0: (n / repeat, repeat)."""
     y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param = args
     want_sums = _wants(mode)[0]
     if mode == _WEIGHTS:
@@ -220,20 +221,18 @@ def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64
                 strides[k] = (array.itemsize, 0)
             else:
                 strides[k] = (repeat * array.itemsize, array.itemsize)
+    nblocks = (n + BLOCK_SIZE - 1) // BLOCK_SIZE
     loss_sums = np.zeros(1)
     weight_sums = np.zeros(1) if weights is not None else np.empty(0)
-    cancel = np.zeros(1, np.uint8)
-    layout = (addresses, shape, strides, itemsizes, 0, loss_sums, weight_sums,
-              config.get_num_threads(), cancel)
-    witness = _witnesses(operands, compensated)
+    partials = np.empty((nblocks if want_sums and nblocks > 1 else 0, 4))
     scale, divisor, grad64 = _converted_gradient(grad, compensated, scale, divisor, grad64)
-    _launch_strided("strided", loss, has_true, has_weights, mode, compensated, grad64, n,
-                    (witness[0], witness[1], witness[2], layout, witness[3], scale, divisor,
-                     witness[4], param), cancel)
+    _launch_strided(loss, has_true, has_weights, mode, compensated, grad64, n,
+                    _witnesses(operands, compensated),
+                    (addresses, shape, strides, itemsizes, 0, loss_sums, weight_sums, partials),
+                    scale, divisor, param, nblocks, min(n, BLOCK_SIZE))
     if not want_sums:
         return 0.0, 0.0
     return float(loss_sums[0]), float(weight_sums[0]) if weights is not None else float(n)
-
 
 
 def _witnesses(operands, compensated):
@@ -254,47 +253,6 @@ def _converted_gradient(grad, compensated, scale, divisor, grad64):
     if grad is not None and compensated and not grad64:
         return scale / divisor, 1.0, True
     return scale, divisor, grad64
-
-
-def _thread_count_functions():
-    """(get, set) of the calling thread's Numba thread count, for _locked_launch.
-
-    numba.get_num_threads takes about 0.5 us from Python, a tenth of a 10^5-element call, most
-    of it checking that the threading layer has started; once it has (_locked_launch makes
-    sure), Numba's own ctypes functions behind it do the same in 0.07 us.  Should a Numba
-    version not have them, the public functions serve.
-    """
-    from numba.np.ufunc import parallel
-
-    get = getattr(parallel, "_get_num_threads", None)
-    set_ = getattr(parallel, "_set_num_threads", None)
-    if callable(get) and callable(set_):
-        return get, set_
-    return numba.get_num_threads, numba.set_num_threads
-
-
-_get_threads = _set_threads = None
-
-
-def _locked_launch(kernel, threads, args):
-    """A parallel launch on ``threads`` threads (0: Numba's setting), one at a time."""
-    global _concurrent_launches, _get_threads, _set_threads
-    with _parallel_lock:
-        if _get_threads is None:
-            numba.get_num_threads()  # (starts Numba's threading layer)
-            _get_threads, _set_threads = _thread_count_functions()
-        previous = _get_threads()
-        if threads:
-            threads = min(threads, _POOL_SIZE)
-        if threads and threads != previous:
-            _set_threads(threads)
-        try:
-            return kernel(*args)
-        finally:
-            if threads and threads != previous:
-                _set_threads(previous)
-            if not _concurrent_launches:
-                _concurrent_launches = numba.threading_layer() in ("omp", "tbb")
 
 
 def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_divisor: float = 1.0,

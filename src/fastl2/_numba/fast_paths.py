@@ -11,10 +11,8 @@ import numpy as np
 
 from .._backends import new_gradient as _new_gradient
 from .._losses import LOSSES
-from . import config, driver
-from .config import (_FLOAT32, _FLOAT64, _GRAD, _POOL_SIZE, _SUMS, _SUMS_GRAD, _WEIGHTS,
-                     _WEIGHTS_LOSS, PARALLEL_THRESHOLD)
-from .driver import INTERRUPTIBLE_MIN, _entry_point, _launch, _locked_launch
+from .config import _FLOAT32, _FLOAT64, _GRAD, _SUMS, _SUMS_GRAD, _WEIGHTS, _WEIGHTS_LOSS
+from .driver import INTERRUPTIBLE_MIN, _entry_point, _launch, threads_for
 
 _FLOAT32_TYPE, _FLOAT64_TYPE = np.float32, np.float64
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -35,15 +33,15 @@ def _plain_dtype(x):
 _fast_entries: dict = {}
 
 
-def _fast_entry(loss, mode, true_size, pred_size, weights_size, parallel, compensated):
+def _fast_entry(loss, mode, true_size, pred_size, weights_size, compensated):
     """_entry_point of the fast paths' kernel, by a flat key of the call's choices (what
     _fast_call looks up first, in _fast_entries; ``compensated`` follows from the sizes)."""
     want_grad = mode != _SUMS
     key = (loss, True, weights_size is not None, mode, compensated,
-           want_grad and pred_size == 8, parallel)
+           want_grad and pred_size == 8, "1d")
     entry = _entry_point(key, (true_size, pred_size, weights_size,
                                pred_size if want_grad else None, None))
-    _fast_entries[loss, mode, true_size, pred_size, weights_size, parallel] = entry
+    _fast_entries[loss, mode, true_size, pred_size, weights_size] = entry
     return entry
 
 
@@ -97,16 +95,15 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
     else:
         mode = _SUMS
     args = (y_true, y_pred, weights, 1, flat_grad, _GRAD_SCALES[loss], divisor, None, param)
-    threads = config._requested_threads
-    parallel = not (n < PARALLEL_THRESHOLD or config._forked_child or threads == 1
-                    or _POOL_SIZE == 1)
-    entry = _fast_entries.get((loss, mode, true_size, pred_size, weights_size, parallel))
-    if entry is None:
-        entry = _fast_entry(loss, mode, true_size, pred_size, weights_size, parallel,
-                            not single)
-    if parallel and (threads or not driver._concurrent_launches):
-        loss_sum, weight_sum = _locked_launch(entry, threads, args)
+    if threads_for(n) > 1:  # (on the pool: the strided kernel, driver._launch)
+        loss_sum, weight_sum = _launch(loss, True, weights_size is not None, mode, not single,
+                                       want_grad and pred_size == 8,
+                                       (true_size, pred_size, weights_size,
+                                        pred_size if want_grad else None, None), n, args)
     else:
+        entry = _fast_entries.get((loss, mode, true_size, pred_size, weights_size))
+        if entry is None:
+            entry = _fast_entry(loss, mode, true_size, pred_size, weights_size, not single)
         loss_sum, weight_sum = entry(*args)
     if not want_loss:
         return grad

@@ -1,32 +1,34 @@
 """The numba backend's kernels: one function per specialisation, made on first use.
 
 Each combination of (loss, y_true or not, weights or not, what is computed, compensated,
-gradient dtype, serial or parallel, 1-d or strided) is its own kernel, made by
-:func:`_make_kernel` with the choices as closure constants, so no branch is left per element;
-Numba compiles it once per dtype combination, with LLVM's SLP vectorizer on.  A kernel's block
-code is a function of its own (block_template.py), called once per block (compiled in about
-half the time of a kernel that inlines it) and shared by the serial and parallel, 1-d and
-strided kernels of its specialisation and cached on disk by itself (:func:`_shared_block`:
-compiled once per operand dtypes, not once per kernel).  The 1-d kernel (csrc/fastl2.c) runs its blocks
-on Numba's threads (``prange``) when parallel; each block writes its own partial, so the
-result does not depend on the thread count.  The strided kernel (csrc/strided.c) walks N-d
-arrays in any layout through the same block code: each output's run is cut into blocks that
-are read where they lie when contiguous, else gathered into per-task buffers by address and
-byte strides (never a copy of a whole array).  The columns kernel is block_columns.py's.
+gradient dtype, 1-d or strided) is its own kernel, made by :func:`_make_kernel` with the
+choices as closure constants, so no branch is left per element; Numba compiles it once per
+dtype combination, with LLVM's SLP vectorizer on.  A kernel's block code is a function of its
+own (block_template.py), called once per block (compiled in about half the time of a kernel
+that inlines it), shared by the 1-d and strided kernels of its specialisation and cached on
+disk by itself (:func:`_shared_block`: compiled once per operand dtypes, not once per kernel).
+The 1-d kernel (csrc/fastl2.c) runs the blocks of a serial call.  The strided kernel
+(csrc/strided.c) walks N-d arrays in any layout through the same block code, a range of work
+items (blocks of outputs) per call: each output's run is cut into blocks that are read where
+they lie when contiguous, else gathered into the call's buffers by address and byte strides
+(never a copy of a whole array).  Threads (pool.py) only decide which thread runs which range:
+every block writes its own partial, so the result does not depend on the thread count.
+No kernel is compiled with Numba's ``parallel=True``: its parallel lowering took three times
+as long to compile as the serial code, and its fork/join launch waits for every thread (see
+pool.py).  The columns kernel is block_columns.py's.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
 
 from .._losses import LOSSES
 from .._plan import BLOCK_SIZE
 from .block_template import _make_block, _with_globals
 from .cache import _jit, _slp_dispatcher
 from .combine import _combine_lane_groups, _combine_outputs, _combine_partials
-from .config import (_MODE_NAMES, _NOPS, _STREAMING_STORES, _TASKS_PER_THREAD, LANE_GROUP,
+from .config import (_MODE_NAMES, _NOPS, _STREAMING_STORES, LANE_GROUP,
                      LANES, STACK_BLOCKS, STREAM_MIN_BYTES, _wants)
 from .memory import (_block_gathered, _block_place, _copy_run, _element_at, _flag_set,
                      _stack_buffer)
@@ -39,13 +41,12 @@ _blocks: dict = {}
 
 
 def _shared_block(loss, has_true, has_weights, mode, compensated, grad64):
-    """The block function of these constants, one for the four kernels that run it (serial
-    and parallel, 1-d and strided), cached on disk by itself: Numba compiles it once per
-    operand dtypes, not once per kernel and process (it is most of a kernel's compile time).
-    The kernels call it with the same argument types (no literal constants), so that one code
-    serves them all.  It is named after the constants (``block_`` + the kernels' name without
-    serial/parallel and strided), which are all of its code: blocks that share a symbol in
-    code loaded from the cache share the code."""
+    """The block function of these constants, one for the two kernels that run it (1-d and
+    strided), cached on disk by itself: Numba compiles it once per operand dtypes, not once
+    per kernel and process (it is most of a kernel's compile time).  The kernels call it with
+    the same argument types (no literal constants), so that one code serves them both.  It is
+    named after the constants (``block_`` + the 1-d kernel's name), which are all of its
+    code: blocks that share a symbol in code loaded from the cache share the code."""
     key = (loss, has_true, has_weights, mode, compensated, grad64)
     block = _blocks.get(key)
     if block is None:
@@ -54,14 +55,11 @@ def _shared_block(loss, has_true, has_weights, mode, compensated, grad64):
 
 
 def _block_name(loss, has_true, has_weights, mode, compensated, grad64):
-    """The name of _shared_block's block (without its ``block_`` prefix): its kernels' name
-    without serial/parallel and strided."""
-    name = _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, False)
-    return name[: -len("_serial")]
+    """The name of _shared_block's block (without its ``block_`` prefix): its 1-d kernel's."""
+    return _kernel_name(loss, has_true, has_weights, mode, compensated, grad64)
 
 
-def _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, parallel,
-                 strided=False):
+def _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, strided=False):
     """The name (and qualified name) of _make_kernel's kernel of this specialisation: one
     name per code (grad64 counts only with a gradient)."""
     want_grad = _wants(mode)[1]
@@ -73,50 +71,52 @@ def _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, paralle
             _MODE_NAMES[mode],
             "compensated" if compensated else "plain",
             ("grad64" if grad64 else "grad32") if want_grad else "nograd",
-            "parallel" if parallel else "serial",
         )
         + (("strided",) if strided else ())
     )
 
 
-def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, parallel,
-                 strided=False):
+def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, strided=False):
     """The kernel of one specialisation; every argument is a compile-time constant in it.
 
     ``kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param) -> (loss,
     weights)`` where the arrays not used are None and ``param`` is the loss's parameter.
-    Numba prunes the branches on these constants before it builds the parallel loop, so none
-    is left in the loops.
+    Numba prunes the branches on these constants, so none is left in the loops.
 
     With ``strided`` (csrc/strided.c fl2_run_strided) the arrays only give the operands' dtypes
     (see run_strided) and ``repeat`` is the layout instead (an argument of its own, even one
     with a default, would slow every call of the 1-d kernels): ``(addresses, shape, strides,
-    itemsizes, nkept, loss_sums, weight_sums, threads, cancel)``, where the operands are (byte
-    address of element (0, ...), byte strides and item size per operand, 0 for those not used),
-    how many threads the work is split for, and a one-element uint8 array that stops the work
-    (between groups of blocks) once it is nonzero (driver._interruptibly).  It returns (0.0, 0.0) and fills loss_sums[o] (but with
-    weights_only) and weight_sums[o] (with weights) per output.  Both kinds run each block
+    itemsizes, nkept, loss_sums, weight_sums, all_partials, first, end, finish, cancel)``, where
+    the operands are (byte address of element (0, ...), byte strides and item size per
+    operand, 0 for those not used); the call runs work items [first, end) (item w is block
+    w % nblocks of output w // nblocks), writing the block partials of outputs of several
+    blocks into all_partials (items x 4, else empty) and the sums of one-block outputs where
+    they go; ``finish`` then combines every output's partials (pool.py runs the ranges, then
+    an empty range with ``finish``); ``cancel``, a one-element uint8 array, stops the work
+    (between groups of blocks) once it is nonzero (pool.py: Ctrl-C).  It returns (0.0, 0.0)
+    and fills loss_sums[o] (but with weights_only) and weight_sums[o] (with weights) per
+    output.  Both kinds run each block
     through ``block`` (block_template._make_block).
     """
     grad64 = bool(grad64 and _wants(mode)[1])  # (no gradient: one code, whatever grad64 says)
-    name = _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, parallel,
-                        strided)
+    name = _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, strided)
     block = _shared_block(loss, has_true, has_weights, mode, compensated, grad64)
     if strided:
-        kernel = _make_strided_kernel(mode, has_true, has_weights, parallel)
+        kernel = _make_strided_kernel(mode, has_true, has_weights)
     else:
-        kernel = _make_run_kernel(mode, parallel)
+        kernel = _make_run_kernel(mode)
     # One cache index file per specialisation (the constants are also in each entry's key).
     kernel.__name__ = kernel.__qualname__ = name
     # ``_block`` is a global of the kernel, not a closure variable: Numba's cache keys hold the
     # pickled closure variables, and a pickled dispatcher differs in every process.
     kernel = _with_globals(kernel, dict(globals(), _block=block))
-    return _slp_dispatcher(_jit(kernel, parallel=parallel, nogil=True, error_model="numpy"))
+    return _slp_dispatcher(_jit(kernel, nogil=True, error_model="numpy"))
 
 
-def _make_run_kernel(mode, parallel):
-    """_make_kernel's 1-d kernel (csrc/fastl2.c): the blocks of the n elements, on Numba's
-    threads when ``parallel``, their partials combined by the tree."""
+def _make_run_kernel(mode):
+    """_make_kernel's 1-d kernel (csrc/fastl2.c) of a serial call: the blocks of the n
+    elements, their partials combined by the tree.  (Calls on several threads, and long calls
+    of the main thread, run the strided kernel instead: driver._launch.)"""
     want_sums, want_grad, _, _ = _wants(mode)
     block_size = BLOCK_SIZE
     stack_blocks = STACK_BLOCKS
@@ -133,17 +133,17 @@ def _make_run_kernel(mode, parallel):
         if want_grad and streaming:
             stream = n * grad.itemsize >= stream_min_bytes and grad.ctypes.data % 16 == 0
         # Block partials: loss hi, lo, weights hi, lo; on the stack when few (as csrc/driver.h).
-        if parallel or nblocks > stack_blocks:
+        if nblocks > stack_blocks:
             partials = np.empty((nblocks if want_sums else 0, 4))
         else:
             partials = numba.carray(_stack_buffer(stack_slots, np.float64), (nblocks, 4))
 
         no_lanes = numba.carray(_stack_buffer(4, np.float64), (4, 1, 1))  # (not written)
-        for b in prange(nblocks):
+        for b in range(nblocks):
             start = b * block_size
             end = min(start + block_size, n)
             # (the scalars typed as the strided kernel's call types them: one block code for
-            # both kernels, serial and parallel, whose prange index is unsigned; see _shared_block)
+            # both kernels; see _shared_block)
             _block(y_true, y_pred, weights, np.int64(repeat), grad, elem, np.int64(start),
                    np.int64(end), np.bool_(stream), partials, np.int64(b), np.bool_(False),
                    no_lanes, scale, divisor, quotient, param)
@@ -155,14 +155,13 @@ def _make_run_kernel(mode, parallel):
     return kernel
 
 
-def _make_strided_kernel(mode, has_true, has_weights, parallel):
+def _make_strided_kernel(mode, has_true, has_weights):
     """_make_kernel's strided kernel (csrc/strided.c fl2_run_strided), ``repeat`` the layout."""
     want_sums, want_grad, want_elem, weights_only = _wants(mode)
     read_true = has_true and not weights_only
     block_size = BLOCK_SIZE
     lanes = LANES
     nops = _NOPS
-    tasks_per_thread = _TASKS_PER_THREAD
     lane_group = LANE_GROUP
     streaming = _STREAMING_STORES
     stream_min_bytes = STREAM_MIN_BYTES
@@ -170,11 +169,12 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
     def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param):
         quotient = scale / divisor
         # csrc/strided.c fl2_run_strided: work item w is block w % nblocks of output
-        # w // nblocks; each block is gathered into the task's buffers (or read where it
+        # w // nblocks; each block is gathered into the call's buffers (or read where it
         # lies when it is one contiguous, aligned piece of every operand), run through
         # ``block`` and its gradient and element losses scattered back.  The lanes of
         # LANE_GROUP items at a time are combined together (_combine_lane_groups).
-        addresses, shape, strides, itemsizes, nkept, loss_sums, weight_sums, threads, cancel = repeat
+        (addresses, shape, strides, itemsizes, nkept, loss_sums, weight_sums, all_partials,
+         first_item, end_item, finish, cancel) = repeat
         ndim = shape.shape[0]
         last = ndim - 1
         outputs = 1
@@ -184,18 +184,12 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
         for dim in range(nkept, ndim):
             reduced *= shape[dim]
         nblocks = (reduced + block_size - 1) // block_size
-        items = outputs * nblocks
         many = nblocks > 1
         # Large gradients: blocks written where they lie, 16-byte aligned, with streaming
         # stores (as the 1-d kernel; the bits do not change).
         stream_all = False
         if want_grad and streaming:
             stream_all = outputs * reduced * itemsizes[3] >= stream_min_bytes
-        # Block partials of every item when outputs have several blocks; else each group
-        # of items finishes its outputs at once.
-        all_partials = np.empty((items if want_sums and many else 0, 4))
-        # Contiguous ranges of work items per task, several tasks per thread (as C).
-        per_task, ntasks = _tasks(items, tasks_per_thread, threads if parallel else 1)
         # Operands of another item size than their dtype's (float32 ones where the others
         # are float64: strided.py) are converted into the buffers, so every block is.
         # (each test under its constant: operands not given are None, and untyped)
@@ -210,132 +204,115 @@ def _make_strided_kernel(mode, has_true, has_weights, parallel):
             converting = converting or itemsizes[3] != grad.itemsize
         if want_elem:
             converting = converting or itemsizes[4] != elem.itemsize
-        for task in prange(ntasks):
-            first_item = task * per_task
-            end_item = min(first_item + per_task, items)
-            # The task's buffers, of each operand's dtype.
-            if read_true:
-                true_buffer = np.empty(block_size, y_true.dtype)
-            if not weights_only:
-                pred_buffer = np.empty(block_size, y_pred.dtype)
-            if has_weights:
-                weights_buffer = np.empty(block_size, weights.dtype)
-            if want_grad:
-                grad_buffer = np.empty(block_size, grad.dtype)
-            if want_elem:
-                elem_buffer = np.empty(block_size, elem.dtype)
-            group_lanes = np.zeros((4, lanes, lane_group))
-            group_counts = np.empty(lane_group)
-            group_sums = np.empty((4, lane_group))
-            # each operand's element (o, 0, ..., 0) and the block's first element
-            bases = numba.carray(_stack_buffer(nops, np.int64), nops)
-            heres = numba.carray(_stack_buffer(nops, np.int64), nops)
-            group_first = first_item
-            while group_first < end_item:
-                if _flag_set(cancel):  # (driver._interruptibly: Ctrl-C; nothing of this call is used)
-                    break
-                group = min(lane_group, end_item - group_first)
+        # The call's buffers, of each operand's dtype.
+        if read_true:
+            true_buffer = np.empty(block_size, y_true.dtype)
+        if not weights_only:
+            pred_buffer = np.empty(block_size, y_pred.dtype)
+        if has_weights:
+            weights_buffer = np.empty(block_size, weights.dtype)
+        if want_grad:
+            grad_buffer = np.empty(block_size, grad.dtype)
+        if want_elem:
+            elem_buffer = np.empty(block_size, elem.dtype)
+        group_lanes = np.zeros((4, lanes, lane_group))
+        group_counts = np.empty(lane_group)
+        group_sums = np.empty((4, lane_group))
+        # each operand's element (o, 0, ..., 0) and the block's first element
+        bases = numba.carray(_stack_buffer(nops, np.int64), nops)
+        heres = numba.carray(_stack_buffer(nops, np.int64), nops)
+        group_first = first_item
+        while group_first < end_item:
+            if _flag_set(cancel):  # (pool.py: Ctrl-C; nothing of this call is used)
+                break
+            group = min(lane_group, end_item - group_first)
+            for j in range(group):
+                w = group_first + j
+                if many:
+                    o = w // nblocks
+                    b = w - o * nblocks
+                else:
+                    o = w
+                    b = 0
+                start = b * block_size
+                count = min(block_size, reduced - start)
+                group_counts[j] = count
+                # The index of o in the kept dims (the first of them needs no division:
+                # o < outputs).
+                for k in range(nops):
+                    bases[k] = addresses[k]
+                rest = o
+                for dim in range(nkept - 1, 0, -1):
+                    index = rest % shape[dim]
+                    rest //= shape[dim]
+                    for k in range(nops):
+                        bases[k] += index * strides[k, dim]
+                if nkept:
+                    for k in range(nops):
+                        bases[k] += rest * strides[k, 0]
+                # One contiguous piece of every operand: the block lies in one row of the
+                # last dim, which every operand steps through by its item size.
+                direct = ((start % shape[last] if start else 0) + count <= shape[last]
+                          and not converting)
+                for k in range(nops):
+                    size = itemsizes[k]
+                    if size and direct:
+                        at = bases[k]
+                        if start:
+                            at = _element_at(at, shape, strides[k], nkept, ndim, start)
+                        heres[k] = at
+                        if (strides[k, last] != size and count > 1) or at & (size - 1):
+                            direct = False
+                # Each operand's run of the block: where it lies when direct, else the
+                # call's buffer (the inputs gathered into it first).
+                t_arr = (_block_gathered(direct, heres[0], true_buffer, y_true, bases[0],
+                                         shape, strides[0], nkept, start, count, itemsizes[0])
+                         if read_true else y_true)
+                p_arr = (_block_gathered(direct, heres[1], pred_buffer, y_pred, bases[1],
+                                         shape, strides[1], nkept, start, count, itemsizes[1])
+                         if not weights_only else y_pred)
+                w_arr = (_block_gathered(direct, heres[2], weights_buffer, weights, bases[2],
+                                         shape, strides[2], nkept, start, count, itemsizes[2])
+                         if has_weights else weights)
+                g_arr = (_block_place(direct, heres[3], grad_buffer, grad, count)
+                         if want_grad else grad)
+                e_arr = (_block_place(direct, heres[4], elem_buffer, elem, count)
+                         if want_elem else elem)
+                stream = stream_all and direct and heres[3] % 16 == 0
+                # (typed as the 1-d kernel's call: one block code for both)
+                _block(t_arr, p_arr, w_arr, np.int64(1), g_arr, e_arr, np.int64(0),
+                       np.int64(count), np.bool_(stream), all_partials, np.int64(j),
+                       np.bool_(True), group_lanes, scale, divisor, quotient, param)
+                if not direct:
+                    if want_grad:
+                        _copy_run(grad_buffer, bases[3], shape, strides[3], nkept, start,
+                                  count, True, itemsizes[3])
+                    if want_elem:
+                        _copy_run(elem_buffer, bases[4], shape, strides[4], nkept, start,
+                                  count, True, itemsizes[4])
+            if want_sums:
+                _combine_lane_groups(group_lanes, 0, group, group_sums)
+                if has_weights:
+                    _combine_lane_groups(group_lanes, 2, group, group_sums)
+                else:
+                    for j in range(group):
+                        group_sums[2, j] = group_counts[j]
+                        group_sums[3, j] = 0.0
                 for j in range(group):
                     w = group_first + j
                     if many:
-                        o = w // nblocks
-                        b = w - o * nblocks
+                        for h in range(4):
+                            all_partials[w, h] = group_sums[h, j]
                     else:
-                        o = w
-                        b = 0
-                    start = b * block_size
-                    count = min(block_size, reduced - start)
-                    group_counts[j] = count
-                    # The index of o in the kept dims (the first of them needs no
-                    # division: o < outputs).
-                    for k in range(nops):
-                        bases[k] = addresses[k]
-                    rest = o
-                    for dim in range(nkept - 1, 0, -1):
-                        index = rest % shape[dim]
-                        rest //= shape[dim]
-                        for k in range(nops):
-                            bases[k] += index * strides[k, dim]
-                    if nkept:
-                        for k in range(nops):
-                            bases[k] += rest * strides[k, 0]
-                    # One contiguous piece of every operand: the block lies in one row of
-                    # the last dim, which every operand steps through by its item size.
-                    direct = ((start % shape[last] if start else 0) + count <= shape[last]
-                              and not converting)
-                    for k in range(nops):
-                        size = itemsizes[k]
-                        if size and direct:
-                            at = bases[k]
-                            if start:
-                                at = _element_at(at, shape, strides[k], nkept, ndim, start)
-                            heres[k] = at
-                            if (strides[k, last] != size and count > 1) or at & (size - 1):
-                                direct = False
-                    # Each operand's run of the block: where it lies when direct, else the
-                    # task's buffer (the inputs gathered into it first).
-                    t_arr = (_block_gathered(direct, heres[0], true_buffer, y_true, bases[0],
-                                             shape, strides[0], nkept, start, count,
-                                             itemsizes[0])
-                             if read_true else y_true)
-                    p_arr = (_block_gathered(direct, heres[1], pred_buffer, y_pred, bases[1],
-                                             shape, strides[1], nkept, start, count,
-                                             itemsizes[1])
-                             if not weights_only else y_pred)
-                    w_arr = (_block_gathered(direct, heres[2], weights_buffer, weights, bases[2],
-                                             shape, strides[2], nkept, start, count,
-                                             itemsizes[2])
-                             if has_weights else weights)
-                    g_arr = (_block_place(direct, heres[3], grad_buffer, grad, count)
-                             if want_grad else grad)
-                    e_arr = (_block_place(direct, heres[4], elem_buffer, elem, count)
-                             if want_elem else elem)
-                    stream = stream_all and direct and heres[3] % 16 == 0
-                    # (typed as the 1-d kernel's call: one block code for both)
-                    _block(t_arr, p_arr, w_arr, np.int64(1), g_arr, e_arr, np.int64(0),
-                           np.int64(count), np.bool_(stream), all_partials, np.int64(j),
-                           np.bool_(True), group_lanes, scale, divisor, quotient, param)
-                    if not direct:
-                        if want_grad:
-                            _copy_run(grad_buffer, bases[3], shape, strides[3], nkept, start,
-                                      count, True, itemsizes[3])
-                        if want_elem:
-                            _copy_run(elem_buffer, bases[4], shape, strides[4], nkept, start,
-                                      count, True, itemsizes[4])
-                if want_sums:
-                    _combine_lane_groups(group_lanes, 0, group, group_sums)
-                    if has_weights:
-                        _combine_lane_groups(group_lanes, 2, group, group_sums)
-                    else:
-                        for j in range(group):
-                            group_sums[2, j] = group_counts[j]
-                            group_sums[3, j] = 0.0
-                    for j in range(group):
-                        w = group_first + j
-                        if many:
-                            for h in range(4):
-                                all_partials[w, h] = group_sums[h, j]
-                        else:
-                            # (csrc/strided.c finish_output of one partial: hi + lo)
-                            if not weights_only:
-                                loss_sums[w] = group_sums[0, j] + group_sums[1, j]
-                            if has_weights:
-                                weight_sums[w] = group_sums[2, j] + group_sums[3, j]
-                group_first += group
-        if want_sums and many and not _flag_set(cancel):
+                        # (csrc/strided.c finish_output of one partial: hi + lo)
+                        if not weights_only:
+                            loss_sums[w] = group_sums[0, j] + group_sums[1, j]
+                        if has_weights:
+                            weight_sums[w] = group_sums[2, j] + group_sums[3, j]
+            group_first += group
+        if want_sums and many and finish and not _flag_set(cancel):
             _combine_outputs(all_partials, nblocks, outputs, loss_sums, weight_sums,
                              not weights_only, has_weights)
         return 0.0, 0.0
 
     return kernel
-
-
-def _tasks(items, tasks_per_thread, threads):
-    """(items per task, tasks) of ``items`` work items cut into contiguous ranges,
-    ``tasks_per_thread`` per thread of ``threads`` (as csrc/strided.c); also the columns
-    kernel's."""
-    per_task = max(1, items // (tasks_per_thread * max(1, threads)))
-    return per_task, (items + per_task - 1) // per_task
-
-
-_tasks = njit(inline="always")(_tasks)

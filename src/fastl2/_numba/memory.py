@@ -66,7 +66,7 @@ def _stream_store_16(typingctx, array, index, values):
 @intrinsic
 def _flag_set(typingctx, flag):
     """flag[0] != 0 for a uint8 array ``flag`` that another thread may set while the kernel
-    runs (driver._interruptibly's cancel flag): an atomic (monotonic) load, which LLVM never
+    runs (pool.py's cancel flag): an atomic (monotonic) load, which LLVM never
     hoists out of a loop as it may a plain one."""
     if not isinstance(flag, types.Array) or flag.dtype != types.uint8:
         return None

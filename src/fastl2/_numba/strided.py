@@ -11,8 +11,8 @@ import numpy as np
 
 from .._plan import BLOCK_SIZE
 from .config import (_FLOAT32, _FLOAT64, _MAX_COLUMNS, _MAX_DIMS, _NOPS, _SUMS, _WEIGHTS,
-                     _WEIGHTS_LOSS, _mode, get_num_threads)
-from .driver import _converted_gradient, _launch_strided, _witnesses
+                     _WEIGHTS_LOSS, _mode, _wants)
+from .driver import _converted_gradient, _launch_columns, _launch_strided, _witnesses
 
 
 
@@ -114,30 +114,30 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     loss, has_true, has_weights = s.loss.code, y_true is not None, weights is not None
     if mode == _WEIGHTS:
         loss = _WEIGHTS_LOSS  # (one kernel for weight sums, whatever the loss)
+    nblocks = (reduced + BLOCK_SIZE - 1) // BLOCK_SIZE
+    keep_partials = _wants(mode)[0] and nblocks > 1  # (outputs of several blocks)
     # (the arrays stay referenced here while the kernels read and write them by address)
     if mode in (_SUMS, _WEIGHTS) and not converting and _columns_apply(ndim, nkept, outputs, addresses, strides,
                                                      itemsizes):
-        if (reduced + BLOCK_SIZE - 1) // BLOCK_SIZE == 1:
+        if nblocks == 1:
             n = 0  # one block of rows: nothing to share between threads
         row_steps = strides[:3, 1] // np.maximum(itemsizes[:3], 1)
-        cancel = np.zeros(1, np.uint8)
-        layout = (addresses, row_steps, 1 if strides[2, 0] else 0, reduced, outputs) + sums + (
-            get_num_threads(), float(s.param), cancel)
-        _launch_strided("columns", loss, has_true, has_weights, mode, not single, False, n,
-                        (witnesses[0], witnesses[1], witnesses[2], layout), cancel)
+        partials = np.empty((outputs * nblocks if keep_partials else 0, 4))
+        head = (addresses, row_steps, 1 if strides[2, 0] else 0, reduced, outputs) + sums + (
+            partials, float(s.param))
+        _launch_columns(loss, has_true, has_weights, mode, not single, n, witnesses, head,
+                        nblocks, min(reduced, BLOCK_SIZE) * outputs)
         return result()
-    if outputs * ((reduced + BLOCK_SIZE - 1) // BLOCK_SIZE) == 1:
+    items = outputs * nblocks
+    if items == 1:
         n = 0  # one work item: nothing to share between threads
-    cancel = np.zeros(1, np.uint8)
-    layout = (addresses, np.array(shape, np.int64), strides, itemsizes, nkept) + sums + (
-        get_num_threads(), cancel)
+    partials = np.empty((items if keep_partials else 0, 4))
+    head = (addresses, np.array(shape, np.int64), strides, itemsizes, nkept) + sums + (partials,)
     scale, divisor, grad64 = _converted_gradient(
         grad, not single, float(grad_scale), float(grad_divisor),
         grad is not None and pred_dtype == _FLOAT64)
-    args = (witnesses[0], witnesses[1], witnesses[2], layout, witnesses[3], scale, divisor,
-            witnesses[4], float(s.param))
-    _launch_strided("strided", loss, has_true, has_weights, mode, not single, grad64, n, args,
-                    cancel)
+    _launch_strided(loss, has_true, has_weights, mode, not single, grad64, n, witnesses, head,
+                    scale, divisor, float(s.param), items, min(reduced, BLOCK_SIZE))
     return result()
 
 
