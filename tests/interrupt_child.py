@@ -21,6 +21,7 @@ import faulthandler
 import os
 import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -129,7 +130,18 @@ def say(*words):
     os.write(1, (prefix + " ".join(str(word) for word in words) + "\n").encode())
 
 
+def _hung():
+    faulthandler.dump_traceback(all_threads=True)
+    os._exit(1)
+
+
 print("ready", flush=True)
+# A hang: every thread's traceback on stderr and exit code 1 before the test's 60 s run out.
+# (A thread, not faulthandler.dump_traceback_later: a fork()ed child that calls that again
+# waits forever for the parent's watchdog thread, which it does not have.)
+watchdog = threading.Timer(45, _hung)
+watchdog.daemon = True
+watchdog.start()
 try:
     call()
     say("finished")

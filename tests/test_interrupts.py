@@ -61,8 +61,9 @@ def _interrupted_child(backend, threads, case, fork=False):
         out = early.decode() + out
     except subprocess.TimeoutExpired:
         child.kill()
-        child.communicate()
-        pytest.fail(f"{backend}, {case}: the call went on for 60 s after SIGINT (or SIGUSR1)")
+        out, err = child.communicate()
+        pytest.fail(f"{backend}, {case}: the call went on for 60 s after SIGINT (or SIGUSR1)\n"
+                    f"{early.decode()}{out}\n{err}")
     assert child.returncode == 0, out + err
     return out.split() if not fork else (out.splitlines(), err)
 

@@ -118,13 +118,23 @@ def test_numba_1d_kernels_refuse_operands_their_compiled_code_does_not_read():
         (np.zeros(3, np.float32), np.zeros(3), None, np.zeros(3), None)) == (4, 8, None, 8, None)
 
 
-def test_thread_count_function_falls_back_to_numbas_public_one(monkeypatch):
-    from numba.np.ufunc import parallel
-
-    numba.get_num_threads()  # (Numba sets _get_num_threads as its threading layer starts)
-    assert numba_driver._thread_count_function() is parallel._get_num_threads
-    monkeypatch.delattr(parallel, "_get_num_threads")
-    assert numba_driver._thread_count_function() is numba.get_num_threads
+def test_numbas_count_is_read_without_starting_numbas_threading_layer():
+    # fastl2 never runs Numba's threads: reading Numba's count does not start its layer (an
+    # OpenMP runtime, here), and once the layer runs (numba.set_num_threads starts it), the
+    # calling thread's own count is read.
+    proc = run_python(textwrap.dedent("""
+        import numpy as np, fastl2, numba
+        from numba.np.ufunc import parallel
+        from fastl2._numba import config
+        fastl2.set_backend("numba")
+        n = config.PARALLEL_THRESHOLD + 5
+        fastl2.mse(np.zeros(n), np.ones(n))
+        print(fastl2.get_num_threads() == numba.config.NUMBA_NUM_THREADS, parallel._is_initialized)
+        numba.set_num_threads(1)
+        print(config.get_num_threads(), parallel._is_initialized)
+    """))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False", "1", "True"], proc.stdout
 
 
 def test_numba_set_num_threads_caps_at_numbas_pool_and_zero_means_numbas_setting(numba_threads):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 from numba import types
 
@@ -101,27 +100,7 @@ def threads_for(n):
     threads = config._requested_threads
     if threads:
         return min(threads, _POOL_SIZE)
-    return min(_numba_threads(), _POOL_SIZE)
-
-
-def _numba_threads():
-    """The calling thread's Numba thread count.  numba.get_num_threads takes about 0.5 us,
-    most of it checking that Numba's threading layer has started; once it has, Numba's own
-    function behind it does the same in 0.07 us (_thread_count_function)."""
-    global _numba_threads
-    numba.get_num_threads()  # (starts Numba's threading layer, once)
-    _numba_threads = _thread_count_function()
-    return _numba_threads()
-
-
-def _thread_count_function():
-    """numba.get_num_threads without its check that the threading layer has started (see
-    _numba_threads): Numba's ctypes function behind it, or, should a Numba version not have
-    it, the public function."""
-    from numba.np.ufunc import parallel
-
-    get = getattr(parallel, "_get_num_threads", None)
-    return get if callable(get) else numba.get_num_threads
+    return min(config.numba_threads(), _POOL_SIZE)
 
 
 def _launch(loss, has_true, has_weights, mode, compensated, grad64, sizes, n, args):

@@ -134,7 +134,7 @@ def run_chunks(run, nchunks, threads, cancel):
         while True:
             with lock:
                 i = call.next
-                if i >= nchunks:
+                if i >= nchunks or call.cancelled:  # (cancelled: a helper's chunk raised)
                     break
                 call.next = i + 1
             run(i)
