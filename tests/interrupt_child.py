@@ -122,6 +122,9 @@ if fork_mode:
         call()
     except KeyboardInterrupt:
         pass
+    for thread in threading.enumerate():  # (the numba backend goes on compiling after Ctrl-C)
+        if thread.name == "fastl2-numba-compile":
+            thread.join()
     signal.signal(signal.SIGUSR1, fork_in_the_call)
 
 

@@ -168,10 +168,11 @@ def run_chunks(run, nchunks, threads, cancel):
 def compile_aside(function):
     """``function()`` (a kernel's first call, which compiles it or loads it from the cache) on a
     thread of its own while this thread waits where signal handlers run, when this is the main
-    thread; its result.  An exception out of the wait (Ctrl-C) is raised once ``function`` has
-    returned: an exception raised inside Numba's compiler or cache loader (a signal handler
-    runs between any two bytecodes of the main thread) can leave Numba unable to compile
-    anything in this process again."""
+    thread; its result.  An exception out of the wait (Ctrl-C) is raised at once, and the
+    compile goes on to its end on its thread (the next call finds the kernel, or waits for it
+    under the compile lock): an exception raised inside Numba's compiler or cache loader (a
+    signal handler runs between any two bytecodes of the main thread) can leave Numba unable
+    to compile anything in this process again."""
     if threading.current_thread() is not threading.main_thread():
         return function()
     done = threading.Event()
@@ -186,23 +187,14 @@ def compile_aside(function):
             done.set()
 
     try:
-        threading.Thread(target=target, name="fastl2-numba-compile", daemon=True).start()
+        # (not a daemon: the interpreter waits for it at exit, never stopping LLVM mid-compile)
+        threading.Thread(target=target, name="fastl2-numba-compile", daemon=False).start()
     except RuntimeError:  # (no thread starts at interpreter shutdown: here, unprotected)
         return function()
     pid = os.getpid()
-    try:
-        while not done.wait(0.02):
-            if os.getpid() != pid:  # (a signal handler fork()ed: the compile is the parent's)
-                raise forked_mid_call_error()
-    except BaseException:
-        if os.getpid() == pid:
-            while True:  # (a second Ctrl-C does not leave the compile running unseen)
-                try:
-                    if done.wait(0.02):
-                        break
-                except BaseException:
-                    continue
-        raise
+    while not done.wait(0.02):
+        if os.getpid() != pid:  # (a signal handler fork()ed: the compile is the parent's)
+            raise forked_mid_call_error()
     succeeded, value = outcome[0]
     if not succeeded:
         raise value
