@@ -215,3 +215,34 @@ def test_show_config_names_the_numba_backends_threads(switch, capsys):
     fastl2.show_config()
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("numba backend threads")]
     assert line and "fastl2's pool of Python threads" in line[0], line
+
+
+def test_pool_offers_no_call_to_a_helper_busy_with_a_long_one():
+    # A helper busy with another thread's long call is not offered new calls: they once piled
+    # up in the helpers' queue, each holding its memory until the long call ended.
+    import threading
+
+    from fastl2._numba import pool
+
+    release, running = threading.Event(), []
+
+    def blocking(i):
+        running.append(i)
+        release.wait(30)
+
+    long_call = threading.Thread(target=pool.run_chunks, args=(blocking, 2, 2, np.zeros(1, np.uint8)))
+    long_call.start()
+    try:
+        for _ in range(1000):  # (until both chunks run: the caller's and a helper's)
+            if len(running) == 2:
+                break
+            release.wait(0.01)
+        assert len(running) == 2, "no helper took the long call's second chunk"
+        for _ in range(50):
+            ran = []
+            pool.run_chunks(ran.append, 4, 2, np.zeros(1, np.uint8))
+            assert sorted(ran) == [0, 1, 2, 3]
+        assert pool._jobs.qsize() <= pool._helpers
+    finally:
+        release.set()
+        long_call.join()

@@ -14,7 +14,7 @@ from .._plan import BLOCK_SIZE
 from .block_template import _element_globals, _with_globals
 from .block_template import _loss_value  # (stands for the loss's: see _element_globals)
 from .cache import _jit, _slp_dispatcher
-from .combine import _combine_lanes, _combine_outputs, _two_sum
+from .combine import _combine_lanes, _combine_partials, _two_sum
 from .config import LANES
 from .memory import _flag_set, _pointer
 
@@ -46,8 +46,10 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated)
     weight_sums, all_partials, param, first, end, finish, cancel)``, param the loss's
     parameter: row_steps[k] is operand k's row stride in elements, weights_step 1 for weights
     per element and 0 for one weight per row.  The call reads the blocks of rows [first, end),
-    writing their partials into all_partials (ncols * nblocks x 4 when there are several
-    blocks, else empty) or, with one block, the sums where they go; ``finish`` then combines
+    writing their partials into all_partials (nblocks * ncols x 4 when there are several
+    blocks, else empty; block b's partial of column c in row b * ncols + c, so that a chunk of
+    blocks writes one run of it: column-major rows once made the first chunk of a call touch
+    a page per column of a 1 GB array, a second before Ctrl-C could stop it) or, with one block, the sums where they go; ``finish`` then combines
     each column's partials (pool.py runs the ranges, then an empty range with ``finish``);
     ``cancel``, a one-element uint8 array, stops the work between blocks once nonzero.
     Modes sums and weights only.
@@ -119,7 +121,7 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated)
                         else:
                             w_sum[c] += wk
             for c in range(ncols):
-                at = c * nblocks + b
+                at = b * ncols + c  # (block-major: a chunk of blocks writes one run)
                 for k in range(lanes):
                     sums[k] = scratch[k, 0, c]
                     errors[k] = scratch[k, 1, c] if compensated else 0.0
@@ -142,8 +144,14 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated)
                     if has_weights:
                         weight_sums[c] = weights_hi + weights_lo
         if many and finish and not _flag_set(cancel):
-            _combine_outputs(all_partials, nblocks, ncols, loss_sums, weight_sums,
-                             not weights_only, has_weights)
+            # Column c's partials, every ncols-th row, combined by the tree (csrc/strided.c
+            # finish_output): the tree's bits do not depend on where its leaves lie.
+            for c in range(ncols):
+                output_loss, output_weights = _combine_partials(all_partials[c::ncols])
+                if not weights_only:
+                    loss_sums[c] = output_loss
+                if has_weights:
+                    weight_sums[c] = output_weights
         return 0.0, 0.0
 
     columns.__name__ = columns.__qualname__ = _columns_name(

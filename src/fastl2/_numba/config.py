@@ -95,8 +95,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def set_num_threads(n: int) -> None:
-    """Run large inputs on ``n`` threads from now on (0: as many as Numba's own setting for the
-    calling thread, numba.set_num_threads).  The threads are the calling one and helpers of
+    """Run large inputs on ``n`` threads from now on (0, which only fastl2's tests pass: as many
+    as Numba's own setting for the calling thread, numba.set_num_threads; fastl2.set_num_threads
+    takes 1 to 1024).  The threads are the calling one and helpers of
     pool.py, not Numba's; more than ``numba.config.NUMBA_NUM_THREADS`` (the size of Numba's
     pool, which fastl2 keeps as its limit) runs on that many.  Results are the same for every
     count.

@@ -17,7 +17,8 @@ started: one that starts late finds nothing left and goes back to wait.
 
 Ctrl-C: Python runs signal handlers on the main thread between bytecodes.  A call of the main
 thread runs its chunks itself (with or without helpers), so a handler runs between two of its
-chunks (each at most CHUNK_ELEMENTS elements: a few milliseconds), or in its wait for the
+chunks (each at most CHUNK_ELEMENTS elements, or one work item where that is larger: a block of
+rows of up to 1024 columns for the columns kernel; a few milliseconds), or in its wait for the
 helpers' chunks (in slices of 20 ms: a signal that another thread received does not wake a wait
 on a lock).  An exception out of either (KeyboardInterrupt) sets the kernels' ``cancel`` flag,
 which stops the helpers' chunks between groups of blocks, waits for them, and is raised:
@@ -48,6 +49,7 @@ CHUNKS_PER_THREAD = 8
 _lock = threading.Lock()
 _jobs = None  # queue.SimpleQueue of the calls that helpers may join (one entry per helper asked)
 _helpers = 0  # helper threads started in this process
+_free = 0  # of them, those waiting for a call (see _ask_helpers)
 
 
 class _Call:
@@ -93,20 +95,28 @@ def _help(call):
 
 
 def _helper_main(jobs):
+    global _free
     while True:
         _help(jobs.get())
+        with _lock:
+            _free += 1
 
 
 def _ask_helpers(call, helpers):
-    """Offers ``call`` to ``helpers`` helper threads, starting those not yet running."""
-    global _jobs, _helpers
+    """Offers ``call`` to up to ``helpers`` helper threads: those free (not offered a call they
+    have not finished), then new ones while fewer than ``helpers`` run.  Busy helpers are not
+    offered it: the queue never holds more calls than there are helpers to take them, and no
+    finished call waits there, holding its memory, for a helper busy with a long one."""
+    global _jobs, _helpers, _free
     with _lock:
         if _jobs is None:
             import queue  # (only with threads)
 
             _jobs = queue.SimpleQueue()
         jobs = _jobs
-        while _helpers < helpers:
+        offers = min(helpers, _free)
+        _free -= offers
+        while offers < helpers and _helpers < helpers:
             thread = threading.Thread(target=_helper_main, args=(jobs,), daemon=True,
                                       name=f"fastl2-numba-{_helpers + 1}")
             try:
@@ -114,7 +124,8 @@ def _ask_helpers(call, helpers):
             except RuntimeError:  # (no thread starts at interpreter shutdown: fewer helpers)
                 break
             _helpers += 1
-        for _ in range(min(helpers, _helpers)):
+            offers += 1
+        for _ in range(offers):
             jobs.put(call)
 
 
@@ -204,10 +215,10 @@ def compile_aside(function):
 def _after_fork_in_child() -> None:
     # The parent's helpers do not exist in a fork()ed child (its queue may be mid-put): the
     # child starts its own.
-    global _lock, _jobs, _helpers
+    global _lock, _jobs, _helpers, _free
     _lock = threading.Lock()
     _jobs = None
-    _helpers = 0
+    _helpers = _free = 0
 
 
 if hasattr(os, "register_at_fork"):
