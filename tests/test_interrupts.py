@@ -228,3 +228,71 @@ def test_numba_calls_that_can_be_stopped_give_the_bits_of_the_others(monkeypatch
         fastl2.set_backend(previous)
     assert len(rerouted) >= 6  # every call (and the weight sum) went the stoppable way
     assert got == expected
+
+
+COMPILE_INTERRUPTED = textwrap.dedent("""
+    import signal, sys, time
+    import numpy as np
+    import fastl2
+
+    armed = False
+
+    def stop(signum, frame):
+        if armed:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGALRM, stop)
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal(5000), rng.standard_normal(5000)
+    m, p = rng.standard_normal((300, 8)), rng.standard_normal((300, 8))
+    calls = {  # one kernel of each kind: 1-d, strided (a step-2 slice), columns (axis=0)
+        "1d": lambda: fastl2.huber(a, b, delta=0.5),
+        "strided": lambda: fastl2.mae_grad(a[::2], b[::2]),
+        "columns": lambda: fastl2.mse(m, p, axis=0),
+    }
+    fastl2.set_backend("numpy")
+    expected = {name: np.asarray(call()).tobytes() for name, call in calls.items()}
+    fastl2.set_backend("numba")
+    first, delay = sys.argv[1], float(sys.argv[2])  # (delay 0: not stopped, timed)
+    armed = delay > 0
+    signal.setitimer(signal.ITIMER_REAL, delay)
+    start = time.perf_counter()
+    try:
+        calls[first]()
+        stopped = False
+    except KeyboardInterrupt:
+        stopped = True
+    took = time.perf_counter() - start
+    armed = False
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    # Numba's first compile or cache load in this process, stopped anywhere: every kernel
+    # still compiles or loads after it, and computes the NumPy backend's bits.
+    print(stopped, took, all(np.asarray(c()).tobytes() == expected[n] for n, c in calls.items()))
+""")
+
+
+@pytest.mark.skipif(not NUMBA, reason="numba is not installed: no compiles")
+def test_ctrl_c_while_a_kernel_compiles_or_loads_leaves_numba_working(tmp_path):
+    # A KeyboardInterrupt raised inside Numba's cache loader on the main thread once left Numba
+    # unable to load any kernel in that process ("duplicate registration for UnicodeType", or
+    # "generator raised StopIteration").  The first call of each kind of kernel in a fresh
+    # process is stopped 0.05 s in (the first process: in its compile, from an empty cache; the
+    # others: in Numba's first cache load, which the old code broke here), then at fractions
+    # of its load from the cache.
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def run(first, delay):
+        result = subprocess.run([sys.executable, "-c", COMPILE_INTERRUPTED, first, str(delay)],
+                                env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"{first} stopped after {delay} s: {result.stderr}"
+        stopped, took, works = result.stdout.split()
+        assert works == "True", f"{first} stopped after {delay} s: {result.stdout}"
+        return stopped == "True", float(took)
+
+    assert run("1d", 0.05)[0]  # (a compile from an empty cache takes seconds)
+    for first in ("strided", "columns"):
+        run(first, 0.05)
+    for first in ("1d", "strided", "columns"):
+        load = run(first, 0)[1]  # (the first call of a process, from the cache: no stop)
+        for fraction in (0.2, 0.5, 0.8, 0.95):
+            run(first, round(load * fraction, 4))

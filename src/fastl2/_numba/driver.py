@@ -109,11 +109,11 @@ def _launch(loss, has_true, has_weights, mode, compensated, grad64, sizes, n, ar
     long calls of the main thread and float32 operands of a call with a float64 result
     (``compensated``: the kernels are compiled for one dtype per result dtype) go through the
     strided kernel (_launch_1d_as_strided)."""
-    if n >= config.PARALLEL_THRESHOLD or (compensated and 4 in sizes):
-        if (threads_for(n) > 1 or (compensated and 4 in sizes) or (
-                n >= INTERRUPTIBLE_MIN and threading.current_thread() is threading.main_thread())):
-            return _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64,
-                                         n, args)
+    if (compensated and 4 in sizes) or n >= config.PARALLEL_THRESHOLD and (
+            threads_for(n) > 1 or n >= INTERRUPTIBLE_MIN
+            and threading.current_thread() is threading.main_thread()):
+        return _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64, n,
+                                     args)
     key = (loss, has_true, has_weights, mode, compensated, grad64, "1d")
     return _entry_point(key, sizes)(*args)
 

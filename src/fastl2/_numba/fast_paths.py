@@ -12,7 +12,7 @@ import numpy as np
 from .._backends import new_gradient as _new_gradient
 from .._losses import LOSSES
 from .config import _FLOAT32, _FLOAT64, _GRAD, _SUMS, _SUMS_GRAD, _WEIGHTS, _WEIGHTS_LOSS
-from .driver import INTERRUPTIBLE_MIN, _entry_point, _launch, threads_for
+from .driver import INTERRUPTIBLE_MIN, _entry_point, _launch, _launch_1d_as_strided, threads_for
 
 _FLOAT32_TYPE, _FLOAT64_TYPE = np.float32, np.float64
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -95,11 +95,10 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
     else:
         mode = _SUMS
     args = (y_true, y_pred, weights, 1, flat_grad, _GRAD_SCALES[loss], divisor, None, param)
-    if threads_for(n) > 1:  # (on the pool: the strided kernel, driver._launch)
-        loss_sum, weight_sum = _launch(loss, True, weights_size is not None, mode, not single,
-                                       want_grad and pred_size == 8,
-                                       (true_size, pred_size, weights_size,
-                                        pred_size if want_grad else None, None), n, args)
+    if threads_for(n) > 1:  # (on the pool: the strided kernel, as driver._launch sends it)
+        loss_sum, weight_sum = _launch_1d_as_strided(loss, True, weights_size is not None, mode,
+                                                     not single, want_grad and pred_size == 8,
+                                                     n, args)
     else:
         entry = _fast_entries.get((loss, mode, true_size, pred_size, weights_size))
         if entry is None:
