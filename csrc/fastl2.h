@@ -92,13 +92,29 @@ typedef struct {
 } fl2_layout;
 
 /* Each output's value instead of its loss sum: the sum divided by `divisor` (1 for a sum),
- * its square root with `root`, stored as float (`single`) or double at values[o]. */
+ * its square root with `root`, stored as float (`single`) or double at values[o].  With
+ * `single`, uncertain[o] (unless `uncertain` is NULL) is set to 1 where the float is not
+ * certainly the exact value rounded once (fl2_certain_f32) and left alone elsewhere. */
 typedef struct {
     void *values;
     int single;
     int root;
     double divisor;
+    unsigned char *uncertain;
 } fl2_values;
+
+/* The relative error of a float32 result's float64 value when every term w * l is >= 0
+ * (src/fastl2/_exact.py, FLOAT32_BOUND, which derives it). */
+#define FL2_FLOAT32_BOUND (1.0 / 274877906944.0) /* 2**-38 */
+
+/* Whether every real within FL2_FLOAT32_BOUND (relative) of x rounds to the same float (inf
+ * and nan: yes); then (float)x is the exact value rounded once. */
+static inline int fl2_certain_f32(double x)
+{
+    if (!(x - x == 0.0)) return 1;
+    const double margin = (x < 0 ? -x : x) * FL2_FLOAT32_BOUND;
+    return (float)(x - margin) == (float)(x + margin);
+}
 
 /* What fl2_run does, over a layout: element losses and gradients are written at their
  * strides; loss_sums[o] and weight_sums[o] (either may be NULL) receive each output's sums,

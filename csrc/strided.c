@@ -192,8 +192,12 @@ static inline void put_output(const sink *s, int64_t o, double loss, double weig
     if (s->values) {
         double x = loss / s->values->divisor;
         if (s->values->root) x = sqrt(x);
-        if (s->values->single) ((float *)s->values->values)[o] = (float)x;
-        else ((double *)s->values->values)[o] = x;
+        if (s->values->single) {
+            ((float *)s->values->values)[o] = (float)x;
+            if (s->values->uncertain && !fl2_certain_f32(x)) s->values->uncertain[o] = 1;
+        } else {
+            ((double *)s->values->values)[o] = x;
+        }
     } else if (s->loss_sums) {
         s->loss_sums[o] = loss;
     }

@@ -28,7 +28,6 @@ data here.
 """
 from __future__ import annotations
 
-import decimal
 import math
 from fractions import Fraction
 
@@ -42,7 +41,7 @@ assert_ulp, ulp_distance, round_exact, round_to = ulp.assert_ulp, ulp.ulp_distan
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
 
 # Largest distance, in units in the last place of the result dtype, from the exact value.
-_LOSS_ULP = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+_LOSS_ULP = {np.dtype(np.float32): 0, np.dtype(np.float64): 2}  # (float32: correctly rounded)
 _GRAD_ULP = {np.dtype(np.float16): 1, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
 
 _FLOAT32_CLASS = (np.dtype(np.float16), np.dtype(np.float32))
@@ -97,8 +96,10 @@ def two_product(a, b):
 
 
 def exact_sum(*pieces) -> Fraction | float:
-    """The sum of all elements of the given float64 arrays as a Fraction (fsum's correctly rounded
-    result plus its rounded residual: exact to about 2**-106 relative), or the float nan/inf."""
+    """The sum of all elements of the given float64 arrays as an exact Fraction, or the float
+    nan/inf.  fsum's correctly rounded sum, then fsum of what it left out, and so on until
+    nothing is left: each round takes 53 more bits, and a sum of float64 values has at most
+    some 2,100, so it ends (after 2 or 3 rounds for most sums)."""
     arrays = [np.asarray(p, dtype=np.float64).ravel() for p in pieces]
     arrays = [a[a != 0] for a in arrays]  # zeros change nothing; dropping them saves time
     if not arrays:
@@ -110,10 +111,24 @@ def exact_sum(*pieces) -> Fraction | float:
         with np.errstate(invalid="ignore", over="ignore"):
             return float(np.sum(values))
     as_list = values.tolist()
-    hi = math.fsum(as_list)
-    as_list.append(-hi)
-    lo = math.fsum(as_list)  # what fsum's rounding left out; exact to ~2**-53 of itself
-    return Fraction(hi) + Fraction(lo)
+    total = Fraction(0)
+    while as_list:
+        part = math.fsum(as_list)
+        if part == 0.0:  # (fsum is correctly rounded: 0.0 only for an exact zero)
+            break
+        total += Fraction(part)
+        as_list.append(-part)
+    return total
+
+
+def two_sum(a, b):
+    """(s, e) with s = fl(a + b) and s + e == a + b exactly (Knuth); e is 0 where s is not
+    finite."""
+    s = a + b
+    bb = s - a
+    with np.errstate(invalid="ignore"):
+        e = (a - (s - bb)) + (b - bb)
+    return s, np.where(np.isfinite(s), e, 0.0)
 
 
 def _sign(x):
@@ -134,49 +149,75 @@ def broadcast_weights(weights, shape):
 
 
 def _differences(y_true, y_pred):
+    """y_pred - y_true as float64 (rounded once)."""
+    return _exact_differences(y_true, y_pred)[0]
+
+
+def _exact_differences(y_true, y_pred):
+    """(d, e): d = fl(y_pred - y_true) in float64, and the difference of the definition is
+    d + e: for float16/float32 inputs (a float32 result, correctly rounded) the exact one,
+    d + e == y_pred - y_true; otherwise d itself (e = 0: docs/api.md defines float64 results
+    from the float64 difference)."""
+    t_dtype, p_dtype = np.asarray(y_true).dtype, np.asarray(y_pred).dtype
     t = np.asarray(y_true).astype(np.float64)
     p = np.asarray(y_pred).astype(np.float64)
     assert t.shape == p.shape, (t.shape, p.shape)
-    return p - t
+    d, e = two_sum(p, -t)
+    if not (t_dtype in _FLOAT32_CLASS and p_dtype in _FLOAT32_CLASS):
+        e = np.zeros_like(d)
+    return d, e
+
+
+def _product_pieces(pairs):
+    """Float64 pieces whose sum is exactly sum(a * b for a, b in pairs); a product that is
+    not finite is kept as it is (inf or nan), without its error piece."""
+    pieces = []
+    for a, b in pairs:
+        p, e = two_product(a, b)
+        with np.errstate(invalid="ignore"):
+            zero = (a == 0) | (b == 0)  # (inf * 0: an exact 0 here, the other piece is inf)
+            pieces += [np.where(zero, 0.0, p), np.where(np.isfinite(p) & ~zero, e, 0.0)]
+    return pieces
 
 
 #: Huber's delta where none is given: fastl2.huber's default (the tests call it without delta).
 HUBER_DELTA = 1.0
 
 
-def _weighted(p, e, w):
-    """Float64 pieces whose sum is exactly ``w * (p + e)``: [p, e] without weights, else four."""
+def _weighted(pieces, w):
+    """Float64 pieces whose sum is exactly ``w * sum(pieces)`` (``pieces`` without weights)."""
     if w is None:
-        return [p, e]
-    p1, e1 = two_product(w, p)
-    p2, e2 = two_product(w, e)
-    return [p1, e1, p2, e2]
+        return list(pieces)
+    return _product_pieces([(w, piece) for piece in pieces])
 
 
 def _element_pieces(kind, y_true, y_pred, weights, delta=HUBER_DELTA):
-    """Float64 arrays whose element-wise sum is exactly the element loss, and the float64 weights."""
-    d = _differences(y_true, y_pred)
+    """Float64 arrays whose element-wise sum is exactly the element loss of the inputs as
+    given (their difference taken exactly: d + e), and the float64 weights."""
+    d, e = _exact_differences(y_true, y_pred)
     w = None if weights is None else broadcast_weights(weights, d.shape)
-    if kind == "huber":
-        a = np.abs(d)
-        small = a < delta
-        with np.errstate(invalid="ignore", over="ignore"):
-            # quadratic: a * a / 2 exactly (two pieces, halved exactly); linear: delta times
-            # (a - delta / 2 rounded to float64), exactly (two pieces)
-            qp, qe = two_product(a, a)
-            lp, le = two_product(np.float64(delta), a - 0.5 * delta)
-        p = np.where(small, 0.5 * qp, lp)
-        e = np.where(small, 0.5 * qe, le)
-        p = np.where(np.isfinite(a), p, np.where(np.isnan(a), a, np.inf))
-        e = np.where(np.isfinite(a), e, 0.0)
-        return _weighted(p, e, w), w
+    # |d + e| = a + s * e (|e| <= ulp(d) / 2: the sign of d + e is that of d, or e's if d is 0)
+    with np.errstate(invalid="ignore"):
+        sign = np.where(d < 0, -1.0, 1.0)
+    a, ae = np.abs(d), sign * e
+    # (d + e)**2 = d*d + 2*d*e + e*e, each product exactly
+    square = _product_pieces([(d, d), (2.0 * d, e), (e, e)])
     if kind == "mse":
-        return _weighted(*two_product(d, d), w), w
+        return _weighted(square, w), w
     if kind == "mae":
-        a = np.abs(d)
-        if w is None:
-            return [a], w
-        return list(two_product(w, a)), w
+        return _weighted([a, ae], w), w
+    if kind == "huber":
+        with np.errstate(invalid="ignore", over="ignore"):
+            small = (a < delta) | ((a == delta) & (ae < 0))
+            # quadratic: (a + ae)**2 / 2; linear: delta * (a + ae - delta / 2), exactly
+            s, t = two_sum(a, np.full_like(a, -0.5 * delta))
+            linear = _product_pieces([(np.full_like(a, delta), s), (np.full_like(a, delta), t),
+                                      (np.full_like(a, delta), ae)])
+        pieces = [np.where(small, 0.5 * q, 0.0) for q in square] + [np.where(small, 0.0, q) for q in linear]
+        with np.errstate(invalid="ignore"):
+            pieces = [np.where(np.isfinite(a), q, np.where(np.isnan(a), a, np.inf if k == 0 else 0.0))
+                      for k, q in enumerate(pieces)]
+        return _weighted(pieces, w), w
     raise ValueError(kind)
 
 
@@ -222,11 +263,8 @@ def loss(kind, y_true, y_pred, weights=None, reduction="mean", delta=HUBER_DELTA
 
 
 def sqrt_exact(value):
-    if isinstance(value, float):
-        return math.sqrt(value) if not math.isnan(value) else math.nan
-    ctx = decimal.Context(prec=60)
-    root = ctx.sqrt(ctx.divide(decimal.Decimal(value.numerator), decimal.Decimal(value.denominator)))
-    return float(root)
+    """The square root of an exact value, as sqrt_fraction gives it (nan stays nan)."""
+    return sqrt_fraction(value)
 
 
 def _divide_elementwise(num_hi, num_lo, divisor):
@@ -387,12 +425,24 @@ def _rows(x, axes):
 
 
 def sqrt_fraction(value):
-    """The square root of an exact value, as a Fraction good to about 60 digits (nan stays nan)."""
+    """The square root of an exact value as a Fraction that rounds as the root does: the root
+    itself when it is a dyadic rational of at most 300 bits past its point, else a value
+    strictly between two multiples of 2**-k (k >= 300 past the root's leading bit) that hold
+    the root (a sticky bit: no float32 or float64 value or midpoint lies strictly between
+    them).  nan stays nan; floats are rooted as floats."""
     if isinstance(value, float):
         return math.sqrt(value) if value >= 0 else math.nan
-    ctx = decimal.Context(prec=60)
-    root = ctx.sqrt(ctx.divide(decimal.Decimal(value.numerator), decimal.Decimal(value.denominator)))
-    return Fraction(root)
+    value = Fraction(value)
+    if value < 0:
+        return math.nan
+    if value == 0:
+        return Fraction(0)
+    k = 300 + max(0, -(value.numerator.bit_length() - value.denominator.bit_length()) // 2 + 2)
+    scaled = value * 4**k
+    root = math.isqrt(scaled.numerator // scaled.denominator)
+    if Fraction(root * root) == scaled:
+        return Fraction(root, 2**k)
+    return Fraction(2 * root + 1, 2 ** (k + 1))
 
 
 def loss_axis(kind, y_true, y_pred, weights=None, reduction="mean", axis=None,

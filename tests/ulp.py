@@ -101,9 +101,11 @@ def round_to(expected, dtype) -> np.ndarray:
         return round_exact(expected, dtype)  # loss_axis' exact values: rounded once, correctly
     if isinstance(expected, (Fraction, decimal.Decimal)):
         try:
-            expected = float(expected)
+            float(expected)
         except OverflowError:  # beyond float64: inf, as any narrower dtype rounds it
             expected = math.inf if expected > 0 else -math.inf
+        else:  # rounded once, correctly (not through float64: a double rounding)
+            return round_exact(np.array(expected, dtype=object), dtype)
     with np.errstate(over="ignore"):
         return np.asarray(expected, dtype=np.float64).astype(dtype)
 

@@ -6,7 +6,9 @@ A backend is a module with two functions over plans (fastl2._plan.Plan):
 and ``weight_sum(plan) -> float``, and ``run_strided(strided, want_sums, ...)`` over a
 fastl2._plan.Strided pass; optionally ``reduce_outputs(strided, values, divisor, root)``, which
 writes each output's loss sum divided by ``divisor`` (rooted with ``root``) into ``values``
-(axis reductions use it where a backend has it, else divide the sums ``run_strided`` returns);
+and returns whether every float32 value is certainly the exact one rounded once
+(fastl2._exact's certificate; axis reductions use it where a backend has it, else divide the
+sums ``run_strided`` returns);
 optionally ``fast_call(code, param, y_true, y_pred, weights, reduction, want_loss, want_grad)``,
 which answers the common call of a loss (``fastl2._losses`` code, checked float parameter) or
 returns None (fastl2._api tries it first: :data:`fast_call`).

@@ -7,6 +7,7 @@ import numpy as np
 from ._plan import Plan, Strided
 
 BLOCK_SIZE: int
+FLOAT32_BOUND: float
 LANES: int
 
 FAST_PATH_FUNCTIONS: tuple[str, ...]

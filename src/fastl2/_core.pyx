@@ -104,6 +104,7 @@ for _loss in _losses.LOSSES:
     grad_scales[<int>_loss.code] = _loss.grad_scale
 
 BLOCK_SIZE = FL2_BLOCK_SIZE
+FLOAT32_BOUND = FL2_FLOAT32_BOUND  # (fastl2._exact.FLOAT32_BOUND: tests check they agree)
 LANES = FL2_LANES
 
 # Below this many elements a call keeps the GIL: releasing and re-taking it costs more than
@@ -275,14 +276,15 @@ def run_strided(s, bint want_sums, double grad_scale=0.0, double grad_divisor=1.
     ``want_sums``; (None, weight sums) with ``weights_only`` (nothing else is computed);
     otherwise None.
     """
-    return run_pass(s, want_sums, grad_scale, grad_divisor, weights_only, None, 1.0, False)
+    return run_pass(s, want_sums, grad_scale, grad_divisor, weights_only, None, 1.0, False, None)
 
 
 def reduce_outputs(s, cnp.ndarray values, double divisor, bint root):
     """Each output's loss sum of a ``fastl2._plan.Strided``, divided by ``divisor`` (its
     square root with ``root``), written to ``values`` (a C-contiguous float32 or float64
     array of one element per output) as each output is summed: no arrays of sums, no passes
-    over them."""
+    over them.  Returns whether every float32 value is certainly the exact value rounded once
+    (fastl2._exact's certificate; float64 values: True)."""
     if (cnp.PyArray_TYPE(values) not in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)
             or not cnp.PyArray_IS_C_CONTIGUOUS(values) or values.size != s.n_outputs
             or not cnp.PyArray_ISWRITEABLE(values)):
@@ -291,12 +293,15 @@ def reduce_outputs(s, cnp.ndarray values, double divisor, bint root):
             f"float64 array of {s.n_outputs} elements (one per output); got dtype "
             f"{values.dtype}, shape {(<object>values).shape}, C-contiguous "
             f"{bool(values.flags.c_contiguous)}, writable {bool(values.flags.writeable)}")
-    run_pass(s, True, 0.0, 1.0, False, values, divisor, root)
-    return values
+    cdef cnp.ndarray uncertain = None
+    if cnp.PyArray_TYPE(values) == cnp.NPY_FLOAT:
+        uncertain = np.zeros(values.size, np.uint8)
+    run_pass(s, True, 0.0, 1.0, False, values, divisor, root, uncertain)
+    return uncertain is None or not uncertain.any()
 
 
 cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint weights_only,
-              cnp.ndarray values, double divisor, bint root):
+              cnp.ndarray values, double divisor, bint root, cnp.ndarray uncertain):
     cdef fl2_problem p
     cdef fl2_outputs o
     cdef fl2_layout layout
@@ -339,6 +344,7 @@ cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint we
         finish.single = cnp.PyArray_TYPE(values) == cnp.NPY_FLOAT
         finish.root = root
         finish.divisor = divisor
+        finish.uncertain = <unsigned char *>cnp.PyArray_DATA(uncertain) if uncertain is not None else NULL
         finish_ptr = &finish
     elif (want_sums or weights_only) and s.weights is not None:
         weight_sums = np.zeros(s.n_outputs)

@@ -160,8 +160,15 @@ cdef object axis_fast_call(fl2_loss loss, double param, object y_true, object y_
     o.grad_scale, o.grad_divisor = 0.0, 1.0
     cdef cnp.npy_intp outputs = s.outputs
     values = cnp.PyArray_EMPTY(1, &outputs, cnp.NPY_FLOAT if single else cnp.NPY_DOUBLE, 0)
+    # (a float32 value that is not certainly the exact one rounded: the planned path's exact
+    # one; one flag per output, on the stack for one output)
+    cdef unsigned char one_flag = 0
+    cdef cnp.ndarray uncertain = np.zeros(outputs, np.uint8) if single and outputs > 1 else None
     finish.values = cnp.PyArray_DATA(values)
     finish.single = single
+    finish.uncertain = NULL
+    if single:
+        finish.uncertain = <unsigned char *>cnp.PyArray_DATA(uncertain) if outputs > 1 else &one_flag
     finish.root = 0
     finish.divisor = <double>s.count if red == RED_MEAN else 1.0
     if p.n >= GIL_RELEASE_MIN:
@@ -170,6 +177,11 @@ cdef object axis_fast_call(fl2_loss loss, double param, object y_true, object y_
     else:
         status = fl2_run_strided(&p, &s.layout, &o, NULL, NULL, &finish, 0)
     _check_status(status, "fastl2: no memory for the block buffers or partials")
+    if single and (one_flag or (uncertain is not None and uncertain.any())):
+        # Values within 2**-38 of a float32 rounding boundary: the exact path decides them.
+        from fastl2._passes import exact_outputs
+        exact_outputs(<int>loss, param, y_true, y_pred, axis, reduction, values,
+                      np.ones(1, bool) if uncertain is None else uncertain.view(bool))
     if axis is None:
         return values[0]  # a NumPy scalar
     new_shape.ptr, new_shape.len = s.kept_shape, s.nkept

@@ -65,6 +65,13 @@ cdef inline bint disjoint(cnp.ndarray a, cnp.ndarray b):
     return pa + cnp.PyArray_NBYTES(a) <= pb or pb + cnp.PyArray_NBYTES(b) <= pa
 
 
+cdef object exact_value(fl2_loss loss, double param, object y_true, object y_pred, object weights,
+                        object reduction):
+    """The float32 result of a call whose certificate failed, exact and rounded once."""
+    from fastl2._passes import exact_loss
+    return exact_loss(<int>loss, param, y_true, y_pred, weights, reduction)
+
+
 cdef object scalar_of(double value, bint single):
     cdef float value32
     if single:
@@ -150,5 +157,12 @@ cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred,
         if sums.weights == 0.0:
             return NOT_FAST  # the planned path raises the right error
         divisor = sums.weights
-    value = scalar_of(sums.loss / divisor, single)
+    cdef double v = sums.loss / divisor
+    if single and not fl2_certain_f32(v):
+        # Within 2**-38 of a float32 rounding boundary: the exact path decides (a gradient
+        # written over y_pred leaves no y_pred to read: there v is rounded, docs/api.md).
+        if not want_grad or cnp.PyArray_DATA(grad) != cnp.PyArray_DATA(b):
+            value = exact_value(loss, param, y_true, y_pred, weights, reduction)
+            return (value, grad) if want_grad else value
+    value = scalar_of(v, single)
     return (value, grad) if want_grad else value

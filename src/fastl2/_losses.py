@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: The accuracy promises (docs/api.md, "Accuracy"):
-#: "exact": the reduced loss is within 1 ulp (float32 results) or 2 ulp (float64) of the exact
-#: reduction of the exact element losses of the float64 differences d;
+#: The accuracy promises of float64 results (docs/api.md, "Accuracy"; float32 results of every
+#: loss are correctly rounded, fastl2._exact):
+#: "exact": the reduced loss is within 2 ulp of the exact reduction of the exact element
+#: losses of the float64 differences d;
 #: "elements": the same, of the element losses as evaluated in float64 (their formula has
 #: roundings of its own, each element within a few ulp of its exact value).
 ACCURACY = ("exact", "elements")

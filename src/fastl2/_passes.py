@@ -18,7 +18,8 @@ import warnings
 
 import numpy as np
 
-from . import _backends
+from . import _backends, _exact
+from ._losses import LOSSES
 from ._plan import MEAN_REDUCTIONS, Plan, check_axis, check_out, check_reduction, loss_plan, strided_pass
 
 
@@ -82,11 +83,15 @@ def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
     outputs = math.prod(out_shape)
     reduce_outputs = getattr(backend, "reduce_outputs", None)
     if plan.n and plan.reduction != "weighted_mean" and reduce_outputs is not None:
-        # The backend divides each output's sum as it finishes it, in the result's dtype.
+        # The backend divides each output's sum as it finishes it, in the result's dtype,
+        # and says whether every float32 value is certainly the exact one rounded.
         values = np.empty(outputs, plan.result_dtype)
         divisor = float(count) if plan.reduction == "mean" else 1.0
+        if reduce_outputs(strided_pass(plan, axes), values, divisor, root):
+            return values.reshape(out_shape)
+        values = np.empty(outputs, np.float64)  # (rare: the float64 values, then exactly)
         reduce_outputs(strided_pass(plan, axes), values, divisor, root)
-        return values.reshape(out_shape)
+        return _round_outputs(plan, axes, values, root).reshape(out_shape)
     if plan.n:
         loss_sums, weight_sums = backend.run_strided(strided_pass(plan, axes), True)
     else:
@@ -108,7 +113,51 @@ def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
     if root:
         with np.errstate(invalid="ignore"):
             np.sqrt(values, out=values)
-    return values.astype(plan.result_dtype, copy=False).reshape(out_shape)
+    return _round_outputs(plan, axes, values, root).reshape(out_shape)
+
+
+def _round_outputs(plan: Plan, axes: tuple[int, ...], values: np.ndarray, root: bool) -> np.ndarray:
+    """The float64 values of the outputs (C order of the kept axes) in the result dtype,
+    correctly rounded: a float32 value the certificate cannot decide (fastl2._exact) is
+    computed exactly from its output's elements."""
+    if plan.result_dtype != np.float32:
+        return values
+    result = values.astype(np.float32)
+    uncertain = np.flatnonzero(~_exact.certain_many(values))
+    if uncertain.size:
+        _exact_outputs(plan, axes, result, uncertain, root)
+    return result
+
+
+def _exact_outputs(plan: Plan, axes: tuple[int, ...], result: np.ndarray, outputs, root: bool) -> None:
+    """result[o] = the exact value of output o (flat, C order of the kept axes), rounded once."""
+    kept = tuple(a for a in range(len(plan.shape)) if a not in axes)
+    out_shape = tuple(plan.shape[a] for a in kept)
+    moved = [None if a is None else a.transpose(kept + tuple(axes)) for a in plan.arrays]
+    for flat in np.asarray(outputs).tolist():
+        index = np.unravel_index(flat, out_shape)
+        y_true, y_pred, weights = (None if a is None else a[index] for a in moved)
+        loss, weight, count = _exact.exact_sums(plan.loss.code, plan.param, y_true, y_pred, weights)
+        result[flat] = _exact.reduce_exact(loss, weight, count, plan.reduction, root, np.float32)
+
+
+def exact_outputs(code: int, param: float, y_true, y_pred, axis, reduction: str, values, uncertain) -> None:
+    """Writes into ``values`` (float32, one per output in C order of the kept axes) the exact
+    result, rounded once, of each output flagged ``uncertain`` (the compiled axis fast path's
+    slow path, for unweighted calls)."""
+    loss = LOSSES[code]
+    plan = loss_plan(loss, y_true, y_pred, None, reduction, loss.check_param(param))
+    axes = check_axis(axis, len(plan.shape), reduction)
+    if axes is None:
+        axes = tuple(range(len(plan.shape)))
+    _exact_outputs(plan, axes, values, np.flatnonzero(uncertain), False)
+
+
+def exact_loss(code: int, param: float, y_true, y_pred, weights, reduction: str):
+    """The float32 result of a loss call, exact and rounded once (the compiled and numba fast
+    paths' slow path, where the certificate of their float64 value failed)."""
+    loss = LOSSES[code]
+    return _exact.exact_result(loss_plan(loss, y_true, y_pred, weights, reduction, loss.check_param(param)))
 
 
 def _divisor(plan: Plan, weight_sum: float) -> float:
@@ -125,14 +174,18 @@ def _divisor(plan: Plan, weight_sum: float) -> float:
     return 1.0
 
 
-def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False):
-    """The reduced loss as a NumPy scalar of the result dtype."""
+def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False, readable: bool = True):
+    """The reduced loss as a NumPy scalar of the result dtype, correctly rounded: a float32
+    value the certificate cannot decide is computed exactly (fastl2._exact) from the plan's
+    arrays, unless they are no longer ``readable`` (a gradient written over y_pred)."""
     if plan.n == 0 and plan.reduction in MEAN_REDUCTIONS:
         warn_empty_mean()
         return plan.result_dtype.type(np.nan)
     value = loss_sum / _divisor(plan, weight_sum)
     if root:
         value = math.sqrt(value) if value >= 0.0 else (value if math.isnan(value) else math.nan)
+    if plan.result_dtype == np.float32 and readable and not _exact.certain(value):
+        return _exact.exact_result(plan, root)
     return plan.result_dtype.type(value)
 
 @quiet
@@ -163,10 +216,16 @@ def planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, 
         value = losses.reshape(plan.shape) if want_loss else None
     else:
         loss_sum, _ = backend.run(plan, want_loss, target, scale, divisor)
-        value = _reduce(plan, loss_sum, weight_sum) if want_loss else None
+        value = _reduce(plan, loss_sum, weight_sum, readable=_spared(plan, out)) if want_loss else None
     if copy_back:
         np.copyto(result, target.reshape(plan.shape), casting="unsafe")
     return (value, result) if want_loss else result
+
+
+def _spared(plan: Plan, out) -> bool:
+    """Whether the inputs are still as given after a gradient pass that wrote ``out``."""
+    return out is None or not any(
+        source is not None and np.may_share_memory(out, source) for source in plan.sources)
 
 
 def flat_output(plan: Plan, out) -> bool:
@@ -191,7 +250,7 @@ def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, wan
             want_loss and losses is None, scale, divisor,
         )
         if sums is not None:
-            value = _reduce(plan, float(sums[0][0]), weight_sum)
+            value = _reduce(plan, float(sums[0][0]), weight_sum, readable=_spared(plan, out))
     elif want_loss and losses is None:
         value = _reduce(plan, 0.0, weight_sum)
     if losses is not None:

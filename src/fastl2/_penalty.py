@@ -4,11 +4,12 @@ arrays (a model's parameters), without intermediate overflow or underflow."""
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
-from . import _backends
+from . import _backends, _exact
 from ._passes import base, flat_output, grad_buffers, quiet
 from ._plan import Plan, check_lam, check_out, penalty_plan, strided_pass
 from ._plan import _overlaps as overlaps
@@ -76,6 +77,10 @@ def _l2_penalty(params, lam: float):
         value = _scaled_product(lam, scaled, -2 * _PENALTY_EXPONENT)
     else:
         value = lam * total
+    if single and not _exact.certain(value):
+        # Within 2**-38 of a float32 rounding boundary: lam * the exact sum, rounded once.
+        exact = sum((_exact.exact_sums(0, 0.0, None, plan.arrays[1], None)[0] for plan in plans), Fraction(0))
+        return np.float32(_exact.round_fraction(exact * Fraction(lam), np.float32))
     return (np.float32 if single else np.float64)(value)
 
 

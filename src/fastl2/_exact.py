@@ -1,0 +1,253 @@
+"""Correct rounding of reduced results: the certificate, and the exact slow path behind it.
+
+A reduced float32 result is computed in float64 by the kernels (``v``, the loss sum divided by
+the reduction's divisor, perhaps rooted) with a relative error below ``FLOAT32_BOUND`` whenever
+every term ``w * l`` is >= 0 (no weights, or non-negative weights): the block scheme adds at
+most BLOCK_SIZE = 8192 terms in one float64 chain (a relative error below 8192 * 2**-53), each
+term is within a few float64 roundings of its exact value (the float64 difference, its square,
+the weight product, Huber's branch), and the lanes and blocks are combined in double-double
+(docs/architecture.md, "The determinism scheme").  If every value within that bound of ``v``
+rounds to the same float32, that float32 is the exact value rounded once (``certain``); if not
+(``v`` lies within 2**-38 of a float32 rounding boundary, about one call in 2**14 of random
+data), the result is recomputed exactly here (``exact_result``): every element's loss as a
+sum of float64 pieces that is exact (error-free transformations: Knuth's TwoSum, Dekker's
+TwoProduct with Veltkamp's splitting), the pieces summed exactly as integers, and the exact
+rational rounded once to nearest, ties to even.
+
+References: D. E. Knuth, TAOCP vol. 2, 4.2.2 (TwoSum); T. J. Dekker, "A floating-point technique
+for extending the available precision", Numer. Math. 18 (1971) (TwoProduct, splitting);
+IEEE 754-2019, 4.3.1 (roundTiesToEven).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+#: The relative error of a float32 result's float64 value ``v`` when every term is >= 0 (see
+#: the module docstring): 8192 * 2**-53 for the chains, a few 2**-53 for each term, the
+#: divisor (the weight sum's own chains), the division, the root and lam's product.
+FLOAT32_BOUND = 2.0 ** -38
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_FORMATS = {_F32: (24, -126, 127), _F64: (53, -1022, 1023)}  # (precision, emin, emax)
+
+
+# ----------------------------------------------------------------------------- the certificate
+
+
+def certain(value: float) -> bool:
+    """Whether every real within ``FLOAT32_BOUND`` (relative) of ``value`` rounds to the same
+    float32 (nan and inf are certain: they come from nan or inf inputs, or overflow)."""
+    if not math.isfinite(value):
+        return True
+    with np.errstate(over="ignore"):
+        low = np.float32(value - abs(value) * FLOAT32_BOUND)
+        high = np.float32(value + abs(value) * FLOAT32_BOUND)
+    return bool(low == high)
+
+
+def certain_many(values: np.ndarray) -> np.ndarray:
+    """``certain`` for each element of a 1-d float64 array (in chunks: few temporaries)."""
+    result = np.empty(values.shape, bool)
+    step = 1 << 15
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, values.size, step):
+            chunk = values[start:start + step]
+            margin = np.abs(chunk) * FLOAT32_BOUND
+            low = (chunk - margin).astype(np.float32)
+            high = (chunk + margin).astype(np.float32)
+            result[start:start + step] = (low == high) | ~np.isfinite(chunk)
+    return result
+
+
+# ----------------------------------------------------------------- error-free transformations
+
+
+def _two_sum(a, b):
+    """s + e == a + b exactly, s = fl(a + b) (Knuth)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _split(a):
+    """hi + lo == a, each with at most 26 significant bits (Veltkamp)."""
+    c = 134217729.0 * a  # 2**27 + 1
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def _two_product(a, b):
+    """p + e == a * b exactly, p = fl(a * b) (Dekker), barring overflow and underflow."""
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _times(pieces, w):
+    """The pieces of sum(pieces) * w."""
+    out = []
+    for piece in pieces:
+        out.extend(_two_product(piece, w))
+    return out
+
+
+def _element_pieces(code: int, y_true, y_pred, weights, param: float):
+    """Float64 arrays whose element-wise exact sum is w * l(y_pred - y_true), for float32
+    inputs (as float64: every product below is exact, far from overflow and underflow)."""
+    d_hi, d_lo = _two_sum(y_pred, -y_true) if y_true is not None else (y_pred, np.zeros_like(y_pred))
+    if code == 1 or code == 2:  # |d|: the sign of d is that of d_hi (|d_lo| <= ulp(d_hi) / 2)
+        sign = np.where(d_hi < 0, -1.0, 1.0)
+        a_hi, a_lo = d_hi * sign, d_lo * sign
+    if code == 0:  # d * d = d_hi**2 + 2 d_hi d_lo + d_lo**2
+        pieces = [*_two_product(d_hi, d_hi), *_two_product(2.0 * d_hi, d_lo), *_two_product(d_lo, d_lo)]
+    elif code == 1:
+        pieces = [a_hi, a_lo]
+    else:  # Huber: a * a / 2 below delta, delta * (a - delta / 2) from it
+        inside = (a_hi < param) | ((a_hi == param) & (a_lo < 0))
+        half = [*_two_product(a_hi, a_hi), *_two_product(2.0 * a_hi, a_lo), *_two_product(a_lo, a_lo)]
+        half = [0.5 * p for p in half]
+        s, e = _two_sum(a_hi, np.full_like(a_hi, -0.5 * param))
+        linear = [*_two_product(s, np.full_like(s, param)), *_two_product(e, np.full_like(e, param)),
+                  *_two_product(a_lo, np.full_like(a_lo, param))]
+        pieces = [np.where(inside, p, 0.0) for p in half] + [np.where(inside, 0.0, p) for p in linear]
+    if weights is not None:
+        pieces = _times(pieces, weights)
+    return pieces
+
+
+# ------------------------------------------------------------------------- exact sums as integers
+
+
+def exact_sum(pieces) -> tuple[int, int]:
+    """(m, e) with m * 2**e the exact sum of finite float64 arrays: each value is an integer
+    mantissa times a power of two, and the mantissas of one exponent are added in int64 (in
+    two 26-bit halves: no overflow below 2**36 values), then the exponents' sums as Python
+    integers."""
+    values = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in pieces]) if pieces else np.zeros(0)
+    values = values[values != 0]
+    if not values.size:
+        return 0, 0
+    fraction, exponent = np.frexp(values)
+    mantissa = (fraction * 2.0 ** 53).astype(np.int64)  # exact: |fraction| < 1, 53 bits
+    exponent = exponent.astype(np.int64) - 53
+    order = np.argsort(exponent, kind="stable")
+    exponent, mantissa = exponent[order], mantissa[order]
+    starts = np.flatnonzero(np.concatenate(([True], exponent[1:] != exponent[:-1])))
+    high = np.add.reduceat(mantissa >> 26, starts)
+    low = np.add.reduceat(mantissa & ((1 << 26) - 1), starts)
+    lowest = int(exponent[0])
+    total = 0
+    for h, lo, e in zip(high.tolist(), low.tolist(), exponent[starts].tolist()):
+        total += ((h << 26) + lo) << (e - lowest)
+    return total, lowest
+
+
+def _fraction(m: int, e: int) -> Fraction:
+    return Fraction(m << e) if e >= 0 else Fraction(m, 1 << -e)
+
+
+# ------------------------------------------------------------------------------ correct rounding
+
+
+def round_fraction(q: Fraction, dtype) -> float:
+    """The rational ``q`` rounded to nearest, ties to even, in float32 or float64 (a Python
+    float holding that value; inf past the largest finite value)."""
+    precision, emin, emax = _FORMATS[np.dtype(dtype)]
+    if q == 0:
+        return 0.0
+    negative = q < 0
+    num, den = abs(q.numerator), q.denominator
+    e = num.bit_length() - den.bit_length()  # 2**e <= num/den < 2**(e + 1) after the fix
+    if (num << max(0, -e)) < (den << max(0, e)):
+        e -= 1
+    shift = precision - 1 - max(e, emin)  # the last place's exponent is -shift
+    if shift >= 0:
+        num <<= shift
+    else:
+        den <<= -shift
+    m, r = divmod(num, den)
+    if 2 * r > den or (2 * r == den and m & 1):
+        m += 1
+    if m.bit_length() + (-shift) > emax + 1:
+        value = math.inf
+    else:
+        value = math.ldexp(float(m), -shift)  # exact: m has at most precision + 1 bits
+    return -value if negative else value
+
+
+def round_sqrt(q: Fraction, dtype) -> float:
+    """sqrt(q) for a rational q >= 0, rounded to nearest, ties to even."""
+    precision, emin, _ = _FORMATS[np.dtype(dtype)]
+    if q == 0:
+        return 0.0
+    num, den = q.numerator, q.denominator
+    e = num.bit_length() - den.bit_length()
+    if (num << max(0, -e)) < (den << max(0, e)):
+        e -= 1
+    shift = precision - 1 - max(e // 2, emin)  # sqrt(q) * 2**shift has `precision` bits
+    scaled = Fraction(num, den) * Fraction(4) ** shift if shift >= 0 else Fraction(num, den) / Fraction(4) ** -shift
+    m = math.isqrt(scaled.numerator // scaled.denominator)  # floor(sqrt(scaled))
+    # round: compare scaled with (m + 1/2)**2
+    twice = 4 * scaled - (2 * m + 1) ** 2
+    if twice > 0 or (twice == 0 and m & 1):
+        m += 1
+    value = math.ldexp(float(m), -shift)  # (exact: m has at most precision + 1 bits)
+    return value if value <= float(np.finfo(dtype).max) else math.inf
+
+
+# ---------------------------------------------------------------------------- the exact results
+
+
+def _as_float64(array):
+    return None if array is None else np.asarray(array, dtype=np.float64)
+
+
+def exact_sums(code: int, param: float, y_true, y_pred, weights) -> tuple[Fraction, Fraction, int]:
+    """The exact sum of w * l over all elements, the exact weight sum (the count without
+    weights) and the count, for float32 operands of one shape (weights broadcast to it)."""
+    y_true, y_pred, weights = _as_float64(y_true), _as_float64(y_pred), _as_float64(weights)
+    if code == 2 and not 2.0 ** -200 <= param <= 2.0 ** 200:
+        # (Huber's products with a delta this far out could underflow: element by element)
+        t = y_true.ravel().tolist() if y_true is not None else [0.0] * y_pred.size
+        w = weights.ravel().tolist() if weights is not None else [1.0] * y_pred.size
+        loss = sum((_huber_fraction(ti, pi, param) * Fraction(wi)
+                    for ti, pi, wi in zip(t, y_pred.ravel().tolist(), w)), Fraction(0))
+    else:
+        loss = _fraction(*exact_sum(_element_pieces(code, y_true, y_pred, weights, param)))
+    count = int(y_pred.size)
+    weight = _fraction(*exact_sum([weights])) if weights is not None else Fraction(count)
+    return loss, weight, count
+
+
+def _huber_fraction(t: float, p: float, delta: float) -> Fraction:
+    a = abs(Fraction(p) - Fraction(t))
+    delta = Fraction(delta)
+    return a * a / 2 if a < delta else delta * (a - delta / 2)
+
+
+def reduce_exact(loss: Fraction, weight: Fraction, count: int, reduction: str, root: bool, dtype):
+    """The exact reduced value rounded once to ``dtype`` (a Python float): the sum, or the
+    sum divided by the count ("mean") or the weight sum ("weighted_mean"), or its root."""
+    if reduction == "mean":
+        loss = loss / count
+    elif reduction == "weighted_mean":
+        loss = loss / weight
+    if root:
+        return round_sqrt(loss, dtype) if loss >= 0 else math.nan
+    return round_fraction(loss, dtype)
+
+
+def exact_result(plan, root: bool = False, lam: Fraction | None = None):
+    """The reduced result of ``plan`` (float32 operands; fastl2._plan.Plan), exact and rounded
+    once to the plan's result dtype, as a NumPy scalar; ``lam``: the L2 penalty's factor."""
+    y_true, y_pred, weights = plan.arrays
+    loss, weight, count = exact_sums(plan.loss.code, plan.param, y_true, y_pred, weights)
+    if lam is not None:
+        loss = loss * lam
+    return plan.result_dtype.type(reduce_exact(loss, weight, count, plan.reduction, root, plan.result_dtype))
