@@ -94,25 +94,32 @@ typedef struct {
 /* Each output's value instead of its loss sum: the sum divided by `divisor` (1 for a sum),
  * its square root with `root`, stored as float (`single`) or double at values[o].  With
  * `single`, uncertain[o] (unless `uncertain` is NULL) is set to 1 where the float is not
- * certainly the exact value rounded once (fl2_certain_f32) and left alone elsewhere. */
+ * certainly the exact value rounded once (fl2_certain_f32 with `bound`, the
+ * fl2_float32_bound of an output's element count) and left alone elsewhere. */
 typedef struct {
     void *values;
     int single;
     int root;
     double divisor;
     unsigned char *uncertain;
+    double bound;
 } fl2_values;
 
-/* The relative error of a float32 result's float64 value when every term w * l is >= 0
- * (src/fastl2/_exact.py, FLOAT32_BOUND, which derives it). */
-#define FL2_FLOAT32_BOUND (1.0 / 274877906944.0) /* 2**-38 */
+/* The relative error of a float32 result's float64 value, reduced from `count` elements, when
+ * every term w * l is >= 0: (2 m + 16) 2**-53 with m = min(count, FL2_BLOCK_SIZE), the longest
+ * float64 chain (src/fastl2/_exact.py, float32_bound, derives it; about 2**-39 at the most). */
+static inline double fl2_float32_bound(int64_t count)
+{
+    const int64_t m = count < 1 ? 1 : count < FL2_BLOCK_SIZE ? count : FL2_BLOCK_SIZE;
+    return (2.0 * (double)m + 16.0) * (1.0 / 9007199254740992.0);
+}
 
-/* Whether every real within FL2_FLOAT32_BOUND (relative) of x rounds to the same float (inf
- * and nan: yes); then (float)x is the exact value rounded once. */
-static inline int fl2_certain_f32(double x)
+/* Whether every real within `bound` (relative) of x rounds to the same float (inf and nan:
+ * yes); then (float)x is the exact value rounded once. */
+static inline int fl2_certain_f32(double x, double bound)
 {
     if (!(x - x == 0.0)) return 1;
-    const double margin = (x < 0 ? -x : x) * FL2_FLOAT32_BOUND;
+    const double margin = (x < 0 ? -x : x) * bound;
     return (float)(x - margin) == (float)(x + margin);
 }
 

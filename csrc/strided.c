@@ -186,6 +186,16 @@ typedef struct {
     int64_t offset;
 } sink;
 
+/* Flags output o of a float32 finish whose value x is not certainly correctly rounded (kept
+ * out of line: the check is rare work beside the hot loops that finish outputs). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void check_output(const fl2_values *v, int64_t o, double x)
+{
+    if (!fl2_certain_f32(x, v->bound)) v->uncertain[o] = 1;
+}
+
 static inline void put_output(const sink *s, int64_t o, double loss, double weights)
 {
     o += s->offset;
@@ -194,7 +204,7 @@ static inline void put_output(const sink *s, int64_t o, double loss, double weig
         if (s->values->root) x = sqrt(x);
         if (s->values->single) {
             ((float *)s->values->values)[o] = (float)x;
-            if (s->values->uncertain && !fl2_certain_f32(x)) s->values->uncertain[o] = 1;
+            if (s->values->uncertain) check_output(s->values, o, x);
         } else {
             ((double *)s->values->values)[o] = x;
         }

@@ -228,4 +228,6 @@ def _fraction_sum(kind, delta, y_true, y_pred, weights):
 def test_the_compiled_certificate_uses_the_bound_derived_in_python():
     from fastl2 import _exact
     core = pytest.importorskip("fastl2._core", reason="the compiled module is not built here")
-    assert core.FLOAT32_BOUND == _exact.FLOAT32_BOUND == 2.0 ** -38
+    for count in (0, 1, 2, 100, 8191, 8192, 8193, 10**12):
+        assert core.float32_bound(count) == _exact.float32_bound(count)
+    assert _exact.float32_bound(10**12) == 16400 * 2.0 ** -53 < 2.0 ** -38

@@ -19,7 +19,7 @@ from cpython.ref cimport Py_INCREF
 from libc.float cimport DBL_MAX
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcmp
+from libc.string cimport memchr, memcmp
 
 import numpy as np
 
@@ -104,7 +104,6 @@ for _loss in _losses.LOSSES:
     grad_scales[<int>_loss.code] = _loss.grad_scale
 
 BLOCK_SIZE = FL2_BLOCK_SIZE
-FLOAT32_BOUND = FL2_FLOAT32_BOUND  # (fastl2._exact.FLOAT32_BOUND: tests check they agree)
 LANES = FL2_LANES
 
 # Below this many elements a call keeps the GIL: releasing and re-taking it costs more than
@@ -279,6 +278,11 @@ def run_strided(s, bint want_sums, double grad_scale=0.0, double grad_divisor=1.
     return run_pass(s, want_sums, grad_scale, grad_divisor, weights_only, None, 1.0, False, None)
 
 
+def float32_bound(int64_t count):
+    """fl2_float32_bound: the C side of fastl2._exact.float32_bound (tests check they agree)."""
+    return fl2_float32_bound(count)
+
+
 def reduce_outputs(s, cnp.ndarray values, double divisor, bint root):
     """Each output's loss sum of a ``fastl2._plan.Strided``, divided by ``divisor`` (its
     square root with ``root``), written to ``values`` (a C-contiguous float32 or float64
@@ -345,6 +349,7 @@ cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint we
         finish.root = root
         finish.divisor = divisor
         finish.uncertain = <unsigned char *>cnp.PyArray_DATA(uncertain) if uncertain is not None else NULL
+        finish.bound = fl2_float32_bound(s.n_reduced)
         finish_ptr = &finish
     elif (want_sums or weights_only) and s.weights is not None:
         weight_sums = np.zeros(s.n_outputs)

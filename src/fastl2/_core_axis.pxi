@@ -163,10 +163,13 @@ cdef object axis_fast_call(fl2_loss loss, double param, object y_true, object y_
     # (a float32 value that is not certainly the exact one rounded: the planned path's exact
     # one; one flag per output, on the stack for one output)
     cdef unsigned char one_flag = 0
-    cdef cnp.ndarray uncertain = np.zeros(outputs, np.uint8) if single and outputs > 1 else None
+    cdef cnp.ndarray uncertain = None
+    if single and outputs > 1:
+        uncertain = cnp.PyArray_ZEROS(1, &outputs, cnp.NPY_UINT8, 0)
     finish.values = cnp.PyArray_DATA(values)
     finish.single = single
     finish.uncertain = NULL
+    finish.bound = fl2_float32_bound(s.count)
     if single:
         finish.uncertain = <unsigned char *>cnp.PyArray_DATA(uncertain) if outputs > 1 else &one_flag
     finish.root = 0
@@ -177,7 +180,8 @@ cdef object axis_fast_call(fl2_loss loss, double param, object y_true, object y_
     else:
         status = fl2_run_strided(&p, &s.layout, &o, NULL, NULL, &finish, 0)
     _check_status(status, "fastl2: no memory for the block buffers or partials")
-    if single and (one_flag or (uncertain is not None and uncertain.any())):
+    if single and (one_flag or (uncertain is not None and
+                                memchr(cnp.PyArray_DATA(uncertain), 1, outputs) != NULL)):
         # Values within 2**-38 of a float32 rounding boundary: the exact path decides them.
         from fastl2._passes import exact_outputs
         exact_outputs(<int>loss, param, y_true, y_pred, axis, reduction, values,

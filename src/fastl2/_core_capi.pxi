@@ -47,8 +47,9 @@ cdef extern from "fastl2.h" nogil:
         int root
         double divisor
         unsigned char *uncertain
-    bint fl2_certain_f32(double x)
-    const double FL2_FLOAT32_BOUND
+        double bound
+    bint fl2_certain_f32(double x, double bound)
+    double fl2_float32_bound(int64_t count)
     int fl2_run_strided(const fl2_problem *p, const fl2_layout *layout, const fl2_outputs *o,
                         double *loss_sums, double *weight_sums, const fl2_values *values,
                         int nthreads)

@@ -158,7 +158,7 @@ cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred,
             return NOT_FAST  # the planned path raises the right error
         divisor = sums.weights
     cdef double v = sums.loss / divisor
-    if single and not fl2_certain_f32(v):
+    if single and not fl2_certain_f32(v, fl2_float32_bound(p.n)):
         # Within 2**-38 of a float32 rounding boundary: the exact path decides (a gradient
         # written over y_pred leaves no y_pred to read: there v is rounded, docs/api.md).
         if not want_grad or cnp.PyArray_DATA(grad) != cnp.PyArray_DATA(b):

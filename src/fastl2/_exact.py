@@ -1,18 +1,32 @@
 """Correct rounding of reduced results: the certificate, and the exact slow path behind it.
 
-A reduced float32 result is computed in float64 by the kernels (``v``, the loss sum divided by
-the reduction's divisor, perhaps rooted) with a relative error below ``FLOAT32_BOUND`` whenever
-every term ``w * l`` is >= 0 (no weights, or non-negative weights): the block scheme adds at
-most BLOCK_SIZE = 8192 terms in one float64 chain (a relative error below 8192 * 2**-53), each
-term is within a few float64 roundings of its exact value (the float64 difference, its square,
-the weight product, Huber's branch), and the lanes and blocks are combined in double-double
-(docs/architecture.md, "The determinism scheme").  If every value within that bound of ``v``
-rounds to the same float32, that float32 is the exact value rounded once (``certain``); if not
-(``v`` lies within 2**-38 of a float32 rounding boundary, about one call in 2**14 of random
-data), the result is recomputed exactly here (``exact_result``): every element's loss as a
-sum of float64 pieces that is exact (error-free transformations: Knuth's TwoSum, Dekker's
-TwoProduct with Veltkamp's splitting), the pieces summed exactly as integers, and the exact
-rational rounded once to nearest, ties to even.
+A reduced float32 result is computed in float64 by the kernels (``v``: the loss sum divided by
+the reduction's divisor, perhaps rooted, perhaps times the penalty's lam).  When every term
+``w * l`` is >= 0 (no weights, or non-negative weights), its relative error is below
+``float32_bound(count)`` for a result reduced from ``count`` elements, with u = 2**-53 and
+m = min(count, BLOCK_SIZE = 8192):
+
+- each term is within 5u of its exact value (relative; float32 inputs are exact in float64):
+  the float64 difference (u), its square or absolute value (2u), Huber's linear branch
+  ``delta * (a - delta / 2)`` (the subtraction at most doubles a's error, a >= delta: 4u), the
+  weight product (u);
+- a float64 chain adds at most m terms (an accumulator only adds elements of one output, and
+  the block scheme at most BLOCK_SIZE of them): (m - 1)u of the chain's sum, non-negative
+  terms, to first order (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed.,
+  4.2);
+- the lanes and blocks are combined in double-double (docs/architecture.md, "The determinism
+  scheme"), and the double-double is rounded once to float64: below 2u together;
+- the weight sum (weighted_mean) has the chains' (m - 1)u and its rounding u; the division u;
+  the root halves the error and adds u; lam's product u.
+
+In all, below (2m + 10)u plus second-order terms; ``float32_bound`` is (2m + 16)u (about
+2**-39 at the most).  If every real within it of ``v`` rounds to the same float32, that float32 is the
+exact value rounded once (``certain``); if not (``v`` lies within the bound of a float32
+rounding boundary: about 2 * bound / 2**-24 of random values, one call in 2**14 at the most),
+the result is recomputed exactly here (``exact_result``): every element's loss as a sum of
+float64 pieces that is exact (error-free transformations: Knuth's TwoSum, Dekker's TwoProduct
+with Veltkamp's splitting), the pieces summed exactly as integers, and the exact rational
+rounded once to nearest, ties to even.
 
 References: D. E. Knuth, TAOCP vol. 2, 4.2.2 (TwoSum); T. J. Dekker, "A floating-point technique
 for extending the available precision", Numer. Math. 18 (1971) (TwoProduct, splitting);
@@ -26,10 +40,8 @@ from fractions import Fraction
 
 import numpy as np
 
-#: The relative error of a float32 result's float64 value ``v`` when every term is >= 0 (see
-#: the module docstring): 8192 * 2**-53 for the chains, a few 2**-53 for each term, the
-#: divisor (the weight sum's own chains), the division, the root and lam's product.
-FLOAT32_BOUND = 2.0 ** -38
+#: The block size of the determinism scheme (csrc/fastl2.h FL2_BLOCK_SIZE): the longest chain.
+BLOCK_SIZE = 8192
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -39,25 +51,33 @@ _FORMATS = {_F32: (24, -126, 127), _F64: (53, -1022, 1023)}  # (precision, emin,
 # ----------------------------------------------------------------------------- the certificate
 
 
-def certain(value: float) -> bool:
-    """Whether every real within ``FLOAT32_BOUND`` (relative) of ``value`` rounds to the same
-    float32 (nan and inf are certain: they come from nan or inf inputs, or overflow)."""
+def float32_bound(count: int) -> float:
+    """The relative error of a float32 result's float64 value reduced from ``count`` elements
+    with no negative term (module docstring): (2 min(count, 8192) + 16) * 2**-53."""
+    m = min(max(int(count), 1), BLOCK_SIZE)
+    return (2.0 * m + 16.0) * 2.0 ** -53
+
+
+def certain(value: float, count: int) -> bool:
+    """Whether every real within ``float32_bound(count)`` (relative) of ``value`` rounds to the
+    same float32 (nan and inf are certain: they come from nan or inf inputs, or overflow)."""
     if not math.isfinite(value):
         return True
+    margin = abs(value) * float32_bound(count)
     with np.errstate(over="ignore"):
-        low = np.float32(value - abs(value) * FLOAT32_BOUND)
-        high = np.float32(value + abs(value) * FLOAT32_BOUND)
-    return bool(low == high)
+        return bool(np.float32(value - margin) == np.float32(value + margin))
 
 
-def certain_many(values: np.ndarray) -> np.ndarray:
-    """``certain`` for each element of a 1-d float64 array (in chunks: few temporaries)."""
+def certain_many(values: np.ndarray, count: int) -> np.ndarray:
+    """``certain`` for each element of a 1-d float64 array of outputs reduced from ``count``
+    elements each (in chunks: few temporaries)."""
+    bound = float32_bound(count)
     result = np.empty(values.shape, bool)
     step = 1 << 15
     with np.errstate(over="ignore", invalid="ignore"):
         for start in range(0, values.size, step):
             chunk = values[start:start + step]
-            margin = np.abs(chunk) * FLOAT32_BOUND
+            margin = np.abs(chunk) * bound
             low = (chunk - margin).astype(np.float32)
             high = (chunk + margin).astype(np.float32)
             result[start:start + step] = (low == high) | ~np.isfinite(chunk)

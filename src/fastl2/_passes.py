@@ -123,7 +123,8 @@ def _round_outputs(plan: Plan, axes: tuple[int, ...], values: np.ndarray, root: 
     if plan.result_dtype != np.float32:
         return values
     result = values.astype(np.float32)
-    uncertain = np.flatnonzero(~_exact.certain_many(values))
+    count = math.prod(plan.shape[a] for a in axes)
+    uncertain = np.flatnonzero(~_exact.certain_many(values, count))
     if uncertain.size:
         _exact_outputs(plan, axes, result, uncertain, root)
     return result
@@ -184,7 +185,7 @@ def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False, 
     value = loss_sum / _divisor(plan, weight_sum)
     if root:
         value = math.sqrt(value) if value >= 0.0 else (value if math.isnan(value) else math.nan)
-    if plan.result_dtype == np.float32 and readable and not _exact.certain(value):
+    if plan.result_dtype == np.float32 and readable and not _exact.certain(value, plan.n):
         return _exact.exact_result(plan, root)
     return plan.result_dtype.type(value)
 

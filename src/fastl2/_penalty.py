@@ -77,7 +77,7 @@ def _l2_penalty(params, lam: float):
         value = _scaled_product(lam, scaled, -2 * _PENALTY_EXPONENT)
     else:
         value = lam * total
-    if single and not _exact.certain(value):
+    if single and not _exact.certain(value, sum(plan.n for plan in plans)):
         # Within 2**-38 of a float32 rounding boundary: lam * the exact sum, rounded once.
         exact = sum((_exact.exact_sums(0, 0.0, None, plan.arrays[1], None)[0] for plan in plans), Fraction(0))
         return np.float32(_exact.round_fraction(exact * Fraction(lam), np.float32))

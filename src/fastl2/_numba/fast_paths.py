@@ -112,7 +112,7 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
             return None  # the planned path raises the right error
         divisor = weight_sum
     value = loss_sum / divisor
-    if single and not _exact.certain(value):
+    if single and not _exact.certain(value, n):
         # Within 2**-38 of a float32 rounding boundary: the exact path decides.
         from .._passes import exact_loss
         value = exact_loss(loss, param, y_true, y_pred, weights, reduction)
