@@ -228,21 +228,57 @@ def _as_float64(array):
     return None if array is None else np.asarray(array, dtype=np.float64)
 
 
+#: Elements per chunk of the slow path (its float64 pieces: some 100 bytes an element).
+_CHUNK = 1 << 16
+
+
+def _chunks(shape: tuple[int, ...]):
+    """Index tuples that cut an array of ``shape`` into pieces of about _CHUNK elements."""
+    if not shape:
+        yield ()
+        return
+    inner = math.prod(shape[1:])
+    if inner > _CHUNK and len(shape) > 1:
+        for i in range(shape[0]):
+            for rest in _chunks(shape[1:]):
+                yield (i,) + rest
+        return
+    step = max(1, _CHUNK // max(inner, 1))
+    for start in range(0, shape[0], step):
+        yield (slice(start, start + step),)
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    """The sum of two exact values m * 2**e."""
+    (ma, ea), (mb, eb) = a, b
+    e = min(ea, eb)
+    return (ma << (ea - e)) + (mb << (eb - e)), e
+
+
 def exact_sums(code: int, param: float, y_true, y_pred, weights) -> tuple[Fraction, Fraction, int]:
     """The exact sum of w * l over all elements, the exact weight sum (the count without
-    weights) and the count, for float32 operands of one shape (weights broadcast to it)."""
-    y_true, y_pred, weights = _as_float64(y_true), _as_float64(y_pred), _as_float64(weights)
+    weights) and the count, for float32 operands of one shape (weights broadcast to it), in
+    chunks of about _CHUNK elements (the memory of the pieces stays bounded)."""
+    y_pred = np.asarray(y_pred)
+    count = int(y_pred.size)
     if code == 2 and not 2.0 ** -200 <= param <= 2.0 ** 200:
         # (Huber's products with a delta this far out could underflow: element by element)
-        t = y_true.ravel().tolist() if y_true is not None else [0.0] * y_pred.size
-        w = weights.ravel().tolist() if weights is not None else [1.0] * y_pred.size
-        loss = sum((_huber_fraction(ti, pi, param) * Fraction(wi)
-                    for ti, pi, wi in zip(t, y_pred.ravel().tolist(), w)), Fraction(0))
+        def element_sum(t, p, w):
+            t = t.ravel().tolist() if t is not None else [0.0] * p.size
+            w = w.ravel().tolist() if w is not None else [1.0] * p.size
+            total = sum((_huber_fraction(ti, pi, param) * Fraction(wi)
+                         for ti, pi, wi in zip(t, p.ravel().tolist(), w)), Fraction(0))
+            return total.numerator, -(total.denominator.bit_length() - 1)  # (a dyadic rational)
     else:
-        loss = _fraction(*exact_sum(_element_pieces(code, y_true, y_pred, weights, param)))
-    count = int(y_pred.size)
-    weight = _fraction(*exact_sum([weights])) if weights is not None else Fraction(count)
-    return loss, weight, count
+        def element_sum(t, p, w):
+            return exact_sum(_element_pieces(code, t, p, w, param))
+    loss, weight = (0, 0), (0, 0)
+    for index in _chunks(y_pred.shape):
+        t, p, w = (None if a is None else _as_float64(a[index]) for a in (y_true, y_pred, weights))
+        loss = _add(loss, element_sum(t, p, w))
+        if w is not None:
+            weight = _add(weight, exact_sum([w]))
+    return _fraction(*loss), (_fraction(*weight) if weights is not None else Fraction(count)), count
 
 
 def _huber_fraction(t: float, p: float, delta: float) -> Fraction:
