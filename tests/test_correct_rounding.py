@@ -27,7 +27,7 @@ import fastl2
 import reference as ref
 
 F32 = np.float32
-PATHS = ("contiguous", "reversed", "shuffled", "column", "and_grad", "strided_and_grad")
+PATHS = ("contiguous", "reversed", "shuffled", "column", "and_grad", "and_grad_out", "strided_and_grad")
 KINDS = ("mse", "mae", "huber", "rmse", "l2_penalty")
 HUBER_INSIDE = 2.0 ** 70  # a delta above every |d| here: every element is d**2 / 2
 
@@ -111,8 +111,10 @@ def _call(kind, y_true, y_pred, weights, reduction, path, order):
         return fastl2.l2_penalty(params, 1.0)
     extra = {"delta": HUBER_INSIDE} if kind == "huber" else {}
     function = getattr(fastl2, kind)
-    if path in ("and_grad", "strided_and_grad") and kind != "rmse":
+    if path in ("and_grad", "and_grad_out", "strided_and_grad") and kind != "rmse":
         both = getattr(fastl2, kind + "_and_grad")
+        if path == "and_grad_out":  # (a gradient written into a buffer of the caller's)
+            return both(y_true, y_pred, weights, reduction=reduction, out=np.empty_like(y_pred), **extra)[0]
         if path == "strided_and_grad":
             views = [a[::-1] if a is not None else None for a in (y_true, y_pred, weights)]
             return both(*views, reduction=reduction, **extra)[0]
@@ -231,3 +233,16 @@ def test_the_compiled_certificate_uses_the_bound_derived_in_python():
     for count in (0, 1, 2, 100, 8191, 8192, 8193, 10**12):
         assert core.float32_bound(count) == _exact.float32_bound(count)
     assert _exact.float32_bound(10**12) == 16400 * 2.0 ** -53 < 2.0 ** -38
+
+
+def test_a_loss_beside_a_gradient_written_over_y_pred_is_within_the_bound(backend):
+    # The documented exception: out=y_pred leaves no y_pred to compute again, so a value near
+    # a float32 boundary is the float64 value rounded once (here the tie rounds to even, where
+    # the exact sum lies 2**-80 above it); y_pred holds the gradient afterwards.
+    y_pred = np.array([1.0, 2.0 ** -12, 2.0 ** -40, 0.0], F32)
+    loss, grad = fastl2.mse_and_grad(np.zeros(4, F32), y_pred, reduction="sum", out=y_pred)
+    assert grad is y_pred and y_pred[0] == 2.0
+    assert loss == F32(1.0)  # (the float64 value 1 + 2**-24, rounded to even: not 1 + 2**-23)
+    # ... and the same call with a gradient buffer of its own is correctly rounded:
+    y_pred = np.array([1.0, 2.0 ** -12, 2.0 ** -40, 0.0], F32)
+    assert fastl2.mse_and_grad(np.zeros(4, F32), y_pred, reduction="sum", out=np.empty(4, F32))[0] == F32(1 + 2.0 ** -23)
