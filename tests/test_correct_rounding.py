@@ -246,3 +246,39 @@ def test_a_loss_beside_a_gradient_written_over_y_pred_is_within_the_bound(backen
     # ... and the same call with a gradient buffer of its own is correctly rounded:
     y_pred = np.array([1.0, 2.0 ** -12, 2.0 ** -40, 0.0], F32)
     assert fastl2.mse_and_grad(np.zeros(4, F32), y_pred, reduction="sum", out=np.empty(4, F32))[0] == F32(1 + 2.0 ** -23)
+
+
+@pytest.mark.parametrize("path", ["contiguous", "column", "and_grad"])
+def test_weights_whose_exact_sum_is_zero_give_the_float64_value_everywhere(backend, path):
+    # Mixed-sign weights whose exact sum is 0 while their float64 sum is not (2**60 + 1 -
+    # 2**60 - 1 in blocks: the 1 is lost): there is no exact weighted mean; the slow path
+    # once divided by the exact 0 (ZeroDivisionError).  Now every backend and path gives the
+    # float64 value rounded once, the same bits.
+    w = np.zeros(49, F32)
+    w[[0, 16, 32, 48]] = [2.0 ** 60, 1.0, -(2.0 ** 60), -1.0]
+    y_pred = np.zeros(49, F32)
+    y_pred[48] = 1 + 2.0 ** -12
+    y_true = np.zeros(49, F32)
+    if path == "column":
+        stack = lambda a: np.ascontiguousarray(np.stack([a, a], 1))
+        result = fastl2.mse(stack(y_true), stack(y_pred), stack(w), axis=0, reduction="weighted_mean")[1]
+    elif path == "and_grad":
+        result = fastl2.mse_and_grad(y_true, y_pred, w, reduction="weighted_mean")[0]
+    else:
+        result = fastl2.mse(y_true, y_pred, w, reduction="weighted_mean")
+    assert result == F32(1.0004883)
+
+
+@pytest.mark.parametrize("kind, reduction", [("mse", "mean"), ("mse", "weighted_mean"), ("mae", "sum"),
+                                             ("rmse", "mean"), ("huber", "mean")])
+def test_integer_valued_rows_that_sit_on_ties_are_correctly_rounded(backend, kind, reduction):
+    # 8-bit pixel values: per-row sums are integers, and a quarter of the per-row means of
+    # 4096 elements are exact float32 ties (the slow path's integer shortcut, in groups).
+    rng = np.random.default_rng(int(reduction == "sum") + 3 * len(kind))
+    y_true = rng.integers(0, 256, (40, 4096)).astype(F32)
+    y_pred = rng.integers(0, 256, (40, 4096)).astype(F32)
+    weights = rng.integers(0, 4, (40, 4096)).astype(F32) if reduction == "weighted_mean" else None
+    extra = {"delta": 100.0} if kind == "huber" else {}
+    result = getattr(fastl2, kind)(y_true, y_pred, weights, axis=-1, reduction=reduction, **extra)
+    expected = ref.loss_axis(kind, y_true, y_pred, weights, reduction, axis=-1, **extra)
+    ref.assert_ulp(result, expected, 0)

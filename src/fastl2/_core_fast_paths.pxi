@@ -66,10 +66,10 @@ cdef inline bint disjoint(cnp.ndarray a, cnp.ndarray b):
 
 
 cdef object exact_value(fl2_loss loss, double param, object y_true, object y_pred, object weights,
-                        object reduction):
+                        object reduction, double value):
     """The float32 result of a call whose certificate failed, exact and rounded once."""
     from fastl2._passes import exact_loss
-    return exact_loss(<int>loss, param, y_true, y_pred, weights, reduction)
+    return exact_loss(<int>loss, param, y_true, y_pred, weights, reduction, value)
 
 
 cdef object scalar_of(double value, bint single):
@@ -162,7 +162,7 @@ cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred,
         # Within 2**-38 of a float32 rounding boundary: the exact path decides (a gradient
         # written over y_pred leaves no y_pred to read: there v is rounded, docs/api.md).
         if not want_grad or cnp.PyArray_DATA(grad) != cnp.PyArray_DATA(b):
-            value = exact_value(loss, param, y_true, y_pred, weights, reduction)
+            value = exact_value(loss, param, y_true, y_pred, weights, reduction, v)
             return (value, grad) if want_grad else value
     value = scalar_of(v, single)
     return (value, grad) if want_grad else value

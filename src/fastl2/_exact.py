@@ -68,10 +68,11 @@ def certain(value: float, count: int) -> bool:
         return bool(np.float32(value - margin) == np.float32(value + margin))
 
 
-def certain_many(values: np.ndarray, count: int) -> np.ndarray:
+def certain_many(values: np.ndarray, count: int, bound: float | None = None) -> np.ndarray:
     """``certain`` for each element of a 1-d float64 array of outputs reduced from ``count``
-    elements each (in chunks: few temporaries)."""
-    bound = float32_bound(count)
+    elements each (or within ``bound``, relative, of their exact values), in chunks: few
+    temporaries."""
+    bound = float32_bound(count) if bound is None else bound
     result = np.empty(values.shape, bool)
     step = 1 << 15
     with np.errstate(over="ignore", invalid="ignore"):
@@ -248,6 +249,34 @@ def _chunks(shape: tuple[int, ...]):
         yield (slice(start, start + step),)
 
 
+def integer_sums(code: int, y_true, y_pred, weights, axis=None):
+    """(loss sums, weight sums or None) along ``axis`` (None: all) of float64 operands, as
+    float64 integers, when every input is an integer and every partial sum of a float64 sum
+    is an integer below 2**53 (so float64 computes them exactly, in any order); None when
+    not, or for a loss other than squared and absolute error.  The slow path's fast case:
+    integer-valued (quantized) data, where exact ties of float32 results are common."""
+    if code not in (0, 1):
+        return None
+    largest = []
+    for a in (y_true, y_pred, weights):
+        if a is None:
+            largest.append(0.0 if a is y_true else 1.0)
+            continue
+        if a.size and not np.array_equal(a, np.trunc(a)):  # (nan and inf are not equal either)
+            return None
+        largest.append(float(np.max(np.abs(a))) if a.size else 0.0)
+    d_max = largest[0] + largest[1]
+    term_max = (d_max * d_max if code == 0 else d_max) * largest[2]
+    n = y_pred.size if axis is None else y_pred.shape[axis]
+    if not (d_max < 2.0 ** 52 and term_max * max(n, 1) < 2.0 ** 53 and largest[2] * max(n, 1) < 2.0 ** 53):
+        return None
+    d = y_pred - y_true if y_true is not None else y_pred  # (exact: integers below 2**52)
+    term = d * d if code == 0 else np.abs(d)
+    if weights is not None:
+        term *= weights
+    return term.sum(axis), (None if weights is None else weights.sum(axis))
+
+
 def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     """The sum of two exact values m * 2**e."""
     (ma, ea), (mb, eb) = a, b
@@ -275,6 +304,12 @@ def exact_sums(code: int, param: float, y_true, y_pred, weights) -> tuple[Fracti
     loss, weight = (0, 0), (0, 0)
     for index in _chunks(y_pred.shape):
         t, p, w = (None if a is None else _as_float64(a[index]) for a in (y_true, y_pred, weights))
+        integers = integer_sums(code, t, p, w)
+        if integers is not None:
+            loss = _add(loss, (int(integers[0]), 0))
+            if w is not None:
+                weight = _add(weight, (int(integers[1]), 0))
+            continue
         loss = _add(loss, element_sum(t, p, w))
         if w is not None:
             weight = _add(weight, exact_sum([w]))
@@ -289,21 +324,25 @@ def _huber_fraction(t: float, p: float, delta: float) -> Fraction:
 
 def reduce_exact(loss: Fraction, weight: Fraction, count: int, reduction: str, root: bool, dtype):
     """The exact reduced value rounded once to ``dtype`` (a Python float): the sum, or the
-    sum divided by the count ("mean") or the weight sum ("weighted_mean"), or its root."""
+    sum divided by the count ("mean") or the weight sum ("weighted_mean"), or its root; None
+    where the exact weight sum is 0 (weights of mixed sign whose float64 sum is not: there is
+    no exact value, and the caller keeps its float64 one)."""
     if reduction == "mean":
         loss = loss / count
     elif reduction == "weighted_mean":
+        if weight == 0:
+            return None
         loss = loss / weight
     if root:
         return round_sqrt(loss, dtype) if loss >= 0 else math.nan
     return round_fraction(loss, dtype)
 
 
-def exact_result(plan, root: bool = False, lam: Fraction | None = None):
+def exact_result(plan, value: float, root: bool = False):
     """The reduced result of ``plan`` (float32 operands; fastl2._plan.Plan), exact and rounded
-    once to the plan's result dtype, as a NumPy scalar; ``lam``: the L2 penalty's factor."""
+    once to the plan's result dtype, as a NumPy scalar; ``value`` (the float64 one, rounded)
+    where there is no exact one (reduce_exact)."""
     y_true, y_pred, weights = plan.arrays
     loss, weight, count = exact_sums(plan.loss.code, plan.param, y_true, y_pred, weights)
-    if lam is not None:
-        loss = loss * lam
-    return plan.result_dtype.type(reduce_exact(loss, weight, count, plan.reduction, root, plan.result_dtype))
+    exact = reduce_exact(loss, weight, count, plan.reduction, root, plan.result_dtype)
+    return plan.result_dtype.type(value if exact is None else exact)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from fractions import Fraction
 import os
 import sys
 import warnings
@@ -131,15 +132,52 @@ def _round_outputs(plan: Plan, axes: tuple[int, ...], values: np.ndarray, root: 
 
 
 def _exact_outputs(plan: Plan, axes: tuple[int, ...], result: np.ndarray, outputs, root: bool) -> None:
-    """result[o] = the exact value of output o (flat, C order of the kept axes), rounded once."""
+    """result[o] = the exact value of output o (flat, C order of the kept axes), rounded once
+    (left as it is where there is none: an exact weight sum of 0).  Outputs of integer-valued
+    data are summed exactly by float64 in groups (``_exact.integer_sums``: quantized data
+    often sit exactly on a tie); the others one by one."""
     kept = tuple(a for a in range(len(plan.shape)) if a not in axes)
     out_shape = tuple(plan.shape[a] for a in kept)
+    count = math.prod(plan.shape[a] for a in axes)
     moved = [None if a is None else a.transpose(kept + tuple(axes)) for a in plan.arrays]
-    for flat in np.asarray(outputs).tolist():
-        index = np.unravel_index(flat, out_shape)
-        y_true, y_pred, weights = (None if a is None else a[index] for a in moved)
-        loss, weight, count = _exact.exact_sums(plan.loss.code, plan.param, y_true, y_pred, weights)
-        result[flat] = _exact.reduce_exact(loss, weight, count, plan.reduction, root, np.float32)
+    outputs = np.asarray(outputs, dtype=np.intp).ravel()
+    code, reduction = plan.loss.code, plan.reduction
+
+    def put(flat, loss, weight):
+        value = _exact.reduce_exact(loss, weight, count, reduction, root, np.float32)
+        if value is not None:
+            result[flat] = value
+
+    group = max(1, _exact._CHUNK // max(count, 1)) if count <= _exact._CHUNK else 0
+    for start in range(0, outputs.size, group or outputs.size):
+        chosen = outputs[start:start + group] if group else outputs
+        index = np.unravel_index(chosen, out_shape) if out_shape else ()
+        if group:  # (a group of whole outputs, copied: at most _CHUNK elements)
+            rows = [None if a is None else np.asarray(a[index], np.float64).reshape(chosen.size, count)
+                    for a in moved]
+            sums = _exact.integer_sums(code, *rows, axis=1)
+            if sums is not None:
+                loss_sums, weight_sums = sums
+                if not root and (reduction != "weighted_mean" or weight_sums is not None):
+                    # exact sums: one float64 division (half an ulp of float64), then the
+                    # certificate at that bound; the rare undecided ones in Fractions
+                    divisor = weight_sums if reduction == "weighted_mean" else float(count if reduction == "mean" else 1)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        quotients = loss_sums / divisor
+                    decided = _exact.certain_many(quotients, count, bound=2.0 ** -53) & (
+                        weight_sums != 0 if reduction == "weighted_mean" else True)
+                    result[chosen[decided]] = quotients[decided]
+                    undecided = np.flatnonzero(~decided)
+                else:
+                    undecided = np.arange(chosen.size)
+                for j in undecided.tolist():
+                    weight = Fraction(int(weight_sums[j])) if weight_sums is not None else Fraction(count)
+                    put(int(chosen[j]), Fraction(int(loss_sums[j])), weight)
+                continue
+        for j, flat in enumerate(chosen.tolist()):
+            one = tuple(i[j] for i in index)  # (() for a single output)
+            loss, weight, _ = _exact.exact_sums(code, plan.param, *(None if a is None else a[one] for a in moved))
+            put(flat, loss, weight)
 
 
 def exact_outputs(code: int, param: float, y_true, y_pred, axis, reduction: str, values, uncertain) -> None:
@@ -154,11 +192,12 @@ def exact_outputs(code: int, param: float, y_true, y_pred, axis, reduction: str,
     _exact_outputs(plan, axes, values, np.flatnonzero(uncertain), False)
 
 
-def exact_loss(code: int, param: float, y_true, y_pred, weights, reduction: str):
+def exact_loss(code: int, param: float, y_true, y_pred, weights, reduction: str, value: float):
     """The float32 result of a loss call, exact and rounded once (the compiled and numba fast
-    paths' slow path, where the certificate of their float64 value failed)."""
+    paths' slow path, where the certificate of their float64 ``value`` failed)."""
     loss = LOSSES[code]
-    return _exact.exact_result(loss_plan(loss, y_true, y_pred, weights, reduction, loss.check_param(param)))
+    plan = loss_plan(loss, y_true, y_pred, weights, reduction, loss.check_param(param))
+    return _exact.exact_result(plan, value)
 
 
 def _divisor(plan: Plan, weight_sum: float) -> float:
@@ -186,7 +225,7 @@ def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False, 
     if root:
         value = math.sqrt(value) if value >= 0.0 else (value if math.isnan(value) else math.nan)
     if plan.result_dtype == np.float32 and readable and not _exact.certain(value, plan.n):
-        return _exact.exact_result(plan, root)
+        return _exact.exact_result(plan, value, root)
     return plan.result_dtype.type(value)
 
 @quiet

@@ -115,7 +115,7 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
     if single and not _exact.certain(value, n):
         # Within 2**-38 of a float32 rounding boundary: the exact path decides.
         from .._passes import exact_loss
-        value = exact_loss(loss, param, y_true, y_pred, weights, reduction)
+        value = exact_loss(loss, param, y_true, y_pred, weights, reduction, value)
         return (value, grad) if want_grad else value
     if not single:
         value = _FLOAT64_TYPE(value)
