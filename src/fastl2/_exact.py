@@ -74,7 +74,7 @@ def certain_many(values: np.ndarray, count: int, bound: float | None = None) -> 
     temporaries."""
     bound = float32_bound(count) if bound is None else bound
     result = np.empty(values.shape, bool)
-    step = 1 << 15
+    step = 1 << 12  # (its temporaries: some 70 KB)
     with np.errstate(over="ignore", invalid="ignore"):
         for start in range(0, values.size, step):
             chunk = values[start:start + step]
@@ -229,8 +229,11 @@ def _as_float64(array):
     return None if array is None else np.asarray(array, dtype=np.float64)
 
 
-#: Elements per chunk of the slow path (its float64 pieces: some 100 bytes an element).
-_CHUNK = 1 << 16
+#: Elements per chunk of the slow path (its float64 pieces: some 100 bytes an element, 1.6 MB).
+_CHUNK = 1 << 14
+#: Elements per group of whole outputs in the slow path of many outputs (copied as float64,
+#: then int64: some 50 bytes an element, 0.4 MB).
+GROUP = 1 << 13
 
 
 def _chunks(shape: tuple[int, ...]):
@@ -249,32 +252,63 @@ def _chunks(shape: tuple[int, ...]):
         yield (slice(start, start + step),)
 
 
-def integer_sums(code: int, y_true, y_pred, weights, axis=None):
-    """(loss sums, weight sums or None) along ``axis`` (None: all) of float64 operands, as
-    float64 integers, when every input is an integer and every partial sum of a float64 sum
-    is an integer below 2**53 (so float64 computes them exactly, in any order); None when
-    not, or for a loss other than squared and absolute error.  The slow path's fast case:
-    integer-valued (quantized) data, where exact ties of float32 results are common."""
+def _scale(*arrays) -> int:
+    """A k such that every value of the (finite, float64) arrays is an integer multiple of
+    2**k: 0 or -24 where that holds (integers; float32 values in [0, 1) of a 2**-24 grid:
+    one cheap check each), else the lowest set bit of any of their significands."""
+    for k in (0, -24):
+        if all(np.array_equal(scaled := a * 2.0 ** -k if k else a, np.trunc(scaled)) for a in arrays):
+            return k
+    lowest = None
+    for a in arrays:
+        values = a[a != 0]
+        if not values.size:
+            continue
+        fraction, exponent = np.frexp(values)
+        mantissa = np.abs((fraction * 2.0 ** 53).astype(np.int64))  # (exact: 53 bits)
+        low = np.frexp((mantissa & -mantissa).astype(np.float64))[1] - 1  # (its lowest set bit)
+        k = int(np.min(exponent.astype(np.int64) - 53 + low))
+        lowest = k if lowest is None else min(lowest, k)
+    return 0 if lowest is None else lowest
+
+
+def dyadic_sums(code: int, y_true, y_pred, weights, axis=None):
+    """The exact loss sums and weight sums along ``axis`` (None: all) of float64 operands as
+    integers times powers of two, ``(loss_sums, loss_exponent, weight_sums or None,
+    weight_exponent)`` (int64 arrays or scalars), computed in int64 arithmetic: when the
+    inputs, scaled by a power of two, are integers small enough that no product or sum
+    overflows (well below 2**62); None when not, or for a loss other than squared and absolute
+    error.  The slow path's fast case: data of bounded granularity (quantized values, pixels,
+    float32 values in [0, 1)), whose results often sit exactly on a float32 tie."""
     if code not in (0, 1):
         return None
-    largest = []
     for a in (y_true, y_pred, weights):
-        if a is None:
-            largest.append(0.0 if a is y_true else 1.0)
-            continue
-        if a.size and not np.array_equal(a, np.trunc(a)):  # (nan and inf are not equal either)
+        if a is not None and a.size and not np.isfinite(a).all():
             return None
-        largest.append(float(np.max(np.abs(a))) if a.size else 0.0)
-    d_max = largest[0] + largest[1]
-    term_max = (d_max * d_max if code == 0 else d_max) * largest[2]
-    n = y_pred.size if axis is None else y_pred.shape[axis]
-    if not (d_max < 2.0 ** 52 and term_max * max(n, 1) < 2.0 ** 53 and largest[2] * max(n, 1) < 2.0 ** 53):
+    ys = [a for a in (y_true, y_pred) if a is not None]
+    k_y = _scale(*ys)
+    k_w = _scale(weights) if weights is not None else 0
+    limit = 2.0 ** 61
+    y_max = max((float(np.max(np.abs(a))) for a in ys if a.size), default=0.0) * 2.0 ** -k_y
+    w_max = float(np.max(np.abs(weights))) * 2.0 ** -k_w if weights is not None and weights.size else 1.0
+    d_max = 2 * y_max
+    term_max = (d_max * d_max if code == 0 else d_max) * w_max
+    n = max(y_pred.size if axis is None else y_pred.shape[axis], 1)
+    if not (d_max < 2.0 ** 30 and term_max * n < limit and w_max * n < limit):
         return None
-    d = y_pred - y_true if y_true is not None else y_pred  # (exact: integers below 2**52)
+    def as_int(a, k):  # (exact: integers below 2**61; a power of two scales exactly)
+        return (a if k == 0 else a * 2.0 ** -k if -1000 < k < 1000 else np.ldexp(a, -k)).astype(np.int64)
+
+    d = as_int(y_pred, k_y) - (as_int(y_true, k_y) if y_true is not None else 0)
     term = d * d if code == 0 else np.abs(d)
+    loss_exponent = 2 * k_y if code == 0 else k_y
+    weight_sums = None
     if weights is not None:
-        term *= weights
-    return term.sum(axis), (None if weights is None else weights.sum(axis))
+        w = as_int(weights, k_w)
+        term = term * w
+        loss_exponent += k_w
+        weight_sums = w.sum(axis)
+    return term.sum(axis), loss_exponent, weight_sums, k_w
 
 
 def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
@@ -304,11 +338,11 @@ def exact_sums(code: int, param: float, y_true, y_pred, weights) -> tuple[Fracti
     loss, weight = (0, 0), (0, 0)
     for index in _chunks(y_pred.shape):
         t, p, w = (None if a is None else _as_float64(a[index]) for a in (y_true, y_pred, weights))
-        integers = integer_sums(code, t, p, w)
-        if integers is not None:
-            loss = _add(loss, (int(integers[0]), 0))
+        dyadic = dyadic_sums(code, t, p, w)
+        if dyadic is not None:
+            loss = _add(loss, (int(dyadic[0]), dyadic[1]))
             if w is not None:
-                weight = _add(weight, (int(integers[1]), 0))
+                weight = _add(weight, (int(dyadic[2]), dyadic[3]))
             continue
         loss = _add(loss, element_sum(t, p, w))
         if w is not None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _backends, _exact
 from ._losses import LOSSES
+from ._exact import _fraction as _exact_fraction
 from ._plan import MEAN_REDUCTIONS, Plan, check_axis, check_out, check_reduction, loss_plan, strided_pass
 
 
@@ -134,8 +135,8 @@ def _round_outputs(plan: Plan, axes: tuple[int, ...], values: np.ndarray, root: 
 def _exact_outputs(plan: Plan, axes: tuple[int, ...], result: np.ndarray, outputs, root: bool) -> None:
     """result[o] = the exact value of output o (flat, C order of the kept axes), rounded once
     (left as it is where there is none: an exact weight sum of 0).  Outputs of integer-valued
-    data are summed exactly by float64 in groups (``_exact.integer_sums``: quantized data
-    often sit exactly on a tie); the others one by one."""
+    data (of bounded granularity) are summed exactly in int64 in groups (``_exact.dyadic_sums``:
+    quantized data often sit exactly on a tie); the others one by one."""
     kept = tuple(a for a in range(len(plan.shape)) if a not in axes)
     out_shape = tuple(plan.shape[a] for a in kept)
     count = math.prod(plan.shape[a] for a in axes)
@@ -148,31 +149,47 @@ def _exact_outputs(plan: Plan, axes: tuple[int, ...], result: np.ndarray, output
         if value is not None:
             result[flat] = value
 
-    group = max(1, _exact._CHUNK // max(count, 1)) if count <= _exact._CHUNK else 0
+    group = max(1, _exact.GROUP // max(count, 1)) if count <= _exact.GROUP else 0
     for start in range(0, outputs.size, group or outputs.size):
         chosen = outputs[start:start + group] if group else outputs
         index = np.unravel_index(chosen, out_shape) if out_shape else ()
-        if group:  # (a group of whole outputs, copied: at most _CHUNK elements)
+        if group:  # (a group of whole outputs, copied: at most GROUP elements)
             rows = [None if a is None else np.asarray(a[index], np.float64).reshape(chosen.size, count)
                     for a in moved]
-            sums = _exact.integer_sums(code, *rows, axis=1)
+            sums = _exact.dyadic_sums(code, *rows, axis=1)
             if sums is not None:
-                loss_sums, weight_sums = sums
+                loss_sums, loss_exponent, weight_sums, weight_exponent = sums
                 if not root and (reduction != "weighted_mean" or weight_sums is not None):
-                    # exact sums: one float64 division (half an ulp of float64), then the
-                    # certificate at that bound; the rare undecided ones in Fractions
-                    divisor = weight_sums if reduction == "weighted_mean" else float(count if reduction == "mean" else 1)
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        quotients = loss_sums / divisor
-                    decided = _exact.certain_many(quotients, count, bound=2.0 ** -53) & (
-                        weight_sums != 0 if reduction == "weighted_mean" else True)
+                    # exact integer sums: their float64 values and one division (3 roundings
+                    # of float64 at most), then the certificate at that bound; the rare
+                    # undecided ones in Fractions
+                    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                        numerators = np.ldexp(loss_sums.astype(np.float64), loss_exponent)
+                        if reduction == "weighted_mean":
+                            divisors = np.ldexp(weight_sums.astype(np.float64), weight_exponent)
+                        else:
+                            divisors = float(count if reduction == "mean" else 1)
+                        quotients = numerators / divisors
+                    decided = _exact.certain_many(quotients, count, bound=2.0 ** -51)
+                    # ... or exact: a quotient whose product with the divisor is the
+                    # numerator exactly (TwoProduct, numerator and divisor exact in float64)
+                    # is the exact value, rounded once by the cast (the ties of such data)
+                    exact_parts = np.abs(loss_sums) < 2 ** 53
+                    if reduction == "weighted_mean":
+                        exact_parts &= (np.abs(weight_sums) < 2 ** 53) & (weight_sums != 0)
+                    product, error = _exact._two_product(quotients, divisors)
+                    with np.errstate(invalid="ignore"):
+                        decided |= exact_parts & (product == numerators) & (error == 0) & np.isfinite(quotients)
+                    if reduction == "weighted_mean":
+                        decided &= weight_sums != 0
                     result[chosen[decided]] = quotients[decided]
                     undecided = np.flatnonzero(~decided)
                 else:
                     undecided = np.arange(chosen.size)
                 for j in undecided.tolist():
-                    weight = Fraction(int(weight_sums[j])) if weight_sums is not None else Fraction(count)
-                    put(int(chosen[j]), Fraction(int(loss_sums[j])), weight)
+                    weight = (_exact_fraction(int(weight_sums[j]), weight_exponent) if weight_sums is not None
+                              else Fraction(count))
+                    put(int(chosen[j]), _exact_fraction(int(loss_sums[j]), loss_exponent), weight)
                 continue
         for j, flat in enumerate(chosen.tolist()):
             one = tuple(i[j] for i in index)  # (() for a single output)
