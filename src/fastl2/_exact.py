@@ -40,8 +40,7 @@ from fractions import Fraction
 
 import numpy as np
 
-#: The block size of the determinism scheme (csrc/fastl2.h FL2_BLOCK_SIZE): the longest chain.
-BLOCK_SIZE = 8192
+from ._plan import BLOCK_SIZE  # (the determinism scheme's block: the longest chain)
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)

@@ -176,7 +176,7 @@ def _exact_outputs(plan: Plan, axes: tuple[int, ...], result: np.ndarray, output
                     # is the exact value, rounded once by the cast (the ties of such data)
                     exact_parts = np.abs(loss_sums) < 2 ** 53
                     if reduction == "weighted_mean":
-                        exact_parts &= (np.abs(weight_sums) < 2 ** 53) & (weight_sums != 0)
+                        exact_parts &= np.abs(weight_sums) < 2 ** 53
                     product, error = _exact._two_product(quotients, divisors)
                     with np.errstate(invalid="ignore"):
                         decided |= exact_parts & (product == numerators) & (error == 0) & np.isfinite(quotients)
