@@ -77,8 +77,10 @@ elif case == "columns":  # axis 0 of a C-ordered matrix: groups of columns
 elif case == "narrow_columns":  # up to 1024 columns: one group (numba's columns kernel)
     y_true = np.broadcast_to(np.ones((1, 1000), np.float32), (3 * 10**8, 1000))  # 3e11
     call = lambda: calling(lambda: fastl2.mse(y_true, y_true, axis=0))
-elif case == "rows":  # the last axis of short rows: 3e9 elements, 12 MB of outputs
-    y_true = np.broadcast_to(np.ones((1, 1000), np.float32), (3 * 10**6, 1000))
+elif case == "rows":  # the last axis of rows up to a block: 8e10 elements, 40 MB of outputs
+    # (rows of 1000, 3e9 elements, took 0.15-0.3 s once the rows kernel ran in cache: the call
+    # could end before the test's SIGINT; these take seconds)
+    y_true = np.broadcast_to(np.ones((1, 8000), np.float32), (10**7, 8000))
     call = lambda: calling(lambda: fastl2.mae(y_true, y_true, axis=-1))
 elif case == "contiguous":  # the 1-d driver: 8 GB of never-written zeros (the zero page)
     y_true = np.zeros(2 * 10**9, np.float32)
