@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include "driver.h"
+#if defined(FL2_HAVE_X86_DISPATCH)
+#include <cpuid.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -69,7 +72,25 @@ static int has_avx512(void)
     return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
 }
+/* CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know "f16c"); asked only
+ * at the AVX2 and AVX-512 levels, whose checks found the OS saving AVX state. */
+static int has_f16c(void)
+{
+    unsigned int eax, ebx, ecx, edx;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+}
 #endif
+
+/* float16 conversions by F16C at the levels above the baseline, where the CPU has it
+ * (convert.c: the same bits as the portable code). */
+static void choose_conversions(int level)
+{
+#if defined(FL2_HAVE_X86_DISPATCH)
+    fl2_use_f16c = level > 0 && has_f16c();
+#else
+    (void)level;
+#endif
+}
 
 /* Worst first. */
 static const fl2_level levels[] = {
@@ -105,6 +126,7 @@ int fl2_set_simd_level(const char *name)
             fl2_active_columns = levels[i].columns;
             fl2_active_rows = levels[i].rows;
             active_level = levels[i].name;
+            choose_conversions(i);
             return 0;
         }
     }
@@ -146,6 +168,7 @@ void fl2_init(void)
             fl2_active_columns = levels[i].columns;
             fl2_active_rows = levels[i].rows;
             active_level = levels[i].name;
+            choose_conversions(i);
             break;
         }
     }

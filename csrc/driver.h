@@ -30,6 +30,39 @@ FL2_INLINE int fl2_driver_status(int pool_status)
                                                : 0;
 }
 
+/* The bytes of one element of dtype dt. */
+FL2_INLINE size_t fl2_item_size(fl2_dtype dt)
+{
+    return dt == FL2_FLOAT64 ? 8 : dt == FL2_FLOAT32 ? 4 : 2;
+}
+
+/* The dtype the problem's kernel computes with: float64 when any operand is float64, else
+ * float32. */
+FL2_INLINE fl2_dtype fl2_compute_dtype(const fl2_problem *p)
+{
+    const int wide = p->pred_dtype == FL2_FLOAT64 || (p->y_true && p->true_dtype == FL2_FLOAT64) ||
+                     (p->weights && p->weights_dtype == FL2_FLOAT64);
+    return wide ? FL2_FLOAT64 : FL2_FLOAT32;
+}
+
+/* Whether an operand's dtype is not its kernel's: then its blocks are converted (convert.c). */
+FL2_INLINE int fl2_converting(const fl2_problem *p)
+{
+    const fl2_dtype c = fl2_compute_dtype(p);
+    return p->pred_dtype != c || (p->y_true && p->true_dtype != c) || (p->weights && p->weights_dtype != c);
+}
+
+/* convert.c: n elements of dtype dt at `from` (byte step `step`, any address) into dst as
+ * dtype `to` (float32 or float64), exactly; and n values of dtype `from` (float32 or float64)
+ * into `to` (step bytes apart) as dtype dt, rounded once to nearest even (a float64 into a
+ * float16 or bfloat16: rounded to float32 first).  fl2_load_one: one element as a double. */
+void fl2_load_run(void *dst, fl2_dtype to, const void *from, int64_t step, fl2_dtype dt, int64_t n);
+void fl2_store_run(void *to, int64_t step, fl2_dtype dt, const void *values, fl2_dtype from, int64_t n);
+double fl2_load_one(const void *p, fl2_dtype dt);
+/* Whether float16 runs use the F16C instructions (config.c: the levels above the baseline on
+ * CPUs that have them; the same bits either way). */
+extern int fl2_use_f16c;
+
 /* The index of the problem's kernel in the tables (kernels.h: by result dtype), for a
  * problem whose operands all have one dtype (fl2_run_strided converts the others). */
 FL2_INLINE int fl2_kernel_index(const fl2_problem *p)

@@ -30,35 +30,25 @@ static int run_blocks(void *ctx, int64_t first, int64_t last)
     return 0;
 }
 
-/* Whether the problem has float32 operands and a float64 result: the kernels are compiled
- * for one dtype per result dtype (kernels.h), and such operands are converted block by block
- * (run_blocks_converting). */
-static int converting(const fl2_problem *p)
+/* Elements start..start+count-1 of an operand of dtype `dt` as dtype `to`: where they lie when
+ * it is `to`, else converted (exactly) into `buffer`. */
+static const void *as_compute(void *buffer, fl2_dtype to, const void *from, fl2_dtype dt,
+                              int64_t start, int64_t count)
 {
-    const int has_true = p->y_true != NULL, has_weights = p->weights != NULL;
-    const int single = p->pred_dtype == FL2_FLOAT32 && (!has_true || p->true_dtype == FL2_FLOAT32) &&
-                       (!has_weights || p->weights_dtype == FL2_FLOAT32);
-    const int any_single = p->pred_dtype == FL2_FLOAT32 || (has_true && p->true_dtype == FL2_FLOAT32) ||
-                           (has_weights && p->weights_dtype == FL2_FLOAT32);
-    return !single && any_single;
-}
-
-/* Elements start..start+count-1 of an operand of dtype `dt` as doubles: where they lie when
- * float64, else converted (exactly) into `buffer`. */
-static const double *as_doubles(double *buffer, const void *from, fl2_dtype dt, int64_t start,
-                                int64_t count)
-{
-    if (dt == FL2_FLOAT64) return (const double *)from + start;
-    const float *f = (const float *)from + start;
-    for (int64_t i = 0; i < count; i++) buffer[i] = FL2_GET(float, f + i);
+    const size_t item = fl2_item_size(dt);
+    const char *at = (const char *)from + (size_t)start * item;
+    if (dt == to) return at;
+    fl2_load_run(buffer, to, at, (int64_t)item, dt, count);
     return buffer;
 }
 
-/* run_blocks for a problem with float32 operands and a float64 result (converting): each
- * block's float32 operands converted exactly into buffers of doubles (repeated weights one
- * per element; float64 operands read where they lie), run through the float64 kernel
- * (job->kernel; job->p keeps the caller's dtypes), and a float32 gradient rounded once on its
- * way back.  The float64 arithmetic of dedicated mixed kernels: the same bits. */
+/* run_blocks for a problem whose operands are not all of its kernel's dtype (fl2_converting:
+ * float32 operands of a float64 result, float16 and bfloat16 ones of any): each block's
+ * operands of another dtype converted exactly into buffers (repeated weights one per
+ * element; operands of the kernel's dtype read where they lie), run through the kernel of the
+ * compute dtype (job->kernel; job->p keeps the caller's dtypes), and a gradient of another
+ * dtype rounded once on its way back (a float16 or bfloat16 one from float64: to float32
+ * first).  The arithmetic of dedicated mixed kernels: the same bits. */
 static int run_blocks_converting(void *ctx, int64_t first, int64_t last)
 {
     const block_job *job = (const block_job *)ctx;
@@ -66,33 +56,39 @@ static int run_blocks_converting(void *ctx, int64_t first, int64_t last)
     const int64_t n = p->n;
     const int64_t repeat = p->weights_repeat > 1 ? p->weights_repeat : 1;
     const int weights_only = job->mode == FL2_MODE_WEIGHTS;
-    double *memory = (double *)malloc((size_t)4 * FL2_BLOCK_SIZE * sizeof(double));
+    const fl2_dtype compute = fl2_compute_dtype(p);
+    const size_t citem = fl2_item_size(compute);
+    char *memory = (char *)malloc((size_t)4 * FL2_BLOCK_SIZE * citem);
     if (!memory) return -1;
-    double *t = memory, *y = memory + FL2_BLOCK_SIZE, *w = memory + 2 * FL2_BLOCK_SIZE;
-    double *g = memory + 3 * FL2_BLOCK_SIZE;
-    const int grad32 = job->o && job->o->grad && p->pred_dtype == FL2_FLOAT32;
+    char *t = memory, *y = memory + FL2_BLOCK_SIZE * citem, *w = memory + 2 * FL2_BLOCK_SIZE * citem;
+    char *g = memory + 3 * FL2_BLOCK_SIZE * citem;
+    const int grad_converted = job->o && job->o->grad && p->pred_dtype != compute;
+    const size_t pred_item = fl2_item_size(p->pred_dtype);
     for (int64_t b = first; b < last; b++) {
         const int64_t start = b * FL2_BLOCK_SIZE;
         const int64_t count = (start + FL2_BLOCK_SIZE < n ? start + FL2_BLOCK_SIZE : n) - start;
         fl2_problem q = *p;
-        q.true_dtype = q.pred_dtype = q.weights_dtype = FL2_FLOAT64;
+        q.true_dtype = q.pred_dtype = q.weights_dtype = compute;
         q.n = count;
         q.weights_repeat = 1;
         if (!weights_only) {
-            if (p->y_true) q.y_true = as_doubles(t, p->y_true, p->true_dtype, start, count);
-            q.y_pred = as_doubles(y, p->y_pred, p->pred_dtype, start, count);
+            if (p->y_true) q.y_true = as_compute(t, compute, p->y_true, p->true_dtype, start, count);
+            q.y_pred = as_compute(y, compute, p->y_pred, p->pred_dtype, start, count);
         }
         if (p->weights && repeat == 1) {
-            q.weights = as_doubles(w, p->weights, p->weights_dtype, start, count);
+            q.weights = as_compute(w, compute, p->weights, p->weights_dtype, start, count);
         } else if (p->weights) { /* (one per element: the kernel's weights_repeat is 1) */
+            const size_t witem = fl2_item_size(p->weights_dtype);
             int64_t row = start / repeat, row_end = (row + 1) * repeat;
+            double value = fl2_load_one((const char *)p->weights + (size_t)row * witem, p->weights_dtype);
             for (int64_t i = 0; i < count; i++) {
                 if (start + i == row_end) {
                     row++;
                     row_end += repeat;
+                    value = fl2_load_one((const char *)p->weights + (size_t)row * witem, p->weights_dtype);
                 }
-                w[i] = p->weights_dtype == FL2_FLOAT64 ? FL2_GET(double, (const double *)p->weights + row)
-                                                       : (double)FL2_GET(float, (const float *)p->weights + row);
+                if (compute == FL2_FLOAT64) ((double *)(void *)w)[i] = value;
+                else ((float *)(void *)w)[i] = (float)value; /* (exact: a float32 or narrower) */
             }
             q.weights = w;
         }
@@ -101,19 +97,17 @@ static int run_blocks_converting(void *ctx, int64_t first, int64_t last)
         if (job->o) {
             o = *job->o;
             o.stream = 0;
-            if (o.grad)
-                o.grad = grad32 ? (void *)g : (void *)((double *)o.grad + start);
-            if (o.elementwise) o.elementwise = (double *)o.elementwise + start; /* (float64) */
-            if (grad32) { /* (scale / divisor) * g: see fl2_run_strided */
+            if (o.grad) o.grad = grad_converted ? (void *)g : (void *)((char *)o.grad + (size_t)start * pred_item);
+            if (o.elementwise) o.elementwise = (char *)o.elementwise + (size_t)start * citem; /* (compute) */
+            if (grad_converted && compute == FL2_FLOAT64) { /* (scale / divisor) * g: see fl2_run_strided */
                 o.grad_scale = job->o->grad_scale / job->o->grad_divisor;
                 o.grad_divisor = 1.0;
             }
         }
         job->kernel(&q, job->o ? &o : NULL, job->mode, 0, count, job->part ? job->part + b : NULL);
-        if (grad32) {
-            float *out = (float *)job->o->grad + start;
-            for (int64_t i = 0; i < count; i++) FL2_PUT(float, out + i, g[i]);
-        }
+        if (grad_converted)
+            fl2_store_run((char *)job->o->grad + (size_t)start * pred_item, (int64_t)pred_item,
+                          p->pred_dtype, g, compute, count);
     }
     free(memory);
     return 0;
@@ -130,10 +124,11 @@ static int run(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, fl2_su
         return 0;
     }
     const int64_t nblocks = (n + FL2_BLOCK_SIZE - 1) / FL2_BLOCK_SIZE;
-    const int convert = converting(p);
-    fl2_problem as_float64 = *p; /* (the float64 kernel's dtypes: the kernel index) */
-    as_float64.true_dtype = as_float64.pred_dtype = as_float64.weights_dtype = FL2_FLOAT64;
-    const fl2_block_fn kernel = fl2_active_kernels[fl2_kernel_index(convert ? &as_float64 : p)];
+    const int convert = fl2_converting(p);
+    fl2_problem as_compute_dtype = *p; /* (the kernel's dtypes: the kernel index) */
+    as_compute_dtype.true_dtype = as_compute_dtype.pred_dtype = as_compute_dtype.weights_dtype =
+        fl2_compute_dtype(p);
+    const fl2_block_fn kernel = fl2_active_kernels[fl2_kernel_index(&as_compute_dtype)];
 
     fl2_partial stack_part[FL2_STACK_BLOCKS], *part = NULL;
     if (want_sums) {
@@ -167,7 +162,7 @@ int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthr
     const int grad = o && o->grad, elem = o && o->elementwise;
     fl2_outputs outputs;
     if (o) {
-        size_t item = p->pred_dtype == FL2_FLOAT64 ? sizeof(double) : sizeof(float);
+        const size_t item = fl2_item_size(p->pred_dtype);
         outputs = *o;
         outputs.stream = grad && (int64_t)(p->n * item) >= fl2_stream_threshold();
         o = &outputs;

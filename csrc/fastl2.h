@@ -20,7 +20,11 @@ extern "C" {
 #define FL2_BLOCK_SIZE 8192 /* elements per deterministic reduction block */
 #define FL2_LANES 16        /* interleaved float64 accumulators inside a block */
 
-typedef enum { FL2_FLOAT32 = 0, FL2_FLOAT64 = 1 } fl2_dtype;
+/* An operand's dtype.  The kernels compute with one dtype per call, float64 when any operand
+ * is float64 and float32 otherwise; operands of another dtype are converted exactly into the
+ * kernels' buffers block by block (csrc/convert.c), never as a copy of the whole array.
+ * FL2_FLOAT16 is IEEE binary16, FL2_BFLOAT16 the top 16 bits of a binary32. */
+typedef enum { FL2_FLOAT32 = 0, FL2_FLOAT64 = 1, FL2_FLOAT16 = 2, FL2_BFLOAT16 = 3 } fl2_dtype;
 #include "losses.h" /* fl2_loss: FL2_SQUARED, FL2_ABSOLUTE, ... */
 
 /* What is read.  d = y_pred - y_true, computed in float64. */
@@ -40,7 +44,8 @@ typedef struct {
     void *grad;          /* (grad_scale * (w * l'(d))) / grad_divisor, dtype pred_dtype;
                             may alias y_pred.  float32 gradients multiply by the float64
                             quotient grad_scale / grad_divisor instead (one division less,
-                            and the float32 rounding hides the difference) */
+                            and the float32 rounding hides the difference); float16 and
+                            bfloat16 gradients are the float32 gradient rounded once more */
     double grad_scale;   /* the loss's (_losses.py: 2 for squared, 1 for absolute; 2 * lam for
                             the L2 penalty) */
     double grad_divisor; /* the reduction's D: n, the weight sum, or 1 */

@@ -26,8 +26,8 @@
  * NumPy arrays need not be aligned to their element size (np.frombuffer at an odd offset, a
  * packed structured dtype's field, an unaligned memory map); C makes a plain `*p` of such an
  * address undefined.  The kernels read and write single elements through these: memcpy of
- * one element, which compilers turn into the same single move.  T is float or double (a
- * token: FL2_GET(T_PRED, p) names fl2_get_float or fl2_get_double). */
+ * one element, which compilers turn into the same single move.  T is float, double or uint16_t
+ * (a token: FL2_GET(T_PRED, p) names fl2_get_float or fl2_get_double). */
 FL2_INLINE double fl2_get_float(const void *p)
 {
     float v;
@@ -42,6 +42,14 @@ FL2_INLINE double fl2_get_double(const void *p)
 }
 FL2_INLINE void fl2_put_float(void *p, float x) { memcpy(p, &x, sizeof x); }
 FL2_INLINE void fl2_put_double(void *p, double x) { memcpy(p, &x, sizeof x); }
+/* (the bits of a float16 or bfloat16: csrc/convert.c) */
+FL2_INLINE uint16_t fl2_get_uint16_t(const void *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+FL2_INLINE void fl2_put_uint16_t(void *p, uint16_t x) { memcpy(p, &x, sizeof x); }
 /* p[0] as a double */
 #define FL2_GET(T, p) FL2_CAT(fl2_get_, T)(p)
 /* p[0] = (T)x */

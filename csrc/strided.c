@@ -22,12 +22,12 @@ static const char *element_at(const char *base, int nd, const int64_t *shape,
 }
 
 /* Copies `count` elements of `item` bytes, from element `start` (C order over shape[0..nd))
- * of the operand at `base`, to the contiguous `buffer`; or back, with `to_array`.  With
- * `convert`, float32 elements and a buffer of doubles: converted exactly, or rounded once (to
- * nearest even) on their way back. */
+ * of the operand at `base`, to the contiguous `buffer`; or back, with `to_array`.  When the
+ * operand's dtype `dt` is not the buffer's `compute` dtype, its elements are converted exactly
+ * into the buffer, or rounded once (to nearest even) on their way back (convert.c). */
 static void copy_run(char *buffer, char *base, size_t item, int nd, const int64_t *shape,
                      const int64_t *strides, int64_t start, int64_t count, int to_array,
-                     int convert)
+                     fl2_dtype dt, fl2_dtype compute)
 {
     int64_t idx[FL2_MAX_DIMS];
     int64_t rest = start;
@@ -39,22 +39,14 @@ static void copy_run(char *buffer, char *base, size_t item, int nd, const int64_
     }
     const int last = nd - 1;
     const int64_t step = strides[last];
+    const int convert = dt != compute;
+    const size_t buffer_item = convert ? fl2_item_size(compute) : item;
     while (count > 0) {
         int64_t run = shape[last] - idx[last];
         if (run > count) run = count;
         if (convert) {
-            double *b = (double *)(void *)buffer;
-            float x;
-            if (to_array)
-                for (int64_t i = 0; i < run; i++) {
-                    x = (float)b[i];
-                    memcpy(ptr + i * step, &x, sizeof x);
-                }
-            else
-                for (int64_t i = 0; i < run; i++) {
-                    memcpy(&x, ptr + i * step, sizeof x);
-                    b[i] = x;
-                }
+            if (to_array) fl2_store_run(ptr, step, dt, buffer, compute, run);
+            else fl2_load_run(buffer, compute, ptr, step, dt, run);
         } else if (step == (int64_t)item) {
             if (to_array) memcpy(ptr, buffer, (size_t)run * item);
             else memcpy(buffer, ptr, (size_t)run * item);
@@ -81,7 +73,7 @@ static void copy_run(char *buffer, char *base, size_t item, int nd, const int64_
             else
                 for (int64_t i = 0; i < run; i++) memcpy(b + i, ptr + i * step, sizeof(double));
         }
-        buffer += (size_t)run * (convert ? sizeof(double) : item);
+        buffer += (size_t)run * buffer_item;
         count -= run;
         /* advance the odometer by `run` elements: the last dim ends or the count does */
         idx[last] += run;
@@ -102,7 +94,9 @@ typedef struct {
     fl2_mode mode;
     fl2_block_fn kernel;
     size_t item[FL2_NOPS];       /* each operand's own item size */
-    int convert;                 /* float32 operands of a float64 result: see fl2_run_strided */
+    fl2_dtype dtype[FL2_NOPS];   /* each operand's own dtype */
+    fl2_dtype compute;           /* the kernel's dtype */
+    int convert;                 /* operands of another dtype than the kernel's: see fl2_run_strided */
     const char *base[FL2_NOPS];  /* NULL: operand not used */
     int nr;                      /* reduced dims */
     int64_t nblocks;             /* per output */
@@ -162,8 +156,8 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
         } else {
             where = *memory + (size_t)k * FL2_BLOCK_SIZE * sizeof(double);
             if (k < FL2_OP_GRAD)
-                copy_run(where, at[k], c->item[k], nr, rshape, st, start, count, 0,
-                         c->convert && c->item[k] == sizeof(float));
+                copy_run(where, at[k], c->item[k], nr, rshape, st, start, count, 0, c->dtype[k],
+                         c->compute);
         }
         if (k < FL2_OP_GRAD) *inputs[k] = where;
         else *outputs[k - FL2_OP_GRAD] = where;
@@ -173,8 +167,8 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
         for (int k = FL2_OP_GRAD; k < FL2_NOPS; k++)
             if (at[k])
                 copy_run(*memory + (size_t)k * FL2_BLOCK_SIZE * sizeof(double), at[k],
-                         c->item[k], nr, rshape, l->strides[k] + nk, start, count, 1,
-                         c->convert && c->item[k] == sizeof(float));
+                         c->item[k], nr, rshape, l->strides[k] + nk, start, count, 1, c->dtype[k],
+                         c->compute);
     return 0;
 }
 
@@ -466,41 +460,38 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
         if (d < l->nkept) outputs *= l->shape[d];
         else c.reduced *= l->shape[d];
     }
-    const size_t pred_item = p->pred_dtype == FL2_FLOAT64 ? sizeof(double) : sizeof(float);
-    const int single = p->pred_dtype == FL2_FLOAT32 && (!p->y_true || p->true_dtype == FL2_FLOAT32) &&
-                       (!p->weights || p->weights_dtype == FL2_FLOAT32);
-    c.item[FL2_OP_TRUE] = p->true_dtype == FL2_FLOAT64 ? sizeof(double) : sizeof(float);
-    c.item[FL2_OP_PRED] = pred_item;
-    c.item[FL2_OP_WEIGHTS] = p->weights_dtype == FL2_FLOAT64 ? sizeof(double) : sizeof(float);
-    c.item[FL2_OP_GRAD] = pred_item;
-    c.item[FL2_OP_ELEM] = single ? sizeof(float) : sizeof(double);
+    c.compute = fl2_compute_dtype(p);
+    c.dtype[FL2_OP_TRUE] = p->true_dtype;
+    c.dtype[FL2_OP_PRED] = c.dtype[FL2_OP_GRAD] = p->pred_dtype;
+    c.dtype[FL2_OP_WEIGHTS] = p->weights_dtype;
+    c.dtype[FL2_OP_ELEM] = c.compute; /* (elementwise losses: the compute dtype) */
+    for (int k = 0; k < FL2_NOPS; k++) c.item[k] = fl2_item_size(c.dtype[k]);
     c.base[FL2_OP_TRUE] = c.mode == FL2_MODE_WEIGHTS ? NULL : (const char *)p->y_true;
     c.base[FL2_OP_PRED] = c.mode == FL2_MODE_WEIGHTS ? NULL : (const char *)p->y_pred;
     c.base[FL2_OP_WEIGHTS] = (const char *)p->weights;
     c.base[FL2_OP_GRAD] = grad ? (const char *)o->grad : NULL;
     c.base[FL2_OP_ELEM] = elem ? (const char *)o->elementwise : NULL;
-    /* The kernels are compiled for one dtype per result dtype (kernels.h): float32 operands
-     * of a float64 result are read through the float64 kernel, converted exactly into its
-     * buffers block by block (and a float32 gradient rounded once on its way back), never
-     * a converted copy of the whole array.  The arithmetic is float64 either way: the same
-     * bits.  A float32 gradient keeps its formula, (scale / divisor) * g: the float64
-     * kernel's (scale * g) / divisor with the quotient as scale and 1 as divisor. */
-    fl2_problem converted;
+    /* The kernels are compiled for one dtype per result dtype (kernels.h): operands of
+     * another dtype (float32 ones of a float64 result; float16 and bfloat16 ones of any) are
+     * read through the kernel of the compute dtype, converted exactly into its buffers block
+     * by block (and a gradient of another dtype rounded once on its way back: from float64
+     * to a half through float32), never a converted copy of the whole array.  The arithmetic
+     * is the compute dtype's either way: the same bits.  A float32 gradient of a float64
+     * kernel keeps its formula, (scale / divisor) * g: the float64 kernel's
+     * (scale * g) / divisor with the quotient as scale and 1 as divisor. */
+    fl2_problem converted = *p;
     fl2_outputs converted_outputs;
     c.convert = 0;
-    if (!single) { /* (the float64 kernels, even where the operands read are all float64) */
-        for (int k = 0; k < FL2_OP_ELEM; k++)
-            if (c.base[k] && c.item[k] == sizeof(float)) c.convert = 1;
-        converted = *p;
-        converted.true_dtype = converted.pred_dtype = converted.weights_dtype = FL2_FLOAT64;
-        p = &converted;
-        if (grad && pred_item == sizeof(float)) {
-            converted_outputs = *o;
-            converted_outputs.grad_scale = o->grad_scale / o->grad_divisor;
-            converted_outputs.grad_divisor = 1.0;
-            o = &converted_outputs;
-        }
+    for (int k = 0; k < FL2_OP_ELEM; k++)
+        if (c.base[k] && c.dtype[k] != c.compute) c.convert = 1;
+    converted.true_dtype = converted.pred_dtype = converted.weights_dtype = c.compute;
+    if (grad && p->pred_dtype != c.compute && c.compute == FL2_FLOAT64) {
+        converted_outputs = *o;
+        converted_outputs.grad_scale = o->grad_scale / o->grad_divisor;
+        converted_outputs.grad_divisor = 1.0;
+        o = &converted_outputs;
     }
+    p = &converted;
     c.p = p;
     c.o = o;
     c.kernel = fl2_active_kernels[fl2_kernel_index(p)];

@@ -200,8 +200,15 @@ def baseline_isa():
 
 # ---- the planned path -----------------------------------------------------------------
 
-cdef inline fl2_dtype kernel_dtype(cnp.ndarray a):
-    return FL2_FLOAT64 if cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE else FL2_FLOAT32
+cdef inline fl2_dtype kernel_dtype(cnp.ndarray a) except *:
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_DOUBLE:
+        return FL2_FLOAT64
+    if t == cnp.NPY_FLOAT:
+        return FL2_FLOAT32
+    if t == cnp.NPY_FLOAT16:  # (read as it is: csrc/convert.c)
+        return FL2_FLOAT16
+    raise TypeError(f"fastl2: the kernels read native float16, float32 or float64 arrays; got {a.dtype}")
 
 
 cdef void fill_problem(fl2_problem *p, plan) except *:

@@ -12,6 +12,8 @@ cdef extern from "fastl2.h" nogil:
     ctypedef enum fl2_dtype:
         FL2_FLOAT32
         FL2_FLOAT64
+        FL2_FLOAT16
+        FL2_BFLOAT16
     ctypedef enum fl2_loss:  # (each loss's code is declared beside its entry points, _core.pyx)
         FL2_NLOSSES
     ctypedef struct fl2_problem:

@@ -83,7 +83,8 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
 def _gradient(loss, param, d, w, dtype, grad_scale, grad_divisor):
     """One chunk's gradient ``grad_scale * w * l'(d) / grad_divisor``, with the C kernels'
     operations: a float64 gradient multiplies and divides per element, a float32 one
-    multiplies by the quotient (GRAD_VALUE in csrc/block_template.h)."""
+    multiplies by the quotient (GRAD_VALUE in csrc/block_template.h); a float16 one is the
+    float32 one, rounded once more where it is stored (csrc/convert.c)."""
     g = loss.derivative(d, param)
     if w is not None:
         g = g * w
@@ -92,6 +93,8 @@ def _gradient(loss, param, d, w, dtype, grad_scale, grad_divisor):
         g /= grad_divisor
     else:
         g *= grad_scale / grad_divisor
+        if dtype == np.float16:
+            g = g.astype(np.float32)
     return g
 
 

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+_FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 
@@ -92,15 +93,18 @@ def refuse_nested_masked(items, name: str) -> None:
                 pending.append(item)
 
 
-def kernel_dtype(dtype: np.dtype, name: str) -> tuple[np.dtype, bool]:
+def kernel_dtype(dtype: np.dtype, name: str, half: bool = False) -> tuple[np.dtype, bool]:
     """The dtype the kernels read an array of ``dtype`` as, and whether it is single precision.
 
-    Float16 is read as float32; integers and bools as float64 (exactly up to 2**53, see
+    Float16 is read as it is with ``half`` (the backends convert it block by block, exactly),
+    else as float32; integers and bools as float64 (exactly up to 2**53, see
     ``fastl2._plan.loss_plan`` for the differences of larger ones).  Floats with more precision than
     float64 (``np.longdouble`` where it is wider) are refused, never rounded silently.
     """
     kind = dtype.kind
     if kind == "f":
+        if dtype.itemsize == 2 and half:
+            return _FLOAT16, True
         if dtype.itemsize <= 4:
             return _FLOAT32, True
         if np.finfo(dtype).nmant <= 52:
@@ -117,12 +121,12 @@ def kernel_dtype(dtype: np.dtype, name: str) -> tuple[np.dtype, bool]:
     )
 
 
-def to_kernel(array: np.ndarray, name: str, given=None) -> tuple[np.ndarray, bool, np.dtype]:
-    """``array`` (what ``given`` was read as) as a native float32/float64 array, whether its
-    own dtype counts as single precision, and its own dtype in native byte order (what
-    gradients keep)."""
+def to_kernel(array: np.ndarray, name: str, given=None, half: bool = False) -> tuple[np.ndarray, bool, np.dtype]:
+    """``array`` (what ``given`` was read as) as a native float32/float64 array (float16 kept
+    with ``half``), whether its own dtype counts as single precision, and its own dtype in
+    native byte order (what gradients keep)."""
     try:
-        target, single = kernel_dtype(array.dtype, name)
+        target, single = kernel_dtype(array.dtype, name, half)
     except TypeError as exc:
         if array.dtype.kind == "O" and array.ndim == 0 and array.item() is None:
             raise TypeError(f"{exc} (given None: pass an array, a list or a tuple of "

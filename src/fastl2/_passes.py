@@ -295,7 +295,8 @@ def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, wan
     """The gradient pass over arrays in any layout; a fresh gradient takes y_pred's layout."""
     pred = plan.arrays[1]
     result = np.empty_like(pred, dtype=plan.grad_dtype) if out is None else out
-    # float16 gradients are computed in float32, then rounded once into the result.
+    # (the kernels write a gradient of y_pred's dtype, float16 included: an ``out`` of
+    # another dtype gets a temporary copied in afterwards)
     target = base(result) if result.dtype == pred.dtype else np.empty_like(result, dtype=pred.dtype, subok=False)
     losses = None
     if want_loss and plan.reduction == "none":
@@ -320,8 +321,9 @@ def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, wan
 def grad_buffers(plan: Plan, out):
     """Where the kernel writes the gradient, what is returned, and whether to copy between.
 
-    The kernel writes 1-D C-contiguous arrays of y_pred's kernel dtype; a float16 ``out``
-    gets a temporary that is copied in afterwards.
+    The kernel writes 1-D C-contiguous arrays of y_pred's dtype (float16 included: the
+    float32 gradient rounded once more); an ``out`` of another dtype gets a temporary that is
+    copied in afterwards.
     """
     result = _backends.new_gradient(plan.shape, plan.grad_dtype) if out is None else out
     if result.dtype == plan.y_pred.dtype:

@@ -2,7 +2,9 @@
 
 The checks of shapes, reductions, axes and ``out`` live here (how each argument is read:
 ``fastl2._operands``); backends never re-validate.
-A Plan's arrays are native float32/float64.  When they are all C-contiguous (and nothing is
+A Plan's arrays are native float32/float64, or float16 (a loss's operands: read as they are,
+converted block by block by the backends; :func:`without_float16` for a backend that cannot).
+When they are all C-contiguous (and nothing is
 reduced along an axis) the backends run their 1-d kernels over flat views (``Plan.flat``);
 every other layout and every axis reduction is described by a :class:`Strided` pass over the
 arrays as they are in memory, without copies.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from numpy.lib.stride_tricks import as_strided
 
@@ -28,6 +30,7 @@ BLOCK_SIZE = 8192
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
 MEAN_REDUCTIONS = ("mean", "weighted_mean")
 
+_FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 
@@ -165,8 +168,8 @@ def _weights_layout(weights: np.ndarray, shape: tuple[int, ...]) -> int:
 def loss_plan(loss: Loss, y_true, y_pred, weights, reduction: str, param: float = 0.0) -> Plan:
     """The plan of a loss or gradient call (``reduction`` and ``param`` already checked)."""
     true_raw, pred_raw = read(y_true, "y_true"), read(y_pred, "y_pred")
-    true_array, true_single, _ = to_kernel(true_raw, "y_true", y_true)
-    pred_array, pred_single, pred_source = to_kernel(pred_raw, "y_pred", y_pred)
+    true_array, true_single, _ = to_kernel(true_raw, "y_true", y_true, half=True)
+    pred_array, pred_single, pred_source = to_kernel(pred_raw, "y_pred", y_pred, half=True)
     _check_same_shape(true_array, pred_array)
     if is_wide_integer(true_raw.dtype) or is_wide_integer(pred_raw.dtype):
         # Every loss and gradient depends on y_pred - y_true only: pass that difference,
@@ -179,7 +182,7 @@ def loss_plan(loss: Loss, y_true, y_pred, weights, reduction: str, param: float 
     weights_array = full_weights = weights_raw = None
     if weights is not None:
         weights_raw = read(weights, "weights")
-        weights_array, weights_single, _ = to_kernel(weights_raw, "weights", weights)
+        weights_array, weights_single, _ = to_kernel(weights_raw, "weights", weights, half=True)
         repeat = _weights_layout(weights_array, shape)
         single = single and weights_single
         full_weights = weights_array
@@ -286,6 +289,39 @@ def strided_pass(plan: Plan, axes: tuple[int, ...] | None = None, grad: np.ndarr
         elementwise=operands[4],
         param=plan.param,
     )
+
+
+def as_float32(array: np.ndarray | None) -> np.ndarray | None:
+    """A float16 array as float32 (exactly), for a backend that does not read float16; any
+    other array (or None) as it is.  Broadcast dims (zero strides) stay broadcast: only the
+    elements in memory are converted, never a copy of the whole broadcast shape."""
+    if array is None or array.dtype != _FLOAT16:
+        return array
+    zero = [stride == 0 and size > 1 for stride, size in zip(array.strides, array.shape)]
+    if not any(zero):
+        return array.astype(_FLOAT32)
+    core = array[tuple(slice(0, 1) if z else slice(None) for z in zero)].astype(_FLOAT32)
+    return as_strided(core, array.shape, tuple(0 if z else st for z, st in zip(zero, core.strides)))
+
+
+def without_float16(plan: Plan) -> Plan:
+    """``plan`` with its float16 operands as float32 (as_float32): the same values, so the same
+    bits from a backend that reads float32 only."""
+    if not any(a is not None and a.dtype == _FLOAT16 for a in plan.arrays):
+        return plan
+    return replace(
+        plan,
+        y_true=as_float32(plan.y_true), y_pred=as_float32(plan.y_pred), weights=as_float32(plan.weights),
+        arrays=tuple(as_float32(a) for a in plan.arrays),
+    )
+
+
+def strided_without_float16(s: Strided) -> Strided:
+    """``s`` with its float16 inputs as float32 (as_float32); its outputs as they are."""
+    if not any(a is not None and a.dtype == _FLOAT16 for a in (s.y_true, s.y_pred, s.weights)):
+        return s
+    return replace(s, y_true=as_float32(s.y_true), y_pred=as_float32(s.y_pred),
+                               weights=as_float32(s.weights))
 
 
 def _grad_dtype(source: np.dtype) -> np.dtype:

@@ -18,11 +18,11 @@ import threading
 import numpy as np
 from numba import types
 
-from .._plan import BLOCK_SIZE, Plan
+from .._plan import BLOCK_SIZE, Plan, without_float16
 from . import config, pool
 from .block_columns import _make_columns_kernel
 from .cache import _compile_lock, _slp_vectorized
-from .config import _FLOAT32, _FLOAT64, _NOPS, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS, _mode, _wants
+from .config import _FLOAT16, _FLOAT32, _FLOAT64, _NOPS, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS, _mode, _wants
 from .kernels import _make_kernel
 
 #: From this many elements a call made on the main thread runs in chunks, between which
@@ -241,7 +241,17 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
     The gradient is ``(grad_scale * (w * l'(d))) / grad_divisor`` for float64 gradients and
     ``(grad_scale / grad_divisor) * (w * l'(d))`` for float32 ones, as in csrc/fastl2.h.
     With ``elementwise`` nothing is summed and (0.0, 0.0) is returned.
+
+    Numba has no float16 on the CPU: float16 operands are converted to float32 first
+    (fastl2._plan.without_float16), and a float16 gradient is the float32 one rounded once
+    (the compiled backend's bits: csrc/convert.c).
     """
+    plan = without_float16(plan)
+    if grad is not None and grad.dtype == _FLOAT16:
+        single = np.empty(grad.shape, _FLOAT32)
+        sums = run(plan, want_sums, single, grad_scale, grad_divisor, elementwise)
+        grad[...] = single
+        return sums
     mode = _mode(want_sums, grad, elementwise)
     if mode == _WEIGHTS:  # (nothing asked)
         return 0.0, 0.0
@@ -286,6 +296,7 @@ def _operand_sizes(operands):
 
 def weight_sum(plan: Plan) -> float:
     """Sum of the weights over all elements, bit-identical to ``run``'s weight sum."""
+    plan = without_float16(plan)
     n = plan.n
     if plan.weights is None or n == 0:
         return float(n)

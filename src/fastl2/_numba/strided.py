@@ -6,11 +6,12 @@ columns of rows, the columns kernel (block_columns.py), which reads the rows onc
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
-from .._plan import BLOCK_SIZE
-from .config import (_FLOAT32, _FLOAT64, _MAX_COLUMNS, _MAX_DIMS, _NOPS, _SUMS, _WEIGHTS,
+from .._plan import BLOCK_SIZE, strided_without_float16
+from .config import (_FLOAT16, _FLOAT32, _FLOAT64, _MAX_COLUMNS, _MAX_DIMS, _NOPS, _SUMS, _WEIGHTS,
                      _WEIGHTS_LOSS, _mode, _wants)
 from .driver import _converted_gradient, _launch_columns, _launch_strided, _witnesses
 
@@ -40,7 +41,17 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     every operand, else gathered into buffers of BLOCK_SIZE elements per task (and its
     gradient and element losses scattered back); outputs that are the columns of rows go to
     the columns kernel (sums only, as in C).
+
+    Numba has no float16 on the CPU: float16 inputs are converted to float32 first
+    (fastl2._plan.strided_without_float16), and a float16 gradient is the float32 one rounded
+    once (the compiled backend's bits: csrc/convert.c).
     """
+    s = strided_without_float16(s)
+    if s.grad is not None and s.grad.dtype == _FLOAT16:
+        single = np.empty(s.grad.shape, _FLOAT32)
+        sums = run_strided(replace(s, grad=single), want_sums, grad_scale, grad_divisor, weights_only)
+        np.copyto(s.grad, single, casting="unsafe")
+        return sums
     shape = tuple(int(size) for size in s.shape)
     ndim = len(shape)
     if not 1 <= ndim <= _MAX_DIMS:

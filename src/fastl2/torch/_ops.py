@@ -16,8 +16,9 @@ returns ``(loss, grad)``:
 
 ``input``, ``target`` and ``weight`` are CPU tensors of one floating dtype and one shape (the
 functions of :mod:`fastl2.torch` check and promote); they are read in place (NumPy views), the
-results are fastl2's arrays wrapped without a copy (``torch.from_numpy``). float16 and bfloat16
-compute on float32 copies for now, and come back in their own dtype.
+results are fastl2's arrays wrapped without a copy (``torch.from_numpy``). float16 is read in
+place too (fastl2 converts it block by block); bfloat16 computes on float32 copies for now.
+Both come back in their own dtype.
 
 Autograd: ``d/dinput = grad_output * scale * grad``, ``d/dtarget = -d/dinput``, with no second
 pass over the data. With ``create_graph=True`` the backward is itself differentiable (the
@@ -35,7 +36,6 @@ import fastl2
 
 KINDS = ("mse", "l1", "huber")
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
-_HALF = (torch.float16, torch.bfloat16)
 
 
 def _fastl2_functions(kind):
@@ -103,7 +103,7 @@ def _loss_impl(
     dtype = input.dtype
     if input.numel() == 0:
         return _empty_results(input, reduction, want_grad)
-    if dtype in _HALF:  # native half-precision kernels: a later part of issue 17
+    if dtype == torch.bfloat16:  # (no bfloat16 in NumPy: native kernels are a later part of issue 17)
         source, input, target = input, input.float(), target.float()
         weight = None if weight is None else weight.float()
     else:

@@ -1,0 +1,202 @@
+/*
+ * Conversions between an operand's storage dtype and its kernel's (fl2_load_run, fl2_store_run):
+ * float16 and bfloat16 operands are read through the float32 kernels (float64 ones when any
+ * operand of the call is float64), converted exactly block by block into the kernel's buffers,
+ * never as a converted copy of a whole array; a gradient of such a dtype is rounded once on its
+ * way back.
+ *
+ * Half-precision conversions are exact one way (every float16 and bfloat16 is a float32) and
+ * round to nearest, ties to even, the other (IEEE 754-2008, 5.4.2; float16 is binary16,
+ * bfloat16 the top half of a binary32).  The portable code below works on the bits; on x86-64
+ * CPUs with F16C, at every instruction-set level above the baseline (config.c), float16 runs go
+ * through its conversion instructions (VCVTPH2PS / VCVTPS2PH, rounding to nearest even).  Both
+ * give the same bits for every input, NaNs included: a signalling NaN is quieted on its way in,
+ * as VCVTPH2PS does, and a NaN keeps the top bits of its payload and its quiet bit on its way
+ * out (tests/test_half_precision.py checks every float16 and a grid of float32 inputs on every
+ * level).
+ */
+#include <string.h>
+
+#include "driver.h"
+
+#if defined(FL2_HAVE_X86_DISPATCH)
+#include <immintrin.h>
+#endif
+
+int fl2_use_f16c = 0;
+
+/* ---- one element ---------------------------------------------------------------------- */
+
+static inline float bits_to_float(uint32_t bits)
+{
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint32_t float_to_bits(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    return bits;
+}
+
+/* The float32 of float16 bits h (exact; a signalling NaN quieted). */
+static inline float half_to_float(uint16_t h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+    if (exponent == 0x1f) /* inf, or NaN with its payload and the quiet bit set */
+        return bits_to_float(sign | 0x7f800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0u));
+    if (exponent) return bits_to_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+    /* zero or subnormal: mantissa * 2**-24, exact in float32 */
+    return bits_to_float(sign | float_to_bits((float)mantissa * 5.9604644775390625e-08f));
+}
+
+/* The float16 bits of f rounded to nearest, ties to even (overflow to inf; a NaN keeps its
+ * payload's top bits and is quiet). */
+static inline uint16_t float_to_half(float f)
+{
+    const uint32_t x = float_to_bits(f);
+    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    const uint32_t a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* from 65520 on: inf */
+    if (a >= 0x38800000u) {                                 /* a normal float16 */
+        const uint32_t rounded = a + 0xfffu + ((a >> 13) & 1u);
+        return (uint16_t)(sign | ((rounded - (112u << 23)) >> 13));
+    }
+    /* below 2**-14: a subnormal float16 (or its smallest normal, or zero), in units of 2**-24 */
+    const int e = (int)(a >> 23);
+    if (e < 102) return sign; /* below 2**-25, or exactly it (a tie to the even zero) */
+    const uint32_t m = (a & 0x7fffffu) | 0x800000u;
+    const int shift = 126 - e; /* 14 .. 24 */
+    uint32_t q = m >> shift;
+    const uint32_t rest = m & ((1u << shift) - 1u), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (q & 1u))) q++;
+    return (uint16_t)(sign | q);
+}
+
+static inline float bfloat_to_float(uint16_t b) { return bits_to_float((uint32_t)b << 16); }
+
+/* The bfloat16 bits of f rounded to nearest, ties to even (a NaN: quiet, its payload's top). */
+static inline uint16_t float_to_bfloat(float f)
+{
+    const uint32_t x = float_to_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+/* ---- runs ----------------------------------------------------------------------------- */
+
+#if defined(FL2_HAVE_X86_DISPATCH)
+#define FL2_F16C __attribute__((target("avx,f16c")))
+
+FL2_F16C static void halves_to_floats_f16c(float *dst, const char *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i))));
+    for (; i < n; i++) dst[i] = half_to_float(FL2_GET(uint16_t, src + 2 * i));
+}
+
+FL2_F16C static void halves_to_doubles_f16c(double *dst, const char *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i)));
+        _mm256_storeu_pd(dst + i, _mm256_cvtps_pd(_mm256_castps256_ps128(f)));
+        _mm256_storeu_pd(dst + i + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1)));
+    }
+    for (; i < n; i++) dst[i] = half_to_float(FL2_GET(uint16_t, src + 2 * i));
+}
+
+FL2_F16C static void floats_to_halves_f16c(char *dst, const float *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(void *)(dst + 2 * i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) FL2_PUT(uint16_t, dst + 2 * i, float_to_half(src[i]));
+}
+
+FL2_F16C static void doubles_to_halves_f16c(char *dst, const double *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128 lo = _mm256_cvtpd_ps(_mm256_loadu_pd(src + i));
+        const __m128 hi = _mm256_cvtpd_ps(_mm256_loadu_pd(src + i + 4));
+        const __m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+        _mm_storeu_si128((__m128i *)(void *)(dst + 2 * i), _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; i++) FL2_PUT(uint16_t, dst + 2 * i, float_to_half((float)src[i]));
+}
+#endif
+
+/* The value of one element of dtype dt at p, as a double (exact). */
+static inline double load_one(const char *p, fl2_dtype dt)
+{
+    switch (dt) {
+    case FL2_FLOAT64: return FL2_GET(double, p);
+    case FL2_FLOAT32: return (double)FL2_GET(float, p);
+    case FL2_FLOAT16: return (double)half_to_float(FL2_GET(uint16_t, p));
+    default: return (double)bfloat_to_float(FL2_GET(uint16_t, p));
+    }
+}
+
+double fl2_load_one(const void *p, fl2_dtype dt) { return load_one((const char *)p, dt); }
+
+void fl2_load_run(void *dst, fl2_dtype to, const void *from, int64_t step, fl2_dtype dt, int64_t n)
+{
+    const char *src = (const char *)from;
+    const int64_t item = (int64_t)fl2_item_size(dt);
+#if defined(FL2_HAVE_X86_DISPATCH)
+    if (dt == FL2_FLOAT16 && step == 2 && fl2_use_f16c) {
+        if (to == FL2_FLOAT32) halves_to_floats_f16c((float *)dst, src, n);
+        else halves_to_doubles_f16c((double *)dst, src, n);
+        return;
+    }
+#endif
+    if (to == FL2_FLOAT64) {
+        double *d = (double *)dst;
+        if (dt == FL2_FLOAT32 && step == item)
+            for (int64_t i = 0; i < n; i++) d[i] = (double)FL2_GET(float, src + 4 * i);
+        else if (dt == FL2_FLOAT16 && step == item)
+            for (int64_t i = 0; i < n; i++) d[i] = (double)half_to_float(FL2_GET(uint16_t, src + 2 * i));
+        else if (dt == FL2_BFLOAT16 && step == item)
+            for (int64_t i = 0; i < n; i++) d[i] = (double)bfloat_to_float(FL2_GET(uint16_t, src + 2 * i));
+        else
+            for (int64_t i = 0; i < n; i++) d[i] = load_one(src + i * step, dt);
+    } else {
+        float *f = (float *)dst;
+        if (dt == FL2_FLOAT16 && step == item)
+            for (int64_t i = 0; i < n; i++) f[i] = half_to_float(FL2_GET(uint16_t, src + 2 * i));
+        else if (dt == FL2_BFLOAT16 && step == item)
+            for (int64_t i = 0; i < n; i++) f[i] = bfloat_to_float(FL2_GET(uint16_t, src + 2 * i));
+        else /* (float16, bfloat16 or float32 elements at a step: each exact in float32) */
+            for (int64_t i = 0; i < n; i++) f[i] = (float)load_one(src + i * step, dt);
+    }
+}
+
+void fl2_store_run(void *to, int64_t step, fl2_dtype dt, const void *values, fl2_dtype from, int64_t n)
+{
+    char *dst = (char *)to;
+#if defined(FL2_HAVE_X86_DISPATCH)
+    if (dt == FL2_FLOAT16 && step == 2 && fl2_use_f16c) {
+        if (from == FL2_FLOAT32) floats_to_halves_f16c(dst, (const float *)values, n);
+        else doubles_to_halves_f16c(dst, (const double *)values, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) {
+        /* a double rounded to float32 first, then (a half) to the half: see fastl2.h */
+        const float f = from == FL2_FLOAT64 ? (float)((const double *)values)[i] : ((const float *)values)[i];
+        char *p = dst + i * step;
+        switch (dt) {
+        case FL2_FLOAT64: FL2_PUT(double, p, ((const double *)values)[i]); break;
+        case FL2_FLOAT32: FL2_PUT(float, p, f); break;
+        case FL2_FLOAT16: FL2_PUT(uint16_t, p, float_to_half(f)); break;
+        default: FL2_PUT(uint16_t, p, float_to_bfloat(f)); break;
+        }
+    }
+}
