@@ -33,8 +33,9 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     const double quotient = scale / divisor;
     const double param = p->loss_param;
     (void)quotient; (void)divisor; (void)param;
-    /* Streaming stores write large gradients without first reading their lines in. */
-    const int stream = want_grad && o->stream && fl2_stream_aligned(grad);
+    /* Streaming stores write large gradients without first reading their lines in (float32
+     * and float64 ones: a float16 gradient is stored as it is converted). */
+    const int stream = want_grad && o->stream && sizeof(pred_t) != 2 && fl2_stream_aligned(grad);
 
 #if FL2_VECTORS
     double loss_sum[LANES], loss_err[LANES]; /* (the vector lanes are copied in) */
@@ -94,12 +95,26 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
                 if (repeat == 1) fl2_prefetch(w + i, ahead[FL2_OP_WEIGHTS], LANES * (int64_t)sizeof(T_WEIGHTS));
 #endif
             }
-            for (int h = 0; h < NV; h++) {
-                d[h] = weights_only ? fl2_vsplat(0.0) : VDIFF(i + h * FL2_VWIDTH);
-                wv[h] = fl2_vsplat(1.0);
+            for (int h = 0; h < NV; h++) wv[h] = fl2_vsplat(1.0);
+            if (weights_only) {
+                for (int h = 0; h < NV; h++) d[h] = fl2_vsplat(0.0);
+            } else if (step == 1) { /* (vectors two by two: FL2_VLOAD_TWO; NV is even) */
+                for (int h = 0; h < NV; h += 2) {
+                    FL2_VLOAD_TWO(y_pred + i + h * FL2_VWIDTH, &d[h], &d[h + 1]);
+#if HAS_TRUE
+                    fl2_vd t0, t1;
+                    FL2_VLOAD_TWO(y_true + i + h * FL2_VWIDTH, &t0, &t1);
+                    d[h] = d[h] - t0;
+                    d[h + 1] = d[h + 1] - t1;
+#endif
+                }
+            } else {
+                for (int h = 0; h < NV; h++) d[h] = VDIFF(i + h * FL2_VWIDTH);
             }
 #if HAS_WEIGHTS
-            if (repeat == 1) {
+            if (repeat == 1 && step == 1) {
+                for (int h = 0; h < NV; h += 2) FL2_VLOAD_TWO(w + i + h * FL2_VWIDTH, &wv[h], &wv[h + 1]);
+            } else if (repeat == 1) {
                 for (int h = 0; h < NV; h++) wv[h] = FL2_VLOAD_STEP(w + step * (i + h * FL2_VWIDTH), step);
             } else if (i + LANES <= row_end) {
                 for (int h = 0; h < NV; h++) wv[h] = fl2_vsplat(FL2_GET(T_WEIGHTS, w + row));

@@ -61,10 +61,11 @@ typedef struct {
 static int always(void) { return 1; }
 
 #if defined(FL2_HAVE_X86_DISPATCH)
-static int has_avx2(void)
+static int has_f16c(void);
+static int has_avx2(void) /* (and F16C, which every AVX2 CPU has: the kernels' float16 loads) */
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 }
 static int has_avx512(void)
 {

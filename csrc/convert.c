@@ -25,57 +25,12 @@
 
 int fl2_use_f16c = 0;
 
-/* ---- one element ---------------------------------------------------------------------- */
+/* ---- one element (float16: internal.h) ------------------------------------------------ */
 
-static inline float bits_to_float(uint32_t bits)
-{
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-static inline uint32_t float_to_bits(float f)
-{
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    return bits;
-}
-
-/* The float32 of float16 bits h (exact; a signalling NaN quieted). */
-static inline float half_to_float(uint16_t h)
-{
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
-    if (exponent == 0x1f) /* inf, or NaN with its payload and the quiet bit set */
-        return bits_to_float(sign | 0x7f800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0u));
-    if (exponent) return bits_to_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
-    /* zero or subnormal: mantissa * 2**-24, exact in float32 */
-    return bits_to_float(sign | float_to_bits((float)mantissa * 5.9604644775390625e-08f));
-}
-
-/* The float16 bits of f rounded to nearest, ties to even (overflow to inf; a NaN keeps its
- * payload's top bits and is quiet). */
-static inline uint16_t float_to_half(float f)
-{
-    const uint32_t x = float_to_bits(f);
-    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-    const uint32_t a = x & 0x7fffffffu;
-    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
-    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* from 65520 on: inf */
-    if (a >= 0x38800000u) {                                 /* a normal float16 */
-        const uint32_t rounded = a + 0xfffu + ((a >> 13) & 1u);
-        return (uint16_t)(sign | ((rounded - (112u << 23)) >> 13));
-    }
-    /* below 2**-14: a subnormal float16 (or its smallest normal, or zero), in units of 2**-24 */
-    const int e = (int)(a >> 23);
-    if (e < 102) return sign; /* below 2**-25, or exactly it (a tie to the even zero) */
-    const uint32_t m = (a & 0x7fffffu) | 0x800000u;
-    const int shift = 126 - e; /* 14 .. 24 */
-    uint32_t q = m >> shift;
-    const uint32_t rest = m & ((1u << shift) - 1u), half = 1u << (shift - 1);
-    if (rest > half || (rest == half && (q & 1u))) q++;
-    return (uint16_t)(sign | q);
-}
+#define half_to_float fl2_half_to_float
+#define float_to_half fl2_float_to_half
+#define bits_to_float fl2_bits_float
+#define float_to_bits fl2_float_bits
 
 static inline float bfloat_to_float(uint16_t b) { return bits_to_float((uint32_t)b << 16); }
 

@@ -36,13 +36,23 @@ FL2_INLINE size_t fl2_item_size(fl2_dtype dt)
     return dt == FL2_FLOAT64 ? 8 : dt == FL2_FLOAT32 ? 4 : 2;
 }
 
-/* The dtype the problem's kernel computes with: float64 when any operand is float64, else
- * float32. */
-FL2_INLINE fl2_dtype fl2_compute_dtype(const fl2_problem *p)
+/* The dtype of the problem's result (and element losses): float64 when any operand is
+ * float64, else float32. */
+FL2_INLINE fl2_dtype fl2_result_dtype(const fl2_problem *p)
 {
     const int wide = p->pred_dtype == FL2_FLOAT64 || (p->y_true && p->true_dtype == FL2_FLOAT64) ||
                      (p->weights && p->weights_dtype == FL2_FLOAT64);
     return wide ? FL2_FLOAT64 : FL2_FLOAT32;
+}
+
+/* The dtype of the operands the problem's kernel reads: float16 when every one is float16
+ * (y_true given: kernels.h has no float16 penalty), else the result dtype. */
+FL2_INLINE fl2_dtype fl2_compute_dtype(const fl2_problem *p)
+{
+    if (p->y_true && p->pred_dtype == FL2_FLOAT16 && p->true_dtype == FL2_FLOAT16 &&
+        (!p->weights || p->weights_dtype == FL2_FLOAT16))
+        return FL2_FLOAT16;
+    return fl2_result_dtype(p);
 }
 
 /* Whether an operand's dtype is not its kernel's: then its blocks are converted (convert.c). */
@@ -69,6 +79,7 @@ FL2_INLINE int fl2_kernel_index(const fl2_problem *p)
 {
     const int pred = p->pred_dtype == FL2_FLOAT64;
     if (!p->y_true) return 4 + pred;
+    if (p->pred_dtype == FL2_FLOAT16) return 6 + (p->weights != NULL);
     return pred * 2 + (p->weights != NULL);
 }
 

@@ -40,7 +40,11 @@ FL2_INLINE double fl2_get_double(const void *p)
     memcpy(&v, p, sizeof v);
     return v;
 }
-FL2_INLINE void fl2_put_float(void *p, float x) { memcpy(p, &x, sizeof x); }
+FL2_INLINE void fl2_put_float(void *p, double x)
+{
+    const float v = (float)x;
+    memcpy(p, &v, sizeof v);
+}
 FL2_INLINE void fl2_put_double(void *p, double x) { memcpy(p, &x, sizeof x); }
 /* (the bits of a float16 or bfloat16: csrc/convert.c) */
 FL2_INLINE uint16_t fl2_get_uint16_t(const void *p)
@@ -50,10 +54,71 @@ FL2_INLINE uint16_t fl2_get_uint16_t(const void *p)
     return v;
 }
 FL2_INLINE void fl2_put_uint16_t(void *p, uint16_t x) { memcpy(p, &x, sizeof x); }
-/* p[0] as a double */
+
+/* ---- float16 ----------------------------------------------------------------------------
+ * IEEE binary16, converted exactly to float32 and rounded to nearest, ties to even, from it
+ * (IEEE 754-2008, 5.4.2) by its bits: the portable code of every level; the x86 levels above
+ * the baseline use F16C's instructions instead, which give the same bits for every input (a
+ * signalling NaN quieted on its way in; a NaN keeps its payload's top bits on its way out). */
+typedef struct {
+    uint16_t bits;
+} fl2_half; /* (a type of its own: the kernels' loads and stores are chosen by _Generic) */
+
+FL2_INLINE float fl2_bits_float(uint32_t bits)
+{
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+FL2_INLINE uint32_t fl2_float_bits(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    return bits;
+}
+/* The float32 of float16 bits h (exact; a signalling NaN quieted). */
+FL2_INLINE float fl2_half_to_float(uint16_t h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+    if (exponent == 0x1f) /* inf, or NaN with its payload and the quiet bit set */
+        return fl2_bits_float(sign | 0x7f800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0u));
+    if (exponent) return fl2_bits_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+    /* zero or subnormal: mantissa * 2**-24, exact in float32 */
+    return fl2_bits_float(sign | fl2_float_bits((float)mantissa * 5.9604644775390625e-08f));
+}
+/* The float16 bits of f rounded to nearest, ties to even (overflow to inf; a NaN keeps its
+ * payload's top bits and is quiet). */
+FL2_INLINE uint16_t fl2_float_to_half(float f)
+{
+    const uint32_t x = fl2_float_bits(f);
+    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    const uint32_t a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* from 65520 on: inf */
+    if (a >= 0x38800000u) {                                 /* a normal float16 */
+        const uint32_t rounded = a + 0xfffu + ((a >> 13) & 1u);
+        return (uint16_t)(sign | ((rounded - (112u << 23)) >> 13));
+    }
+    /* below 2**-14: a subnormal float16 (or its smallest normal, or zero), in units of 2**-24 */
+    const int e = (int)(a >> 23);
+    if (e < 102) return sign; /* below 2**-25, or exactly it (a tie to the even zero) */
+    const uint32_t m = (a & 0x7fffffu) | 0x800000u;
+    const int shift = 126 - e; /* 14 .. 24 */
+    uint32_t q = m >> shift;
+    const uint32_t rest = m & ((1u << shift) - 1u), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (q & 1u))) q++;
+    return (uint16_t)(sign | q);
+}
+FL2_INLINE double fl2_get_fl2_half(const void *p) { return (double)fl2_half_to_float(fl2_get_uint16_t(p)); }
+/* A gradient element: x rounded to float32, then to float16 (fastl2.h: the float32 gradient
+ * rounded once more). */
+FL2_INLINE void fl2_put_fl2_half(void *p, double x) { fl2_put_uint16_t(p, fl2_float_to_half((float)x)); }
+
+/* p[0] as a double (T: float, double, fl2_half; uint16_t gives the bits) */
 #define FL2_GET(T, p) FL2_CAT(fl2_get_, T)(p)
-/* p[0] = (T)x */
-#define FL2_PUT(T, p, x) FL2_CAT(fl2_put_, T)((p), (T)(x))
+/* p[0] = x, rounded to T (a double to a float16 through float32) */
+#define FL2_PUT(T, p, x) FL2_CAT(fl2_put_, T)((p), (x))
 
 /* Prefetches the nbytes from address + offset, a place computed as an integer: it may lie
  * past the array, where a prefetch does nothing (it never faults). */
@@ -138,10 +203,11 @@ typedef void (*fl2_columns_fn)(const fl2_problem *p, fl2_mode mode, int64_t nrow
 typedef void (*fl2_rows_fn)(const fl2_problem *p, fl2_mode mode, int64_t nrows, int64_t row_len,
                             const int64_t *ld, int64_t w_step, fl2_partial *out);
 
-/* One kernel per result dtype and operands (all float32, or all float64; float32 operands of
- * a float64 result are converted block by block by fl2_run_strided): index pred * 2 +
- * weighted, then 4 + pred for problems without y_true (the L2 penalty). */
-#define FL2_NKERNELS 6
+/* One kernel per result dtype and operands (all float32, all float64, or all float16: a
+ * float32 result; other mixes are converted block by block, convert.c): index pred * 2 +
+ * weighted, 4 + pred for problems without y_true (the L2 penalty), 6 + weighted for float16
+ * (fl2_kernel_index). */
+#define FL2_NKERNELS 8
 
 extern const fl2_block_fn fl2_kernels_baseline[FL2_NKERNELS];
 extern const fl2_columns_fn fl2_kernels_baseline_columns[FL2_NKERNELS];

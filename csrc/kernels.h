@@ -47,6 +47,20 @@
 #define COMPENSATED 1
 #include "block_template.h"
 
+/* float16: every operand (a float32 result; float16 beside float32 or float64 operands is
+ * converted, convert.c) */
+#define BLOCK_FN FL2_KNAME(_h_h)
+#define T_TRUE fl2_half
+#define T_PRED fl2_half
+#define COMPENSATED 0
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_h_h_wh)
+#define T_TRUE fl2_half
+#define T_PRED fl2_half
+#define T_WEIGHTS fl2_half
+#define COMPENSATED 0
+#include "block_template.h"
+
 /* no y_true: the L2 penalty */
 #define BLOCK_FN FL2_KNAME(_penalty_f)
 #define T_PRED float
@@ -60,16 +74,18 @@
 #if FL2_KERNEL_PART == FL2_PART_RUN
 const fl2_block_fn FL2_KERNEL_TABLE[FL2_NKERNELS] = {
     FL2_KNAME(_f_f), FL2_KNAME(_f_f_wf), FL2_KNAME(_d_d), FL2_KNAME(_d_d_wd),
-    FL2_KNAME(_penalty_f), FL2_KNAME(_penalty_d),
+    FL2_KNAME(_penalty_f), FL2_KNAME(_penalty_d), FL2_KNAME(_h_h), FL2_KNAME(_h_h_wh),
 };
 #elif FL2_KERNEL_PART == FL2_PART_COLUMNS
 const fl2_columns_fn FL2_CAT(FL2_KERNEL_TABLE, _columns)[FL2_NKERNELS] = {
     FL2_KNAME(_f_f_columns), FL2_KNAME(_f_f_wf_columns), FL2_KNAME(_d_d_columns),
     FL2_KNAME(_d_d_wd_columns), FL2_KNAME(_penalty_f_columns), FL2_KNAME(_penalty_d_columns),
+    FL2_KNAME(_h_h_columns), FL2_KNAME(_h_h_wh_columns),
 };
 #else
 const fl2_rows_fn FL2_CAT(FL2_KERNEL_TABLE, _rows)[FL2_NKERNELS] = {
     FL2_KNAME(_f_f_rows), FL2_KNAME(_f_f_wf_rows), FL2_KNAME(_d_d_rows),
     FL2_KNAME(_d_d_wd_rows), FL2_KNAME(_penalty_f_rows), FL2_KNAME(_penalty_d_rows),
+    FL2_KNAME(_h_h_rows), FL2_KNAME(_h_h_wh_rows),
 };
 #endif

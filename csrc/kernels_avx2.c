@@ -2,9 +2,9 @@
 #include "dispatch.h"
 #if defined(FL2_HAVE_X86_DISPATCH)
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 #endif
 #define FL2_VWIDTH 4
 #define FL2_KERNEL_TABLE fl2_kernels_avx2

@@ -50,6 +50,11 @@ static void copy_run(char *buffer, char *base, size_t item, int nd, const int64_
         } else if (step == (int64_t)item) {
             if (to_array) memcpy(ptr, buffer, (size_t)run * item);
             else memcpy(buffer, ptr, (size_t)run * item);
+        } else if (item == 2) { /* (float16: the bits as they are) */
+            for (int64_t i = 0; i < run; i++) {
+                if (to_array) memcpy(ptr + i * step, buffer + 2 * i, 2);
+                else memcpy(buffer + 2 * i, ptr + i * step, 2);
+            }
         } else if (!to_array && step == 2 * (int64_t)item) {
             /* every other element (a[::2]): a constant stride the compiler vectorises; the
              * operand may be unaligned (the buffer is not), so its elements are memcpy'd */
@@ -95,7 +100,8 @@ typedef struct {
     fl2_block_fn kernel;
     size_t item[FL2_NOPS];       /* each operand's own item size */
     fl2_dtype dtype[FL2_NOPS];   /* each operand's own dtype */
-    fl2_dtype compute;           /* the kernel's dtype */
+    fl2_dtype kernel_dtype[FL2_NOPS]; /* and the kernel's (element losses: the result dtype) */
+    fl2_dtype compute;           /* the kernel's dtype of inputs and gradient */
     int convert;                 /* operands of another dtype than the kernel's: see fl2_run_strided */
     const char *base[FL2_NOPS];  /* NULL: operand not used */
     int nr;                      /* reduced dims */
@@ -157,7 +163,7 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
             where = *memory + (size_t)k * FL2_BLOCK_SIZE * sizeof(double);
             if (k < FL2_OP_GRAD)
                 copy_run(where, at[k], c->item[k], nr, rshape, st, start, count, 0, c->dtype[k],
-                         c->compute);
+                         c->kernel_dtype[k]);
         }
         if (k < FL2_OP_GRAD) *inputs[k] = where;
         else *outputs[k - FL2_OP_GRAD] = where;
@@ -168,7 +174,7 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
             if (at[k])
                 copy_run(*memory + (size_t)k * FL2_BLOCK_SIZE * sizeof(double), at[k],
                          c->item[k], nr, rshape, l->strides[k] + nk, start, count, 1, c->dtype[k],
-                         c->compute);
+                         c->kernel_dtype[k]);
     return 0;
 }
 
@@ -464,15 +470,19 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     c.dtype[FL2_OP_TRUE] = p->true_dtype;
     c.dtype[FL2_OP_PRED] = c.dtype[FL2_OP_GRAD] = p->pred_dtype;
     c.dtype[FL2_OP_WEIGHTS] = p->weights_dtype;
-    c.dtype[FL2_OP_ELEM] = c.compute; /* (elementwise losses: the compute dtype) */
-    for (int k = 0; k < FL2_NOPS; k++) c.item[k] = fl2_item_size(c.dtype[k]);
+    c.dtype[FL2_OP_ELEM] = fl2_result_dtype(p); /* (elementwise losses) */
+    for (int k = 0; k < FL2_NOPS; k++) {
+        c.item[k] = fl2_item_size(c.dtype[k]);
+        c.kernel_dtype[k] = k == FL2_OP_ELEM ? c.dtype[k] : c.compute;
+    }
     c.base[FL2_OP_TRUE] = c.mode == FL2_MODE_WEIGHTS ? NULL : (const char *)p->y_true;
     c.base[FL2_OP_PRED] = c.mode == FL2_MODE_WEIGHTS ? NULL : (const char *)p->y_pred;
     c.base[FL2_OP_WEIGHTS] = (const char *)p->weights;
     c.base[FL2_OP_GRAD] = grad ? (const char *)o->grad : NULL;
     c.base[FL2_OP_ELEM] = elem ? (const char *)o->elementwise : NULL;
-    /* The kernels are compiled for one dtype per result dtype (kernels.h): operands of
-     * another dtype (float32 ones of a float64 result; float16 and bfloat16 ones of any) are
+    /* The kernels are compiled for one dtype per result dtype, and for float16 operands
+     * (kernels.h: all of them float16, read in place): operands of another dtype than their
+     * kernel's (float32 ones of a float64 result; float16 ones beside others; bfloat16) are
      * read through the kernel of the compute dtype, converted exactly into its buffers block
      * by block (and a gradient of another dtype rounded once on its way back: from float64
      * to a half through float32), never a converted copy of the whole array.  The arithmetic

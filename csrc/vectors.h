@@ -60,8 +60,56 @@ FL2_INLINE fl2_vd fl2_load_f32(const float *p)
     return __builtin_convertvector(v, fl2_vd);
 #endif
 }
+/* float16: F16C's conversion at the x86 levels above the baseline (kernels_avx2.c and
+ * kernels_avx512.c enable it), the portable bit code elsewhere (internal.h): the same bits. */
+FL2_INLINE fl2_vd fl2_load_f16(const fl2_half *p)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__) && defined(__F16C__)
+    return (fl2_vd)_mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p)));
+#elif FL2_VWIDTH == 4 && defined(__AVX__) && defined(__F16C__)
+    return (fl2_vd)_mm256_cvtps_pd(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)p)));
+#else
+    fl2_vd v;
+    for (int k = 0; k < FL2_VWIDTH; k++) v[k] = fl2_get_fl2_half(p + k);
+    return v;
+#endif
+}
 #define FL2_VLOAD(p) _Generic((p), const float *: fl2_load_f32, float *: fl2_load_f32, \
-                              const double *: fl2_load_f64, double *: fl2_load_f64)(p)
+                              const double *: fl2_load_f64, double *: fl2_load_f64, \
+                              const fl2_half *: fl2_load_f16, fl2_half *: fl2_load_f16)(p)
+
+/* Two vectors of consecutive elements, p[0 .. FL2_VWIDTH) into *a and the next FL2_VWIDTH into
+ * *b: FL2_VLOAD twice, but for float16 at the x86 levels above the baseline, where one F16C
+ * conversion takes both halves' elements to float32 (a conversion fewer per pair: they, not
+ * the loads, bound a float16 pass in cache). */
+FL2_INLINE void fl2_load_two_f32(const float *p, fl2_vd *a, fl2_vd *b)
+{
+    *a = fl2_load_f32(p);
+    *b = fl2_load_f32(p + FL2_VWIDTH);
+}
+FL2_INLINE void fl2_load_two_f64(const double *p, fl2_vd *a, fl2_vd *b)
+{
+    *a = fl2_load_f64(p);
+    *b = fl2_load_f64(p + FL2_VWIDTH);
+}
+FL2_INLINE void fl2_load_two_f16(const fl2_half *p, fl2_vd *a, fl2_vd *b)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__) && defined(__F16C__)
+    const __m512 f = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
+    *a = (fl2_vd)_mm512_cvtps_pd(_mm512_castps512_ps256(f));
+    *b = (fl2_vd)_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1)));
+#elif FL2_VWIDTH == 4 && defined(__AVX__) && defined(__F16C__)
+    const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+    *a = (fl2_vd)_mm256_cvtps_pd(_mm256_castps256_ps128(f));
+    *b = (fl2_vd)_mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+#else
+    *a = fl2_load_f16(p);
+    *b = fl2_load_f16(p + FL2_VWIDTH);
+#endif
+}
+#define FL2_VLOAD_TWO(p, a, b) _Generic((p), const float *: fl2_load_two_f32, float *: fl2_load_two_f32, \
+                                        const double *: fl2_load_two_f64, double *: fl2_load_two_f64, \
+                                        const fl2_half *: fl2_load_two_f16, fl2_half *: fl2_load_two_f16)(p, a, b)
 
 /* Every other element: p[0], p[2], ..., p[2 * (FL2_VWIDTH - 1)] (an a[::2] view), by
  * deinterleaving shuffles.  Most levels (AVX2, AVX-512, SSE2 for float32, NEON) load
@@ -113,8 +161,15 @@ FL2_INLINE fl2_vd fl2_load2_f64(const double *p)
     return v;
 #endif
 }
+FL2_INLINE fl2_vd fl2_load2_f16(const fl2_half *p)
+{
+    fl2_vd v;
+    for (int k = 0; k < FL2_VWIDTH; k++) v[k] = fl2_get_fl2_half(p + 2 * k);
+    return v;
+}
 #define FL2_VLOAD2(p) _Generic((p), const float *: fl2_load2_f32, float *: fl2_load2_f32, \
-                               const double *: fl2_load2_f64, double *: fl2_load2_f64)(p)
+                               const double *: fl2_load2_f64, double *: fl2_load2_f64, \
+                               const fl2_half *: fl2_load2_f16, fl2_half *: fl2_load2_f16)(p)
 /* The first `count` (0 to FL2_VWIDTH) elements at p, zeros after them; nothing past them is
  * read (masked loads, which do not fault on the elements they leave out). */
 FL2_INLINE fl2_vd fl2_loadn_f32(const float *p, int count)
@@ -143,8 +198,15 @@ FL2_INLINE fl2_vd fl2_loadn_f64(const double *p, int count)
     return v;
 #endif
 }
+FL2_INLINE fl2_vd fl2_loadn_f16(const fl2_half *p, int count)
+{
+    fl2_vd v = fl2_vsplat(0.0);
+    for (int k = 0; k < count; k++) v[k] = fl2_get_fl2_half(p + k);
+    return v;
+}
 #define FL2_VLOADN(p, count) _Generic((p), const float *: fl2_loadn_f32, float *: fl2_loadn_f32, \
-                                      const double *: fl2_loadn_f64, double *: fl2_loadn_f64)(p, count)
+                                      const double *: fl2_loadn_f64, double *: fl2_loadn_f64, \
+                                      const fl2_half *: fl2_loadn_f16, fl2_half *: fl2_loadn_f16)(p, count)
 /* All ones in the first `count` lanes, zeros in the others. */
 FL2_INLINE fl2_vbits fl2_vfirst(int count)
 {
@@ -193,7 +255,24 @@ FL2_INLINE void fl2_vstore_f32(float *p, fl2_vd v)
     fl2_vf f = __builtin_convertvector(v, fl2_vf);
     memcpy(p, &f, sizeof f);
 }
-#define FL2_VSTORE(p, v) _Generic((p), float *: fl2_vstore_f32, double *: fl2_vstore_f64)(p, v)
+/* (a gradient: rounded to float32, then to float16) */
+FL2_INLINE void fl2_vstore_f16(fl2_half *p, fl2_vd v)
+{
+    fl2_vf f = __builtin_convertvector(v, fl2_vf);
+#if FL2_VWIDTH == 8 && defined(__AVX512F__) && defined(__F16C__)
+    __m256 x;
+    memcpy(&x, &f, sizeof x);
+    _mm_storeu_si128((__m128i *)(void *)p, _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+#elif FL2_VWIDTH == 4 && defined(__AVX__) && defined(__F16C__)
+    __m128 x;
+    memcpy(&x, &f, sizeof x);
+    _mm_storel_epi64((__m128i *)(void *)p, _mm_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+#else
+    for (int k = 0; k < FL2_VWIDTH; k++) fl2_put_uint16_t(p + k, fl2_float_to_half(f[k]));
+#endif
+}
+#define FL2_VSTORE(p, v) _Generic((p), float *: fl2_vstore_f32, double *: fl2_vstore_f64, \
+                                  fl2_half *: fl2_vstore_f16)(p, v)
 
 FL2_INLINE fl2_vd fl2_vabs(fl2_vd x)
 {

@@ -191,6 +191,40 @@ def test_float16_calls_give_the_bits_of_float32_calls(data):
     np.testing.assert_array_equal(y_pred_l, y_pred)  # (nothing written to an input)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS + ("broadcast", "step2"))
+@pytest.mark.parametrize("weights_kind", ["none", "full", "per_sample"])
+def test_every_float16_layout_and_output_gives_the_bits_of_float32(backend, layout, weights_kind):
+    # Every operand float16 (the compiled backend's float16 kernels, read in place or
+    # gathered), every layout, every output: losses of every reduction and axis (element
+    # losses included), gradients, losses with gradients.
+    rng = np.random.default_rng(11)
+    shape = (24, 700)
+    y_true, y_pred = ((rng.standard_normal(shape) * 4).astype(F16) for _ in range(2))
+    if layout == "broadcast":
+        y_true = np.broadcast_to(y_true[:1], shape)
+    elif layout == "step2":  # (a[::2] of the last axis: the kernels' step-2 loads)
+        y_true, y_pred = (np.repeat(a, 2, axis=1)[:, ::2] for a in (y_true, y_pred))
+    else:
+        y_true, y_pred = _layout(y_true, layout), _layout(y_pred, layout)
+    weights = {"none": None, "full": rng.random(shape).astype(F16),
+               "per_sample": rng.random(shape[0]).astype(F16)}[weights_kind]
+    as32 = lambda a: None if a is None else a.astype(F32)  # noqa: E731
+    for index, name in enumerate(LOSS_FUNCTIONS):
+        for reduction in ("mean", "sum", "weighted_mean", "none"):
+            for axis in ([None] if reduction == "none" else [None, 0, 1]):
+                got = getattr(fastl2, name)(y_true, y_pred, weights, axis=axis, reduction=reduction)
+                expected = getattr(fastl2, name)(as32(y_true), as32(y_pred), as32(weights), axis=axis,
+                                                 reduction=reduction)
+                assert _bits(got) == _bits(expected), (name, reduction, axis)
+            loss, grad = getattr(fastl2, AND_GRAD_FUNCTIONS[index])(y_true, y_pred, weights, reduction=reduction)
+            loss32, grad32 = getattr(fastl2, AND_GRAD_FUNCTIONS[index])(as32(y_true), as32(y_pred), as32(weights),
+                                                                        reduction=reduction)
+            assert _bits(loss) == _bits(loss32), (name, reduction)
+            assert _bits(grad) == _bits(grad32.astype(F16)), (name, reduction)
+            alone = getattr(fastl2, GRAD_FUNCTIONS[index])(y_true, y_pred, weights, reduction=reduction)
+            assert _bits(alone) == _bits(grad), (name, reduction)
+
+
 def test_a_float16_gradient_written_over_y_pred(backend):
     # out=y_pred: each block is read before its gradient is written over it
     rng = np.random.default_rng(5)

@@ -149,7 +149,7 @@ cdef object axis_fast_call(fl2_loss loss, double param, object y_true, object y_
     if (not 1 <= cnp.PyArray_NDIM(b) <= FL2_MAX_DIMS or cnp.PyArray_SIZE(b) == 0
             or not same_shape(a, b) or not axis_layout(a, b, axis, &s)):
         return NOT_FAST
-    cdef bint single = t_true == FL2_FLOAT32 and t_pred == FL2_FLOAT32
+    cdef bint single = narrow(t_true) and narrow(t_pred)
     p.loss = loss
     p.loss_param = param
     p.n = cnp.PyArray_SIZE(b)

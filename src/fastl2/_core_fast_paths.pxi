@@ -1,6 +1,6 @@
 # The fast paths: the common call answered without planning.  Included by fastl2/_core.pyx.
 #
-# A call qualifies when its arrays are exact ndarrays of native float32/float64, C-contiguous
+# A call qualifies when its arrays are exact ndarrays of native float16/32/64, C-contiguous
 # and aligned, of one shape and not empty; weights (if any) are of that shape too; the
 # reduction is "mean", "weighted_mean" or "sum"; ``out`` (if any) is a writable C-contiguous
 # array of y_pred's dtype and shape that overlaps no input but y_pred itself.  Anything else -
@@ -43,7 +43,14 @@ cdef inline int array_dtype(object x, bint c_contiguous):
         return FL2_FLOAT64
     if t == cnp.NPY_FLOAT:
         return FL2_FLOAT32
+    if t == cnp.NPY_FLOAT16:  # (read in place: csrc/convert.c, the float16 kernels)
+        return FL2_FLOAT16
     return -1
+
+
+cdef inline bint narrow(int t):
+    """Whether an operand of kernel dtype ``t`` keeps a float32 result (float32, float16)."""
+    return t == FL2_FLOAT32 or t == FL2_FLOAT16
 
 
 cdef inline int simple_dtype(object x):
@@ -125,8 +132,7 @@ cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred,
                 return NOT_FAST
             if not disjoint(grad, b) and cnp.PyArray_DATA(grad) != cnp.PyArray_DATA(b):
                 return NOT_FAST
-    cdef bint single = t_true == FL2_FLOAT32 and t_pred == FL2_FLOAT32 and (
-        weights is None or t_weights == FL2_FLOAT32)
+    cdef bint single = narrow(t_true) and narrow(t_pred) and (weights is None or narrow(t_weights))
 
     # The gradient's divisor must be known before its first element is written.
     divisor = 1.0 if red == RED_SUM else <double>p.n
