@@ -30,6 +30,10 @@ import numpy as np
 
 import fastl2
 
+# (a runner started with SIGINT ignored, as a background job of a script is, passes that on:
+# the call would never see the test's SIGINT)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 backend, threads, case = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 fork_mode = sys.argv[4:] == ["fork"]
 fastl2.set_backend(backend)
