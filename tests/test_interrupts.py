@@ -190,6 +190,35 @@ def test_fork_while_another_thread_compiles_a_numba_kernel():
     assert result.stdout.split() == ["child", "0"], result.stdout + result.stderr
 
 
+# A fork() at some moment of another thread's first call of a fresh process: the first call
+# does more than compile (Numba's typeof imports numpy.ma lazily, once; a child forked inside
+# that import inherited a half-imported module, and every numba call in it raised
+# RecursionError).  The child's calls must compute, whatever the moment.
+FORK_DURING_FIRST_CALL = textwrap.dedent("""
+    import os, sys, threading, time
+    import numpy as np
+    import fastl2
+    fastl2.set_backend(sys.argv[1])
+    x, y = np.ones(10**6, np.float32), np.full(10**6, 2, np.float32)
+    threading.Thread(target=fastl2.mse, args=(x, y[::-1])).start()  # (a strided first call)
+    time.sleep(float(sys.argv[2]))
+    pid = os.fork()
+    if pid == 0:
+        print("child", fastl2.mse(x, y[::-1]), fastl2.mse(x[::2], 3 * y[1::2]), flush=True)
+        os._exit(0)
+    print("parent", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+""")
+
+
+@pytest.mark.parametrize("backend", fastl2.available_backends())
+@pytest.mark.parametrize("delay", [0.0, 0.001, 0.002, 0.005, 0.02])
+def test_fork_during_another_threads_first_call(backend, delay):
+    result = subprocess.run([sys.executable, "-c", FORK_DURING_FIRST_CALL, backend, str(delay)],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["child", "1.0", "25.0", "parent", "0"], result.stdout + result.stderr
+
+
 def _numba_calls(y_true, y_pred, weights):
     loss, grad = fastl2.mse_and_grad(y_true, y_pred, weights, reduction="weighted_mean")
     return [np.asarray(fastl2.mse(y_true.astype(np.float32), y_pred.astype(np.float32))).tobytes(),

@@ -26,6 +26,11 @@ Interface (fastl2._backends): ``run``, ``weight_sum``, ``run_strided``, ``set_nu
 
 from __future__ import annotations
 
+# numpy.ma now, not at a kernel's first call: Numba's typeof looks at ``np.ma`` there, which
+# NumPy imports lazily, and a fork() while another thread was inside that import left the
+# child a half-imported numpy.ma (every numba call in it raised RecursionError).
+import numpy.ma  # noqa: F401
+
 from .._plan import BLOCK_SIZE
 from .config import (LANE_GROUP, LANES, PARALLEL_THRESHOLD, STACK_BLOCKS, STREAM_MIN_BYTES,
                      get_num_threads, in_forked_child, set_num_threads)
