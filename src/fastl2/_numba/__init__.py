@@ -29,7 +29,9 @@ from __future__ import annotations
 # numpy.ma now, not at a kernel's first call: Numba's typeof looks at ``np.ma`` there, which
 # NumPy imports lazily, and a fork() while another thread was inside that import left the
 # child a half-imported numpy.ma (every numba call in it raised RecursionError).
-import numpy.ma  # noqa: F401
+import importlib
+
+importlib.import_module("numpy.ma")
 
 from .._plan import BLOCK_SIZE
 from .config import (LANE_GROUP, LANES, PARALLEL_THRESHOLD, STACK_BLOCKS, STREAM_MIN_BYTES,
