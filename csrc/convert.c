@@ -27,17 +27,12 @@ int fl2_use_f16c = 0;
 
 /* ---- one element (float16: internal.h) ------------------------------------------------ */
 
-#define half_to_float fl2_half_to_float
-#define float_to_half fl2_float_to_half
-#define bits_to_float fl2_bits_float
-#define float_to_bits fl2_float_bits
-
-static inline float bfloat_to_float(uint16_t b) { return bits_to_float((uint32_t)b << 16); }
+static inline float bfloat_to_float(uint16_t b) { return fl2_bits_float((uint32_t)b << 16); }
 
 /* The bfloat16 bits of f rounded to nearest, ties to even (a NaN: quiet, its payload's top). */
 static inline uint16_t float_to_bfloat(float f)
 {
-    const uint32_t x = float_to_bits(f);
+    const uint32_t x = fl2_float_bits(f);
     if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
     return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
@@ -52,7 +47,7 @@ FL2_F16C static void halves_to_floats_f16c(float *dst, const char *src, int64_t 
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i))));
-    for (; i < n; i++) dst[i] = half_to_float(FL2_GET(uint16_t, src + 2 * i));
+    for (; i < n; i++) dst[i] = fl2_half_to_float(FL2_GET(uint16_t, src + 2 * i));
 }
 
 FL2_F16C static void halves_to_doubles_f16c(double *dst, const char *src, int64_t n)
@@ -63,7 +58,7 @@ FL2_F16C static void halves_to_doubles_f16c(double *dst, const char *src, int64_
         _mm256_storeu_pd(dst + i, _mm256_cvtps_pd(_mm256_castps256_ps128(f)));
         _mm256_storeu_pd(dst + i + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1)));
     }
-    for (; i < n; i++) dst[i] = half_to_float(FL2_GET(uint16_t, src + 2 * i));
+    for (; i < n; i++) dst[i] = fl2_half_to_float(FL2_GET(uint16_t, src + 2 * i));
 }
 
 FL2_F16C static void floats_to_halves_f16c(char *dst, const float *src, int64_t n)
@@ -72,7 +67,7 @@ FL2_F16C static void floats_to_halves_f16c(char *dst, const float *src, int64_t 
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(void *)(dst + 2 * i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) FL2_PUT(uint16_t, dst + 2 * i, float_to_half(src[i]));
+    for (; i < n; i++) FL2_PUT(uint16_t, dst + 2 * i, fl2_float_to_half(src[i]));
 }
 
 FL2_F16C static void doubles_to_halves_f16c(char *dst, const double *src, int64_t n)
@@ -84,7 +79,7 @@ FL2_F16C static void doubles_to_halves_f16c(char *dst, const double *src, int64_
         const __m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
         _mm_storeu_si128((__m128i *)(void *)(dst + 2 * i), _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT));
     }
-    for (; i < n; i++) FL2_PUT(uint16_t, dst + 2 * i, float_to_half((float)src[i]));
+    for (; i < n; i++) FL2_PUT(uint16_t, dst + 2 * i, fl2_float_to_half((float)src[i]));
 }
 #endif
 
@@ -94,7 +89,7 @@ static inline double load_one(const char *p, fl2_dtype dt)
     switch (dt) {
     case FL2_FLOAT64: return FL2_GET(double, p);
     case FL2_FLOAT32: return (double)FL2_GET(float, p);
-    case FL2_FLOAT16: return (double)half_to_float(FL2_GET(uint16_t, p));
+    case FL2_FLOAT16: return (double)fl2_half_to_float(FL2_GET(uint16_t, p));
     default: return (double)bfloat_to_float(FL2_GET(uint16_t, p));
     }
 }
@@ -117,7 +112,7 @@ void fl2_load_run(void *dst, fl2_dtype to, const void *from, int64_t step, fl2_d
         if (dt == FL2_FLOAT32 && step == item)
             for (int64_t i = 0; i < n; i++) d[i] = (double)FL2_GET(float, src + 4 * i);
         else if (dt == FL2_FLOAT16 && step == item)
-            for (int64_t i = 0; i < n; i++) d[i] = (double)half_to_float(FL2_GET(uint16_t, src + 2 * i));
+            for (int64_t i = 0; i < n; i++) d[i] = (double)fl2_half_to_float(FL2_GET(uint16_t, src + 2 * i));
         else if (dt == FL2_BFLOAT16 && step == item)
             for (int64_t i = 0; i < n; i++) d[i] = (double)bfloat_to_float(FL2_GET(uint16_t, src + 2 * i));
         else
@@ -125,7 +120,7 @@ void fl2_load_run(void *dst, fl2_dtype to, const void *from, int64_t step, fl2_d
     } else {
         float *f = (float *)dst;
         if (dt == FL2_FLOAT16 && step == item)
-            for (int64_t i = 0; i < n; i++) f[i] = half_to_float(FL2_GET(uint16_t, src + 2 * i));
+            for (int64_t i = 0; i < n; i++) f[i] = fl2_half_to_float(FL2_GET(uint16_t, src + 2 * i));
         else if (dt == FL2_BFLOAT16 && step == item)
             for (int64_t i = 0; i < n; i++) f[i] = bfloat_to_float(FL2_GET(uint16_t, src + 2 * i));
         else /* (float16, bfloat16 or float32 elements at a step: each exact in float32) */
@@ -150,7 +145,7 @@ void fl2_store_run(void *to, int64_t step, fl2_dtype dt, const void *values, fl2
         switch (dt) {
         case FL2_FLOAT64: FL2_PUT(double, p, ((const double *)values)[i]); break;
         case FL2_FLOAT32: FL2_PUT(float, p, f); break;
-        case FL2_FLOAT16: FL2_PUT(uint16_t, p, float_to_half(f)); break;
+        case FL2_FLOAT16: FL2_PUT(uint16_t, p, fl2_float_to_half(f)); break;
         default: FL2_PUT(uint16_t, p, float_to_bfloat(f)); break;
         }
     }
