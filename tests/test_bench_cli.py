@@ -244,7 +244,11 @@ def test_busy_ctrl_c_from_outside_leaves_no_process(tmp_path):
     """The real Ctrl-C: SIGINT to the benchmark while its busy processes spin."""
     command = [sys.executable, "-m", "fastl2", "bench", "--sizes", "1e5", "--ops", "mse",
                "--dtypes", "float32", "--methods", "numpy", "--budget", "30", "--busy", "2"]
-    bench = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a runner started in the background (``cmd &``)
+    # ignores SIGINT, the child would inherit that, and Python would then never raise
+    # KeyboardInterrupt (it installs its handler only over SIG_DFL).
+    bench = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=_default_sigint)
     try:
         for line in bench.stdout:  # the header's busy line: the spinners are about to start
             if line.startswith("  busy"):
@@ -263,6 +267,10 @@ def test_busy_ctrl_c_from_outside_leaves_no_process(tmp_path):
         if bench.poll() is None:
             bench.kill()
             bench.wait()
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _pids_with_parent(parent: int) -> set[int]:

@@ -207,7 +207,8 @@ def set_num_threads(n: int) -> None:
     """Use ``n`` threads (an int from 1 to 1024) for large inputs from now on.
 
     Results do not depend on it: every thread count gives the same bits.  Raises TypeError
-    for a non-integer and ValueError for a count out of range, changing nothing.
+    for a non-integer (a bool included) and ValueError for a count out of range, changing
+    nothing.
 
     >>> import fastl2
     >>> fastl2.set_num_threads(2)
@@ -216,13 +217,15 @@ def set_num_threads(n: int) -> None:
     """
     global _requested_threads
     try:
+        if isinstance(n, (bool, np.bool_)):  # an int to Python, but not a count
+            raise TypeError
         count = operator.index(n)
     except TypeError:
         raise TypeError(
             f"the number of threads must be an int from 1 to {MAX_THREADS}; got {n!r} of type "
             f"{type(n).__name__}"
         ) from None
-    if isinstance(n, (bool, np.bool_)) or not 1 <= count <= MAX_THREADS:
+    if not 1 <= count <= MAX_THREADS:
         raise ValueError(f"the number of threads must be an int from 1 to {MAX_THREADS}; got {n!r}")
     _requested_threads = count
     if _core is not None:
