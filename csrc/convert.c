@@ -25,18 +25,6 @@
 
 int fl2_use_f16c = 0;
 
-/* ---- one element (float16: internal.h) ------------------------------------------------ */
-
-static inline float bfloat_to_float(uint16_t b) { return fl2_bits_float((uint32_t)b << 16); }
-
-/* The bfloat16 bits of f rounded to nearest, ties to even (a NaN: quiet, its payload's top). */
-static inline uint16_t float_to_bfloat(float f)
-{
-    const uint32_t x = fl2_float_bits(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
-    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
-}
-
 /* ---- runs ----------------------------------------------------------------------------- */
 
 #if defined(FL2_HAVE_X86_DISPATCH)
@@ -90,7 +78,7 @@ static inline double load_one(const char *p, fl2_dtype dt)
     case FL2_FLOAT64: return FL2_GET(double, p);
     case FL2_FLOAT32: return (double)FL2_GET(float, p);
     case FL2_FLOAT16: return (double)fl2_half_to_float(FL2_GET(uint16_t, p));
-    default: return (double)bfloat_to_float(FL2_GET(uint16_t, p));
+    default: return (double)fl2_bfloat_to_float(FL2_GET(uint16_t, p));
     }
 }
 
@@ -114,7 +102,7 @@ void fl2_load_run(void *dst, fl2_dtype to, const void *from, int64_t step, fl2_d
         else if (dt == FL2_FLOAT16 && step == item)
             for (int64_t i = 0; i < n; i++) d[i] = (double)fl2_half_to_float(FL2_GET(uint16_t, src + 2 * i));
         else if (dt == FL2_BFLOAT16 && step == item)
-            for (int64_t i = 0; i < n; i++) d[i] = (double)bfloat_to_float(FL2_GET(uint16_t, src + 2 * i));
+            for (int64_t i = 0; i < n; i++) d[i] = (double)fl2_bfloat_to_float(FL2_GET(uint16_t, src + 2 * i));
         else
             for (int64_t i = 0; i < n; i++) d[i] = load_one(src + i * step, dt);
     } else {
@@ -122,7 +110,7 @@ void fl2_load_run(void *dst, fl2_dtype to, const void *from, int64_t step, fl2_d
         if (dt == FL2_FLOAT16 && step == item)
             for (int64_t i = 0; i < n; i++) f[i] = fl2_half_to_float(FL2_GET(uint16_t, src + 2 * i));
         else if (dt == FL2_BFLOAT16 && step == item)
-            for (int64_t i = 0; i < n; i++) f[i] = bfloat_to_float(FL2_GET(uint16_t, src + 2 * i));
+            for (int64_t i = 0; i < n; i++) f[i] = fl2_bfloat_to_float(FL2_GET(uint16_t, src + 2 * i));
         else /* (float16, bfloat16 or float32 elements at a step: each exact in float32) */
             for (int64_t i = 0; i < n; i++) f[i] = (float)load_one(src + i * step, dt);
     }
@@ -146,7 +134,7 @@ void fl2_store_run(void *to, int64_t step, fl2_dtype dt, const void *values, fl2
         case FL2_FLOAT64: FL2_PUT(double, p, ((const double *)values)[i]); break;
         case FL2_FLOAT32: FL2_PUT(float, p, f); break;
         case FL2_FLOAT16: FL2_PUT(uint16_t, p, fl2_float_to_half(f)); break;
-        default: FL2_PUT(uint16_t, p, float_to_bfloat(f)); break;
+        default: FL2_PUT(uint16_t, p, fl2_float_to_bfloat(f)); break;
         }
     }
 }

@@ -45,13 +45,15 @@ FL2_INLINE fl2_dtype fl2_result_dtype(const fl2_problem *p)
     return wide ? FL2_FLOAT64 : FL2_FLOAT32;
 }
 
-/* The dtype of the operands the problem's kernel reads: float16 when every one is float16
- * (y_true given: kernels.h has no float16 penalty), else the result dtype. */
+/* The dtype of the operands the problem's kernel reads: float16 (bfloat16) when every one is
+ * float16 (bfloat16) (y_true given: kernels.h has no half-precision penalty), else the result
+ * dtype. */
 FL2_INLINE fl2_dtype fl2_compute_dtype(const fl2_problem *p)
 {
-    if (p->y_true && p->pred_dtype == FL2_FLOAT16 && p->true_dtype == FL2_FLOAT16 &&
-        (!p->weights || p->weights_dtype == FL2_FLOAT16))
-        return FL2_FLOAT16;
+    const fl2_dtype d = p->pred_dtype;
+    if ((d == FL2_FLOAT16 || d == FL2_BFLOAT16) && p->y_true && p->true_dtype == d &&
+        (!p->weights || p->weights_dtype == d))
+        return d;
     return fl2_result_dtype(p);
 }
 
@@ -80,6 +82,7 @@ FL2_INLINE int fl2_kernel_index(const fl2_problem *p)
     const int pred = p->pred_dtype == FL2_FLOAT64;
     if (!p->y_true) return 4 + pred;
     if (p->pred_dtype == FL2_FLOAT16) return 6 + (p->weights != NULL);
+    if (p->pred_dtype == FL2_BFLOAT16) return 8 + (p->weights != NULL);
     return pred * 2 + (p->weights != NULL);
 }
 

@@ -115,7 +115,26 @@ FL2_INLINE double fl2_get_fl2_half(const void *p) { return (double)fl2_half_to_f
  * rounded once more). */
 FL2_INLINE void fl2_put_fl2_half(void *p, double x) { fl2_put_uint16_t(p, fl2_float_to_half((float)x)); }
 
-/* p[0] as a double (T: float, double, fl2_half; uint16_t gives the bits) */
+/* ---- bfloat16 ---------------------------------------------------------------------------
+ * The top half of a binary32: converted exactly to float32 by a shift, rounded to nearest,
+ * ties to even, from it by its bits (a NaN: quiet, with its payload's top bits), the same
+ * code at every level. */
+typedef struct {
+    uint16_t bits;
+} fl2_bhalf;
+
+FL2_INLINE float fl2_bfloat_to_float(uint16_t b) { return fl2_bits_float((uint32_t)b << 16); }
+FL2_INLINE uint16_t fl2_float_to_bfloat(float f)
+{
+    const uint32_t x = fl2_float_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+FL2_INLINE double fl2_get_fl2_bhalf(const void *p) { return (double)fl2_bfloat_to_float(fl2_get_uint16_t(p)); }
+/* (a gradient element: x rounded to float32, then to bfloat16, as a float16 one) */
+FL2_INLINE void fl2_put_fl2_bhalf(void *p, double x) { fl2_put_uint16_t(p, fl2_float_to_bfloat((float)x)); }
+
+/* p[0] as a double (T: float, double, fl2_half, fl2_bhalf; uint16_t gives the bits) */
 #define FL2_GET(T, p) FL2_CAT(fl2_get_, T)(p)
 /* p[0] = x, rounded to T (a double to a float16 through float32) */
 #define FL2_PUT(T, p, x) FL2_CAT(fl2_put_, T)((p), (x))
@@ -203,11 +222,11 @@ typedef void (*fl2_columns_fn)(const fl2_problem *p, fl2_mode mode, int64_t nrow
 typedef void (*fl2_rows_fn)(const fl2_problem *p, fl2_mode mode, int64_t nrows, int64_t row_len,
                             const int64_t *ld, int64_t w_step, fl2_partial *out);
 
-/* One kernel per result dtype and operands (all float32, all float64, or all float16: a
- * float32 result; other mixes are converted block by block, convert.c): index pred * 2 +
- * weighted, 4 + pred for problems without y_true (the L2 penalty), 6 + weighted for float16
- * (fl2_kernel_index). */
-#define FL2_NKERNELS 8
+/* One kernel per result dtype and operands (all float32, all float64, all float16 or all
+ * bfloat16: the last two a float32 result; other mixes are converted block by block,
+ * convert.c): index pred * 2 + weighted, 4 + pred for problems without y_true (the L2
+ * penalty), 6 + weighted for float16, 8 + weighted for bfloat16 (fl2_kernel_index). */
+#define FL2_NKERNELS 10
 
 extern const fl2_block_fn fl2_kernels_baseline[FL2_NKERNELS];
 extern const fl2_columns_fn fl2_kernels_baseline_columns[FL2_NKERNELS];

@@ -61,6 +61,19 @@
 #define COMPENSATED 0
 #include "block_template.h"
 
+/* bfloat16: every operand (as float16) */
+#define BLOCK_FN FL2_KNAME(_b_b)
+#define T_TRUE fl2_bhalf
+#define T_PRED fl2_bhalf
+#define COMPENSATED 0
+#include "block_template.h"
+#define BLOCK_FN FL2_KNAME(_b_b_wb)
+#define T_TRUE fl2_bhalf
+#define T_PRED fl2_bhalf
+#define T_WEIGHTS fl2_bhalf
+#define COMPENSATED 0
+#include "block_template.h"
+
 /* no y_true: the L2 penalty */
 #define BLOCK_FN FL2_KNAME(_penalty_f)
 #define T_PRED float
@@ -75,17 +88,19 @@
 const fl2_block_fn FL2_KERNEL_TABLE[FL2_NKERNELS] = {
     FL2_KNAME(_f_f), FL2_KNAME(_f_f_wf), FL2_KNAME(_d_d), FL2_KNAME(_d_d_wd),
     FL2_KNAME(_penalty_f), FL2_KNAME(_penalty_d), FL2_KNAME(_h_h), FL2_KNAME(_h_h_wh),
+    FL2_KNAME(_b_b), FL2_KNAME(_b_b_wb),
 };
 #elif FL2_KERNEL_PART == FL2_PART_COLUMNS
 const fl2_columns_fn FL2_CAT(FL2_KERNEL_TABLE, _columns)[FL2_NKERNELS] = {
     FL2_KNAME(_f_f_columns), FL2_KNAME(_f_f_wf_columns), FL2_KNAME(_d_d_columns),
     FL2_KNAME(_d_d_wd_columns), FL2_KNAME(_penalty_f_columns), FL2_KNAME(_penalty_d_columns),
-    FL2_KNAME(_h_h_columns), FL2_KNAME(_h_h_wh_columns),
+    FL2_KNAME(_h_h_columns), FL2_KNAME(_h_h_wh_columns), FL2_KNAME(_b_b_columns),
+    FL2_KNAME(_b_b_wb_columns),
 };
 #else
 const fl2_rows_fn FL2_CAT(FL2_KERNEL_TABLE, _rows)[FL2_NKERNELS] = {
     FL2_KNAME(_f_f_rows), FL2_KNAME(_f_f_wf_rows), FL2_KNAME(_d_d_rows),
     FL2_KNAME(_d_d_wd_rows), FL2_KNAME(_penalty_f_rows), FL2_KNAME(_penalty_d_rows),
-    FL2_KNAME(_h_h_rows), FL2_KNAME(_h_h_wh_rows),
+    FL2_KNAME(_h_h_rows), FL2_KNAME(_h_h_wh_rows), FL2_KNAME(_b_b_rows), FL2_KNAME(_b_b_wb_rows),
 };
 #endif

@@ -74,9 +74,36 @@ FL2_INLINE fl2_vd fl2_load_f16(const fl2_half *p)
     return v;
 #endif
 }
+/* bfloat16: its bits in a float32's top half (x86: interleaved with zeros, or widened and
+ * shifted), then as float32. */
+typedef uint16_t fl2_vh __attribute__((vector_size(FL2_VWIDTH * sizeof(uint16_t))));
+typedef uint32_t fl2_vu __attribute__((vector_size(FL2_VWIDTH * sizeof(uint32_t))));
+FL2_INLINE fl2_vd fl2_load_bf16(const fl2_bhalf *p)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__)
+    const __m256i bits = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p)), 16);
+    return (fl2_vd)_mm512_cvtps_pd(_mm256_castsi256_ps(bits));
+#elif FL2_VWIDTH == 4 && defined(__AVX__)
+    const __m128i h = _mm_loadl_epi64((const __m128i *)(const void *)p);
+    return (fl2_vd)_mm256_cvtps_pd(_mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), h)));
+#elif FL2_VWIDTH == 2 && defined(__SSE2__)
+    int32_t two;
+    memcpy(&two, p, sizeof two);
+    const __m128i h = _mm_cvtsi32_si128(two);
+    return (fl2_vd)_mm_cvtps_pd(_mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), h)));
+#else
+    fl2_vh h;
+    memcpy(&h, p, sizeof h);
+    const fl2_vu bits = __builtin_convertvector(h, fl2_vu) << 16;
+    float f[FL2_VWIDTH];
+    memcpy(f, &bits, sizeof f);
+    return fl2_load_f32(f);
+#endif
+}
 #define FL2_VLOAD(p) _Generic((p), const float *: fl2_load_f32, float *: fl2_load_f32, \
                               const double *: fl2_load_f64, double *: fl2_load_f64, \
-                              const fl2_half *: fl2_load_f16, fl2_half *: fl2_load_f16)(p)
+                              const fl2_half *: fl2_load_f16, fl2_half *: fl2_load_f16, \
+                              const fl2_bhalf *: fl2_load_bf16, fl2_bhalf *: fl2_load_bf16)(p)
 
 /* Two vectors of consecutive elements, p[0 .. FL2_VWIDTH) into *a and the next FL2_VWIDTH into
  * *b: FL2_VLOAD twice, but for float16 at the x86 levels above the baseline, where one F16C
@@ -107,9 +134,25 @@ FL2_INLINE void fl2_load_two_f16(const fl2_half *p, fl2_vd *a, fl2_vd *b)
     *b = fl2_load_f16(p + FL2_VWIDTH);
 #endif
 }
+FL2_INLINE void fl2_load_two_bf16(const fl2_bhalf *p, fl2_vd *a, fl2_vd *b)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__)
+    const __m512i bits = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)p)), 16);
+    *a = (fl2_vd)_mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_castsi512_ps(bits)));
+    *b = (fl2_vd)_mm512_cvtps_pd(_mm256_castsi256_ps(_mm512_extracti64x4_epi64(bits, 1)));
+#elif FL2_VWIDTH == 4 && defined(__AVX__)
+    const __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p), zero = _mm_setzero_si128();
+    *a = (fl2_vd)_mm256_cvtps_pd(_mm_castsi128_ps(_mm_unpacklo_epi16(zero, h)));
+    *b = (fl2_vd)_mm256_cvtps_pd(_mm_castsi128_ps(_mm_unpackhi_epi16(zero, h)));
+#else
+    *a = fl2_load_bf16(p);
+    *b = fl2_load_bf16(p + FL2_VWIDTH);
+#endif
+}
 #define FL2_VLOAD_TWO(p, a, b) _Generic((p), const float *: fl2_load_two_f32, float *: fl2_load_two_f32, \
                                         const double *: fl2_load_two_f64, double *: fl2_load_two_f64, \
-                                        const fl2_half *: fl2_load_two_f16, fl2_half *: fl2_load_two_f16)(p, a, b)
+                                        const fl2_half *: fl2_load_two_f16, fl2_half *: fl2_load_two_f16, \
+                                        const fl2_bhalf *: fl2_load_two_bf16, fl2_bhalf *: fl2_load_two_bf16)(p, a, b)
 
 /* Every other element: p[0], p[2], ..., p[2 * (FL2_VWIDTH - 1)] (an a[::2] view), by
  * deinterleaving shuffles.  Most levels (AVX2, AVX-512, SSE2 for float32, NEON) load
@@ -167,9 +210,16 @@ FL2_INLINE fl2_vd fl2_load2_f16(const fl2_half *p)
     for (int k = 0; k < FL2_VWIDTH; k++) v[k] = fl2_get_fl2_half(p + 2 * k);
     return v;
 }
+FL2_INLINE fl2_vd fl2_load2_bf16(const fl2_bhalf *p)
+{
+    fl2_vd v;
+    for (int k = 0; k < FL2_VWIDTH; k++) v[k] = fl2_get_fl2_bhalf(p + 2 * k);
+    return v;
+}
 #define FL2_VLOAD2(p) _Generic((p), const float *: fl2_load2_f32, float *: fl2_load2_f32, \
                                const double *: fl2_load2_f64, double *: fl2_load2_f64, \
-                               const fl2_half *: fl2_load2_f16, fl2_half *: fl2_load2_f16)(p)
+                               const fl2_half *: fl2_load2_f16, fl2_half *: fl2_load2_f16, \
+                               const fl2_bhalf *: fl2_load2_bf16, fl2_bhalf *: fl2_load2_bf16)(p)
 /* The first `count` (0 to FL2_VWIDTH) elements at p, zeros after them; nothing past them is
  * read (masked loads, which do not fault on the elements they leave out). */
 FL2_INLINE fl2_vd fl2_loadn_f32(const float *p, int count)
@@ -204,9 +254,16 @@ FL2_INLINE fl2_vd fl2_loadn_f16(const fl2_half *p, int count)
     for (int k = 0; k < count; k++) v[k] = fl2_get_fl2_half(p + k);
     return v;
 }
+FL2_INLINE fl2_vd fl2_loadn_bf16(const fl2_bhalf *p, int count)
+{
+    fl2_vd v = fl2_vsplat(0.0);
+    for (int k = 0; k < count; k++) v[k] = fl2_get_fl2_bhalf(p + k);
+    return v;
+}
 #define FL2_VLOADN(p, count) _Generic((p), const float *: fl2_loadn_f32, float *: fl2_loadn_f32, \
                                       const double *: fl2_loadn_f64, double *: fl2_loadn_f64, \
-                                      const fl2_half *: fl2_loadn_f16, fl2_half *: fl2_loadn_f16)(p, count)
+                                      const fl2_half *: fl2_loadn_f16, fl2_half *: fl2_loadn_f16, \
+                                      const fl2_bhalf *: fl2_loadn_bf16, fl2_bhalf *: fl2_loadn_bf16)(p, count)
 /* All ones in the first `count` lanes, zeros in the others. */
 FL2_INLINE fl2_vbits fl2_vfirst(int count)
 {
@@ -271,8 +328,44 @@ FL2_INLINE void fl2_vstore_f16(fl2_half *p, fl2_vd v)
     for (int k = 0; k < FL2_VWIDTH; k++) fl2_put_uint16_t(p + k, fl2_float_to_half(f[k]));
 #endif
 }
+/* (a gradient: rounded to float32, then to bfloat16 by its bits, as fl2_float_to_bfloat) */
+#if FL2_VWIDTH == 8 && defined(__AVX512F__) && defined(__AVX512VL__)
+FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
+{
+    const __m256i x = _mm256_castps_si256(_mm512_cvtpd_ps((__m512d)v)), top = _mm256_srli_epi32(x, 16);
+    const __m256i bias = _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(top, _mm256_set1_epi32(1)));
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(x, bias), 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)),
+                                           _mm256_set1_epi32(0x7f800000));
+    const __m256i quiet = _mm256_or_si256(top, _mm256_set1_epi32(0x40));
+    _mm_storeu_si128((__m128i *)(void *)p, _mm256_cvtepi32_epi16(_mm256_blendv_epi8(rounded, quiet, nan)));
+}
+#elif FL2_VWIDTH == 4 && defined(__AVX2__)
+FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
+{
+    const __m128i x = _mm_castps_si128(_mm256_cvtpd_ps((__m256d)v)), top = _mm_srli_epi32(x, 16);
+    const __m128i bias = _mm_add_epi32(_mm_set1_epi32(0x7fff), _mm_and_si128(top, _mm_set1_epi32(1)));
+    const __m128i rounded = _mm_srli_epi32(_mm_add_epi32(x, bias), 16);
+    const __m128i nan = _mm_cmpgt_epi32(_mm_and_si128(x, _mm_set1_epi32(0x7fffffff)), _mm_set1_epi32(0x7f800000));
+    const __m128i quiet = _mm_or_si128(top, _mm_set1_epi32(0x40));
+    const __m128i bits = _mm_blendv_epi8(rounded, quiet, nan); /* (each below 2**16: packed exactly) */
+    _mm_storel_epi64((__m128i *)(void *)p, _mm_packus_epi32(bits, bits));
+}
+#else
+FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
+{
+    const fl2_vf f = __builtin_convertvector(v, fl2_vf);
+    fl2_vu x;
+    memcpy(&x, &f, sizeof x);
+    const fl2_vu rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+    const fl2_vu quiet = (x >> 16) | 0x40u;               /* a NaN: quiet, its payload's top */
+    const fl2_vu nan = (fl2_vu)((x & 0x7fffffffu) > 0x7f800000u); /* all ones where NaN */
+    const fl2_vh h = __builtin_convertvector((quiet & nan) | (rounded & ~nan), fl2_vh);
+    memcpy(p, &h, sizeof h);
+}
+#endif
 #define FL2_VSTORE(p, v) _Generic((p), float *: fl2_vstore_f32, double *: fl2_vstore_f64, \
-                                  fl2_half *: fl2_vstore_f16)(p, v)
+                                  fl2_half *: fl2_vstore_f16, fl2_bhalf *: fl2_vstore_bf16)(p, v)
 
 FL2_INLINE fl2_vd fl2_vabs(fl2_vd x)
 {

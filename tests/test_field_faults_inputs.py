@@ -10,6 +10,7 @@ test_field_faults_backends.py.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from fractions import Fraction
 
@@ -238,11 +239,28 @@ def test_the_weights_shape_error_does_not_repeat_itself(backend):
 
 
 @needs_torch
-def test_bfloat16_tensors_name_the_argument_and_the_accepted_dtypes(backend):
+def test_bfloat16_tensors_are_read_as_bfloat16(backend):
+    # (as ml_dtypes.bfloat16 arrays over their memory: the values of the float32 call; the
+    # gradient bfloat16, the float32 one rounded once)
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 arrays are ml_dtypes'")
+    y_true = torch.tensor([0.5, -3.0, 7.25, 1e-3]).to(torch.bfloat16)
+    y_pred = torch.tensor([1.0, 2.0, -0.375, 3e5]).to(torch.bfloat16)
+    assert fastl2.mse(y_true, y_pred) == fastl2.mse(y_true.float(), y_pred.float())
+    grad = fastl2.mse_grad(y_true, y_pred)
+    assert grad.dtype == np.dtype(ml_dtypes.bfloat16)
+    expected = fastl2.mse_grad(y_true.float(), y_pred.float()).astype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(grad.view(np.uint16), expected.view(np.uint16))
+
+
+@needs_torch
+def test_bfloat16_tensors_without_ml_dtypes_name_the_argument_and_the_package(backend, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # (its import raises ImportError)
     for role in ("y_true", "y_pred"):
         args = {"y_true": torch.zeros(3), "y_pred": torch.ones(3)}
         args[role] = args[role].to(torch.bfloat16)
-        with pytest.raises(TypeError, match=rf"{role} is a Tensor of dtype torch.bfloat16.*accepted: float16.*\.float\(\)"):
+        with pytest.raises(TypeError, match=rf"{role} is a Tensor of dtype torch.bfloat16, and reading "
+                                            r"bfloat16 needs the ml_dtypes package.*pip install ml_dtypes"
+                                            r".*accepted: float16.*\.float\(\)"):
             fastl2.mse(args["y_true"], args["y_pred"])
 
 

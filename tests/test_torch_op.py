@@ -2,6 +2,9 @@
 graph breaks, fake and real layouts, inputs read in place, the eager path's bits."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional dependency: pip install 'fastl2[torch]'")
@@ -177,8 +180,11 @@ def _recording(monkeypatch):
     return seen
 
 
+HALF_IN_PLACE = [torch.float16] + ([torch.bfloat16] if importlib.util.find_spec("ml_dtypes") else [])
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, *HALF_IN_PLACE], ids=str)
 def test_inputs_are_read_in_place_and_the_gradient_is_not_copied(monkeypatch, layout, dtype):
     seen = _recording(monkeypatch)
     x, t, w = _data((5, 4, 3), dtype, layout)
@@ -193,6 +199,21 @@ def test_inputs_are_read_in_place_and_the_gradient_is_not_copied(monkeypatch, la
         seen.clear()
         FUNCTIONS[name](x, t, weight=w).backward()  # the eager path reads in place too
         assert seen[0]["pointers"] == [t.data_ptr(), x.data_ptr(), w.data_ptr()]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bfloat16_without_ml_dtypes_computes_on_float32_copies_with_the_same_bits(monkeypatch, reduction):
+    x, t, w = _data((40, 9), torch.bfloat16, "transposed")
+    x.requires_grad_()
+    expected = ft.huber_loss(x, t, weight=w, reduction=reduction, delta=0.75)
+    expected.sum().backward()
+    expected_grad, x.grad = x.grad, None
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # (its import raises ImportError)
+    monkeypatch.setattr(_ops, "_bfloat16_numpy", lambda: None)  # (the cached answer, as without it)
+    got = ft.huber_loss(x, t, weight=w, reduction=reduction, delta=0.75)
+    got.sum().backward()
+    assert got.dtype == x.grad.dtype == torch.bfloat16
+    assert torch.equal(got, expected) and torch.equal(x.grad, expected_grad)
 
 
 def test_one_fastl2_pass_per_training_step(monkeypatch):

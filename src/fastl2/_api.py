@@ -77,16 +77,17 @@ def mse(
         or return the element losses.
 
     Any memory layout is read where it lies (strided, transposed, broadcast, memory-mapped,
-    unaligned, 0-d), with no copy of float32/float64 data, from ndarrays, ndarray subclasses,
-    DLPack producers (PyTorch CPU tensors, read through ``detach()`` when they require grad),
-    ``__array__`` objects and buffers alike.
+    unaligned, 0-d), with no copy of float16/bfloat16/float32/float64 data, from ndarrays, ndarray
+    subclasses, DLPack producers (PyTorch CPU tensors, read through ``detach()`` when they
+    require grad; bfloat16 ones as ``ml_dtypes.bfloat16`` arrays), ``__array__`` objects and
+    buffers alike.
 
     Returns
     -------
     numpy.float32 or numpy.float64, or ndarray
         A NumPy scalar with ``axis=None``; an ndarray without the reduced axes otherwise, or
         of y_pred's shape with ``reduction="none"``.  float32 when every input is
-        float16/float32, else float64.  (A type checker sees ``numpy.floating[Any]`` for
+        float16/bfloat16/float32, else float64.  (A type checker sees ``numpy.floating[Any]`` for
         ``axis=None`` with a reducing reduction, ``NDArray[numpy.floating[Any]]`` for an
         ``axis`` or ``reduction="none"``: literal reductions tell them apart.)
 
@@ -96,7 +97,8 @@ def mse(
         Shapes that differ, a ragged array-like, an unknown reduction (only ``str`` values),
         ``axis`` with ``reduction="none"``, weights summing to zero with "weighted_mean".
     TypeError
-        A dtype fastl2 cannot compute with (complex, object, string, bfloat16), an
+        A dtype fastl2 cannot compute with (complex, object, string; a bfloat16 tensor without
+        ml_dtypes installed), an
         ``np.longdouble`` wider than float64 (never rounded silently: convert it with
         ``.astype(np.float64)``), or a ``numpy.ma.MaskedArray`` (its mask is never dropped).
     numpy.exceptions.AxisError
@@ -221,8 +223,9 @@ def mse_grad(
     ("sum", and "none", which gives the element-wise derivative). Arguments and special
     values as for :func:`mse`.
 
-    Returns an ndarray of y_pred's shape and own float dtype (float16 kept, whatever object
-    carried it; float64 for integer y_pred), or ``out`` itself: any writable ndarray of that
+    Returns an ndarray of y_pred's shape and own float dtype (float16 and bfloat16 kept,
+    whatever object carried them: a bfloat16 one is an ``ml_dtypes.bfloat16`` array; float64
+    for integer y_pred), or ``out`` itself: any writable ndarray of that
     shape and dtype (any layout or alignment, ``np.memmap`` included), y_pred itself for an
     in-place update.  Raises as :func:`mse` does, and ValueError for an ``out`` of the wrong
     shape or dtype, read-only, or sharing memory with any input other than as y_pred itself

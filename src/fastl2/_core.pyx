@@ -23,6 +23,8 @@ from libc.string cimport memchr, memcmp
 
 import numpy as np
 
+from fastl2 import _operands
+
 cnp.import_array()
 
 include "_core_capi.pxi"
@@ -200,6 +202,24 @@ def baseline_isa():
 
 # ---- the planned path -----------------------------------------------------------------
 
+# ml_dtypes.bfloat16's NumPy type number (a user type: registered when ml_dtypes is imported),
+# once an array of it has been seen.
+cdef int bfloat16_type = -1
+
+cdef extern from "numpy/ndarraytypes.h":
+    int NPY_USERDEF  # (the first user type number)
+
+
+cdef inline bint is_bfloat16(int t, cnp.ndarray a) except -1:
+    global bfloat16_type
+    if t == bfloat16_type:
+        return True
+    if bfloat16_type < 0 and t >= NPY_USERDEF and _operands.is_bfloat16(a.dtype):
+        bfloat16_type = t
+        return True
+    return False
+
+
 cdef inline fl2_dtype kernel_dtype(cnp.ndarray a) except *:
     cdef int t = cnp.PyArray_TYPE(a)
     if t == cnp.NPY_DOUBLE:
@@ -208,7 +228,10 @@ cdef inline fl2_dtype kernel_dtype(cnp.ndarray a) except *:
         return FL2_FLOAT32
     if t == cnp.NPY_FLOAT16:  # (read as it is: csrc/convert.c)
         return FL2_FLOAT16
-    raise TypeError(f"fastl2: the kernels read native float16, float32 or float64 arrays; got {a.dtype}")
+    if is_bfloat16(t, a):
+        return FL2_BFLOAT16
+    raise TypeError(f"fastl2: the kernels read native float16, bfloat16, float32 or float64 arrays; "
+                    f"got {a.dtype}")
 
 
 cdef void fill_problem(fl2_problem *p, plan) except *:

@@ -1,7 +1,7 @@
 # The fast paths: the common call answered without planning.  Included by fastl2/_core.pyx.
 #
-# A call qualifies when its arrays are exact ndarrays of native float16/32/64, C-contiguous
-# and aligned, of one shape and not empty; weights (if any) are of that shape too; the
+# A call qualifies when its arrays are exact ndarrays of native float16/32/64 or bfloat16,
+# C-contiguous and aligned, of one shape and not empty; weights (if any) are of that shape too; the
 # reduction is "mean", "weighted_mean" or "sum"; ``out`` (if any) is a writable C-contiguous
 # array of y_pred's dtype and shape that overlaps no input but y_pred itself.  Anything else -
 # including every call that must raise - goes to the planned path, which computes the same
@@ -45,12 +45,15 @@ cdef inline int array_dtype(object x, bint c_contiguous):
         return FL2_FLOAT32
     if t == cnp.NPY_FLOAT16:  # (read in place: csrc/convert.c, the float16 kernels)
         return FL2_FLOAT16
+    if t >= NPY_USERDEF and is_bfloat16(t, a):  # (and ml_dtypes.bfloat16: its own kernels)
+        return FL2_BFLOAT16
     return -1
 
 
 cdef inline bint narrow(int t):
-    """Whether an operand of kernel dtype ``t`` keeps a float32 result (float32, float16)."""
-    return t == FL2_FLOAT32 or t == FL2_FLOAT16
+    """Whether an operand of kernel dtype ``t`` keeps a float32 result (float32, float16,
+    bfloat16)."""
+    return t == FL2_FLOAT32 or t == FL2_FLOAT16 or t == FL2_BFLOAT16
 
 
 cdef inline int simple_dtype(object x):

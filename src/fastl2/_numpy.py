@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from ._backends import forked_mid_call_error
-from ._plan import BLOCK_SIZE, Plan
+from ._plan import BLOCK_SIZE, Plan, round_half
 
 # Elements per chunk: two blocks keep every float64 temporary at 128 KiB.
 CHUNK = 2 * BLOCK_SIZE
@@ -83,8 +83,8 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
 def _gradient(loss, param, d, w, dtype, grad_scale, grad_divisor):
     """One chunk's gradient ``grad_scale * w * l'(d) / grad_divisor``, with the C kernels'
     operations: a float64 gradient multiplies and divides per element, a float32 one
-    multiplies by the quotient (GRAD_VALUE in csrc/block_template.h); a float16 one is the
-    float32 one, rounded once more where it is stored (csrc/convert.c)."""
+    multiplies by the quotient (GRAD_VALUE in csrc/block_template.h); a float16 or bfloat16
+    one is the float32 one, rounded once more (csrc/convert.c, fastl2._plan.round_half)."""
     g = loss.derivative(d, param)
     if w is not None:
         g = g * w
@@ -93,8 +93,8 @@ def _gradient(loss, param, d, w, dtype, grad_scale, grad_divisor):
         g /= grad_divisor
     else:
         g *= grad_scale / grad_divisor
-        if dtype == np.float16:
-            g = g.astype(np.float32)
+        if dtype.itemsize == 2:
+            g = round_half(g.astype(np.float32), dtype)
     return g
 
 

@@ -16,7 +16,48 @@ _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 
-_ACCEPTED = "float16, float32, float64, integer or bool arrays (or array-likes of them)"
+_ACCEPTED = ("float16, bfloat16 (ml_dtypes), float32, float64, integer or bool arrays (or "
+             "array-likes of them)")
+
+
+def is_bfloat16(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is ``ml_dtypes.bfloat16`` (the top half of a float32), told by its
+    name and module so that ml_dtypes is never imported to ask."""
+    return (dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16"
+            and dtype.type.__module__.partition(".")[0] == "ml_dtypes")
+
+
+def is_half(dtype: np.dtype) -> bool:
+    """Whether the kernels read ``dtype`` as it is and convert it block by block: float16 and
+    bfloat16 (csrc/convert.c)."""
+    return dtype == _FLOAT16 or is_bfloat16(dtype)
+
+
+def bfloat16_dtype() -> np.dtype:
+    """``ml_dtypes.bfloat16`` as a NumPy dtype (ml_dtypes imported here, when first needed);
+    ImportError naming the package when it is not installed."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError(
+            "reading bfloat16 needs the ml_dtypes package (NumPy has no bfloat16 of its own): "
+            "pip install ml_dtypes (or fastl2[torch])"
+        ) from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def _bfloat16_tensor(value, name: str) -> np.ndarray:
+    """A PyTorch bfloat16 CPU tensor as an ml_dtypes.bfloat16 array over the same memory (its
+    bits read as int16 through DLPack: NumPy has no bfloat16 DLPack type)."""
+    try:
+        dtype = bfloat16_dtype()
+    except ImportError as exc:
+        raise TypeError(
+            f"{name} is a {type(value).__name__} of dtype torch.bfloat16, and {exc}; accepted: "
+            f"{_ACCEPTED}; or convert it first (.float())"
+        ) from None
+    torch = sys.modules["torch"]
+    return np.from_dlpack(value.view(torch.int16)).view(dtype)
 
 
 def read(value, name: str) -> np.ndarray:
@@ -40,9 +81,15 @@ def read(value, name: str) -> np.ndarray:
         if callable(is_neg) and is_neg():  # a PyTorch view whose values are negated lazily:
             value = value.resolve_neg()  # DLPack would hand over the data without the sign
         try:
+            if str(getattr(value, "dtype", "")) == "torch.bfloat16" and "torch" in sys.modules:
+                return _bfloat16_tensor(value, name)
             return np.from_dlpack(value)
-        except (BufferError, TypeError, RuntimeError, ValueError) as exc:
-            dlpack_error = exc  # e.g. a dtype or device NumPy cannot read: try __array__
+        except (BufferError, RuntimeError, ValueError) as exc:
+            dlpack_error = exc  # e.g. a device NumPy cannot read: try __array__
+        except TypeError as exc:
+            if "ml_dtypes" in str(exc):  # (a bfloat16 tensor without ml_dtypes: said as it is)
+                raise
+            dlpack_error = exc  # e.g. a dtype NumPy cannot read: try __array__
     else:
         dlpack_error = None
     if isinstance(value, (list, tuple)):
@@ -96,8 +143,8 @@ def refuse_nested_masked(items, name: str) -> None:
 def kernel_dtype(dtype: np.dtype, name: str, half: bool = False) -> tuple[np.dtype, bool]:
     """The dtype the kernels read an array of ``dtype`` as, and whether it is single precision.
 
-    Float16 is read as it is with ``half`` (the backends convert it block by block, exactly),
-    else as float32; integers and bools as float64 (exactly up to 2**53, see
+    Float16 and bfloat16 (``ml_dtypes.bfloat16``) are read as they are with ``half`` (the
+    backends convert them block by block, exactly), else as float32; integers and bools as float64 (exactly up to 2**53, see
     ``fastl2._plan.loss_plan`` for the differences of larger ones).  Floats with more precision than
     float64 (``np.longdouble`` where it is wider) are refused, never rounded silently.
     """
@@ -116,14 +163,16 @@ def kernel_dtype(dtype: np.dtype, name: str, half: bool = False) -> tuple[np.dty
         )
     if kind in "biu":
         return _FLOAT64, False
+    if is_bfloat16(dtype):
+        return (dtype if half else _FLOAT32), True
     raise TypeError(
         f"{name} has dtype {dtype}, which fastl2 cannot compute with; accepted: {_ACCEPTED}"
     )
 
 
 def to_kernel(array: np.ndarray, name: str, given=None, half: bool = False) -> tuple[np.ndarray, bool, np.dtype]:
-    """``array`` (what ``given`` was read as) as a native float32/float64 array (float16 kept
-    with ``half``), whether its own dtype counts as single precision, and its own dtype in
+    """``array`` (what ``given`` was read as) as a native float32/float64 array (float16 and
+    bfloat16 kept with ``half``), whether its own dtype counts as single precision, and its own dtype in
     native byte order (what gradients keep)."""
     try:
         target, single = kernel_dtype(array.dtype, name, half)

@@ -2,8 +2,8 @@
 
 The checks of shapes, reductions, axes and ``out`` live here (how each argument is read:
 ``fastl2._operands``); backends never re-validate.
-A Plan's arrays are native float32/float64, or float16 (a loss's operands: read as they are,
-converted block by block by the backends; :func:`without_float16` for a backend that cannot).
+A Plan's arrays are native float32/float64, or float16/bfloat16 (a loss's operands: read as they are,
+converted block by block by the backends; :func:`without_half` for a backend that cannot).
 When they are all C-contiguous (and nothing is
 reduced along an axis) the backends run their 1-d kernels over flat views (``Plan.flat``);
 every other layout and every axis reduction is described by a :class:`Strided` pass over the
@@ -22,7 +22,8 @@ from numpy.lib.stride_tricks import as_strided
 import numpy as np
 
 from ._losses import SQUARED, Loss
-from ._operands import exact_difference, is_wide_integer, kernel_dtype, read, refuse_masked, to_kernel
+from ._operands import (exact_difference, is_bfloat16, is_half, is_wide_integer, kernel_dtype, read,
+                        refuse_masked, to_kernel)
 
 #: Elements per deterministic reduction block (csrc/fastl2.h: FL2_BLOCK_SIZE).
 BLOCK_SIZE = 8192
@@ -292,10 +293,10 @@ def strided_pass(plan: Plan, axes: tuple[int, ...] | None = None, grad: np.ndarr
 
 
 def as_float32(array: np.ndarray | None) -> np.ndarray | None:
-    """A float16 array as float32 (exactly), for a backend that does not read float16; any
-    other array (or None) as it is.  Broadcast dims (zero strides) stay broadcast: only the
-    elements in memory are converted, never a copy of the whole broadcast shape."""
-    if array is None or array.dtype != _FLOAT16:
+    """A float16 or bfloat16 array as float32 (exactly), for a backend that does not read
+    them; any other array (or None) as it is.  Broadcast dims (zero strides) stay broadcast:
+    only the elements in memory are converted, never a copy of the whole broadcast shape."""
+    if array is None or not is_half(array.dtype):
         return array
     zero = [stride == 0 and size > 1 for stride, size in zip(array.strides, array.shape)]
     if not any(zero):
@@ -304,10 +305,10 @@ def as_float32(array: np.ndarray | None) -> np.ndarray | None:
     return as_strided(core, array.shape, tuple(0 if z else st for z, st in zip(zero, core.strides)))
 
 
-def without_float16(plan: Plan) -> Plan:
-    """``plan`` with its float16 operands as float32 (as_float32): the same values, so the same
-    bits from a backend that reads float32 only."""
-    if not any(a is not None and a.dtype == _FLOAT16 for a in plan.arrays):
+def without_half(plan: Plan) -> Plan:
+    """``plan`` with its float16 and bfloat16 operands as float32 (as_float32): the same
+    values, so the same bits from a backend that reads float32 only."""
+    if not any(a is not None and is_half(a.dtype) for a in plan.arrays):
         return plan
     return replace(
         plan,
@@ -316,18 +317,33 @@ def without_float16(plan: Plan) -> Plan:
     )
 
 
-def strided_without_float16(s: Strided) -> Strided:
-    """``s`` with its float16 inputs as float32 (as_float32); its outputs as they are."""
-    if not any(a is not None and a.dtype == _FLOAT16 for a in (s.y_true, s.y_pred, s.weights)):
+def strided_without_half(s: Strided) -> Strided:
+    """``s`` with its float16 and bfloat16 inputs as float32 (as_float32); its outputs as they
+    are."""
+    if not any(a is not None and is_half(a.dtype) for a in (s.y_true, s.y_pred, s.weights)):
         return s
     return replace(s, y_true=as_float32(s.y_true), y_pred=as_float32(s.y_pred),
                                weights=as_float32(s.weights))
 
 
+def round_half(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float32 ``values`` rounded once to nearest even to ``dtype`` (float16 or bfloat16): a
+    half-precision gradient as csrc/convert.c stores it (bfloat16 by its bits, as
+    fl2_float_to_bfloat: a NaN stays a NaN, quiet, with its payload's top bits)."""
+    if dtype == _FLOAT16:
+        return values.astype(_FLOAT16)
+    bits = np.ascontiguousarray(values, _FLOAT32).view(np.uint32)
+    rounded = ((bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
+    nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    if nan.any():
+        rounded[nan] = ((bits[nan] >> 16) | np.uint32(0x40)).astype(np.uint16)
+    return rounded.view(dtype)
+
+
 def _grad_dtype(source: np.dtype) -> np.dtype:
-    """Gradients keep y_pred's own float dtype (float16 included, whatever object carried
-    it); integer and bool y_pred give float64."""
-    return source if source.kind == "f" else _FLOAT64
+    """Gradients keep y_pred's own float dtype (float16 and bfloat16 included, whatever object
+    carried it); integer and bool y_pred give float64."""
+    return source if source.kind == "f" or is_bfloat16(source) else _FLOAT64
 
 
 def check_lam(lam) -> float:

@@ -50,7 +50,7 @@ _TASKS_PER_THREAD = 8
 LANE_GROUP = 8
 _GROUP_LANES = LANES * LANE_GROUP
 
-_FLOAT16, _FLOAT32, _FLOAT64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 # What one kernel computes (csrc/internal.h: fl2_mode).
 _SUMS, _SUMS_GRAD, _GRAD, _ELEM, _ELEM_GRAD, _WEIGHTS = range(6)

@@ -18,11 +18,11 @@ import threading
 import numpy as np
 from numba import types
 
-from .._plan import BLOCK_SIZE, Plan, without_float16
+from .._plan import BLOCK_SIZE, Plan, round_half, without_half
 from . import config, pool
 from .block_columns import _make_columns_kernel
 from .cache import _compile_lock, _slp_vectorized
-from .config import _FLOAT16, _FLOAT32, _FLOAT64, _NOPS, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS, _mode, _wants
+from .config import _FLOAT32, _FLOAT64, _NOPS, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS, _mode, _wants
 from .kernels import _make_kernel
 
 #: From this many elements a call made on the main thread runs in chunks, between which
@@ -242,15 +242,15 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
     ``(grad_scale / grad_divisor) * (w * l'(d))`` for float32 ones, as in csrc/fastl2.h.
     With ``elementwise`` nothing is summed and (0.0, 0.0) is returned.
 
-    Numba has no float16 on the CPU: float16 operands are converted to float32 first
-    (fastl2._plan.without_float16), and a float16 gradient is the float32 one rounded once
-    (the compiled backend's bits: csrc/convert.c).
+    Numba has no float16 or bfloat16 on the CPU: such operands are converted to float32 first
+    (fastl2._plan.without_half), and such a gradient is the float32 one rounded once
+    (fastl2._plan.round_half: the compiled backend's bits, csrc/convert.c).
     """
-    plan = without_float16(plan)
-    if grad is not None and grad.dtype == _FLOAT16:
+    plan = without_half(plan)
+    if grad is not None and grad.dtype.itemsize == 2:
         single = np.empty(grad.shape, _FLOAT32)
         sums = run(plan, want_sums, single, grad_scale, grad_divisor, elementwise)
-        grad[...] = single
+        grad[...] = round_half(single, grad.dtype)
         return sums
     mode = _mode(want_sums, grad, elementwise)
     if mode == _WEIGHTS:  # (nothing asked)
@@ -296,7 +296,7 @@ def _operand_sizes(operands):
 
 def weight_sum(plan: Plan) -> float:
     """Sum of the weights over all elements, bit-identical to ``run``'s weight sum."""
-    plan = without_float16(plan)
+    plan = without_half(plan)
     n = plan.n
     if plan.weights is None or n == 0:
         return float(n)

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from .._plan import BLOCK_SIZE, strided_without_float16
-from .config import (_FLOAT16, _FLOAT32, _FLOAT64, _MAX_COLUMNS, _MAX_DIMS, _NOPS, _SUMS, _WEIGHTS,
+from .._plan import BLOCK_SIZE, round_half, strided_without_half
+from .config import (_FLOAT32, _FLOAT64, _MAX_COLUMNS, _MAX_DIMS, _NOPS, _SUMS, _WEIGHTS,
                      _WEIGHTS_LOSS, _mode, _wants)
 from .driver import _converted_gradient, _launch_columns, _launch_strided, _witnesses
 
@@ -42,15 +42,15 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     gradient and element losses scattered back); outputs that are the columns of rows go to
     the columns kernel (sums only, as in C).
 
-    Numba has no float16 on the CPU: float16 inputs are converted to float32 first
-    (fastl2._plan.strided_without_float16), and a float16 gradient is the float32 one rounded
-    once (the compiled backend's bits: csrc/convert.c).
+    Numba has no float16 or bfloat16 on the CPU: such inputs are converted to float32 first
+    (fastl2._plan.strided_without_half), and such a gradient is the float32 one rounded once
+    (fastl2._plan.round_half: the compiled backend's bits, csrc/convert.c).
     """
-    s = strided_without_float16(s)
-    if s.grad is not None and s.grad.dtype == _FLOAT16:
+    s = strided_without_half(s)
+    if s.grad is not None and s.grad.dtype.itemsize == 2:
         single = np.empty(s.grad.shape, _FLOAT32)
         sums = run_strided(replace(s, grad=single), want_sums, grad_scale, grad_divisor, weights_only)
-        np.copyto(s.grad, single, casting="unsafe")
+        s.grad[...] = round_half(single, s.grad.dtype)
         return sums
     shape = tuple(int(size) for size in s.shape)
     ndim = len(shape)

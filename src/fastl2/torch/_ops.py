@@ -16,9 +16,10 @@ returns ``(loss, grad)``:
 
 ``input``, ``target`` and ``weight`` are CPU tensors of one floating dtype and one shape (the
 functions of :mod:`fastl2.torch` check and promote); they are read in place (NumPy views), the
-results are fastl2's arrays wrapped without a copy (``torch.from_numpy``). float16 is read in
-place too (fastl2 converts it block by block); bfloat16 computes on float32 copies for now.
-Both come back in their own dtype.
+results are fastl2's arrays wrapped without a copy (``torch.from_numpy``). float16 and bfloat16
+are read in place too (fastl2's half-precision kernels; a bfloat16 tensor is handed over as an
+``ml_dtypes.bfloat16`` array over its memory, and computes on float32 copies where ml_dtypes is
+not installed: the same bits). Both come back in their own dtype.
 
 Autograd: ``d/dinput = grad_output * scale * grad``, ``d/dtarget = -d/dinput``, with no second
 pass over the data. With ``create_graph=True`` the backward is itself differentiable (the
@@ -26,6 +27,7 @@ curvature term, exactly zero in value, carries the second derivative). ``weight`
 differentiated here: :mod:`fastl2.torch`'s functions hand a weight that requires grad to
 ``torch.nn.functional``.
 """
+import functools
 from typing import Optional
 
 import numpy as np
@@ -33,6 +35,7 @@ import torch
 from torch import Tensor
 
 import fastl2
+from fastl2._operands import bfloat16_dtype
 
 KINDS = ("mse", "l1", "huber")
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
@@ -45,13 +48,32 @@ def _fastl2_functions(kind):
     return getattr(fastl2, name), getattr(fastl2, name + "_and_grad")
 
 
+@functools.lru_cache(maxsize=None)
+def _bfloat16_numpy() -> Optional[np.dtype]:
+    """``ml_dtypes.bfloat16`` as a NumPy dtype, or None where ml_dtypes is not installed."""
+    try:
+        return bfloat16_dtype()
+    except ImportError:
+        return None
+
+
 def numpy_view(tensor: Tensor) -> np.ndarray:
-    """The tensor's memory as an ndarray (same data pointer and strides; never a copy)."""
+    """The tensor's memory as an ndarray (same data pointer and strides; never a copy; a
+    bfloat16 tensor as an ``ml_dtypes.bfloat16`` array)."""
     if tensor.requires_grad:
         tensor = tensor.detach()
     if tensor.is_neg():
         tensor = tensor.resolve_neg()  # a lazily negated view: the one case that is materialised
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(_bfloat16_numpy())
     return tensor.numpy()
+
+
+def tensor_of(array: np.ndarray) -> Tensor:
+    """``torch.from_numpy(array)``, an ``ml_dtypes.bfloat16`` array included (no copy)."""
+    if array.dtype == _bfloat16_numpy():
+        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(array)
 
 
 def _like(result: Tensor, input: Tensor, dtype: torch.dtype) -> Tensor:
@@ -103,7 +125,7 @@ def _loss_impl(
     dtype = input.dtype
     if input.numel() == 0:
         return _empty_results(input, reduction, want_grad)
-    if dtype == torch.bfloat16:  # (no bfloat16 in NumPy: native kernels are a later part of issue 17)
+    if dtype == torch.bfloat16 and _bfloat16_numpy() is None:  # (no ml_dtypes: float32 copies)
         source, input, target = input, input.float(), target.float()
         weight = None if weight is None else weight.float()
     else:
@@ -122,9 +144,9 @@ def _loss_impl(
     result = torch.from_numpy(np.asarray(value))
     if divisor is not None:
         result = (result / divisor).to(result.dtype)
-        grad = None if grad is None else torch.from_numpy(grad).div_(divisor.to(input.dtype))
+        grad = None if grad is None else tensor_of(grad).div_(divisor.to(input.dtype))
     elif grad is not None:
-        grad = torch.from_numpy(grad)  # fastl2's gradient array, wrapped: no copy
+        grad = tensor_of(grad)  # fastl2's gradient array, wrapped: no copy
     if scale != 1.0:
         result = result.mul_(scale) if reduction == "none" else result * scale
     if reduction == "none":
