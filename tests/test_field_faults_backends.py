@@ -181,7 +181,7 @@ def test_backends_agree_bit_for_bit_on_random_data(n, dtypes, weighted, layout, 
 
 
 @pytest.mark.parametrize("count, error", [(2**31, ValueError), (1025, ValueError), (0, ValueError), (-1, ValueError),
-                                          (1.5, TypeError), ("2", TypeError), (True, ValueError)])
+                                          (1.5, TypeError), ("2", TypeError), (True, TypeError)])
 def test_a_bad_thread_count_raises_and_changes_nothing(count, error, restore_num_threads):
     fastl2.set_num_threads(1)
     with pytest.raises(error, match="number of threads must be an int from 1 to 1024"):

@@ -13,6 +13,7 @@ latencies are in README.md ("Stopping a long call").
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import select
 import signal
@@ -217,6 +218,55 @@ def test_fork_during_another_threads_first_call(backend, delay):
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["child", "1.0", "25.0", "parent", "0"], result.stdout + result.stderr
+
+
+# A fork() while another thread imports what fastl2 imports on first use: numba (the numba
+# backend's first set_backend, seconds of imports) and ml_dtypes (a first bfloat16 tensor).  A
+# child forked inside an import inherits Python's lock of the module being imported, held by a
+# thread it does not have, and its own import of it waited for ever; fork() now waits for the
+# import (fastl2._backends.import_on_first_use).
+FORK_DURING_FIRST_USE = textwrap.dedent("""
+    import os, sys, threading, time
+    import numpy as np
+    import fastl2
+    case, delay = sys.argv[1], float(sys.argv[2])
+    if case == "numba":
+        first = lambda: fastl2.set_backend("numba")
+        def use():
+            fastl2.set_backend("numba")
+            return fastl2.mse(np.zeros(3), np.array([1.0, 2.0, 2.0]))
+    else:
+        import torch
+        x = torch.tensor([1.0, 2.0, 2.0], dtype=torch.bfloat16)
+        first = lambda: fastl2.mse(torch.zeros_like(x), x)
+        use = first
+    threading.Thread(target=first).start()
+    time.sleep(delay)
+    pid = os.fork()
+    if pid == 0:
+        print("child", float(use()), flush=True)
+        os._exit(0)
+    for _ in range(600):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            print("parent", os.waitstatus_to_exitcode(status), flush=True)
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        print("child hung", flush=True)
+""")
+FIRST_USES = ((["numba"] if NUMBA else [])
+              + (["ml_dtypes"] if importlib.util.find_spec("torch") and importlib.util.find_spec("ml_dtypes") else []))
+
+
+@pytest.mark.parametrize("case", FIRST_USES)
+@pytest.mark.parametrize("delay", [0.0, 0.001, 0.01, 0.1])
+def test_fork_while_another_thread_imports_on_first_use(case, delay):
+    result = subprocess.run([sys.executable, "-c", FORK_DURING_FIRST_USE, case, str(delay)],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["child", "3.0", "parent", "0"], result.stdout + result.stderr
 
 
 def _numba_calls(y_true, y_pred, weights):

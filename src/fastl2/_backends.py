@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import operator
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -46,6 +47,60 @@ _active = None
 fast_call = None
 
 
+# ---- fork() while another thread holds a lock of fastl2's -----------------------------------
+# A child of fork() has only the forking thread, and every lock another thread held stays held
+# there for ever: Python's import locks of a module being imported (a backend's first use
+# imports numba, seconds of it), numba's compile locks.  So what fastl2 imports on first use is
+# imported under _import_lock (import_on_first_use), and fork() waits for each of FORK_LOCKS
+# (taken in order, the order a thread takes them: an import may compile, never the other way
+# round; the numba backend adds its compile locks), which parent and child release after it.
+_import_lock = threading.RLock()
+#: The locks fork() waits for, in the order it takes them (fastl2._numba.cache adds its own).
+FORK_LOCKS: list = [_import_lock]
+_held_over_fork: dict = {}  # forking thread -> the locks it took
+
+
+def _before_fork() -> None:
+    held = _held_over_fork.setdefault(threading.get_ident(), [])
+    for lock in FORK_LOCKS:  # (by index: a lock added meanwhile is taken too)
+        lock.acquire()  # (should a signal handler raise here, fork goes on with what is held)
+        held.append(lock)
+
+
+def _after_fork() -> None:
+    held = _held_over_fork.pop(threading.get_ident(), [])
+    while held:
+        held.pop().release()
+
+
+def _wait_at_fork() -> None:
+    """Makes fork() wait for FORK_LOCKS (os.register_at_fork; again on each call: see below)."""
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
+
+
+_wait_at_fork()
+_waits_before_logging = False
+
+
+def import_on_first_use(name: str):
+    """``importlib.import_module(name)`` under _import_lock, which fork() waits for: a module
+    fastl2 imports on first use (a backend, ml_dtypes) is never half-imported in a child.
+
+    fork() runs the latest registered of its before-hooks first.  logging's takes logging's
+    lock, which an import needs (``logging.getLogger`` at import time, as numba's modules do):
+    had fork() taken it before waiting for an import that needs it, neither would end.  So
+    fork()'s wait is registered once more, after logging's, here (the first registration,
+    which it now finds held, still covers logging's own import)."""
+    global _waits_before_logging
+    with _import_lock:
+        if not _waits_before_logging:
+            importlib.import_module("logging")
+            _wait_at_fork()
+            _waits_before_logging = True
+        return importlib.import_module(name)
+
+
 def _load(name: str):
     """The backend module, imported on first use; raises ImportError if it cannot work here."""
     if name in _loaded:
@@ -56,7 +111,7 @@ def _load(name: str):
         module = _core
     else:
         try:
-            module = importlib.import_module(f"fastl2._{name}")
+            module = import_on_first_use(f"fastl2._{name}")
         except ImportError as exc:
             raise ImportError(f"fastl2 backend {name!r} is not available: {_INSTALL_HINT[name]} ({exc})") from exc
         if name == "numba" and _requested_threads:
@@ -123,6 +178,21 @@ def _activate(name: str, module) -> None:
 
 # ---- gradient memory ---------------------------------------------------------------------
 
+def _count(value, accepted: str, low: int, high: int) -> int:
+    """``value`` as an int from ``low`` to ``high``: TypeError for anything not an integer (a
+    bool included: an int to Python, but not a count), ValueError out of the range; both
+    messages start with ``accepted``."""
+    try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{accepted}; got {value!r} of type {type(value).__name__}") from None
+    if not low <= count <= high:
+        raise ValueError(f"{accepted}; got {value!r}")
+    return count
+
+
 def set_gradient_cache_limit(nbytes: int) -> None:
     """Keep the memory of the last large gradient freed, up to ``nbytes`` bytes, for reuse.
 
@@ -139,12 +209,7 @@ def set_gradient_cache_limit(nbytes: int) -> None:
     True
     >>> fastl2.set_gradient_cache_limit(1 << 30)
     """
-    try:
-        count = operator.index(nbytes)
-    except TypeError:
-        raise TypeError(f"nbytes must be an int >= 0; got {nbytes!r} of type {type(nbytes).__name__}") from None
-    if isinstance(nbytes, (bool, np.bool_)) or not 0 <= count < 1 << 63:
-        raise ValueError(f"nbytes must be an int from 0 to 2**63 - 1; got {nbytes!r}")
+    count = _count(nbytes, "nbytes must be an int from 0 to 2**63 - 1", 0, (1 << 63) - 1)
     if _core is not None:
         _core.set_gradient_cache_limit(count)
 
@@ -216,17 +281,7 @@ def set_num_threads(n: int) -> None:
     2
     """
     global _requested_threads
-    try:
-        if isinstance(n, (bool, np.bool_)):  # an int to Python, but not a count
-            raise TypeError
-        count = operator.index(n)
-    except TypeError:
-        raise TypeError(
-            f"the number of threads must be an int from 1 to {MAX_THREADS}; got {n!r} of type "
-            f"{type(n).__name__}"
-        ) from None
-    if not 1 <= count <= MAX_THREADS:
-        raise ValueError(f"the number of threads must be an int from 1 to {MAX_THREADS}; got {n!r}")
+    count = _count(n, f"the number of threads must be an int from 1 to {MAX_THREADS}", 1, MAX_THREADS)
     _requested_threads = count
     if _core is not None:
         _core.set_num_threads(count)

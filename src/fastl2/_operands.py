@@ -36,8 +36,10 @@ def is_half(dtype: np.dtype) -> bool:
 def bfloat16_dtype() -> np.dtype:
     """``ml_dtypes.bfloat16`` as a NumPy dtype (ml_dtypes imported here, when first needed);
     ImportError naming the package when it is not installed."""
+    from ._backends import import_on_first_use  # (imported by now: no cycle at import time)
+
     try:
-        import ml_dtypes
+        ml_dtypes = import_on_first_use("ml_dtypes")  # (under the lock fork() waits for)
     except ImportError:
         raise ImportError(
             "reading bfloat16 needs the ml_dtypes package (NumPy has no bfloat16 of its own): "

@@ -34,6 +34,8 @@ from numba.core import config as numba_config
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.compiler_lock import global_compiler_lock
 
+from .. import _backends
+
 
 def _code_fingerprint() -> str:
     """What every cached kernel's key holds of the code it is made from: sha256 of fastl2's
@@ -188,27 +190,9 @@ _compile_lock = threading.RLock()
 
 # fork() while another thread compiles: the child would inherit this lock and Numba's compiler
 # lock held by a thread that does not exist there, and its first compile would wait forever.
-# So fork waits for the compile in progress (taking both locks, in the order a compile takes
-# them), and parent and child release them after it.
-_held_over_fork: dict = {}  # forking thread -> the locks it took
-
-
-def _before_fork() -> None:
-    held = _held_over_fork.setdefault(threading.get_ident(), [])
-    for lock in (_compile_lock, global_compiler_lock):
-        lock.acquire()  # (should a signal handler raise here, fork goes on with what is held)
-        held.append(lock)
-
-
-def _after_fork() -> None:
-    held = _held_over_fork.pop(threading.get_ident(), [])
-    while held:
-        held.pop().release()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
-                        after_in_child=_after_fork)
+# So fork waits for the compile in progress: both locks join the ones fork() takes (in the order
+# a compile takes them, after the import lock: fastl2._backends), released after it.
+_backends.FORK_LOCKS.extend([_compile_lock, global_compiler_lock])
 
 
 @contextlib.contextmanager

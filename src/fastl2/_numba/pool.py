@@ -32,6 +32,7 @@ child (its helpers' chunks would never end there), whatever its thread count.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 
 from .._backends import forked_mid_call_error
@@ -110,8 +111,6 @@ def _ask_helpers(call, helpers):
     global _jobs, _helpers, _free
     with _lock:
         if _jobs is None:
-            import queue  # (only with threads)
-
             _jobs = queue.SimpleQueue()
         jobs = _jobs
         offers = min(helpers, _free)
