@@ -3,6 +3,10 @@ reference: every loss and reduction, weights or not, layouts, shapes 0-d..3-d, f
 the half dtypes through float32, and random cases (hypothesis)."""
 from __future__ import annotations
 
+import bisect
+import math
+from fractions import Fraction
+
 import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional dependency: pip install 'fastl2[torch]'")
@@ -146,6 +150,72 @@ def test_half_dtypes_compute_in_float32(name, weighted, reduction, dtype):
     theirs = value_and_grads(REFERENCE[name], x, t, **kwargs)
     for a, b in zip((value, grad), theirs[:2]):
         torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-3)
+
+
+# --------------------------------------------------------------------------- half precision, correctly rounded
+
+HALF_GRID = {}
+
+
+def _round_to_half(q, dtype):
+    """The rational ``q`` rounded to nearest, ties to even, in the half dtype: by search among
+    all of its finite values (independent of fastl2._exact's rounding by bits)."""
+    if dtype not in HALF_GRID:
+        values = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16).view(dtype)
+        finite = values[torch.isfinite(values)].double().unique()  # (sorted; -0 and 0 as one)
+        HALF_GRID[dtype] = finite.tolist()
+    grid = HALF_GRID[dtype]
+    i = bisect.bisect_left(grid, float(q))
+    below, above = grid[max(0, i - 1)], grid[min(len(grid) - 1, i)]
+    candidates = sorted({below, above, grid[max(0, i - 2)], grid[min(len(grid) - 1, i + 1)]},
+                        key=lambda v: abs(Fraction(v) - q))
+    best, second = candidates[0], candidates[1]
+    if abs(Fraction(best) - q) == abs(Fraction(second) - q):  # a tie: the even one
+        best = min(best, second, key=lambda v: torch.tensor(v, dtype=dtype).view(torch.int16).item() & 1)
+    return best
+
+
+# Sums whose float32 value lies exactly on a midpoint of the half grid while the exact value
+# lies just above it (or, where the even neighbour is the upper one, just below): float32 then
+# rounded again gives the other neighbour. (kind, y_true, y_pred, dtype)
+MIDPOINTS = [
+    ("mse", [0, 0, 0, 0], [1, 2.0**-4, 2.0**-20, 0], torch.bfloat16),  # 1 + 2**-8 + 2**-40
+    ("l1", [0, 2.0**-40], [1, 3 * 2.0**-8], torch.bfloat16),  # 1 + 3 * 2**-8 - 2**-40
+    ("l1", [0, -(2.0**-24)], [1, 2.0**-11], torch.float16),  # 1 + 2**-11 + 2**-24
+    ("l1", [0, 2.0**-24], [1, 3 * 2.0**-11], torch.float16),  # 1 + 3 * 2**-11 - 2**-24
+]
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("kind, y_true, y_pred, dtype", MIDPOINTS)
+def test_half_results_beside_a_midpoint_are_rounded_once(kind, y_true, y_pred, dtype, reduction):
+    t, x = torch.tensor(y_true, dtype=dtype), torch.tensor(y_pred, dtype=dtype)
+    exact = ref.loss("mse" if kind == "mse" else "mae", t.double().numpy(), x.double().numpy(),
+                     None, reduction)
+    expected = _round_to_half(exact, dtype)
+    twice = torch.tensor(float(exact), dtype=torch.float32).to(dtype).item()
+    assert expected != twice  # (the case is one: rounding twice is wrong here)
+    got = FUNCTIONS[kind](x, t, reduction=reduction)
+    assert got.dtype == dtype and got.item() == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_half_results_are_the_exact_value_rounded_once(data):
+    dtype = data.draw(st.sampled_from([torch.float16, torch.bfloat16]))
+    n = data.draw(st.integers(1, 40))
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1)))
+    spread = data.draw(st.sampled_from([0.0, 4.0, 10.0]))
+    t = (torch.randn(n, generator=g, dtype=torch.float64) * 2 ** (spread * torch.rand(n, generator=g))).to(dtype)
+    x = (torch.randn(n, generator=g, dtype=torch.float64) * 2 ** (spread * torch.rand(n, generator=g))).to(dtype)
+    kind = data.draw(st.sampled_from(["mse", "l1", "huber"]))
+    reduction = data.draw(st.sampled_from(["sum", "mean"]))
+    kwargs = {"delta": 1.0} if kind == "huber" else {}
+    got = FUNCTIONS[kind](x, t, reduction=reduction, **kwargs)
+    exact = ref.loss({"mse": "mse", "l1": "mae", "huber": "huber"}[kind], t.double().numpy(), x.double().numpy(),
+                     None, reduction, **kwargs)
+    assert got.dtype == dtype
+    assert got.item() == _round_to_half(exact, dtype) or (math.isinf(got.item()) and abs(float(exact)) > 6e4)
 
 
 # --------------------------------------------------------------------------- empty inputs

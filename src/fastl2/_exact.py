@@ -45,6 +45,16 @@ from ._plan import BLOCK_SIZE  # (the determinism scheme's block: the longest ch
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _FORMATS = {_F32: (24, -126, 127), _F64: (53, -1022, 1023)}  # (precision, emin, emax)
+#: The half-precision formats, by dtype name (bfloat16: ml_dtypes', not imported here).
+_HALF_FORMATS = {"float16": (11, -14, 15), "bfloat16": (8, -126, 127)}
+
+
+def _format(dtype) -> tuple[int, int, int]:
+    """(precision, emin, emax) of a dtype, or of a half-precision one's name."""
+    if isinstance(dtype, str) and dtype in _HALF_FORMATS:
+        return _HALF_FORMATS[dtype]
+    dtype = np.dtype(dtype)
+    return _HALF_FORMATS[dtype.name] if dtype.itemsize == 2 else _FORMATS[dtype]
 
 
 # ----------------------------------------------------------------------------- the certificate
@@ -176,9 +186,9 @@ def _fraction(m: int, e: int) -> Fraction:
 
 
 def round_fraction(q: Fraction, dtype) -> float:
-    """The rational ``q`` rounded to nearest, ties to even, in float32 or float64 (a Python
-    float holding that value; inf past the largest finite value)."""
-    precision, emin, emax = _FORMATS[np.dtype(dtype)]
+    """The rational ``q`` rounded to nearest, ties to even, in float32 or float64 (or float16,
+    bfloat16) (a Python float holding that value; inf past the largest finite value)."""
+    precision, emin, emax = _format(dtype)
     if q == 0:
         return 0.0
     negative = q < 0
@@ -369,6 +379,36 @@ def reduce_exact(loss: Fraction, weight: Fraction, count: int, reduction: str, r
     if root:
         return round_sqrt(loss, dtype) if loss >= 0 else math.nan
     return round_fraction(loss, dtype)
+
+
+def is_midpoint(value: float, dtype) -> bool:
+    """Whether the float ``value`` lies exactly halfway between two neighbouring values of the
+    half-precision ``dtype`` (float16, bfloat16, or their names), or halfway past its largest
+    (toward inf)."""
+    precision, emin, _ = _format(dtype)
+    if value == 0.0 or not math.isfinite(value):
+        return False
+    exponent = math.frexp(abs(value))[1] - 1  # 2**exponent <= |value| < 2**(exponent + 1)
+    last = max(exponent, emin) - (precision - 1)  # the exponent of dtype's last place there
+    halves = math.ldexp(abs(value), 1 - last)  # |value| in half units of that place (exact)
+    return halves.is_integer() and int(halves) % 2 == 1
+
+
+def half_result(plan, value32: float, half) -> float:
+    """The reduced result of ``plan`` rounded once to the half-precision ``half`` (float16 or
+    bfloat16, or its name), from ``value32``, the same result correctly rounded to float32 (a
+    Python float).
+
+    Rounding ``value32`` again is right unless it lies on a midpoint of the half grid: every
+    such midpoint is a float32, so rounding to float32 keeps the exact value's side of any other
+    (rounding is monotonic), but may land on the midpoint itself. There the exact value decides
+    (``exact_sums``), as it must in about one result in 2**13 (float16) or 2**16 (bfloat16)."""
+    if not is_midpoint(value32, half):
+        return round_fraction(Fraction(value32), half) if math.isfinite(value32) else value32
+    y_true, y_pred, weights = plan.arrays
+    loss, weight, count = exact_sums(plan.loss.code, plan.param, y_true, y_pred, weights)
+    exact = reduce_exact(loss, weight, count, plan.reduction, False, half)
+    return round_fraction(Fraction(value32), half) if exact is None else exact
 
 
 def exact_result(plan, value: float, root: bool = False):

@@ -217,6 +217,16 @@ def exact_loss(code: int, param: float, y_true, y_pred, weights, reduction: str,
     return _exact.exact_result(plan, value)
 
 
+def half_loss(name: str, param: float, y_true, y_pred, weights, reduction: str, value32: float,
+              half) -> float:
+    """A loss call's reduced result rounded once to the half-precision ``half`` (float16 or
+    bfloat16, or its name), from ``value32``, the call's float32 result (fastl2._exact.half_result:
+    fastl2.torch's results in its inputs' dtype)."""
+    loss = next(loss for loss in LOSSES if loss.name == name)
+    plan = loss_plan(loss, y_true, y_pred, weights, reduction, loss.check_param(param))
+    return _exact.half_result(plan, value32, half)
+
+
 def _divisor(plan: Plan, weight_sum: float) -> float:
     """What the sum of element losses is divided by (the reduction's D)."""
     if plan.reduction == "mean":

@@ -35,7 +35,9 @@ import torch
 from torch import Tensor
 
 import fastl2
+from fastl2._exact import is_midpoint
 from fastl2._operands import bfloat16_dtype
+from fastl2._passes import half_loss
 
 KINDS = ("mse", "l1", "huber")
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
@@ -105,6 +107,11 @@ def _compute(kind, y_true, y_pred, w, reduction, delta, want_grad):
     return loss_fn(y_true, y_pred, w, reduction=reduction, **kwargs), None
 
 
+HALF_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
+#: fastl2's loss of each kind (fastl2._losses)
+_LOSS_NAMES = {"mse": "squared", "l1": "absolute", "huber": "huber"}
+
+
 def _loss_impl(
     input: Tensor,
     target: Tensor,
@@ -151,6 +158,13 @@ def _loss_impl(
         result = result.mul_(scale) if reduction == "none" else result * scale
     if reduction == "none":
         result = _like(result, source, dtype)
+    elif (dtype in HALF_NAMES and scale == 1.0 and divisor is None
+          and is_midpoint(float(result), HALF_NAMES[dtype])):
+        # float32's correct rounding put the value on a midpoint of the half grid, where rounding
+        # it again would tie to even: the exact value decides (fastl2._exact.half_result)
+        value = half_loss(_LOSS_NAMES[kind], delta, y_true, y_pred, w, reduction, float(result),
+                          HALF_NAMES[dtype])
+        result = torch.tensor(value, dtype=dtype)  # (a value of dtype: exact)
     elif result.dtype != dtype:
         result = result.to(dtype)
     if grad is None:
