@@ -216,6 +216,15 @@ def test_bfloat16_without_ml_dtypes_computes_on_float32_copies_with_the_same_bit
     assert torch.equal(got, expected) and torch.equal(x.grad, expected_grad)
 
 
+@pytest.mark.parametrize("factor", [1.0, 3.0, -0.5])
+def test_the_eager_backward_scales_by_grad_output(factor):
+    # (a factor of 1, loss.backward()'s, hands fastl2's gradient on without a pass over it)
+    x, t, _ = _data((50, 3), torch.float32)
+    ft.mse_loss(x, t).backward(torch.tensor(factor))
+    expected = (2 * (x.detach().double() - t.double()) / x.numel() * factor).float()
+    torch.testing.assert_close(x.grad, expected, rtol=2e-7, atol=0)
+
+
 def test_one_fastl2_pass_per_training_step(monkeypatch):
     """Forward computes loss and gradient together; backward never calls fastl2 again."""
     seen = _recording(monkeypatch)

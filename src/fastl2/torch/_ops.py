@@ -227,7 +227,8 @@ def _gradients(ctx, grad_loss, input, target, weight, grad, in_place):
             grad = grad + _curvature(kind, reduction, delta, input, target, weight) * (e - e.detach())
         d_input = factor * grad
     elif in_place:  # no new memory (and no page faults): the gradient lands where fastl2 wrote it
-        d_input = grad.mul_(factor)
+        # (loss.backward(): a factor of 1 changes no bit, and the pass over the gradient is saved)
+        d_input = grad if factor.dim() == 0 and factor.item() == 1.0 else grad.mul_(factor)
     else:
         d_input = factor * grad
     d_target = -d_input if ctx.needs_input_grad[1] else None
