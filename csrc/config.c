@@ -82,6 +82,37 @@ static int has_f16c(void)
 }
 #endif
 
+#if defined(FL2_HAVE_AVX512BF16)
+/* CPUID leaf 7, sub-leaf 1, EAX bit 5: AVX512_BF16 (asked only where the AVX-512 level is). */
+static int has_avx512bf16(void)
+{
+    unsigned int eax, ebx, ecx, edx;
+    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 5)) != 0;
+}
+
+/* The AVX-512 level's tables with kernels_avx512bf16.c's two bfloat16 kernels in them, filled
+ * once (fl2_set_simd_level runs at import, under the GIL, and when a test forces a level). */
+static fl2_block_fn avx512bf16_kernels[FL2_NKERNELS];
+static fl2_columns_fn avx512bf16_columns[FL2_NKERNELS];
+static fl2_rows_fn avx512bf16_rows[FL2_NKERNELS];
+
+static void fill_avx512bf16_tables(void)
+{
+    memcpy(avx512bf16_kernels, fl2_kernels_avx512, sizeof avx512bf16_kernels);
+    memcpy(avx512bf16_columns, fl2_kernels_avx512_columns, sizeof avx512bf16_columns);
+    memcpy(avx512bf16_rows, fl2_kernels_avx512_rows, sizeof avx512bf16_rows);
+    for (int k = 0; k < 2; k++) {
+        avx512bf16_kernels[8 + k] = fl2_kernels_avx512bf16[k];
+        avx512bf16_columns[8 + k] = fl2_kernels_avx512bf16_columns[k];
+        avx512bf16_rows[8 + k] = fl2_kernels_avx512bf16_rows[k];
+    }
+}
+#endif
+
+static const char *bfloat16_rounding = "integer code";
+
+const char *fl2_bfloat16_rounding(void) { return bfloat16_rounding; }
+
 /* float16 conversions by F16C at the levels above the baseline, where the CPU has it
  * (convert.c: the same bits as the portable code). */
 static void choose_conversions(int level)
@@ -127,6 +158,16 @@ int fl2_set_simd_level(const char *name)
             fl2_active_columns = levels[i].columns;
             fl2_active_rows = levels[i].rows;
             active_level = levels[i].name;
+            bfloat16_rounding = "integer code";
+#if defined(FL2_HAVE_AVX512BF16)
+            if (levels[i].kernels == fl2_kernels_avx512 && has_avx512bf16()) {
+                fill_avx512bf16_tables();
+                fl2_active_kernels = avx512bf16_kernels;
+                fl2_active_columns = avx512bf16_columns;
+                fl2_active_rows = avx512bf16_rows;
+                bfloat16_rounding = "avx512_bf16";
+            }
+#endif
             choose_conversions(i);
             return 0;
         }
@@ -169,6 +210,16 @@ void fl2_init(void)
             fl2_active_columns = levels[i].columns;
             fl2_active_rows = levels[i].rows;
             active_level = levels[i].name;
+            bfloat16_rounding = "integer code";
+#if defined(FL2_HAVE_AVX512BF16)
+            if (levels[i].kernels == fl2_kernels_avx512 && has_avx512bf16()) {
+                fill_avx512bf16_tables();
+                fl2_active_kernels = avx512bf16_kernels;
+                fl2_active_columns = avx512bf16_columns;
+                fl2_active_rows = avx512bf16_rows;
+                bfloat16_rounding = "avx512_bf16";
+            }
+#endif
             choose_conversions(i);
             break;
         }

@@ -157,6 +157,9 @@ void fl2_set_stream_threshold(int64_t bytes);
 const char *fl2_simd_level(void);
 const char *fl2_simd_levels_available(void);   /* comma-separated, best last */
 int fl2_set_simd_level(const char *name);      /* 0 ok, -1 unknown or unsupported here */
+/* How the level in use rounds a bfloat16 gradient: "avx512_bf16" (the AVX-512 level on a CPU
+ * with that extension) or "integer code"; the same bits either way. */
+const char *fl2_bfloat16_rounding(void);
 /* What the "baseline" level's kernels are compiled for: "sse2" (x86-64), "neon" (arm64),
  * "scalar" (-DFL2_NO_VECTORS, or a compiler without vector extensions), or "vector
  * extensions" (GCC/clang's generic vectors on other targets). */

@@ -239,6 +239,13 @@ extern const fl2_rows_fn fl2_kernels_avx2_rows[FL2_NKERNELS];
 extern const fl2_block_fn fl2_kernels_avx512[FL2_NKERNELS];
 extern const fl2_columns_fn fl2_kernels_avx512_columns[FL2_NKERNELS];
 extern const fl2_rows_fn fl2_kernels_avx512_rows[FL2_NKERNELS];
+#if defined(FL2_HAVE_AVX512BF16)
+/* kernels_avx512bf16.c: the AVX-512 level's two bfloat16 kernels (indices 8 and 9) again, their
+ * gradients rounded by the BF16 extension's instruction */
+extern const fl2_block_fn fl2_kernels_avx512bf16[2];
+extern const fl2_columns_fn fl2_kernels_avx512bf16_columns[2];
+extern const fl2_rows_fn fl2_kernels_avx512bf16_rows[2];
+#endif
 #endif
 
 /* Error-free sum of two double-doubles, normalised.  Non-finite sums propagate as IEEE

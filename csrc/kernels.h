@@ -22,6 +22,7 @@
 
 #define FL2_KNAME(name) FL2_CAT(FL2_KERNEL_TABLE, name)
 
+#if !defined(FL2_BFLOAT16_ONLY)
 /* y_true, y_pred, weights: one dtype for all (float32 operands of a float64 result are
  * converted into the float64 kernels' buffers block by block: strided.c fl2_run_strided) */
 #define BLOCK_FN FL2_KNAME(_f_f)
@@ -61,6 +62,8 @@
 #define COMPENSATED 0
 #include "block_template.h"
 
+#endif /* !FL2_BFLOAT16_ONLY */
+
 /* bfloat16: every operand (as float16) */
 #define BLOCK_FN FL2_KNAME(_b_b)
 #define T_TRUE fl2_bhalf
@@ -74,6 +77,16 @@
 #define COMPENSATED 0
 #include "block_template.h"
 
+#if defined(FL2_BFLOAT16_ONLY)
+/* (kernels_avx512bf16.c: the two bfloat16 kernels alone, in the order of the full tables) */
+#if FL2_KERNEL_PART == FL2_PART_RUN
+const fl2_block_fn FL2_KERNEL_TABLE[2] = {FL2_KNAME(_b_b), FL2_KNAME(_b_b_wb)};
+#elif FL2_KERNEL_PART == FL2_PART_COLUMNS
+const fl2_columns_fn FL2_CAT(FL2_KERNEL_TABLE, _columns)[2] = {FL2_KNAME(_b_b_columns), FL2_KNAME(_b_b_wb_columns)};
+#else
+const fl2_rows_fn FL2_CAT(FL2_KERNEL_TABLE, _rows)[2] = {FL2_KNAME(_b_b_rows), FL2_KNAME(_b_b_wb_rows)};
+#endif
+#else
 /* no y_true: the L2 penalty */
 #define BLOCK_FN FL2_KNAME(_penalty_f)
 #define T_PRED float
@@ -104,3 +117,4 @@ const fl2_rows_fn FL2_CAT(FL2_KERNEL_TABLE, _rows)[FL2_NKERNELS] = {
     FL2_KNAME(_h_h_rows), FL2_KNAME(_h_h_wh_rows), FL2_KNAME(_b_b_rows), FL2_KNAME(_b_b_wb_rows),
 };
 #endif
+#endif /* FL2_BFLOAT16_ONLY */

@@ -329,10 +329,10 @@ FL2_INLINE void fl2_vstore_f16(fl2_half *p, fl2_vd v)
 #endif
 }
 /* (a gradient: rounded to float32, then to bfloat16 by its bits, as fl2_float_to_bfloat) */
-#if FL2_VWIDTH == 8 && defined(__AVX512F__) && defined(__AVX512VL__)
-FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
+#if FL2_VWIDTH == 8 && (defined(FL2_BF16_INSTRUCTIONS) || (defined(__AVX512F__) && defined(__AVX512VL__)))
+FL2_INLINE void fl2_vstore_bf16_bits(fl2_bhalf *p, __m256i x)
 {
-    const __m256i x = _mm256_castps_si256(_mm512_cvtpd_ps((__m512d)v)), top = _mm256_srli_epi32(x, 16);
+    const __m256i top = _mm256_srli_epi32(x, 16);
     const __m256i bias = _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(top, _mm256_set1_epi32(1)));
     const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(x, bias), 16);
     const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)),
@@ -340,6 +340,27 @@ FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
     const __m256i quiet = _mm256_or_si256(top, _mm256_set1_epi32(0x40));
     _mm_storeu_si128((__m128i *)(void *)p, _mm256_cvtepi32_epi16(_mm256_blendv_epi8(rounded, quiet, nan)));
 }
+#if defined(FL2_BF16_INSTRUCTIONS)
+/* VCVTNEPS2BF16 (kernels_avx512bf16.c) rounds as the integer code does - to nearest even by the
+ * same bias, inf and overflow alike, a NaN made quiet by the same bit (Intel SDM,
+ * "convert_fp32_to_bfloat16") - except that it reads float32 subnormals as zeros: a vector
+ * holding one takes the integer code (tests/c/bf16_rounding.c compares all 2**32 floats). */
+FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
+{
+    const __m256 f = _mm512_cvtpd_ps((__m512d)v);
+    if (__builtin_expect(_mm256_fpclass_ps_mask(f, 0x20) != 0, 0)) { /* 0x20: subnormal */
+        fl2_vstore_bf16_bits(p, _mm256_castps_si256(f));
+        return;
+    }
+    const __m128bh h = _mm256_cvtneps_pbh(f);
+    memcpy(p, &h, sizeof h);
+}
+#else
+FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
+{
+    fl2_vstore_bf16_bits(p, _mm256_castps_si256(_mm512_cvtpd_ps((__m512d)v)));
+}
+#endif
 #elif FL2_VWIDTH == 4 && defined(__AVX2__)
 FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
 {

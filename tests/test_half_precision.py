@@ -329,3 +329,29 @@ if IN_PLACE:  # (FASTL2_TEST_BACKENDS=numba alone: no backend of this test)
             tracemalloc.stop()
         gradient = 2 * n if call == "mse_and_grad" else 0
         assert peak < gradient + (1 << 20), peak
+
+
+if "numba" in BACKENDS:
+    @pytest.mark.parametrize("backend", ["numba"], indirect=True)
+    @pytest.mark.parametrize("weights_kind", [None, "per element", "per sample"])
+    def test_numba_converts_each_half_operand_once(backend, half, weights_kind):
+        # Numba reads no half precision on the CPU: its plan converts each operand to float32,
+        # once (its flat views are views of those copies, not copies of their own): some 4 bytes
+        # an element of each operand, and not twice that.
+        rows, cols = 512, 2048
+        n = rows * cols
+        y_true = np.zeros((rows, cols), half)
+        y_pred = np.ones((rows, cols), half)
+        weights = {None: None, "per element": np.ones((rows, cols), half),
+                   "per sample": np.ones(rows, half)}[weights_kind]
+        fastl2.mse(y_true, y_pred, weights)  # (compiled, and first-call setup, outside)
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            value = fastl2.mse(y_true, y_pred, weights)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        operands = 3 if weights_kind == "per element" else 2
+        assert peak < 4 * n * operands + (1 << 20), peak
+        assert value == 1.0

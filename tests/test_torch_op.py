@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from fractions import Fraction
 
 import pytest
 
@@ -14,6 +15,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import fastl2  # noqa: E402
 import fastl2.torch as ft  # noqa: E402
+from fastl2._exact import round_fraction  # noqa: E402
 from fastl2.torch import _ops  # noqa: E402
 
 FUNCTIONS = {"mse": ft.mse_loss, "l1": ft.l1_loss, "huber": ft.huber_loss, "smooth_l1": ft.smooth_l1_loss}
@@ -267,8 +269,12 @@ def test_the_gradient_handed_on_is_the_memory_fastl2_wrote(monkeypatch):
 
 @pytest.mark.parametrize("name", list(FUNCTIONS))
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_eager_path_and_operator_give_the_same_bits(name, reduction):
-    x, t, _ = _data((7, 5), torch.float32, "transposed")
+@pytest.mark.parametrize("layout", ["transposed", "contiguous"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_eager_path_and_operator_give_the_same_bits(name, reduction, layout, dtype):
+    """Every eager road (the common call of contiguous tensors, read by address; of other
+    layouts, through NumPy views; the general one) gives the operator's bits and node name."""
+    x, t, _ = _data((7, 5), dtype, layout)
     t.requires_grad_()
 
     def run(force_operator):
@@ -372,3 +378,38 @@ def test_compile_inductor_forward_and_backward():
     eager.backward()
     torch.testing.assert_close(value, eager, rtol=1e-6, atol=0)
     torch.testing.assert_close(grad, x.grad, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("requires", ["input", "target", "both", "neither"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_common_call_on_every_backend_and_tie(backend, requires, reduction, monkeypatch):
+    """The common call (two contiguous float32 tensors, no weight) on each backend: a sum that
+    sits exactly on a float32 tie (1 + 2**-24, and its mean: their float64 values fail the
+    certificate) goes to the exact path from the compiled module's address path too, and rounds
+    to even; gradients are fastl2's."""
+    x = torch.tensor([1.0, 2.0 ** -12], dtype=torch.float32, requires_grad=requires in ("input", "both"))
+    t = torch.zeros(2, dtype=torch.float32, requires_grad=requires in ("target", "both"))
+    calls = []
+    monkeypatch.setattr(fastl2._passes, "exact_loss", _counted(fastl2._passes.exact_loss, calls))
+    value = ft.mse_loss(x, t, reduction=reduction)
+    exact = (Fraction(1) + Fraction(1, 2 ** 24)) / (1 if reduction == "sum" else 2)
+    assert value.dtype == torch.float32 and value.item() == round_fraction(exact, np.float32)
+    assert value.item() in (1.0, 0.5)  # (ties to even, where float64 rounding would go up)
+    assert calls or backend != "cython"  # (the address path asked for the exact value)
+    assert value.item() == float(fastl2.mse(t.detach().numpy(), x.detach().numpy(), reduction=reduction))
+    if requires == "neither":
+        assert value.grad_fn is None
+        return
+    value.backward()
+    _, grad = fastl2.mse_and_grad(t.detach().numpy(), x.detach().numpy(), reduction=reduction)
+    if requires in ("input", "both"):
+        assert torch.equal(x.grad, torch.from_numpy(grad))
+    if requires in ("target", "both"):
+        assert torch.equal(t.grad, -torch.from_numpy(grad))
+
+
+def _counted(function, calls):
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+    return counted

@@ -47,6 +47,7 @@ def config() -> dict[str, object]:
         facts["openmp"] = ("yes (the default thread count follows it)" if core.openmp_enabled()
                            else "no (the default thread count is the CPUs')")
         facts["simd level"] = core.simd_level()
+        facts["bfloat16 gradients"] = f"rounded by {core.bfloat16_rounding()}"
         facts["baseline level"] = core.baseline_isa()
         facts["simd levels on this cpu"] = ", ".join(core.simd_levels_available())
         facts["parallel from"] = f"{core.parallel_threshold()} elements"

@@ -182,6 +182,10 @@ def set_stream_threshold(int64_t nbytes):
 def simd_level():
     return fl2_simd_level().decode()
 
+def bfloat16_rounding():
+    return fl2_bfloat16_rounding().decode()
+
+
 def simd_levels_available():
     return fl2_simd_levels_available().decode().split(",")
 

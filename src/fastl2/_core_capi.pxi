@@ -68,6 +68,7 @@ cdef extern from "fastl2.h" nogil:
     const char *fl2_simd_level()
     const char *fl2_simd_levels_available()
     int fl2_set_simd_level(const char *name)
+    const char *fl2_bfloat16_rounding()
     const char *fl2_compiler()
     const char *fl2_baseline_isa()
     const char *fl2_loss_name(int code)

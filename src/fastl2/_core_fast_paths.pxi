@@ -95,10 +95,7 @@ cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred,
                       object reduction, object out, bint want_loss, bint want_grad):
     """The whole call for the common case, or NOT_FAST."""
     cdef fl2_problem p
-    cdef fl2_outputs o
-    cdef fl2_sums sums
-    cdef int status, red, t_true, t_pred, t_weights = FL2_FLOAT32
-    cdef double divisor, weight_sum
+    cdef int red, t_true, t_pred, t_weights = FL2_FLOAT32
     cdef cnp.ndarray a, b, grad = None
     if not fast_path_enabled:
         return NOT_FAST
@@ -136,29 +133,41 @@ cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred,
             if not disjoint(grad, b) and cnp.PyArray_DATA(grad) != cnp.PyArray_DATA(b):
                 return NOT_FAST
     cdef bint single = narrow(t_true) and narrow(t_pred) and (weights is None or narrow(t_weights))
+    return fast_run(&p, red, single, grad, want_loss, want_grad, (y_true, y_pred, weights), reduction,
+                    want_grad and cnp.PyArray_DATA(grad) == cnp.PyArray_DATA(b))
 
+
+cdef object fast_run(fl2_problem *p, int red, bint single, cnp.ndarray grad, bint want_loss,
+                     bint want_grad, object operands, object reduction, bint grad_over_pred):
+    """fast_call's run of the kernel on the problem it set up, and its result; ``operands``:
+    (y_true, y_pred, weights) as arrays, or a function that returns them (wanted only by the
+    exact path)."""
+    cdef fl2_outputs o
+    cdef fl2_sums sums
+    cdef int status
+    cdef double divisor, weight_sum
     # The gradient's divisor must be known before its first element is written.
     divisor = 1.0 if red == RED_SUM else <double>p.n
-    if want_grad and red == RED_WEIGHTED_MEAN and weights is not None:
+    if want_grad and red == RED_WEIGHTED_MEAN and p.weights != NULL:
         if p.n >= GIL_RELEASE_MIN:
             with nogil:
-                status = fl2_weight_sum(&p, &weight_sum, 0)
+                status = fl2_weight_sum(p, &weight_sum, 0)
         else:
-            status = fl2_weight_sum(&p, &weight_sum, 0)
+            status = fl2_weight_sum(p, &weight_sum, 0)
         _check_status(status, "fastl2: no memory for the block partials")
         if weight_sum == 0.0:
             return NOT_FAST  # the planned path raises the right error
         divisor = weight_sum
     o.grad = cnp.PyArray_DATA(grad) if want_grad else NULL
-    o.grad_scale = grad_scales[<int>loss]
+    o.grad_scale = grad_scales[<int>p.loss]
     o.grad_divisor = divisor
     o.elementwise = NULL
     sums.loss = sums.weights = 0.0
     if p.n >= GIL_RELEASE_MIN:
         with nogil:
-            status = fl2_run(&p, &o, &sums if want_loss else NULL, 0)
+            status = fl2_run(p, &o, &sums if want_loss else NULL, 0)
     else:
-        status = fl2_run(&p, &o, &sums if want_loss else NULL, 0)
+        status = fl2_run(p, &o, &sums if want_loss else NULL, 0)
     _check_status(status, "fastl2: no memory for the block partials")
     if not want_loss:
         return grad
@@ -170,8 +179,56 @@ cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred,
     if single and not fl2_certain_f32(v, fl2_float32_bound(p.n)):
         # Within 2**-38 of a float32 rounding boundary: the exact path decides (a gradient
         # written over y_pred leaves no y_pred to read: there v is rounded, docs/api.md).
-        if not want_grad or cnp.PyArray_DATA(grad) != cnp.PyArray_DATA(b):
-            value = exact_value(loss, param, y_true, y_pred, weights, reduction, v)
+        if not grad_over_pred:
+            if not isinstance(operands, tuple):
+                operands = operands()
+            value = exact_value(p.loss, p.loss_param, operands[0], operands[1], operands[2],
+                                reduction, v)
             return (value, grad) if want_grad else value
     value = scalar_of(v, single)
     return (value, grad) if want_grad else value
+
+
+def loss_at(int code, size_t true_address, size_t pred_address, object shape, cnp.dtype dtype,
+            object reduction, bint want_grad, object operands):
+    """The fast path for memory that is not an ndarray (fastl2.torch's common call: contiguous
+    CPU tensors, without the cost of their NumPy views): loss ``code`` (no parameter: squared or
+    absolute error) of ``y_true`` and ``y_pred``, C-contiguous, aligned, of ``shape`` and one
+    ``dtype`` (float32, float64, float16, or ml_dtypes' bfloat16 once the fast path has seen an
+    array of it), at those addresses, which the caller keeps alive and readable; reduction
+    "mean" or "sum". Returns fast_call's result (the loss: a float32 one for the half dtypes,
+    or (loss, gradient of ``shape`` and ``dtype``)), or None where it does not apply;
+    ``operands()`` must return the ndarrays (y_true, y_pred, None) over that memory if the exact
+    path wants them."""
+    cdef fl2_problem p
+    cdef cnp.npy_intp dims[32]
+    cdef int nd = len(shape), i, red = reduction_code(reduction), t = dtype.type_num, kind
+    cdef cnp.ndarray grad = None
+    if t == cnp.NPY_DOUBLE:
+        kind = FL2_FLOAT64
+    elif t == cnp.NPY_FLOAT:
+        kind = FL2_FLOAT32
+    elif t == cnp.NPY_FLOAT16:
+        kind = FL2_FLOAT16
+    elif t == bfloat16_type and t >= 0:
+        kind = FL2_BFLOAT16
+    else:
+        return None
+    if (not fast_path_enabled or nd > 32 or code < 0 or code >= FL2_NLOSSES
+            or has_parameter[code] or red < 0 or red == RED_WEIGHTED_MEAN):
+        return None
+    p.n = 1
+    for i in range(nd):
+        dims[i] = shape[i]
+        p.n *= dims[i]
+    if p.n <= 0:
+        return None
+    p.loss = <fl2_loss>code
+    p.loss_param = 0.0
+    p.y_true, p.y_pred = <void *>true_address, <void *>pred_address
+    p.true_dtype = p.pred_dtype = <fl2_dtype>kind
+    p.weights, p.weights_dtype, p.weights_repeat = NULL, FL2_FLOAT64, 1
+    if want_grad:
+        grad = new_gradient(nd, dims, t, dtype.itemsize)
+    result = fast_run(&p, red, narrow(kind), grad, True, want_grad, operands, reduction, False)
+    return None if result is NOT_FAST else result

@@ -310,10 +310,17 @@ def without_half(plan: Plan) -> Plan:
     values, so the same bits from a backend that reads float32 only."""
     if not any(a is not None and is_half(a.dtype) for a in plan.arrays):
         return plan
+    arrays = tuple(as_float32(a) for a in plan.arrays)  # (each operand converted once)
+    if not plan.flat:
+        return replace(plan, arrays=arrays)
+    # The flat views are views of those (C-contiguous, as the plan's are), except weights of one
+    # per sample, whose N-d array is a broadcast view: their own few values are converted.
+    true, pred, weights = arrays
     return replace(
-        plan,
-        y_true=as_float32(plan.y_true), y_pred=as_float32(plan.y_pred), weights=as_float32(plan.weights),
-        arrays=tuple(as_float32(a) for a in plan.arrays),
+        plan, arrays=arrays,
+        y_true=None if true is None else true.reshape(-1), y_pred=pred.reshape(-1),
+        weights=(None if weights is None else weights.reshape(-1) if plan.weights_repeat == 1
+                 else as_float32(plan.weights)),
     )
 
 

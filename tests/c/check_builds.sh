@@ -3,6 +3,7 @@
 # the same bits (NaNs canonical: their sign and payload are unspecified):
 #   gcc       gcc, the flags of setup.py (-std=c11 -O3 -ffp-contract=off -fno-math-errno -pthread),
 #             every x86 level (baseline, avx2, avx512 where the CPU has them): the reference
+# and, whatever the builds, tests/c/bf16_rounding.c (where the CPU has AVX512_BF16)
 #   scalar    gcc, the same flags, -DFL2_NO_VECTORS -DFL2_NO_DISPATCH (the portable scalar code)
 #   clang     clang, the same flags, every x86 level
 #   aarch64   aarch64-linux-gnu-gcc, the same flags (baseline: NEON through the vector
@@ -34,8 +35,8 @@ out=$(cd "$out" && pwd)
 FLAGS=(-std=c11 -O3 -ffp-contract=off -fno-math-errno -pthread)
 # (longest first: csrc/kernels.h, three translation units per level)
 SOURCES=(csrc/kernels_{baseline,avx2,avx512}.c csrc/kernels_{baseline,avx2,avx512}_columns.c
-         csrc/kernels_{baseline,avx2,avx512}_rows.c csrc/strided.c csrc/fastl2.c csrc/config.c
-         csrc/pool.c csrc/convert.c)
+         csrc/kernels_{baseline,avx2,avx512}_rows.c csrc/kernels_avx512bf16{,_columns,_rows}.c
+         csrc/strided.c csrc/fastl2.c csrc/config.c csrc/pool.c csrc/convert.c)
 JOBS=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 read -r -a HARNESS_ARGS <<< "${FL2_HARNESS_ARGS:-}"
 
@@ -224,6 +225,14 @@ for build in "${BUILDS[@]}"; do
     fi
     say "$line"
 done
+# The BF16 extension's gradient rounding against the portable one on all 2**32 floats, whatever
+# the builds (gcc; 77: no AVX512_BF16 on this CPU or in this compiler: skipped)
+bf16_rc=0
+{ gcc "${FLAGS[@]}" -Icsrc tests/c/bf16_rounding.c -o "$out/bf16_rounding" && "$out/bf16_rounding"; } || bf16_rc=$?
+if [ "$bf16_rc" != 0 ] && [ "$bf16_rc" != 77 ]; then
+    say "FAIL bf16_rounding: exit status $bf16_rc"
+    failed=1
+fi
 if [ "$failed" != 0 ]; then
     say "check_builds: FAILED"
     exit 1
