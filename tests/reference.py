@@ -37,6 +37,7 @@ import ulp
 
 # The ulp comparison (ulp.py), reached through this module too: ``ref.assert_ulp`` and the like.
 assert_ulp, ulp_distance, round_exact, round_to = ulp.assert_ulp, ulp.ulp_distance, ulp.round_exact, ulp.round_to
+is_float = ulp.is_float
 
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
 
@@ -46,6 +47,15 @@ _GRAD_ULP = {np.dtype(np.float16): 1, np.dtype(np.float32): 1, np.dtype(np.float
 
 _FLOAT32_CLASS = (np.dtype(np.float16), np.dtype(np.float32))
 _GRAD_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+try:  # ml_dtypes' bfloat16 (the test extras install it): a float32-class dtype, as float16
+    import ml_dtypes
+except ImportError:
+    pass
+else:
+    _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+    _FLOAT32_CLASS += (_BFLOAT16,)
+    _GRAD_DTYPES += (_BFLOAT16,)
+    _GRAD_ULP[_BFLOAT16] = 1
 
 
 # --------------------------------------------------------------------------- dtype rules

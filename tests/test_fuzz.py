@@ -2,9 +2,10 @@
 
 A call is a `Call` (plain values: hypothesis shrinks it and prints it so that it can be pasted
 into REGRESSIONS below): a public function; its operands' dtypes (float16/32/64 in both byte
-orders, integers, bool, and dtypes fastl2 refuses), shapes (0-d to 4-d, empty, past a block),
+orders, bfloat16 (ml_dtypes), integers, bool, and dtypes fastl2 refuses), shapes (0-d to 4-d,
+empty, past a block),
 layouts (C, Fortran, transposed, stepped, reversed, broadcast, unaligned, read-only) and
-carriers (ndarray, subclass, list, memoryview, PyTorch tensor); weights of every accepted shape
+carriers (ndarray, subclass, list, memoryview, PyTorch tensor, bfloat16 ones too); weights of every accepted shape
 and some refused ones; reduction, axis, delta, lam and ``out=`` (fresh, unaligned,
 Fortran-ordered, in place, or of a wrong dtype or shape, or read-only); finite values, and
 NaN / inf.
@@ -42,6 +43,10 @@ try:
     import torch
 except ImportError:  # an optional peer: no tensor carrier without it
     torch = None
+try:
+    import ml_dtypes  # noqa: F401 (registers NumPy's name "bfloat16")
+except ImportError:  # (the test extras install it: bfloat16 operands with it)
+    ml_dtypes = None
 
 BUDGET_SECONDS = float(os.environ.get("FASTL2_FUZZ_SECONDS", "20"))
 BATCH = 25
@@ -55,7 +60,7 @@ FUNCTIONS = (*LOSSES, *GRADS, *AND_GRADS, *PENALTIES)
 
 NON_NATIVE = ">" if np.little_endian else "<"
 GOOD_DTYPES = ("float64", "float32", "float16", NON_NATIVE + "f8", NON_NATIVE + "f4",
-               "int64", "int32", "uint8", "bool")
+               "int64", "int32", "uint8", "bool") + (("bfloat16",) if ml_dtypes is not None else ())
 BAD_DTYPES = ("complex128", "object", "U3", "datetime64[s]")
 LAYOUTS = ("C", "F", "transposed", "step2", "reversed", "broadcast", "unaligned", "readonly")
 CARRIERS = ("ndarray", "subclass", "list", "memoryview") + (("tensor",) if torch is not None else ())
@@ -104,7 +109,7 @@ def _values(op: Operand, shape) -> np.ndarray:
         low = 0 if dtype.kind == "u" or op.values == "positive" else -100
         high = 1 if op.values == "zeros" else 100
         return rng.integers(low, high, size).astype(dtype).reshape(shape)
-    if dtype.kind == "f":
+    if ref.is_float(dtype):
         if op.values == "zeros":
             x = np.zeros(size)
         elif op.values == "positive":
@@ -162,13 +167,16 @@ def make_operand(op: Operand | None):
     if carrier == "memoryview" and array.dtype.kind in "fiub" and array.ndim > 0:
         return memoryview(array), array
     if carrier == "tensor" and torch is not None and _tensor_ok(array):
+        if array.dtype.name == "bfloat16":  # (torch.from_numpy has no bfloat16: its bits)
+            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16), array
         return torch.from_numpy(array), array
     return array, array
 
 
 def _tensor_ok(array):
-    return (array.dtype.isnative and array.dtype.kind in "fiub" and array.flags.writeable
-            and all(s >= 0 for s in array.strides) and (array.ndim == 0 or array.size))
+    return (array.dtype.isnative and (array.dtype.kind in "fiub" or array.dtype.name == "bfloat16")
+            and array.flags.writeable and all(s >= 0 for s in array.strides)
+            and (array.ndim == 0 or array.size))
 
 
 def _make_out(kind, y_pred_obj, y_pred, grad_shape, grad_dtype):
@@ -215,7 +223,8 @@ def run_call(call: Call):
     t_obj, t = make_operand(call.y_true)
     p_obj, p = make_operand(call.y_pred)
     w_obj, w = make_operand(call.weights)
-    grad_dtype = ref.grad_dtype(p) if p is not None and np.asarray(p).dtype.kind in "fiub" else np.float64
+    grad_dtype = (ref.grad_dtype(p) if p is not None and (np.asarray(p).dtype.kind in "fiub" or ref.is_float(np.asarray(p).dtype))
+                  else np.float64)
     grad_shape = np.shape(p) if p is not None else ()
     out = _make_out(call.out, p_obj, p, grad_shape, grad_dtype)
     inputs = [(name, x) for name, x in (("y_true", t), ("y_pred", p), ("weights", w)) if x is not None]
@@ -251,7 +260,7 @@ def _canonical(value):
     if isinstance(value, (tuple, list)):
         return (type(value).__name__, tuple(_canonical(v) for v in value))
     array = np.asarray(value)
-    if array.dtype.kind == "f":
+    if ref.is_float(array.dtype):
         array = np.where(np.isnan(array), np.array(np.nan, array.dtype), array).astype(array.dtype)
     return (type(value).__name__, str(array.dtype), array.shape, array.tobytes())
 

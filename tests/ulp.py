@@ -15,6 +15,13 @@ import numpy as np
 _INT_OF_SIZE = {2: np.int16, 4: np.int32, 8: np.int64}
 
 
+def is_float(dtype) -> bool:
+    """Whether dtype is a binary floating-point one: NumPy's (kind "f"), or ml_dtypes' bfloat16
+    (kind "V" for NumPy)."""
+    dtype = np.dtype(dtype)
+    return dtype.kind == "f" or dtype.name == "bfloat16"
+
+
 # --------------------------------------------------------------------------- correct rounding
 
 
@@ -78,7 +85,7 @@ def ulp_distance(actual, expected) -> np.ndarray:
     """
     a = np.ascontiguousarray(actual)
     b = np.ascontiguousarray(expected)
-    assert a.dtype == b.dtype and a.dtype.kind == "f", (a.dtype, b.dtype)
+    assert a.dtype == b.dtype and is_float(a.dtype), (a.dtype, b.dtype)
     a, b = np.broadcast_arrays(a, b)
     a = np.ascontiguousarray(a)
     b = np.ascontiguousarray(b)
@@ -120,7 +127,7 @@ def assert_ulp(actual, expected, max_ulp, *, dtype=None):
     """
     actual_arr = np.asarray(actual)
     dtype = np.dtype(dtype) if dtype is not None else actual_arr.dtype
-    assert dtype.kind == "f", f"expected a float result, got dtype {actual_arr.dtype}"
+    assert is_float(dtype), f"expected a float result, got dtype {actual_arr.dtype}"
     actual_arr = actual_arr.astype(dtype, copy=False)
     expected_arr = round_to(expected, dtype)
     assert actual_arr.shape == expected_arr.shape or expected_arr.ndim == 0, (
