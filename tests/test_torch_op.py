@@ -60,6 +60,9 @@ OPCHECK_CASES = [
     # comparisons take NaN != NaN; the empty mean is tested in test_torch_functional.py)
     ("mse", "mean", False, (4, 3), torch.float16, "sliced", True),
     ("huber", "none", True, (4, 3), torch.bfloat16, "transposed", True),
+    ("smooth_l1", "mean", False, (4, 3), torch.float64, "contiguous", True),
+    ("smooth_l1", "none", True, (2, 3, 4), torch.float32, "sliced", True),
+    ("smooth_l1", "sum", False, (5, 2), torch.bfloat16, "transposed", True),
 ]
 
 
@@ -108,7 +111,8 @@ def test_gradcheck_and_gradgradcheck(name, weighted, reduction):
     assert torch.autograd.gradgradcheck(fn, (x, t))  # double backward works (curvature term)
 
 
-@pytest.mark.parametrize("kind, reduction", [("mse", "weighted_mean"), ("huber", "none"), ("l1", "sum")])
+@pytest.mark.parametrize("kind, reduction", [("mse", "weighted_mean"), ("huber", "none"), ("l1", "sum"),
+                                             ("smooth_l1", "mean"), ("smooth_l1", "none")])
 def test_gradcheck_through_the_dispatcher(kind, reduction):
     """The operator itself (torch.ops.fastl2.loss, its registered autograd), not the eager path."""
     x, t, w = _data((3, 4), torch.float64, "sliced")

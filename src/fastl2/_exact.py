@@ -17,9 +17,10 @@ m = min(count, BLOCK_SIZE = 8192):
 - the lanes and blocks are combined in double-double (docs/architecture.md, "The determinism
   scheme"), and the double-double is rounded once to float64: below 2u together;
 - the weight sum (weighted_mean) has the chains' (m - 1)u and its rounding u; the division u;
-  the root halves the error and adds u; lam's product u.
+  the root halves the error and adds u; lam's product u; a ``divide_by`` (the divisor times
+  it, fastl2._passes.planned_loss: smooth_l1_loss's beta) u.
 
-In all, below (2m + 10)u plus second-order terms; ``float32_bound`` is (2m + 16)u (about
+In all, below (2m + 11)u plus second-order terms; ``float32_bound`` is (2m + 16)u (about
 2**-39 at the most).  If every real within it of ``v`` rounds to the same float32, that float32 is the
 exact value rounded once (``certain``); if not (``v`` lies within the bound of a float32
 rounding boundary: about 2 * bound / 2**-24 of random values, one call in 2**14 at the most),
@@ -365,11 +366,15 @@ def _huber_fraction(t: float, p: float, delta: float) -> Fraction:
     return a * a / 2 if a < delta else delta * (a - delta / 2)
 
 
-def reduce_exact(loss: Fraction, weight: Fraction, count: int, reduction: str, root: bool, dtype):
+def reduce_exact(loss: Fraction, weight: Fraction, count: int, reduction: str, root: bool, dtype,
+                 divide_by: float = 1.0):
     """The exact reduced value rounded once to ``dtype`` (a Python float): the sum, or the
-    sum divided by the count ("mean") or the weight sum ("weighted_mean"), or its root; None
-    where the exact weight sum is 0 (weights of mixed sign whose float64 sum is not: there is
-    no exact value, and the caller keeps its float64 one)."""
+    sum divided by the count ("mean") or the weight sum ("weighted_mean"), or its root, divided
+    by ``divide_by`` (fastl2._passes.planned_loss); None where the exact weight sum is 0
+    (weights of mixed sign whose float64 sum is not: there is no exact value, and the caller
+    keeps its float64 one)."""
+    if divide_by != 1.0:
+        loss = loss / Fraction(divide_by)
     if reduction == "mean":
         loss = loss / count
     elif reduction == "weighted_mean":
@@ -394,7 +399,7 @@ def is_midpoint(value: float, dtype) -> bool:
     return halves.is_integer() and int(halves) % 2 == 1
 
 
-def half_result(plan, value32: float, half) -> float:
+def half_result(plan, value32: float, half, divide_by: float = 1.0) -> float:
     """The reduced result of ``plan`` rounded once to the half-precision ``half`` (float16 or
     bfloat16, or its name), from ``value32``, the same result correctly rounded to float32 (a
     Python float).
@@ -407,15 +412,15 @@ def half_result(plan, value32: float, half) -> float:
         return round_fraction(Fraction(value32), half) if math.isfinite(value32) else value32
     y_true, y_pred, weights = plan.arrays
     loss, weight, count = exact_sums(plan.loss.code, plan.param, y_true, y_pred, weights)
-    exact = reduce_exact(loss, weight, count, plan.reduction, False, half)
+    exact = reduce_exact(loss, weight, count, plan.reduction, False, half, divide_by)
     return round_fraction(Fraction(value32), half) if exact is None else exact
 
 
-def exact_result(plan, value: float, root: bool = False):
+def exact_result(plan, value: float, root: bool = False, divide_by: float = 1.0):
     """The reduced result of ``plan`` (float32 operands; fastl2._plan.Plan), exact and rounded
-    once to the plan's result dtype, as a NumPy scalar; ``value`` (the float64 one, rounded)
-    where there is no exact one (reduce_exact)."""
+    once to the plan's result dtype, as a NumPy scalar (divided by ``divide_by`` first,
+    reduce_exact); ``value`` (the float64 one, rounded) where there is no exact one."""
     y_true, y_pred, weights = plan.arrays
     loss, weight, count = exact_sums(plan.loss.code, plan.param, y_true, y_pred, weights)
-    exact = reduce_exact(loss, weight, count, plan.reduction, root, plan.result_dtype)
+    exact = reduce_exact(loss, weight, count, plan.reduction, root, plan.result_dtype, divide_by)
     return plan.result_dtype.type(value if exact is None else exact)

@@ -49,7 +49,11 @@ def quiet(function):
     return quiet
 
 @quiet
-def planned_loss(loss, y_true, y_pred, weights, axis, reduction, root, param):
+def planned_loss(loss, y_true, y_pred, weights, axis, reduction, root, param, divide_by=1.0):
+    """The loss call on the general road. ``divide_by`` (internal: fastl2.torch's smooth_l1_loss,
+    Huber's loss divided by its delta; a float > 0) divides a reduced result (axis None), exactly
+    before its one rounding: the float64 value divides by the divisor times ``divide_by`` (one
+    rounding more, within the certificate's bound) and the exact path by ``divide_by`` itself."""
     check_reduction(reduction)
     param = loss.check_param(param)
     plan = loss_plan(loss, y_true, y_pred, weights, reduction, param)
@@ -73,7 +77,7 @@ def planned_loss(loss, y_true, y_pred, weights, axis, reduction, root, param):
         loss_sum, weight_sum = float(loss_sums[0]), float(weight_sums[0])
     else:
         loss_sum = weight_sum = 0.0
-    value = _reduce(plan, loss_sum, weight_sum, root)
+    value = _reduce(plan, loss_sum, weight_sum, root, divide_by=divide_by)
     # Reducing every axis by naming them gives a 0-d array (docs/api.md: only axis=None gives a scalar).
     return value if axes is None else np.asarray(value)
 
@@ -218,13 +222,13 @@ def exact_loss(code: int, param: float, y_true, y_pred, weights, reduction: str,
 
 
 def half_loss(name: str, param: float, y_true, y_pred, weights, reduction: str, value32: float,
-              half) -> float:
-    """A loss call's reduced result rounded once to the half-precision ``half`` (float16 or
-    bfloat16, or its name), from ``value32``, the call's float32 result (fastl2._exact.half_result:
-    fastl2.torch's results in its inputs' dtype)."""
+              half, divide_by: float = 1.0) -> float:
+    """A loss call's reduced result (divided by ``divide_by``, as planned_loss's) rounded once to
+    the half-precision ``half`` (float16 or bfloat16, or its name), from ``value32``, the call's
+    float32 result (fastl2._exact.half_result: fastl2.torch's results in its inputs' dtype)."""
     loss = next(loss for loss in LOSSES if loss.name == name)
     plan = loss_plan(loss, y_true, y_pred, weights, reduction, loss.check_param(param))
-    return _exact.half_result(plan, value32, half)
+    return _exact.half_result(plan, value32, half, divide_by)
 
 
 def _divisor(plan: Plan, weight_sum: float) -> float:
@@ -241,22 +245,27 @@ def _divisor(plan: Plan, weight_sum: float) -> float:
     return 1.0
 
 
-def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False, readable: bool = True):
+def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False, readable: bool = True,
+            divide_by: float = 1.0):
     """The reduced loss as a NumPy scalar of the result dtype, correctly rounded: a float32
     value the certificate cannot decide is computed exactly (fastl2._exact) from the plan's
-    arrays, unless they are no longer ``readable`` (a gradient written over y_pred)."""
+    arrays, unless they are no longer ``readable`` (a gradient written over y_pred); divided by
+    ``divide_by`` (planned_loss) before that rounding."""
     if plan.n == 0 and plan.reduction in MEAN_REDUCTIONS:
         warn_empty_mean()
         return plan.result_dtype.type(np.nan)
-    value = loss_sum / _divisor(plan, weight_sum)
+    divisor = _divisor(plan, weight_sum)
+    value = loss_sum / (divisor * divide_by if divide_by != 1.0 else divisor)
     if root:
         value = math.sqrt(value) if value >= 0.0 else (value if math.isnan(value) else math.nan)
     if plan.result_dtype == np.float32 and readable and not _exact.certain(value, plan.n):
-        return _exact.exact_result(plan, value, root)
+        return _exact.exact_result(plan, value, root, divide_by)
     return plan.result_dtype.type(value)
 
 @quiet
-def planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, param):
+def planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, param, divide_by=1.0):
+    """The gradient call on the general road; ``divide_by`` divides the loss and the gradient
+    (planned_loss; the gradient's divisor is the reduction's times ``divide_by``)."""
     check_reduction(reduction)
     param = loss.check_param(param)
     plan = loss_plan(loss, y_true, y_pred, weights, reduction, param)
@@ -273,9 +282,11 @@ def planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, 
     else:
         weight_sum = float(plan.n)
     divisor = _divisor(plan, weight_sum) if plan.n else 1.0
+    if divide_by != 1.0:
+        divisor *= divide_by
     scale = loss.grad_scale
     if strided:
-        return _strided_grad_pass(plan, out, backend, scale, divisor, weight_sum, want_loss)
+        return _strided_grad_pass(plan, out, backend, scale, divisor, weight_sum, want_loss, divide_by)
     target, result, copy_back = grad_buffers(plan, out)
     if reduction == "none":
         losses = np.empty(plan.n, plan.result_dtype) if want_loss else None
@@ -283,7 +294,8 @@ def planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, 
         value = losses.reshape(plan.shape) if want_loss else None
     else:
         loss_sum, _ = backend.run(plan, want_loss, target, scale, divisor)
-        value = _reduce(plan, loss_sum, weight_sum, readable=_spared(plan, out)) if want_loss else None
+        value = (_reduce(plan, loss_sum, weight_sum, readable=_spared(plan, out), divide_by=divide_by)
+                 if want_loss else None)
     if copy_back:
         np.copyto(result, target.reshape(plan.shape), casting="unsafe")
     return (value, result) if want_loss else result
@@ -301,7 +313,7 @@ def flat_output(plan: Plan, out) -> bool:
     return plan.flat and (out is None or (out.flags.c_contiguous and out.flags.aligned))
 
 
-def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, want_loss):
+def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, want_loss, divide_by=1.0):
     """The gradient pass over arrays in any layout; a fresh gradient takes y_pred's layout."""
     pred = plan.arrays[1]
     result = np.empty_like(pred, dtype=plan.grad_dtype) if out is None else out
@@ -318,7 +330,8 @@ def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, wan
             want_loss and losses is None, scale, divisor,
         )
         if sums is not None:
-            value = _reduce(plan, float(sums[0][0]), weight_sum, readable=_spared(plan, out))
+            value = _reduce(plan, float(sums[0][0]), weight_sum, readable=_spared(plan, out),
+                            divide_by=divide_by)
     elif want_loss and losses is None:
         value = _reduce(plan, 0.0, weight_sum)
     if losses is not None:

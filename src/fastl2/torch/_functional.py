@@ -288,5 +288,8 @@ def smooth_l1_loss(
         return _run("smooth_l1_loss", "l1", input, target, None, reduction, dtype, fallback)
     if math.isinf(beta):  # d²/2 / inf: 0 (NaN where d² is inf), as PyTorch computes it
         return _run("smooth_l1_loss", "mse", input, target, None, reduction, dtype, fallback, scale=0.0)
-    return _run("smooth_l1_loss", "huber", input, target, None, reduction, dtype, fallback,
-                delta=beta, scale=1.0 / beta)
+    if beta == 1.0:  # (Huber's loss itself)
+        return _run("smooth_l1_loss", "huber", input, target, None, reduction, dtype, fallback, delta=1.0)
+    # Huber's loss divided by beta, exactly before the result's one rounding (not Huber's result
+    # rounded, then times a rounded 1 / beta, then rounded again)
+    return _run("smooth_l1_loss", "smooth_l1", input, target, None, reduction, dtype, fallback, delta=beta)

@@ -3,8 +3,10 @@
 ``torch.ops.fastl2.loss(input, target, weight, kind, reduction, delta, scale, want_grad)``
 returns ``(loss, grad)``:
 
-* ``loss``: ``scale * L`` where ``L`` is fastl2's ``kind`` loss (``"mse"``, ``"l1"`` or
-  ``"huber"`` with ``delta``) of ``d = input - target`` (weighted by ``weight`` when given),
+* ``loss``: ``scale * L`` where ``L`` is fastl2's ``kind`` loss (``"mse"``, ``"l1"``,
+  ``"huber"`` with ``delta``, or ``"smooth_l1"``: Huber's with ``delta`` divided by ``delta``,
+  exactly before a reduced result's one rounding) of ``d = input - target`` (weighted by
+  ``weight`` when given),
   reduced as fastl2 reduces (``"mean"``, ``"weighted_mean"``, ``"sum"``, ``"none"``: the
   functions of :mod:`fastl2.torch` map PyTorch's reductions onto these); a 0-d tensor, or
   input's shape and layout for ``"none"``; input's dtype. A ``"weighted_mean"`` whose weights sum
@@ -38,9 +40,10 @@ import fastl2
 from fastl2 import _backends, _losses
 from fastl2._exact import is_midpoint
 from fastl2._operands import bfloat16_dtype
-from fastl2._passes import half_loss
+from fastl2._losses import HUBER
+from fastl2._passes import half_loss, planned_grad_pass, planned_loss
 
-KINDS = ("mse", "l1", "huber")
+KINDS = ("mse", "l1", "huber", "smooth_l1")
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
 
 
@@ -110,6 +113,19 @@ def _empty_results(input, reduction, want_grad):
 
 
 def _compute(kind, y_true, y_pred, w, reduction, delta, want_grad):
+    if kind == "smooth_l1":
+        # Huber's loss (delta = beta) divided by beta: on fastl2's general road, which divides
+        # a reduced loss exactly before its one rounding and the gradient by its divisor times
+        # beta (fastl2._passes divide_by); element losses ("none") are Huber's, divided here.
+        if want_grad:
+            value, grad = planned_grad_pass(HUBER, y_true, y_pred, w, reduction, None, True, delta,
+                                            divide_by=delta)
+        else:
+            value = planned_loss(HUBER, y_true, y_pred, w, None, reduction, False, delta, divide_by=delta)
+            grad = None
+        if reduction == "none":  # (each rounded twice: Huber's to the result dtype, then this)
+            value = (value.astype(np.float64) / delta).astype(value.dtype)
+        return value, grad
     loss_fn, grad_fn = _fastl2_functions(kind)
     kwargs = {"delta": delta} if kind == "huber" else {}
     if want_grad:
@@ -119,7 +135,7 @@ def _compute(kind, y_true, y_pred, w, reduction, delta, want_grad):
 
 HALF_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 #: fastl2's loss of each kind (fastl2._losses)
-_LOSS_NAMES = {"mse": "squared", "l1": "absolute", "huber": "huber"}
+_LOSS_NAMES = {"mse": "squared", "l1": "absolute", "huber": "huber", "smooth_l1": "huber"}
 
 
 def _loss_impl(
@@ -173,7 +189,7 @@ def _loss_impl(
         # float32's correct rounding put the value on a midpoint of the half grid, where rounding
         # it again would tie to even: the exact value decides (fastl2._exact.half_result)
         value = half_loss(_LOSS_NAMES[kind], delta, y_true, y_pred, w, reduction, float(result),
-                          HALF_NAMES[dtype])
+                          HALF_NAMES[dtype], delta if kind == "smooth_l1" else 1.0)
         result = torch.tensor(value, dtype=dtype)  # (a value of dtype: exact)
     elif result.dtype != dtype:
         result = result.to(dtype)
@@ -205,6 +221,8 @@ def _curvature(kind, reduction, delta, input, target, weight):
     """The diagonal of d²L/dinput², detached (L1's is 0: not called for it)."""
     d = (input - target).detach()
     h = torch.full_like(d, 2.0) if kind == "mse" else (d.abs() < delta).to(d.dtype)
+    if kind == "smooth_l1":
+        h = h / delta
     if weight is not None:
         h = h * weight.detach()
     if reduction == "mean":
