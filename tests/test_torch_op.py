@@ -417,3 +417,23 @@ def _counted(function, calls):
         calls.append(args)
         return function(*args, **kwargs)
     return counted
+
+
+def test_common_call_of_0d_and_unaligned_tensors():
+    """The common call's address path takes only aligned memory (a tensor over a byte buffer at
+    an odd offset goes through its NumPy view, which fastl2 reads aligned or not), and 0-d
+    tensors."""
+    x = torch.tensor(1.5, requires_grad=True)
+    loss = ft.mse_loss(x, torch.tensor(0.25))
+    loss.backward()
+    assert loss.item() == 1.5625 and x.grad.item() == 2.5 and loss.dim() == 0
+    buffer = bytearray(4 * 101)
+    a = torch.frombuffer(buffer, dtype=torch.float32, offset=1, count=100)
+    assert a.data_ptr() % 4 and a.is_contiguous()
+    a[:] = torch.linspace(-3, 7, 100)
+    b = torch.linspace(1, 2, 100)
+    expected = fastl2.mse(b.numpy(), np.ascontiguousarray(a.numpy()))
+    for reduction in ("mean", "sum"):
+        assert ft.mse_loss(a, b, reduction=reduction).item() == float(
+            fastl2.mse(b.numpy(), np.ascontiguousarray(a.numpy()), reduction=reduction))
+    assert ft.mse_loss(a, b).item() == float(expected)

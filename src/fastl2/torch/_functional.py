@@ -113,7 +113,8 @@ def _common_call(kind, input, target, reduction):
     want_grad = torch.is_grad_enabled() and (input.requires_grad or target.requires_grad)
     if (input.is_cpu and target.is_cpu and input.layout == torch.strided == target.layout
             and not (input.is_neg() or target.is_neg()) and input.is_contiguous()
-            and target.is_contiguous() and _ops.compiled_call(kind, want_grad)):
+            and target.is_contiguous() and _ops.compiled_call(kind, want_grad)
+            and not (input.data_ptr() | target.data_ptr()) % input.element_size()):  # (aligned)
         y_true = y_pred = None  # (read by address: common_loss)
     else:
         try:  # (what is not on the CPU, or not dense, or a lazily negated view, has no view here)
