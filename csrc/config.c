@@ -134,6 +134,27 @@ static const fl2_level levels[] = {
 };
 #define FL2_NLEVELS ((int)(sizeof(levels) / sizeof(levels[0])))
 
+/* Makes levels[i] the one in use: its tables (the AVX-512 level's with the BF16 extension's
+ * bfloat16 kernels where the CPU has it) and its conversions. */
+static void activate(int i)
+{
+    fl2_active_kernels = levels[i].kernels;
+    fl2_active_columns = levels[i].columns;
+    fl2_active_rows = levels[i].rows;
+    active_level = levels[i].name;
+    bfloat16_rounding = "integer code";
+#if defined(FL2_HAVE_AVX512BF16)
+    if (levels[i].kernels == fl2_kernels_avx512 && has_avx512bf16()) {
+        fill_avx512bf16_tables();
+        fl2_active_kernels = avx512bf16_kernels;
+        fl2_active_columns = avx512bf16_columns;
+        fl2_active_rows = avx512bf16_rows;
+        bfloat16_rounding = "avx512_bf16";
+    }
+#endif
+    choose_conversions(i);
+}
+
 const char *fl2_simd_level(void) { return active_level; }
 
 const char *fl2_baseline_isa(void) { return fl2_kernels_baseline_isa; }
@@ -154,21 +175,7 @@ int fl2_set_simd_level(const char *name)
 {
     for (int i = 0; i < FL2_NLEVELS; i++) {
         if (strcmp(levels[i].name, name) == 0 && levels[i].supported()) {
-            fl2_active_kernels = levels[i].kernels;
-            fl2_active_columns = levels[i].columns;
-            fl2_active_rows = levels[i].rows;
-            active_level = levels[i].name;
-            bfloat16_rounding = "integer code";
-#if defined(FL2_HAVE_AVX512BF16)
-            if (levels[i].kernels == fl2_kernels_avx512 && has_avx512bf16()) {
-                fill_avx512bf16_tables();
-                fl2_active_kernels = avx512bf16_kernels;
-                fl2_active_columns = avx512bf16_columns;
-                fl2_active_rows = avx512bf16_rows;
-                bfloat16_rounding = "avx512_bf16";
-            }
-#endif
-            choose_conversions(i);
+            activate(i);
             return 0;
         }
     }
@@ -206,21 +213,7 @@ void fl2_init(void)
     done = 1;
     for (int i = FL2_NLEVELS - 1; i >= 0; i--) {
         if (levels[i].supported()) {
-            fl2_active_kernels = levels[i].kernels;
-            fl2_active_columns = levels[i].columns;
-            fl2_active_rows = levels[i].rows;
-            active_level = levels[i].name;
-            bfloat16_rounding = "integer code";
-#if defined(FL2_HAVE_AVX512BF16)
-            if (levels[i].kernels == fl2_kernels_avx512 && has_avx512bf16()) {
-                fill_avx512bf16_tables();
-                fl2_active_kernels = avx512bf16_kernels;
-                fl2_active_columns = avx512bf16_columns;
-                fl2_active_rows = avx512bf16_rows;
-                bfloat16_rounding = "avx512_bf16";
-            }
-#endif
-            choose_conversions(i);
+            activate(i);
             break;
         }
     }

@@ -3,6 +3,7 @@ graph breaks, fake and real layouts, inputs read in place, the eager path's bits
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from fractions import Fraction
 
@@ -437,3 +438,67 @@ def test_common_call_of_0d_and_unaligned_tensors():
         assert ft.mse_loss(a, b, reduction=reduction).item() == float(
             fastl2.mse(b.numpy(), np.ascontiguousarray(a.numpy()), reduction=reduction))
     assert ft.mse_loss(a, b).item() == float(expected)
+
+
+@pytest.mark.parametrize("name", ["mse", "l1"])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+@pytest.mark.parametrize("changed", ["input", "target"])
+def test_a_tensor_changed_in_place_before_backward_raises_on_every_road(name, layout, changed):
+    """As PyTorch's own losses (found by a helper: the common call's backward did not look at
+    its saved tensors, where PyTorch checks their versions)."""
+    x, t, w = _data((4, 3), torch.float32, layout)
+    for kwargs in ({}, {"weight": torch.ones_like(w)}):  # (the common call; the general road)
+        x_ = x.detach().clone().requires_grad_()
+        y = x_ * 1.0  # (a non-leaf input, which may be changed in place)
+        t_ = t.detach().clone()
+        loss = FUNCTIONS[name](y, t_, reduction="sum", **kwargs)
+        with torch.no_grad():
+            (y if changed == "input" else t_).add_(1.0)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()
+
+
+@pytest.mark.parametrize("name", ["mse", "l1"])
+@pytest.mark.parametrize("which", ["zero input", "zero target", "functional input"])
+def test_tensors_without_memory_go_to_torch(name, which):
+    """A ZeroTensor or a functionalization wrapper has no memory of its values (data pointer 0:
+    reading it crashed the common call's address path, a helper found); such calls are
+    torch.nn.functional's."""
+    t = torch.randn(3)
+    if which == "zero input":
+        a, b = torch._efficientzerotensor(3), t
+    elif which == "zero target":
+        a, b = t, torch._efficientzerotensor(3)
+    else:
+        a, b = torch._to_functional_tensor(torch.tensor([1.0, -2.0, 0.5])), t
+    got = FUNCTIONS[name](a, b)
+    expected = REFERENCE[name](a, b)
+    assert torch.equal(torch._from_functional_tensor(got) if torch._is_functional_tensor(got) else got,
+                       torch._from_functional_tensor(expected) if torch._is_functional_tensor(expected) else expected)
+
+
+@pytest.mark.parametrize("beta", [5e-324, 1e-310, 2.0 ** -65, 2.0 ** 65, 1e306])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_smooth_l1_with_a_beta_out_of_range_is_torchs(beta, dtype):
+    """beta outside [2**-64, 2**64]: Huber's loss of a subnormal delta underflows (7.0 for 6.75
+    at 5e-324) and divisor * beta overflowed (0 at 1e306): found by a helper; such betas are
+    torch.nn.functional's."""
+    x = torch.tensor([1.5, -2.25, 3.0], dtype=dtype, requires_grad=True)
+    x_ = x.detach().clone().requires_grad_()
+    t = torch.zeros(3, dtype=dtype)
+    for reduction in ("sum", "mean"):
+        got, expected = ft.smooth_l1_loss(x, t, beta=beta, reduction=reduction), F.smooth_l1_loss(x_, t, beta=beta, reduction=reduction)
+        got.backward()
+        expected.backward()
+        assert torch.equal(got, expected) and torch.equal(x.grad, x_.grad)
+        x.grad = x_.grad = None
+
+
+def test_smooth_l1_of_a_large_beta_in_range_does_not_overflow():
+    # (weighted sums times beta overflowed before the divisions were made one after the other)
+    x = torch.full((1000,), 1e10, dtype=torch.float64, requires_grad=True)
+    loss = ft.smooth_l1_loss(x, torch.zeros(1000, dtype=torch.float64), beta=2.0 ** 64)
+    loss.backward()
+    expected = 1e20 / 2 / 2.0 ** 64  # (every |d| below beta: d² / (2 beta))
+    assert abs(loss.item() - expected) <= 2 * math.ulp(expected)
+    assert abs(x.grad[0].item() - 1e10 / 2.0 ** 64 / 1000) <= math.ulp(1e10 / 2.0 ** 64 / 1000)

@@ -17,8 +17,8 @@ m = min(count, BLOCK_SIZE = 8192):
 - the lanes and blocks are combined in double-double (docs/architecture.md, "The determinism
   scheme"), and the double-double is rounded once to float64: below 2u together;
 - the weight sum (weighted_mean) has the chains' (m - 1)u and its rounding u; the division u;
-  the root halves the error and adds u; lam's product u; a ``divide_by`` (the divisor times
-  it, fastl2._passes.planned_loss: smooth_l1_loss's beta) u.
+  the root halves the error and adds u; lam's product u; a ``divide_by`` (a second division,
+  fastl2._passes.planned_loss: smooth_l1_loss's beta) u.
 
 In all, below (2m + 11)u plus second-order terms; ``float32_bound`` is (2m + 16)u (about
 2**-39 at the most).  If every real within it of ``v`` rounds to the same float32, that float32 is the

@@ -51,9 +51,10 @@ def quiet(function):
 @quiet
 def planned_loss(loss, y_true, y_pred, weights, axis, reduction, root, param, divide_by=1.0):
     """The loss call on the general road. ``divide_by`` (internal: fastl2.torch's smooth_l1_loss,
-    Huber's loss divided by its delta; a float > 0) divides a reduced result (axis None), exactly
-    before its one rounding: the float64 value divides by the divisor times ``divide_by`` (one
-    rounding more, within the certificate's bound) and the exact path by ``divide_by`` itself."""
+    Huber's loss divided by its delta; a float in [2**-64, 2**64]) divides a reduced result
+    (axis None), exactly before its one rounding: the float64 value is divided by the divisor,
+    then by ``divide_by`` (one rounding more, within the certificate's bound), the exact value
+    by ``divide_by`` itself."""
     check_reduction(reduction)
     param = loss.check_param(param)
     plan = loss_plan(loss, y_true, y_pred, weights, reduction, param)
@@ -254,8 +255,9 @@ def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False, 
     if plan.n == 0 and plan.reduction in MEAN_REDUCTIONS:
         warn_empty_mean()
         return plan.result_dtype.type(np.nan)
-    divisor = _divisor(plan, weight_sum)
-    value = loss_sum / (divisor * divide_by if divide_by != 1.0 else divisor)
+    value = loss_sum / _divisor(plan, weight_sum)
+    if divide_by != 1.0:  # (after: divisor * divide_by could overflow)
+        value /= divide_by
     if root:
         value = math.sqrt(value) if value >= 0.0 else (value if math.isnan(value) else math.nan)
     if plan.result_dtype == np.float32 and readable and not _exact.certain(value, plan.n):
@@ -265,7 +267,7 @@ def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False, 
 @quiet
 def planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, param, divide_by=1.0):
     """The gradient call on the general road; ``divide_by`` divides the loss and the gradient
-    (planned_loss; the gradient's divisor is the reduction's times ``divide_by``)."""
+    (planned_loss; the gradient's scale is the loss's over ``divide_by``)."""
     check_reduction(reduction)
     param = loss.check_param(param)
     plan = loss_plan(loss, y_true, y_pred, weights, reduction, param)
@@ -282,9 +284,7 @@ def planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, 
     else:
         weight_sum = float(plan.n)
     divisor = _divisor(plan, weight_sum) if plan.n else 1.0
-    if divide_by != 1.0:
-        divisor *= divide_by
-    scale = loss.grad_scale
+    scale = loss.grad_scale if divide_by == 1.0 else loss.grad_scale / divide_by
     if strided:
         return _strided_grad_pass(plan, out, backend, scale, divisor, weight_sum, want_loss, divide_by)
     target, result, copy_back = grad_buffers(plan, out)

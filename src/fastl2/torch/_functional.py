@@ -65,6 +65,7 @@ def _run(name, kind, input, target, weight, reduction, dtype, fallback, delta=1.
         or not _on_cpu(input, target, weight)
         or (weight is not None and weight.requires_grad)
         or _ops.under_functorch(input, target, weight)
+        or _ops.without_memory(input, target, weight)
     ):
         return fallback(reduction)
     if input.dtype != dtype:
@@ -114,9 +115,12 @@ def _common_call(kind, input, target, reduction):
     if (input.is_cpu and target.is_cpu and input.layout == torch.strided == target.layout
             and not (input.is_neg() or target.is_neg()) and input.is_contiguous()
             and target.is_contiguous() and _ops.compiled_call(kind, want_grad)
+            and input.data_ptr() and target.data_ptr()  # (a ZeroTensor's or a functional one's: 0)
             and not (input.data_ptr() | target.data_ptr()) % input.element_size()):  # (aligned)
         y_true = y_pred = None  # (read by address: common_loss)
     else:
+        if _ops.without_memory(input, target):
+            return None
         try:  # (what is not on the CPU, or not dense, or a lazily negated view, has no view here)
             y_true = (target.detach() if target.requires_grad else target).numpy()
             y_pred = (input.detach() if input.requires_grad else input).numpy()
@@ -291,6 +295,10 @@ def smooth_l1_loss(
         return _run("smooth_l1_loss", "mse", input, target, None, reduction, dtype, fallback, scale=0.0)
     if beta == 1.0:  # (Huber's loss itself)
         return _run("smooth_l1_loss", "huber", input, target, None, reduction, dtype, fallback, delta=1.0)
+    if not 2.0 ** -64 <= beta <= 2.0 ** 64:
+        # (Huber's loss of so small a delta underflows, and its quotient by it is lost; of so
+        # large a one, no sum of terms below it is near: PyTorch's own formula, d²/(2 beta))
+        return fallback(reduction)
     # Huber's loss divided by beta, exactly before the result's one rounding (not Huber's result
     # rounded, then times a rounded 1 / beta, then rounded again)
     return _run("smooth_l1_loss", "smooth_l1", input, target, None, reduction, dtype, fallback, delta=beta)

@@ -354,6 +354,7 @@ def _common_forward(ctx, input, target, call):
 
 
 def _common_backward(ctx, grad_loss):
+    input, target = ctx.saved_tensors  # (first: PyTorch's check that neither changed in place)
     grad, ctx.grad = ctx.grad, None
     if grad is not None and grad_loss is not None and not torch.is_grad_enabled():
         # (_gradients' eager case, its checks settled: no weight, want_grad)
@@ -361,7 +362,6 @@ def _common_backward(ctx, grad_loss):
             grad.mul_(grad_loss)
         needs = ctx.needs_input_grad
         return (grad if needs[0] else None), (-grad if needs[1] else None), None
-    input, target = ctx.saved_tensors
     if grad is None and grad_loss is not None:  # retain_graph=True, second backward
         grad = common_loss(ctx.params[0], input, target, numpy_view(target), numpy_view(input),
                            ctx.params[1], True)[1]
@@ -381,6 +381,17 @@ CommonLoss = type("Fastl2Loss", (torch.autograd.Function,), {
 
 PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 is_functorch_wrapped = _is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+def without_memory(*tensors) -> bool:
+    """Whether one of the tensors has no memory of its values to read: a ZeroTensor
+    (``torch._efficientzerotensor``) or a functionalization wrapper (its data pointer is 0, and
+    a NumPy view of it reads garbage). fastl2.torch hands such calls to torch.nn.functional.
+    (Not asked while torch.compile traces: its tensors are fake ones, and the question would
+    break its graph.)"""
+    if torch.compiler.is_compiling():
+        return False
+    return any(t is not None and (t._is_zerotensor() or torch._is_functional_tensor(t)) for t in tensors)
 
 
 def under_functorch(*tensors) -> bool:
