@@ -502,3 +502,18 @@ def test_smooth_l1_of_a_large_beta_in_range_does_not_overflow():
     expected = 1e20 / 2 / 2.0 ** 64  # (every |d| below beta: d² / (2 beta))
     assert abs(loss.item() - expected) <= 2 * math.ulp(expected)
     assert abs(x.grad[0].item() - 1e10 / 2.0 ** 64 / 1000) <= math.ulp(1e10 / 2.0 ** 64 / 1000)
+
+
+@pytest.mark.parametrize("name, weighted", [(n, False) for n in FUNCTIONS] + [(n, True) for n in WEIGHTED])
+def test_forward_mode_ad_goes_to_torch(name, weighted):
+    """Under forward-mode AD (a dual level open) the calls are torch.nn.functional's: fastl2's
+    autograd has no forward formula, and the tangent was dropped silently (a helper found it)."""
+    import torch.autograd.forward_ad as fwAD
+    x, t, w = _data((4, 3), torch.float64, grad=False)
+    kwargs = {"weight": w} if weighted else {}
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x, torch.ones_like(x))
+        got = fwAD.unpack_dual(FUNCTIONS[name](dual, t, **kwargs))
+        expected = fwAD.unpack_dual(REFERENCE[name](dual, t, **kwargs))
+    assert got.tangent is not None
+    assert torch.equal(got.tangent, expected.tangent) and torch.equal(got.primal, expected.primal)

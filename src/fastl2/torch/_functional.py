@@ -66,6 +66,7 @@ def _run(name, kind, input, target, weight, reduction, dtype, fallback, delta=1.
         or (weight is not None and weight.requires_grad)
         or _ops.under_functorch(input, target, weight)
         or _ops.without_memory(input, target, weight)
+        or _ops.forward_ad_active()
     ):
         return fallback(reduction)
     if input.dtype != dtype:
@@ -106,6 +107,7 @@ def _common_call(kind, input, target, reduction):
         and input.shape == target.shape
         and input.numel() != 0
         and (input.dtype != torch.bfloat16 or _ops._bfloat16_numpy() is not None)
+        and not _ops.forward_ad_active()
         and not (torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack()
                  or torch._C._get_tracing_state() or _ops.is_functorch_wrapped(input)
                  or _ops.is_functorch_wrapped(target))

@@ -34,6 +34,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as _forward_ad
 from torch import Tensor
 
 import fastl2
@@ -381,6 +382,13 @@ CommonLoss = type("Fastl2Loss", (torch.autograd.Function,), {
 
 PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 is_functorch_wrapped = _is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+def forward_ad_active() -> bool:
+    """Whether a level of forward-mode AD is open (``torch.autograd.forward_ad.dual_level``):
+    fastl2's autograd has no forward-mode formula, and a dual input's tangent would be dropped
+    silently (a helper found it); fastl2.torch hands such calls to torch.nn.functional."""
+    return _forward_ad._current_level >= 0
 
 
 def without_memory(*tensors) -> bool:
