@@ -403,6 +403,8 @@ def calls(draw):
         if second is not None and second.carrier == "list":
             # ([array, nested list] is one array to NumPy and to fastl2: not a list of params)
             second = replace(second, carrier="ndarray")
+        if second is not None and y_pred.carrier == "list":  # ([nested list, array]: the same)
+            y_pred = replace(y_pred, carrier="ndarray")
         lam = draw(st.sampled_from([0.5, 0.5, 0.0, 3, -1.0, math.nan, "x"]))
         out = draw(st.sampled_from([None, None, "fresh", "in_place", "wrong_dtype"])) if (
             function == "l2_penalty_grad" and second is None) else None
