@@ -350,12 +350,15 @@ def _common_forward(ctx, input, target, call):
     kind, reduction, y_true, y_pred = call  # (one argument: each costs the engine some time)
     result, ctx.grad = common_loss(kind, input, target, y_true, y_pred, reduction, True)
     ctx.save_for_backward(input, target)
+    ctx.versions = (input, target, input._version, target._version)
     ctx.params = (kind, reduction, 1.0, 1.0, True)
     return result
 
 
 def _common_backward(ctx, grad_loss):
-    input, target = ctx.saved_tensors  # (first: PyTorch's check that neither changed in place)
+    input, target, input_version, target_version = ctx.versions
+    if input._version != input_version or target._version != target_version:
+        ctx.saved_tensors  # (changed in place since the forward: PyTorch's own error)
     grad, ctx.grad = ctx.grad, None
     if grad is not None and grad_loss is not None and not torch.is_grad_enabled():
         # (_gradients' eager case, its checks settled: no weight, want_grad)
@@ -363,6 +366,7 @@ def _common_backward(ctx, grad_loss):
             grad.mul_(grad_loss)
         needs = ctx.needs_input_grad
         return (grad if needs[0] else None), (-grad if needs[1] else None), None
+    input, target = ctx.saved_tensors
     if grad is None and grad_loss is not None:  # retain_graph=True, second backward
         grad = common_loss(ctx.params[0], input, target, numpy_view(target), numpy_view(input),
                            ctx.params[1], True)[1]
