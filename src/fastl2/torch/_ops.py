@@ -116,8 +116,8 @@ def _empty_results(input, reduction, want_grad):
 def _compute(kind, y_true, y_pred, w, reduction, delta, want_grad):
     if kind == "smooth_l1":
         # Huber's loss (delta = beta) divided by beta: on fastl2's general road, which divides
-        # a reduced loss exactly before its one rounding and the gradient by its divisor times
-        # beta (fastl2._passes divide_by); element losses ("none") are Huber's, divided here.
+        # a reduced loss exactly before its one rounding and the gradient's scale by beta
+        # (fastl2._passes divide_by); element losses ("none") are Huber's, divided here.
         if want_grad:
             value, grad = planned_grad_pass(HUBER, y_true, y_pred, w, reduction, None, True, delta,
                                             divide_by=delta)
