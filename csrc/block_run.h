@@ -31,11 +31,20 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     const double scale = want_grad ? o->grad_scale : 0.0;
     const double divisor = want_grad ? o->grad_divisor : 1.0;
     const double quotient = scale / divisor;
+    /* A half-precision gradient (internal.h), or a float32 or float64 one on its way to a
+     * float16 or bfloat16 array (fastl2.c, strided.c: the blocks of a converted call): the
+     * quotient in two parts, and a float32 one rounded to odd (vectors.h), so that its
+     * rounding to the half is the only one. */
+    const int half_bound = want_grad && (sizeof(pred_t) == 2 || o->grad_half);
+    const int odd = sizeof(pred_t) == sizeof(float) && half_bound;
+    double tail_q = quotient, tail_lo = 0.0;
+    const int tail = half_bound && fl2_quotient_tail(scale, divisor, quotient, &tail_q, &tail_lo);
+    (void)tail;
+    /* Streaming stores write large gradients without first reading their lines in (float32
+     * and float64 ones: a half-precision gradient is stored as it is converted). */
+    const int stream = want_grad && !weights_only && o->stream && !half_bound && fl2_stream_aligned(grad);
     const double param = p->loss_param;
     (void)quotient; (void)divisor; (void)param;
-    /* Streaming stores write large gradients without first reading their lines in (float32
-     * and float64 ones: a float16 gradient is stored as it is converted). */
-    const int stream = want_grad && o->stream && sizeof(pred_t) != 2 && fl2_stream_aligned(grad);
 
 #if FL2_VECTORS
     double loss_sum[LANES], loss_err[LANES]; /* (the vector lanes are copied in) */
@@ -56,7 +65,10 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             if (want_elem) FL2_PUT(T_RESULT, elem + (i), wl_);                       \
             if (want_grad) {                                                         \
                 double g_ = fl2_loss_derivative(loss, d, param);                     \
-                FL2_PUT(T_PRED, gout, GRAD_VALUE(HAS_WEIGHTS ? (wk) * g_ : g_));     \
+                if (odd)                                                             \
+                    fl2_put_float_odd(gout, GRAD_VALUE(HAS_WEIGHTS ? (wk) * g_ : g_)); \
+                else                                                                 \
+                    FL2_PUT(T_PRED, gout, GRAD_VALUE(HAS_WEIGHTS ? (wk) * g_ : g_)); \
             }                                                                        \
         }                                                                            \
         if (HAS_WEIGHTS && want_sums) ACCUMULATE(w_sum, w_err, k, wk);     \
@@ -80,10 +92,12 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
         const fl2_vd vparam = fl2_vsplat(param);
         fl2_vd v_loss[NV], v_loss_err[NV], v_w[NV], v_w_err[NV];
         for (int h = 0; h < NV; h++) v_loss[h] = v_loss_err[h] = v_w[h] = v_w_err[h] = fl2_vsplat(0.0);
+        pred_t chunk_grad[LANES]; /* a chunk's gradient, when it is streamed */
+        memset(chunk_grad, 0, sizeof chunk_grad); /* (once a block: what compilers can follow) */
         /* (the step-2 loads read one element past their last: never past the block's) */
         for (; i + LANES + (step == 2) <= end; i += LANES) {
             fl2_vd d[NV], wv[NV];
-            pred_t chunk_grad[LANES]; /* the chunk's gradient, when it is streamed */
+
             if (ahead) { /* the chunk's place in a later row (rows kernel) */
                 if (!weights_only) {
                     fl2_prefetch(y_pred + i, ahead[FL2_OP_PRED], LANES * (int64_t)sizeof(pred_t));
@@ -135,8 +149,13 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
                     if (want_grad) {
                         fl2_vd g = fl2_loss_vderivative(loss, d[h], vparam);
                         if (HAS_WEIGHTS) g = wv[h] * g;
-                        g = sizeof(pred_t) == sizeof(double) ? (scale * g) / divisor : quotient * g;
-                        FL2_VSTORE(stream ? chunk_grad + h * FL2_VWIDTH : grad + at, g);
+                        g = tail ? fl2_vmul_tail(g, tail_q, tail_lo)
+                            : sizeof(pred_t) == sizeof(double) && !half_bound ? (scale * g) / divisor
+                                                                              : quotient * g;
+                        if (odd)
+                            fl2_vstore_f32_odd((float *)(void *)(grad + at), g);
+                        else
+                            FL2_VSTORE(stream ? chunk_grad + h * FL2_VWIDTH : grad + at, g);
                     }
                 }
                 if (HAS_WEIGHTS && want_sums) VACCUMULATE(v_w[h], v_w_err[h], wv[h]);

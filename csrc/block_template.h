@@ -34,8 +34,13 @@
 #endif
 
 #define BODY_FN FL2_CAT(BLOCK_FN, _body)
-/* A float64 gradient divides (one rounding less than by a reciprocal, within an ulp of exact). */
-#define GRAD_VALUE(x) (sizeof(T_PRED) == sizeof(double) ? (scale * (x)) / divisor : quotient * (x))
+/* A float64 gradient divides (one rounding less than by a reciprocal, within an ulp of exact);
+ * a float32 one multiplies by the quotient; a float16 or bfloat16 one (and a float32 or float64
+ * one bound for a half: `half_bound`, block_run.h) multiplies by the quotient in two parts where
+ * it is not exact (internal.h), and is rounded once, by the store. */
+#define GRAD_VALUE(x) (tail ? fl2_mul_tail((x), tail_q, tail_lo)                               \
+                       : sizeof(T_PRED) == sizeof(double) && !half_bound ? (scale * (x)) / divisor \
+                                                                         : quotient * (x))
 #define FL2_STREAM_STORE(dst, src, count) \
     (sizeof(T_PRED) == sizeof(float) ? fl2_stream_store_f32((float *)(void *)(dst), (const float *)(const void *)(src), count) \
                                      : fl2_stream_store_f64((double *)(void *)(dst), (const double *)(const void *)(src), count))

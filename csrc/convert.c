@@ -62,12 +62,12 @@ FL2_F16C static void doubles_to_halves_f16c(char *dst, const double *src, int64_
 {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m128 lo = _mm256_cvtpd_ps(_mm256_loadu_pd(src + i));
-        const __m128 hi = _mm256_cvtpd_ps(_mm256_loadu_pd(src + i + 4));
-        const __m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
-        _mm_storeu_si128((__m128i *)(void *)(dst + 2 * i), _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT));
+        float odd[8]; /* (rounded to odd: the float16 rounding is the only one) */
+        for (int k = 0; k < 8; k++) odd[k] = fl2_round_odd_float(src[i + k]);
+        _mm_storeu_si128((__m128i *)(void *)(dst + 2 * i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(odd), _MM_FROUND_TO_NEAREST_INT));
     }
-    for (; i < n; i++) FL2_PUT(uint16_t, dst + 2 * i, fl2_float_to_half((float)src[i]));
+    for (; i < n; i++) FL2_PUT(uint16_t, dst + 2 * i, fl2_float_to_half(fl2_round_odd_float(src[i])));
 }
 #endif
 
@@ -127,8 +127,11 @@ void fl2_store_run(void *to, int64_t step, fl2_dtype dt, const void *values, fl2
     }
 #endif
     for (int64_t i = 0; i < n; i++) {
-        /* a double rounded to float32 first, then (a half) to the half: see fastl2.h */
-        const float f = from == FL2_FLOAT64 ? (float)((const double *)values)[i] : ((const float *)values)[i];
+        /* A double to float32 to nearest; to a half, once (fastl2.h): through float32
+         * rounded to odd.  float32 values bound for a half come rounded to odd (block_run.h). */
+        const double x = from == FL2_FLOAT64 ? ((const double *)values)[i] : 0.0;
+        const float f = from == FL2_FLOAT32 ? ((const float *)values)[i]
+                        : dt == FL2_FLOAT32 ? (float)x : fl2_round_odd_float(x);
         char *p = dst + i * step;
         switch (dt) {
         case FL2_FLOAT64: FL2_PUT(double, p, ((const double *)values)[i]); break;

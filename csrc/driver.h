@@ -66,8 +66,9 @@ FL2_INLINE int fl2_converting(const fl2_problem *p)
 
 /* convert.c: n elements of dtype dt at `from` (byte step `step`, any address) into dst as
  * dtype `to` (float32 or float64), exactly; and n values of dtype `from` (float32 or float64)
- * into `to` (step bytes apart) as dtype dt, rounded once to nearest even (a float64 into a
- * float16 or bfloat16: rounded to float32 first).  fl2_load_one: one element as a double. */
+ * into `to` (step bytes apart) as dtype dt, rounded once to nearest even (float32 values bound
+ * for a float16 or bfloat16: rounded to odd, block_run.h).  fl2_load_one: one element as a
+ * double. */
 void fl2_load_run(void *dst, fl2_dtype to, const void *from, int64_t step, fl2_dtype dt, int64_t n);
 void fl2_store_run(void *to, int64_t step, fl2_dtype dt, const void *values, fl2_dtype from, int64_t n);
 double fl2_load_one(const void *p, fl2_dtype dt);

@@ -47,8 +47,7 @@ static const void *as_compute(void *buffer, fl2_dtype to, const void *from, fl2_
  * operands of another dtype converted exactly into buffers (repeated weights one per
  * element; operands of the kernel's dtype read where they lie), run through the kernel of the
  * compute dtype (job->kernel; job->p keeps the caller's dtypes), and a gradient of another
- * dtype rounded once on its way back (a float16 or bfloat16 one from float64: to float32
- * first).  The arithmetic of dedicated mixed kernels: the same bits. */
+ * dtype rounded once on its way back (a float16 or bfloat16 one: its kernel told, block_run.h).  The arithmetic of dedicated mixed kernels: the same bits. */
 static int run_blocks_converting(void *ctx, int64_t first, int64_t last)
 {
     const block_job *job = (const block_job *)ctx;
@@ -99,10 +98,12 @@ static int run_blocks_converting(void *ctx, int64_t first, int64_t last)
             o.stream = 0;
             if (o.grad) o.grad = grad_converted ? (void *)g : (void *)((char *)o.grad + (size_t)start * pred_item);
             if (o.elementwise) o.elementwise = (char *)o.elementwise + (size_t)start * citem; /* (compute) */
-            if (grad_converted && compute == FL2_FLOAT64) { /* (scale / divisor) * g: see fl2_run_strided */
+            if (grad_converted && compute == FL2_FLOAT64 && p->pred_dtype == FL2_FLOAT32) {
+                /* (scale / divisor) * g: see fl2_run_strided */
                 o.grad_scale = job->o->grad_scale / job->o->grad_divisor;
                 o.grad_divisor = 1.0;
             }
+            o.grad_half = grad_converted && fl2_item_size(p->pred_dtype) == 2; /* (block_run.h) */
         }
         job->kernel(&q, job->o ? &o : NULL, job->mode, 0, count, job->part ? job->part + b : NULL);
         if (grad_converted)
@@ -165,6 +166,7 @@ int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthr
         const size_t item = fl2_item_size(p->pred_dtype);
         outputs = *o;
         outputs.stream = grad && (int64_t)(p->n * item) >= fl2_stream_threshold();
+        outputs.grad_half = 0;
         o = &outputs;
     }
     fl2_mode mode;

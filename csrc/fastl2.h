@@ -45,12 +45,14 @@ typedef struct {
                             may alias y_pred.  float32 gradients multiply by the float64
                             quotient grad_scale / grad_divisor instead (one division less,
                             and the float32 rounding hides the difference); float16 and
-                            bfloat16 gradients are the float32 gradient rounded once more */
+                            bfloat16 gradients are the float64 gradient rounded once */
     double grad_scale;   /* the loss's (_losses.py: 2 for squared, 1 for absolute; 2 * lam for
                             the L2 penalty) */
     double grad_divisor; /* the reduction's D: n, the weight sum, or 1 */
     void *elementwise;   /* w * l(d), float64 if any input is float64, else float32 */
     int stream;          /* set by fl2_run: streaming stores for gradients past the caches */
+    int grad_half;       /* set by fl2_run and fl2_run_strided (internal): a float32 or float64
+                            gradient bound for a float16 or bfloat16 array (block_run.h) */
 } fl2_outputs;
 
 typedef struct {

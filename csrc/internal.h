@@ -76,6 +76,18 @@ FL2_INLINE uint32_t fl2_float_bits(float f)
     memcpy(&bits, &f, sizeof bits);
     return bits;
 }
+FL2_INLINE double fl2_bits_double(uint64_t bits)
+{
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+FL2_INLINE uint64_t fl2_double_bits(double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    return bits;
+}
 /* The float32 of float16 bits h (exact; a signalling NaN quieted). */
 FL2_INLINE float fl2_half_to_float(uint16_t h)
 {
@@ -110,10 +122,88 @@ FL2_INLINE uint16_t fl2_float_to_half(float f)
     if (rest > half || (rest == half && (q & 1u))) q++;
     return (uint16_t)(sign | q);
 }
+/* ---- half-precision gradients -----------------------------------------------------------
+ * A float16 or bfloat16 gradient is the exact gradient x * scale / divisor (x = w * l'(d), in
+ * float64) rounded once to the half.  x * quotient, the quotient scale / divisor rounded, is
+ * not: its two roundings can move a value that lies exactly on a midpoint between two halves
+ * (a tie, to even) a float64 ulp off it, to one side.  A division per element is exact enough
+ * but slow (three times the time of the pass), so the quotient comes in two parts, q rounded
+ * toward zero and its tail lo = (scale - q * divisor) / divisor (of q's sign, below its ulp),
+ * and each element is fma(x, q, x * lo): x * scale / divisor to about 2**-104, rounded once
+ * to float64, so that a tie stays one and rounding to odd (below) keeps the rest on their
+ * side of it.  (The same sign for q and lo keeps an infinite x infinite.)
+ * Veltkamp's split of a into hi + lo, 26 and 27 bits, for Dekker's exact product
+ * ("A floating-point technique for extending the available precision", Numer. Math. 18, 1971). */
+FL2_INLINE void fl2_split(double a, double *hi, double *lo)
+{
+    const double c = 134217729.0 * a; /* 2**27 + 1 */
+    *hi = c - (c - a);
+    *lo = a - *hi;
+}
+/* scale - q * divisor, exactly (Dekker's product; the difference is representable where q is
+ * scale / divisor rounded either way and nothing underflows: fl2_quotient_tail's range). */
+FL2_INLINE double fl2_remainder(double scale, double divisor, double q)
+{
+    double q_hi, q_lo, d_hi, d_lo;
+    fl2_split(q, &q_hi, &q_lo);
+    fl2_split(divisor, &d_hi, &d_lo);
+    const double p = q * divisor;
+    const double e = ((q_hi * d_hi - p) + q_hi * d_lo + q_lo * d_hi) + q_lo * d_lo;
+    return (scale - p) - e; /* (scale - p: exact by Sterbenz's lemma) */
+}
+/* The quotient scale / divisor as q (toward zero) + lo (above); 0 (and q = quotient) where
+ * quotient is exact, or outside [2**-400, 2**400] with the divisor (then the product is the
+ * only rounding: a tie needs an exact quotient there). Python: fastl2._plan.quotient_tail. */
+FL2_INLINE int fl2_quotient_tail(double scale, double divisor, double quotient, double *q,
+                                 double *lo)
+{
+    *q = quotient;
+    *lo = 0.0;
+    const double aq = fabs(quotient), ad = fabs(divisor);
+    if (!(aq >= 0x1p-400 && aq <= 0x1p400 && ad >= 0x1p-400 && ad <= 0x1p400)) return 0;
+    double r = fl2_remainder(scale, divisor, quotient);
+    if (r == 0.0) return 0;
+    if ((r < 0.0) != ((quotient < 0.0) != (divisor < 0.0))) { /* rounded away from zero */
+        *q = fl2_bits_double(fl2_double_bits(quotient) - 1); /* one step toward it */
+        r = fl2_remainder(scale, divisor, *q);
+    }
+    *lo = r / divisor;
+    return 1;
+}
+/* x * (q + lo) as above: fma(x, q, x * lo), one rounding (the instruction where the level
+ * has it, libm's correctly rounded fma where not: the same bits). */
+FL2_INLINE double fl2_fma(double a, double b, double c)
+{
+#if defined(__FMA__) || defined(__aarch64__) || defined(__clang__)
+    /* (clang: the instruction where the function's target has FMA, a call of fma where not) */
+    return __builtin_fma(a, b, c);
+#else
+    return fma(a, b, c);
+#endif
+}
+FL2_INLINE double fl2_mul_tail(double x, double q, double lo) { return fl2_fma(x, q, x * lo); }
+
+/* x rounded to float32 to odd (toward zero, the last bit set where inexact: vectors.h
+ * fl2_vround_odd_f32, whose bits these are): a double's only rounding to a half-precision
+ * dtype is then the float32's rounding to it. */
+FL2_INLINE float fl2_round_odd_float(double x)
+{
+    const float f = (float)x;
+    const double back = (double)f;
+    if (back == x || x != x) return f;
+    uint32_t bits = fl2_float_bits(f);
+    if (fabs(back) > fabs(x)) bits--; /* rounded away from zero: one step back */
+    return fl2_bits_float(bits | 1u);
+}
+/* (a float32 gradient bound for a half: block_run.h's `odd`) */
+FL2_INLINE void fl2_put_float_odd(void *p, double x)
+{
+    const float f = fl2_round_odd_float(x);
+    memcpy(p, &f, sizeof f);
+}
 FL2_INLINE double fl2_get_fl2_half(const void *p) { return (double)fl2_half_to_float(fl2_get_uint16_t(p)); }
-/* A gradient element: x rounded to float32, then to float16 (fastl2.h: the float32 gradient
- * rounded once more). */
-FL2_INLINE void fl2_put_fl2_half(void *p, double x) { fl2_put_uint16_t(p, fl2_float_to_half((float)x)); }
+/* A gradient element: x rounded once to float16 (fastl2.h: the float64 gradient rounded once). */
+FL2_INLINE void fl2_put_fl2_half(void *p, double x) { fl2_put_uint16_t(p, fl2_float_to_half(fl2_round_odd_float(x))); }
 
 /* ---- bfloat16 ---------------------------------------------------------------------------
  * The top half of a binary32: converted exactly to float32 by a shift, rounded to nearest,
@@ -131,12 +221,12 @@ FL2_INLINE uint16_t fl2_float_to_bfloat(float f)
     return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 FL2_INLINE double fl2_get_fl2_bhalf(const void *p) { return (double)fl2_bfloat_to_float(fl2_get_uint16_t(p)); }
-/* (a gradient element: x rounded to float32, then to bfloat16, as a float16 one) */
-FL2_INLINE void fl2_put_fl2_bhalf(void *p, double x) { fl2_put_uint16_t(p, fl2_float_to_bfloat((float)x)); }
+/* (a gradient element: x rounded once to bfloat16, as a float16 one) */
+FL2_INLINE void fl2_put_fl2_bhalf(void *p, double x) { fl2_put_uint16_t(p, fl2_float_to_bfloat(fl2_round_odd_float(x))); }
 
 /* p[0] as a double (T: float, double, fl2_half, fl2_bhalf; uint16_t gives the bits) */
 #define FL2_GET(T, p) FL2_CAT(fl2_get_, T)(p)
-/* p[0] = x, rounded to T (a double to a float16 through float32) */
+/* p[0] = x, rounded once to T */
 #define FL2_PUT(T, p, x) FL2_CAT(fl2_put_, T)((p), (x))
 
 /* Prefetches the nbytes from address + offset, a place computed as an integer: it may lie

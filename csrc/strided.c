@@ -484,8 +484,8 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
      * (kernels.h: all of them float16, read in place): operands of another dtype than their
      * kernel's (float32 ones of a float64 result; float16 ones beside others; bfloat16) are
      * read through the kernel of the compute dtype, converted exactly into its buffers block
-     * by block (and a gradient of another dtype rounded once on its way back: from float64
-     * to a half through float32), never a converted copy of the whole array.  The arithmetic
+     * by block (and a gradient of another dtype rounded once on its way back), never a
+     * converted copy of the whole array.  The arithmetic
      * is the compute dtype's either way: the same bits.  A float32 gradient of a float64
      * kernel keeps its formula, (scale / divisor) * g: the float64 kernel's
      * (scale * g) / divisor with the quotient as scale and 1 as divisor. */
@@ -495,10 +495,15 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     for (int k = 0; k < FL2_OP_ELEM; k++)
         if (c.base[k] && c.dtype[k] != c.compute) c.convert = 1;
     converted.true_dtype = converted.pred_dtype = converted.weights_dtype = c.compute;
-    if (grad && p->pred_dtype != c.compute && c.compute == FL2_FLOAT64) {
+    if (o) {
         converted_outputs = *o;
-        converted_outputs.grad_scale = o->grad_scale / o->grad_divisor;
-        converted_outputs.grad_divisor = 1.0;
+        if (grad && p->pred_dtype == FL2_FLOAT32 && c.compute == FL2_FLOAT64) {
+            converted_outputs.grad_scale = o->grad_scale / o->grad_divisor;
+            converted_outputs.grad_divisor = 1.0;
+        }
+        /* A float16 or bfloat16 gradient from a float32 or float64 kernel: its kernel told
+         * (block_run.h). */
+        converted_outputs.grad_half = grad && p->pred_dtype != c.compute && fl2_item_size(p->pred_dtype) == 2;
         o = &converted_outputs;
     }
     p = &converted;

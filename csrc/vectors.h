@@ -306,29 +306,104 @@ FL2_INLINE fl2_vd fl2_vselect(fl2_vbits keep, fl2_vd a, fl2_vd b)
 /* FL2_VLOAD of elements `step` (1 or 2, a constant) apart. */
 #define FL2_VLOAD_STEP(p, step) ((step) == 2 ? FL2_VLOAD2(p) : FL2_VLOAD(p))
 
+FL2_INLINE fl2_vd fl2_vabs(fl2_vd x)
+{
+    return (fl2_vd)((fl2_vbits)x & ~(fl2_vbits)fl2_vsplat(-0.0)); /* clear the sign bits */
+}
+/* fl2_mul_tail (internal.h) lane by lane, fma(x, q, x * lo): the same bits. */
+FL2_INLINE fl2_vd fl2_vmul_tail(fl2_vd x, double q, double lo)
+{
+    const fl2_vd c = x * lo;
+#if FL2_VWIDTH == 8 && defined(__AVX512F__)
+    return (fl2_vd)_mm512_fmadd_pd((__m512d)x, _mm512_set1_pd(q), (__m512d)c);
+#elif FL2_VWIDTH == 4 && defined(__FMA__)
+    return (fl2_vd)_mm256_fmadd_pd((__m256d)x, _mm256_set1_pd(q), (__m256d)c);
+#elif FL2_VWIDTH == 2 && defined(__aarch64__)
+    return (fl2_vd)vfmaq_f64((float64x2_t)c, (float64x2_t)x, vdupq_n_f64(q));
+#else
+    fl2_vd r;
+    (void)lo;
+    for (int k = 0; k < FL2_VWIDTH; k++) r[k] = fl2_fma(x[k], q, c[k]);
+    return r;
+#endif
+}
+/* v rounded to float32 toward zero, its last bit set where that is inexact: rounding to odd
+ * (Boldo and Melquiond, "Emulation of FMA and correctly rounded sums: proved algorithms using
+ * rounding to odd", IEEE Trans. Computers 57(4), 2008).  Rounded once more, to nearest even, to
+ * a format of at most 22 significant bits and float32's exponent range or less (float16,
+ * bfloat16), it gives v rounded once to that format.  Overflow gives FLT_MAX (so inf once
+ * rounded to a half), inf and NaN stay what they are; the same bits as fl2_round_odd_float. */
+FL2_INLINE fl2_vf fl2_vround_odd_f32_generic(fl2_vd v)
+{
+    const fl2_vf f = __builtin_convertvector(v, fl2_vf); /* (to nearest) */
+    const fl2_vd back = __builtin_convertvector(f, fl2_vd);
+    const fl2_vbits inexact = (fl2_vbits)(back != v) & (fl2_vbits)(v == v);
+    const fl2_vbits away = inexact & (fl2_vbits)(fl2_vabs(back) > fl2_vabs(v));
+    fl2_vu bits;
+    memcpy(&bits, &f, sizeof bits);
+    /* rounded away from zero: one step back toward it (the bits of |f| are monotonic, from
+     * the subnormals to inf); then the sticky last bit */
+    bits = (bits + __builtin_convertvector(away, fl2_vu)) | (__builtin_convertvector(inexact, fl2_vu) & 1u);
+    fl2_vf odd;
+    memcpy(&odd, &bits, sizeof odd);
+    return odd;
+}
+#if FL2_VWIDTH == 8 && (defined(FL2_BF16_INSTRUCTIONS) || (defined(__AVX512F__) && defined(__AVX512VL__)))
+/* (AVX-512) The same where the float32 is not subnormal: the conversion toward zero itself, and
+ * the sticky bit from the 29 bits of v's significand that a normal float32 drops (three
+ * instructions).  A lane whose float32 is subnormal drops more: its caller checks. */
+FL2_INLINE __m256i fl2_vround_odd_f32_normal(fl2_vd v)
+{
+    const __m512d x = (__m512d)v;
+    const __m256i t = _mm256_castps_si256(_mm512_cvt_roundpd_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+    const __mmask8 sticky = _mm512_test_epi64_mask(_mm512_castpd_si512(x), _mm512_set1_epi64(0x1fffffff));
+    return _mm256_mask_or_epi32(t, sticky, t, _mm256_set1_epi32(1));
+}
+#endif
+#if FL2_VWIDTH == 8 && defined(__AVX512F__) && defined(__AVX512VL__)
+FL2_INLINE fl2_vf fl2_vround_odd_f32(fl2_vd v)
+{
+    const __m256i t = fl2_vround_odd_f32_normal(v);
+    if (__builtin_expect(_mm256_fpclass_ps_mask(_mm256_castsi256_ps(t), 0x20) != 0, 0)) /* subnormal */
+        return fl2_vround_odd_f32_generic(v);
+    return (fl2_vf)_mm256_castsi256_ps(t);
+}
+#else
+FL2_INLINE fl2_vf fl2_vround_odd_f32(fl2_vd v) { return fl2_vround_odd_f32_generic(v); }
+#endif
+/* A float32 gradient bound for a float16 or bfloat16 array (fastl2.c's converted blocks): v
+ * rounded to odd, so that its rounding to the half is v's only one. */
+FL2_INLINE void fl2_vstore_f32_odd(float *p, fl2_vd v)
+{
+    const fl2_vf f = fl2_vround_odd_f32(v);
+    memcpy(p, &f, sizeof f);
+}
 FL2_INLINE void fl2_vstore_f64(double *p, fl2_vd v) { memcpy(p, &v, sizeof v); }
 FL2_INLINE void fl2_vstore_f32(float *p, fl2_vd v)
 {
     fl2_vf f = __builtin_convertvector(v, fl2_vf);
     memcpy(p, &f, sizeof f);
 }
-/* (a gradient: rounded to float32, then to float16) */
+/* (a gradient: v rounded once to float16, through float32 rounded to odd) */
 FL2_INLINE void fl2_vstore_f16(fl2_half *p, fl2_vd v)
 {
-    fl2_vf f = __builtin_convertvector(v, fl2_vf);
-#if FL2_VWIDTH == 8 && defined(__AVX512F__) && defined(__F16C__)
-    __m256 x;
-    memcpy(&x, &f, sizeof x);
+#if FL2_VWIDTH == 8 && defined(__AVX512F__) && defined(__AVX512VL__) && defined(__F16C__)
+    /* (a lane whose float32 is subnormal, below 2**-126, is a zero of float16 whatever its
+     * last bits: no check) */
+    const __m256 x = _mm256_castsi256_ps(fl2_vround_odd_f32_normal(v));
     _mm_storeu_si128((__m128i *)(void *)p, _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
 #elif FL2_VWIDTH == 4 && defined(__AVX__) && defined(__F16C__)
+    const fl2_vf f = fl2_vround_odd_f32(v);
     __m128 x;
     memcpy(&x, &f, sizeof x);
     _mm_storel_epi64((__m128i *)(void *)p, _mm_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
 #else
+    const fl2_vf f = fl2_vround_odd_f32(v);
     for (int k = 0; k < FL2_VWIDTH; k++) fl2_put_uint16_t(p + k, fl2_float_to_half(f[k]));
 #endif
 }
-/* (a gradient: rounded to float32, then to bfloat16 by its bits, as fl2_float_to_bfloat) */
+/* (a gradient: v rounded once to bfloat16, through float32 rounded to odd, then by its bits as
+ * fl2_float_to_bfloat) */
 #if FL2_VWIDTH == 8 && (defined(FL2_BF16_INSTRUCTIONS) || (defined(__AVX512F__) && defined(__AVX512VL__)))
 FL2_INLINE void fl2_vstore_bf16_bits(fl2_bhalf *p, __m256i x)
 {
@@ -347,9 +422,12 @@ FL2_INLINE void fl2_vstore_bf16_bits(fl2_bhalf *p, __m256i x)
  * holding one takes the integer code (tests/c/bf16_rounding.c compares all 2**32 floats). */
 FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
 {
-    const __m256 f = _mm512_cvtpd_ps((__m512d)v);
+    const __m256 f = _mm256_castsi256_ps(fl2_vround_odd_f32_normal(v));
     if (__builtin_expect(_mm256_fpclass_ps_mask(f, 0x20) != 0, 0)) { /* 0x20: subnormal */
-        fl2_vstore_bf16_bits(p, _mm256_castps_si256(f));
+        const fl2_vf odd = fl2_vround_odd_f32_generic(v);
+        __m256i x;
+        memcpy(&x, &odd, sizeof x);
+        fl2_vstore_bf16_bits(p, x);
         return;
     }
     const __m128bh h = _mm256_cvtneps_pbh(f);
@@ -358,13 +436,19 @@ FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
 #else
 FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
 {
-    fl2_vstore_bf16_bits(p, _mm256_castps_si256(_mm512_cvtpd_ps((__m512d)v)));
+    const fl2_vf f = fl2_vround_odd_f32(v);
+    __m256i x;
+    memcpy(&x, &f, sizeof x);
+    fl2_vstore_bf16_bits(p, x);
 }
 #endif
 #elif FL2_VWIDTH == 4 && defined(__AVX2__)
 FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
 {
-    const __m128i x = _mm_castps_si128(_mm256_cvtpd_ps((__m256d)v)), top = _mm_srli_epi32(x, 16);
+    const fl2_vf f = fl2_vround_odd_f32(v);
+    __m128i x;
+    memcpy(&x, &f, sizeof x);
+    const __m128i top = _mm_srli_epi32(x, 16);
     const __m128i bias = _mm_add_epi32(_mm_set1_epi32(0x7fff), _mm_and_si128(top, _mm_set1_epi32(1)));
     const __m128i rounded = _mm_srli_epi32(_mm_add_epi32(x, bias), 16);
     const __m128i nan = _mm_cmpgt_epi32(_mm_and_si128(x, _mm_set1_epi32(0x7fffffff)), _mm_set1_epi32(0x7f800000));
@@ -375,7 +459,7 @@ FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
 #else
 FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
 {
-    const fl2_vf f = __builtin_convertvector(v, fl2_vf);
+    const fl2_vf f = fl2_vround_odd_f32(v);
     fl2_vu x;
     memcpy(&x, &f, sizeof x);
     const fl2_vu rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
@@ -388,10 +472,6 @@ FL2_INLINE void fl2_vstore_bf16(fl2_bhalf *p, fl2_vd v)
 #define FL2_VSTORE(p, v) _Generic((p), float *: fl2_vstore_f32, double *: fl2_vstore_f64, \
                                   fl2_half *: fl2_vstore_f16, fl2_bhalf *: fl2_vstore_bf16)(p, v)
 
-FL2_INLINE fl2_vd fl2_vabs(fl2_vd x)
-{
-    return (fl2_vd)((fl2_vbits)x & ~(fl2_vbits)fl2_vsplat(-0.0)); /* clear the sign bits */
-}
 /* 1, -1, or x * 0 (0 for zeros, nan for nan): the scalar kernels' sign. */
 FL2_INLINE fl2_vd fl2_vsign(fl2_vd x)
 {

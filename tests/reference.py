@@ -50,7 +50,7 @@ _GRAD_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 try:  # ml_dtypes' bfloat16 (the test extras install it): a float32-class dtype, as float16
     import ml_dtypes
 except ImportError:
-    pass
+    _BFLOAT16 = None
 else:
     _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
     _FLOAT32_CLASS += (_BFLOAT16,)
@@ -314,6 +314,73 @@ def grad(kind, y_true, y_pred, weights=None, reduction="mean", delta=HUBER_DELTA
     if d.size == 0:
         return np.zeros(d.shape)
     return _divide_elementwise(hi, lo, divisor)
+
+
+#: (significant bits, exponent of the smallest normal, largest finite) of the half dtypes
+_HALF_FORMATS = {np.dtype(np.float16): (11, -14, 65504.0)}
+if _BFLOAT16 is not None:
+    _HALF_FORMATS[_BFLOAT16] = (8, -126, float(np.finfo(_BFLOAT16).max))
+
+
+def round_fraction(value: Fraction, dtype) -> float:
+    """The exact ``value`` rounded once to nearest even to the half dtype ``dtype`` (float16
+    or bfloat16; subnormals, overflow to inf), as a float (exact: every half is a float64)."""
+    bits, emin, largest = _HALF_FORMATS[np.dtype(dtype)]
+    if value == 0:
+        return 0.0
+    sign, a = (-1.0 if value < 0 else 1.0), abs(value)
+    e = a.numerator.bit_length() - a.denominator.bit_length()  # 2**e <= a < 2**(e + 1)
+    if Fraction(2) ** e > a:
+        e -= 1
+    quantum = Fraction(2) ** (max(e, emin) - bits + 1)
+    q = a / quantum
+    n = q.numerator // q.denominator
+    rest = q - n
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and n % 2):
+        n += 1
+    rounded = n * quantum
+    return sign * (math.inf if rounded > largest else float(rounded))
+
+
+def _exact_grad_element(kind, d, w, divisor, delta):
+    """One element of the gradient, exactly: scale * w * l'(d) / divisor (Fractions)."""
+    d = Fraction(d)
+    if kind == "mse":
+        g = 2 * d
+    elif kind == "mae":
+        g = Fraction((d > 0) - (d < 0))
+    else:
+        g = max(-Fraction(delta), min(Fraction(delta), d))
+    return g * (1 if w is None else Fraction(w)) / divisor
+
+
+def grad_rounded(kind, y_true, y_pred, weights=None, reduction="mean", dtype=np.float16,
+                 delta=HUBER_DELTA):
+    """The gradient (of the float64 difference, as fastl2 defines it), its exact value rounded
+    once to the half dtype ``dtype``: ``grad``'s float64, rounded by NumPy's or ml_dtypes'
+    conversion, and wherever a relative 2**-45 either way could change that, the exact value
+    rounded (round_fraction)."""
+    dtype = np.dtype(dtype)
+    g = grad(kind, y_true, y_pred, weights, reduction, delta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = g.astype(dtype)
+        below, above = (g * (1 - 2.0**-45)).astype(dtype), (g * (1 + 2.0**-45)).astype(dtype)
+    unsure = np.flatnonzero((below.view(np.uint16) != above.view(np.uint16)) & np.isfinite(g))
+    d = _differences(y_true, y_pred).reshape(-1)
+    w = None if weights is None else broadcast_weights(weights, g.shape).reshape(-1)
+    divisor = Fraction(1) if reduction == "none" else _divisor(reduction, d.size, w)
+    # An exact zero (d = 0, w = 0): IEEE's sign of the product w * l'(d) * (scale / divisor),
+    # l'(d) carrying d's sign (2 * d, sign(d) as d * 0 at 0, clip(d))
+    zero = g.reshape(-1) == 0
+    if zero.any():
+        negative = np.signbit(d) ^ (False if w is None else np.signbit(w)) ^ (float(divisor) < 0)
+        out.reshape(-1)[zero] = np.where(negative[zero], -0.0, 0.0).astype(dtype)
+    if unsure.size:
+        flat = out.reshape(-1)
+        for i in unsure:
+            exact = _exact_grad_element(kind, d[i], None if w is None else w[i], divisor, delta)
+            flat[i] = round_fraction(exact, dtype)
+    return out
 
 
 def l2_penalty(params, lam):

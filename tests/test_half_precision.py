@@ -4,17 +4,20 @@ by block (csrc/convert.c), never as a float32 copy of the whole array.  (bfloat1
 run where ml_dtypes is installed, as it is by the test extras.)
 
 What can break: a conversion that is not exact on the way in (subnormals, signed zeros, inf,
-NaN), or not rounded once to nearest even on the way out (a half-precision gradient: the
-float32 gradient rounded once more; ties, subnormals, overflow); a SIMD level (F16C) or backend that
+NaN), or not rounded once to nearest even on the way out (a half-precision gradient is the
+exact gradient rounded once: ties, near-ties, subnormals, overflow; rounded through float32,
+or multiplied by a rounded quotient, it is twice); a SIMD level (F16C) or backend that
 converts differently from another; a layout (stepped, reversed, broadcast, unaligned, axes)
 or a mix with float32/float64 operands that reads the wrong elements; an input written; a
 whole-array copy after all.  The contract checked: a call with half-precision operands gives
-the bits of the same call with those operands converted to float32 (a half-precision gradient:
-that call's float32 gradient rounded by NumPy's or ml_dtypes' conversion), on every backend.
+the bits of the same call with those operands converted to float32, and a half-precision
+gradient is the exact gradient rounded once (tests/reference.py grad_rounded), on every
+backend.
 """
 from __future__ import annotations
 
 import tracemalloc
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -86,29 +89,29 @@ def test_every_half_is_read_exactly(backend, half, restore_level):
         assert _bits(got) == _bits(expected), level
 
 
-def test_half_gradients_are_the_float32_gradient_rounded_once(backend, half, restore_level):
+def test_half_gradients_are_the_exact_gradient_rounded_once(backend, half, restore_level):
     # Every finite value as y_pred against zeros, mean over a count that is not a power of
-    # two: (2 / n) * v in float64, rounded to float32, then to the half dtype (subnormal,
-    # normal and overflowing results; NumPy's or ml_dtypes' conversion is the reference).
+    # two: 2 * v / n rounded once to the half dtype (subnormal, normal and overflowing
+    # results); and ties, which a second rounding breaks the wrong way.
     values = every(half)
     finite = values[np.isfinite(values)]
     zeros = np.zeros_like(finite)
-    n = finite.size
-    expected = ((2.0 / n) * finite.astype(F64)).astype(F32).astype(half)
-    ties = _ties(half)
+    expected = _bits(ref.grad_rounded("mse", zeros, finite, None, "mean", half))
+    cases = _sum_ties(half) + _mean_ties(half) + _near_ties(half)
     for level in _levels(backend):
         got = fastl2.mse_grad(zeros, finite)
         assert got.dtype == half
-        assert _bits(got) == _bits(expected), level
-        for t, y_pred, tied in ties:
-            assert _bits(fastl2.mse_grad(t, y_pred, reduction="sum")) == tied, (level, t.dtype)
+        assert _bits(got) == expected, level
+        for t, y_pred, weights, reduction, tied in cases:
+            got = fastl2.mse_grad(t, y_pred, weights, reduction=reduction)
+            assert _bits(got) == tied, (level, t.dtype, reduction, weights is None)
 
 
-def _ties(half):
+def _sum_ties(half):
     """Ties: gradients 2 * (0 - t) = h exactly halfway between two neighbouring values (and
     halfway past the largest, to inf: float16's 65520, and past it), from float32 and float64
-    y_true, so both the float32 kernel and the float64 one (through float32) round them to
-    even: (y_true, y_pred, the expected bits)."""
+    y_true, so both the float32 kernel and the float64 one round them to even:
+    (y_true, y_pred, weights, reduction, the expected bits)."""
     values = every(half)
     ordered = np.unique(values[np.isfinite(values)].astype(F64))
     top = float(ordered[-1])
@@ -121,7 +124,69 @@ def _ties(half):
     zeros = np.zeros(halfway.size, half)
     with np.errstate(over="ignore"):  # (halfway past the largest and beyond: inf, as it should)
         expected = _bits(halfway.astype(F32).astype(half))
-    return [((-halfway / 2).astype(dtype), zeros, expected) for dtype in (F32, F64)]
+    return [((-halfway / 2).astype(dtype), zeros, None, "sum", expected) for dtype in (F32, F64)]
+
+
+def _near_ties(half):
+    """Near-ties: gradients 2 * d / 3 a float64 ulp or two either side of a midpoint between
+    two halves (float64 y_true, so that d holds them), which the exact value's rounding sends
+    away from the midpoint, and a product by the rounded quotient 2 / 3 onto it (then to even,
+    the wrong way half the time): (y_true, y_pred, weights, reduction, the expected bits)."""
+    values = every(half)
+    finite = values[np.isfinite(values)].astype(F64)
+    ordered = np.unique(finite[finite > 0])
+    mids = (ordered[:-1] + ordered[1:]) / 2
+    mids = np.random.default_rng(8).choice(mids[(mids > 2.0 ** -10) & (mids < 2.0 ** 10)], 200)
+    cases = []
+    for m in mids:
+        for k in (-2, -1, 1, 2):
+            d = 1.5 * m + k * np.spacing(1.5 * m)
+            t = np.array([-d, 0.0, 0.0])
+            exact = ref.round_fraction(Fraction(2) * Fraction(d) / 3, half)
+            cases.append((t, np.zeros(3, half), None, "mean", _bits(np.array([exact, 0.0, 0.0]).astype(half))))
+    return cases
+
+
+def _mean_ties(half):
+    """Ties of a mean over n = 3, 5, 6, 7 elements and of weighted means: gradients 2 * w * d / D
+    exactly halfway between two neighbouring halves, d = y_pred - y_true with y_pred and y_true
+    of the half dtype (their difference holds the few more bits a tie needs).  The quotient
+    2 / D is not exact: multiplied by its rounding, a tie moves a float64 ulp, off the tie
+    (cases of (y_true, y_pred, weights, reduction, the expected bits))."""
+    values = every(half)
+    finite = values[np.isfinite(values)].astype(F64)
+    ordered = np.unique(finite[finite > 0])
+    mids = (ordered[:-1] + ordered[1:]) / 2
+    mids = mids[(mids > 2.0 ** -10) & (mids < 2.0 ** 10)]  # (normal, away from overflow)
+    rng = np.random.default_rng(7)
+    mids = rng.choice(mids, 400, replace=False) * rng.choice([-1.0, 1.0], 400)
+    cases = []
+    for n, weight in ((3, None), (5, None), (6, None), (7, None), (3, 3.0), (5, 0.75)):
+        # 2 * w * d / D = m: d = m * D / (2 * w), split into y_pred (its leading bits, a half)
+        # and -y_true (the rest, a half too)
+        divisor, w0 = (float(n), 1.0) if weight is None else (3.0 * weight, weight)
+        d = mids * divisor / (2.0 * w0)
+        y_pred = d.astype(half)
+        y_true = (y_pred.astype(F64) - d).astype(half)
+        keep = (y_pred.astype(F64) - y_true.astype(F64)) == d  # (d exactly: most of them)
+        y_pred, y_true, tied = y_pred[keep], y_true[keep], mids[keep]
+        # n elements per call: the tie first, then n - 1 elements of gradient 0
+        count = tied.size
+        t = np.zeros((count, n), half)
+        p = np.zeros((count, n), half)
+        t[:, 0], p[:, 0] = y_true, y_pred
+        if weight is None:
+            w, reduction = None, "mean"
+        else:  # weights summing to 3 * weight: D = 3 * weight, the tie's weight `weight`
+            w = np.full((count, n), 2.0 * weight / (n - 1), half)
+            w[:, 0] = weight
+            reduction = "weighted_mean"
+            assert np.all(w.astype(F64).sum(axis=1) == 3.0 * weight), n
+        expected = np.zeros((count, n), half)
+        expected[:, 0] = tied.astype(F32).astype(half)  # (the tie, rounded to even)
+        for k in range(count):
+            cases.append((t[k], p[k], None if w is None else w[k], reduction, _bits(expected[k])))
+    return cases
 
 
 @pytest.mark.skipif(core is None, reason="the compiled kernels are not built (pure-Python install)")
@@ -152,8 +217,8 @@ def test_every_simd_level_converts_halves_alike(half, restore_level):
 @given(data=st.data())
 def test_half_results_are_the_exact_value_rounded_once(backend, data):
     # Against the exact reference (Fractions, tests/reference.py) on the inputs' exact values:
-    # every reduced result, float32, correctly rounded; gradients within 1 ulp of the exact one
-    # in the half dtype (the float32 gradient rounded once more).
+    # every reduced result, float32, correctly rounded; gradients, the exact gradient rounded
+    # once to the half dtype.
     half = data.draw(st.sampled_from(HALVES))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     n = data.draw(st.sampled_from([1, 5, 33, 300, 20000]))
@@ -173,15 +238,8 @@ def test_half_results_are_the_exact_value_rounded_once(backend, data):
     if kind != "rmse":
         grad = getattr(fastl2, kind + "_grad")(y_true, y_pred, weights, reduction=reduction)
         assert grad.dtype == half
-        expected = ref.grad(kind, *exact, reduction=reduction).astype(F32).astype(half)
-        assert np.abs(_ordinal(grad) - _ordinal(expected)).max() <= 1, (kind, reduction)
-
-
-def _ordinal(a):
-    """Half-precision values as integers in the order of the values, one apart where they are
-    neighbours (sign and magnitude bits to a signed count; both zeros 0)."""
-    bits = a.view(np.uint16).astype(np.int32)
-    return np.where(bits & 0x8000, -(bits & 0x7FFF), bits)
+        expected = ref.grad_rounded(kind, *exact, reduction=reduction, dtype=half)
+        assert _bits(grad) == _bits(expected), (kind, reduction)
 
 
 def _layout(array, kind):
@@ -209,10 +267,10 @@ LAYOUTS = ("contiguous", "reversed", "stepped", "unaligned", "fortran")
 
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
-def test_half_calls_give_the_bits_of_float32_calls(data):
+def test_half_calls_give_the_bits_of_float32_calls_and_exact_gradients(data):
     # Any half dtype, loss, reduction, axis, layout, weights (half or other) and dtype mix: the
-    # call on half-precision operands equals the call on the same values as float32 (the
-    # gradient, rounded once by NumPy's or ml_dtypes' conversion), on every backend.
+    # call on half-precision operands equals the call on the same values as float32, and its
+    # gradient is the exact one rounded once, on every backend.
     half = data.draw(st.sampled_from(HALVES))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     rows = data.draw(st.sampled_from([1, 3, 40]))
@@ -237,6 +295,9 @@ def test_half_calls_give_the_bits_of_float32_calls(data):
     axis = None
     if kind == "loss" and len(shape) == 2 and reduction != "none":
         axis = data.draw(st.sampled_from([None, 0, 1, -1]))
+    if kind != "loss":  # (the gradient: the exact one rounded once)
+        exact_grad = _bits(ref.grad_rounded(LOSS_FUNCTIONS[index], y_true, y_pred, weights,
+                                            reduction, half))
     for backend in BACKENDS:
         fastl2.set_backend(backend)
         if kind == "loss":
@@ -251,17 +312,18 @@ def test_half_calls_give_the_bits_of_float32_calls(data):
         if kind == "grad":
             got, expected = (None, got), (None, expected)
         assert got[1].dtype == half
-        assert _bits(got[1]) == _bits(expected[1].astype(half)), (backend, name, layout)
+        assert _bits(got[1]) == exact_grad, (backend, name, layout)
         assert _bits(got[0]) == _bits(expected[0]), (backend, name, layout)
     np.testing.assert_array_equal(y_pred_l, y_pred)  # (nothing written to an input)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS + ("broadcast", "step2"))
 @pytest.mark.parametrize("weights_kind", ["none", "full", "per_sample"])
-def test_every_half_layout_and_output_gives_the_bits_of_float32(backend, half, layout, weights_kind):
+def test_every_half_layout_and_output_gives_the_bits_of_float32_and_exact_gradients(backend, half, layout, weights_kind):
     # Every operand of one half dtype (the compiled backend's half kernels, read in place or
     # gathered), every layout, every output: losses of every reduction and axis (element
-    # losses included), gradients, losses with gradients.
+    # losses included) as from float32 operands, gradients (the exact ones rounded once),
+    # losses with gradients.
     rng = np.random.default_rng(11)
     shape = (24, 700)
     y_true, y_pred = ((rng.standard_normal(shape) * 4).astype(half) for _ in range(2))
@@ -285,7 +347,8 @@ def test_every_half_layout_and_output_gives_the_bits_of_float32(backend, half, l
             loss32, grad32 = getattr(fastl2, AND_GRAD_FUNCTIONS[index])(as32(y_true), as32(y_pred), as32(weights),
                                                                         reduction=reduction)
             assert _bits(loss) == _bits(loss32), (name, reduction)
-            assert _bits(grad) == _bits(grad32.astype(half)), (name, reduction)
+            assert _bits(grad) == _bits(ref.grad_rounded(name, y_true, y_pred, weights, reduction, half)), (
+                name, reduction)
             alone = getattr(fastl2, GRAD_FUNCTIONS[index])(y_true, y_pred, weights, reduction=reduction)
             assert _bits(alone) == _bits(grad), (name, reduction)
 
@@ -295,7 +358,7 @@ def test_a_half_gradient_written_over_y_pred(backend, half):
     rng = np.random.default_rng(5)
     y_true = (rng.standard_normal(20000)).astype(half)
     y_pred = (rng.standard_normal(20000)).astype(half)
-    expected = fastl2.mse_grad(y_true.astype(F32), y_pred.astype(F32)).astype(half)
+    expected = ref.grad_rounded("mse", y_true, y_pred, None, "mean", half)
     out = fastl2.mse_grad(y_true, y_pred, out=y_pred)
     assert out is y_pred
     assert _bits(out) == _bits(expected)

@@ -218,6 +218,80 @@ def test_half_results_are_the_exact_value_rounded_once(data):
     assert got.item() == _round_to_half(exact, dtype) or (math.isinf(got.item()) and abs(float(exact)) > 6e4)
 
 
+#: The half dtypes and their NumPy dtypes (bfloat16: ml_dtypes', which the torch extra installs).
+HALF_NUMPY = {torch.float16: np.dtype(np.float16)}
+if ref._BFLOAT16 is not None:
+    HALF_NUMPY[torch.bfloat16] = ref._BFLOAT16
+
+
+def _element_fraction(name, d: Fraction, w, parameter: Fraction) -> Fraction:
+    """One element loss of ``name`` (PyTorch's definitions), exactly."""
+    a = abs(d)
+    if name == "mse":
+        value = d * d
+    elif name == "l1":
+        value = a
+    else:
+        value = _huber_fraction(d, parameter)
+        if name == "smooth_l1":
+            value /= parameter
+    return value * (1 if w is None else Fraction(w))
+
+
+def _derivative_fraction(name, d: Fraction, w, parameter: Fraction) -> Fraction:
+    if name == "mse":
+        g = 2 * d
+    elif name == "l1":
+        g = Fraction((d > 0) - (d < 0))
+    else:
+        g = max(-parameter, min(parameter, d))
+        if name == "smooth_l1":
+            g /= parameter
+    return g * (1 if w is None else Fraction(w))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_half_element_losses_and_gradients_are_exact_values_rounded_once(data):
+    """float16/bfloat16, reduction "none" and "sum": each element loss (not the float32 one
+    rounded again: that moves the ones whose float32 lies on a midpoint of the half grid) and
+    each gradient element is the exact value rounded once to the dtype; weights or not."""
+    dtype = data.draw(st.sampled_from(list(HALF_NUMPY)))
+    name = data.draw(st.sampled_from(list(FUNCTIONS)))
+    n = data.draw(st.integers(1, 40))
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1)))
+    spread = data.draw(st.sampled_from([0.0, 4.0, 10.0]))
+    x = (torch.randn(n, generator=g, dtype=torch.float64) * 2 ** (spread * torch.rand(n, generator=g))).to(dtype)
+    t = (torch.randn(n, generator=g, dtype=torch.float64) * 2 ** (spread * torch.rand(n, generator=g))).to(dtype)
+    w = (torch.rand(n, generator=g, dtype=torch.float64) * 4).to(dtype) if (
+        name in WEIGHTED and data.draw(st.booleans())) else None
+    parameter = data.draw(st.sampled_from([0.75, 2.0, 0.1]))
+    reduction = data.draw(st.sampled_from(["none", "sum"]))
+    kwargs = kwargs_for(name, reduction, w, delta=parameter, beta=parameter)
+    value, grad, _ = value_and_grads(FUNCTIONS[name], x, t, **kwargs)
+    assert value.dtype == grad.dtype == dtype
+    b = Fraction(float(torch.tensor(parameter, dtype=torch.float64)))
+    ws = [None] * n if w is None else w.double().tolist()
+    d = [Fraction(p) - Fraction(q) for p, q in zip(x.double().tolist(), t.double().tolist())]
+    elements = [_element_fraction(name, di, wi, b) for di, wi in zip(d, ws)]
+    half = HALF_NUMPY[dtype]  # (tests/reference.py's rounding: overflow to inf included)
+    if reduction == "none":
+        expected = [ref.round_fraction(e, half) for e in elements]
+        assert value.double().tolist() == expected
+    expected = [ref.round_fraction(_derivative_fraction(name, di, wi, b), half) for di, wi in zip(d, ws)]
+    assert grad.double().tolist() == expected
+
+
+def test_a_half_element_loss_whose_float32_lies_on_a_midpoint_is_rounded_once():
+    # (1 + 2**-12)**2 = 1 + 2**-11 + 2**-24: float32 ties it to 1 + 2**-11, a float16 midpoint,
+    # which ties to 1; the exact value lies above it: 1 + 2**-10
+    x = torch.tensor([1.0], dtype=torch.float16)
+    t = torch.tensor([-(2.0**-12)], dtype=torch.float16)
+    twice = torch.tensor((1 + 2.0**-12) ** 2, dtype=torch.float32).to(torch.float16).item()
+    assert twice == 1.0
+    assert ft.mse_loss(x, t, reduction="none").item() == 1 + 2.0**-10
+
+
 # --------------------------------------------------------------------------- empty inputs
 
 

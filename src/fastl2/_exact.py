@@ -41,6 +41,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ._halves import half_values_float32
 from ._plan import BLOCK_SIZE  # (the determinism scheme's block: the longest chain)
 
 _F32 = np.dtype(np.float32)
@@ -397,6 +398,101 @@ def is_midpoint(value: float, dtype) -> bool:
     last = max(exponent, emin) - (precision - 1)  # the exponent of dtype's last place there
     halves = math.ldexp(abs(value), 1 - last)  # |value| in half units of that place (exact)
     return halves.is_integer() and int(halves) % 2 == 1
+
+
+def _near_midpoints(values32: np.ndarray, half, ulps: int) -> np.ndarray:
+    """Where the float32 ``values32`` lie within ``ulps`` float32 ulps of a midpoint between
+    two neighbouring values of the half-precision ``half`` (or on one), by element.  By the
+    bits where the half's last place is a fixed number of float32 places (bfloat16: 16
+    everywhere; float16: 13 from its smallest normal, 2**-14, on), by the values below."""
+    precision, emin, _ = _format(half)
+    bits = np.ascontiguousarray(values32, _F32).view(np.uint32)
+    dropped = 24 - precision  # float32 places below the half's last one, where both are normal
+    low = bits & np.uint32((1 << dropped) - 1)
+    near = (low - np.uint32((1 << (dropped - 1)) - ulps)) <= np.uint32(2 * ulps)  # (unsigned)
+    magnitude = bits & np.uint32(0x7FFFFFFF)
+    near &= magnitude < np.uint32(0x7F800000)  # (inf and NaN: none)
+    if emin > -126:  # float16: below its smallest normal, the last place is fixed, 2**-24
+        small = np.flatnonzero((magnitude < np.uint32((emin + 127) << 23)) & (magnitude > 0))
+        if small.size:
+            v = np.abs(values32.reshape(-1)[small].astype(_F64))
+            halves = np.ldexp(v, 1 - (emin - (precision - 1)))  # in halves of 2**-24 (exact)
+            distance = np.abs(halves - (2.0 * np.floor(halves / 2.0) + 1.0))
+            spacing = np.spacing(v.astype(_F32)).astype(_F64)
+            near.reshape(-1)[small] = distance <= ulps * np.ldexp(spacing, 1 - (emin - (precision - 1)))
+    return near.reshape(np.shape(values32))
+
+
+def half_elements(code: int, param: float, y_true, y_pred, weights, values32: np.ndarray,
+                  half: str, divide_by: float = 1.0, scale: float = 1.0) -> np.ndarray:
+    """Element losses ``scale * w * l(d) / divide_by`` of the arrays (NumPy, any layout;
+    weights broadcast to y_pred's shape), each the exact value rounded once to the
+    half-precision dtype named ``half`` ("float16", "bfloat16"), as a float32 array (C order,
+    each a value of ``half``), from ``values32``: the same element losses in float32, each
+    within a few float32 ulps of the exact one.
+
+    Rounding ``values32`` again is right unless an element and its exact value lie on two
+    sides of a midpoint of the half grid, or on one.  Every midpoint is a float32 (and a
+    float64): an element rounded to float64, then to float32 (times a power of two) keeps its
+    exact value's side (rounding is monotonic) or lands on the midpoint, so only elements on a
+    midpoint need their exact value (about one in 2**13 for float16, 2**16 for bfloat16, more
+    where the values have few bits); an element divided by a ``divide_by`` other than a power
+    of two after its rounding may cross one, so there every element within four float32 ulps
+    of a midpoint does (many more: the time of a Python pass).  Those get the side of the
+    midpoint their exact value lies on (error-free pieces, _exact_signs)."""
+    out = half_values_float32(values32, half)
+    exact_division = math.frexp(divide_by)[0] == 0.5  # (a power of two)
+    flagged = np.flatnonzero(_near_midpoints(values32, half, 0 if exact_division else 4))
+    if flagged.size:
+        at = np.unravel_index(flagged, values32.shape)
+        shape = np.shape(y_pred)
+        pick = lambda a: None if a is None else _as_float64(np.broadcast_to(a, shape)[at])  # noqa: E731
+        pieces = _element_pieces(code, pick(y_true), pick(y_pred), pick(weights), param)
+        # The midpoint m of each (or the one it lies nearest), and the sign of the exact
+        # value - m = (sum of pieces) * scale / divide_by - m, from the error-free pieces of
+        # scale * pieces - m * divide_by (scale: 0, 1/2 or 1, exact).
+        v32 = values32.reshape(-1)[flagged].astype(_F32)
+        m = _nearest_midpoints(v32, half)
+        p, e = _two_product(m, np.full_like(m, float(divide_by)))
+        sign = _exact_signs(np.stack([q * float(scale) for q in pieces] + [-p, -e], axis=1))
+        # on the midpoint: ties to even; beside it: the half on that side (m nudged by 2**-14
+        # of itself, less than half the way to either neighbour, float16's included, and more
+        # than a float32 step, bfloat16's subnormals included, rounds there)
+        nudged = (m * (1.0 + sign * np.sign(m) * 2.0**-14)).astype(_F32)
+        out.reshape(-1)[flagged] = half_values_float32(nudged, half)
+    return out
+
+
+def _nearest_midpoints(values32: np.ndarray, half) -> np.ndarray:
+    """The midpoint of the half grid nearest each float32 (finite, non-zero), as float64."""
+    precision, emin, _ = _format(half)
+    v = values32.astype(_F64)
+    exponent = np.frexp(np.abs(v))[1] - 1
+    last = np.maximum(exponent, emin) - (precision - 1)
+    halves = np.ldexp(np.abs(v), 1 - last)
+    odd = 2.0 * np.floor(halves / 2.0) + 1.0
+    return np.sign(v) * np.ldexp(odd, last - 1)
+
+
+def _exact_signs(rows: np.ndarray) -> np.ndarray:
+    """The sign (-1.0, 0.0, 1.0) of each row's exact sum (finite float64 values): TwoSum
+    passes over the row (error-free: the exact sum stays the same) until none changes it,
+    when the values no longer overlap and the last non-zero one has the sum's sign (Rump,
+    Ogita and Oishi, "Accurate floating-point summation part I", SIAM J. Sci. Comput. 31(1),
+    2008: distillation)."""
+    rows = rows[:, np.any(rows != 0.0, axis=0)]  # (columns of zeros only: none)
+    active = np.arange(rows.shape[0])
+    while active.size and rows.shape[1] > 1:  # (each pass: the rows it changed again)
+        part = rows[active]
+        before = part.copy()
+        for i in range(1, part.shape[1]):
+            part[:, i], part[:, i - 1] = _two_sum(part[:, i], part[:, i - 1])
+        rows[active] = part
+        active = active[np.any(part != before, axis=1)]
+    sign = np.zeros(rows.shape[0])
+    for i in range(rows.shape[1]):  # (the last non-zero value decides)
+        sign = np.where(rows[:, i] != 0.0, np.sign(rows[:, i]), sign)
+    return sign
 
 
 def half_result(plan, value32: float, half, divide_by: float = 1.0) -> float:

@@ -21,7 +21,8 @@ import os
 import numpy as np
 
 from ._backends import forked_mid_call_error
-from ._plan import BLOCK_SIZE, Plan, round_half
+from ._halves import half_gradient, round_half
+from ._plan import BLOCK_SIZE, Plan
 
 # Elements per chunk: two blocks keep every float64 temporary at 128 KiB.
 CHUNK = 2 * BLOCK_SIZE
@@ -84,17 +85,17 @@ def _gradient(loss, param, d, w, dtype, grad_scale, grad_divisor):
     """One chunk's gradient ``grad_scale * w * l'(d) / grad_divisor``, with the C kernels'
     operations: a float64 gradient multiplies and divides per element, a float32 one
     multiplies by the quotient (GRAD_VALUE in csrc/block_template.h); a float16 or bfloat16
-    one is the float32 one, rounded once more (csrc/convert.c, fastl2._plan.round_half)."""
+    one is the exact gradient rounded once (fastl2._halves)."""
     g = loss.derivative(d, param)
     if w is not None:
         g = g * w
     if dtype == np.float64:
         g = g * grad_scale
         g /= grad_divisor
+    elif dtype.itemsize == 2:
+        g = round_half(half_gradient(g, grad_scale, grad_divisor), dtype)
     else:
         g *= grad_scale / grad_divisor
-        if dtype.itemsize == 2:
-            g = round_half(g.astype(np.float32), dtype)
     return g
 
 

@@ -232,6 +232,17 @@ def half_loss(name: str, param: float, y_true, y_pred, weights, reduction: str, 
     return _exact.half_result(plan, value32, half, divide_by)
 
 
+def half_elements(name: str, param: float, y_true, y_pred, weights, values32, half,
+                  divide_by: float = 1.0, scale: float = 1.0):
+    """A loss call's element losses (``reduction="none"``, times ``scale``, divided by
+    ``divide_by``) rounded once each to the half-precision ``half``, from ``values32``, the
+    same in float32 (fastl2._exact.half_elements: fastl2.torch's results in its inputs'
+    dtype)."""
+    loss = next(loss for loss in LOSSES if loss.name == name)
+    return _exact.half_elements(loss.code, loss.check_param(param), y_true, y_pred, weights,
+                                values32, half, divide_by, scale)
+
+
 def _divisor(plan: Plan, weight_sum: float) -> float:
     """What the sum of element losses is divided by (the reduction's D)."""
     if plan.reduction == "mean":
@@ -344,8 +355,8 @@ def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, wan
 def grad_buffers(plan: Plan, out):
     """Where the kernel writes the gradient, what is returned, and whether to copy between.
 
-    The kernel writes 1-D C-contiguous arrays of y_pred's dtype (float16 included: the
-    float32 gradient rounded once more); an ``out`` of another dtype gets a temporary that is
+    The kernel writes 1-D C-contiguous arrays of y_pred's dtype (float16 included: the exact
+    gradient rounded once, fastl2._halves); an ``out`` of another dtype gets a temporary that is
     copied in afterwards.
     """
     result = _backends.new_gradient(plan.shape, plan.grad_dtype) if out is None else out

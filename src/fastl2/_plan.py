@@ -31,7 +31,6 @@ BLOCK_SIZE = 8192
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
 MEAN_REDUCTIONS = ("mean", "weighted_mean")
 
-_FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 
@@ -331,20 +330,6 @@ def strided_without_half(s: Strided) -> Strided:
         return s
     return replace(s, y_true=as_float32(s.y_true), y_pred=as_float32(s.y_pred),
                                weights=as_float32(s.weights))
-
-
-def round_half(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """float32 ``values`` rounded once to nearest even to ``dtype`` (float16 or bfloat16): a
-    half-precision gradient as csrc/convert.c stores it (bfloat16 by its bits, as
-    fl2_float_to_bfloat: a NaN stays a NaN, quiet, with its payload's top bits)."""
-    if dtype == _FLOAT16:
-        return values.astype(_FLOAT16)
-    bits = np.ascontiguousarray(values, _FLOAT32).view(np.uint32)
-    rounded = ((bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
-    nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
-    if nan.any():
-        rounded[nan] = ((bits[nan] >> 16) | np.uint32(0x40)).astype(np.uint16)
-    return rounded.view(dtype)
 
 
 def _grad_dtype(source: np.dtype) -> np.dtype:

@@ -19,8 +19,8 @@ from numba import njit
 from .._losses import LOSSES
 from .cache import _jit_block
 from .combine import _combine_lanes, _two_sum
-from .config import LANES, _wants
-from .memory import _stack_buffer, _store_fence, _stream_store_16
+from .config import GRAD_DIVIDE, GRAD_HALF, LANES, _wants
+from .memory import _fma, _stack_buffer, _store_fence, _stream_store_16
 
 #: The loss's scalar element functions, ``_loss_value(d, param)`` and ``_loss_derivative(d,
 #: param)``: each kernel function has its own in its globals (_element_globals); these names
@@ -126,8 +126,11 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
                     gk = _loss_derivative(dk, param)
                     if has_weights:
                         gk = wi * gk
-                    if grad64:
+                    if grad64 == GRAD_DIVIDE:
                         gk = (scale * gk) / divisor
+                    elif grad64 == GRAD_HALF and divisor != 0.0:
+                        # (a half's: quotient and divisor are the tail's q and lo, kernels.py)
+                        gk = _fma(gk, quotient, gk * divisor)
                     else:
                         gk = quotient * gk
             if has_weights and want_sums:

@@ -40,8 +40,8 @@ from .. import _backends
 def _code_fingerprint() -> str:
     """What every cached kernel's key holds of the code it is made from: sha256 of fastl2's
     version, Numba's and llvmlite's, and the bytes of every module of this package (by name)
-    and of fastl2._plan and fastl2._losses (whose constants and element functions the kernels
-    hold).  A source that cannot be read, or a package folder that cannot be listed, gives a
+    and of fastl2._plan, fastl2._losses and fastl2._halves (whose constants and functions the
+    kernels hold).  A source that cannot be read, or a package folder that cannot be listed, gives a
     token of this process alone: nothing is then loaded that another process saved."""
     digest = hashlib.sha256()
     top = (__package__ or "").rpartition(".")[0]  # fastl2
@@ -57,7 +57,7 @@ def _code_fingerprint() -> str:
     if not own:
         digest.update(b"unlisted " + os.urandom(16))
     names = [os.path.join(os.path.basename(here), name) for name in own]
-    for name in names + ["_plan.py", "_losses.py"]:
+    for name in names + ["_plan.py", "_losses.py", "_halves.py"]:
         try:
             with open(os.path.join(parent, name), "rb") as source:
                 data = source.read()

@@ -55,6 +55,11 @@ _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 # What one kernel computes (csrc/internal.h: fl2_mode).
 _SUMS, _SUMS_GRAD, _GRAD, _ELEM, _ELEM_GRAD, _WEIGHTS = range(6)
 _MODE_NAMES = ("sums", "sums_grad", "grad", "elem", "elem_grad", "weights")
+#: How a kernel computes its gradient (its ``grad64`` constant): the float32 gradient's
+#: ``quotient * g``, the float64 one's ``(scale * g) / divisor``, and a float16 or bfloat16
+#: one's float64 value, ``fma(g, q, g * lo)`` with the quotient's two parts (fastl2._halves),
+#: written to a float64 buffer and rounded once to the half by the driver.
+GRAD_QUOTIENT, GRAD_DIVIDE, GRAD_HALF = 0, 1, 2
 #: The loss code of the weight-sum kernels, which read no loss: one kernel for every loss.
 _WEIGHTS_LOSS = SQUARED.code
 

@@ -18,11 +18,13 @@ import threading
 import numpy as np
 from numba import types
 
-from .._plan import BLOCK_SIZE, Plan, round_half, without_half
+from .._halves import round_half
+from .._plan import BLOCK_SIZE, Plan, without_half
 from . import config, pool
 from .block_columns import _make_columns_kernel
 from .cache import _compile_lock, _slp_vectorized
-from .config import _FLOAT32, _FLOAT64, _NOPS, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS, _mode, _wants
+from .config import (_FLOAT32, _FLOAT64, _NOPS, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS, GRAD_DIVIDE, GRAD_HALF,
+                     GRAD_QUOTIENT, _mode, _wants)
 from .kernels import _make_kernel
 
 #: From this many elements a call made on the main thread runs in chunks, between which
@@ -206,7 +208,7 @@ def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64
     partials = np.empty((nblocks if want_sums and nblocks > 1 else 0, 4))
     scale, divisor, grad64 = _converted_gradient(grad, compensated, scale, divisor, grad64)
     _launch_strided(loss, has_true, has_weights, mode, compensated, grad64, n,
-                    _witnesses(operands, compensated),
+                    _witnesses(operands, compensated, grad64),
                     (addresses, shape, strides, itemsizes, 0, loss_sums, weight_sums, partials),
                     scale, divisor, param, nblocks, min(n, BLOCK_SIZE))
     if not want_sums:
@@ -214,14 +216,18 @@ def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64
     return float(loss_sums[0]), float(weight_sums[0]) if weights is not None else float(n)
 
 
-def _witnesses(operands, compensated):
+def _witnesses(operands, compensated, form=GRAD_QUOTIENT):
     """The zero-length arrays that give the strided kernels the dtype of each operand (None
     where not given): float64 for every operand of a call with a float64 result
     (``compensated``), whatever its own dtype (its float32 elements are converted per block,
-    memory._copy_run), else float32.  So the kernels are compiled for two dtype combinations,
-    not one per mix of operand dtypes; the arithmetic is float64 either way."""
+    memory._copy_run), else float32; and float64 for the float64 gradient of a half one
+    (``form`` GRAD_HALF).  So the kernels are compiled for few dtype combinations, not one per
+    mix of operand dtypes; the arithmetic is float64 either way."""
     witness = _DTYPE_OF[_FLOAT64 if compensated else _FLOAT32]
-    return [None if a is None else witness for a in operands]
+    witnesses = [None if a is None else witness for a in operands]
+    if form == GRAD_HALF and operands[3] is not None:
+        witnesses[3] = _DTYPE_OF[_FLOAT64]
+    return witnesses
 
 
 def _converted_gradient(grad, compensated, scale, divisor, grad64):
@@ -229,7 +235,7 @@ def _converted_gradient(grad, compensated, scale, divisor, grad64):
     call with a float64 result runs the float64 gradient's code, ``(scale * g) / divisor``
     rounded once to float32, with (scale / divisor, 1.0), so that it computes the float32
     gradient's ``(scale / divisor) * g`` exactly as the float32 code does: the same bits."""
-    if grad is not None and compensated and not grad64:
+    if grad is not None and compensated and grad64 == GRAD_QUOTIENT:
         return scale / divisor, 1.0, True
     return scale, divisor, grad64
 
@@ -243,15 +249,21 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
     With ``elementwise`` nothing is summed and (0.0, 0.0) is returned.
 
     Numba has no float16 or bfloat16 on the CPU: such operands are converted to float32 first
-    (fastl2._plan.without_half), and such a gradient is the float32 one rounded once
-    (fastl2._plan.round_half: the compiled backend's bits, csrc/convert.c).
+    (fastl2._plan.without_half), and such a gradient is computed in float64 (GRAD_HALF) and
+    rounded once (fastl2._halves: the compiled backend's bits).
     """
     plan = without_half(plan)
+    form = GRAD_DIVIDE if grad is not None and grad.dtype == _FLOAT64 else GRAD_QUOTIENT
     if grad is not None and grad.dtype.itemsize == 2:
-        single = np.empty(grad.shape, _FLOAT32)
-        sums = run(plan, want_sums, single, grad_scale, grad_divisor, elementwise)
-        grad[...] = round_half(single, grad.dtype)
+        half, grad, form = grad, np.empty(grad.shape, _FLOAT64), GRAD_HALF
+        sums = _run(plan, want_sums, grad, grad_scale, grad_divisor, elementwise, form)
+        half[...] = round_half(grad, half.dtype)
         return sums
+    return _run(plan, want_sums, grad, grad_scale, grad_divisor, elementwise, form)
+
+
+def _run(plan, want_sums, grad, grad_scale, grad_divisor, elementwise, form):
+    """run, the half dtypes settled: the gradient computed as ``form`` says (GRAD_*)."""
     mode = _mode(want_sums, grad, elementwise)
     if mode == _WEIGHTS:  # (nothing asked)
         return 0.0, 0.0
@@ -265,7 +277,7 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
         weights is not None,
         mode,
         plan.result_dtype == _FLOAT64,
-        grad is not None and grad.dtype == _FLOAT64,
+        form,
         _operand_sizes((y_true, y_pred, weights, grad, elementwise)),
         n,
         (y_true, y_pred, weights, int(plan.weights_repeat), grad, float(grad_scale),

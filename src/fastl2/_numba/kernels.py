@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import njit
 
 from .._losses import LOSSES
+from .. import _halves
 from .._plan import BLOCK_SIZE
 from .block_template import _make_block, _with_globals
 from .cache import _jit, _slp_dispatcher
 from .combine import _combine_lane_groups, _combine_outputs, _combine_partials
-from .config import (_MODE_NAMES, _NOPS, _STREAMING_STORES, LANE_GROUP,
+from .config import (_MODE_NAMES, _NOPS, _STREAMING_STORES, GRAD_HALF, GRAD_QUOTIENT, LANE_GROUP,
                      LANES, STACK_BLOCKS, STREAM_MIN_BYTES, _wants)
 from .memory import (_block_gathered, _block_place, _copy_run, _element_at, _flag_set,
                      _stack_buffer)
@@ -70,7 +72,7 @@ def _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, strided
             "weighted" if has_weights else "unweighted",
             _MODE_NAMES[mode],
             "compensated" if compensated else "plain",
-            ("grad64" if grad64 else "grad32") if want_grad else "nograd",
+            ("grad32", "grad64", "gradhalf")[grad64] if want_grad else "nograd",
         )
         + (("strided",) if strided else ())
     )
@@ -98,13 +100,13 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, strided
     output.  Both kinds run each block
     through ``block`` (block_template._make_block).
     """
-    grad64 = bool(grad64 and _wants(mode)[1])  # (no gradient: one code, whatever grad64 says)
+    grad64 = int(grad64) if _wants(mode)[1] else GRAD_QUOTIENT  # (no gradient: one code)
     name = _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, strided)
     block = _shared_block(loss, has_true, has_weights, mode, compensated, grad64)
     if strided:
-        kernel = _make_strided_kernel(mode, has_true, has_weights)
+        kernel = _make_strided_kernel(mode, has_true, has_weights, grad64)
     else:
-        kernel = _make_run_kernel(mode)
+        kernel = _make_run_kernel(mode, grad64)
     # One cache index file per specialisation (the constants are also in each entry's key).
     kernel.__name__ = kernel.__qualname__ = name
     # ``_block`` is a global of the kernel, not a closure variable: Numba's cache keys hold the
@@ -113,11 +115,27 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, strided
     return _slp_dispatcher(_jit(kernel, nogil=True, error_model="numpy"))
 
 
-def _make_run_kernel(mode):
+#: fastl2._halves.quotient_tail, compiled (the same float64 operations: the same bits), with
+#: its helper compiled too.
+_quotient_tail = njit(inline="always")(_with_globals(
+    _halves.quotient_tail, dict(vars(_halves), _remainder=njit(inline="always")(_halves._remainder))))
+
+
+@njit(inline="always")
+def _quotients(scale, divisor, grad64):
+    """(quotient, divisor) as the block function takes them: a half's gradient (GRAD_HALF)
+    gets the quotient's two parts in their place (fastl2._halves.quotient_tail)."""
+    if grad64 == GRAD_HALF:
+        return _quotient_tail(scale, divisor)
+    return scale / divisor, divisor
+
+
+def _make_run_kernel(mode, grad64):
     """_make_kernel's 1-d kernel (csrc/fastl2.c) of a serial call: the blocks of the n
     elements, their partials combined by the tree.  (Calls on several threads, and long calls
     of the main thread, run the strided kernel instead: driver._launch.)"""
     want_sums, want_grad, _, _ = _wants(mode)
+    grad_form = grad64
     block_size = BLOCK_SIZE
     stack_blocks = STACK_BLOCKS
     stack_slots = 4 * STACK_BLOCKS
@@ -125,7 +143,7 @@ def _make_run_kernel(mode):
     stream_min_bytes = STREAM_MIN_BYTES
 
     def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param):
-        quotient = scale / divisor
+        quotient, divisor = _quotients(scale, divisor, grad_form)
         n = y_pred.shape[0]
         nblocks = (n + block_size - 1) // block_size
         # Large gradients are written with streaming stores, 16-byte aligned ones as in C.
@@ -155,9 +173,10 @@ def _make_run_kernel(mode):
     return kernel
 
 
-def _make_strided_kernel(mode, has_true, has_weights):
+def _make_strided_kernel(mode, has_true, has_weights, grad64):
     """_make_kernel's strided kernel (csrc/strided.c fl2_run_strided), ``repeat`` the layout."""
     want_sums, want_grad, want_elem, weights_only = _wants(mode)
+    grad_form = grad64
     read_true = has_true and not weights_only
     block_size = BLOCK_SIZE
     lanes = LANES
@@ -167,7 +186,7 @@ def _make_strided_kernel(mode, has_true, has_weights):
     stream_min_bytes = STREAM_MIN_BYTES
 
     def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param):
-        quotient = scale / divisor
+        quotient, divisor = _quotients(scale, divisor, grad_form)
         # csrc/strided.c fl2_run_strided: work item w is block w % nblocks of output
         # w // nblocks; each block is gathered into the call's buffers (or read where it
         # lies when it is one contiguous, aligned piece of every operand), run through

@@ -64,6 +64,23 @@ def _stream_store_16(typingctx, array, index, values):
 
 
 @intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (float64; LLVM's llvm.fma: the instruction where the CPU has
+    it, libm's correctly rounded fma where not; csrc/internal.h fl2_fma)."""
+    if not all(isinstance(t, types.Float) for t in (a, b, c)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        double = ir.DoubleType()
+        values = [context.cast(builder, v, t, types.float64) for v, t in zip(args, signature.args)]
+        function = builder.module.declare_intrinsic("llvm.fma", [double],
+                                                    ir.FunctionType(double, [double] * 3))
+        return builder.call(function, values)
+
+    return types.float64(a, b, c), codegen
+
+
+@intrinsic
 def _flag_set(typingctx, flag):
     """flag[0] != 0 for a uint8 array ``flag`` that another thread may set while the kernel
     runs (pool.py's cancel flag): an atomic (monotonic) load, which LLVM never

@@ -10,9 +10,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from .._plan import BLOCK_SIZE, round_half, strided_without_half
+from .._halves import round_half
+from .._plan import BLOCK_SIZE, strided_without_half
 from .config import (_FLOAT32, _FLOAT64, _MAX_COLUMNS, _MAX_DIMS, _NOPS, _SUMS, _WEIGHTS,
-                     _WEIGHTS_LOSS, _mode, _wants)
+                     _WEIGHTS_LOSS, GRAD_DIVIDE, GRAD_HALF, GRAD_QUOTIENT, _mode, _wants)
 from .driver import _converted_gradient, _launch_columns, _launch_strided, _witnesses
 
 
@@ -43,15 +44,22 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     the columns kernel (sums only, as in C).
 
     Numba has no float16 or bfloat16 on the CPU: such inputs are converted to float32 first
-    (fastl2._plan.strided_without_half), and such a gradient is the float32 one rounded once
-    (fastl2._plan.round_half: the compiled backend's bits, csrc/convert.c).
+    (fastl2._plan.strided_without_half), and such a gradient is computed in float64
+    (GRAD_HALF) and rounded once (fastl2._halves: the compiled backend's bits).
     """
     s = strided_without_half(s)
     if s.grad is not None and s.grad.dtype.itemsize == 2:
-        single = np.empty(s.grad.shape, _FLOAT32)
-        sums = run_strided(replace(s, grad=single), want_sums, grad_scale, grad_divisor, weights_only)
-        s.grad[...] = round_half(single, s.grad.dtype)
+        wide = np.empty(s.grad.shape, _FLOAT64)
+        sums = _run_strided(replace(s, grad=wide), want_sums, grad_scale, grad_divisor,
+                            weights_only, GRAD_HALF)
+        s.grad[...] = round_half(wide, s.grad.dtype)
         return sums
+    return _run_strided(s, want_sums, grad_scale, grad_divisor, weights_only, None)
+
+
+def _run_strided(s, want_sums, grad_scale, grad_divisor, weights_only, form):
+    """run_strided, the half dtypes settled; ``form`` GRAD_HALF: ``s.grad`` is the float64
+    buffer of a half gradient (else the gradient's form follows its dtype)."""
     shape = tuple(int(size) for size in s.shape)
     ndim = len(shape)
     if not 1 <= ndim <= _MAX_DIMS:
@@ -91,7 +99,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
         if weights is None:
             return result()
         y_true = y_pred = None
-    if grad is not None and grad.dtype != pred_dtype:
+    if grad is not None and grad.dtype != pred_dtype and form != GRAD_HALF:
         raise ValueError(
             f"fastl2: the gradient must have y_pred's dtype {pred_dtype}; got {grad.dtype}"
         )
@@ -116,7 +124,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
             addresses[k] = array.__array_interface__["data"][0]
             strides[k] = array.strides
             itemsizes[k] = array.itemsize
-    witnesses = _witnesses(operands, not single)
+    witnesses = _witnesses(operands, not single, form)
     # (float32 operands of a float64 result are converted per block: not the columns kernel's)
     converting = not single and any(a is not None and a.dtype == _FLOAT32 for a in operands)
     sums = (loss_sums if loss_sums is not None else np.empty(0),
@@ -144,9 +152,10 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
         n = 0  # one work item: nothing to share between threads
     partials = np.empty((items if keep_partials else 0, 4))
     head = (addresses, np.array(shape, np.int64), strides, itemsizes, nkept) + sums + (partials,)
-    scale, divisor, grad64 = _converted_gradient(
-        grad, not single, float(grad_scale), float(grad_divisor),
-        grad is not None and pred_dtype == _FLOAT64)
+    if form is None:
+        form = GRAD_DIVIDE if grad is not None and pred_dtype == _FLOAT64 else GRAD_QUOTIENT
+    scale, divisor, grad64 = _converted_gradient(grad, not single, float(grad_scale),
+                                                 float(grad_divisor), form)
     _launch_strided(loss, has_true, has_weights, mode, not single, grad64, n, witnesses, head,
                     scale, divisor, float(s.param), items, min(reduced, BLOCK_SIZE))
     return result()

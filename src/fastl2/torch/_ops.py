@@ -42,7 +42,7 @@ from fastl2 import _backends, _losses
 from fastl2._exact import is_midpoint
 from fastl2._operands import bfloat16_dtype
 from fastl2._losses import HUBER
-from fastl2._passes import half_loss, planned_grad_pass, planned_loss
+from fastl2._passes import half_elements, half_loss, planned_grad_pass, planned_loss
 
 KINDS = ("mse", "l1", "huber", "smooth_l1")
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
@@ -183,7 +183,13 @@ def _loss_impl(
         grad = tensor_of(grad)  # fastl2's gradient array, wrapped: no copy
     if scale != 1.0:
         result = result.mul_(scale) if reduction == "none" else result * scale
-    if reduction == "none":
+    if reduction == "none" and dtype in HALF_NAMES:
+        # each float32 element rounded again, but where it lies within a few float32 ulps of a
+        # midpoint of the half grid: there the exact value decides (fastl2._exact.half_elements)
+        values = half_elements(_LOSS_NAMES[kind], delta, y_true, y_pred, w, result.numpy(),
+                               HALF_NAMES[dtype], delta if kind == "smooth_l1" else 1.0, scale)
+        result = _like(torch.from_numpy(values), source, dtype)  # (to the half: exact)
+    elif reduction == "none":
         result = _like(result, source, dtype)
     elif (dtype in HALF_NAMES and scale == 1.0 and divisor is None
           and is_midpoint(float(result), HALF_NAMES[dtype])):
