@@ -59,8 +59,17 @@ PENALTIES = ("l2_penalty", "l2_penalty_grad")
 FUNCTIONS = (*LOSSES, *GRADS, *AND_GRADS, *PENALTIES)
 
 NON_NATIVE = ">" if np.little_endian else "<"
-GOOD_DTYPES = ("float64", "float32", "float16", NON_NATIVE + "f8", NON_NATIVE + "f4",
-               "int64", "int32", "uint8", "bool") + (("bfloat16",) if ml_dtypes is not None else ())
+GOOD_DTYPES = ("float64", "float32", "float16", NON_NATIVE + "f8", NON_NATIVE + "f4", NON_NATIVE + "f2",
+               "int64", "int32", "uint8", "bool") + (
+                   ("bfloat16", "bfloat16 swapped") if ml_dtypes is not None else ())
+
+
+def _dtype_of(name: str) -> np.dtype:
+    """A dtype of GOOD_DTYPES or BAD_DTYPES by its name ("bfloat16 swapped": ml_dtypes'
+    bfloat16 in the non-native byte order)."""
+    if name == "bfloat16 swapped":
+        return np.dtype("bfloat16").newbyteorder(NON_NATIVE)
+    return np.dtype(name)
 BAD_DTYPES = ("complex128", "object", "U3", "datetime64[s]")
 LAYOUTS = ("C", "F", "transposed", "step2", "reversed", "broadcast", "unaligned", "readonly")
 CARRIERS = ("ndarray", "subclass", "list", "memoryview") + (("tensor",) if torch is not None else ())
@@ -101,7 +110,7 @@ class Call:
 def _values(op: Operand, shape) -> np.ndarray:
     """Values of `shape` in op.dtype, from op.seed."""
     rng = np.random.default_rng(op.seed)
-    dtype = np.dtype(op.dtype)
+    dtype = _dtype_of(op.dtype)
     size = math.prod(shape)
     if dtype.kind == "b":
         return (rng.random(size) < 0.5).reshape(shape)
@@ -140,7 +149,7 @@ def _laid_out(op: Operand) -> np.ndarray:
         return _values(op, shape)[::-1]
     if layout == "broadcast" and shape:
         return np.broadcast_to(_values(op, (1,) + shape[1:]), shape)
-    if layout == "unaligned" and np.dtype(op.dtype).itemsize > 1 and np.dtype(op.dtype).kind != "O":
+    if layout == "unaligned" and _dtype_of(op.dtype).itemsize > 1 and _dtype_of(op.dtype).kind != "O":
         data = _values(op, shape)
         buffer = np.zeros(data.nbytes + 1, np.uint8)
         view = buffer[1:].view(data.dtype).reshape(shape)

@@ -107,6 +107,32 @@ def test_half_gradients_are_the_exact_gradient_rounded_once(backend, half, resto
             assert _bits(got) == tied, (level, t.dtype, reduction, weights is None)
 
 
+def test_half_gradients_at_the_extremes_are_rounded_once_alike(backend, half):
+    # float64 differences beyond 2**900 (the emulated fma's split would overflow: scaled),
+    # products below 2**-900 (its error is not exact: a zero of the right sign), and the
+    # gradients that overflow the half: the exact value rounded once, on every backend
+    cases = [
+        (np.array([-1e305, 0.0, 0.0]), np.zeros(3, half), None),
+        (np.array([1e305, -3e300, 2.0]), np.zeros(3, half), None),
+        (np.full(3, 0.25), np.zeros(3, half), np.full(3, 5e-324)),
+        (np.full(3, -0.25), np.zeros(3, half), np.full(3, 1e-310)),
+    ]
+    for t, y_pred, weights in cases:
+        for name in ("mse", "mae", "huber"):
+            got = getattr(fastl2, name + "_grad")(t, y_pred, weights)
+            expected = []
+            for k in range(3):  # (exactly: reference.grad's float64 pieces overflow here)
+                d = Fraction(float(y_pred[k])) - Fraction(float(t[k]))
+                w = Fraction(1) if weights is None else Fraction(float(weights[k]))
+                g = {"mse": 2 * d, "mae": Fraction((d > 0) - (d < 0)),
+                     "huber": max(Fraction(-1), min(Fraction(1), d))}[name]
+                value = ref.round_fraction(w * g / 3, half)
+                # (a zero: the sign of w * l'(d), l'(d) carrying d's, as the kernels' IEEE products)
+                negative = (d < 0 or (d == 0 and np.signbit(float(y_pred[k]) - float(t[k])))) != (w < 0)
+                expected.append((-0.0 if negative else 0.0) if value == 0 else value)
+            assert _bits(got) == _bits(np.array(expected).astype(half)), (name, t, weights)
+
+
 def _sum_ties(half):
     """Ties: gradients 2 * (0 - t) = h exactly halfway between two neighbouring values (and
     halfway past the largest, to inf: float16's 65520, and past it), from float32 and float64

@@ -24,14 +24,18 @@ _SPLITTER = 134217729.0  # 2**27 + 1: Veltkamp's split
 _TAIL_MIN, _TAIL_MAX = 2.0 ** -400, 2.0 ** 400
 
 
+def _split(a):
+    """``(hi, lo)``, ``hi + lo == a`` with 26 and 27 significant bits (Veltkamp's split, for
+    Dekker's exact product; floats or arrays)."""
+    c = _SPLITTER * a
+    hi = c - (c - a)
+    return hi, a - hi
+
+
 def _remainder(scale: float, divisor: float, q: float) -> float:
     """``scale - q * divisor`` exactly (Dekker's product; csrc/internal.h fl2_remainder)."""
-    c = _SPLITTER * q
-    q_hi = c - (c - q)
-    q_lo = q - q_hi
-    c = _SPLITTER * divisor
-    d_hi = c - (c - divisor)
-    d_lo = divisor - d_hi
+    q_hi, q_lo = _split(q)
+    d_hi, d_lo = _split(divisor)
     p = q * divisor
     e = ((q_hi * d_hi - p) + q_hi * d_lo + q_lo * d_hi) + q_lo * d_lo
     return (scale - p) - e
@@ -78,22 +82,27 @@ def _add_round_to_odd(a, b):
 
 
 def fma(x: np.ndarray, q: float, c: np.ndarray) -> np.ndarray:
-    """``x * q + c`` rounded once, element-wise (float64; NumPy has no fma): Dekker's exact
-    product, an exact sum and one addition rounded to odd (Boldo and Melquiond, 2008, above:
-    "Emulation of FMA").  Where ``x`` is 0, inf or NaN: ``x * q + c``."""
+    """``x * q + c`` rounded once, element-wise (float64; NumPy has no fma), for the
+    half-precision gradients (``c = x * lo``, of the sign of ``x * q``): Dekker's exact product,
+    an exact sum and one addition rounded to odd (Boldo and Melquiond, 2008, above: "Emulation
+    of FMA").  Where ``x`` is 0, inf or NaN, or ``x * q`` below 2**-900 (where the product's
+    error is not exact; a half holds there only a zero of that sign): ``x * q + c``; ``x``
+    from 2**900 on (where the split overflows): scaled by 2**-200 and back, exactly."""
     x = np.asarray(x, _FLOAT64)
+    c = np.asarray(c, _FLOAT64)
+    big = np.abs(x) >= 2.0 ** 900
+    if big.any():
+        result = fma(np.where(big, x * 2.0 ** -200, x), q, np.where(big, c * 2.0 ** -200, c))
+        with np.errstate(over="ignore"):
+            return np.where(big, result * 2.0 ** 200, result)
     with np.errstate(all="ignore"):
-        cx = _SPLITTER * x
-        x_hi = cx - (cx - x)
-        x_lo = x - x_hi
-        cq = _SPLITTER * q
-        q_hi = cq - (cq - q)
-        q_lo = q - q_hi
+        x_hi, x_lo = _split(x)
+        q_hi, q_lo = _split(q)
         uh = x * q
         ul = ((x_hi * q_hi - uh) + x_hi * q_lo + x_lo * q_hi) + x_lo * q_lo
         th, tl = _two_sum(c, uh)
         result = th + _add_round_to_odd(tl, ul)
-        plain = (x == 0.0) | ~np.isfinite(x)
+        plain = (x == 0.0) | ~np.isfinite(x) | (np.abs(uh) < 2.0 ** -900)
         if plain.any():
             result = np.where(plain, x * q + c, result)
     return result

@@ -165,8 +165,8 @@ def kernel_dtype(dtype: np.dtype, name: str, half: bool = False) -> tuple[np.dty
         )
     if kind in "biu":
         return _FLOAT64, False
-    if is_bfloat16(dtype):
-        return (dtype if half else _FLOAT32), True
+    if is_bfloat16(dtype):  # (in native byte order: a swapped one is converted, as float16's)
+        return (dtype.newbyteorder("=") if half else _FLOAT32), True
     raise TypeError(
         f"{name} has dtype {dtype}, which fastl2 cannot compute with; accepted: {_ACCEPTED}"
     )

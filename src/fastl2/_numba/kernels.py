@@ -117,8 +117,10 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, strided
 
 #: fastl2._halves.quotient_tail, compiled (the same float64 operations: the same bits), with
 #: its helper compiled too.
+_split = njit(inline="always")(_halves._split)
+_remainder = njit(inline="always")(_with_globals(_halves._remainder, dict(vars(_halves), _split=_split)))
 _quotient_tail = njit(inline="always")(_with_globals(
-    _halves.quotient_tail, dict(vars(_halves), _remainder=njit(inline="always")(_halves._remainder))))
+    _halves.quotient_tail, dict(vars(_halves), _remainder=_remainder)))
 
 
 @njit(inline="always")
