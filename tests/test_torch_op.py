@@ -112,6 +112,21 @@ def test_gradcheck_and_gradgradcheck(name, weighted, reduction):
     assert torch.autograd.gradgradcheck(fn, (x, t))  # double backward works (curvature term)
 
 
+@pytest.mark.parametrize("name", ["mse", "l1", "huber", "smooth_l1"])
+def test_second_derivatives_are_pytorchs(name):
+    # d/dx of the gradient taken with create_graph=True: the curvature, zeros for L1 (as
+    # torch.nn.functional's, not "does not require grad")
+    x = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    t = torch.zeros(6, dtype=torch.float64)
+    results = []
+    for function in (FUNCTIONS[name], REFERENCE[name]):
+        a = x.clone().requires_grad_()
+        (g,) = torch.autograd.grad(function(a, t), a, create_graph=True)
+        (h,) = torch.autograd.grad(g.sum(), a)
+        results.append(h)
+    torch.testing.assert_close(results[0], results[1])
+
+
 @pytest.mark.parametrize("kind, reduction", [("mse", "weighted_mean"), ("huber", "none"), ("l1", "sum"),
                                              ("smooth_l1", "mean"), ("smooth_l1", "none")])
 def test_gradcheck_through_the_dispatcher(kind, reduction):

@@ -225,8 +225,10 @@ def _setup_context(ctx, inputs, output):
 
 
 def _curvature(kind, reduction, delta, input, target, weight):
-    """The diagonal of d²L/dinput², detached (L1's is 0: not called for it)."""
+    """The diagonal of d²L/dinput², detached (L1's: zeros, as PyTorch's l1_loss gives)."""
     d = (input - target).detach()
+    if kind == "l1":
+        return torch.zeros_like(d)
     h = torch.full_like(d, 2.0) if kind == "mse" else (d.abs() < delta).to(d.dtype)
     if kind == "smooth_l1":
         h = h / delta
@@ -255,11 +257,11 @@ def _gradients(ctx, grad_loss, input, target, weight, grad, in_place):
                            "to differentiate with (fastl2.torch's functions set it)")
     factor = grad_loss * scale if scale != 1.0 else grad_loss
     if torch.is_grad_enabled():
-        if kind != "l1":
-            # create_graph=True: a term that is 0 in value and whose derivative is the curvature,
-            # so that the gradient is differentiable again (double backward, gradgradcheck).
-            e = input - target
-            grad = grad + _curvature(kind, reduction, delta, input, target, weight) * (e - e.detach())
+        # create_graph=True: a term that is 0 in value and whose derivative is the curvature,
+        # so that the gradient is differentiable again (double backward, gradgradcheck; L1's
+        # curvature is 0, and its second derivative zeros, as PyTorch's, not an error).
+        e = input - target
+        grad = grad + _curvature(kind, reduction, delta, input, target, weight) * (e - e.detach())
         d_input = factor * grad
     elif in_place:  # no new memory (and no page faults): the gradient lands where fastl2 wrote it
         # (loss.backward(): a factor of 1 changes no bit, and the pass over the gradient is saved)
