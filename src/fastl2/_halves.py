@@ -90,7 +90,8 @@ def fma(x: np.ndarray, q: float, c: np.ndarray) -> np.ndarray:
     from 2**900 on (where the split overflows): scaled by 2**-200 and back, exactly."""
     x = np.asarray(x, _FLOAT64)
     c = np.asarray(c, _FLOAT64)
-    big = np.abs(x) >= 2.0 ** 900
+    with np.errstate(invalid="ignore"):
+        big = (np.abs(x) >= 2.0 ** 900) & np.isfinite(x)  # (inf and NaN: x * q + c below)
     if big.any():
         result = fma(np.where(big, x * 2.0 ** -200, x), q, np.where(big, c * 2.0 ** -200, c))
         with np.errstate(over="ignore"):
