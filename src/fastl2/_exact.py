@@ -482,13 +482,17 @@ def _exact_signs(rows: np.ndarray) -> np.ndarray:
     2008: distillation)."""
     rows = rows[:, np.any(rows != 0.0, axis=0)]  # (columns of zeros only: none)
     active = np.arange(rows.shape[0])
-    while active.size and rows.shape[1] > 1:  # (each pass: the rows it changed again)
+    # Each pass takes the rows the one before changed.  Finite rows settle in a few passes;
+    # the bound is for what never settles (a NaN compares unequal to itself): no hang.
+    passes = 0
+    while active.size and rows.shape[1] > 1 and passes < 4096:
         part = rows[active]
         before = part.copy()
         for i in range(1, part.shape[1]):
             part[:, i], part[:, i - 1] = _two_sum(part[:, i], part[:, i - 1])
         rows[active] = part
         active = active[np.any(part != before, axis=1)]
+        passes += 1
     sign = np.zeros(rows.shape[0])
     for i in range(rows.shape[1]):  # (the last non-zero value decides)
         sign = np.where(rows[:, i] != 0.0, np.sign(rows[:, i]), sign)
