@@ -279,7 +279,21 @@ def test_half_element_losses_and_gradients_are_exact_values_rounded_once(data):
         expected = [ref.round_fraction(e, half) for e in elements]
         assert value.double().tolist() == expected
     expected = [ref.round_fraction(_derivative_fraction(name, di, wi, b), half) for di, wi in zip(d, ws)]
-    assert grad.double().tolist() == expected
+    if name == "smooth_l1" and math.frexp(parameter)[0] != 0.5:
+        # (its gradient's scale, 1 / beta, is rounded to float64 first: a near-tie may go to the
+        # other neighbour, one step, docs/torch.md; found by a CI run's NumPy backend)
+        steps = _half_steps(grad, torch.tensor(expected, dtype=torch.float64).to(dtype))
+        assert steps.max().item() <= 1
+    else:
+        assert grad.double().tolist() == expected
+
+
+def _half_steps(a, b):
+    """How many steps of their half dtype apart the elements of a and b are (both zeros: 0)."""
+    def ordinal(t):
+        bits = t.view(torch.int16).to(torch.int32)
+        return torch.where(bits < 0, -(bits & 0x7FFF), bits)
+    return (ordinal(a) - ordinal(b)).abs()
 
 
 def test_a_half_element_loss_whose_float32_lies_on_a_midpoint_is_rounded_once():
@@ -384,7 +398,10 @@ def test_smooth_l1_is_huber_divided_by_beta_then_rounded_once(data):
         assert bool((ulps <= spacing * 2.0 ** (-10 if dtype == torch.float16 else -7)).all())
     else:
         np_dtype = np.dtype(np.float32 if dtype == torch.float32 else np.float64)
-        ref.assert_ulp(x.grad.numpy(), np.array([float(q) for q in grad]), ref.grad_ulp(np_dtype), dtype=np_dtype)
+        # (float64: the scale 1 / beta is rounded, then the product and the quotient: 4 ulp, one
+        # more than a CI run's NumPy backend showed)
+        ulp = ref.grad_ulp(np_dtype) if dtype == torch.float32 else 4
+        ref.assert_ulp(x.grad.numpy(), np.array([float(q) for q in grad]), ulp, dtype=np_dtype)
 
 
 def test_smooth_l1_beta_3_of_bfloat16_rounds_once():
