@@ -218,6 +218,10 @@ def test_no_grad_inference_mode_and_target_only_gradients():
         assert ft.mse_loss(x.requires_grad_(), t).grad_fn is None
     with torch.inference_mode():
         assert torch.equal(ft.huber_loss(x, t), ft.huber_loss(x.detach(), t))
+        with torch.enable_grad():  # (inference mode records nothing, grad mode or not: as PyTorch)
+            for loss in (ft.mse_loss(x, t), ft.l1_loss(x, t, weight=torch.ones_like(t)),
+                         ft.smooth_l1_loss(x.double(), t.double(), reduction="none")):
+                assert loss.grad_fn is None and not loss.requires_grad and loss.is_inference()
     x = x.detach()
     t.requires_grad_()
     ft.mse_loss(x, t, reduction="sum").backward()

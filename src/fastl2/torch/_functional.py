@@ -78,7 +78,7 @@ def _run(name, kind, input, target, weight, reduction, dtype, fallback, delta=1.
     # PyTorch's "mean" with a weight: sum / weight sum for mse and l1, sum / n for huber.
     if reduction == "mean" and weight is not None and name != "huber_loss":
         reduction = "weighted_mean"
-    want_grad = torch.is_grad_enabled() and (input.requires_grad or target.requires_grad)
+    want_grad = _ops.records_graph(input, target)
     return _ops.loss_value(input, target, weight, kind, reduction, delta, scale, want_grad)
 
 
@@ -113,7 +113,7 @@ def _common_call(kind, input, target, reduction):
                  or _ops.is_functorch_wrapped(target))
     ):
         return None
-    want_grad = torch.is_grad_enabled() and (input.requires_grad or target.requires_grad)
+    want_grad = _ops.records_graph(input, target)
     if (input.is_cpu and target.is_cpu and input.layout == torch.strided == target.layout
             and not (input.is_neg() or target.is_neg()) and input.is_contiguous()
             and target.is_contiguous() and _ops.compiled_call(kind, want_grad)

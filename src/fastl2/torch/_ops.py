@@ -423,6 +423,16 @@ def under_functorch(*tensors) -> bool:
     return any(t is not None and _is_functorch_wrapped(t) for t in tensors)
 
 
+def records_graph(input: Tensor, target: Tensor) -> bool:
+    """Whether autograd records this call: grad mode on, inference mode off (under
+    ``torch.inference_mode()`` PyTorch records nothing, ``torch.enable_grad()`` inside it
+    included), and ``input`` or ``target`` requiring grad. (While torch.compile traces, which
+    cannot ask about inference mode, grad mode alone: the operator's autograd is the
+    dispatcher's there, which records nothing in inference mode.)"""
+    return (torch.is_grad_enabled() and (input.requires_grad or target.requires_grad)
+            and (torch.compiler.is_compiling() or not torch.is_inference_mode_enabled()))
+
+
 def _eager(*tensors) -> bool:
     """Whether nothing but eager autograd will see this call: not compiling or tracing, no
     dispatch mode (FakeTensorMode, FlopCounterMode, ...), plain tensors (no subclass, no
