@@ -218,16 +218,32 @@ def test_no_grad_inference_mode_and_target_only_gradients():
         assert ft.mse_loss(x.requires_grad_(), t).grad_fn is None
     with torch.inference_mode():
         assert torch.equal(ft.huber_loss(x, t), ft.huber_loss(x.detach(), t))
-        with torch.enable_grad():  # (inference mode records nothing, grad mode or not: as PyTorch)
-            for loss in (ft.mse_loss(x, t), ft.l1_loss(x, t, weight=torch.ones_like(t)),
-                         ft.smooth_l1_loss(x.double(), t.double(), reduction="none")):
-                assert loss.grad_fn is None and not loss.requires_grad and loss.is_inference()
     x = x.detach()
     t.requires_grad_()
     ft.mse_loss(x, t, reduction="sum").backward()
     torch.testing.assert_close(t.grad, 2 * (t - x).detach())
     ft.mse_loss(x, t, reduction="sum").backward()  # gradients accumulate, as usual
     torch.testing.assert_close(t.grad, 4 * (t - x).detach())
+
+
+@pytest.mark.parametrize("name, weighted", [(name, False) for name in sorted(FUNCTIONS)]
+                         + [(name, True) for name in WEIGHTED])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("grad_of", ["input", "target"])
+def test_inference_mode_records_nothing_even_with_grad_enabled(name, weighted, dtype, reduction, grad_of):
+    # (inference mode records no graph, whatever the grad mode inside it: as PyTorch; both roads,
+    # the common call's and the general one's with a weight)
+    x, t = pair(dtype=dtype)
+    (x if grad_of == "input" else t).requires_grad_()
+    kwargs = {"reduction": reduction} | ({"weight": torch.ones_like(t)} if weighted else {})
+    with torch.inference_mode(), torch.enable_grad():
+        ours, theirs = FUNCTIONS[name](x, t, **kwargs), getattr(F, name)(x, t, **kwargs)
+    assert theirs.grad_fn is None and not theirs.requires_grad  # (PyTorch's rule, as assumed)
+    assert ours.grad_fn is None and not ours.requires_grad and ours.is_inference()
+    torch.testing.assert_close(ours.float(), theirs.float(), rtol=1e-2, atol=1e-2)
+    with torch.enable_grad():  # (outside inference mode the same call records one)
+        assert FUNCTIONS[name](x, t, **kwargs).grad_fn is not None
 
 
 def test_torch_function_overrides_see_fastl2s_function():
