@@ -319,25 +319,26 @@ def compiled_call(kind: str, want_grad: bool) -> bool:
     return core is not None and getattr(fastl2, name) is getattr(core, name)
 
 
-def common_loss(kind: str, input: Tensor, target: Tensor, y_true, y_pred, reduction: str,
-                want_grad: bool):
+def common_loss(input: Tensor, target: Tensor, call: tuple, want_grad: bool):
     """``(loss, grad or None)`` of the common eager call (``_functional._common_call``: tensors
     of one shape with elements and one dtype, float32, float64, float16 or bfloat16, no weight,
     reduction ``"mean"`` or ``"sum"``): ``_loss_impl``'s result for it, without its general
-    checks and conversions. ``y_true`` and ``y_pred`` are the NumPy views of ``target`` and
+    checks and conversions. ``call`` is ``(kind, reduction, y_true, y_pred, true_address,
+    pred_address, shape)``: ``y_true`` and ``y_pred`` the NumPy views of ``target`` and
     ``input``, or None where both tensors are contiguous and ``compiled_call``: then the
-    compiled fast path reads their memory by address (their views cost a microsecond, a tenth
-    of a loss of 10⁴ elements)."""
-    names = _FUNCTION_NAMES[kind]
+    compiled fast path reads their memory at the two addresses (their views cost a
+    microsecond, a tenth of a loss of 10⁴ elements)."""
+    kind, reduction, y_true, y_pred, true_address, pred_address, shape = call
     result = None
     if y_pred is None:
         result = _backends._core.loss_at(
-            _CODES[kind], target.data_ptr(), input.data_ptr(), input.shape,
+            _CODES[kind], true_address, pred_address, shape,
             _NUMPY_DTYPES.get(input.dtype) or _bfloat16_numpy(), reduction, want_grad,
             lambda: (numpy_view(target), numpy_view(input), None))
         if result is None:  # (a case the address path leaves to the views)
             y_true, y_pred = numpy_view(target), numpy_view(input)
     if result is None:
+        names = _FUNCTION_NAMES[kind]
         function = getattr(fastl2, names[1] if want_grad else names[0])
         result = function(y_true, y_pred, reduction=reduction)
     value, grad = result if want_grad else (result, None)
@@ -355,11 +356,11 @@ def common_loss(kind: str, input: Tensor, target: Tensor, y_true, y_pred, reduct
 
 
 def _common_forward(ctx, input, target, call):
-    kind, reduction, y_true, y_pred = call  # (one argument: each costs the engine some time)
-    result, ctx.grad = common_loss(kind, input, target, y_true, y_pred, reduction, True)
+    # (one argument, call: each costs the engine some time)
+    result, ctx.grad = common_loss(input, target, call, True)
     ctx.save_for_backward(input, target)
     ctx.versions = (input, target, input._version, target._version)
-    ctx.params = (kind, reduction, 1.0, 1.0, True)
+    ctx.params = (call[0], call[1], 1.0, 1.0, True)
     return result
 
 
@@ -376,8 +377,9 @@ def _common_backward(ctx, grad_loss):
         return (grad if needs[0] else None), (-grad if needs[1] else None), None
     input, target = ctx.saved_tensors
     if grad is None and grad_loss is not None:  # retain_graph=True, second backward
-        grad = common_loss(ctx.params[0], input, target, numpy_view(target), numpy_view(input),
-                           ctx.params[1], True)[1]
+        kind, reduction = ctx.params[:2]
+        grad = common_loss(input, target, (kind, reduction, numpy_view(target), numpy_view(input), 0, 0,
+                                           input.shape), True)[1]
     return _gradients(ctx, grad_loss, input, target, None, grad, in_place=True)[:6]
 
 
