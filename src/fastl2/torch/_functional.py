@@ -102,11 +102,13 @@ def _common_call(kind, input, target, reduction):
             and target.dtype is dtype and dtype in _COMMON_DTYPES
             and type(reduction) is str and reduction in _COMMON_REDUCTIONS):
         return None
+    # (compiling first: Dynamo cannot trace _bfloat16_numpy's first-use import under a lock)
+    if torch.compiler.is_compiling():
+        return None
     shape = input.shape
     if (shape != target.shape or not input.numel()
             or (dtype is torch.bfloat16 and _ops._bfloat16_numpy() is None)
-            or _ops.forward_ad_active()
-            or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack()
+            or _ops.forward_ad_active() or torch._C._len_torch_dispatch_stack()
             or torch._C._get_tracing_state() or _ops.is_functorch_wrapped(input)
             or _ops.is_functorch_wrapped(target)):
         return None
