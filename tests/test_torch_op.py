@@ -238,6 +238,33 @@ def test_bfloat16_without_ml_dtypes_computes_on_float32_copies_with_the_same_bit
     assert torch.equal(got, expected) and torch.equal(x.grad, expected_grad)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16],
+                         ids=lambda dtype: str(dtype).removeprefix("torch."))
+def test_without_ml_dtypes_every_dtype_has_the_same_bits(monkeypatch, dtype):
+    """Without ml_dtypes, every dtype on both roads (the common call, and a weight's), every
+    function: the same losses and gradients as with it (bfloat16 on float32 copies). A float64
+    gradient was taken for a bfloat16 one without it (NumPy's ``dtype == None`` is True) and
+    every float64 backward failed."""
+    x, t, w = _data((6, 5), dtype, "contiguous")
+    calls = [(name, {}) for name in FUNCTIONS] + [(name, {"weight": w}) for name in WEIGHTED]
+
+    def run():
+        out = []
+        for name, kwargs in calls:
+            value = FUNCTIONS[name](x, t, **kwargs)
+            value.backward()
+            out.append((value.detach(), x.grad))
+            x.grad = None
+        return out
+
+    expected = run()
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # (its import raises ImportError)
+    monkeypatch.setattr(_ops, "_bfloat16_numpy", lambda: None)  # (the cached answer, as without it)
+    for (value, grad), (want, want_grad) in zip(run(), expected):
+        assert value.dtype == grad.dtype == dtype
+        assert torch.equal(value, want) and torch.equal(grad, want_grad)
+
+
 @pytest.mark.parametrize("factor", [1.0, 3.0, -0.5])
 def test_the_eager_backward_scales_by_grad_output(factor):
     # (a factor of 1, loss.backward()'s, hands fastl2's gradient on without a pass over it)

@@ -246,6 +246,71 @@ def test_inference_mode_records_nothing_even_with_grad_enabled(name, weighted, d
         assert FUNCTIONS[name](x, t, **kwargs).grad_fn is not None
 
 
+@pytest.mark.parametrize("name, weighted", [(name, False) for name in sorted(FUNCTIONS)]
+                         + [(name, True) for name in WEIGHTED])
+@pytest.mark.parametrize("inference", ["input", "target"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_an_inference_tensor_as_pytorch(name, weighted, inference, reduction):
+    # (an inference tensor in a call autograd records: PyTorch's own error where PyTorch saves
+    # it for its backward (mse_loss without a weight, huber_loss, smooth_l1_loss), else a
+    # result with its gradient, on both roads; the common call read its version counter, which
+    # has an error of its own, and every call saved its operands)
+    with torch.inference_mode():
+        x, t = pair()
+    other = torch.randn(4, 3, requires_grad=True)
+    x, t = (x, other) if inference == "input" else (other, t)
+    kwargs = {"reduction": reduction} | ({"weight": torch.ones(4, 3)} if weighted else {})
+    ours = outcome(lambda: FUNCTIONS[name](x, t, **kwargs))
+    theirs = outcome(lambda: getattr(F, name)(x, t, **kwargs))
+    assert ours[0][1] == theirs[0][1]
+    if theirs[0][1] is not None:
+        assert "cannot be saved for backward" in ours[0][1][1]
+        assert name in ("mse_loss", "huber_loss", "smooth_l1_loss") and not (name == "mse_loss" and weighted)
+        return
+    grads = []
+    for value in (ours[0][0], theirs[0][0]):
+        (grad,) = torch.autograd.grad(value.sum(), other)
+        grads.append(grad)
+    torch.testing.assert_close(ours[0][0], theirs[0][0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-7)
+
+
+# (a float16 input beside a float64 target: PyTorch's own huber_loss backward fails under
+# autocast, "Found dtype Double but expected Float")
+AUTOCAST_INPUTS = [(torch.bfloat16, torch.bfloat16), (torch.float16, torch.float16),
+                   (torch.float32, torch.float32), (torch.float64, torch.float64),
+                   (torch.bfloat16, torch.float32), (torch.float16, torch.float32)]
+
+
+@pytest.mark.parametrize("name, weighted", [(name, False) for name in sorted(FUNCTIONS)]
+                         + [(name, True) for name in WEIGHTED])
+@pytest.mark.parametrize("autocast_dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("dtypes", AUTOCAST_INPUTS, ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cpu_autocast_as_pytorch(name, weighted, autocast_dtype, dtypes, reduction):
+    # (PyTorch's CPU autocast computes these losses without a weight in float32: a half input
+    # and target become float32, so does the loss; with a weight, huber_loss's element losses
+    # too, not mse_loss's or l1_loss's. The gradient comes back in the input's own dtype.
+    # fastl2 ignored autocast. Values: PyTorch sums a half weight in its dtype, fastl2 exactly.)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 4, generator=g, dtype=dtypes[0]).requires_grad_()
+    t = torch.randn(5, 4, generator=g, dtype=dtypes[1])
+    kwargs = {"reduction": reduction} | ({"weight": torch.rand(5, 4, generator=g, dtype=dtypes[0])} if weighted else {})
+    results = []
+    for function in (FUNCTIONS[name], getattr(F, name)):
+        with torch.autocast("cpu", dtype=autocast_dtype):
+            value = function(x, t, **kwargs)
+        value.sum().backward()
+        results.append((value.detach(), x.grad))
+        x.grad = None
+    (ours, our_grad), (theirs, their_grad) = results
+    assert ours.dtype == theirs.dtype and our_grad.dtype == their_grad.dtype == x.dtype
+    halves = (torch.float16, torch.bfloat16)
+    tolerance = 2e-2 if weighted and dtypes[0] in halves else {torch.float64: 1e-12, torch.float32: 1e-5}.get(ours.dtype, 2e-2)
+    torch.testing.assert_close(ours, theirs, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(our_grad.double(), their_grad.double(), rtol=2e-2, atol=1e-3)
+
+
 def test_torch_function_overrides_see_fastl2s_function():
     calls = []
 

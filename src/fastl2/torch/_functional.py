@@ -79,7 +79,20 @@ def _run(name, kind, input, target, weight, reduction, dtype, fallback, delta=1.
     if reduction == "mean" and weight is not None and name != "huber_loss":
         reduction = "weighted_mean"
     want_grad = _ops.records_graph(input, target)
+    if want_grad and (kind == "l1" or (kind == "mse" and weight is not None)):
+        input, target, weight = _saveable(input), _saveable(target), _saveable(weight)
     return _ops.loss_value(input, target, weight, kind, reduction, delta, scale, want_grad)
+
+
+def _saveable(tensor):
+    """``tensor``, or a copy of it where it is an inference tensor (``torch.inference_mode``),
+    which autograd cannot save: for the calls where PyTorch saves none of its operands
+    (``l1_loss``, ``mse_loss`` with a weight) and so accepts inference tensors in a recorded
+    call, fastl2's operator, which saves them, gets copies. (Where PyTorch saves them, fastl2
+    raises PyTorch's error.)"""
+    if tensor is not None and not torch.compiler.is_compiling() and tensor.is_inference():
+        return tensor.clone()
+    return tensor
 
 
 #: The dtypes of the common call (``_common_call``; bfloat16 where ml_dtypes is installed).
@@ -113,6 +126,8 @@ def _common_call(kind, input, target, reduction):
             or _ops.is_functorch_wrapped(target)):
         return None
     want_grad = _ops.records_graph(input, target)
+    if want_grad and kind == "l1":
+        input, target = _saveable(input), _saveable(target)
     call = None
     if (input.is_cpu and target.is_cpu and input.layout == torch.strided == target.layout
             and not (input.is_neg() or target.is_neg()) and input.is_contiguous()
@@ -133,6 +148,21 @@ def _common_call(kind, input, target, reduction):
     if want_grad:
         return _ops.apply_common(input, target, call)
     return _ops.common_loss(input, target, call, False)[0]
+
+
+def _autocast_float32(tensor):
+    """``tensor`` as CPU autocast hands it to these losses: PyTorch's CPU autocast computes
+    ``mse_loss``, ``l1_loss``, ``huber_loss`` and ``smooth_l1_loss`` without a weight in
+    float32 (its float32 list), so a float16 or bfloat16 CPU tensor becomes float32
+    (differentiably), and anything else is left as it is. With ``weight=`` PyTorch computes
+    ``mse_loss`` and ``l1_loss`` in the inputs' dtypes (not called), and ``huber_loss``'s
+    element losses in float32, then times the weight (called)."""
+    if isinstance(tensor, Tensor) and tensor.dtype in _AUTOCAST_HALVES and tensor.is_cpu:
+        return tensor.float()
+    return tensor
+
+
+_AUTOCAST_HALVES = (torch.float16, torch.bfloat16)
 
 
 def _promoted(*tensors):
@@ -184,6 +214,8 @@ def mse_loss(
             mse_loss, (input, target, weight), input, target,
             size_average=size_average, reduce=reduce, reduction=reduction, weight=weight,
         )
+    if weight is None and torch.is_autocast_enabled("cpu"):  # (CPU autocast: in float32)
+        input, target = _autocast_float32(input), _autocast_float32(target)
     if weight is None and size_average is None and reduce is None:
         result = _common_call("mse", input, target, reduction)
         if result is not None:
@@ -214,6 +246,8 @@ def l1_loss(
             l1_loss, (input, target, weight), input, target,
             size_average=size_average, reduce=reduce, reduction=reduction, weight=weight,
         )
+    if weight is None and torch.is_autocast_enabled("cpu"):  # (CPU autocast: in float32)
+        input, target = _autocast_float32(input), _autocast_float32(target)
     if weight is None and size_average is None and reduce is None:
         result = _common_call("l1", input, target, reduction)
         if result is not None:
@@ -250,6 +284,8 @@ def huber_loss(
             huber_loss, (input, target, weight), input, target,
             reduction=reduction, delta=delta, weight=weight,
         )
+    if torch.is_autocast_enabled("cpu"):  # (CPU autocast: the element losses in float32)
+        input, target = _autocast_float32(input), _autocast_float32(target)
     _check_tensors("huber_loss", input, target, weight)
     delta = _real("huber_loss", "delta", delta)
     reduction = _check_reduction(reduction, weight is not None)
@@ -284,6 +320,8 @@ def smooth_l1_loss(
             smooth_l1_loss, (input, target), input, target,
             size_average=size_average, reduce=reduce, reduction=reduction, beta=beta,
         )
+    if torch.is_autocast_enabled("cpu"):  # (CPU autocast: in float32)
+        input, target = _autocast_float32(input), _autocast_float32(target)
     _check_tensors("smooth_l1_loss", input, target, None)
     beta = _real("smooth_l1_loss", "beta", beta)
     if size_average is not None or reduce is not None:

@@ -87,7 +87,8 @@ def numpy_view(tensor: Tensor) -> np.ndarray:
 
 def tensor_of(array: np.ndarray) -> Tensor:
     """``torch.from_numpy(array)``, an ``ml_dtypes.bfloat16`` array included (no copy)."""
-    if array.dtype == _bfloat16_numpy():
+    bfloat16 = _bfloat16_numpy()  # (None without ml_dtypes: NumPy's dtype == None is True)
+    if bfloat16 is not None and array.dtype == bfloat16:
         return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(array)
 
@@ -359,7 +360,10 @@ def _common_forward(ctx, input, target, call):
     # (one argument, call: each costs the engine some time)
     result, ctx.grad = common_loss(input, target, call, True)
     ctx.save_for_backward(input, target)
-    ctx.versions = (input, target, input._version, target._version)
+    try:
+        ctx.versions = (input, target, input._version, target._version)
+    except RuntimeError:  # (an inference tensor has none: saving it fails, PyTorch's own error)
+        ctx.versions = None
     ctx.params = (call[0], call[1], 1.0, 1.0, True)
     return result
 
