@@ -70,7 +70,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _rows_body)(const fl2_problem *p, int64_t nrow
                 q.weights = (const char *)p->weights + r * ld[FL2_OP_WEIGHTS] * (int64_t)sizeof(T_WEIGHTS);
                 q.weights_repeat = w_step ? 1 : row_len;
 #endif
-                BODY_FN(&q, NULL, 0, row_len, NULL, loss, 1, 0, 0, weights_only, raw[j], 1, pf);
+                BODY_FN(&q, NULL, 0, row_len, NULL, loss, 1, 0, 0, weights_only, raw[j], 1, pf, 0, 0);
             } else {
                 memset(raw[j], 0, sizeof raw[j]);
             }

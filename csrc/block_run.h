@@ -8,7 +8,8 @@
 FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t start, int64_t end,
                         fl2_partial *out, const fl2_loss loss, const int want_sums,
                         const int want_grad, const int want_elem, const int weights_only,
-                        double *raw, const int step, const int64_t *ahead)
+                        double *raw, const int step, const int64_t *ahead, const int half_c,
+                        const int stream_c)
 {
     typedef T_PRED pred_t;
 #if COMPENSATED
@@ -35,14 +36,16 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
      * float16 or bfloat16 array (fastl2.c, strided.c: the blocks of a converted call): the
      * quotient in two parts, and a float32 one rounded to odd (vectors.h), so that its
      * rounding to the half is the only one. */
-    const int half_bound = want_grad && (sizeof(pred_t) == 2 || o->grad_half);
+    const int half_bound = want_grad && half_c; /* (BLOCK_FN: sizeof(pred_t) == 2 || o->grad_half) */
     const int odd = sizeof(pred_t) == sizeof(float) && half_bound;
     double tail_q = quotient, tail_lo = 0.0;
     const int tail = half_bound && fl2_quotient_tail(scale, divisor, quotient, &tail_q, &tail_lo);
     (void)tail;
     /* Streaming stores write large gradients without first reading their lines in (float32
-     * and float64 ones: a half-precision gradient is stored as it is converted). */
-    const int stream = want_grad && !weights_only && o->stream && !half_bound && fl2_stream_aligned(grad);
+     * and float64 ones: a half-precision gradient is stored as it is converted).  half_c and
+     * stream_c are constants where BLOCK_FN calls (it tells the cases apart, so that each is a
+     * loop of its own, without a branch per vector on them). */
+    const int stream = want_grad && !weights_only && !half_bound && stream_c;
     const double param = p->loss_param;
     (void)quotient; (void)divisor; (void)param;
 
@@ -272,8 +275,19 @@ static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, 
 {
     /* Constant flags (and loss, by FL2_FOR_LOSS) make each call below its own loop without
      * per-element branches. */
-#define RUN(loss, sums, grad, elem, wonly, step) \
-    BODY_FN(p, o, start, end, out, loss, sums, grad, elem, wonly, NULL, step, NULL)
+#define BODY(loss, sums, grad, elem, wonly, step, half_c, stream_c) \
+    BODY_FN(p, o, start, end, out, loss, sums, grad, elem, wonly, NULL, step, NULL, half_c, stream_c)
+#define RUN(loss, sums, g_, elem, wonly, step)                                               \
+    do {                                                                                   \
+        if (!(g_))                                                                         \
+            BODY(loss, sums, 0, elem, wonly, step, 0, 0);                                  \
+        else if (sizeof(T_PRED) == 2 || o->grad_half)                                      \
+            BODY(loss, sums, 1, elem, wonly, step, 1, 0);                                  \
+        else if (!(wonly) && o->stream && fl2_stream_aligned(o->grad))                     \
+            BODY(loss, sums, 1, elem, wonly, step, 0, 1);                                  \
+        else                                                                               \
+            BODY(loss, sums, 1, elem, wonly, step, 0, 0);                                  \
+    } while (0)
 #define FL2_LOSS_BODY(loss)                                                  \
     switch ((int)mode) {                                                     \
     case FL2_MODE_SUMS: RUN(loss, 1, 0, 0, 0, 1); break;                     \
@@ -293,5 +307,6 @@ static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, 
         FL2_FOR_LOSS(p->loss)
 #undef FL2_LOSS_BODY
 #undef RUN
+#undef BODY
 }
 #endif
