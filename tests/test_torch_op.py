@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
+import warnings
 from fractions import Fraction
 
 import pytest
@@ -409,6 +410,28 @@ def test_compile_fullgraph_every_dtype(dtype, grad):
         compiled_grad, x.grad = x.grad, None
         eager.sum().backward()
         assert torch.equal(compiled_grad, x.grad)
+
+
+@pytest.mark.parametrize("name, weighted", [(name, False) for name in FUNCTIONS] + [(name, True) for name in WEIGHTED])
+@pytest.mark.parametrize("traced_with_grad", [False, True], ids=["traced-without-grad", "traced-with-grad"])
+def test_jit_trace_replays_with_and_without_autograd(name, weighted, traced_with_grad):
+    """A torch.jit.trace graph is traced once and run with and without autograd: fastl2's
+    operator is traced computing the gradient (it was traced with the tracing call's want_grad:
+    one traced without autograd could not be differentiated, one traced with it failed the
+    trace's check)."""
+    x, t, w = _data((5, 3), torch.float32, grad=traced_with_grad)
+    kwargs = {"weight": w} if weighted else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # (torch.jit.trace's own, torch 2.13)
+        traced = torch.jit.trace(lambda a, b: FUNCTIONS[name](a, b, **kwargs), (x, t))
+    plain = x.detach()
+    assert torch.equal(traced(plain, t), FUNCTIONS[name](plain, t, **kwargs))
+    replayed, eager = plain.clone().requires_grad_(), plain.clone().requires_grad_()
+    value, expected = traced(replayed, t), FUNCTIONS[name](eager, t, **kwargs)
+    value.backward()
+    expected.backward()
+    assert torch.equal(value, expected) and torch.equal(replayed.grad, eager.grad)
 
 
 def _training(loss_fn, compile_backend, steps=4):

@@ -78,7 +78,8 @@ def _run(name, kind, input, target, weight, reduction, dtype, fallback, delta=1.
     # PyTorch's "mean" with a weight: sum / weight sum for mse and l1, sum / n for huber.
     if reduction == "mean" and weight is not None and name != "huber_loss":
         reduction = "weighted_mean"
-    want_grad = _ops.records_graph(input, target)
+    # (a torch.jit.trace graph runs with and without autograd: traced, the gradient always)
+    want_grad = _ops.records_graph(input, target) or torch._C._get_tracing_state() is not None
     if want_grad and (kind == "l1" or (kind == "mse" and weight is not None)):
         input, target, weight = _saveable(input), _saveable(target), _saveable(weight)
     return _ops.loss_value(input, target, weight, kind, reduction, delta, scale, want_grad)
