@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import subprocess
 import sys
 import warnings
 from fractions import Fraction
@@ -241,11 +242,11 @@ def test_bfloat16_without_ml_dtypes_computes_on_float32_copies_with_the_same_bit
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16],
                          ids=lambda dtype: str(dtype).removeprefix("torch."))
-def test_without_ml_dtypes_every_dtype_has_the_same_bits(monkeypatch, dtype):
+def test_without_ml_dtypes_every_dtype_has_the_same_bits(backend, monkeypatch, dtype):
     """Without ml_dtypes, every dtype on both roads (the common call, and a weight's), every
-    function: the same losses and gradients as with it (bfloat16 on float32 copies). A float64
-    gradient was taken for a bfloat16 one without it (NumPy's ``dtype == None`` is True) and
-    every float64 backward failed."""
+    function, every backend: the same losses and gradients as with it (bfloat16 on float32
+    copies). A float64 gradient was taken for a bfloat16 one without it (NumPy's
+    ``dtype == None`` is True) and every float64 backward failed."""
     x, t, w = _data((6, 5), dtype, "contiguous")
     calls = [(name, {}) for name in FUNCTIONS] + [(name, {"weight": w}) for name in WEIGHTED]
 
@@ -264,6 +265,26 @@ def test_without_ml_dtypes_every_dtype_has_the_same_bits(monkeypatch, dtype):
     for (value, grad), (want, want_grad) in zip(run(), expected):
         assert value.dtype == grad.dtype == dtype
         assert torch.equal(value, want) and torch.equal(grad, want_grad)
+
+
+def test_without_ml_dtypes_in_a_fresh_process():
+    """The same in a process where ml_dtypes cannot be imported at all (the answer that
+    fastl2.torch caches is its own there): float64 and float32 backward, and bfloat16 on
+    float32 copies."""
+    code = (
+        "import sys; sys.modules['ml_dtypes'] = None\n"
+        "import torch, fastl2.torch as ft\n"
+        "for dtype in (torch.float64, torch.float32, torch.bfloat16):\n"
+        "    x = torch.linspace(-1, 2, 12, dtype=dtype).reshape(4, 3).requires_grad_()\n"
+        "    t = torch.zeros(4, 3, dtype=dtype)\n"
+        "    for loss in (ft.mse_loss(x, t), ft.huber_loss(x, t, weight=t + 1)):\n"
+        "        loss.backward()\n"
+        "        assert x.grad.dtype == dtype and x.grad.shape == (4, 3), (dtype, x.grad)\n"
+        "        x.grad = None\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("factor", [1.0, 3.0, -0.5])

@@ -80,7 +80,8 @@ def _run(name, kind, input, target, weight, reduction, dtype, fallback, delta=1.
         reduction = "weighted_mean"
     # (a torch.jit.trace graph runs with and without autograd: traced, the gradient always)
     want_grad = _ops.records_graph(input, target) or torch._C._get_tracing_state() is not None
-    if want_grad and (kind == "l1" or (kind == "mse" and weight is not None)):
+    if (want_grad and (kind == "l1" or (kind == "mse" and weight is not None))
+            and not torch.compiler.is_compiling()):
         input, target, weight = _saveable(input), _saveable(target), _saveable(weight)
     return _ops.loss_value(input, target, weight, kind, reduction, delta, scale, want_grad)
 
@@ -91,7 +92,7 @@ def _saveable(tensor):
     (``l1_loss``, ``mse_loss`` with a weight) and so accepts inference tensors in a recorded
     call, fastl2's operator, which saves them, gets copies. (Where PyTorch saves them, fastl2
     raises PyTorch's error.)"""
-    if tensor is not None and not torch.compiler.is_compiling() and tensor.is_inference():
+    if tensor is not None and tensor.is_inference():  # (not asked while compiling)
         return tensor.clone()
     return tensor
 
