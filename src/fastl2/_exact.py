@@ -156,28 +156,130 @@ def _element_pieces(code: int, y_true, y_pred, weights, param: float):
 # ------------------------------------------------------------------------- exact sums as integers
 
 
-def exact_sum(pieces) -> tuple[int, int]:
-    """(m, e) with m * 2**e the exact sum of finite float64 arrays: each value is an integer
-    mantissa times a power of two, and the mantissas of one exponent are added in int64 (in
-    two 26-bit halves: no overflow below 2**36 values), then the exponents' sums as Python
+def exact_sum(pieces, offsets=None) -> tuple[int, int]:
+    """(m, e) with m * 2**e the exact sum of ``pieces[j] * 2**offsets[j]`` over finite float64
+    arrays (``offsets``: int64 arrays of the same shapes, or None for 0): each value is an
+    integer mantissa times a power of two, and the mantissas of one exponent are added in int64
+    (in two 26-bit halves: no overflow below 2**36 values), then the exponents' sums as Python
     integers."""
-    values = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in pieces]) if pieces else np.zeros(0)
+    if not pieces:
+        return 0, 0
+    values = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in pieces])
+    shift = None
+    if offsets is not None:
+        shift = np.concatenate([np.broadcast_to(np.asarray(o, dtype=np.int64), np.shape(p)).ravel()
+                                for p, o in zip(pieces, offsets)])
+        shift = shift[values != 0]
     values = values[values != 0]
     if not values.size:
         return 0, 0
     fraction, exponent = np.frexp(values)
     mantissa = (fraction * 2.0 ** 53).astype(np.int64)  # exact: |fraction| < 1, 53 bits
     exponent = exponent.astype(np.int64) - 53
-    order = np.argsort(exponent, kind="stable")
-    exponent, mantissa = exponent[order], mantissa[order]
-    starts = np.flatnonzero(np.concatenate(([True], exponent[1:] != exponent[:-1])))
-    high = np.add.reduceat(mantissa >> 26, starts)
-    low = np.add.reduceat(mantissa & ((1 << 26) - 1), starts)
-    lowest = int(exponent[0])
+    if shift is not None:
+        exponent += shift
+    lowest = int(exponent.min())
+    exponent -= lowest
     total = 0
-    for h, lo, e in zip(high.tolist(), low.tolist(), exponent[starts].tolist()):
-        total += ((h << 26) + lo) << (e - lowest)
+    # Per exponent, the mantissas' 27-bit high and 26-bit low halves summed by bincount in
+    # float64: exact, as no sum of 2**25 halves reaches 2**53.
+    step = 1 << 25
+    for start in range(0, values.size, step):
+        at = exponent[start:start + step]
+        part = mantissa[start:start + step]
+        high = np.bincount(at, weights=(part >> 26).astype(np.float64))
+        low = np.bincount(at, weights=(part & ((1 << 26) - 1)).astype(np.float64))
+        for e in np.flatnonzero((high != 0) | (low != 0)).tolist():
+            total += ((int(high[e]) << 26) + int(low[e])) << e
     return total, lowest
+
+
+#: Scaled pieces nearer 0 than this (but not 0) take the per-element path: their products could
+#: reach the subnormals, where a product's error is not a float64.
+_TINY = 2.0 ** -300
+
+
+def _difference(y_true, y_pred):
+    """d = y_pred - y_true exactly, as float64 (hi, lo) with |lo| <= ulp(hi) / 2, and where that
+    fails: float64 operands (or integers up to 2**53) whose difference overflows, and integers
+    past 2**53 (a boolean mask; its elements' hi and lo are 0)."""
+    bad = np.zeros(np.shape(y_pred), bool)
+    arrays = []
+    for a in (y_true, y_pred):
+        if a is None:
+            arrays.append(None)
+            continue
+        a = np.asarray(a)
+        if a.dtype.kind in "iu":
+            if a.dtype.itemsize >= 8:  # (beyond 2**53 float64 rounds them)
+                bad |= (a > 2 ** 53) | (a < -2 ** 53) if a.dtype.kind == "i" else a > 2 ** 53
+        arrays.append(np.asarray(a, dtype=np.float64))
+    t, p = arrays
+    if t is None:
+        return p.copy(), np.zeros_like(p), bad
+    with np.errstate(over="ignore", invalid="ignore"):
+        hi, lo = _two_sum(p, -t)
+        bad |= ~np.isfinite(hi)
+    hi[bad], lo[bad] = 0.0, 0.0
+    return hi, lo, bad
+
+
+def _scaled_pieces(code: int, param: float, y_true, y_pred, weights):
+    """Float64 pieces and int64 exponents whose exact sum ``sum(piece * 2**exponent)`` is the
+    sum of ``w * l(d)`` over the elements (1-d arrays, weights as float64 of the same shape,
+    every value finite), d = y_pred - y_true exact; and a mask of the elements left out of
+    them, for ``_element_fraction`` (rare: see below).
+
+    Every element's d is scaled by the power of two that brings it to [1/2, 1) (exactly), so
+    that its error-free pieces (TwoSum, TwoProduct) neither overflow nor reach the subnormals,
+    whatever the inputs' range; its exponent goes beside them.  An element whose scaled pieces
+    would reach 2**-300 (a difference's tail below 2**-300 of it, a Huber delta below 2**-300
+    of |d|), or whose difference overflows, or that holds an integer past 2**53, is left out."""
+    hi, lo, bad = _difference(y_true, y_pred)
+    _, e = np.frexp(hi)
+    e = e.astype(np.int64)
+    h = np.ldexp(hi, -e)  # (exact: into [1/2, 1); 0 stays 0)
+    low = np.ldexp(lo, -e)
+    bad |= (np.ldexp(low, e) != lo) | ((low != 0) & (np.abs(low) < _TINY))
+    if code == 0 or code == 2:
+        square = [*_two_product(h, h), *_two_product(2.0 * h, low), *_two_product(low, low)]
+    if code == 0:
+        pieces, shift = square, 2 * e
+    elif code == 1:  # |d|: the sign of d is that of hi
+        sign = np.where(hi < 0, -1.0, 1.0)
+        pieces, shift = [h * sign, low * sign], e
+    else:  # Huber: a * a / 2 below delta, delta * (a - delta / 2) from it
+        a_hi, a_lo = np.abs(hi), np.where(hi < 0, -lo, lo)
+        inside = (a_hi < param) | ((a_hi == param) & (a_lo < 0))
+        half = np.ldexp(np.full_like(h, param), -e - 1)  # delta / 2, scaled as d
+        bad |= ~inside & (np.ldexp(half, e + 1) != param)
+        s, s_lo = _two_sum(np.abs(h), -half)
+        bad |= ~inside & (s_lo != 0) & (np.abs(s_lo) < _TINY)
+        m, k = math.frexp(param)  # delta = m * 2**k
+        a_low = np.where(hi < 0, -low, low)  # (the scaled a = |h| + a_low)
+        linear = [*_two_product(s, np.full_like(s, m)), *_two_product(s_lo, np.full_like(s, m)),
+                  *_two_product(a_low, np.full_like(s, m))]
+        pieces = [np.where(inside, x, 0.0) for x in square] + [np.where(inside, 0.0, x) for x in linear]
+        shift = np.where(inside, 2 * e - 1, e + k)
+    if weights is not None:
+        fraction, w_e = np.frexp(weights)  # (w = fraction * 2**w_e exactly)
+        pieces = _times(pieces, fraction)
+        shift = shift + w_e.astype(np.int64)
+    pieces = [np.where(bad, 0.0, x) for x in pieces]
+    return pieces, [shift] * len(pieces), bad
+
+
+def _element_fraction(code: int, param: float, t, p, w) -> Fraction:
+    """w * l(p - t) exactly, for one element (Python numbers: floats or ints)."""
+    d = abs(Fraction(p) - Fraction(t if t is not None else 0))
+    if code == 0:
+        value = d * d
+    elif code == 1:
+        value = d
+    else:
+        delta = Fraction(param)
+        value = d * d / 2 if d < delta else delta * (d - delta / 2)
+    return value * Fraction(w) if w is not None else value
 
 
 def _fraction(m: int, e: int) -> Fraction:
@@ -229,7 +331,10 @@ def round_sqrt(q: Fraction, dtype) -> float:
     twice = 4 * scaled - (2 * m + 1) ** 2
     if twice > 0 or (twice == 0 and m & 1):
         m += 1
-    value = math.ldexp(float(m), -shift)  # (exact: m has at most precision + 1 bits)
+    try:
+        value = math.ldexp(float(m), -shift)  # (exact: m has at most precision + 1 bits)
+    except OverflowError:  # (the root of a sum past float64's range)
+        return math.inf
     return value if value <= float(np.finfo(dtype).max) else math.inf
 
 
@@ -268,8 +373,9 @@ def _scale(*arrays) -> int:
     2**k: 0 or -24 where that holds (integers; float32 values in [0, 1) of a 2**-24 grid:
     one cheap check each), else the lowest set bit of any of their significands."""
     for k in (0, -24):
-        if all(np.array_equal(scaled := a * 2.0 ** -k if k else a, np.trunc(scaled)) for a in arrays):
-            return k
+        with np.errstate(over="ignore", invalid="ignore"):
+            if all(np.array_equal(scaled := a * 2.0 ** -k if k else a, np.trunc(scaled)) for a in arrays):
+                return k
     lowest = None
     for a in arrays:
         values = a[a != 0]
@@ -299,6 +405,8 @@ def dyadic_sums(code: int, y_true, y_pred, weights, axis=None):
     ys = [a for a in (y_true, y_pred) if a is not None]
     k_y = _scale(*ys)
     k_w = _scale(weights) if weights is not None else 0
+    if not (-900 < k_y < 900 and -900 < k_w < 900):
+        return None  # (a granularity this fine or coarse: no int64 sum holds the data)
     limit = 2.0 ** 61
     y_max = max((float(np.max(np.abs(a))) for a in ys if a.size), default=0.0) * 2.0 ** -k_y
     w_max = float(np.max(np.abs(weights))) * 2.0 ** -k_w if weights is not None and weights.size else 1.0
@@ -308,7 +416,7 @@ def dyadic_sums(code: int, y_true, y_pred, weights, axis=None):
     if not (d_max < 2.0 ** 30 and term_max * n < limit and w_max * n < limit):
         return None
     def as_int(a, k):  # (exact: integers below 2**61; a power of two scales exactly)
-        return (a if k == 0 else a * 2.0 ** -k if -1000 < k < 1000 else np.ldexp(a, -k)).astype(np.int64)
+        return (a if k == 0 else a * 2.0 ** -k).astype(np.int64)
 
     d = as_int(y_pred, k_y) - (as_int(y_true, k_y) if y_true is not None else 0)
     term = d * d if code == 0 else np.abs(d)
@@ -331,40 +439,76 @@ def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
 
 def exact_sums(code: int, param: float, y_true, y_pred, weights) -> tuple[Fraction, Fraction, int]:
     """The exact sum of w * l over all elements, the exact weight sum (the count without
-    weights) and the count, for float32 operands of one shape (weights broadcast to it), in
-    chunks of about _CHUNK elements (the memory of the pieces stays bounded)."""
-    y_pred = np.asarray(y_pred)
-    count = int(y_pred.size)
-    if code == 2 and not 2.0 ** -200 <= param <= 2.0 ** 200:
-        # (Huber's products with a delta this far out could underflow: element by element)
-        def element_sum(t, p, w):
-            t = t.ravel().tolist() if t is not None else [0.0] * p.size
-            w = w.ravel().tolist() if w is not None else [1.0] * p.size
-            total = sum((_huber_fraction(ti, pi, param) * Fraction(wi)
-                         for ti, pi, wi in zip(t, p.ravel().tolist(), w)), Fraction(0))
-            return total.numerator, -(total.denominator.bit_length() - 1)  # (a dyadic rational)
-    else:
-        def element_sum(t, p, w):
-            return exact_sum(_element_pieces(code, t, p, w, param))
-    loss, weight = (0, 0), (0, 0)
-    for index in _chunks(y_pred.shape):
-        t, p, w = (None if a is None else _as_float64(a[index]) for a in (y_true, y_pred, weights))
-        dyadic = dyadic_sums(code, t, p, w)
-        if dyadic is not None:
-            loss = _add(loss, (int(dyadic[0]), dyadic[1]))
-            if w is not None:
-                weight = _add(weight, (int(dyadic[2]), dyadic[3]))
-            continue
-        loss = _add(loss, element_sum(t, p, w))
-        if w is not None:
-            weight = _add(weight, exact_sum([w]))
+    weights) and the count (``dyadic_totals`` as Fractions)."""
+    loss, weight, count = dyadic_totals(code, param, y_true, y_pred, weights)
     return _fraction(*loss), (_fraction(*weight) if weights is not None else Fraction(count)), count
 
 
-def _huber_fraction(t: float, p: float, delta: float) -> Fraction:
-    a = abs(Fraction(p) - Fraction(t))
-    delta = Fraction(delta)
-    return a * a / 2 if a < delta else delta * (a - delta / 2)
+def _plain(a) -> np.ndarray:
+    """An operand as float64, or as it is where float64 could round it (int64, uint64)."""
+    a = np.asarray(a)
+    return a if a.dtype.kind in "iu" and a.dtype.itemsize >= 8 else np.asarray(a, dtype=np.float64)
+
+
+def _dyadic(q: Fraction) -> tuple[int, int]:
+    """A dyadic rational as (m, e), m * 2**e."""
+    return q.numerator, -(q.denominator.bit_length() - 1)
+
+
+def _wide(a: np.ndarray) -> np.ndarray:
+    """Where an integer array holds values float64 would round (|x| > 2**53)."""
+    if a.dtype.kind not in "iu":
+        return np.zeros(a.shape, bool)
+    return (a > 2 ** 53) | (a < -2 ** 53) if a.dtype.kind == "i" else a > 2 ** 53
+
+
+def dyadic_totals(code: int, param: float, y_true, y_pred, weights):
+    """``((m, e), (m_w, e_w), count)``: the exact sum of w * l(y_pred - y_true) over all
+    elements as m * 2**e, the exact weight sum as m_w * 2**e_w ((0, 0) without weights) and the
+    element count, for finite operands of one shape (weights broadcast to it) of any real dtype
+    (float16 to float64, integers of any width, bool), in chunks of about _CHUNK elements (the
+    memory of the pieces stays bounded).  Chunks of data of bounded granularity are summed in
+    int64 (``dyadic_sums``); the others as error-free pieces (``_scaled_pieces``), and the rare
+    elements those leave out one by one in Fractions."""
+    with np.errstate(all="ignore"):  # (the pieces' checks catch what under- or overflows)
+        return _dyadic_totals(code, param, y_true, y_pred, weights)
+
+
+def _dyadic_totals(code: int, param: float, y_true, y_pred, weights):
+    y_pred = np.asarray(y_pred)
+    count = int(y_pred.size)
+    loss, weight = (0, 0), (0, 0)
+    for index in _chunks(y_pred.shape):
+        t, p, w = (None if a is None else _plain(a[index]) for a in (y_true, y_pred, weights))
+        if not any(a is not None and a.dtype.kind in "iu" for a in (t, p, w)):
+            dyadic = dyadic_sums(code, t, p, w)
+            if dyadic is not None:
+                loss = _add(loss, (int(dyadic[0]), dyadic[1]))
+                if w is not None:
+                    weight = _add(weight, (int(dyadic[2]), dyadic[3]))
+                continue
+        t, p = (None if a is None else a.ravel() for a in (t, p))
+        w_plain = w_bad = None
+        if w is not None:
+            w_plain = w.ravel()
+            w_bad = _wide(w_plain)
+            w = np.where(w_bad, 0.0, np.asarray(w_plain, dtype=np.float64))
+        pieces, shifts, bad = _scaled_pieces(code, param, t, p, w)
+        if w_bad is not None and w_bad.any():
+            pieces = [np.where(w_bad, 0.0, x) for x in pieces]
+            bad = bad | w_bad
+        loss = _add(loss, exact_sum(pieces, shifts))
+        left = np.flatnonzero(bad)
+        if left.size:  # (Python numbers: an int64 past 2**53 stays exact)
+            pick = lambda a: [None] * left.size if a is None else a[left].tolist()  # noqa: E731
+            total = sum((_element_fraction(code, param, ti, pi, wi)
+                         for ti, pi, wi in zip(pick(t), pick(p), pick(w_plain))), Fraction(0))
+            loss = _add(loss, _dyadic(total))
+        if w is not None:
+            weight = _add(weight, exact_sum([w]))
+            if w_bad.any():
+                weight = _add(weight, (sum(w_plain[w_bad].tolist()), 0))
+    return loss, weight, count
 
 
 def reduce_exact(loss: Fraction, weight: Fraction, count: int, reduction: str, root: bool, dtype,
