@@ -125,10 +125,22 @@ CODES = {name: code for code, name in enumerate(LOSS_NAMES)}
 
 # ----------------------------------------------------------------------------------- the sums
 
+# The exact sums have two implementations: the compiled long accumulator (csrc/exact.c) where
+# the compiled module is built, and NumPy's error-free pieces where it is not.
+SUM_PATHS = (["compiled"] if _exact._compiled() is not None else []) + ["numpy"]
 
-@settings(max_examples=EXAMPLES * 3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(operands())
-def test_exact_sums_are_exact_for_every_dtype_and_range(case):
+
+@pytest.fixture(params=SUM_PATHS)
+def sum_path(request, monkeypatch):
+    if request.param == "numpy":
+        monkeypatch.setattr(_exact, "_compiled", lambda: None)
+    return request.param
+
+
+@settings(max_examples=EXAMPLES * 3, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=operands())
+def test_exact_sums_are_exact_for_every_dtype_and_range(sum_path, case):
     name, delta, t, p, w = case
     (m, e), (mw, ew), count = _exact.dyadic_totals(CODES[name], delta, t, p, w)
     loss, weight = exact_totals(name, delta, python_values(t), python_values(p), python_values(w))
@@ -138,7 +150,7 @@ def test_exact_sums_are_exact_for_every_dtype_and_range(case):
     assert count == p.size
 
 
-def test_exact_sums_of_many_elements_span_chunks():
+def test_exact_sums_of_many_elements_span_chunks(sum_path):
     """More elements than a chunk of the slow path (fastl2._exact._CHUNK), of every range."""
     rng = np.random.default_rng(16)
     n = 3 * _exact._CHUNK + 5

@@ -312,6 +312,42 @@ def run_strided(s, bint want_sums, double grad_scale=0.0, double grad_divisor=1.
     return run_pass(s, want_sums, grad_scale, grad_divisor, weights_only, None, 1.0, False, None)
 
 
+EXACT_LOW = FL2_EXACT_LOW  #: the exponent of exact_sums' bin 0 (csrc/exact.h)
+EXACT_BINS = FL2_EXACT_BINS  #: its bins
+
+
+def exact_sums(int code, double param, y_true, cnp.ndarray y_pred, weights, cnp.ndarray loss_bins,
+               cnp.ndarray weight_bins, cnp.ndarray bad):
+    """Adds into ``loss_bins`` and ``weight_bins`` (int64, FL2_EXACT_BINS each, C order) the
+    exact sums of w * l(y_pred - y_true) and of w over 1-d C-contiguous float64 arrays
+    (y_true, weights: or None), flags in ``bad`` (uint8) the elements left out (a difference
+    that overflows, a non-finite operand) and returns their count (csrc/exact.h)."""
+    cdef int64_t n = y_pred.shape[0]
+    cdef cnp.ndarray t = y_true, w = weights
+    for name, a, dtype in (("y_pred", y_pred, np.float64), ("y_true", t, np.float64), ("weights", w, np.float64),
+                           ("loss_bins", loss_bins, np.int64), ("weight_bins", weight_bins, np.int64),
+                           ("bad", bad, np.uint8)):
+        if a is not None and (a.dtype != dtype or a.ndim != 1 or not a.flags.c_contiguous):
+            raise ValueError(f"{name} must be a 1-d C-contiguous {np.dtype(dtype)} array")
+    for a in (t, w, bad):
+        if a is not None and a.shape[0] != n:
+            raise ValueError("y_true, weights and bad must have y_pred's length")
+    if loss_bins.shape[0] != FL2_EXACT_BINS or weight_bins.shape[0] != FL2_EXACT_BINS:
+        raise ValueError(f"the bins must hold {FL2_EXACT_BINS} int64")
+    if not 0 <= code < FL2_NLOSSES:
+        raise ValueError(f"no loss has code {code}")
+    cdef const double *tp = <const double *>cnp.PyArray_DATA(t) if t is not None else NULL
+    cdef const double *wp = <const double *>cnp.PyArray_DATA(w) if w is not None else NULL
+    cdef const double *pp = <const double *>cnp.PyArray_DATA(y_pred)
+    cdef int64_t *lb = <int64_t *>cnp.PyArray_DATA(loss_bins)
+    cdef int64_t *wb = <int64_t *>cnp.PyArray_DATA(weight_bins)
+    cdef unsigned char *bp = <unsigned char *>cnp.PyArray_DATA(bad)
+    cdef int64_t skipped
+    with nogil:
+        skipped = fl2_exact_sums(code, param, n, tp, pp, wp, lb, wb, bp)
+    return skipped
+
+
 def float32_bound(int64_t count):
     """fl2_float32_bound: the C side of fastl2._exact.float32_bound (tests check they agree)."""
     return fl2_float32_bound(count)

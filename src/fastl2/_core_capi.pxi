@@ -79,3 +79,10 @@ cdef extern from "pool.h" nogil:
     int fl2_pool_size()
     void fl2_pool_set_spin(int64_t ns)
     int64_t fl2_pool_spin()
+
+cdef extern from "exact.h" nogil:
+    enum: FL2_EXACT_LOW
+    enum: FL2_EXACT_BINS
+    int64_t fl2_exact_sums(int loss, double param, int64_t n, const double *y_true,
+                           const double *y_pred, const double *weights, int64_t *loss_bins,
+                           int64_t *weight_bins, unsigned char *bad)
