@@ -19,7 +19,7 @@ typedef struct {
 } parts;
 
 /* x (finite, not zero) as sign, integer significand and exponent, from its bits. */
-static parts split_double(double x)
+static inline parts split_double(double x)
 {
     uint64_t bits;
     memcpy(&bits, &x, sizeof bits);
@@ -38,7 +38,7 @@ static parts split_double(double x)
 
 /* out[0 .. na + nb) = a * b, little-endian 32-bit digits (schoolbook; every partial sum
  * (2**32 - 1)**2 + 2 (2**32 - 1) fits in 64 bits). */
-static void multiply(const uint32_t *a, int na, const uint32_t *b, int nb, uint32_t *out)
+static inline void multiply(const uint32_t *a, int na, const uint32_t *b, int nb, uint32_t *out)
 {
     for (int k = 0; k < na + nb; k++) out[k] = 0;
     for (int i = 0; i < na; i++) {
@@ -53,22 +53,20 @@ static void multiply(const uint32_t *a, int na, const uint32_t *b, int nb, uint3
 }
 
 /* Adds sign * digits * 2**exponent (digits: little-endian 32-bit) into the bins. */
-static void add_digits(int64_t *bins, int sign, const uint32_t *digits, int count, int exponent)
+static inline void add_digits(int64_t *bins, int sign, const uint32_t *digits, int count, int exponent)
 {
     const int position = exponent - FL2_EXACT_LOW; /* >= 0 for every product (exact.h) */
     const int first = position >> 5, shift = position & 31;
     for (int k = 0; k < count; k++) {
-        if (!digits[k]) continue;
         const uint64_t v = (uint64_t)digits[k] << shift; /* below 2**63 */
-        const int64_t low = (int64_t)(v & DIGIT_MASK), high = (int64_t)(v >> 32);
-        bins[first + k] += sign > 0 ? low : -low;
-        bins[first + k + 1] += sign > 0 ? high : -high;
+        bins[first + k] += sign * (int64_t)(v & DIGIT_MASK);
+        bins[first + k + 1] += sign * (int64_t)(v >> 32);
     }
 }
 
 /* Adds scale * x * y * z exactly (z == 1.0 for a product of two), scale a power of two
  * 2**scale_exp times sign. */
-static void add_product(int64_t *bins, int sign, int scale_exp, double x, double y, double z)
+static inline void add_product(int64_t *bins, int sign, int scale_exp, double x, double y, double z)
 {
     if (x == 0.0 || y == 0.0 || z == 0.0) return;
     const parts a = split_double(x), b = split_double(y), c = split_double(z);

@@ -327,3 +327,103 @@ def test_refusals_name_what_was_given():
     copies = [a.copy() for a in inputs]
     ExactState.of("huber", *inputs, delta=0.5).result()
     assert all(np.array_equal(a, b) for a, b in zip(inputs, copies))  # (nothing written to an input)
+
+
+# ------------------------------------------------- what a review found, each tested as a kind
+
+try:
+    import ml_dtypes
+    HALF_DTYPES = [np.float16, ml_dtypes.bfloat16]
+except ImportError:  # (the test extras install it; without it, float16 alone)
+    HALF_DTYPES = [np.float16]
+CALLS = {"squared": fastl2.mse, "absolute": fastl2.mae, "huber": fastl2.huber}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32] + HALF_DTYPES)
+@pytest.mark.parametrize("where", ["y_true", "y_pred", "weights"])
+def test_non_finite_operands_of_every_dtype_give_the_calls_result(dtype, where):
+    """A nan or inf in any operand of any floating dtype (bfloat16 is NumPy kind "V") gives what
+    fastl2's call gives: the IEEE sums of the non-finite terms, the finite weights of those
+    elements still in the weight sum (so a weighted mean keeps its sign)."""
+    rng = np.random.default_rng(7)
+    for trial in range(12):
+        n = 6
+        arrays = {"y_true": rng.standard_normal(n), "y_pred": rng.standard_normal(n),
+                  "weights": rng.standard_normal(n)}  # (weights of both signs)
+        arrays[where][rng.integers(0, n)] = [np.nan, np.inf, -np.inf][trial % 3]
+        if trial >= 6:
+            arrays[where][rng.integers(0, n)] = [np.inf, -np.inf, np.nan][trial % 3]
+        arrays = {k: v.astype(dtype) for k, v in arrays.items()}
+        for name, call in CALLS.items():
+            state = ExactState.of(name, arrays["y_true"], arrays["y_pred"], arrays["weights"])
+            for reduction in ("sum", "mean", "weighted_mean"):
+                want = call(arrays["y_true"], arrays["y_pred"], arrays["weights"], reduction=reduction)
+                got = state.result(reduction)
+                assert got.dtype == want.dtype
+                assert np.array_equal(got, want, equal_nan=True), (name, reduction, arrays, got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32] + HALF_DTYPES)
+def test_a_non_finite_elements_finite_weight_stays_in_the_weight_sum(dtype):
+    """The weight of an element whose loss is not finite decides the weighted mean's sign (and
+    whether the weights sum to 0, which raises as the call does)."""
+    cases = [([1.0], [np.inf], [-1.0]), ([np.inf, 0.0], [0.0, 0.0], [2.0, -1.0]),
+             ([np.nan, 0.0], [0.0, 1.0], [-3.0, 1.0]), ([-np.inf, 0.0, 1.0], [0.0, 0.0, 0.0], [-1.0, 0.25, 0.5])]
+    for y_true, y_pred, weights in cases:
+        y_true, y_pred, weights = (np.array(a).astype(dtype) for a in (y_true, y_pred, weights))
+        for name, call in CALLS.items():
+            got = ExactState.of(name, y_true, y_pred, weights).result("weighted_mean")
+            want = call(y_true, y_pred, weights, reduction="weighted_mean")
+            assert np.array_equal(got, want, equal_nan=True), (name, y_true, y_pred, weights, got, want)
+    zero = (np.array([np.inf, 0.0]).astype(dtype), np.zeros(2, dtype), np.array([1.0, -1.0]).astype(dtype))
+    with pytest.raises(ValueError, match="weights sum to 0"):
+        fastl2.mse(*zero, reduction="weighted_mean")
+    with pytest.raises(ValueError, match="weights sum to 0"):
+        ExactState.of("squared", *zero).result("weighted_mean")
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_empty_means_are_nan_with_numpys_warning_as_the_calls(weighted):
+    for shape, axis in (((0,), None), ((0, 3), 0), ((2, 0), 1)):
+        z = np.zeros(shape)
+        w = np.zeros(shape) if weighted else None
+        state = ExactState.of("squared", z, z, w, axis=axis)
+        for reduction in ("mean", "weighted_mean"):
+            with pytest.warns(RuntimeWarning, match="Mean of empty slice"):
+                want = fastl2.mse(z, z, w, axis=axis, reduction=reduction)
+            with pytest.warns(RuntimeWarning, match="Mean of empty slice"):
+                got = state.result(reduction)
+            assert np.shape(got) == np.shape(want) and np.isnan(got).all()
+
+
+@pytest.mark.parametrize("shape, axis", [((3, 0), 0), ((0, 4), 1), ((2, 0, 3), (0, 2))])
+def test_states_of_zero_outputs_round_trip(shape, axis):
+    state = ExactState.of("huber", np.zeros(shape), np.ones(shape), np.ones(shape), axis=axis)
+    assert ExactState.from_arrays(state.to_arrays()) == state
+    assert pickle.loads(pickle.dumps(state)) == state
+    assert state.result("sum").shape == state.shape
+
+
+def test_from_arrays_refuses_every_malformed_field():
+    good = ExactState.of("huber", [1.0, 2.0], [3.0, 7.0], [1.0, 2.0], delta=0.5).to_arrays()
+    bad = []
+    for key, value in (
+        ("meta", np.array([9.0, 0.5, 1.0, 0.0])), ("meta", np.array([2.0, -1.0, 1.0, 0.0])),
+        ("meta", np.array([2.0, np.nan, 1.0, 0.0])), ("meta", np.array([2.0, 0.5, 0.5, 0.0])),
+        ("meta", np.array([0.0, 0.5, 1.0, 0.0])), ("meta", np.zeros(3)),
+        ("count", np.array(1.5)), ("count", np.array(-1)), ("count", np.array([2])),
+        ("special", np.array([1.0, 0.0])), ("special", np.zeros(3)),
+        ("loss", good["loss"][..., :1]), ("loss", good["loss"].ravel()),
+        ("loss", np.array([[np.inf, 0.0]])), ("loss", np.array([[1.0, 1e15]])),
+        ("loss", np.array([[2.0 ** 60, 0.0]])), ("loss", np.array([[np.nan, 0.0]])),
+        ("weight", np.array([[0.5, 3.0]])),
+    ):
+        arrays = dict(good)
+        arrays[key] = value
+        bad.append(arrays)
+    unweighted = ExactState.of("squared", [1.0], [2.0]).to_arrays()
+    unweighted["weight"] = np.array([[3.0, 0.0]])
+    bad += [unweighted, {"loss": np.zeros((1, 2))}, {}, None]
+    for arrays in bad:
+        with pytest.raises(ValueError, match="^not the arrays of an ExactState"):
+            ExactState.from_arrays(arrays)

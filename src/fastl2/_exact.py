@@ -445,9 +445,12 @@ def exact_sums(code: int, param: float, y_true, y_pred, weights) -> tuple[Fracti
 
 
 def _plain(a) -> np.ndarray:
-    """An operand as float64, or as it is where float64 could round it (int64, uint64)."""
+    """An operand as float64, or as it is where float64 would round it (int64 or uint64
+    values past 2**53)."""
     a = np.asarray(a)
-    return a if a.dtype.kind in "iu" and a.dtype.itemsize >= 8 else np.asarray(a, dtype=np.float64)
+    if a.dtype.kind in "iu" and a.dtype.itemsize >= 8 and _wide(a).any():
+        return a
+    return np.asarray(a, dtype=np.float64)
 
 
 def _dyadic(q: Fraction) -> tuple[int, int]:
@@ -541,7 +544,16 @@ def _dyadic_totals(code: int, param: float, y_true, y_pred, weights):
     if core is not None:
         loss = _add(loss, (_from_bins(loss_bins), core.EXACT_LOW))
         weight = _add(weight, (_from_bins(weight_bins), core.EXACT_LOW))
-    return loss, weight, count
+    return _normal(loss), _normal(weight), count
+
+
+def _normal(value: tuple[int, int]) -> tuple[int, int]:
+    """(m, e) with m odd (or (0, 0)): the same value, its integer as short as it can be."""
+    m, e = value
+    if m == 0:
+        return 0, 0
+    zeros = (m & -m).bit_length() - 1
+    return m >> zeros, e + zeros
 
 
 def reduce_exact(loss: Fraction, weight: Fraction, count: int, reduction: str, root: bool, dtype,

@@ -47,6 +47,9 @@ from ._plan import check_axis, check_reduction, loss_plan
 from ._operands import is_wide_integer
 
 _LIMB = 53  # bits per limb: an integer of 53 bits is exact in float64
+#: The largest |exponent| of a limb: exact sums of float64 terms lie between 2**-3300 and
+#: 2**3200 (csrc/exact.h), with room to spare.
+_EXPONENT_LIMIT = 10000
 
 
 def _limbs(m: int, e: int) -> list[tuple[int, int]]:
@@ -69,10 +72,8 @@ def _limbs(m: int, e: int) -> list[tuple[int, int]]:
 def _from_limbs(limbs: np.ndarray) -> tuple[int, int]:
     """The exact sum of limbs (an array of (digit, exponent) rows) as (m, e)."""
     total = (0, 0)
-    for digit, exponent in limbs.tolist():
+    for digit, exponent in limbs.tolist():  # (checked by from_arrays)
         if digit:
-            if not (digit == int(digit) and exponent == int(exponent) and abs(digit) < 2.0 ** 63):
-                raise ValueError(f"a limb must hold an integer digit and exponent; got ({digit!r}, {exponent!r})")
             total = _exact._add(total, (int(digit), int(exponent)))
     return total
 
@@ -128,10 +129,17 @@ class ExactState:
         for o in range(n_out):
             t, p, w = (None if a is None else a[o] for a in flat)
             finite = _finite(t, p, w)
+            left_weights = None
             if not finite.all():
                 special[o] = _special_sums(entry.code, param, t, p, w, ~finite)
+                if w is not None:  # (the finite weights of elements whose loss is not finite)
+                    left_weights = w[~finite]
+                    left_weights = left_weights[_finite(None, left_weights, None)]
                 t, p, w = (None if a is None else a[finite] for a in (t, p, w))
             lsum, wsum, _ = _exact.dyadic_totals(entry.code, param, t, p, w)
+            if left_weights is not None and left_weights.size:
+                wsum = _exact._add(wsum, _exact.dyadic_totals(0, 0.0, None, np.zeros(left_weights.shape),
+                                                              left_weights)[1])
             loss_sums.append(lsum)
             weight_sums.append(wsum)
         return cls(entry.code, param, weights is not None, plan.result_dtype == np.float32, out_shape,
@@ -194,19 +202,23 @@ class ExactState:
         dtype = np.dtype(np.float32 if self.float32 else np.float64)
         n_out = len(self._loss)
         values = np.empty(n_out, dtype)
-        if reduction == "mean" and self.count == 0 and n_out:
-            warn_empty_mean()
+        empty = reduction != "sum" and self.count == 0
+        if empty:  # (fastl2.mse's: nan, with NumPy's warning, for either mean)
+            if n_out:
+                warn_empty_mean()
+            values[...] = np.nan
+            return values.reshape(self.shape) if self.shape else values[0]
         for o in range(n_out):
             loss = _exact._fraction(*self._loss[o])
             weight = _exact._fraction(*self._weight[o]) if self.weighted else Fraction(self.count)
             special_loss, special_weight = self._special[o].tolist()
-            if special_loss != 0.0 or special_weight != 0.0 or (reduction == "mean" and self.count == 0):
-                values[o] = _ieee(loss, weight, special_loss, special_weight, self.count, reduction, root)
-                continue
-            if reduction == "weighted_mean" and weight == 0:
+            if reduction == "weighted_mean" and weight == 0 and special_weight == 0.0:
                 raise ValueError(
                     "reduction='weighted_mean' needs weights with a non-zero sum along the reduced "
-                    f"axes; the weights sum to 0 at output index {np.unravel_index(o, self.shape)}")
+                    f"axes; the weights sum to 0 at output index {tuple(int(i) for i in np.unravel_index(o, self.shape))}")
+            if special_loss != 0.0 or special_weight != 0.0:
+                values[o] = _ieee(loss, weight, special_loss, special_weight, self.count, reduction, root)
+                continue
             values[o] = _exact.reduce_exact(loss, weight, self.count, reduction, root, dtype)
         return values.reshape(self.shape) if self.shape else values[0]
 
@@ -231,22 +243,51 @@ class ExactState:
 
     @classmethod
     def from_arrays(cls, arrays) -> "ExactState":
-        """The state of :meth:`to_arrays`' arrays (any mapping with its keys); ValueError for
-        arrays that are not such a state."""
+        """The state of :meth:`to_arrays`' arrays (any mapping with its keys, or a gather of
+        several states' arrays: limbs side by side, counts and specials added); ValueError,
+        starting "not the arrays of an ExactState", for anything else."""
+        def refuse(why):
+            return ValueError(f"not the arrays of an ExactState: {why}")
+
         try:
-            code, param, weighted, float32 = np.asarray(arrays["meta"], np.float64).tolist()
+            meta = np.asarray(arrays["meta"], np.float64)
             loss, weight = (np.asarray(arrays[k], np.float64) for k in ("loss", "weight"))
             special = np.asarray(arrays["special"], np.float64)
-            count = int(arrays["count"])
+            count = np.asarray(arrays["count"])
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"not the arrays of an ExactState: {error}") from None
+            raise refuse(f"{type(error).__name__}: {error}") from None
+        if meta.shape != (4,) or not np.isfinite(meta).all():
+            raise refuse(f"meta must hold 4 finite numbers; got {meta!r}")
+        code, param, weighted, float32 = meta.tolist()
+        if code not in range(len(LOSSES)) or weighted not in (0.0, 1.0) or float32 not in (0.0, 1.0):
+            raise refuse(f"meta must be [loss code 0..{len(LOSSES) - 1}, parameter, 0 or 1, 0 or 1]; got {meta.tolist()}")
+        code = int(code)
+        try:
+            valid = param == LOSSES[code].check_param(param if LOSSES[code].parameter is not None else 0.0)
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise refuse(f"the parameter of loss {LOSSES[code].name!r} cannot be {param!r}")
+        if count.shape != () or count.dtype.kind not in "iuf" or not float(count) == int(count) or int(count) < 0:
+            raise refuse(f"count must be an integer >= 0; got {count!r}")
         shape = special.shape[:-1]
-        if (code not in range(len(LOSSES)) or special.shape[-1:] != (2,) or loss.shape[:-2] != shape
-                or weight.shape[:-2] != shape or loss.shape[-1:] != (2,) or weight.shape[-1:] != (2,) or count < 0):
-            raise ValueError("not the arrays of an ExactState: inconsistent shapes or fields")
+        if special.ndim < 1 or special.shape[-1] != 2 or ((special != 0) & np.isfinite(special)).any():
+            raise refuse("special must have shape outputs + (2,) and hold only 0, nan and inf")
+        for name, limbs in (("loss", loss), ("weight", weight)):
+            if limbs.ndim != len(shape) + 2 or limbs.shape[:-2] != shape or limbs.shape[-1] != 2:
+                raise refuse(f"{name} must have shape {shape} + (k, 2); got {limbs.shape}")
+            digits, exponents = limbs[..., 0], limbs[..., 1]
+            if not (np.isfinite(limbs).all() and (np.abs(digits) < 2.0 ** 53).all()
+                    and (digits == np.trunc(digits)).all() and (exponents == np.trunc(exponents)).all()
+                    and (np.abs(exponents) <= _EXPONENT_LIMIT).all()):
+                raise refuse(f"each {name} limb must be an integer digit below 2**53 and an integer exponent "
+                             f"within +-{_EXPONENT_LIMIT}")
+        if not weighted and weight.size and weight[..., 0].any():
+            raise refuse("an unweighted state has no weight limbs")
         n_out = math.prod(shape)
-        loss, weight = loss.reshape(n_out, -1, 2), weight.reshape(n_out, -1, 2)
-        return cls(int(code), float(param), bool(weighted), bool(float32), tuple(shape), count,
+        loss = loss.reshape(n_out, loss.shape[-2], 2)
+        weight = weight.reshape(n_out, weight.shape[-2], 2)
+        return cls(code, float(param), bool(weighted), bool(float32), tuple(shape), int(count),
                    [_from_limbs(loss[o]) for o in range(n_out)],
                    [_from_limbs(weight[o]) for o in range(n_out)], special.reshape(n_out, 2).copy())
 
@@ -255,11 +296,12 @@ class ExactState:
 
 
 def _finite(t, p, w) -> np.ndarray:
-    """Where every operand of an element is finite (integers always are)."""
+    """Where every operand of an element is finite (integers and bools always are; bfloat16,
+    NumPy kind "V", is read as float64)."""
     ok = np.ones(np.shape(p), bool)
     for a in (t, p, w):
-        if a is not None and a.dtype.kind == "f":
-            ok &= np.isfinite(a)
+        if a is not None and a.dtype.kind not in "iub":
+            ok &= np.isfinite(np.asarray(a, np.float64))
     return ok
 
 
@@ -269,7 +311,8 @@ def _special_sums(code, param, t, p, w, where) -> tuple[float, float]:
     (a finite loss beside them cannot change them)."""
     loss = LOSSES[code]
     with np.errstate(all="ignore"):
-        p64 = np.asarray(p[where], np.float64)
+        p64 = np.asarray(p[where], np.float64)  # (exact for every dtype but integers past 2**53,
+        # whose rounding cannot change a non-finite sum)
         d = p64 - np.asarray(t[where], np.float64) if t is not None else p64
         value = loss.value(d, param)
         if w is not None:
@@ -277,6 +320,7 @@ def _special_sums(code, param, t, p, w, where) -> tuple[float, float]:
             value = weights * value
         special_loss = float(np.sum(value[~np.isfinite(value)]))
         special_weight = float(np.sum(weights[~np.isfinite(weights)])) if w is not None else 0.0
+        special_loss = special_loss if special_loss == special_loss else math.nan  # (one nan)
     return special_loss, special_weight
 
 

@@ -3,7 +3,9 @@
 # the same bits (NaNs canonical: their sign and payload are unspecified):
 #   gcc       gcc, the flags of setup.py (-std=c11 -O3 -ffp-contract=off -fno-math-errno -pthread),
 #             every x86 level (baseline, avx2, avx512 where the CPU has them): the reference
-# and, whatever the builds, tests/c/bf16_rounding.c (where the CPU has AVX512_BF16)
+# and, whatever the builds, tests/c/bf16_rounding.c (where the CPU has AVX512_BF16), and
+# tests/c/exact_targets.c (csrc/exact.c's exact sums: the same integers with gcc and with each
+# build's compiler and target)
 #   scalar    gcc, the same flags, -DFL2_NO_VECTORS -DFL2_NO_DISPATCH (the portable scalar code)
 #   clang     clang, the same flags, every x86 level
 #   aarch64   aarch64-linux-gnu-gcc, the same flags (baseline: NEON through the vector
@@ -233,6 +235,27 @@ if [ "$bf16_rc" != 0 ] && [ "$bf16_rc" != 77 ]; then
     say "FAIL bf16_rounding: exit status $bf16_rc"
     failed=1
 fi
+# csrc/exact.c (the exact sums: integer arithmetic) on every compiler and target of the builds
+# asked for: the same hash as tests/c/exact_expected.txt
+exact_expected=$(cat tests/c/exact_expected.txt)
+for build in gcc "${BUILDS[@]}"; do
+    case $build in
+        gcc) cc=gcc; run=() ;;
+        clang) cc=clang; run=() ;;
+        aarch64) cc=aarch64-linux-gnu-gcc; run=(qemu-aarch64) ;;
+        *) continue ;;
+    esac
+    extra=()
+    [ "$build" != aarch64 ] || extra=(-static)  # (qemu-aarch64 without a sysroot)
+    exact_out=$( { "$cc" "${FLAGS[@]}" ${extra[@]+"${extra[@]}"} -Icsrc tests/c/exact_targets.c csrc/exact.c \
+                     -o "$out/exact_$build" && ${run[@]+"${run[@]}"} "$out/exact_$build"; } 2>&1 ) || true
+    if [ "$exact_out" != "$exact_expected" ]; then
+        say "FAIL exact ($build, $cc): printed '$exact_out', expected $exact_expected"
+        failed=1
+    else
+        say "  exact sums ($build, $cc): $exact_out, as expected"
+    fi
+done
 if [ "$failed" != 0 ]; then
     say "check_builds: FAILED"
     exit 1
