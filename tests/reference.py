@@ -272,6 +272,18 @@ def loss(kind, y_true, y_pred, weights=None, reduction="mean", delta=HUBER_DELTA
     return total / divisor
 
 
+def fraction_loss(kind, a: Fraction, delta) -> Fraction:
+    """The element loss of |d| = ``a`` exactly (a Fraction >= 0): ``kind`` "mse" or "squared"
+    (a**2), "mae" or "absolute" (a), "huber" (a**2 / 2 below delta, else delta (a - delta / 2),
+    unrounded)."""
+    if kind in ("mse", "squared"):
+        return a * a
+    if kind in ("mae", "absolute"):
+        return a
+    delta = Fraction(delta)
+    return a * a / 2 if a < delta else delta * (a - delta / 2)
+
+
 def sqrt_exact(value):
     """The square root of an exact value, as sqrt_fraction gives it (nan stays nan)."""
     return sqrt_fraction(value)

@@ -217,12 +217,7 @@ def _fraction_sum(kind, delta, y_true, y_pred, weights):
     total = Fraction(0)
     for i in range(y_pred.size):
         a = abs(Fraction(float(y_pred[i])) - Fraction(float(y_true[i])))
-        if kind == "mse":
-            loss = a * a
-        elif kind == "mae":
-            loss = a
-        else:
-            loss = a * a / 2 if a < Fraction(delta) else Fraction(delta) * (a - Fraction(delta) / 2)
+        loss = ref.fraction_loss(kind, a, delta)
         total += loss * (Fraction(float(weights[i])) if weights is not None else 1)
     return total
 

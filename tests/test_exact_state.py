@@ -41,14 +41,8 @@ BIG = float(np.finfo(np.float64).max)
 
 
 def element_loss(name: str, delta: float, t, p, w) -> Fraction:
-    d = abs(Fraction(p) - Fraction(t))
-    if name == "squared":
-        value = d * d
-    elif name == "absolute":
-        value = d
-    else:
-        value = d * d / 2 if d < Fraction(delta) else Fraction(delta) * (d - Fraction(delta) / 2)
-    return value * Fraction(w)
+    """w * l(p - t) exactly, from the Python values (ints of any size stay exact)."""
+    return ref.fraction_loss(name, abs(Fraction(p) - Fraction(t)), delta) * Fraction(w)
 
 
 def exact_totals(name, delta, t, p, w) -> tuple[Fraction, Fraction]:
