@@ -318,22 +318,24 @@ EXACT_BINS = FL2_EXACT_BINS  #: its bins
 
 def exact_sums(int code, double param, y_true, cnp.ndarray y_pred, weights, cnp.ndarray loss_bins,
                cnp.ndarray weight_bins, cnp.ndarray bad):
-    """Adds into ``loss_bins`` and ``weight_bins`` (int64, FL2_EXACT_BINS each, C order) the
-    exact sums of w * l(y_pred - y_true) and of w over 1-d C-contiguous float64 arrays
-    (y_true, weights: or None), flags in ``bad`` (uint8) the elements left out (a difference
-    that overflows, a non-finite operand) and returns their count (csrc/exact.h)."""
-    cdef int64_t n = y_pred.shape[0]
+    """Adds into ``loss_bins[r]`` and ``weight_bins[r]`` (int64, (rows, FL2_EXACT_BINS), C
+    order) the exact sums of w * l(y_pred - y_true) and of w over row r of 2-d C-contiguous
+    float64 arrays (rows, n) (y_true, weights: or None), flags in ``bad`` (uint8, (rows, n))
+    the elements left out (a difference that overflows, a non-finite operand) and returns their
+    count (csrc/exact.h)."""
     cdef cnp.ndarray t = y_true, w = weights
     for name, a, dtype in (("y_pred", y_pred, np.float64), ("y_true", t, np.float64), ("weights", w, np.float64),
                            ("loss_bins", loss_bins, np.int64), ("weight_bins", weight_bins, np.int64),
                            ("bad", bad, np.uint8)):
-        if a is not None and (a.dtype != dtype or a.ndim != 1 or not a.flags.c_contiguous):
-            raise ValueError(f"{name} must be a 1-d C-contiguous {np.dtype(dtype)} array")
+        if a is not None and (a.dtype != dtype or a.ndim != 2 or not a.flags.c_contiguous):
+            raise ValueError(f"{name} must be a 2-d C-contiguous {np.dtype(dtype)} array")
+    cdef int64_t rows = y_pred.shape[0], n = y_pred.shape[1]
     for a in (t, w, bad):
-        if a is not None and a.shape[0] != n:
-            raise ValueError("y_true, weights and bad must have y_pred's length")
-    if loss_bins.shape[0] != FL2_EXACT_BINS or weight_bins.shape[0] != FL2_EXACT_BINS:
-        raise ValueError(f"the bins must hold {FL2_EXACT_BINS} int64")
+        if a is not None and (a.shape[0] != rows or a.shape[1] != n):
+            raise ValueError("y_true, weights and bad must have y_pred's shape")
+    if (loss_bins.shape[0] != rows or loss_bins.shape[1] != FL2_EXACT_BINS
+            or weight_bins.shape[0] != rows or weight_bins.shape[1] != FL2_EXACT_BINS):
+        raise ValueError(f"the bins must have shape (rows, {FL2_EXACT_BINS})")
     if not 0 <= code < FL2_NLOSSES:
         raise ValueError(f"no loss has code {code}")
     cdef const double *tp = <const double *>cnp.PyArray_DATA(t) if t is not None else NULL
@@ -342,9 +344,12 @@ def exact_sums(int code, double param, y_true, cnp.ndarray y_pred, weights, cnp.
     cdef int64_t *lb = <int64_t *>cnp.PyArray_DATA(loss_bins)
     cdef int64_t *wb = <int64_t *>cnp.PyArray_DATA(weight_bins)
     cdef unsigned char *bp = <unsigned char *>cnp.PyArray_DATA(bad)
-    cdef int64_t skipped
+    cdef int64_t skipped = 0, r
     with nogil:
-        skipped = fl2_exact_sums(code, param, n, tp, pp, wp, lb, wb, bp)
+        for r in range(rows):
+            skipped += fl2_exact_sums(code, param, n, tp + r * n if tp != NULL else NULL, pp + r * n,
+                                      wp + r * n if wp != NULL else NULL, lb + r * FL2_EXACT_BINS,
+                                      wb + r * FL2_EXACT_BINS, bp + r * n)
     return skipped
 
 

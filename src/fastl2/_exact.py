@@ -499,7 +499,7 @@ def _dyadic_totals(code: int, param: float, y_true, y_pred, weights):
     loss, weight = (0, 0), (0, 0)
     core = _compiled()
     if core is not None:
-        loss_bins, weight_bins = np.zeros(core.EXACT_BINS, np.int64), np.zeros(core.EXACT_BINS, np.int64)
+        loss_bins, weight_bins = np.zeros((1, core.EXACT_BINS), np.int64), np.zeros((1, core.EXACT_BINS), np.int64)
     for index in _chunks(y_pred.shape):
         t, p, w = (None if a is None else _plain(a[index]) for a in (y_true, y_pred, weights))
         if not any(a is not None and a.dtype.kind in "iu" for a in (t, p, w)):
@@ -510,9 +510,10 @@ def _dyadic_totals(code: int, param: float, y_true, y_pred, weights):
                     weight = _add(weight, (int(dyadic[2]), dyadic[3]))
                 continue
             if core is not None:  # (the compiled long accumulator: the same exact sums, faster)
-                flat = [None if a is None else np.ascontiguousarray(a.ravel(), np.float64) for a in (t, p, w)]
-                bad = np.zeros(flat[1].size, np.uint8)
+                flat = [None if a is None else np.ascontiguousarray(a.reshape(1, -1), np.float64) for a in (t, p, w)]
+                bad = np.zeros(flat[1].shape, np.uint8)
                 if core.exact_sums(code, param, flat[0], flat[1], flat[2], loss_bins, weight_bins, bad):
+                    flat = [None if a is None else a[0] for a in flat]
                     left = np.flatnonzero(bad)  # (differences that overflow)
                     pick = lambda a: [None] * left.size if a is None else a[left].tolist()  # noqa: E731
                     loss = _add(loss, _dyadic(sum((_element_fraction(code, param, *e) for e in zip(
@@ -542,9 +543,40 @@ def _dyadic_totals(code: int, param: float, y_true, y_pred, weights):
             if w_bad.any():
                 weight = _add(weight, (sum(w_plain[w_bad].tolist()), 0))
     if core is not None:
-        loss = _add(loss, (_from_bins(loss_bins), core.EXACT_LOW))
-        weight = _add(weight, (_from_bins(weight_bins), core.EXACT_LOW))
+        loss = _add(loss, (_from_bins(loss_bins[0]), core.EXACT_LOW))
+        weight = _add(weight, (_from_bins(weight_bins[0]), core.EXACT_LOW))
     return _normal(loss), _normal(weight), count
+
+
+def dyadic_totals_rows(code: int, param: float, y_true, y_pred, weights) -> list:
+    """``dyadic_totals`` of each row of 2-d operands (rows, count) of one shape, as a list of
+    ``(loss, weight)`` pairs of (m, e): many short rows (the outputs of an axis) in a few
+    calls of the compiled sums, in groups of rows of at most _CHUNK elements; row by row where
+    the compiled module is not built, or a row holds an integer past 2**53 or an element the
+    compiled sums leave out."""
+    rows, count = np.shape(y_pred)
+    core = _compiled()
+    arrays = [None if a is None else np.asarray(a) for a in (y_true, y_pred, weights)]
+    if core is None or count == 0 or any(a is not None and a.dtype.kind in "iu" and a.dtype.itemsize >= 8
+                                         and _wide(a).any() for a in arrays):
+        return [dyadic_totals(code, param, *(None if a is None else a[r] for a in arrays))[:2] for r in range(rows)]
+    out = []
+    step = max(1, _CHUNK // count)
+    with np.errstate(all="ignore"):
+        for start in range(0, rows, step):
+            part = [None if a is None else np.ascontiguousarray(a[start:start + step], np.float64) for a in arrays]
+            k = part[1].shape[0]
+            loss_bins, weight_bins = np.zeros((k, core.EXACT_BINS), np.int64), np.zeros((k, core.EXACT_BINS), np.int64)
+            bad = np.zeros(part[1].shape, np.uint8)
+            core.exact_sums(code, param, part[0], part[1], part[2], loss_bins, weight_bins, bad)
+            redo = bad.any(axis=1)
+            for r in range(k):
+                if redo[r]:
+                    out.append(dyadic_totals(code, param, *(None if a is None else a[start + r] for a in arrays))[:2])
+                else:
+                    out.append((_normal((_from_bins(loss_bins[r]), core.EXACT_LOW)),
+                                _normal((_from_bins(weight_bins[r]), core.EXACT_LOW))))
+    return out
 
 
 def _normal(value: tuple[int, int]) -> tuple[int, int]:

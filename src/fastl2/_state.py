@@ -124,9 +124,22 @@ class ExactState:
                  for a in arrays]
         n_out = math.prod(out_shape)
         flat = [None if a is None else a.reshape(n_out, count) for a in moved]
-        loss_sums, weight_sums = [], []
         special = np.zeros((n_out, 2))
+        finite_rows = np.ones(n_out, bool)
+        if count:
+            finite_rows = _finite(*(None if a is None else a.reshape(-1) for a in flat)).reshape(n_out, count).all(axis=1)
+        totals = [None] * n_out
+        if n_out > 1 and finite_rows.any():  # (many outputs: the compiled sums of whole groups of rows)
+            chosen = np.flatnonzero(finite_rows)
+            pick = lambda a: None if a is None else (a if chosen.size == n_out else a[chosen])  # noqa: E731
+            for o, pair in zip(chosen.tolist(), _exact.dyadic_totals_rows(entry.code, param, *map(pick, flat))):
+                totals[o] = pair
+        loss_sums, weight_sums = [], []
         for o in range(n_out):
+            if totals[o] is not None:
+                loss_sums.append(totals[o][0])
+                weight_sums.append(totals[o][1])
+                continue
             t, p, w = (None if a is None else a[o] for a in flat)
             finite = _finite(t, p, w)
             left_weights = None
