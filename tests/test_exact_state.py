@@ -424,3 +424,17 @@ def test_from_arrays_refuses_every_malformed_field():
     for arrays in bad:
         with pytest.raises(ValueError, match="^not the arrays of an ExactState"):
             ExactState.from_arrays(arrays)
+
+
+@settings(max_examples=EXAMPLES * 10, deadline=None)
+@given(st.integers(-2 ** 3000, 2 ** 3000), st.integers(-2 ** 200, 2 ** 200).filter(bool),
+       st.integers(-4000, 3000), st.integers(-1200, 1200))
+def test_the_quick_float64_quotient_is_the_exact_one_rounded_once(m, k, e, f):
+    """ExactState.result's float64 road without Fractions (_state._quotient64: Python's
+    correctly rounded int division, then an exact power of two) gives the exact quotient rounded
+    once wherever it answers; subnormal, overflowing and zero cases go the exact road."""
+    from fastl2._state import _quotient64
+    quick = _quotient64((m, e), (k, f))
+    if quick is not None:
+        exact = Fraction(m) * Fraction(2) ** e / (Fraction(k) * Fraction(2) ** f)
+        assert quick == rounded(exact, np.float64)

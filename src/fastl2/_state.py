@@ -222,9 +222,15 @@ class ExactState:
             values[...] = np.nan
             return values.reshape(self.shape) if self.shape else values[0]
         for o in range(n_out):
+            special_loss, special_weight = self._special[o].tolist()
+            if dtype == np.float64 and not root and special_loss == special_weight == 0.0:
+                quick = _quotient64(self._loss[o], self._weight[o] if reduction == "weighted_mean" else
+                                    (self.count if reduction == "mean" else 1, 0))
+                if quick is not None:
+                    values[o] = quick
+                    continue
             loss = _exact._fraction(*self._loss[o])
             weight = _exact._fraction(*self._weight[o]) if self.weighted else Fraction(self.count)
-            special_loss, special_weight = self._special[o].tolist()
             if reduction == "weighted_mean" and weight == 0 and special_weight == 0.0:
                 raise ValueError(
                     "reduction='weighted_mean' needs weights with a non-zero sum along the reduced "
@@ -306,6 +312,24 @@ class ExactState:
 
     def __reduce__(self):
         return (ExactState.from_arrays, (self.to_arrays(),))
+
+
+def _quotient64(numerator: tuple[int, int], divisor: tuple[int, int]) -> float | None:
+    """(m * 2**e) / (k * 2**f) rounded once to float64, without Fractions: Python's int / int
+    is correctly rounded (to nearest, ties to even), and the power of two then scales it
+    exactly where the result is a normal float64; None where it is not (subnormal, overflow,
+    or a divisor of 0: the caller's exact road decides those)."""
+    (m, e), (k, f) = numerator, divisor
+    if k == 0:
+        return None
+    if m == 0:
+        return 0.0
+    try:
+        q = m / k  # (None below where q itself is subnormal: rounded at less than 53 bits)
+        scaled = math.ldexp(q, e - f)
+    except OverflowError:
+        return None
+    return scaled if abs(q) >= 2.0 ** -1022 and 2.0 ** -1022 <= abs(scaled) < math.inf else None
 
 
 def _finite(t, p, w) -> np.ndarray:
