@@ -337,8 +337,10 @@ def _finite(t, p, w) -> np.ndarray:
     NumPy kind "V", is read as float64)."""
     ok = np.ones(np.shape(p), bool)
     for a in (t, p, w):
-        if a is not None and a.dtype.kind not in "iub":
-            ok &= np.isfinite(np.asarray(a, np.float64))
+        if a is not None and a.dtype.kind == "f":
+            ok &= np.isfinite(a)
+        elif a is not None and a.dtype.kind not in "iub":  # (bfloat16: as float32, exactly)
+            ok &= np.isfinite(np.asarray(a, np.float32))
     return ok
 
 
