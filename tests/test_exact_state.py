@@ -438,3 +438,10 @@ def test_the_quick_float64_quotient_is_the_exact_one_rounded_once(m, k, e, f):
     if quick is not None:
         exact = Fraction(m) * Fraction(2) ** e / (Fraction(k) * Fraction(2) ** f)
         assert quick == rounded(exact, np.float64)
+
+
+def test_a_refused_limb_is_named():
+    arrays = ExactState.of("squared", [1.0], [2.0]).to_arrays()
+    arrays["loss"] = np.array([[1.0, 0.0], [0.5, 3.0]])
+    with pytest.raises(ValueError, match=r"got the limb \(0\.5, 3\.0\)"):
+        ExactState.from_arrays(arrays)

@@ -210,9 +210,7 @@ def _difference(y_true, y_pred):
             arrays.append(None)
             continue
         a = np.asarray(a)
-        if a.dtype.kind in "iu":
-            if a.dtype.itemsize >= 8:  # (beyond 2**53 float64 rounds them)
-                bad |= (a > 2 ** 53) | (a < -2 ** 53) if a.dtype.kind == "i" else a > 2 ** 53
+        bad |= _wide(a)  # (beyond 2**53 float64 rounds them)
         arrays.append(np.asarray(a, dtype=np.float64))
     t, p = arrays
     if t is None:
@@ -471,8 +469,9 @@ def dyadic_totals(code: int, param: float, y_true, y_pred, weights):
     element count, for finite operands of one shape (weights broadcast to it) of any real dtype
     (float16 to float64, integers of any width, bool), in chunks of about _CHUNK elements (the
     memory of the pieces stays bounded).  Chunks of data of bounded granularity are summed in
-    int64 (``dyadic_sums``); the others as error-free pieces (``_scaled_pieces``), and the rare
-    elements those leave out one by one in Fractions."""
+    int64 (``dyadic_sums``); the others by csrc/exact.c's long accumulator where the compiled
+    module is built, else as error-free pieces (``_scaled_pieces``); chunks holding integers
+    past 2**53 as pieces; the rare elements either leaves out one by one in Fractions."""
     with np.errstate(all="ignore"):  # (the pieces' checks catch what under- or overflows)
         return _dyadic_totals(code, param, y_true, y_pred, weights)
 

@@ -296,11 +296,13 @@ class ExactState:
             if limbs.ndim != len(shape) + 2 or limbs.shape[:-2] != shape or limbs.shape[-1] != 2:
                 raise refuse(f"{name} must have shape {shape} + (k, 2); got {limbs.shape}")
             digits, exponents = limbs[..., 0], limbs[..., 1]
-            if not (np.isfinite(limbs).all() and (np.abs(digits) < 2.0 ** 53).all()
-                    and (digits == np.trunc(digits)).all() and (exponents == np.trunc(exponents)).all()
-                    and (np.abs(exponents) <= _EXPONENT_LIMIT).all()):
+            with np.errstate(invalid="ignore"):
+                ok = (np.isfinite(limbs).all(axis=-1) & (np.abs(digits) < 2.0 ** 53) & (digits == np.trunc(digits))
+                      & (exponents == np.trunc(exponents)) & (np.abs(exponents) <= _EXPONENT_LIMIT))
+            if not ok.all():
+                first = tuple(limbs.reshape(-1, 2)[np.argmin(ok.reshape(-1))].tolist())
                 raise refuse(f"each {name} limb must be an integer digit below 2**53 and an integer exponent "
-                             f"within +-{_EXPONENT_LIMIT}")
+                             f"within +-{_EXPONENT_LIMIT}; got the limb {first}")
         if not weighted and weight.size and weight[..., 0].any():
             raise refuse("an unweighted state has no weight limbs")
         n_out = math.prod(shape)
