@@ -46,17 +46,28 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
                 const fl2_vd wk = w_step ? FL2_VLOAD(wr) : fl2_vsplat(FL2_GET(T_WEIGHTS, wr));
 #endif
                 if (!weights_only) {
+                    fl2_vd de = fl2_vsplat(0.0);
 #if HAS_TRUE
-                    const fl2_vd d = FL2_VLOAD(y_pred + r * ld[FL2_OP_PRED]) -
-                                     FL2_VLOAD(y_true + r * ld[FL2_OP_TRUE]);
+                    const fl2_vd yp = FL2_VLOAD(y_pred + r * ld[FL2_OP_PRED]);
+                    const fl2_vd yt = FL2_VLOAD(y_true + r * ld[FL2_OP_TRUE]);
+                    const fl2_vd d = COMPENSATED ? fl2_vdiff_err(yp, yt, &de) : yp - yt;
 #else
                     const fl2_vd d = FL2_VLOAD(y_pred + r * ld[FL2_OP_PRED]);
 #endif
-                    fl2_vd l = fl2_loss_vvalue(loss, d, vparam);
+                    if (COMPENSATED) { /* (exact element terms: block_run.h) */
+                        fl2_vd le;
+                        fl2_vd l = fl2_loss_vvalue_err(loss, d, de, vparam, &le);
 #if HAS_WEIGHTS
-                    l = wk * l;
+                        l = fl2_vweigh_err(wk, l, le, &le);
 #endif
-                    VACCUMULATE(vs[k], ve[k], l);
+                        VACCUMULATE_E(vs[k], ve[k], l, le);
+                    } else {
+                        fl2_vd l = fl2_loss_vvalue(loss, d, vparam);
+#if HAS_WEIGHTS
+                        l = wk * l;
+#endif
+                        VACCUMULATE(vs[k], ve[k], l);
+                    }
                 }
 #if HAS_WEIGHTS
                 VACCUMULATE(vws[k], vwe[k], wk);
@@ -88,18 +99,29 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
             const double wk = FL2_GET(T_WEIGHTS, wr + c * w_step);
             if (!weights_only) {
 #endif
+                double de = 0.0;
 #if HAS_TRUE
-                const double d = FL2_GET(T_PRED, yp + c) - FL2_GET(T_TRUE, yt + c);
+                const double a = FL2_GET(T_PRED, yp + c), b = FL2_GET(T_TRUE, yt + c);
+                const double d = COMPENSATED ? fl2_diff_err(a, b, &de) : a - b;
 #else
                 const double d = FL2_GET(T_PRED, yp + c);
 #endif
-                const double l = fl2_loss_value(loss, d, param);
+                if (COMPENSATED) {
+                    double le;
+                    double wl = fl2_loss_value_err(loss, d, de, param, &le);
 #if HAS_WEIGHTS
-                const double wl = wk * l;
-#else
-                const double wl = l;
+                    wl = fl2_weigh_err(wk, wl, le, &le);
 #endif
-                ACCUMULATE(s, e, c, wl);
+                    ACCUMULATE_E(s, e, c, wl, le);
+                } else {
+                    const double l = fl2_loss_value(loss, d, param);
+#if HAS_WEIGHTS
+                    const double wl = wk * l;
+#else
+                    const double wl = l;
+#endif
+                    ACCUMULATE(s, e, c, wl);
+                }
 #if HAS_WEIGHTS
             }
             ACCUMULATE(sw, ew, c, wk);

@@ -58,13 +58,26 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 #endif
     (void)loss_err; (void)w_sum; (void)w_err;
 
-    /* One element: its difference d, weight wk, going to lane k; its gradient to gout. */
-#define ELEMENT(i, k, d, wk, gout)                                                   \
+    /* A float64 kernel's sums take each term's exact error too (losses.h, "exact element
+     * terms"); EXACT is a constant of each specialisation. */
+    const int EXACT = COMPENSATED && want_sums && !weights_only;
+    (void)EXACT;
+
+    /* One element: its difference d (de: its rounding error, where EXACT), weight wk, going
+     * to lane k; its gradient to gout. */
+#define ELEMENT(i, k, d, de, wk, gout)                                               \
     do {                                                                             \
         if (!weights_only) {                                                         \
-            double l_ = fl2_loss_value(loss, d, param);                              \
-            double wl_ = HAS_WEIGHTS ? (wk) * l_ : l_;                               \
-            if (want_sums) ACCUMULATE(loss_sum, loss_err, k, wl_);      \
+            double l_, wl_, le_ = 0.0;                                               \
+            if (EXACT) {                                                             \
+                l_ = fl2_loss_value_err(loss, d, de, param, &le_);                   \
+                wl_ = HAS_WEIGHTS ? fl2_weigh_err((wk), l_, le_, &le_) : l_;         \
+                ACCUMULATE_E(loss_sum, loss_err, k, wl_, le_);                       \
+            } else {                                                                 \
+                l_ = fl2_loss_value(loss, d, param);                                 \
+                wl_ = HAS_WEIGHTS ? (wk) * l_ : l_;                                  \
+                if (want_sums) ACCUMULATE(loss_sum, loss_err, k, wl_);               \
+            }                                                                        \
             if (want_elem) FL2_PUT(T_RESULT, elem + (i), wl_);                       \
             if (want_grad) {                                                         \
                 double g_ = fl2_loss_derivative(loss, d, param);                     \
@@ -79,12 +92,15 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 
     /* Inputs are read `step` (1, or 2 for a[::2] views: a constant) elements apart; the
      * outputs are contiguous. */
+    /* (a - b, and where EXACT its error in *de; de is left alone elsewhere) */
+#define SUB_E(a, b, de) (EXACT ? fl2_diff_err((a), (b), (de)) : (a) - (b))
+#define VSUB_E(a, b, de) (EXACT ? fl2_vdiff_err((a), (b), (de)) : (a) - (b))
 #if HAS_TRUE
-#define DIFF(i) (FL2_GET(T_PRED, y_pred + step * (i)) - FL2_GET(T_TRUE, y_true + step * (i)))
-#define VDIFF(i) (FL2_VLOAD_STEP(y_pred + step * (i), step) - FL2_VLOAD_STEP(y_true + step * (i), step))
+#define DIFF(i, de) SUB_E(FL2_GET(T_PRED, y_pred + step * (i)), FL2_GET(T_TRUE, y_true + step * (i)), (de))
+#define VDIFF(i, de) VSUB_E(FL2_VLOAD_STEP(y_pred + step * (i), step), FL2_VLOAD_STEP(y_true + step * (i), step), (de))
 #else
-#define DIFF(i) FL2_GET(T_PRED, y_pred + step * (i))
-#define VDIFF(i) FL2_VLOAD_STEP(y_pred + step * (i), step)
+#define DIFF(i, de) FL2_GET(T_PRED, y_pred + step * (i))
+#define VDIFF(i, de) FL2_VLOAD_STEP(y_pred + step * (i), step)
 #endif
 
     int64_t i = start;
@@ -99,7 +115,8 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
         memset(chunk_grad, 0, sizeof chunk_grad); /* (once a block: what compilers can follow) */
         /* (the step-2 loads read one element past their last: never past the block's) */
         for (; i + LANES + (step == 2) <= end; i += LANES) {
-            fl2_vd d[NV], wv[NV];
+            fl2_vd d[NV], wv[NV], de[NV];
+            for (int h = 0; h < NV; h++) de[h] = fl2_vsplat(0.0);
 
             if (ahead) { /* the chunk's place in a later row (rows kernel) */
                 if (!weights_only) {
@@ -121,12 +138,12 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 #if HAS_TRUE
                     fl2_vd t0, t1;
                     FL2_VLOAD_TWO(y_true + i + h * FL2_VWIDTH, &t0, &t1);
-                    d[h] = d[h] - t0;
-                    d[h + 1] = d[h + 1] - t1;
+                    d[h] = VSUB_E(d[h], t0, &de[h]);
+                    d[h + 1] = VSUB_E(d[h + 1], t1, &de[h + 1]);
 #endif
                 }
             } else {
-                for (int h = 0; h < NV; h++) d[h] = VDIFF(i + h * FL2_VWIDTH);
+                for (int h = 0; h < NV; h++) d[h] = VDIFF(i + h * FL2_VWIDTH, &de[h]);
             }
 #if HAS_WEIGHTS
             if (repeat == 1 && step == 1) {
@@ -145,9 +162,21 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             for (int h = 0; h < NV; h++) {
                 const int64_t at = i + h * FL2_VWIDTH;
                 if (!weights_only) {
-                    fl2_vd l = fl2_loss_vvalue(loss, d[h], vparam);
-                    if (HAS_WEIGHTS) l = wv[h] * l;
-                    if (want_sums) VACCUMULATE(v_loss[h], v_loss_err[h], l);
+                    fl2_vd l;
+                    if (EXACT) {
+                        fl2_vd le;
+                        l = fl2_loss_vvalue_err(loss, d[h], de[h], vparam, &le);
+#if HAS_WEIGHTS
+                        l = fl2_vweigh_err(wv[h], l, le, &le);
+                        VACCUMULATE_E(v_loss[h], v_loss_err[h], l, le);
+#else
+                        VACCUMULATE_E_POS(v_loss[h], v_loss_err[h], l, le);
+#endif
+                    } else {
+                        l = fl2_loss_vvalue(loss, d[h], vparam);
+                        if (HAS_WEIGHTS) l = wv[h] * l;
+                        if (want_sums) VACCUMULATE(v_loss[h], v_loss_err[h], l);
+                    }
                     if (want_elem) FL2_VSTORE(elem + at, l);
                     if (want_grad) {
                         fl2_vd g = fl2_loss_vderivative(loss, d[h], vparam);
@@ -186,14 +215,24 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
                 wv = repeat == 1 ? FL2_VLOADN(w + at, count) : fl2_vsplat(FL2_GET(T_WEIGHTS, w + row));
 #endif
                 if (!weights_only) {
+                    fl2_vd de = fl2_vsplat(0.0);
 #if HAS_TRUE
-                    const fl2_vd d = FL2_VLOADN(y_pred + at, count) - FL2_VLOADN(y_true + at, count);
+                    const fl2_vd d = VSUB_E(FL2_VLOADN(y_pred + at, count), FL2_VLOADN(y_true + at, count), &de);
 #else
                     const fl2_vd d = FL2_VLOADN(y_pred + at, count);
 #endif
-                    fl2_vd l = fl2_loss_vvalue(loss, d, vparam);
-                    if (HAS_WEIGHTS) l = wv * l;
-                    VACCUMULATE_KEPT(v_loss[h], v_loss_err[h], l, keep);
+                    if (EXACT) {
+                        fl2_vd le, s_ = v_loss[h], e_ = v_loss_err[h];
+                        fl2_vd l = fl2_loss_vvalue_err(loss, d, de, vparam, &le);
+                        if (HAS_WEIGHTS) l = fl2_vweigh_err(wv, l, le, &le);
+                        VACCUMULATE_E(s_, e_, l, le);
+                        v_loss[h] = fl2_vselect(keep, s_, v_loss[h]);
+                        v_loss_err[h] = fl2_vselect(keep, e_, v_loss_err[h]);
+                    } else {
+                        fl2_vd l = fl2_loss_vvalue(loss, d, vparam);
+                        if (HAS_WEIGHTS) l = wv * l;
+                        VACCUMULATE_KEPT(v_loss[h], v_loss_err[h], l, keep);
+                    }
                 }
                 if (HAS_WEIGHTS) VACCUMULATE_KEPT(v_w[h], v_w_err[h], wv, keep);
             }
@@ -206,10 +245,10 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     }
 #else
     for (; i + LANES <= end; i += LANES) {
-        double d[LANES], wk[LANES];
+        double d[LANES], de[LANES] = {0}, wk[LANES];
         /* All reads of the chunk come before its writes: the gradient may alias y_pred. */
         if (!weights_only)
-            for (int k = 0; k < LANES; k++) d[k] = DIFF(i + k);
+            for (int k = 0; k < LANES; k++) d[k] = DIFF(i + k, &de[k]);
 #if HAS_WEIGHTS
         if (repeat == 1) {
             for (int k = 0; k < LANES; k++) wk[k] = FL2_GET(T_WEIGHTS, w + step * (i + k));
@@ -226,7 +265,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
         for (int k = 0; k < LANES; k++) wk[k] = 1.0;
 #endif
         pred_t g[LANES];
-        for (int k = 0; k < LANES; k++) ELEMENT(i + k, k, d[k], wk[k], &g[k]);
+        for (int k = 0; k < LANES; k++) ELEMENT(i + k, k, d[k], de[k], wk[k], &g[k]);
         if (want_grad) {
             if (stream)
                 FL2_STREAM_STORE(grad + i, g, LANES);
@@ -236,7 +275,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     }
 #endif
     for (int k = 0; i < end; i++, k++) {
-        double dk = weights_only ? 0.0 : DIFF(i), wk = 1.0;
+        double dek = 0.0, dk = weights_only ? 0.0 : DIFF(i, &dek), wk = 1.0;
 #if HAS_WEIGHTS
         if (repeat == 1) {
             wk = FL2_GET(T_WEIGHTS, w + step * i);
@@ -245,7 +284,7 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             wk = FL2_GET(T_WEIGHTS, w + row);
         }
 #endif
-        ELEMENT(i, k, dk, wk, grad + i);
+        ELEMENT(i, k, dk, dek, wk, grad + i);
     }
 
     if (stream) fl2_stream_fence();
@@ -267,6 +306,8 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 #undef T_RESULT
 #undef DIFF
 #undef VDIFF
+#undef SUB_E
+#undef VSUB_E
 }
 
 #if FL2_KERNEL_PART == FL2_PART_RUN /* (the rows part includes this file for BODY_FN alone) */

@@ -74,6 +74,34 @@
         }                                                      \
     } while (0)
 
+/* ACCUMULATE and VACCUMULATE of a float64 kernel's term x whose own rounding error xe is known
+ * (losses.h, "exact element terms"): the lane's error sum takes both, so that the lanes hold
+ * the exact terms' sum to about (m u)**2 of it (src/fastl2/_exact.py, float64_bound). */
+#define ACCUMULATE_E(sum, err, k, x, xe)                       \
+    do {                                                       \
+        double t_ = sum[k] + (x);                              \
+        double z_ = t_ - sum[k];                               \
+        err[k] += ((sum[k] - (t_ - z_)) + ((x) - z_)) + (xe);  \
+        sum[k] = t_;                                           \
+    } while (0)
+#define VACCUMULATE_E(sum, err, x, xe)                         \
+    do {                                                       \
+        fl2_vd t_ = sum + (x);                                 \
+        fl2_vd z_ = FL2_VSUB_M(t_, sum);                       \
+        err += FL2_VADD_M((sum - (t_ - z_)) + FL2_VSUB_M((x), z_), (xe)); \
+        sum = t_;                                              \
+    } while (0)
+/* VACCUMULATE_E of a term x >= 0 into a sum >= 0 (no weights): Dekker's Fast2Sum of the
+ * larger and the smaller, exact as TwoSum is (its error: the same real, so the same bits),
+ * one operation less; the sum itself is still sum + x. */
+#define VACCUMULATE_E_POS(sum, err, x, xe)                     \
+    do {                                                       \
+        fl2_vd t_ = sum + (x);                                 \
+        fl2_vd small_ = fl2_vmin(sum, (x));                    \
+        err += FL2_VADD_M(small_ - FL2_VSUB_M(t_, fl2_vmax(sum, (x))), (xe)); \
+        sum = t_;                                              \
+    } while (0)
+
 /* VACCUMULATE in the lanes of `keep` only; the other lanes keep their sums and errors. */
 #define VACCUMULATE_KEPT(sum, err, x, keep)                    \
     do {                                                       \
@@ -141,6 +169,9 @@ FL2_INLINE fl2_dd FL2_CAT(BLOCK_FN, _lanes)(const double *sum, const double *err
 #undef ACCUMULATE
 #undef VACCUMULATE
 #undef VACCUMULATE_KEPT
+#undef ACCUMULATE_E
+#undef VACCUMULATE_E
+#undef VACCUMULATE_E_POS
 #undef BLOCK_FN
 #undef T_PRED
 #ifdef T_TRUE

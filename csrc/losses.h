@@ -1,7 +1,8 @@
 /*
  * The losses: the C side of the declaration in src/fastl2/_losses.py (tests/test_losses.py
- * checks that the two lists agree).  Adding a loss here is one line in FL2_LOSSES and its four
- * element functions below; the block kernels (block_template.h) specialise on each entry.
+ * checks that the two lists agree).  Adding a loss here is one line in FL2_LOSSES and its six
+ * element functions below (value, value with its error, derivative; scalar and vector); the
+ * block kernels (block_template.h) specialise on each entry.
  *
  * This file is included twice on purpose: by fastl2.h for the list and the enum alone, and by
  * kernels.h after vectors.h, which adds the element functions (they need the vector types of
@@ -66,6 +67,109 @@ FL2_INLINE fl2_vd fl2_huber_vderivative(fl2_vd d, fl2_vd p)
 {
     return fl2_vselect(d < -p, -p, fl2_vselect(d > p, p, d));
 }
+#endif
+
+/* ---- exact element terms (the float64 kernels: correct rounding, src/fastl2/_exact.py) ----
+ * For the float64 difference d and its rounding error de (d + de is y_pred - y_true exactly),
+ * value_err returns the loss value l(d) as value does and sets *e so that l(d) + *e is
+ * l(d + de) within 16 u**2 of it (u = 2**-53; barring underflow: an absolute 2**-1072 at the
+ * most): Knuth's TwoSum and fma's exact product errors (Ogita, Rump and Oishi, "Accurate sum
+ * and dot product", SIAM J. Sci. Comput. 26 (2005)). */
+
+/* d + *de == a - b exactly (Knuth's TwoSum of a and -b, its last step negated); d is a - b
+ * rounded. */
+FL2_INLINE double fl2_diff_err(double a, double b, double *de)
+{
+    const double d = a - b, z = d - a;
+    *de = (a - (d - z)) - (b + z);
+    return d;
+}
+/* (d + de)**2 = d*d + fma(d, d, -d*d) + 2 d de + de**2: the last term dropped (u**2 d**2) */
+FL2_INLINE double fl2_squared_value_err(double d, double de, double p, double *e)
+{
+    (void)p;
+    const double l = d * d;
+    *e = fl2_fma(2.0 * d, de, fl2_fma(d, d, -l));
+    return l;
+}
+/* |d + de| = |d| + sign(d) de, exactly (de = 0 where d = 0) */
+FL2_INLINE double fl2_absolute_value_err(double d, double de, double p, double *e)
+{
+    (void)p;
+    *e = signbit(d) ? -de : de;
+    return fabs(d);
+}
+/* With a = |d|, ae its error and m = min(a, delta), Huber's value is m (a - m / 2) in both
+ * branches (fl2_huber_value's bits: (0.5 a) a = a (a - 0.5 a)).  s + se == a - 0.5 m exactly
+ * (Dekker's Fast2Sum: a >= 0.5 m), l = m s, its error fma(m, se + ae, m s - l).  Where a and
+ * a + ae lie on either side of delta, the branches differ by 0.5 (a + ae - delta)**2 <=
+ * 0.5 ae**2. */
+FL2_INLINE double fl2_huber_value_err(double d, double de, double p, double *e)
+{
+    const double a = fabs(d), ae = signbit(d) ? -de : de, m = a < p ? a : p;
+    const double h = 0.5 * m, s = a - h, se = (a - s) - h, l = m * s;
+    *e = fl2_fma(m, se + ae, fl2_fma(m, s, -l));
+    return l;
+}
+/* w * (l + le) = x + *xe, x = w * l rounded (w * le's rounding: u**2 of it) */
+FL2_INLINE double fl2_weigh_err(double w, double l, double le, double *xe)
+{
+    const double x = w * l;
+    *xe = fl2_fma(w, le, fl2_fma(w, l, -x));
+    return x;
+}
+#if FL2_VECTORS
+FL2_INLINE fl2_vd fl2_vdiff_err(fl2_vd a, fl2_vd b, fl2_vd *de)
+{
+    const fl2_vd d = a - b, z = FL2_VSUB_M(d, a);
+    *de = (a - (d - z)) - FL2_VADD_M(b, z);
+    return d;
+}
+/* de with d's sign bit flipped into it: signbit(d) ? -de : de */
+FL2_INLINE fl2_vd fl2_vsign_of(fl2_vd d, fl2_vd de)
+{
+    return (fl2_vd)((fl2_vbits)de ^ ((fl2_vbits)d & (fl2_vbits)fl2_vsplat(-0.0)));
+}
+FL2_INLINE fl2_vd fl2_squared_vvalue_err(fl2_vd d, fl2_vd de, fl2_vd p, fl2_vd *e)
+{
+    (void)p;
+    const fl2_vd l = d * d;
+    *e = fl2_vfma(2.0 * d, de, fl2_vfma(d, d, -l));
+    return l;
+}
+FL2_INLINE fl2_vd fl2_absolute_vvalue_err(fl2_vd d, fl2_vd de, fl2_vd p, fl2_vd *e)
+{
+    (void)p;
+    *e = fl2_vsign_of(d, de);
+    return fl2_vabs(d);
+}
+FL2_INLINE fl2_vd fl2_huber_vvalue_err(fl2_vd d, fl2_vd de, fl2_vd p, fl2_vd *e)
+{
+    const fl2_vd a = fl2_vabs(d), ae = fl2_vsign_of(d, de), m = fl2_vmin(a, p);
+    const fl2_vd h = 0.5 * m, s = a - h, se = FL2_VSUB_M(a, s) - h, l = m * s;
+    *e = fl2_vfma(m, FL2_VADD_M(se, ae), fl2_vfma(m, s, -l));
+    return l;
+}
+FL2_INLINE fl2_vd fl2_vweigh_err(fl2_vd w, fl2_vd l, fl2_vd le, fl2_vd *xe)
+{
+    const fl2_vd x = w * l;
+    *xe = fl2_vfma(w, le, fl2_vfma(w, l, -x));
+    return x;
+}
+#endif
+#define FL2_LOSS_VALUE_ERR_(NAME, name) case FL2_##NAME: return fl2_##name##_value_err(d, de, p, e);
+FL2_INLINE double fl2_loss_value_err(fl2_loss loss, double d, double de, double p, double *e)
+{
+    switch (loss) { FL2_LOSSES(FL2_LOSS_VALUE_ERR_) default: *e = 0.0; return 0.0; }
+}
+#undef FL2_LOSS_VALUE_ERR_
+#if FL2_VECTORS
+#define FL2_LOSS_VVALUE_ERR_(NAME, name) case FL2_##NAME: return fl2_##name##_vvalue_err(d, de, p, e);
+FL2_INLINE fl2_vd fl2_loss_vvalue_err(fl2_loss loss, fl2_vd d, fl2_vd de, fl2_vd p, fl2_vd *e)
+{
+    switch (loss) { FL2_LOSSES(FL2_LOSS_VVALUE_ERR_) default: *e = d; return d; }
+}
+#undef FL2_LOSS_VVALUE_ERR_
 #endif
 
 /* The element functions of a loss given as a constant: each block kernel is specialised per

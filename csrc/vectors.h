@@ -310,6 +310,58 @@ FL2_INLINE fl2_vd fl2_vabs(fl2_vd x)
 {
     return (fl2_vd)((fl2_vbits)x & ~(fl2_vbits)fl2_vsplat(-0.0)); /* clear the sign bits */
 }
+/* fma(a, b, c) lane by lane, one rounding (fl2_fma's bits). */
+FL2_INLINE fl2_vd fl2_vfma(fl2_vd a, fl2_vd b, fl2_vd c)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__)
+    return (fl2_vd)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+#elif FL2_VWIDTH == 4 && defined(__FMA__)
+    return (fl2_vd)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#elif FL2_VWIDTH == 2 && defined(__aarch64__)
+    return (fl2_vd)vfmaq_f64((float64x2_t)c, (float64x2_t)a, (float64x2_t)b);
+#else
+    fl2_vd r;
+    for (int k = 0; k < FL2_VWIDTH; k++) r[k] = fl2_fma(a[k], b[k], c[k]);
+    return r;
+#endif
+}
+/* a + b and a - b, on the multiply-add units where the level has them: fma(a, 1, b) and
+ * fma(b, -1, a) are a + b and a - b rounded once, the same bits.  The exact element terms
+ * (losses.h) are mostly additions, and x86 cores run additions on two units and fmas on two
+ * others: these move some of them across. */
+#if (FL2_VWIDTH == 8 && defined(__AVX512F__)) || (FL2_VWIDTH == 4 && defined(__FMA__))
+#define FL2_VADD_M(a, b) fl2_vfma((a), fl2_vsplat(1.0), (b))
+#define FL2_VSUB_M(a, b) fl2_vfma((b), fl2_vsplat(-1.0), (a))
+#else
+#define FL2_VADD_M(a, b) ((a) + (b))
+#define FL2_VSUB_M(a, b) ((a) - (b))
+#endif
+/* The larger and the smaller of a and b lane by lane (b where either is nan: what
+ * the scalar a > b ? a : b gives; the kernels use them on non-negative terms only). */
+FL2_INLINE fl2_vd fl2_vmax(fl2_vd a, fl2_vd b)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__)
+    return (fl2_vd)_mm512_max_pd((__m512d)a, (__m512d)b);
+#elif FL2_VWIDTH == 4 && defined(__AVX__)
+    return (fl2_vd)_mm256_max_pd((__m256d)a, (__m256d)b);
+#elif FL2_VWIDTH == 2 && defined(__SSE2__)
+    return (fl2_vd)_mm_max_pd((__m128d)a, (__m128d)b);
+#else
+    return fl2_vselect(a > b, a, b);
+#endif
+}
+FL2_INLINE fl2_vd fl2_vmin(fl2_vd a, fl2_vd b)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__)
+    return (fl2_vd)_mm512_min_pd((__m512d)a, (__m512d)b);
+#elif FL2_VWIDTH == 4 && defined(__AVX__)
+    return (fl2_vd)_mm256_min_pd((__m256d)a, (__m256d)b);
+#elif FL2_VWIDTH == 2 && defined(__SSE2__)
+    return (fl2_vd)_mm_min_pd((__m128d)a, (__m128d)b);
+#else
+    return fl2_vselect(a < b, a, b);
+#endif
+}
 /* fl2_mul_tail (internal.h) lane by lane, fma(x, q, x * lo): the same bits. */
 FL2_INLINE fl2_vd fl2_vmul_tail(fl2_vd x, double q, double lo)
 {

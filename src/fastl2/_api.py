@@ -359,9 +359,9 @@ def huber(
 
     Notes
     -----
-    Accuracy: within 1 ulp (float32 results) or 2 ulp (float64) of the exact reduction of the
-    element losses, each evaluated exactly but for the rounding of ``a - delta / 2`` to
-    float64 (docs/api.md, "Accuracy").
+    Accuracy (docs/api.md, "Accuracy and determinism"), as every loss's: float32 results
+    correctly rounded; float64 sums within 2**-80 of the terms' magnitudes of the exact sum
+    of the exact element losses, both branches' roundings included.
 
     >>> import fastl2
     >>> fastl2.huber([0.0, 0.0, 0.0], [0.5, -2.0, 4.0], delta=1.0)

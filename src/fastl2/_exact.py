@@ -69,6 +69,31 @@ def float32_bound(count: int) -> float:
     return (2.0 * m + 16.0) * 2.0 ** -53
 
 
+def float64_bound(count: int) -> tuple[float, float]:
+    """``(relative, absolute)``: the float64 kernels' sums (their double-double before its last
+    rounding) lie within ``relative * sum(|w * l|) + absolute`` of the exact sum of the exact
+    terms ``w * l(y_pred - y_true)``, for a sum over ``count`` elements, with u = 2**-53 and
+    m = min(count, BLOCK_SIZE):
+
+    - each term carries its own rounding error (csrc/losses.h, "exact element terms": TwoSum
+      for the difference, fma for the products' errors): ``x + xe`` within 16 u**2 of the
+      exact term (the dropped second-order pieces and the roundings of the error terms);
+    - a lane adds at most m terms by TwoSum, whose errors (each below u times the lane's
+      running sum, at most u * sum(|x|) of the lane) are added with the terms' own errors in
+      plain float64: at most m additions, (m - 1) u of the sum of their magnitudes,
+      below (m + 16) m u**2 of sum(|w * l|) (Ogita, Rump and Oishi, "Accurate sum and dot
+      product", SIAM J. Sci. Comput. 26 (2005), Sum2's proof);
+    - the lanes and the blocks are combined in double-double (fewer than 64 levels, each
+      within 4 u**2 of its sum's magnitude) and the quotient's own steps: under 1024 u**2;
+    - an error term below the subnormal range is not exact: an absolute 2**-1072 per element
+      (its fmas and its TwoSum, rounded where their results fall below 2**-1022).
+
+    So relative = (m (m + 16) + 1024) u**2 (2**-80 at the most) and absolute =
+    count * 2**-1072."""
+    m = min(max(int(count), 1), BLOCK_SIZE)
+    return (m * (m + 16) + 1024) * 2.0 ** -106, max(int(count), 1) * 2.0 ** -1072
+
+
 def certain(value: float, count: int) -> bool:
     """Whether every real within ``float32_bound(count)`` (relative) of ``value`` rounds to the
     same float32 (nan and inf are certain: they come from nan or inf inputs, or overflow)."""

@@ -14,6 +14,7 @@ rounded sums: proved algorithms using rounding to odd", IEEE Trans. Computers 57
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -106,6 +107,59 @@ def fma(x: np.ndarray, q: float, c: np.ndarray) -> np.ndarray:
         plain = (x == 0.0) | ~np.isfinite(x) | (np.abs(uh) < 2.0 ** -900)
         if plain.any():
             result = np.where(plain, x * q + c, result)
+    return result
+
+
+def fma_array(a, b, c) -> np.ndarray:
+    """``a * b + c`` rounded once to nearest even, element-wise over float64 arrays (NumPy has
+    no fma): IEEE 754's fusedMultiplyAdd, the bits of csrc/internal.h's fl2_fma and of the
+    Numba backend's, for every input.  a and b are scaled by powers of two to [0.5, 1), c with
+    them (exactly, or, far below the product, to a value that rounds the same), the scaled sum
+    is Boldo and Melquiond's emulation (Dekker's exact product, TwoSum, one addition rounded to
+    odd), and scaled back exactly; the rare elements whose result lies in the subnormal range
+    (where scaling back would round a second time) are rounded from their exact rational."""
+    a, b, c = np.broadcast_arrays(np.asarray(a, _FLOAT64), np.asarray(b, _FLOAT64),
+                                  np.asarray(c, _FLOAT64))
+    if a.ndim != 1 or a.size > _FMA_PIECE:  # (in pieces: its temporaries stay small)
+        flat = [np.ravel(v) for v in (a, b, c)]
+        out = np.empty(flat[0].size)
+        for start in range(0, out.size, _FMA_PIECE):
+            piece = slice(start, start + _FMA_PIECE)
+            out[piece] = _fma_piece(*(v[piece] for v in flat))
+        return out.reshape(a.shape)
+    return _fma_piece(a, b, c)
+
+
+_FMA_PIECE = 2048
+
+
+def _fma_piece(a, b, c):
+    with np.errstate(all="ignore"):
+        plain = a * b + c
+        usual = np.isfinite(a) & np.isfinite(b) & np.isfinite(c) & (a != 0.0) & (b != 0.0)
+        if not usual.any():
+            return plain
+        ma, ea = np.frexp(np.where(usual, a, 1.0))
+        mb, eb = np.frexp(np.where(usual, b, 1.0))
+        e = ea.astype(np.int64) + eb
+        mc, ec = np.frexp(np.where(usual, c, 0.0))
+        ec = np.where(mc == 0.0, e - 1000, ec)  # (c = 0: below everything)
+        # c scaled as the product: exact, unless it lies 2**600 and more below or above it
+        shift = np.clip(ec - e, -600, 600)
+        cc = np.ldexp(mc, shift)
+        hi_a, lo_a = _split(ma)
+        hi_b, lo_b = _split(mb)
+        uh = ma * mb
+        ul = ((hi_a * hi_b - uh) + hi_a * lo_b + lo_a * hi_b) + lo_a * lo_b
+        th, tl = _two_sum(cc, uh)
+        scaled = th + _add_round_to_odd(tl, ul)
+        result = np.where(usual, np.ldexp(scaled, np.where(usual, e, 0)), plain)
+        # c far above the product: c + a * b rounds to c (the product < ulp(c) / 2**500)
+        result = np.where(usual & (ec - e > 600), c, result)
+        tiny = usual & (scaled != 0.0) & (np.abs(result) < 2.0 ** -1021) & (ec - e <= 600)
+    for i in np.flatnonzero(tiny.ravel()):
+        x, y, z = (float(v.ravel()[i]) for v in (a, b, c))
+        result.ravel()[i] = float(Fraction(x) * Fraction(y) + Fraction(z))
     return result
 
 

@@ -24,10 +24,11 @@ import numpy as np
 
 #: The accuracy promises of float64 results (docs/api.md, "Accuracy"; float32 results of every
 #: loss are correctly rounded, fastl2._exact):
-#: "exact": the reduced loss is within 2 ulp of the exact reduction of the exact element
-#: losses of the float64 differences d;
-#: "elements": the same, of the element losses as evaluated in float64 (their formula has
-#: roundings of its own, each element within a few ulp of its exact value).
+#: "exact": the kernels' float64 sum is within fastl2._exact.float64_bound of the exact sum of
+#: the exact element losses of y_pred - y_true (its value_err forms give each term's own
+#: rounding error), so a float64 sum is the exact one rounded once off the rounding boundaries;
+#: "elements": the same, of the element losses as evaluated in float64 (a loss whose formula
+#: has roundings that value_err does not recover; none now).
 ACCURACY = ("exact", "elements")
 
 
@@ -89,6 +90,12 @@ class Loss:
     #: scalar forms of the same operations, compiled by the Numba backend
     scalar_value: Callable[[float, float], float]
     scalar_derivative: Callable[[float, float], float]
+    #: the value with its rounding error, for the float64 kernels' exact element terms
+    #: (csrc/losses.h, "exact element terms"): ``value_err(d, de, p)`` gives ``(l, e)``, l
+    #: as ``value`` gives it and ``l + e`` within 16 u**2 of ``l(d + de)`` (de: d's own
+    #: rounding error); NumPy and scalar forms
+    value_err: Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray]]
+    scalar_value_err: Callable[[float, float, float], tuple[float, float]]
     accuracy: str  #: one of ACCURACY
     parameter: Parameter | None = None
     source: str = ""  #: where the loss and its name come from
@@ -147,6 +154,98 @@ def _huber_derivative(d, p):
     return np.where(d < -p, -p, np.where(d > p, p, d))
 
 
+# ---- exact element terms (csrc/losses.h, the same operations) ------------------------------
+# ``_fma`` is fma(a, b, c), a * b + c rounded once: exact rationals here (these scalar forms
+# run in Python only in tests), LLVM's fma where the Numba backend compiles them (it gives
+# them its own _fma), fastl2._halves.fma_array in the NumPy forms.
+
+
+def _fma(a, b, c):
+    if math.isfinite(a) and math.isfinite(b) and math.isfinite(c):
+        from fractions import Fraction
+
+        exact = Fraction(a) * Fraction(b) + Fraction(c)
+        if exact == 0:
+            return a * b + c  # (an exact zero's sign: IEEE's)
+        try:
+            result = float(exact)
+        except OverflowError:
+            return math.inf if exact > 0 else -math.inf
+        return result if result != 0.0 else math.copysign(0.0, exact)
+    return a * b + c
+
+
+def _fma_arrays(a, b, c):
+    from ._halves import fma_array
+
+    return fma_array(a, b, c)
+
+
+def diff_err(a, b):
+    """``(d, de)``: d = a - b rounded and its error, d + de == a - b exactly (Knuth's TwoSum of
+    a and -b, its last step negated); floats or arrays."""
+    d = a - b
+    z = d - a
+    return d, (a - (d - z)) - (b + z)
+
+
+def _signed(d, de):
+    """de with d's sign bit flipped into it (|d + de| = |d| + this), scalar."""
+    return -de if math.copysign(1.0, d) < 0.0 else de
+
+
+def _squared_err(d, de, p):
+    l = d * d
+    return l, _fma(2.0 * d, de, _fma(d, d, -l))
+
+
+def _squared_err_array(d, de, p):
+    l = d * d
+    return l, _fma_arrays(2.0 * d, de, _fma_arrays(d, d, -l))
+
+
+def _absolute_err(d, de, p):
+    return abs(d), _signed(d, de)
+
+
+def _absolute_err_array(d, de, p):
+    return np.abs(d), np.where(np.signbit(d), -de, de)
+
+
+def _huber_err(d, de, p):
+    a = abs(d)
+    ae = _signed(d, de)
+    m = a if a < p else p
+    h = 0.5 * m
+    s = a - h
+    se = (a - s) - h
+    l = m * s
+    return l, _fma(m, se + ae, _fma(m, s, -l))
+
+
+def _huber_err_array(d, de, p):
+    a = np.abs(d)
+    ae = np.where(np.signbit(d), -de, de)
+    m = np.where(a < p, a, p)
+    h = 0.5 * m
+    s = a - h
+    se = (a - s) - h
+    l = m * s
+    return l, _fma_arrays(m, se + ae, _fma_arrays(m, s, -l))
+
+
+def weigh_err(w, l, le):
+    """``(x, xe)``: x = w * l rounded, x + xe = w * (l + le) to u**2 of it (scalar)."""
+    x = w * l
+    return x, _fma(w, le, _fma(w, l, -x))
+
+
+def weigh_err_array(w, l, le):
+    """weigh_err over arrays."""
+    x = w * l
+    return x, _fma_arrays(w, le, _fma_arrays(w, l, -x))
+
+
 # ---- the table -------------------------------------------------------------------------------
 
 SQUARED = Loss(
@@ -160,6 +259,8 @@ SQUARED = Loss(
     derivative=_squared_derivative,
     scalar_value=_squared,
     scalar_derivative=_squared_derivative,
+    value_err=_squared_err_array,
+    scalar_value_err=_squared_err,
     accuracy="exact",
     source="the L2 loss; torch.nn.functional.mse_loss, sklearn.metrics.mean_squared_error",
 )
@@ -175,6 +276,8 @@ ABSOLUTE = Loss(
     derivative=_absolute_derivative,
     scalar_value=_absolute,
     scalar_derivative=_absolute_derivative_scalar,
+    value_err=_absolute_err_array,
+    scalar_value_err=_absolute_err,
     accuracy="exact",
     source="the L1 loss; torch.nn.functional.l1_loss, sklearn.metrics.mean_absolute_error",
 )
@@ -190,7 +293,9 @@ HUBER = Loss(
     derivative=_huber_derivative,
     scalar_value=_huber,
     scalar_derivative=_huber_derivative_scalar,
-    accuracy="elements",
+    value_err=_huber_err_array,
+    scalar_value_err=_huber_err,
+    accuracy="exact",
     parameter=Parameter("delta", 1.0, "where the loss turns from quadratic to linear"),
     source="P. J. Huber, Robust Estimation of a Location Parameter, Ann. Math. Statist. 35(1), "
     "1964; torch.nn.functional.huber_loss",

@@ -22,6 +22,7 @@ import numpy as np
 
 from ._backends import forked_mid_call_error
 from ._halves import half_gradient, round_half
+from ._losses import diff_err, weigh_err_array
 from ._plan import BLOCK_SIZE, Plan
 
 # Elements per chunk: two blocks keep every float64 temporary at 128 KiB.
@@ -56,21 +57,19 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
     if want_sums:
         loss_hi, loss_lo, weight_hi, weight_lo = np.zeros((4, nblocks))
     loss, param = plan.loss, plan.param
-    for start in _unless_forked(range(0, n, CHUNK)):
-        stop = min(n, start + CHUNK)
-        d = plan.y_pred[start:stop].astype(np.float64)
-        if plan.y_true is not None:
-            d -= plan.y_true[start:stop]
+    step = _chunk(want_sums and compensated)
+    for start in _unless_forked(range(0, n, step)):
+        stop = min(n, start + step)
+        exact = want_sums and compensated
+        d, de = _difference(plan.y_true, plan.y_pred, slice(start, stop), exact, _slice)
         w = _chunk_weights(plan, start, stop)
         if want_sums or elementwise is not None:
-            losses = loss.value(d, param)
-            if w is not None:
-                losses *= w
+            losses, errors = _losses(loss, param, d, de, w, exact)
             if elementwise is not None:
                 elementwise[start:stop] = losses
             if want_sums:
                 blocks = slice(start // BLOCK_SIZE, -(-stop // BLOCK_SIZE))
-                loss_hi[blocks], loss_lo[blocks] = _block_sums(losses, compensated)
+                loss_hi[blocks], loss_lo[blocks] = _block_sums(losses, compensated, errors)
                 if w is not None:
                     weight_hi[blocks], weight_lo[blocks] = _block_sums(w, compensated)
         if grad is not None:
@@ -79,6 +78,40 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
         return 0.0, 0.0
     weights = _combine(weight_hi, weight_lo) if plan.weights is not None else float(n)
     return _combine(loss_hi, loss_lo), weights
+
+
+def _slice(view: np.ndarray, start: int, stop: int) -> np.ndarray:
+    return view[start:stop]
+
+
+def _difference(y_true, y_pred, where, exact: bool, take):
+    """A chunk's differences d as float64 and, with ``exact``, their rounding errors (d + de is
+    y_pred - y_true exactly: fastl2._losses.diff_err, csrc/losses.h fl2_diff_err), else None."""
+    where = (where.start, where.stop) if isinstance(where, slice) else where
+    p = take(y_pred, *where).astype(np.float64)
+    if y_true is None:
+        return p, None
+    t = take(y_true, *where)
+    if not exact:
+        p -= t
+        return p, None
+    with np.errstate(invalid="ignore", over="ignore"):
+        return diff_err(p, t.astype(np.float64, copy=False))
+
+
+def _losses(loss, param, d, de, w, exact: bool):
+    """A chunk's terms w * l(d) and, with ``exact``, their own rounding errors (the float64
+    kernels' exact element terms: csrc/block_run.h EXACT), else None."""
+    if not exact:
+        losses = loss.value(d, param)
+        if w is not None:
+            losses *= w
+        return losses, None
+    with np.errstate(invalid="ignore", over="ignore"):
+        losses, errors = loss.value_err(d, np.zeros_like(d) if de is None else de, param)
+        if w is not None:
+            losses, errors = weigh_err_array(w, losses, errors)
+    return losses, errors
 
 
 def _gradient(loss, param, d, w, dtype, grad_scale, grad_divisor):
@@ -129,9 +162,10 @@ def _compensated(*arrays) -> bool:
     return any(a is not None and a.dtype == np.float64 for a in arrays)
 
 
-def _block_sums(values: np.ndarray, compensated: bool) -> tuple[np.ndarray, np.ndarray]:
+def _block_sums(values: np.ndarray, compensated: bool, errors=None) -> tuple[np.ndarray, np.ndarray]:
     """Each BLOCK_SIZE run of ``values`` summed as the kernels sum a block: (hi, lo) arrays."""
-    return _segment_sums(values, np.arange(0, values.size, BLOCK_SIZE, dtype=np.int64), compensated)
+    return _segment_sums(values, np.arange(0, values.size, BLOCK_SIZE, dtype=np.int64), compensated,
+                         errors)
 
 
 def _combine(hi: np.ndarray, lo: np.ndarray) -> float:
@@ -162,7 +196,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     sums = np.zeros((4, items))  # loss hi, lo, weights hi, lo per (output, block)
     loss, param = s.loss, s.param
     compensated = _compensated(s.y_true, s.y_pred, s.weights)
-    for first, last in _unless_forked(_chunks(outputs, reduced, nblocks)):
+    for first, last in _unless_forked(_chunks(outputs, reduced, nblocks, _chunk(want_sums and compensated))):
         start, stop = _item_start(first, reduced, nblocks), _item_start(last, reduced, nblocks)
         w = None if s.weights is None else _take(s.weights, start, stop).astype(np.float64)
         if weights_only:
@@ -170,18 +204,16 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
                 sums[2, first:last], sums[3, first:last] = _segment_sums(
                     w, _segments(first, last, start, reduced, nblocks), compensated)
             continue
-        d = _take(s.y_pred, start, stop).astype(np.float64)
-        if s.y_true is not None:
-            d -= _take(s.y_true, start, stop)
+        exact = want_sums and compensated
+        d, de = _difference(s.y_true, s.y_pred, (start, stop), exact, _take)
         if want_sums or elementwise is not None:
-            losses = loss.value(d, param)
-            if w is not None:
-                losses *= w
+            losses, errors = _losses(loss, param, d, de, w, exact)
             if elementwise is not None:
                 _put(elementwise, start, stop, losses)
             if want_sums:
                 segments = _segments(first, last, start, reduced, nblocks)
-                sums[0, first:last], sums[1, first:last] = _segment_sums(losses, segments, compensated)
+                sums[0, first:last], sums[1, first:last] = _segment_sums(losses, segments, compensated,
+                                                                         errors)
                 if w is not None:
                     sums[2, first:last], sums[3, first:last] = _segment_sums(w, segments, compensated)
         if grad is not None:
@@ -204,12 +236,18 @@ def _item_start(item: int, reduced: int, nblocks: int) -> int:
     return output * reduced + min(block * BLOCK_SIZE, reduced)
 
 
-def _chunks(outputs: int, reduced: int, nblocks: int):
-    """Ranges of work items of about CHUNK elements in all (at least one item each)."""
+def _chunk(exact: bool) -> int:
+    """Elements per chunk: one block where the terms' exact errors are computed (their
+    temporaries are many: fastl2._losses' value_err forms), else CHUNK."""
+    return BLOCK_SIZE if exact else CHUNK
+
+
+def _chunks(outputs: int, reduced: int, nblocks: int, chunk: int = CHUNK):
+    """Ranges of work items of about ``chunk`` elements in all (at least one item each)."""
     items = outputs * nblocks
     # (each item takes a row of LANES-element rows in _segment_sums: short items count whole)
     span = -(-min(reduced, BLOCK_SIZE) // LANES) * LANES
-    per_chunk = max(1, CHUNK // span) if nblocks == 1 else max(1, CHUNK // BLOCK_SIZE)
+    per_chunk = max(1, chunk // span) if nblocks == 1 else max(1, chunk // BLOCK_SIZE)
     for first in range(0, items, per_chunk):
         yield first, min(items, first + per_chunk)
 
@@ -245,7 +283,8 @@ def _put(view: np.ndarray, start: int, stop: int, values: np.ndarray) -> None:
         view[np.unravel_index(np.arange(start, stop, dtype=np.int64), view.shape)] = values
 
 
-def _segment_sums(values: np.ndarray, offsets: np.ndarray, compensated: bool) -> tuple[np.ndarray, np.ndarray]:
+def _segment_sums(values: np.ndarray, offsets: np.ndarray, compensated: bool,
+                  terms_errors=None) -> tuple[np.ndarray, np.ndarray]:
     """The partial (hi, lo) of each run of ``values`` from ``offsets[j]`` to the next offset
     (the last to the end; each at most BLOCK_SIZE long), bit for bit as the kernels' block.
 
@@ -253,6 +292,8 @@ def _segment_sums(values: np.ndarray, offsets: np.ndarray, compensated: bool) ->
     (ACCUMULATE of csrc/block_template.h: TwoSum with the errors summed beside when
     ``compensated``, else a plain sum); a lane that gets no element of a row is left as it
     is.  The LANES (sum, error) pairs are then combined by the double-double tree.
+    ``terms_errors`` (the float64 kernels' exact element terms, ACCUMULATE_E): each value's
+    own rounding error, added to its lane's error with the addition's.
     """
     nseg = offsets.size
     if nseg == 0:
@@ -265,12 +306,17 @@ def _segment_sums(values: np.ndarray, offsets: np.ndarray, compensated: bool) ->
     # A row of zeros first: every lane starts at +0.0 and adds its first element to it, as in
     # the kernels (a lane is never -0.0); after a run's last element, zeros change no lane.
     padded = np.zeros((nseg, rows + 1, LANES))
+    extra = None if terms_errors is None else np.zeros((nseg, rows, LANES))
     if np.all(counts == width) and np.array_equal(offsets, np.arange(nseg, dtype=np.int64) * width):
         padded[:, 1:] = values[: nseg * width].reshape(nseg, rows, LANES)  # whole blocks
+        if extra is not None:
+            extra[:] = terms_errors[: nseg * width].reshape(nseg, rows, LANES)
     else:
         segment = np.repeat(np.arange(nseg), counts)
         position = np.arange(values.size - int(offsets[0]), dtype=np.int64) - np.repeat(offsets - offsets[0], counts)
         padded.reshape(nseg, width + LANES)[segment, position + LANES] = values[int(offsets[0]):]
+        if extra is not None:
+            extra.reshape(nseg, width)[segment, position] = terms_errors[int(offsets[0]):]
     with np.errstate(over="ignore", invalid="ignore"):
         # Each lane's running sums in order: add.accumulate is sequential (running[r] =
         # running[r-1] + x[r]), the kernels' additions exactly.
@@ -284,6 +330,8 @@ def _segment_sums(values: np.ndarray, offsets: np.ndarray, compensated: bool) ->
         np.subtract(before, errors, out=errors)
         np.subtract(padded[:, 1:], z, out=z)
         errors += z
+        if extra is not None:
+            errors += extra  # ((...) + (x - z)) + xe: ACCUMULATE_E's order
         sums = running[:, -1, :].copy()
         del z, before, running, padded
         errors[:, 0] += 0.0  # (the kernels' error lanes start at +0.0 too)

@@ -11,10 +11,11 @@ import numpy as np
 
 from .._losses import LOSSES
 from .._plan import BLOCK_SIZE
-from .block_template import _element_globals, _with_globals
-from .block_template import _loss_value  # (stands for the loss's: see _element_globals)
+from .block_template import _diff_err, _element_globals, _weigh_err, _with_globals
+# (stand for the loss's: see _element_globals)
+from .block_template import _loss_value, _loss_value_err
 from .cache import _jit, _slp_dispatcher
-from .combine import _combine_lanes, _combine_partials, _two_sum
+from .combine import _combine_lanes, _combine_partials, _two_sum, _two_sum_e
 from .config import LANES
 from .memory import _flag_set, _pointer
 
@@ -105,15 +106,23 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated)
                     if has_weights:
                         wk = np.float64(wr[c * weights_step])
                     if not weights_only:
-                        if has_true:
+                        de = 0.0
+                        if has_true and compensated:
+                            d, de = _diff_err(np.float64(yp[c]), np.float64(yt[c]))
+                        elif has_true:
                             d = np.float64(yp[c]) - np.float64(yt[c])
                         else:
                             d = np.float64(yp[c])
-                        l = _loss_value(d, param)
-                        wl = wk * l if has_weights else l
-                        if compensated:
-                            _two_sum(loss_sum, loss_err, c, wl)
+                        if compensated:  # (exact element terms: block_template.py)
+                            l, le = _loss_value_err(d, de, param)
+                            if has_weights:
+                                wl, le = _weigh_err(wk, l, le)
+                            else:
+                                wl = l
+                            _two_sum_e(loss_sum, loss_err, c, wl, le)
                         else:
+                            l = _loss_value(d, param)
+                            wl = wk * l if has_weights else l
                             loss_sum[c] += wl
                     if has_weights:
                         if compensated:

@@ -16,16 +16,17 @@ import numba
 import numpy as np
 from numba import njit
 
+from .. import _losses
 from .._losses import LOSSES
 from .cache import _jit_block
-from .combine import _combine_lanes, _two_sum
+from .combine import _combine_lanes, _two_sum, _two_sum_e
 from .config import GRAD_DIVIDE, GRAD_HALF, LANES, _wants
 from .memory import _fma, _stack_buffer, _store_fence, _stream_store_16
 
-#: The loss's scalar element functions, ``_loss_value(d, param)`` and ``_loss_derivative(d,
-#: param)``: each kernel function has its own in its globals (_element_globals); these names
-#: only stand for them here.
-_loss_value = _loss_derivative = None
+#: The loss's scalar element functions, ``_loss_value(d, param)``, ``_loss_derivative(d,
+#: param)`` and ``_loss_value_err(d, de, param)``: each kernel function has its own in its
+#: globals (_element_globals); these names only stand for them here.
+_loss_value = _loss_derivative = _loss_value_err = None
 
 
 def _element_globals(loss, namespace):
@@ -41,8 +42,18 @@ def _element_globals(loss, namespace):
         functions = _element_functions[loss] = (
             njit(inline="always")(declared.scalar_value),
             njit(inline="always")(declared.scalar_derivative),
+            _exact_form(declared.scalar_value_err),
         )
-    return dict(namespace, _loss_value=functions[0], _loss_derivative=functions[1])
+    return dict(namespace, _loss_value=functions[0], _loss_derivative=functions[1],
+                _loss_value_err=functions[2])
+
+
+def _exact_form(function):
+    """One of fastl2._losses' scalar exact-term functions compiled to be inlined, with LLVM's
+    fma for its ``_fma`` (csrc/internal.h fl2_fma's bits)."""
+    space = dict(vars(_losses), _fma=_fma)
+    space["_signed"] = njit(inline="always")(_with_globals(_losses._signed, space))
+    return njit(inline="always")(_with_globals(function, space))
 
 
 _element_functions: dict = {}
@@ -56,6 +67,10 @@ def _with_globals(function, namespace):
     return made
 
 
+_diff_err = njit(inline="always")(_losses.diff_err)
+_weigh_err = _exact_form(_losses.weigh_err)
+
+
 def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
     """The block function of the kernels of ``name`` (kernels._shared_block), compiled by
     itself (cache._jit_block) and named ``block_`` + ``name``; every argument is a compile-time
@@ -67,6 +82,8 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
     streaming stores of the gradient when ``stream``.
     """
     want_sums, want_grad, want_elem, weights_only = _wants(mode)
+    # A float64 kernel's sums take each term's exact error too (csrc/block_run.h EXACT)
+    exact = compensated and want_sums and not weights_only
     lanes = LANES
     # Chunk offsets are unsigned, so indexing needs no negative-index wraparound and the 16
     # loads of a chunk are seen as consecutive.
@@ -84,6 +101,7 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
         acc2 = numba.carray(_stack_buffer(16, np.float64), lanes)
         acc3 = numba.carray(_stack_buffer(16, np.float64), lanes)
         d = numba.carray(_stack_buffer(16, np.float64), lanes)
+        de = numba.carray(_stack_buffer(16, np.float64), lanes)
         wk = numba.carray(_stack_buffer(16, np.float64), lanes)
         g_buffer = _stack_buffer(16, np.float64)  # the chunk's gradient, before its stores
         g = numba.carray(g_buffer, lanes)
@@ -93,6 +111,7 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
             acc2[k] = 0.0
             acc3[k] = 0.0
             d[k] = 0.0
+            de[k] = 0.0
             wk[k] = 1.0
 
         row = 0
@@ -108,18 +127,27 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
             else:
                 s[k] += x
 
-        def element(i, k, dk, wi):
-            # csrc/block_run.h ELEMENT: element i, difference dk, weight wi, lane k;
-            # returns the gradient element (before its rounding to grad's dtype).
+        def element(i, k, dk, dek, wi):
+            # csrc/block_run.h ELEMENT: element i, difference dk (dek: its rounding error,
+            # where exact), weight wi, lane k; returns the gradient element (before its
+            # rounding to grad's dtype).
             gk = 0.0
             if not weights_only:
-                l = _loss_value(dk, param)
-                if has_weights:
-                    wl = wi * l
+                if exact:
+                    l, le = _loss_value_err(dk, dek, param)
+                    if has_weights:
+                        wl, le = _weigh_err(wi, l, le)
+                    else:
+                        wl = l
+                    _two_sum_e(acc0, acc1, k, wl, le)
                 else:
-                    wl = l
-                if want_sums:
-                    add(acc0, acc1, k, wl)
+                    l = _loss_value(dk, param)
+                    if has_weights:
+                        wl = wi * l
+                    else:
+                        wl = l
+                    if want_sums:
+                        add(acc0, acc1, k, wl)
                 if want_elem:
                     e_arr[i] = wl
                 if want_grad:
@@ -147,7 +175,10 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
                 # All reads of a chunk come before its writes: grad may be y_pred itself.
                 if not weights_only:
                     for k in range(lanes):
-                        if has_true:
+                        if has_true and exact:
+                            d[k], de[k] = _diff_err(np.float64(p_arr[i + np.uint64(k)]),
+                                                    np.float64(t_arr[i + np.uint64(k)]))
+                        elif has_true:
                             d[k] = np.float64(p_arr[i + np.uint64(k)]) - np.float64(
                                 t_arr[i + np.uint64(k)]
                             )
@@ -169,7 +200,7 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
                                 row_end += w_repeat
                             wk[k] = np.float64(w_arr[row])
                 for k in range(lanes):
-                    gk = element(i + np.uint64(k), k, d[k], wk[k])
+                    gk = element(i + np.uint64(k), k, d[k], de[k], wk[k])
                     if want_grad:
                         if streamed:
                             g[k] = gk
@@ -189,8 +220,11 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
         k = 0
         for j in range(start + nchunks * lanes, end):
             dj = 0.0
+            dej = 0.0
             if not weights_only:
-                if has_true:
+                if has_true and exact:
+                    dj, dej = _diff_err(np.float64(p_arr[j]), np.float64(t_arr[j]))
+                elif has_true:
                     dj = np.float64(p_arr[j]) - np.float64(t_arr[j])
                 else:
                     dj = np.float64(p_arr[j])
@@ -203,7 +237,7 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
                         row += 1
                         row_end += w_repeat
                     wj = np.float64(w_arr[row])
-            gj = element(j, k, dj, wj)
+            gj = element(j, k, dj, dej, wj)
             if want_grad:
                 g_arr[j] = gj
             k += 1

@@ -119,6 +119,18 @@ def _two_sum(sums, errors, k, x):
 _two_sum = njit(inline="always")(_two_sum)
 
 
+def _two_sum_e(sums, errors, k, x, xe):
+    """_two_sum of a term x whose own rounding error xe goes to errors[k] with the addition's
+    (csrc/block_template.h ACCUMULATE_E)."""
+    t = sums[k] + x
+    z = t - sums[k]
+    errors[k] += ((sums[k] - (t - z)) + (x - z)) + xe
+    sums[k] = t
+
+
+_two_sum_e = njit(inline="always")(_two_sum_e)
+
+
 def _combine_outputs(all_partials, nblocks, outputs, loss_sums, weight_sums, want_loss,
                      want_weights):
     """csrc/strided.c finish_output of every output: the nblocks block partials of output o

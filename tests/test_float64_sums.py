@@ -1,0 +1,174 @@
+"""The float64 kernels' sums carry every term's own rounding error (csrc/losses.h, "exact element
+terms"): a float64 ``reduction="sum"`` result is the exact sum rounded once, unless the exact
+sum lies within the kernels' error bound of a rounding boundary (``fastl2._exact.float64_bound``:
+2**-80 of the sum of the terms' magnitudes at the most, below which the result is one of the
+two floats around it).
+
+What can break: a path whose difference, square, Huber branch or weight product is rounded
+before the sum (the 513-ulp example of weights of mixed sign below, the 1-2 ulp of every float64
+sum before); a backend whose error terms differ from the C kernels' (the bits are compared by the
+cross-backend tests; here each backend is held to the exact value); a lane whose errors are
+dropped on one path (the 1-d fast path, the strided walk, the rows and columns kernels).
+
+The reference is exact rationals (``fractions.Fraction``), independent of fastl2; the bound is
+written here from its derivation (fastl2._exact.float64_bound's docstring), not read from
+fastl2.
+"""
+from __future__ import annotations
+
+import math
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastl2
+import reference as ref
+
+FUNCTIONS = {"mse": "squared", "mae": "absolute", "huber": "huber"}
+
+
+def bound(count: int, magnitude: Fraction) -> Fraction:
+    """The documented error of a float64 kernel sum over ``count`` elements whose terms' sum of
+    magnitudes is ``magnitude``: (m (m + 16) + 1024) u**2 of it plus count * 2**-1072."""
+    m = min(max(count, 1), 8192)
+    return Fraction(m * (m + 16) + 1024, 2 ** 106) * magnitude + Fraction(max(count, 1), 2 ** 1072)
+
+
+def exact_terms(kind, y_true, y_pred, weights, delta):
+    """The exact sum of the terms w * l(y_pred - y_true), and the sum of their magnitudes."""
+    total = magnitude = Fraction(0)
+    for i in range(len(y_pred)):
+        term = ref.fraction_loss(kind, abs(Fraction(float(y_pred[i])) - Fraction(float(y_true[i]))), delta)
+        if weights is not None:
+            term *= Fraction(float(weights[i]))
+        total += term
+        magnitude += abs(term)
+    return total, magnitude
+
+
+def check(result, total: Fraction, magnitude: Fraction, count: int) -> bool:
+    """Asserts the promise for one result; returns whether the exact sum was far enough from a
+    rounding boundary to decide the result (then it must be the exact sum rounded once)."""
+    result = float(result)
+    nearest = float(total)  # (Python rounds a Fraction to nearest, ties to even)
+    below = math.nextafter(nearest, -math.inf)
+    above = math.nextafter(nearest, math.inf)
+    gap = min(abs(total - (Fraction(nearest) + Fraction(side)) / 2) for side in (below, above))
+    if gap > bound(count, magnitude):
+        assert result == nearest, (result.hex(), nearest.hex(), float(total))
+        return True
+    assert result in (below, nearest, above), (result.hex(), nearest.hex())
+    return False
+
+
+@st.composite
+def problems(draw):
+    n = draw(st.integers(1, 48))
+    family = draw(st.sampled_from(["plain", "cancel", "wide", "tiny", "huge", "integers"]))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    if family == "wide":
+        exponents = rng.integers(-480, 480, n)
+    elif family == "tiny":
+        exponents = rng.integers(-1070, -500, n)  # squares far below the subnormals; |d| in them
+    elif family == "huge":
+        exponents = rng.integers(490, 500, n)  # squares near 2**1000, no overflow
+    else:
+        exponents = np.full(n, rng.integers(-40, 40))
+    y_true = np.ldexp(rng.standard_normal(n), exponents)
+    if family == "integers":
+        y_true = np.round(rng.standard_normal(n) * 2.0 ** 60)  # beyond 2**53: the differences round
+        y_pred = y_true + np.round(rng.standard_normal(n) * 2.0 ** 8)
+    elif family == "cancel":  # y_pred a few ulp from y_true: differences exact, squares not
+        y_pred = y_true * (1.0 + rng.integers(-9, 9, n) * 2.0 ** -52) + np.ldexp(
+            rng.standard_normal(n), exponents - 60)
+    else:
+        y_pred = np.ldexp(rng.standard_normal(n), exponents + rng.integers(-3, 3, n))
+    kind = draw(st.sampled_from(sorted(FUNCTIONS)))
+    delta = float(np.ldexp(1.0 + rng.random(), int(np.median(exponents)) + int(rng.integers(-4, 4))))
+    if family == "huge" and kind == "huber":
+        delta = min(delta, 2.0 ** 495)
+    weighting = draw(st.sampled_from([None, "positive", "mixed"]))
+    weights = None
+    if weighting == "positive":
+        weights = rng.random(n) * 2.0 ** float(rng.integers(-20, 20))
+    elif weighting == "mixed":
+        weights = rng.standard_normal(n)
+    return kind, delta, y_true, y_pred, weights
+
+
+def _call(kind, delta, y_true, y_pred, weights, path):
+    function = getattr(fastl2, kind)
+    extra = {"delta": delta} if kind == "huber" else {}
+    if path == "reversed":  # the planned strided walk over negative strides
+        y_true, y_pred = y_true[::-1].copy()[::-1], y_pred[::-1].copy()[::-1]
+        weights = None if weights is None else weights[::-1].copy()[::-1]
+    if path in ("rows", "columns"):  # one output of an axis reduction (rows / columns kernels)
+        stack = (lambda a: np.stack([a, a[::-1]])) if path == "rows" else (lambda a: np.stack([a, a[::-1]], 1))
+        axis = 1 if path == "rows" else 0
+        w = None if weights is None else stack(weights)
+        return function(stack(y_true), stack(y_pred), w, axis=axis, reduction="sum", **extra)[0]
+    return function(y_true, y_pred, weights, reduction="sum", **extra)
+
+
+@settings(max_examples=int(os.environ.get("FASTL2_FLOAT64_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(problem=problems(), path=st.sampled_from(["contiguous", "reversed", "rows", "columns"]))
+def test_float64_sums_are_the_exact_sum_rounded_once_off_the_boundaries(backend, problem, path):
+    kind, delta, y_true, y_pred, weights = problem
+    total, magnitude = exact_terms(kind, y_true, y_pred, weights, delta)
+    with np.errstate(all="ignore"):
+        result = _call(kind, delta, y_true, y_pred, weights, path)
+    check(result, total, magnitude, len(y_pred))
+
+
+def test_most_random_float64_sums_are_decided_and_exact(backend):
+    """Not a vacuous promise: on random data nearly every sum lies far from a boundary (the
+    bound is 2**-80 relative; a boundary is 2**-53 away), and each of those is exact, where
+    rounding the difference and the square first is off in a large share of them."""
+    rng = np.random.default_rng(7)
+    decided = 0
+    for trial in range(200):
+        n = int(rng.integers(1, 200))
+        y_true = rng.standard_normal(n)
+        y_pred = y_true + rng.standard_normal(n) * 2.0 ** -float(rng.integers(0, 30))
+        weights = rng.random(n) if trial % 2 else None
+        kind = ("mse", "mae", "huber")[trial % 3]
+        total, magnitude = exact_terms(kind, y_true, y_pred, weights, 1.0)
+        result = getattr(fastl2, kind)(y_true, y_pred, weights, reduction="sum")
+        decided += check(result, total, magnitude, n)
+    assert decided >= 195
+
+
+def test_weights_of_mixed_sign_cancel_exactly(backend):
+    """The issue's example: each weight times its loss was rounded before a sum that cancels
+    (513 ulp off); the products' errors are now summed with them."""
+    y_true, y_pred, weights = [0.0, 0.0, 0.0], [1.0, 1 + 2 ** -30, 0.1], [1.0, -1.0, 1e-3]
+    total, magnitude = exact_terms("mse", np.array(y_true), np.array(y_pred), np.array(weights), 1.0)
+    assert check(fastl2.mse(y_true, y_pred, weights, reduction="sum"), total, magnitude, 3)
+
+
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
+@pytest.mark.parametrize("n", [1000, 12345])
+def test_a_sum_whose_terms_round_the_same_way_is_exact(backend, kind, n):
+    """Every difference rounds the same way (2**-54 - (1 + 2**-52) = -(1 + 0.75 * 2**-52) rounds
+    to -(1 + 2**-52)): summing the rounded terms drifts by a quarter ulp of each term, past the
+    sum's rounding boundary at these sizes; the exact terms do not drift."""
+    y_true = np.full(n, 1.0 + 2.0 ** -52)
+    y_pred = np.full(n, 2.0 ** -54)
+    total, magnitude = exact_terms(kind, y_true, y_pred, None, 0.5)
+    extra = {"delta": 0.5} if kind == "huber" else {}
+    assert check(getattr(fastl2, kind)(y_true, y_pred, reduction="sum", **extra), total, magnitude, n)
+
+
+def test_the_documented_bound_is_the_one_fastl2_states():
+    from fastl2 import _exact
+
+    for count in (1, 16, 8191, 8192, 10 ** 9):
+        relative, absolute = _exact.float64_bound(count)
+        assert Fraction(relative) == bound(count, Fraction(1)) - Fraction(count, 2 ** 1072)
+        assert absolute == count * 2.0 ** -1072
