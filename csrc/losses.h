@@ -121,8 +121,8 @@ FL2_INLINE double fl2_weigh_err(double w, double l, double le, double *xe)
 #if FL2_VECTORS
 FL2_INLINE fl2_vd fl2_vdiff_err(fl2_vd a, fl2_vd b, fl2_vd *de)
 {
-    const fl2_vd d = a - b, z = FL2_VSUB_M(d, a);
-    *de = (a - (d - z)) - FL2_VADD_M(b, z);
+    const fl2_vd d = a - b, z = d - a;
+    *de = (a - (d - z)) - (b + z);
     return d;
 }
 /* de with d's sign bit flipped into it: signbit(d) ? -de : de */
