@@ -9,13 +9,16 @@ was measured so): build the other revision in a clone, then
 
 The other build's ``_core`` is loaded beside this checkout's (each has its own thread pool and
 settings); both run on one thread (two pools spinning beside each other would disturb each
-other), in interleaved rounds; the table gives medians and ``after / before``.  Its calls take
+other), in interleaved rounds (each build first in turn); the table gives the medians and the
+median of the rounds' ratios ``this / other`` with its quartiles.  ``--sizes``, ``--dtypes``,
+``--calls`` and ``--rounds`` choose the cells (``--help``).  Its calls take
 the compiled fast paths only (1-d calls and unweighted axis calls), which never reach Python.
 Check ``uptime`` first: an unchanged call's ratio shows the noise level.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.machinery
 import importlib.util
 import statistics
@@ -46,35 +49,50 @@ def median_time(call, repeats: int) -> float:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 1:
-        raise SystemExit(__doc__)
-    other = load_other(argv[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("other", help="the other build's compiled module (_core*.so)")
+    parser.add_argument("--sizes", default="1e5,1e6,1e7,1e8", help="element counts (default %(default)s)")
+    parser.add_argument("--dtypes", default="float32,float64", help="default %(default)s")
+    parser.add_argument("--calls", default=",".join(CALLS), help="default: all of %(default)s")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default %(default)s)")
+    args = parser.parse_args(argv)
+    other = load_other(args.other)
     this = sys.modules["fastl2._core"]
     fastl2.set_backend("cython")
     other.set_num_threads(1)
     this.set_num_threads(1)
     rng = np.random.default_rng(0)
-    print(f"{'dtype':8s} {'n':>10s} {'call':26s} {'other':>12s} {'this':>12s}  this/other")
-    for dtype in (np.float32, np.float64):
-        for n in (10**5, 10**6, 10**7, 10**8):
+    print(f"{'dtype':8s} {'n':>10s} {'call':26s} {'other':>12s} {'this':>12s}  this/other [quartiles]")
+    for dtype in args.dtypes.split(","):
+        for n in (int(float(size)) for size in args.sizes.split(",")):
             a = rng.standard_normal(n).astype(dtype)
             b = rng.standard_normal(n).astype(dtype)
-            repeats = max(5, min(2000, int(2e8 // (n * 40))))
-            calls = {
-                "mse": lambda m: m.mse(a, b),
-                "mae": lambda m: m.mae(a, b),
-                "mse_and_grad": lambda m: m.mse_and_grad(a, b),
-                "mse axis=0 (n/8, 8)": lambda m: m.mse(a.reshape(-1, 8), b.reshape(-1, 8), axis=0),
-                "mse axis=-1 (n/100, 100)": lambda m: m.mse(a.reshape(-1, 100), b.reshape(-1, 100), axis=-1),
-            }
-            for name, call in calls.items():
-                before, after = [], []
-                for _ in range(5):  # interleaved rounds
-                    before.append(median_time(lambda: call(other), repeats))
-                    after.append(median_time(lambda: call(this), repeats))
-                t0, t1 = statistics.median(before), statistics.median(after)
-                print(f"{np.dtype(dtype).name:8s} {n:>10d} {name:26s} {t0 * 1e6:10.1f}us {t1 * 1e6:10.1f}us"
-                      f"  {t1 / t0:5.3f}", flush=True)
+            w = rng.random(n).astype(dtype)
+            repeats = max(3, min(400, int(4e7 // (n * 10))))
+            for name in args.calls.split(","):
+                call = CALLS[name]
+                ratios, before, after = [], [], []
+                for r in range(args.rounds):  # interleaved rounds, each build first in turn
+                    order = (other, this) if r % 2 == 0 else (this, other)
+                    t = {id(m): median_time(lambda: call(m, a, b, w), repeats) for m in order}
+                    before.append(t[id(other)])
+                    after.append(t[id(this)])
+                    ratios.append(t[id(this)] / t[id(other)])
+                q1, _, q3 = statistics.quantiles(ratios, n=4)
+                print(f"{dtype:8s} {n:>10d} {name:26s} {statistics.median(before) * 1e6:10.1f}us "
+                      f"{statistics.median(after) * 1e6:10.1f}us  {statistics.median(ratios):5.3f} "
+                      f"[{q1:.3f}, {q3:.3f}]", flush=True)
+
+
+CALLS = {
+    "mse": lambda m, a, b, w: m.mse(a, b),
+    "mse_weighted": lambda m, a, b, w: m.mse(a, b, w),
+    "mae": lambda m, a, b, w: m.mae(a, b),
+    "huber": lambda m, a, b, w: m.huber(a, b),
+    "mse_and_grad": lambda m, a, b, w: m.mse_and_grad(a, b),
+    "mse_axis0": lambda m, a, b, w: m.mse(a.reshape(-1, 8), b.reshape(-1, 8), axis=0),
+    "mse_axis-1": lambda m, a, b, w: m.mse(a.reshape(-1, 100), b.reshape(-1, 100), axis=-1),
+}
 
 
 if __name__ == "__main__":

@@ -360,7 +360,7 @@ def huber(
     Notes
     -----
     Accuracy (docs/api.md, "Accuracy and determinism"), as every loss's: float32 results
-    correctly rounded; float64 sums within 2**-80 of the terms' magnitudes of the exact sum
+    correctly rounded; float64 sums within about 2**-80 of the terms' magnitudes of the exact sum
     of the exact element losses, both branches' roundings included.
 
     >>> import fastl2

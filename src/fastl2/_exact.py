@@ -69,10 +69,12 @@ def float32_bound(count: int) -> float:
     return (2.0 * m + 16.0) * 2.0 ** -53
 
 
-def float64_bound(count: int) -> tuple[float, float]:
+def float64_bound(count: int, weight_magnitude: float | None = None) -> tuple[float, float]:
     """``(relative, absolute)``: the float64 kernels' sums (their double-double before its last
     rounding) lie within ``relative * sum(|w * l|) + absolute`` of the exact sum of the exact
-    terms ``w * l(y_pred - y_true)``, for a sum over ``count`` elements, with u = 2**-53 and
+    terms ``w * l(y_pred - y_true)`` (terms that overflow on their own aside: inf or nan, as
+    IEEE), for a sum over ``count`` elements whose weights' magnitudes sum to
+    ``weight_magnitude`` (None: unweighted, ``count``), with u = 2**-53 and
     m = min(count, BLOCK_SIZE):
 
     - each term carries its own rounding error (csrc/losses.h, "exact element terms": TwoSum
@@ -84,14 +86,18 @@ def float64_bound(count: int) -> tuple[float, float]:
       below (m + 16) m u**2 of sum(|w * l|) (Ogita, Rump and Oishi, "Accurate sum and dot
       product", SIAM J. Sci. Comput. 26 (2005), Sum2's proof);
     - the lanes and the blocks are combined in double-double (fewer than 64 levels, each
-      within 4 u**2 of its sum's magnitude) and the quotient's own steps: under 1024 u**2;
-    - an error term below the subnormal range is not exact: an absolute 2**-1072 per element
-      (its fmas and its TwoSum, rounded where their results fall below 2**-1022).
+      within 4 u**2 of its sum's magnitude): under 1024 u**2;
+    - an error term that falls below 2**-1022 is rounded to the subnormals' grid (2**-1074)
+      before the weight multiplies it: an absolute (|w| + 1) 2**-1072 per element at the most
+      (its fmas' roundings there, each at most 2**-1075, times the weight).
 
-    So relative = (m (m + 16) + 1024) u**2 (2**-80 at the most) and absolute =
-    count * 2**-1072."""
+    So relative = (m (m + 16) + 1024) u**2 (1.002 * 2**-80 at the most) and absolute =
+    (sum(|w|) + count) * 2**-1072.  The inputs are the kernels' operands: an integer past
+    2**53 is converted (its difference rounded once) before them."""
     m = min(max(int(count), 1), BLOCK_SIZE)
-    return (m * (m + 16) + 1024) * 2.0 ** -106, max(int(count), 1) * 2.0 ** -1072
+    count = max(int(count), 1)
+    weights = float(count) if weight_magnitude is None else float(weight_magnitude)
+    return (m * (m + 16) + 1024) * 2.0 ** -106, (weights + count) * 2.0 ** -1072
 
 
 def certain(value: float, count: int) -> bool:

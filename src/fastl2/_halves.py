@@ -135,7 +135,8 @@ _FMA_PIECE = 2048
 
 def _fma_piece(a, b, c):
     with np.errstate(all="ignore"):
-        plain = a * b + c
+        # (an infinite c beside a finite product is c, even where a * b overflows in float64)
+        plain = np.where(np.isinf(c) & np.isfinite(a) & np.isfinite(b), c, a * b + c)
         usual = np.isfinite(a) & np.isfinite(b) & np.isfinite(c) & (a != 0.0) & (b != 0.0)
         if not usual.any():
             return plain
