@@ -92,8 +92,9 @@ def float64_bound(count: int, weight_magnitude: float | None = None) -> tuple[fl
       (its fmas' roundings there, each at most 2**-1075, times the weight).
 
     So relative = (m (m + 16) + 1024) u**2 (1.002 * 2**-80 at the most) and absolute =
-    (sum(|w|) + count) * 2**-1072.  The inputs are the kernels' operands: an integer past
-    2**53 is converted (its difference rounded once) before them."""
+    (sum(|w|) + count) * 2**-1072.  int64/uint64 operands reach the kernels as their exact
+    difference's rounded value and its rounding error (fastl2._operands.exact_difference,
+    against zeros before), which the exact terms carry as they carry TwoSum's."""
     m = min(max(int(count), 1), BLOCK_SIZE)
     count = max(int(count), 1)
     weights = float(count) if weight_magnitude is None else float(weight_magnitude)

@@ -210,25 +210,29 @@ def _split_integer(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return array >> 32, array & 0xFFFFFFFF
 
 
-def exact_difference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """``y_pred - y_true`` in float64, from the exact difference of the inputs as given.
+def exact_difference(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(d, error)``: ``y_pred - y_true`` in float64, from the exact difference of the inputs
+    as given, and its rounding error (``d + error``: the exact difference; to about 2**-106 of
+    it for an integer beside a float), for the float64 kernels' exact element terms.
 
     Used when either is int64/uint64 (whose values beyond 2**53 float64 would round before
     the subtraction).  Two integers: the exact difference (up to 2**65) is
     ``dh * 2**32 + dl`` with both terms exact in float64, so one addition rounds it once
-    (correctly rounded).  An integer and a float: the integer's two exact parts are taken
-    from the float with error-free transformations (Knuth's TwoSum) and the three remaining
-    terms added smallest first: within one rounding of the exact difference.
+    (correctly rounded) and TwoSum gives its error.  An integer and a float: the integer's two
+    exact parts are taken from the float with error-free transformations (Knuth's TwoSum) and
+    the three remaining terms added smallest first: within one rounding of the exact
+    difference.
     """
     t_int, p_int = y_true.dtype.kind in "biu", y_pred.dtype.kind in "biu"
     with np.errstate(over="ignore", invalid="ignore"):
         if t_int and p_int:
             t_hi, t_lo = _split_integer(y_true)
             p_hi, p_lo = _split_integer(y_pred)
-            d = (p_hi - t_hi).astype(np.float64)
-            d *= _TWO32
-            d += (p_lo - t_lo).astype(np.float64)
-            return d
+            big = (p_hi - t_hi).astype(np.float64)
+            big *= _TWO32
+            small = (p_lo - t_lo).astype(np.float64)
+            d = big + small
+            return d, _two_sum_error(big, small, d)
         integer, real, sign = (y_true, y_pred, 1.0) if t_int else (y_pred, y_true, -1.0)
         hi, lo = _split_integer(integer)
         real = real.astype(np.float64)
@@ -239,12 +243,16 @@ def exact_difference(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         small = lo.astype(np.float64)
         u = s - small
         v = _two_sum_error(s, -small, u)
-        d = (u + (v + e)) * sign
+        tail = v + e
+        d = u + tail
+        error = _two_sum_error(u, tail, d) * sign
+        d *= sign
         # Where the exact difference is zero or the float is not finite, the IEEE difference
         # y_pred - y_true of the two as floats (exact there) gives its sign of zero, inf, nan.
         as_float = integer.astype(np.float64)
         direct = real - as_float if t_int else as_float - real
-        return np.where((d == 0) | ~np.isfinite(real), direct, d)
+        plain = (d == 0) | ~np.isfinite(real)
+        return np.where(plain, direct, d), np.where(plain | ~np.isfinite(error), 0.0, error)
 
 
 def _two_sum_error(a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:

@@ -173,9 +173,10 @@ def loss_plan(loss: Loss, y_true, y_pred, weights, reduction: str, param: float 
     _check_same_shape(true_array, pred_array)
     if is_wide_integer(true_raw.dtype) or is_wide_integer(pred_raw.dtype):
         # Every loss and gradient depends on y_pred - y_true only: pass that difference,
-        # exact before its one rounding, against zeros.
-        pred_array = exact_difference(true_raw, pred_raw)
-        true_array = np.zeros(pred_array.shape)
+        # exact before its one rounding, against minus its rounding error (the kernels'
+        # difference is the rounded one, and their exact element terms carry the error).
+        pred_array, error = exact_difference(true_raw, pred_raw)
+        true_array = np.where(error == 0.0, 0.0, -error)  # (+0: d - 0 keeps d's zero sign)
     single = true_single and pred_single
     shape = pred_array.shape
     repeat = 1
