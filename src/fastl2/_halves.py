@@ -82,34 +82,6 @@ def _add_round_to_odd(a, b):
     return bits.view(np.float64)
 
 
-def fma(x: np.ndarray, q: float, c: np.ndarray) -> np.ndarray:
-    """``x * q + c`` rounded once, element-wise (float64; NumPy has no fma), for the
-    half-precision gradients (``c = x * lo``, of the sign of ``x * q``): Dekker's exact product,
-    an exact sum and one addition rounded to odd (Boldo and Melquiond, 2008, above: "Emulation
-    of FMA").  Where ``x`` is 0, inf or NaN, or ``x * q`` below 2**-900 (where the product's
-    error is not exact; a half holds there only a zero of that sign): ``x * q + c``; ``x``
-    from 2**900 on (where the split overflows): scaled by 2**-200 and back, exactly."""
-    x = np.asarray(x, _FLOAT64)
-    c = np.asarray(c, _FLOAT64)
-    with np.errstate(invalid="ignore"):
-        big = (np.abs(x) >= 2.0 ** 900) & np.isfinite(x)  # (inf and NaN: x * q + c below)
-    if big.any():
-        result = fma(np.where(big, x * 2.0 ** -200, x), q, np.where(big, c * 2.0 ** -200, c))
-        with np.errstate(over="ignore"):
-            return np.where(big, result * 2.0 ** 200, result)
-    with np.errstate(all="ignore"):
-        x_hi, x_lo = _split(x)
-        q_hi, q_lo = _split(q)
-        uh = x * q
-        ul = ((x_hi * q_hi - uh) + x_hi * q_lo + x_lo * q_hi) + x_lo * q_lo
-        th, tl = _two_sum(c, uh)
-        result = th + _add_round_to_odd(tl, ul)
-        plain = (x == 0.0) | ~np.isfinite(x) | (np.abs(uh) < 2.0 ** -900)
-        if plain.any():
-            result = np.where(plain, x * q + c, result)
-    return result
-
-
 def fma_array(a, b, c) -> np.ndarray:
     """``a * b + c`` rounded once to nearest even, element-wise over float64 arrays (NumPy has
     no fma): IEEE 754's fusedMultiplyAdd, the bits of csrc/internal.h's fl2_fma and of the
@@ -171,7 +143,7 @@ def half_gradient(x: np.ndarray, scale: float, divisor: float) -> np.ndarray:
     with np.errstate(all="ignore"):
         if lo == 0.0:
             return x * q
-        return fma(x, q, x * lo)
+        return fma_array(x, q, x * lo)
 
 
 def round_odd_float32(values: np.ndarray) -> np.ndarray:

@@ -57,11 +57,12 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
     if want_sums:
         loss_hi, loss_lo, weight_hi, weight_lo = np.zeros((4, nblocks))
     loss, param = plan.loss, plan.param
-    step = _chunk(want_sums and compensated)
+    exact = want_sums and compensated
+    step = _chunk(exact)
     for start in _unless_forked(range(0, n, step)):
         stop = min(n, start + step)
-        exact = want_sums and compensated
-        d, de = _difference(plan.y_true, plan.y_pred, slice(start, stop), exact, _slice)
+        y_true = None if plan.y_true is None else plan.y_true[start:stop]
+        d, de = _difference(y_true, plan.y_pred[start:stop], exact)
         w = _chunk_weights(plan, start, stop)
         if want_sums or elementwise is not None:
             losses, errors = _losses(loss, param, d, de, w, exact)
@@ -80,18 +81,13 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
     return _combine(loss_hi, loss_lo), weights
 
 
-def _slice(view: np.ndarray, start: int, stop: int) -> np.ndarray:
-    return view[start:stop]
-
-
-def _difference(y_true, y_pred, where, exact: bool, take):
-    """A chunk's differences d as float64 and, with ``exact``, their rounding errors (d + de is
-    y_pred - y_true exactly: fastl2._losses.diff_err, csrc/losses.h fl2_diff_err), else None."""
-    where = (where.start, where.stop) if isinstance(where, slice) else where
-    p = take(y_pred, *where).astype(np.float64)
-    if y_true is None:
+def _difference(t, p, exact: bool):
+    """A chunk's differences d = p - t as float64 (t None: p) and, with ``exact``, their
+    rounding errors (d + de is p - t exactly: fastl2._losses.diff_err, csrc/losses.h
+    fl2_diff_err), else None."""
+    p = p.astype(np.float64)
+    if t is None:
         return p, None
-    t = take(y_true, *where)
     if not exact:
         p -= t
         return p, None
@@ -196,7 +192,8 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     sums = np.zeros((4, items))  # loss hi, lo, weights hi, lo per (output, block)
     loss, param = s.loss, s.param
     compensated = _compensated(s.y_true, s.y_pred, s.weights)
-    for first, last in _unless_forked(_chunks(outputs, reduced, nblocks, _chunk(want_sums and compensated))):
+    exact = want_sums and compensated
+    for first, last in _unless_forked(_chunks(outputs, reduced, nblocks, _chunk(exact))):
         start, stop = _item_start(first, reduced, nblocks), _item_start(last, reduced, nblocks)
         w = None if s.weights is None else _take(s.weights, start, stop).astype(np.float64)
         if weights_only:
@@ -204,8 +201,8 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
                 sums[2, first:last], sums[3, first:last] = _segment_sums(
                     w, _segments(first, last, start, reduced, nblocks), compensated)
             continue
-        exact = want_sums and compensated
-        d, de = _difference(s.y_true, s.y_pred, (start, stop), exact, _take)
+        y_true = None if s.y_true is None else _take(s.y_true, start, stop)
+        d, de = _difference(y_true, _take(s.y_pred, start, stop), exact)
         if want_sums or elementwise is not None:
             losses, errors = _losses(loss, param, d, de, w, exact)
             if elementwise is not None:
