@@ -39,7 +39,7 @@ CSRC = [
     *(f"csrc/kernels_{level}{part}.c" for part in ("", "_columns", "_rows")
       for level in ("baseline", "avx2", "avx512", "avx512bf16")),
     "csrc/strided.c", "csrc/fastl2.c", "csrc/config.c", "csrc/pool.c", "csrc/convert.c",
-    "csrc/exact.c",
+    "csrc/exact.c", "csrc/finish.c",
 ]
 # Strict ISO C11 (not gnu11): GCC then keeps every a*b+c as two roundings (no FMA contraction), which is what
 # makes the kernels of every instruction-set level return the same bits.

@@ -87,6 +87,15 @@ FL2_INLINE int fl2_kernel_index(const fl2_problem *p)
     return pred * 2 + (p->weights != NULL);
 }
 
+/* A double-double as its value rounded once (*hi) and the rest (*lo, exact: Fast2Sum); a
+ * non-finite value with *lo = 0. */
+FL2_INLINE void fl2_dd_put(fl2_dd x, double *hi, double *lo)
+{
+    const double s = x.hi + x.lo;
+    *hi = s;
+    *lo = s - s == 0.0 ? x.lo - (s - x.hi) : 0.0;
+}
+
 /* The m block partials combined by the fixed pairwise tree, into *sums. */
 FL2_INLINE void fl2_combine_partials(fl2_partial *part, int64_t m, fl2_sums *sums)
 {
@@ -96,8 +105,8 @@ FL2_INLINE void fl2_combine_partials(fl2_partial *part, int64_t m, fl2_sums *sum
             part[i].weights = fl2_dd_add(part[i].weights, part[i + step].weights);
         }
     }
-    sums->loss = part[0].loss.hi + part[0].loss.lo;
-    sums->weights = part[0].weights.hi + part[0].weights.lo;
+    fl2_dd_put(part[0].loss, &sums->loss, &sums->loss_lo);
+    fl2_dd_put(part[0].weights, &sums->weights, &sums->weights_lo);
 }
 
 #endif /* FASTL2_DRIVER_H */

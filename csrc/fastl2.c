@@ -121,7 +121,7 @@ static int run(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, fl2_su
     const int want_sums = mode == FL2_MODE_SUMS || mode == FL2_MODE_SUMS_GRAD ||
                           mode == FL2_MODE_WEIGHTS;
     if (n <= 0) {
-        if (sums) sums->loss = sums->weights = 0.0;
+        if (sums) sums->loss = sums->weights = sums->loss_lo = sums->weights_lo = 0.0;
         return 0;
     }
     const int64_t nblocks = (n + FL2_BLOCK_SIZE - 1) / FL2_BLOCK_SIZE;
@@ -178,7 +178,8 @@ int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthr
         mode = FL2_MODE_GRAD;
     else
         return 0;
-    if (elem && sums) sums->loss = sums->weights = 0.0; /* "none" reduces nothing */
+    if (elem && sums) /* "none" reduces nothing */
+        sums->loss = sums->weights = sums->loss_lo = sums->weights_lo = 0.0;
     return run(p, o, mode, elem ? NULL : sums, nthreads);
 }
 

@@ -56,8 +56,10 @@ typedef struct {
 } fl2_outputs;
 
 typedef struct {
-    double loss;         /* sum of w * l(d) */
-    double weights;      /* sum of w over all n elements (n without weights) */
+    double loss;         /* sum of w * l(d), rounded once from the double-double below */
+    double weights;      /* sum of w over all n elements (n without weights), the same */
+    double loss_lo;      /* the double-double's rest: the sum is loss + loss_lo (exactly), */
+    double weights_lo;   /* |loss_lo| <= ulp(loss) / 2; 0 where loss is not finite */
 } fl2_sums;
 
 /* What a call returns when the thread pool's interrupt check stopped it (pool.h,
@@ -99,10 +101,11 @@ typedef struct {
 } fl2_layout;
 
 /* Each output's value instead of its loss sum: the sum divided by `divisor` (1 for a sum),
- * its square root with `root`, stored as float (`single`) or double at values[o].  With
- * `single`, uncertain[o] (unless `uncertain` is NULL) is set to 1 where the float is not
- * certainly the exact value rounded once (fl2_certain_f32 with `bound`, the
- * fl2_float32_bound of an output's element count) and left alone elsewhere. */
+ * its square root with `root`, stored as float (`single`) or double at values[o].
+ * uncertain[o] (unless `uncertain` is NULL) is set to 1 where the value is not certainly the
+ * exact value rounded once and left alone elsewhere: a float by fl2_certain_f32 with `bound`
+ * (the fl2_float32_bound of an output's element count), a double by fl2_finish_f64 (`count`:
+ * an output's element count). */
 typedef struct {
     void *values;
     int single;
@@ -110,7 +113,35 @@ typedef struct {
     double divisor;
     unsigned char *uncertain;
     double bound;
+    int64_t count;
 } fl2_values;
+
+/* ---- correct rounding of float64 results ---------------------------------------------- */
+
+/* The condition number sum(|w * l|) / |sum(w * l)| (and sum(|w|) / |sum(w)|) up to which a
+ * weighted float64 result is certified: weights of one sign always are (their condition
+ * number is 1); weights of mixed sign up to this one (docs/api.md, "Accuracy"). */
+#define FL2_CONDITION 1024.0
+
+/* How a float64 result is made from its sums (fl2_finish_f64). */
+typedef struct {
+    int64_t count;   /* the elements reduced into the sums */
+    int weighted;    /* weights were given (of unknown signs: the margins allow FL2_CONDITION) */
+    int by_weights;  /* divide by the weight sum ("weighted_mean"), else by `divisor` */
+    double divisor;  /* an exact divisor: the count ("mean") or 1 ("sum") */
+    int root;        /* the square root of the quotient */
+} fl2_finish;
+
+/* The float64 result of sums s (their double-doubles): the quotient sum / divisor (or
+ * sum / weight sum), rooted with `root`, formed in double-double, written to *value.  Returns
+ * 1 when *value is certainly the exact value of the inputs rounded once (to nearest, ties to
+ * even): every real within the sums' error bound (src/fastl2/_exact.py, float64_bound, and
+ * what the quotient and the root add) rounds to it; non-finite values count as certain (inf
+ * or nan inputs, or a sum past the float64 range).  Returns 0 otherwise (within about
+ * 2**-80 of a rounding boundary; a value or sum below 2**-900 or above 2**900 in magnitude; a
+ * zero sum, but for an unweighted mean), with *value the quotient rounded plainly: the caller
+ * computes the exact result (fastl2._exact). */
+int fl2_finish_f64(const fl2_sums *s, const fl2_finish *f, double *value);
 
 /* The relative error of a float32 result's float64 value, reduced from `count` elements, when
  * every term w * l is >= 0: (2 m + 16) 2**-53 with m = min(count, FL2_BLOCK_SIZE), the longest
@@ -132,13 +163,15 @@ static inline int fl2_certain_f32(double x, double bound)
 
 /* What fl2_run does, over a layout: element losses and gradients are written at their
  * strides; loss_sums[o] and weight_sums[o] (either may be NULL) receive each output's sums,
- * or, with `values`, values->values[o] the output's value in place of its loss sum.
+ * rounded once from their double-doubles, loss_lo[o] and weight_lo[o] (either may be NULL)
+ * the double-doubles' rests (fl2_sums), or, with `values`, values->values[o] the output's
+ * value in place of its loss sum.
  * Without loss_sums, values, elementwise or grad, only the weight sums are computed.
  * Returns 0, -1 when memory for the buffers or block partials could not be allocated, or
  * FL2_INTERRUPTED or FL2_FORKED (then an output's sums or value may or may not be written). */
 int fl2_run_strided(const fl2_problem *p, const fl2_layout *layout, const fl2_outputs *o,
-                    double *loss_sums, double *weight_sums, const fl2_values *values,
-                    int nthreads);
+                    double *loss_sums, double *weight_sums, double *loss_lo, double *weight_lo,
+                    const fl2_values *values, int nthreads);
 
 /* Chooses the best kernels for this CPU and makes a fork()ed child's thread pool start over;
  * call once before anything else. */

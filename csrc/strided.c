@@ -178,47 +178,59 @@ static int strided_block(const strided_call *c, int64_t o, int64_t b, char **mem
     return 0;
 }
 
-/* Where the outputs' sums go: loss_sums and weight_sums (either may be NULL); with values,
- * each output's value instead of its loss sum.  Output o of the call is at index offset + o. */
+/* Where the outputs' sums go: loss_sums and weight_sums, their rests loss_lo and weight_lo
+ * (any may be NULL); with values, each output's value instead of its loss sum.  Output o of
+ * the call is at index offset + o. */
 typedef struct {
-    double *loss_sums, *weight_sums;
+    double *loss_sums, *weight_sums, *loss_lo, *weight_lo;
     const fl2_values *values;
     int64_t offset;
+    int weighted;
 } sink;
 
-/* Flags output o of a float32 finish whose value x is not certainly correctly rounded (kept
- * out of line: the check is rare work beside the hot loops that finish outputs). */
+/* Flags output o whose value is not certainly correctly rounded, and writes a double's (kept
+ * out of line: rare work, or a double's finish, beside the hot loops that finish outputs). */
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((noinline))
 #endif
-static void check_output(const fl2_values *v, int64_t o, double x)
+static void check_output(const sink *s, int64_t o, double x, const fl2_sums *sums)
 {
-    if (!fl2_certain_f32(x, v->bound)) v->uncertain[o] = 1;
+    const fl2_values *v = s->values;
+    if (v->single) {
+        if (v->uncertain && !fl2_certain_f32(x, v->bound)) v->uncertain[o] = 1;
+        return;
+    }
+    const fl2_finish f = {v->count, s->weighted, 0, v->divisor, v->root};
+    const int certain = fl2_finish_f64(sums, &f, &x);
+    ((double *)v->values)[o] = x;
+    if (!certain && v->uncertain) v->uncertain[o] = 1;
 }
 
-static inline void put_output(const sink *s, int64_t o, double loss, double weights)
+static inline void put_output(const sink *s, int64_t o, const fl2_sums *sums)
 {
     o += s->offset;
     if (s->values) {
-        double x = loss / s->values->divisor;
-        if (s->values->root) x = sqrt(x);
         if (s->values->single) {
+            double x = sums->loss / s->values->divisor;
+            if (s->values->root) x = sqrt(x);
             ((float *)s->values->values)[o] = (float)x;
-            if (s->values->uncertain) check_output(s->values, o, x);
+            if (s->values->uncertain) check_output(s, o, x, sums);
         } else {
-            ((double *)s->values->values)[o] = x;
+            check_output(s, o, 0.0, sums);
         }
     } else if (s->loss_sums) {
-        s->loss_sums[o] = loss;
+        s->loss_sums[o] = sums->loss;
+        if (s->loss_lo) s->loss_lo[o] = sums->loss_lo;
     }
-    if (s->weight_sums) s->weight_sums[o] = weights;
+    if (s->weight_sums) s->weight_sums[o] = sums->weights;
+    if (s->weight_lo) s->weight_lo[o] = sums->weights_lo;
 }
 
 static inline void finish_output(const sink *s, fl2_partial *part, int64_t m, int64_t o)
 {
     fl2_sums sums;
     fl2_combine_partials(part, m, &sums);
-    put_output(s, o, sums.loss, sums.weights);
+    put_output(s, o, &sums);
 }
 
 /* Runs work items [first, last) (item w: block w % nblocks of output w / nblocks). */
@@ -436,8 +448,8 @@ static int run_rows(const strided_call *c, int64_t outputs, const sink *out, int
 }
 
 int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs *o,
-                    double *loss_sums, double *weight_sums, const fl2_values *values,
-                    int nthreads)
+                    double *loss_sums, double *weight_sums, double *loss_lo, double *weight_lo,
+                    const fl2_values *values, int nthreads)
 {
     fl2_pool_call_begins();
     const int grad = o && o->grad, elem = o && o->elementwise;
@@ -454,10 +466,10 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     const int want_sums = c.mode == FL2_MODE_SUMS || c.mode == FL2_MODE_SUMS_GRAD ||
                           c.mode == FL2_MODE_WEIGHTS;
     if (!want_sums) {
-        loss_sums = weight_sums = NULL;
+        loss_sums = weight_sums = loss_lo = weight_lo = NULL;
         values = NULL;
     }
-    const sink out = {loss_sums, weight_sums, values, 0};
+    const sink out = {loss_sums, weight_sums, loss_lo, weight_lo, values, 0, p->weights != NULL};
     c.l = l;
     c.nr = l->ndim - l->nkept;
     int64_t outputs = 1;
@@ -512,11 +524,13 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
     c.kernel = fl2_active_kernels[fl2_kernel_index(p)];
     if (c.mode == FL2_MODE_WEIGHTS && !p->weights) {
         for (int64_t i = 0; weight_sums && i < outputs; i++) weight_sums[i] = (double)c.reduced;
+        for (int64_t i = 0; weight_lo && i < outputs; i++) weight_lo[i] = 0.0;
         return 0;
     }
     if (outputs == 0) return 0;
     if (c.reduced == 0) {
-        for (int64_t i = 0; i < outputs; i++) put_output(&out, i, 0.0, 0.0);
+        const fl2_sums zero = {0.0, 0.0, 0.0, 0.0};
+        for (int64_t i = 0; i < outputs; i++) put_output(&out, i, &zero);
         return 0;
     }
     c.nblocks = (c.reduced + FL2_BLOCK_SIZE - 1) / FL2_BLOCK_SIZE;

@@ -164,18 +164,22 @@ def _differences(y_true, y_pred):
 
 
 def _exact_differences(y_true, y_pred):
-    """(d, e): d = fl(y_pred - y_true) in float64, and the difference of the definition is
-    d + e: for float16/float32 inputs (a float32 result, correctly rounded) the exact one,
-    d + e == y_pred - y_true; otherwise d itself (e = 0: docs/api.md defines float64 results
-    from the float64 difference)."""
-    t_dtype, p_dtype = np.asarray(y_true).dtype, np.asarray(y_pred).dtype
-    t = np.asarray(y_true).astype(np.float64)
-    p = np.asarray(y_pred).astype(np.float64)
+    """(d, e): d = fl(y_pred - y_true) in float64 and e its rounding error, d + e ==
+    y_pred - y_true exactly (the definition, docs/api.md: the exact value of the inputs as
+    given): TwoSum of float operands; integers (past 2**53, where float64 rounds them) in
+    Python's integers and Fractions."""
+    t_arr, p_arr = np.asarray(y_true), np.asarray(y_pred)
+    t = t_arr.astype(np.float64)
+    p = p_arr.astype(np.float64)
     assert t.shape == p.shape, (t.shape, p.shape)
-    d, e = two_sum(p, -t)
-    if not (t_dtype in _FLOAT32_CLASS and p_dtype in _FLOAT32_CLASS):
-        e = np.zeros_like(d)
-    return d, e
+    if t_arr.dtype.kind in "iu" or p_arr.dtype.kind in "iu":
+        exact = [Fraction(b.item()) - Fraction(a.item()) for a, b in zip(t_arr.ravel(), p_arr.ravel())]
+        d = np.array([float(x) for x in exact], dtype=np.float64).reshape(t.shape)
+        e = np.array([float(x - Fraction(float(x))) for x in exact], dtype=np.float64).reshape(t.shape)
+        assert all(Fraction(float(di)) + Fraction(float(ei)) == x for di, ei, x in zip(d.ravel(), e.ravel(), exact)), \
+            "a difference that two float64 do not hold exactly"
+        return d, e
+    return two_sum(p, -t)
 
 
 def _product_pieces(pairs):
@@ -201,10 +205,16 @@ def _weighted(pieces, w):
     return _product_pieces([(w, piece) for piece in pieces])
 
 
-def _element_pieces(kind, y_true, y_pred, weights, delta=HUBER_DELTA):
+def _element_pieces(kind, y_true, y_pred, weights, delta=HUBER_DELTA, exact=True):
     """Float64 arrays whose element-wise sum is exactly the element loss of the inputs as
-    given (their difference taken exactly: d + e), and the float64 weights."""
+    given (their difference taken exactly: d + e), and the float64 weights.  ``exact=False``:
+    of the float64 difference d instead, the definition of float64 element losses
+    (``reduction="none"``, docs/api.md; float32 ones are of the exact difference, which
+    float64 holds)."""
     d, e = _exact_differences(y_true, y_pred)
+    dtypes = (np.asarray(y_true).dtype, np.asarray(y_pred).dtype)
+    if not exact and not all(dt in _FLOAT32_CLASS for dt in dtypes):
+        e = np.zeros_like(d)
     w = None if weights is None else broadcast_weights(weights, d.shape)
     # |d + e| = a + s * e (|e| <= ulp(d) / 2: the sign of d + e is that of d, or e's if d is 0)
     with np.errstate(invalid="ignore"):
@@ -259,7 +269,7 @@ def loss(kind, y_true, y_pred, weights=None, reduction="mean", delta=HUBER_DELTA
     if kind == "rmse":
         value = loss("mse", y_true, y_pred, weights, reduction)
         return sqrt_exact(value)
-    pieces, w = _element_pieces(kind, y_true, y_pred, weights, delta)
+    pieces, w = _element_pieces(kind, y_true, y_pred, weights, delta, exact=reduction != "none")
     if reduction == "none":
         return _sum_pieces_elementwise(pieces)
     n = pieces[0].size

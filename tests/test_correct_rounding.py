@@ -1,13 +1,14 @@
-"""Float32 results are correctly rounded: the exact value of the inputs, rounded once (to
-nearest, ties to even), bit for bit, on every backend and path.
+"""Float32 and float64 results are correctly rounded: the exact value of the inputs, rounded
+once (to nearest, ties to even), bit for bit, on every backend and path.
 
-What can break: a float32 result whose float64 value lies within the kernels' error of a
-float32 rounding boundary (a tie, or a hair beside one) and is rounded the wrong way; a path
-(fast 1-d, planned strided, per-output axis, loss beside a gradient, L2 penalty) that skips
-the certificate or the exact slow path (fastl2._exact); a slow path that is not exact.
+What can break: a result whose computed value lies within the kernels' error of a rounding
+boundary (a tie, or a hair beside one) and is rounded the wrong way; a path (fast 1-d,
+planned strided, per-output axis, loss beside a gradient, L2 penalty) that skips the
+certificate (float32: on the float64 value; float64: on the sums' double-doubles) or the
+exact slow path (fastl2._exact); a slow path that is not exact.
 
-The adversarial cases are built, not searched for: a target sum ``T`` that is a float32
-midpoint, or one a hair (2**-1 .. 2**-60 ulp) above or below it, written exactly as a sum of
+The adversarial cases are built, not searched for: a target sum ``T`` that is a float32 or
+float64 midpoint, or one a hair (2**-1 .. 2**-60 ulp) above or below it, written exactly as a sum of
 element losses (each a power of two: ``d**2`` for d a power of two, ``|d|``, Huber's ``d**2 / 2``),
 padded to a power-of-two count so that the mean keeps the tie.  Plain float64 summation
 rounds most of them the wrong way.  The expected value is tests/reference.py's exact one,
@@ -27,6 +28,7 @@ import fastl2
 import reference as ref
 
 F32 = np.float32
+F64 = np.float64
 PATHS = ("contiguous", "reversed", "shuffled", "column", "and_grad", "and_grad_out", "strided_and_grad")
 KINDS = ("mse", "mae", "huber", "rmse", "l2_penalty")
 HUBER_INSIDE = 2.0 ** 70  # a delta above every |d| here: every element is d**2 / 2
@@ -52,9 +54,9 @@ def _differences(kind: str, target: Fraction) -> list[float]:
     return out
 
 
-def _target(x: float, offset_bits: int | None, sign: int, root: bool) -> Fraction:
-    """A float32 midpoint above x (or its square, for rmse), moved by sign * 2**-offset_bits ulp."""
-    ulp = Fraction(float(np.spacing(F32(x))))
+def _target(x: float, offset_bits: int | None, sign: int, root: bool, dtype=F32) -> Fraction:
+    """A midpoint of ``dtype`` above x (or its square, for rmse), moved by sign * 2**-offset_bits ulp."""
+    ulp = Fraction(float(np.spacing(dtype(x))))
     middle = Fraction(x) + ulp / 2
     t = middle * middle if root else middle
     if offset_bits is not None:
@@ -67,11 +69,13 @@ def adversarial(draw):
     kind = draw(st.sampled_from(KINDS))
     reduction = "sum" if kind == "l2_penalty" else draw(
         st.sampled_from(("mean", "weighted_mean") if kind == "rmse" else ("sum", "mean", "weighted_mean")))
-    mantissa = draw(st.integers(2 ** 23, 2 ** 24 - 1))
-    x = float(Fraction(mantissa, 2 ** 23) * Fraction(2) ** draw(st.integers(-20, 20)))
+    dtype = draw(st.sampled_from((F32, F64)))
+    bits = np.finfo(dtype).nmant  # (the stored bits: 23 or 52)
+    mantissa = draw(st.integers(2 ** bits, 2 ** (bits + 1) - 1))
+    x = float(Fraction(mantissa, 2 ** bits) * Fraction(2) ** draw(st.integers(-20, 20)))
     offset = draw(st.one_of(st.none(), st.integers(1, 60)))
     sign = draw(st.sampled_from((-1, 1)))
-    target = _target(x, offset, sign, kind == "rmse")
+    target = _target(x, offset, sign, kind == "rmse", dtype)
     n = 1
     while n < len(_differences(kind, target)) + 1:
         n *= 2  # (count and weight sum powers of two: the mean of a tie is a tie)
@@ -91,17 +95,17 @@ def adversarial(draw):
         pad = [float(2.0 ** e) for e in _powers(big - total)] if big > total else []
         w += pad
         d += [0.0] * len(pad)
-        weights = np.array(w, F32)  # (the weighted mean: target * n / big, a tie kept)
+        weights = np.array(w, dtype)  # (the weighted mean: target * n / big, a tie kept)
     else:
         d += [0.0] * (n - len(d))
-    d = np.array(d, F32)
-    signs = np.array(draw(st.lists(st.sampled_from((-1.0, 1.0)), min_size=d.size, max_size=d.size)), F32)
+    d = np.array(d, dtype)
+    signs = np.array(draw(st.lists(st.sampled_from((-1.0, 1.0)), min_size=d.size, max_size=d.size)), dtype)
     d = d * signs
     order = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1))).permutation(d.size)
     swap = draw(st.booleans())  # (y_true = -d against zeros, or y_pred = d)
     y_true, y_pred = (-d, np.zeros_like(d)) if swap else (np.zeros_like(d), d)
     return dict(kind=kind, reduction=reduction, y_true=y_true, y_pred=y_pred, weights=weights,
-                order=order, path=draw(st.sampled_from(PATHS)))
+                order=order, path=draw(st.sampled_from(PATHS)), dtype=dtype)
 
 
 def _call(kind, y_true, y_pred, weights, reduction, path, order):
@@ -143,10 +147,10 @@ def _expected(kind, y_true, y_pred, weights, reduction):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])  # (the backend: set once)
 @given(case=adversarial())
-def test_float32_results_at_and_beside_rounding_ties_are_correctly_rounded(backend, case):
+def test_results_at_and_beside_rounding_ties_are_correctly_rounded(backend, case):
     kind, reduction = case["kind"], case["reduction"]
     result = _call(kind, case["y_true"], case["y_pred"], case["weights"], reduction, case["path"], case["order"])
-    assert np.asarray(result).dtype == np.float32
+    assert np.asarray(result).dtype == case["dtype"]
     ref.assert_ulp(result, _expected(kind, case["y_true"], case["y_pred"], case["weights"], reduction), 0)
 
 

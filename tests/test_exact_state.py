@@ -261,21 +261,23 @@ def test_per_output_states_along_axes(name, sum_path):
         assert parts[1] + parts[0] == state
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", LOSS_NAMES)
-def test_float32_state_results_equal_the_correctly_rounded_calls(name, backend):
-    """float32 results are correctly rounded by every backend's call already (test_correct_rounding):
-    the state's must be the same bits."""
+def test_state_results_equal_the_correctly_rounded_calls(name, backend, dtype):
+    """float32 and float64 results are correctly rounded by every backend's call
+    (test_correct_rounding, test_float64_rounding): any split's merged state must give the same
+    bits."""
     rng = np.random.default_rng(5)
-    t = rng.standard_normal(1000).astype(np.float32)
-    p = (t + rng.standard_normal(1000).astype(np.float32) * np.float32(1e-3))
-    w = rng.random(1000).astype(np.float32)
+    t = rng.standard_normal(1000).astype(dtype)
+    p = (t + rng.standard_normal(1000).astype(dtype) * dtype(1e-3))
+    w = rng.random(1000).astype(dtype)
     call = {"squared": fastl2.mse, "absolute": fastl2.mae, "huber": fastl2.huber}[name]
     for cut in (0, 1, 499, 1000):
         state = ExactState.of(name, t[:cut], p[:cut], w[:cut]) + ExactState.of(name, t[cut:], p[cut:], w[cut:])
         for reduction in ("sum", "mean", "weighted_mean"):
             got = state.result(reduction)
             want = call(t, p, w, reduction=reduction)
-            assert got.dtype == np.float32 and got.tobytes() == np.float32(want).tobytes()
+            assert got.dtype == dtype and got.tobytes() == dtype(want).tobytes()
 
 
 def test_non_finite_inputs_and_empty_states():

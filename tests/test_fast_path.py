@@ -246,7 +246,9 @@ def test_axis_calls_that_must_raise_leave_the_fast_path_and_raise(call, error, c
 @pytest.mark.parametrize("axes", [(0,), (1,), (0, 1)], ids=str)
 @pytest.mark.parametrize("divisor, root", [(1.0, False), (6.0, False), (6.0, True), (3.0, True)])
 def test_outputs_divided_in_c_match_numpy_dividing_the_sums(dtype, axes, divisor, root):
-    """``reduce_outputs`` divides, roots and rounds each output as NumPy does to the sums."""
+    """``reduce_outputs`` divides, roots and rounds each output as Python finishes the sums:
+    float32 as NumPy divides them, float64 as fastl2._exact.finish_float64 does (the same
+    decisions, the same bits)."""
     from fastl2 import _plan
 
     rng = np.random.default_rng(5)
@@ -254,14 +256,19 @@ def test_outputs_divided_in_c_match_numpy_dividing_the_sums(dtype, axes, divisor
     y_pred = rng.standard_normal((300, 7)).astype(dtype)[:, ::-1]
     plan = _plan.loss_plan(SQUARED, y_true, y_pred, None, "mean")
     strided = _plan.strided_pass(plan, axes)
-    sums, _ = core.run_strided(strided, True)
-    expected = sums / divisor
-    if root:
-        expected = np.sqrt(expected)
+    sums, weights, rests, weight_rests = core.run_strided(strided, True)
+    if dtype == np.float32:
+        expected = sums / divisor
+        if root:
+            expected = np.sqrt(expected)
+        certain = fastl2._exact.certain_many(expected, strided.n_reduced)
+    else:
+        expected, certain = fastl2._exact.finish_float64(sums, weights, rests, weight_rests, strided.n_reduced,
+                                                         False, False, divisor, root)
     values = np.empty(strided.n_outputs, dtype)
-    # (it says whether every float32 value is certainly correctly rounded: fastl2._exact)
-    certain = core.reduce_outputs(strided, values, divisor, root)
-    assert certain is bool(np.all(fastl2._exact.certain_many(expected, strided.n_reduced)))
+    # (it gives the values that are not certainly correctly rounded: fastl2._exact)
+    uncertain = core.reduce_outputs(strided, values, divisor, root)
+    assert uncertain.tolist() == np.flatnonzero(~certain).tolist()
     assert values.tobytes() == expected.astype(dtype).tobytes()
 
 

@@ -56,17 +56,15 @@ def test_two_product_is_error_free():
 @pytest.mark.parametrize("reduction", ["mean", "weighted_mean", "sum"])
 @pytest.mark.parametrize("kind", ["mse", "mae"])
 def test_reference_loss_matches_a_fraction_computation(kind, reduction, dtype):
-    # float32 inputs: the difference exact (their results are correctly rounded); float64
-    # inputs: the float64 difference (docs/api.md defines float64 results from it).  Values
-    # of wide range, so that float32 differences are often not exact in float64.
+    # The exact difference of the inputs for both dtypes (reduced results are correctly
+    # rounded, docs/api.md); values of wide range, so that float32 differences are often not
+    # exact in float32 and float64 ones not in float64.
     rng = np.random.default_rng(1)
     t = (rng.standard_normal(50) * 2.0 ** rng.uniform(-40, 40, 50)).astype(dtype)
     p = (rng.standard_normal(50) * 2.0 ** rng.uniform(-40, 40, 50)).astype(dtype)
     w = rng.uniform(0.1, 2, 50)
-    if dtype == np.float32:
-        d = [Fraction(float(b)) - Fraction(float(a)) for a, b in zip(t, p)]
-    else:
-        d = [Fraction(float(x)) for x in (p - t)]
+    d = [Fraction(float(b)) - Fraction(float(a)) for a, b in zip(t, p)]
+    assert dtype == np.float32 or any(Fraction(float(x)) != di for x, di in zip(p - t, d))
     fw = [Fraction(float(x)) for x in w]
     element = [wi * (di * di if kind == "mse" else abs(di)) for wi, di in zip(fw, d)]
     divisor = {"mean": Fraction(50), "weighted_mean": sum(fw), "sum": Fraction(1)}[reduction]

@@ -2,13 +2,14 @@
 
 A backend is a module with two functions over plans (fastl2._plan.Plan):
 ``run(plan, want_sums, grad=None, grad_scale=0.0, grad_divisor=1.0, elementwise=None)
--> (loss_sum, weight_sum)``
+-> (loss_sum, weight_sum, loss_rest, weight_rest)`` (each sum a double-double: its value
+rounded once and the exact rest, which the float64 certificate needs, fastl2._exact.finish_float64)
 and ``weight_sum(plan) -> float``, and ``run_strided(strided, want_sums, ...)`` over a
-fastl2._plan.Strided pass; optionally ``reduce_outputs(strided, values, divisor, root)``, which
-writes each output's loss sum divided by ``divisor`` (rooted with ``root``) into ``values``
-and returns whether every float32 value is certainly the exact one rounded once
-(fastl2._exact's certificate; axis reductions use it where a backend has it, else divide the
-sums ``run_strided`` returns);
+fastl2._plan.Strided pass (the same four, as arrays of one element per output); optionally
+``reduce_outputs(strided, values, divisor, root)``, which writes each output's loss sum
+divided by ``divisor`` (rooted with ``root``) into ``values`` and returns the indices of the
+values that are not certainly the exact value rounded once (fastl2._exact's certificates;
+axis reductions use it where a backend has it, else finish the sums ``run_strided`` returns);
 optionally ``fast_call(code, param, y_true, y_pred, weights, reduction, want_loss, want_grad)``,
 which answers the common call of a loss (``fastl2._losses`` code, checked float parameter) or
 returns None (fastl2._api tries it first: :data:`fast_call`).

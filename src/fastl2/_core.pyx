@@ -261,7 +261,9 @@ cdef void fill_problem(fl2_problem *p, plan) except *:
 
 def run(plan, bint want_sums, cnp.ndarray grad=None, double grad_scale=0.0,
         double grad_divisor=1.0, cnp.ndarray elementwise=None):
-    """One pass over ``plan``: returns (loss sum, weight sum) and fills the given outputs.
+    """One pass over ``plan``: returns (loss sum, weight sum, loss sum's rest, weight sum's
+    rest) (each sum a double-double: its value rounded once and the exact rest, fl2_sums) and
+    fills the given outputs.
 
     ``grad`` (``grad_scale * w * l'(d) / grad_divisor``) and ``elementwise`` are C-contiguous
     arrays of ``plan.n`` elements, of ``plan.y_pred``'s dtype and the result dtype.
@@ -275,14 +277,14 @@ def run(plan, bint want_sums, cnp.ndarray grad=None, double grad_scale=0.0,
     o.grad_scale = grad_scale
     o.grad_divisor = grad_divisor
     o.elementwise = cnp.PyArray_DATA(elementwise) if elementwise is not None else NULL
-    sums.loss = sums.weights = 0.0
+    sums.loss = sums.weights = sums.loss_lo = sums.weights_lo = 0.0
     if p.n >= GIL_RELEASE_MIN:
         with nogil:
             status = fl2_run(&p, &o, &sums if want_sums else NULL, 0)
     else:
         status = fl2_run(&p, &o, &sums if want_sums else NULL, 0)
     _check_status(status, "fastl2: no memory for the block partials")
-    return sums.loss, sums.weights
+    return sums.loss, sums.weights, sums.loss_lo, sums.weights_lo
 
 
 def weight_sum(plan):
@@ -305,9 +307,9 @@ def run_strided(s, bint want_sums, double grad_scale=0.0, double grad_divisor=1.
                 bint weights_only=False):
     """One pass over a ``fastl2._plan.Strided``; writes its grad and elementwise operands.
 
-    Returns float64 arrays (loss sums, weight sums) of one element per output when
-    ``want_sums``; (None, weight sums) with ``weights_only`` (nothing else is computed);
-    otherwise None.
+    Returns float64 arrays (loss sums, weight sums, loss sums' rests, weight sums' rests) of
+    one element per output when ``want_sums`` (double-doubles, as ``run``'s); (None, weight
+    sums, None, their rests) with ``weights_only`` (nothing else is computed); otherwise None.
     """
     return run_pass(s, want_sums, grad_scale, grad_divisor, weights_only, None, 1.0, False, None)
 
@@ -358,12 +360,26 @@ def float32_bound(int64_t count):
     return fl2_float32_bound(count)
 
 
+def finish_float64(double loss, double weights, double loss_lo, double weights_lo, int64_t count,
+                   bint weighted, bint by_weights, double divisor, bint root):
+    """fl2_finish_f64: (value, certain), the C side of fastl2._exact.finish_float64 (tests
+    check that they agree)."""
+    cdef fl2_sums s
+    cdef fl2_finish f
+    cdef double value
+    s.loss, s.weights, s.loss_lo, s.weights_lo = loss, weights, loss_lo, weights_lo
+    f.count, f.weighted, f.by_weights, f.divisor, f.root = count, weighted, by_weights, divisor, root
+    certain = fl2_finish_f64(&s, &f, &value)
+    return value, bool(certain)
+
+
 def reduce_outputs(s, cnp.ndarray values, double divisor, bint root):
     """Each output's loss sum of a ``fastl2._plan.Strided``, divided by ``divisor`` (its
     square root with ``root``), written to ``values`` (a C-contiguous float32 or float64
     array of one element per output) as each output is summed: no arrays of sums, no passes
-    over them.  Returns whether every float32 value is certainly the exact value rounded once
-    (fastl2._exact's certificate; float64 values: True)."""
+    over them.  Returns the indices of the values that are not certainly the exact value
+    rounded once (fastl2._exact's certificates: fl2_certain_f32, fl2_finish_f64), an intp
+    array, empty where every one is."""
     if (cnp.PyArray_TYPE(values) not in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)
             or not cnp.PyArray_IS_C_CONTIGUOUS(values) or values.size != s.n_outputs
             or not cnp.PyArray_ISWRITEABLE(values)):
@@ -372,11 +388,9 @@ def reduce_outputs(s, cnp.ndarray values, double divisor, bint root):
             f"float64 array of {s.n_outputs} elements (one per output); got dtype "
             f"{values.dtype}, shape {(<object>values).shape}, C-contiguous "
             f"{bool(values.flags.c_contiguous)}, writable {bool(values.flags.writeable)}")
-    cdef cnp.ndarray uncertain = None
-    if cnp.PyArray_TYPE(values) == cnp.NPY_FLOAT:
-        uncertain = np.zeros(values.size, np.uint8)
+    cdef cnp.ndarray uncertain = np.zeros(values.size, np.uint8)
     run_pass(s, True, 0.0, 1.0, False, values, divisor, root, uncertain)
-    return uncertain is None or not uncertain.any()
+    return np.flatnonzero(uncertain)
 
 
 cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint weights_only,
@@ -387,9 +401,11 @@ cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint we
     cdef fl2_values finish
     cdef const fl2_values *finish_ptr = NULL
     cdef int status, d, k
-    cdef cnp.ndarray loss_sums = None, weight_sums = None
+    cdef cnp.ndarray loss_sums = None, weight_sums = None, loss_lo = None, weight_lo = None
     cdef double *loss_ptr = NULL
     cdef double *weight_ptr = NULL
+    cdef double *loss_lo_ptr = NULL
+    cdef double *weight_lo_ptr = NULL
     shape = s.shape
     if not 1 <= len(shape) <= FL2_MAX_DIMS:
         raise ValueError(f"fastl2: arrays of up to {FL2_MAX_DIMS} dimensions are supported")
@@ -425,24 +441,29 @@ cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint we
         finish.divisor = divisor
         finish.uncertain = <unsigned char *>cnp.PyArray_DATA(uncertain) if uncertain is not None else NULL
         finish.bound = fl2_float32_bound(s.n_reduced)
+        finish.count = s.n_reduced
         finish_ptr = &finish
     elif (want_sums or weights_only) and s.weights is not None:
-        weight_sums = np.zeros(s.n_outputs)
+        weight_sums, weight_lo = np.zeros(s.n_outputs), np.zeros(s.n_outputs)
         weight_ptr = <double *>cnp.PyArray_DATA(weight_sums)
+        weight_lo_ptr = <double *>cnp.PyArray_DATA(weight_lo)
     elif want_sums or weights_only:  # every output's weight sum is its element count
         weight_sums = np.broadcast_to(np.float64(s.n_reduced), (s.n_outputs,))
+        weight_lo = np.broadcast_to(np.float64(0.0), (s.n_outputs,))
     if want_sums and values is None:
-        loss_sums = np.zeros(s.n_outputs)
+        loss_sums, loss_lo = np.zeros(s.n_outputs), np.zeros(s.n_outputs)
         loss_ptr = <double *>cnp.PyArray_DATA(loss_sums)
+        loss_lo_ptr = <double *>cnp.PyArray_DATA(loss_lo)
     with nogil:
-        status = fl2_run_strided(&p, &layout, &o, loss_ptr, weight_ptr, finish_ptr, 0)
+        status = fl2_run_strided(&p, &layout, &o, loss_ptr, weight_ptr, loss_lo_ptr, weight_lo_ptr,
+                                 finish_ptr, 0)
     _check_status(status, "fastl2: no memory for the block buffers or partials")
     if values is not None:
         return values
     if want_sums:
-        return loss_sums, weight_sums
+        return loss_sums, weight_sums, loss_lo, weight_lo
     if weights_only:
-        return None, weight_sums
+        return None, weight_sums, None, weight_lo
     return None
 
 

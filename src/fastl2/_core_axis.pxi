@@ -160,29 +160,28 @@ cdef object axis_fast_call(fl2_loss loss, double param, object y_true, object y_
     o.grad_scale, o.grad_divisor = 0.0, 1.0
     cdef cnp.npy_intp outputs = s.outputs
     values = cnp.PyArray_EMPTY(1, &outputs, cnp.NPY_FLOAT if single else cnp.NPY_DOUBLE, 0)
-    # (a float32 value that is not certainly the exact one rounded: the planned path's exact
-    # one; one flag per output, on the stack for one output)
+    # (a value that is not certainly the exact one rounded: the planned path's exact one; one
+    # flag per output, on the stack for one output)
     cdef unsigned char one_flag = 0
     cdef cnp.ndarray uncertain = None
-    if single and outputs > 1:
+    if outputs > 1:
         uncertain = cnp.PyArray_ZEROS(1, &outputs, cnp.NPY_UINT8, 0)
     finish.values = cnp.PyArray_DATA(values)
     finish.single = single
-    finish.uncertain = NULL
     finish.bound = fl2_float32_bound(s.count)
-    if single:
-        finish.uncertain = <unsigned char *>cnp.PyArray_DATA(uncertain) if outputs > 1 else &one_flag
+    finish.count = s.count
+    finish.uncertain = <unsigned char *>cnp.PyArray_DATA(uncertain) if outputs > 1 else &one_flag
     finish.root = 0
     finish.divisor = <double>s.count if red == RED_MEAN else 1.0
     if p.n >= GIL_RELEASE_MIN:
         with nogil:
-            status = fl2_run_strided(&p, &s.layout, &o, NULL, NULL, &finish, 0)
+            status = fl2_run_strided(&p, &s.layout, &o, NULL, NULL, NULL, NULL, &finish, 0)
     else:
-        status = fl2_run_strided(&p, &s.layout, &o, NULL, NULL, &finish, 0)
+        status = fl2_run_strided(&p, &s.layout, &o, NULL, NULL, NULL, NULL, &finish, 0)
     _check_status(status, "fastl2: no memory for the block buffers or partials")
-    if single and (one_flag or (uncertain is not None and
-                                memchr(cnp.PyArray_DATA(uncertain), 1, outputs) != NULL)):
-        # Values within 2**-38 of a float32 rounding boundary: the exact path decides them.
+    if one_flag or (uncertain is not None and memchr(cnp.PyArray_DATA(uncertain), 1, outputs) != NULL):
+        # Values near a rounding boundary (within 2**-38 for float32, 2**-80 for float64, or
+        # a float64 sum the certificate cannot judge): the exact path decides them.
         from fastl2._passes import exact_outputs
         exact_outputs(<int>loss, param, y_true, y_pred, axis, reduction, values,
                       np.ones(1, bool) if uncertain is None else uncertain.view(bool))

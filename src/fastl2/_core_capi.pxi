@@ -35,6 +35,8 @@ cdef extern from "fastl2.h" nogil:
     ctypedef struct fl2_sums:
         double loss
         double weights
+        double loss_lo
+        double weights_lo
     int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthreads)
     enum: FL2_MAX_DIMS
     enum: FL2_NOPS
@@ -50,11 +52,19 @@ cdef extern from "fastl2.h" nogil:
         double divisor
         unsigned char *uncertain
         double bound
+        int64_t count
+    ctypedef struct fl2_finish:
+        int64_t count
+        int weighted
+        int by_weights
+        double divisor
+        int root
     bint fl2_certain_f32(double x, double bound)
     double fl2_float32_bound(int64_t count)
+    int fl2_finish_f64(const fl2_sums *s, const fl2_finish *f, double *value)
     int fl2_run_strided(const fl2_problem *p, const fl2_layout *layout, const fl2_outputs *o,
-                        double *loss_sums, double *weight_sums, const fl2_values *values,
-                        int nthreads)
+                        double *loss_sums, double *weight_sums, double *loss_lo, double *weight_lo,
+                        const fl2_values *values, int nthreads)
     int fl2_weight_sum(const fl2_problem *p, double *weight_sum, int nthreads)
     void fl2_init()
     void fl2_set_num_threads(int nthreads)

@@ -77,7 +77,7 @@ cdef inline bint disjoint(cnp.ndarray a, cnp.ndarray b):
 
 cdef object exact_value(fl2_loss loss, double param, object y_true, object y_pred, object weights,
                         object reduction, double value):
-    """The float32 result of a call whose certificate failed, exact and rounded once."""
+    """The result of a call whose certificate failed, exact and rounded once."""
     from fastl2._passes import exact_loss
     return exact_loss(<int>loss, param, y_true, y_pred, weights, reduction, value)
 
@@ -162,7 +162,7 @@ cdef object fast_run(fl2_problem *p, int red, bint single, cnp.ndarray grad, bin
     o.grad_scale = grad_scales[<int>p.loss]
     o.grad_divisor = divisor
     o.elementwise = NULL
-    sums.loss = sums.weights = 0.0
+    sums.loss = sums.weights = sums.loss_lo = sums.weights_lo = 0.0
     if p.n >= GIL_RELEASE_MIN:
         with nogil:
             status = fl2_run(p, &o, &sums if want_loss else NULL, 0)
@@ -175,10 +175,20 @@ cdef object fast_run(fl2_problem *p, int red, bint single, cnp.ndarray grad, bin
         if sums.weights == 0.0:
             return NOT_FAST  # the planned path raises the right error
         divisor = sums.weights
-    cdef double v = sums.loss / divisor
-    if single and not fl2_certain_f32(v, fl2_float32_bound(p.n)):
-        # Within 2**-38 of a float32 rounding boundary: the exact path decides (a gradient
-        # written over y_pred leaves no y_pred to read: there v is rounded, docs/api.md).
+    cdef double v
+    cdef bint certain
+    cdef fl2_finish finish
+    if single:
+        v = sums.loss / divisor
+        certain = fl2_certain_f32(v, fl2_float32_bound(p.n))
+    else:
+        finish.count, finish.weighted, finish.root = p.n, p.weights != NULL, False
+        finish.by_weights, finish.divisor = red == RED_WEIGHTED_MEAN, divisor
+        certain = fl2_finish_f64(&sums, &finish, &v)
+    if not certain:
+        # Near a rounding boundary (within 2**-38 of a float32 one, 2**-80 of a float64 one):
+        # the exact path decides (a gradient written over y_pred leaves no y_pred to read:
+        # there v is rounded, docs/api.md).
         if not grad_over_pred:
             if not isinstance(operands, tuple):
                 operands = operands()

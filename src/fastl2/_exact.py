@@ -29,6 +29,11 @@ float64 pieces that is exact (error-free transformations: Knuth's TwoSum, Dekker
 with Veltkamp's splitting), the pieces summed exactly as integers, and the exact rational
 rounded once to nearest, ties to even.
 
+A reduced float64 result is certified the same way on the kernels' double-double sums
+(``finish_float64``: their bound ``float64_bound``, carried through the quotient, the root and
+lam's product, each formed in double-double), and the same exact slow path decides what it
+cannot.
+
 References: D. E. Knuth, TAOCP vol. 2, 4.2.2 (TwoSum); T. J. Dekker, "A floating-point technique
 for extending the available precision", Numer. Math. 18 (1971) (TwoProduct, splitting);
 IEEE 754-2019, 4.3.1 (roundTiesToEven).
@@ -126,6 +131,130 @@ def certain_many(values: np.ndarray, count: int, bound: float | None = None) -> 
             high = (chunk + margin).astype(np.float32)
             result[start:start + step] = (low == high) | ~np.isfinite(chunk)
     return result
+
+
+#: csrc/fastl2.h FL2_CONDITION: the condition number up to which weighted float64 results
+#: are certified (weights of one sign: always; their condition number is 1).
+CONDITION = 1024.0
+_U2 = 2.0 ** -106
+_DD_ERR = 2.0 ** -100  # (a double-double operation's relative error, generously)
+_SLACK = 1.0 + 2.0 ** -40
+_TINY, _HUGE = 2.0 ** -900, 2.0 ** 900
+
+
+def finish_float64(loss, weights, loss_lo, weights_lo, count: int, weighted: bool, by_weights: bool,
+                   divisor=1.0, root: bool = False, divide_by: float = 1.0, scale: float = 1.0):
+    """The float64 results of sums given as double-doubles (``loss + loss_lo``, ``weights +
+    weights_lo``: float64 scalars or arrays of one output each, as the backends' ``run`` and
+    ``run_strided`` give them), and whether each is certainly the exact value of the inputs
+    rounded once: ``(values, certain)`` (float64 and bool, arrays or NumPy scalars).
+
+    The value is ``scale * (loss / D) / divide_by``, rooted with ``root``, where D is the
+    weight sum (``by_weights``: "weighted_mean") or ``divisor`` (exact: the count for "mean",
+    1 for "sum"); ``scale`` is the L2 penalty's lam.  It is formed in double-double (the
+    quotient ``q + (r + lo - q W_lo) / W`` with ``r = loss - q W`` exact; the root
+    ``s + (Q - s**2) / (2 s)``; products by TwoProduct; each within 2**-100 of its value),
+    and the margin around it is what the sums may differ from the exact sums
+    (``float64_bound(count)``: relative ``rel * sum(|w l|)``, with ``sum(|w l|) <= C |sum|``
+    and ``sum(|w|) <= C |W|`` for C = ``CONDITION`` where ``weighted`` (1 otherwise: terms of one
+    sign), and absolute ``(sum(|w|) + count) 2**-1072``), carried through the quotient (first
+    order: ``(e_S + |Q| e_W) / |W|``, times 1 + 2**-40 for what is dropped), halved by the
+    root, plus the double-double's own error.  The value is certain when every real within
+    that margin rounds to the same float64 (it is then the double-double's rounding), or when
+    it is inf or nan (csrc/finish.c says why).  It is not certain where a sum, the weight sum or
+    the value lies outside [2**-900, 2**900] in magnitude (the products' error terms would
+    reach the subnormals), or a loss sum is 0 (each term below 2**-1075 and the sum of many
+    perhaps not: certain only for an unweighted mean, whose mean is below it too); there the
+    value is the plain quotient (``loss / D``, rooted), for the caller's exact path.
+
+    csrc/finish.c (``fl2_finish_f64``) is the same in C; the two may differ only in which values
+    they leave uncertain, never in a certain value's bits."""
+    sh, sl, wh, wl = (np.asarray(a, dtype=np.float64) for a in (loss, loss_lo, weights, weights_lo))
+    dh = wh if by_weights else np.float64(divisor)
+    dl = wl if by_weights else np.float64(0.0)
+    with np.errstate(all="ignore"):
+        q = sh / dh
+        plain = q / divide_by if divide_by != 1.0 else q
+        plain = plain * scale if scale != 1.0 else plain
+        if root:
+            plain = np.where(plain >= 0.0, np.sqrt(np.abs(plain)), np.where(np.isnan(plain), plain, np.nan))
+        finite = np.isfinite(q)
+        condition = CONDITION if weighted else 1.0
+        rel = float64_bound(count)[0] * condition * _SLACK
+        magnitude = condition * np.abs(wh) * _SLACK if weighted else float(count)
+        e_sum = rel * np.abs(sh) + (magnitude + float(count)) * 2.0 ** -1072
+        e_div = rel * np.abs(dh) if by_weights else 0.0
+        ok = finite & _in_range(sh) & _in_range(dh) & _in_range(q)
+        p, pe = _two_product(q, dh)
+        r = (sh - p) - pe  # (exact: the remainder of a rounded quotient)
+        h, l = _fast_two_sum(q, ((r + sl) - q * dl) / dh)
+        e = (e_sum + np.abs(q) * e_div) / (np.abs(dh) * (1.0 - 2.0 ** -50)) * _SLACK + _DD_ERR * np.abs(q)
+        if divide_by != 1.0:  # (h + l) / divide_by, as the quotient above with W_lo = 0
+            q2 = h / divide_by
+            p, pe = _two_product(q2, np.full_like(q2, divide_by))
+            h, l = _fast_two_sum(q2, (((h - p) - pe) + l) / divide_by)
+            e = e / divide_by * _SLACK + _DD_ERR * np.abs(h)
+            ok &= _in_range(h)
+        if scale != 1.0:  # scale * (h + l)
+            p, pe = _two_product(h, np.full_like(h, scale))
+            h, l = _fast_two_sum(p, pe + l * scale)
+            e = e * scale * _SLACK + _DD_ERR * np.abs(h)
+            ok &= _in_range(h)
+        negative = None
+        if root:
+            negative = ok & (h < 0.0)
+            sure_negative = negative & (-h - np.abs(l) > e)
+            ok &= (h > 0.0) & (e <= 2.0 ** -40 * h)
+            rh = np.sqrt(np.abs(h))
+            p, pe = _two_product(rh, rh)
+            h, l = _fast_two_sum(rh, (((h - p) - pe) + l) / (2.0 * rh))
+            e = e / (2.0 * rh) * (1.0 + 2.0 ** -38) + _DD_ERR * rh
+        ok &= _in_range(h) & _rounds_to(h, l, e)
+        values = np.where(ok, h, plain)
+        certain = ok | ~finite
+        if root:
+            values = np.where(sure_negative, np.nan, values)
+            certain |= sure_negative
+        zero = finite & (sh == 0.0)
+        if not weighted and not by_weights and not root and divisor == count and scale == 1.0 and divide_by == 1.0:
+            certain |= zero
+    return values, certain
+
+
+def finish_float64_scalar(loss: float, weights: float, loss_lo: float, weights_lo: float, count: int,
+                          weighted: bool, by_weights: bool, divisor: float = 1.0, root: bool = False,
+                          divide_by: float = 1.0) -> tuple[float, bool]:
+    """``finish_float64`` of one output, as Python ``(float, bool)``: csrc/finish.c's where
+    the compiled module is built (0.1 us against some 15 us of NumPy scalars) and there is no
+    ``divide_by``, else ``finish_float64``'s (the same decisions: the same bits)."""
+    if divide_by == 1.0:
+        core = _compiled()
+        if core is not None:
+            return core.finish_float64(loss, weights, loss_lo, weights_lo, count, weighted, by_weights,
+                                       divisor, root)
+    value, certain = finish_float64(loss, weights, loss_lo, weights_lo, count, weighted, by_weights, divisor,
+                                    root, divide_by)
+    return float(value), bool(certain)
+
+
+def _in_range(x):
+    a = np.abs(x)
+    return (a >= _TINY) & (a <= _HUGE)
+
+
+def _fast_two_sum(a, b):
+    """(s, e): s = fl(a + b), e = a + b - s exactly, for |a| >= |b| (Dekker)."""
+    s = a + b
+    return s, b - (s - a)
+
+
+def _rounds_to(h, l, e):
+    """Whether every real within e of h + l (normalised) rounds to h (csrc/finish.c)."""
+    a = np.abs(h)
+    b = np.where(h < 0, -l, l)
+    up = np.nextafter(a, np.inf) - a
+    down = a - np.nextafter(a, 0.0)
+    return (b + e < 0.5 * up) & (b - e > -0.5 * down)
 
 
 # ----------------------------------------------------------------- error-free transformations
@@ -533,6 +662,12 @@ def _dyadic_totals(code: int, param: float, y_true, y_pred, weights):
         loss_bins, weight_bins = np.zeros((1, core.EXACT_BINS), np.int64), np.zeros((1, core.EXACT_BINS), np.int64)
     for index in _chunks(y_pred.shape):
         t, p, w = (None if a is None else _plain(a[index]) for a in (y_true, y_pred, weights))
+        if _zero_terms(t, p) and (w is None or w.dtype == _F64 or not _wide(w).any()):
+            # (every difference 0: no loss, only weights; the common case of a certificate
+            # that declines a zero sum, y_pred equal to y_true, at the cost of a comparison)
+            if w is not None:
+                weight = _add(weight, exact_sum([np.asarray(w, dtype=np.float64)]))
+            continue
         if not any(a is not None and a.dtype.kind in "iu" for a in (t, p, w)):
             dyadic = dyadic_sums(code, t, p, w)
             if dyadic is not None:
@@ -577,6 +712,14 @@ def _dyadic_totals(code: int, param: float, y_true, y_pred, weights):
         loss = _add(loss, (_from_bins(loss_bins[0]), core.EXACT_LOW))
         weight = _add(weight, (_from_bins(weight_bins[0]), core.EXACT_LOW))
     return _normal(loss), _normal(weight), count
+
+
+def _zero_terms(t, p) -> bool:
+    """Whether every element's difference ``p - t`` (or ``p``, without ``t``) is exactly 0
+    (operands as ``_plain`` gives them)."""
+    if t is None:
+        return not np.count_nonzero(p)
+    return t.dtype == p.dtype and bool(np.array_equal(t, p))
 
 
 def dyadic_totals_rows(code: int, param: float, y_true, y_pred, weights) -> list:

@@ -26,7 +26,8 @@ import numpy as np
 #: loss are correctly rounded, fastl2._exact):
 #: "exact": the kernels' float64 sum is within fastl2._exact.float64_bound of the exact sum of
 #: the exact element losses of y_pred - y_true (its value_err forms give each term's own
-#: rounding error), so a float64 sum is the exact one rounded once off the rounding boundaries;
+#: rounding error), which the float64 certificate (fastl2._exact.finish_float64) needs: float64
+#: results are correctly rounded;
 #: "elements": the same, of the element losses as evaluated in float64 (a loss whose formula
 #: has roundings that value_err does not recover; none now).
 ACCURACY = ("exact", "elements")

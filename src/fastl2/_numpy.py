@@ -45,7 +45,8 @@ def _unless_forked(chunks):
 
 def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_divisor: float = 1.0,
         elementwise=None):
-    """One pass: (loss sum, weight sum), filling ``grad`` and ``elementwise`` if given.
+    """One pass: (loss sum, weight sum, loss sum's rest, weight sum's rest) (double-doubles, as
+    ``fastl2._core.run``'s), filling ``grad`` and ``elementwise`` if given.
 
     The gradient is ``(grad_scale * (w * l'(d))) / grad_divisor`` for float64 gradients and
     ``(grad_scale / grad_divisor) * (w * l'(d))`` for float32 ones, as in csrc/fastl2.h.
@@ -76,9 +77,10 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
         if grad is not None:
             grad[start:stop] = _gradient(loss, param, d, w, grad.dtype, grad_scale, grad_divisor)
     if not want_sums:
-        return 0.0, 0.0
-    weights = _combine(weight_hi, weight_lo) if plan.weights is not None else float(n)
-    return _combine(loss_hi, loss_lo), weights
+        return 0.0, 0.0, 0.0, 0.0
+    weights = _combine(weight_hi, weight_lo) if plan.weights is not None else (float(n), 0.0)
+    loss_sum = _combine(loss_hi, loss_lo)
+    return loss_sum[0], weights[0], loss_sum[1], weights[1]
 
 
 def _difference(t, p, exact: bool):
@@ -139,7 +141,7 @@ def weight_sum(plan: Plan) -> float:
         blocks = slice(start // BLOCK_SIZE, -(-stop // BLOCK_SIZE))
         hi[blocks], lo[blocks] = _block_sums(_chunk_weights(plan, start, stop),
                                               _compensated(plan.y_true, plan.y_pred, plan.weights))
-    return _combine(hi, lo)
+    return _combine(hi, lo)[0]
 
 
 def _chunk_weights(plan: Plan, start: int, stop: int):
@@ -164,11 +166,13 @@ def _block_sums(values: np.ndarray, compensated: bool, errors=None) -> tuple[np.
                          errors)
 
 
-def _combine(hi: np.ndarray, lo: np.ndarray) -> float:
-    """Pairwise double-double sum of block partials, bottom-up: the tree of csrc/internal.h."""
+def _combine(hi: np.ndarray, lo: np.ndarray) -> tuple[float, float]:
+    """Pairwise double-double sum of block partials, bottom-up: the tree of csrc/internal.h;
+    (its value rounded once, its rest)."""
     if hi.size == 0:
-        return 0.0
-    return float(_combine_rows(hi.reshape(1, -1), lo.reshape(1, -1))[0])
+        return 0.0, 0.0
+    total, rest = _combine_rows(hi.reshape(1, -1), lo.reshape(1, -1))
+    return float(total[0]), float(rest[0])
 
 
 # ---- N-d arrays in any layout ---------------------------------------------------------------
@@ -220,11 +224,13 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     sums = sums.reshape(4, outputs, nblocks)
     if s.weights is None:
         weight_sums = np.broadcast_to(np.float64(reduced), (outputs,))
+        weight_lo = np.broadcast_to(np.float64(0.0), (outputs,))
     else:
-        weight_sums = _combine_rows(sums[2], sums[3])
+        weight_sums, weight_lo = _combine_rows(sums[2], sums[3])
     if weights_only:
-        return None, weight_sums
-    return _combine_rows(sums[0], sums[1]), weight_sums
+        return None, weight_sums, None, weight_lo
+    loss_sums, loss_lo = _combine_rows(sums[0], sums[1])
+    return loss_sums, weight_sums, loss_lo, weight_lo
 
 
 def _item_start(item: int, reduced: int, nblocks: int) -> int:
@@ -363,8 +369,11 @@ def _combine_pairs(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return hi[:, 0], lo[:, 0]
 
 
-def _combine_rows(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """``_combine`` of each row of (outputs, blocks) partials: one float per output."""
+def _combine_rows(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_combine`` of each row of (outputs, blocks) partials: one double-double per output,
+    as its value rounded once and its rest (csrc/driver.h fl2_dd_put; the rest 0 where the value
+    is not finite)."""
     hi, lo = _combine_pairs(hi, lo)
     with np.errstate(invalid="ignore", over="ignore"):
-        return hi + lo
+        total = hi + lo
+        return total, np.where(np.isfinite(total), lo - (total - hi), 0.0)

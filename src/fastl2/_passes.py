@@ -72,15 +72,20 @@ def planned_loss(loss, y_true, y_pred, weights, axis, reduction, root, param, di
     if axes is not None and len(axes) < len(plan.shape):
         return _reduce_axes(plan, axes, backend, root)
     if plan.flat:
-        loss_sum, weight_sum = backend.run(plan, True)
+        sums = backend.run(plan, True)
     elif plan.n:
-        loss_sums, weight_sums = backend.run_strided(strided_pass(plan), True)
-        loss_sum, weight_sum = float(loss_sums[0]), float(weight_sums[0])
+        sums = first_sums(backend.run_strided(strided_pass(plan), True))
     else:
-        loss_sum = weight_sum = 0.0
-    value = _reduce(plan, loss_sum, weight_sum, root, divide_by=divide_by)
+        sums = (0.0, 0.0, 0.0, 0.0)
+    value = _reduce(plan, sums, root, divide_by=divide_by)
     # Reducing every axis by naming them gives a 0-d array (docs/api.md: only axis=None gives a scalar).
     return value if axes is None else np.asarray(value)
+
+
+def first_sums(sums) -> tuple[float, float, float, float]:
+    """The first output's sums of a backend's ``run_strided``: (loss, weights, loss's rest,
+    weights' rest), as ``run`` gives them."""
+    return tuple(float(a[0]) for a in sums)
 
 
 def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
@@ -91,18 +96,27 @@ def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
     reduce_outputs = getattr(backend, "reduce_outputs", None)
     if plan.n and plan.reduction != "weighted_mean" and reduce_outputs is not None:
         # The backend divides each output's sum as it finishes it, in the result's dtype,
-        # and says whether every float32 value is certainly the exact one rounded.
+        # and says which values are not certainly the exact value rounded (rare).
         values = np.empty(outputs, plan.result_dtype)
         divisor = float(count) if plan.reduction == "mean" else 1.0
-        if reduce_outputs(strided_pass(plan, axes), values, divisor, root):
-            return values.reshape(out_shape)
-        values = np.empty(outputs, np.float64)  # (rare: the float64 values, then exactly)
-        reduce_outputs(strided_pass(plan, axes), values, divisor, root)
-        return _round_outputs(plan, axes, values, root).reshape(out_shape)
+        uncertain = reduce_outputs(strided_pass(plan, axes), values, divisor, root)
+        if uncertain.size:
+            _exact_outputs(plan, axes, values, uncertain, root)
+        return values.reshape(out_shape)
     if plan.n:
-        loss_sums, weight_sums = backend.run_strided(strided_pass(plan, axes), True)
+        loss_sums, weight_sums, loss_lo, weight_lo = backend.run_strided(strided_pass(plan, axes), True)
     else:
-        loss_sums, weight_sums = np.zeros(outputs), np.zeros(outputs)
+        loss_sums, weight_sums, loss_lo, weight_lo = (np.zeros(outputs) for _ in range(4))
+    if plan.result_dtype == np.float64 and not (plan.reduction != "sum" and count == 0):
+        if plan.reduction == "weighted_mean":
+            _check_weight_sums(weight_sums, out_shape)
+        values, certain = _exact.finish_float64(
+            loss_sums, weight_sums, loss_lo, weight_lo, count, plan.weights is not None,
+            plan.reduction == "weighted_mean", float(count) if plan.reduction == "mean" else 1.0, root)
+        uncertain = np.flatnonzero(~certain)
+        if uncertain.size:
+            _exact_outputs(plan, axes, values, uncertain, root)
+        return values.reshape(out_shape)
     values = loss_sums  # divided in place: no temporary beyond the sums and the result
     if plan.reduction != "sum" and count == 0:
         warn_empty_mean()
@@ -110,12 +124,7 @@ def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
     elif plan.reduction == "mean":
         values /= count
     elif plan.reduction == "weighted_mean":
-        if not weight_sums.all():
-            zero = np.unravel_index(int(np.argmin(weight_sums != 0)), out_shape)
-            raise ValueError(
-                "reduction='weighted_mean' needs weights with a non-zero sum along the reduced "
-                f"axes; the weights sum to 0 at output index {tuple(int(i) for i in zero)}"
-            )
+        _check_weight_sums(weight_sums, out_shape)
         values /= weight_sums
     if root:
         with np.errstate(invalid="ignore"):
@@ -123,12 +132,20 @@ def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
     return _round_outputs(plan, axes, values, root).reshape(out_shape)
 
 
+def _check_weight_sums(weight_sums: np.ndarray, out_shape: tuple[int, ...]) -> None:
+    """The error of a "weighted_mean" along axes whose weights sum to 0 at some output."""
+    if not weight_sums.all():
+        zero = np.unravel_index(int(np.argmin(weight_sums != 0)), out_shape)
+        raise ValueError(
+            "reduction='weighted_mean' needs weights with a non-zero sum along the reduced "
+            f"axes; the weights sum to 0 at output index {tuple(int(i) for i in zero)}"
+        )
+
+
 def _round_outputs(plan: Plan, axes: tuple[int, ...], values: np.ndarray, root: bool) -> np.ndarray:
-    """The float64 values of the outputs (C order of the kept axes) in the result dtype,
-    correctly rounded: a float32 value the certificate cannot decide (fastl2._exact) is
-    computed exactly from its output's elements."""
-    if plan.result_dtype != np.float32:
-        return values
+    """The float64 values of a float32 result's outputs (C order of the kept axes) in float32,
+    correctly rounded: a value the certificate cannot decide (fastl2._exact) is computed
+    exactly from its output's elements."""
     result = values.astype(np.float32)
     count = math.prod(plan.shape[a] for a in axes)
     uncertain = np.flatnonzero(~_exact.certain_many(values, count))
@@ -149,8 +166,10 @@ def _exact_outputs(plan: Plan, axes: tuple[int, ...], result: np.ndarray, output
     outputs = np.asarray(outputs, dtype=np.intp).ravel()
     code, reduction = plan.loss.code, plan.reduction
 
+    dtype = result.dtype  # (float32 or float64)
+
     def put(flat, loss, weight):
-        value = _exact.reduce_exact(loss, weight, count, reduction, root, np.float32)
+        value = _exact.reduce_exact(loss, weight, count, reduction, root, dtype)
         if value is not None:
             result[flat] = value
 
@@ -175,7 +194,8 @@ def _exact_outputs(plan: Plan, axes: tuple[int, ...], result: np.ndarray, output
                         else:
                             divisors = float(count if reduction == "mean" else 1)
                         quotients = numerators / divisors
-                    decided = _exact.certain_many(quotients, count, bound=2.0 ** -51)
+                    decided = (_exact.certain_many(quotients, count, bound=2.0 ** -51) if dtype == np.float32
+                               else np.zeros(chosen.size, bool))
                     # ... or exact: a quotient whose product with the divisor is the
                     # numerator exactly (TwoProduct, numerator and divisor exact in float64)
                     # is the exact value, rounded once by the cast (the ties of such data)
@@ -203,7 +223,7 @@ def _exact_outputs(plan: Plan, axes: tuple[int, ...], result: np.ndarray, output
 
 
 def exact_outputs(code: int, param: float, y_true, y_pred, axis, reduction: str, values, uncertain) -> None:
-    """Writes into ``values`` (float32, one per output in C order of the kept axes) the exact
+    """Writes into ``values`` (float32 or float64, one per output in C order of the kept axes) the exact
     result, rounded once, of each output flagged ``uncertain`` (the compiled axis fast path's
     slow path, for unweighted calls)."""
     loss = LOSSES[code]
@@ -215,8 +235,8 @@ def exact_outputs(code: int, param: float, y_true, y_pred, axis, reduction: str,
 
 
 def exact_loss(code: int, param: float, y_true, y_pred, weights, reduction: str, value: float):
-    """The float32 result of a loss call, exact and rounded once (the compiled and numba fast
-    paths' slow path, where the certificate of their float64 ``value`` failed)."""
+    """The result of a loss call, exact and rounded once (the compiled and numba fast paths'
+    slow path, where the certificate of their float64 ``value`` failed)."""
     loss = LOSSES[code]
     plan = loss_plan(loss, y_true, y_pred, weights, reduction, loss.check_param(param))
     return _exact.exact_result(plan, value)
@@ -257,21 +277,30 @@ def _divisor(plan: Plan, weight_sum: float) -> float:
     return 1.0
 
 
-def _reduce(plan: Plan, loss_sum: float, weight_sum: float, root: bool = False, readable: bool = True,
-            divide_by: float = 1.0):
-    """The reduced loss as a NumPy scalar of the result dtype, correctly rounded: a float32
-    value the certificate cannot decide is computed exactly (fastl2._exact) from the plan's
-    arrays, unless they are no longer ``readable`` (a gradient written over y_pred); divided by
-    ``divide_by`` (planned_loss) before that rounding."""
+def _reduce(plan: Plan, sums, root: bool = False, readable: bool = True, divide_by: float = 1.0):
+    """The reduced loss as a NumPy scalar of the result dtype, correctly rounded, from the
+    pass's ``sums`` (loss, weights, loss's rest, weights' rest: the backends' ``run``): a value
+    the certificate cannot decide (fastl2._exact: ``certain`` for float32, ``finish_float64``
+    for float64) is computed exactly from the plan's arrays, unless they are no longer
+    ``readable`` (a gradient written over y_pred); divided by ``divide_by`` (planned_loss)
+    before that rounding."""
+    loss_sum, weight_sum, loss_lo, weight_lo = sums
     if plan.n == 0 and plan.reduction in MEAN_REDUCTIONS:
         warn_empty_mean()
         return plan.result_dtype.type(np.nan)
-    value = loss_sum / _divisor(plan, weight_sum)
-    if divide_by != 1.0:  # (after: divisor * divide_by could overflow)
-        value /= divide_by
-    if root:
-        value = math.sqrt(value) if value >= 0.0 else (value if math.isnan(value) else math.nan)
-    if plan.result_dtype == np.float32 and readable and not _exact.certain(value, plan.n):
+    divisor = _divisor(plan, weight_sum)
+    if plan.result_dtype == np.float64:
+        value, certain = _exact.finish_float64_scalar(
+            loss_sum, weight_sum, loss_lo, weight_lo, plan.n, plan.weights is not None,
+            plan.reduction == "weighted_mean", divisor, root, divide_by)
+    else:
+        value = loss_sum / divisor
+        if divide_by != 1.0:  # (after: divisor * divide_by could overflow)
+            value /= divide_by
+        if root:
+            value = math.sqrt(value) if value >= 0.0 else (value if math.isnan(value) else math.nan)
+        certain = _exact.certain(value, plan.n)
+    if readable and not certain:
         return _exact.exact_result(plan, value, root, divide_by)
     return plan.result_dtype.type(value)
 
@@ -304,8 +333,8 @@ def planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, 
         backend.run(plan, False, target, scale, divisor, losses)
         value = losses.reshape(plan.shape) if want_loss else None
     else:
-        loss_sum, _ = backend.run(plan, want_loss, target, scale, divisor)
-        value = (_reduce(plan, loss_sum, weight_sum, readable=_spared(plan, out), divide_by=divide_by)
+        sums = backend.run(plan, want_loss, target, scale, divisor)
+        value = (_reduce(plan, sums, readable=_spared(plan, out), divide_by=divide_by)
                  if want_loss else None)
     if copy_back:
         np.copyto(result, target.reshape(plan.shape), casting="unsafe")
@@ -341,10 +370,9 @@ def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, wan
             want_loss and losses is None, scale, divisor,
         )
         if sums is not None:
-            value = _reduce(plan, float(sums[0][0]), weight_sum, readable=_spared(plan, out),
-                            divide_by=divide_by)
+            value = _reduce(plan, first_sums(sums), readable=_spared(plan, out), divide_by=divide_by)
     elif want_loss and losses is None:
-        value = _reduce(plan, 0.0, weight_sum)
+        value = _reduce(plan, (0.0, weight_sum, 0.0, 0.0))
     if losses is not None:
         value = losses
     if target.dtype != result.dtype:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 
 from . import _backends, _exact
-from ._passes import base, flat_output, grad_buffers, quiet
+from ._passes import base, first_sums, flat_output, grad_buffers, quiet
 from ._plan import Plan, check_lam, check_out, penalty_plan, strided_pass
 from ._plan import _overlaps as overlaps
 
@@ -65,19 +65,31 @@ def _l2_penalty(params, lam: float):
     ]
     single = bool(plans) and all(plan.result_dtype == np.float32 for plan in plans)
     backend = _backends.active()
-    total = math.fsum(part for plan in plans for part in _square_sums(plan, backend, single))
+    parts = [part for plan in plans for part in _square_sums(plan, backend, single)]
+    total = math.fsum(x for part in parts for x in part)  # (the parts' exact sum, rounded once)
+    count = sum(plan.n for plan in plans)
+    if not single and math.isfinite(total) and lam != 0.0:
+        # lam * the sum of squares, certified (fastl2._exact.finish_float64: the parts' exact
+        # sum as a double-double, its rest rounded once: within 2**-106 of it, inside the
+        # margin's slack), else exact (every param is finite: the sum is)
+        rest = float(sum((Fraction(x) for part in parts for x in part), Fraction(0)) - Fraction(total))
+        value, certain = _exact.finish_float64(total, 0.0, rest, 0.0, count, False, False, scale=lam)
+        if certain:
+            return np.float64(value)
+        exact = sum((_exact.exact_sums(0, 0.0, None, plan.arrays[1], None)[0] for plan in plans), Fraction(0))
+        return np.float64(_exact.round_fraction(exact * Fraction(lam), np.float64))
     if math.isinf(total):
         # An overflow of the float64 sum itself: sum the squares of params * 2**-600 instead.
-        scaled = math.fsum(_square_sum(plan, backend, _PENALTY_SCALE) for plan in plans)
+        scaled = math.fsum(x for plan in plans for x in _square_sum(plan, backend, _PENALTY_SCALE))
         value = _scaled_product(lam, scaled, 2 * _PENALTY_EXPONENT) if math.isfinite(scaled) else lam * scaled
     elif total < _PENALTY_TINY and lam > 1.0:
         # Squares in (or below) the subnormals, lost or rounded coarsely, that lam may bring
         # back into range: sum the squares of params * 2**600 instead (exact scaling).
-        scaled = math.fsum(_square_sum(plan, backend, 1.0 / _PENALTY_SCALE) for plan in plans)
+        scaled = math.fsum(x for plan in plans for x in _square_sum(plan, backend, 1.0 / _PENALTY_SCALE))
         value = _scaled_product(lam, scaled, -2 * _PENALTY_EXPONENT)
     else:
         value = lam * total
-    if single and not _exact.certain(value, sum(plan.n for plan in plans)):
+    if single and not _exact.certain(value, count):
         # Within 2**-38 of a float32 rounding boundary: lam * the exact sum, rounded once.
         exact = sum((_exact.exact_sums(0, 0.0, None, plan.arrays[1], None)[0] for plan in plans), Fraction(0))
         return np.float32(_exact.round_fraction(exact * Fraction(lam), np.float32))
@@ -96,8 +108,9 @@ _PENALTY_TINY = 2.0 ** -969
 _WIDEN_CHUNK = 1 << 16
 
 
-def _square_sums(plan: Plan, backend, single: bool) -> list[float]:
-    """Sums of squares whose total is that of ``plan``'s array, each within half an ulp.
+def _square_sums(plan: Plan, backend, single: bool) -> list[tuple[float, float]]:
+    """Sums of squares whose total is that of ``plan``'s array, each a double-double (its
+    value rounded once and the rest: the backends' ``run``), each within half an ulp.
 
     A float32 array's own kernel sums in plain float64 lanes, accurate enough for a float32
     result; in a float64 penalty (a list that mixes float32 and float64 arrays) it is read in
@@ -114,15 +127,15 @@ def _square_sums(plan: Plan, backend, single: bool) -> list[float]:
     ]
 
 
-def _square_sum(plan: Plan, backend, scale: float = 1.0) -> float:
+def _square_sum(plan: Plan, backend, scale: float = 1.0) -> tuple[float, float]:
+    """The sum of squares of ``plan``'s array (times ``scale``) as a double-double."""
     if not plan.n:
-        return 0.0
+        return 0.0, 0.0
     if scale != 1.0:
         # In float64, whatever params' dtype: 2**600 is inf in float32 (and 0 * inf is nan).
         plan = penalty_plan(np.multiply(plan.arrays[1], scale, dtype=np.float64))
-    if plan.flat:
-        return backend.run(plan, True)[0]
-    return float(backend.run_strided(strided_pass(plan), True)[0][0])
+    sums = backend.run(plan, True) if plan.flat else first_sums(backend.run_strided(strided_pass(plan), True))
+    return sums[0], sums[2]
 
 
 def _scaled_product(a: float, b: float, exponent: int) -> float:

@@ -38,7 +38,7 @@ FLAGS=(-std=c11 -O3 -ffp-contract=off -fno-math-errno -pthread)
 # (longest first: csrc/kernels.h, three translation units per level)
 SOURCES=(csrc/kernels_{baseline,avx2,avx512}.c csrc/kernels_{baseline,avx2,avx512}_columns.c
          csrc/kernels_{baseline,avx2,avx512}_rows.c csrc/kernels_avx512bf16{,_columns,_rows}.c
-         csrc/strided.c csrc/fastl2.c csrc/config.c csrc/pool.c csrc/convert.c)
+         csrc/strided.c csrc/fastl2.c csrc/config.c csrc/pool.c csrc/convert.c csrc/finish.c)
 JOBS=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 read -r -a HARNESS_ARGS <<< "${FL2_HARNESS_ARGS:-}"
 

@@ -609,7 +609,7 @@ static void call_1d(case1d *c, int mode, int alias, int nthreads, result1d *r)
         memset(ealloc, GAP_OUTPUT, size);
         o.elementwise = ealloc + c->misalign;
     }
-    fl2_sums sums = {-1.0, -1.0};
+    fl2_sums sums = {-1.0, -1.0, -1.0, -1.0};
     const int status = fl2_run(&p, &o, (mode & M_SUMS) ? &sums : NULL, nthreads);
     if (status != 0) fail("fl2_run returned %d", status);
     r->sums = sums;
@@ -650,10 +650,11 @@ static void format_1d(const case1d *c, const result1d *r, char *line, size_t siz
         snprintf(line, size, "wsum=%016llx", (unsigned long long)dbits(r->wsum));
         return;
     }
-    char s[64] = "-", g[32] = "-", e[32] = "-";
+    char s[80] = "-", g[32] = "-", e[32] = "-";
     if (c->mode & M_SUMS)
-        snprintf(s, sizeof s, "%016llx,%016llx", (unsigned long long)dbits(r->sums.loss),
-                 (unsigned long long)dbits(r->sums.weights));
+        snprintf(s, sizeof s, "%016llx,%016llx,%016llx,%016llx", (unsigned long long)dbits(r->sums.loss),
+                 (unsigned long long)dbits(r->sums.weights), (unsigned long long)dbits(r->sums.loss_lo),
+                 (unsigned long long)dbits(r->sums.weights_lo));
     if (c->mode & M_GRAD) snprintf(g, sizeof g, "%016llx", (unsigned long long)r->grad_hash);
     if (c->mode & M_ELEM) snprintf(e, sizeof e, "%016llx", (unsigned long long)r->elem_hash);
     snprintf(line, size, "sums=%s grad=%s elem=%s", s, g, e);
@@ -697,6 +698,10 @@ static void compare_results(const case1d *c, int mode, const result1d *a, const 
         same_bits(buf, a->sums.loss, b->sums.loss);
         snprintf(buf, sizeof buf, "%s: weight sum", what);
         same_bits(buf, a->sums.weights, b->sums.weights);
+        snprintf(buf, sizeof buf, "%s: loss sum's rest", what);
+        same_bits(buf, a->sums.loss_lo, b->sums.loss_lo);
+        snprintf(buf, sizeof buf, "%s: weight sum's rest", what);
+        same_bits(buf, a->sums.weights_lo, b->sums.weights_lo);
     }
     if (mode & M_GRAD) {
         snprintf(buf, sizeof buf, "%s: gradient", what);
@@ -817,7 +822,7 @@ typedef struct {
     operand op[FL2_NOPS];
     int64_t outputs, reduced;
     /* the results of the last call */
-    double *loss_sums, *weight_sums;
+    double *loss_sums, *weight_sums, *loss_lo, *weight_lo;
     char *values;
     uint64_t grad_hash, elem_hash;
 } casend;
@@ -839,6 +844,8 @@ static void build_nd(casend *c)
     const size_t n = (size_t)(c->outputs > 0 ? c->outputs : 1);
     c->loss_sums = (double *)xmalloc(n * sizeof(double));
     c->weight_sums = (double *)xmalloc(n * sizeof(double));
+    c->loss_lo = (double *)xmalloc(n * sizeof(double));
+    c->weight_lo = (double *)xmalloc(n * sizeof(double));
     c->values = (char *)xmalloc(n * sizeof(double));
 }
 
@@ -847,6 +854,8 @@ static void free_nd(casend *c)
     for (int k = 0; k < FL2_NOPS; k++) free_operand(&c->op[k]);
     free(c->loss_sums);
     free(c->weight_sums);
+    free(c->loss_lo);
+    free(c->weight_lo);
     free(c->values);
 }
 
@@ -892,22 +901,25 @@ static void call_nd(casend *c, int nthreads)
     o.grad_scale = grad_scale_of(c->loss, c->tdt < 0);
     o.grad_divisor = c->divisor;
     const size_t n = (size_t)(c->outputs > 0 ? c->outputs : 1);
-    for (size_t i = 0; i < n; i++) c->loss_sums[i] = c->weight_sums[i] = -7.0;
+    for (size_t i = 0; i < n; i++) c->loss_sums[i] = c->weight_sums[i] = c->loss_lo[i] = c->weight_lo[i] = -7.0;
     memset(c->values, GAP_OUTPUT, n * sizeof(double));
-    fl2_values v = {c->values, c->single, c->root, c->divisor};
+    fl2_values v = {c->values, c->single, c->root, c->divisor, NULL, 0.0, 0};
+    v.count = 1;
+    for (int d = c->nkept; d < c->nd; d++) v.count *= c->shape[d];
     int status;
     switch (c->smode) {
     case S_SUMS: case S_SUMS_GRAD:
-        status = fl2_run_strided(&p, &l, &o, c->loss_sums, c->weight_sums, NULL, nthreads);
+        status = fl2_run_strided(&p, &l, &o, c->loss_sums, c->weight_sums, c->loss_lo, c->weight_lo, NULL,
+                                 nthreads);
         break;
     case S_VALUES:
-        status = fl2_run_strided(&p, &l, &o, NULL, NULL, &v, nthreads);
+        status = fl2_run_strided(&p, &l, &o, NULL, NULL, NULL, NULL, &v, nthreads);
         break;
     case S_WEIGHTS:
-        status = fl2_run_strided(&p, &l, NULL, NULL, c->weight_sums, NULL, nthreads);
+        status = fl2_run_strided(&p, &l, NULL, NULL, c->weight_sums, NULL, c->weight_lo, NULL, nthreads);
         break;
     default:
-        status = fl2_run_strided(&p, &l, &o, NULL, NULL, NULL, nthreads);
+        status = fl2_run_strided(&p, &l, &o, NULL, NULL, NULL, NULL, NULL, nthreads);
         break;
     }
     if (status != 0) fail("fl2_run_strided returned %d", status);
@@ -924,7 +936,9 @@ static void case_nd_fn(void *ctx, int nthreads, char *line, size_t size)
     uint64_t hl = FNV_START, hw = FNV_START, hv = FNV_START;
     for (int64_t i = 0; i < m; i++) {
         hl = fnv(hl, dbits(c->loss_sums[i]), 8);
+        hl = fnv(hl, dbits(c->loss_lo[i]), 8);
         hw = fnv(hw, dbits(c->weight_sums[i]), 8);
+        hw = fnv(hw, dbits(c->weight_lo[i]), 8);
         hv = c->single ? fnv(hv, el_bits(c->values + 4 * i, FL2_FLOAT32), 4)
                        : fnv(hv, el_bits(c->values + 8 * i, FL2_FLOAT64), 8);
     }
@@ -1007,10 +1021,17 @@ static void case_nd_check(void *ctx)
             same_bits(what, c->loss_sums[o], ref.sums.loss);
             snprintf(what, sizeof what, "output %lld: weight sum vs fl2_run of its run", (long long)o);
             same_bits(what, c->weight_sums[o], ref.sums.weights);
+            snprintf(what, sizeof what, "output %lld: sums' rests vs fl2_run of its run", (long long)o);
+            same_bits(what, c->loss_lo[o], ref.sums.loss_lo);
+            same_bits(what, c->weight_lo[o], ref.sums.weights_lo);
             break;
         case S_VALUES: {
             double x = ref.sums.loss / c->divisor;
             if (c->root) x = sqrt(x);
+            if (!c->single) { /* (a double: fl2_finish_f64's) */
+                const fl2_finish f = {red, c->wdt >= 0, 0, c->divisor, c->root};
+                fl2_finish_f64(&ref.sums, &f, &x);
+            }
             snprintf(what, sizeof what, "output %lld: value vs fl2_run's sum / divisor%s", (long long)o,
                      c->root ? ", square root" : "");
             if (c->single) {

@@ -15,7 +15,7 @@ from .block_template import _diff_err, _element_globals, _weigh_err, _with_globa
 # (stand for the loss's: see _element_globals)
 from .block_template import _loss_value, _loss_value_err
 from .cache import _jit, _slp_dispatcher
-from .combine import _combine_lanes, _combine_partials, _two_sum, _two_sum_e
+from .combine import _combine_lanes, _combine_partials, _rounded_dd, _two_sum, _two_sum_e
 from .config import LANES
 from .memory import _flag_set, _pointer
 
@@ -44,7 +44,9 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated)
 
     ``columns(y_true, y_pred, weights, layout)``, the arrays giving the dtypes (as for the
     strided kernels); ``layout = (addresses, row_steps, weights_step, nrows, ncols, loss_sums,
-    weight_sums, all_partials, param, first, end, finish, cancel)``, param the loss's
+    weight_sums, loss_lo, weight_lo, all_partials, param, first, end, finish, cancel)``
+    (each sum the rounded value of its double-double, each lo the exact rest:
+    combine._rounded_dd), param the loss's
     parameter: row_steps[k] is operand k's row stride in elements, weights_step 1 for weights
     per element and 0 for one weight per row.  The call reads the blocks of rows [first, end),
     writing their partials into all_partials (nblocks * ncols x 4 when there are several
@@ -59,8 +61,8 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated)
     lanes = LANES
 
     def columns(y_true, y_pred, weights, layout):
-        (addresses, row_steps, weights_step, nrows, ncols, loss_sums, weight_sums, all_partials,
-         param, first_block, end_block, finish, cancel) = layout
+        (addresses, row_steps, weights_step, nrows, ncols, loss_sums, weight_sums, loss_lo,
+         weight_lo, all_partials, param, first_block, end_block, finish, cancel) = layout
         nblocks = (nrows + block_size - 1) // block_size
         many = nblocks > 1
         # lanes of each column: loss sums, loss errors, weight sums, weight errors
@@ -134,33 +136,37 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated)
                 for k in range(lanes):
                     sums[k] = scratch[k, 0, c]
                     errors[k] = scratch[k, 1, c] if compensated else 0.0
-                loss_hi, loss_lo = _combine_lanes(sums, errors)
-                weights_hi = np.float64(rows)
-                weights_lo = 0.0
+                block_loss_hi, block_loss_lo = _combine_lanes(sums, errors)
+                block_weights_hi = np.float64(rows)
+                block_weights_lo = 0.0
                 if has_weights:
                     for k in range(lanes):
                         sums[k] = scratch[k, 2, c]
                         errors[k] = scratch[k, 3, c] if compensated else 0.0
-                    weights_hi, weights_lo = _combine_lanes(sums, errors)
+                    block_weights_hi, block_weights_lo = _combine_lanes(sums, errors)
                 if many:
-                    all_partials[at, 0] = loss_hi
-                    all_partials[at, 1] = loss_lo
-                    all_partials[at, 2] = weights_hi
-                    all_partials[at, 3] = weights_lo
+                    all_partials[at, 0] = block_loss_hi
+                    all_partials[at, 1] = block_loss_lo
+                    all_partials[at, 2] = block_weights_hi
+                    all_partials[at, 3] = block_weights_lo
                 else:
                     if not weights_only:
-                        loss_sums[c] = loss_hi + loss_lo
+                        loss_sums[c], loss_lo[c] = _rounded_dd(block_loss_hi, block_loss_lo)
                     if has_weights:
-                        weight_sums[c] = weights_hi + weights_lo
+                        weight_sums[c], weight_lo[c] = _rounded_dd(block_weights_hi,
+                                                                   block_weights_lo)
         if many and finish and not _flag_set(cancel):
             # Column c's partials, every ncols-th row, combined by the tree (csrc/strided.c
             # finish_output): the tree's bits do not depend on where its leaves lie.
             for c in range(ncols):
-                output_loss, output_weights = _combine_partials(all_partials[c::ncols])
+                output_loss, output_weights, output_loss_lo, output_weights_lo = (
+                    _combine_partials(all_partials[c::ncols]))
                 if not weights_only:
                     loss_sums[c] = output_loss
+                    loss_lo[c] = output_loss_lo
                 if has_weights:
                     weight_sums[c] = output_weights
+                    weight_lo[c] = output_weights_lo
         return 0.0, 0.0
 
     columns.__name__ = columns.__qualname__ = _columns_name(

@@ -43,8 +43,24 @@ def _combine_lanes(hi, lo):
 _combine_lanes = njit(_combine_lanes)
 
 
+def _rounded_dd(hi, lo):
+    """(hi + lo, the rest): the double-double (hi, lo) as its rounded value r = hi + lo (what
+    csrc/ returns) and the exact remainder hi + lo - r (TwoSum), so that (r, rest) is the same
+    double-double, normalised.  A non-finite r has rest 0.0."""
+    r = hi + lo
+    if not r - r == 0.0:  # inf or nan
+        return r, 0.0
+    bb = r - hi
+    return r, (hi - (r - bb)) + (lo - bb)
+
+
+_rounded_dd = njit(inline="always")(_rounded_dd)
+
+
 def _combine_partials(partials):
-    """csrc/driver.h fl2_combine_partials: (loss sum, weight sum) of the block partials."""
+    """csrc/driver.h fl2_combine_partials: (loss sum, weight sum, loss lo, weight lo) of the
+    block partials: each sum the rounded hi + lo of the combined double-double (the value
+    csrc/ returns), each lo its exact rest (_rounded_dd)."""
     m = partials.shape[0]
     step = 1
     while step < m:
@@ -56,7 +72,9 @@ def _combine_partials(partials):
                 partials[i, 2], partials[i, 3], partials[i + step, 2], partials[i + step, 3]
             )
         step *= 2
-    return partials[0, 0] + partials[0, 1], partials[0, 2] + partials[0, 3]
+    loss, loss_lo = _rounded_dd(partials[0, 0], partials[0, 1])
+    weights, weights_lo = _rounded_dd(partials[0, 2], partials[0, 3])
+    return loss, weights, loss_lo, weights_lo
 
 
 _combine_partials = njit(_combine_partials)
@@ -131,19 +149,22 @@ def _two_sum_e(sums, errors, k, x, xe):
 _two_sum_e = njit(inline="always")(_two_sum_e)
 
 
-def _combine_outputs(all_partials, nblocks, outputs, loss_sums, weight_sums, want_loss,
-                     want_weights):
+def _combine_outputs(all_partials, nblocks, outputs, loss_sums, weight_sums, loss_lo,
+                     weight_lo, want_loss, want_weights):
     """csrc/strided.c finish_output of every output: the nblocks block partials of output o
     (all_partials[o * nblocks : (o + 1) * nblocks]) combined by _combine_partials, into
-    loss_sums[o] with ``want_loss`` and weight_sums[o] with ``want_weights``."""
+    loss_sums[o] and loss_lo[o] with ``want_loss`` and weight_sums[o] and weight_lo[o] with
+    ``want_weights``."""
     for output in range(outputs):
-        output_loss, output_weights = _combine_partials(
+        output_loss, output_weights, output_loss_lo, output_weights_lo = _combine_partials(
             all_partials[output * nblocks : (output + 1) * nblocks]
         )
         if want_loss:
             loss_sums[output] = output_loss
+            loss_lo[output] = output_loss_lo
         if want_weights:
             weight_sums[output] = output_weights
+            weight_lo[output] = output_weights_lo
 
 
 _combine_outputs = njit(inline="always")(_combine_outputs)

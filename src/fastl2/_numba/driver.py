@@ -107,7 +107,8 @@ def threads_for(n):
 
 def _launch(loss, has_true, has_weights, mode, compensated, grad64, sizes, n, args):
     """Runs the 1-d kernel of this specialisation on ``args``, whose operands have item sizes
-    ``sizes`` (see _entry_point); returns (loss sum, weight sum).  Calls on several threads,
+    ``sizes`` (see _entry_point); returns (loss sum, weight sum, loss lo, weight lo): each sum
+    the rounded value of its double-double, each lo the exact rest.  Calls on several threads,
     long calls of the main thread and float32 operands of a call with a float64 result
     (``compensated``: the kernels are compiled for one dtype per result dtype) go through the
     strided kernel (_launch_1d_as_strided)."""
@@ -147,7 +148,8 @@ def _run_ranges(call, count, item_elements, n, cancel):
 def _launch_strided(loss, has_true, has_weights, mode, compensated, grad64, n, witnesses, head,
                     scale, divisor, param, count, item_elements):
     """The strided kernel of this specialisation on the layout ``head`` (strided.py: addresses,
-    shape, strides, item sizes, kept dims, loss sums, weight sums, block partials), its
+    shape, strides, item sizes, kept dims, loss sums, weight sums, loss lo, weight lo, block
+    partials), its
     ``count`` work items of ``item_elements`` elements each run by _run_ranges."""
     kernel = _kernel((loss, has_true, has_weights, mode, compensated, grad64, "strided"))
     cancel = np.zeros(1, np.uint8)
@@ -205,15 +207,20 @@ def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64
     nblocks = (n + BLOCK_SIZE - 1) // BLOCK_SIZE
     loss_sums = np.zeros(1)
     weight_sums = np.zeros(1) if weights is not None else np.empty(0)
+    loss_lo = np.zeros(1)
+    weight_lo = np.zeros(1) if weights is not None else np.empty(0)
     partials = np.empty((nblocks if want_sums and nblocks > 1 else 0, 4))
     scale, divisor, grad64 = _converted_gradient(grad, compensated, scale, divisor, grad64)
     _launch_strided(loss, has_true, has_weights, mode, compensated, grad64, n,
                     _witnesses(operands, compensated, grad64),
-                    (addresses, shape, strides, itemsizes, 0, loss_sums, weight_sums, partials),
+                    (addresses, shape, strides, itemsizes, 0, loss_sums, weight_sums, loss_lo,
+                     weight_lo, partials),
                     scale, divisor, param, nblocks, min(n, BLOCK_SIZE))
     if not want_sums:
-        return 0.0, 0.0
-    return float(loss_sums[0]), float(weight_sums[0]) if weights is not None else float(n)
+        return 0.0, 0.0, 0.0, 0.0
+    if weights is None:
+        return float(loss_sums[0]), float(n), float(loss_lo[0]), 0.0
+    return float(loss_sums[0]), float(weight_sums[0]), float(loss_lo[0]), float(weight_lo[0])
 
 
 def _witnesses(operands, compensated, form=GRAD_QUOTIENT):
@@ -242,11 +249,14 @@ def _converted_gradient(grad, compensated, scale, divisor, grad64):
 
 def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_divisor: float = 1.0,
         elementwise=None):
-    """One pass: (loss sum, weight sum), filling ``grad`` and ``elementwise`` if given.
+    """One pass: (loss sum, weight sum, loss lo, weight lo), filling ``grad`` and
+    ``elementwise`` if given.  Each sum is the rounded value of its double-double (hi, as
+    csrc/ returns it) and each lo the exact rest: hi + lo is the double-double, normalised.
+    Without weights the weight sum is n and its lo 0.0.
 
     The gradient is ``(grad_scale * (w * l'(d))) / grad_divisor`` for float64 gradients and
     ``(grad_scale / grad_divisor) * (w * l'(d))`` for float32 ones, as in csrc/fastl2.h.
-    With ``elementwise`` nothing is summed and (0.0, 0.0) is returned.
+    With ``elementwise`` nothing is summed and (0.0, 0.0, 0.0, 0.0) is returned.
 
     Numba has no float16 or bfloat16 on the CPU: such operands are converted to float32 first
     (fastl2._plan.without_half), and such a gradient is computed in float64 (GRAD_HALF) and
@@ -266,10 +276,10 @@ def _run(plan, want_sums, grad, grad_scale, grad_divisor, elementwise, form):
     """run, the half dtypes settled: the gradient computed as ``form`` says (GRAD_*)."""
     mode = _mode(want_sums, grad, elementwise)
     if mode == _WEIGHTS:  # (nothing asked)
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0
     n = plan.n
     if n == 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0
     y_true, y_pred, weights = plan.y_true, plan.y_pred, plan.weights
     return _launch(
         plan.loss.code,

@@ -97,23 +97,29 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
         mode = _SUMS
     args = (y_true, y_pred, weights, 1, flat_grad, _GRAD_SCALES[loss], divisor, None, param)
     if threads_for(n) > 1:  # (on the pool: the strided kernel, as driver._launch sends it)
-        loss_sum, weight_sum = _launch_1d_as_strided(loss, True, weights_size is not None, mode,
-                                                     not single, want_grad and pred_size == 8,
-                                                     n, args)
+        loss_sum, weight_sum, loss_lo, weight_lo = _launch_1d_as_strided(
+            loss, True, weights_size is not None, mode, not single, want_grad and pred_size == 8,
+            n, args)
     else:
         entry = _fast_entries.get((loss, mode, true_size, pred_size, weights_size))
         if entry is None:
             entry = _fast_entry(loss, mode, true_size, pred_size, weights_size, not single)
-        loss_sum, weight_sum = entry(*args)
+        loss_sum, weight_sum, loss_lo, weight_lo = entry(*args)
     if not want_loss:
         return grad
     if reduction == "weighted_mean":
         if weight_sum == 0.0:
             return None  # the planned path raises the right error
         divisor = weight_sum
-    value = loss_sum / divisor
-    if single and not _exact.certain(value, n):
-        # Within 2**-38 of a float32 rounding boundary: the exact path decides.
+    if single:
+        value = loss_sum / divisor
+        certain = _exact.certain(value, n)
+    else:
+        value, certain = _exact.finish_float64_scalar(loss_sum, weight_sum, loss_lo, weight_lo, n,
+                                                      weights is not None, reduction == "weighted_mean", divisor)
+    if not certain:
+        # Near a rounding boundary (within 2**-38 of a float32 one, 2**-80 of a float64 one):
+        # the exact path decides.
         from .._passes import exact_loss
         value = exact_loss(loss, param, y_true, y_pred, weights, reduction, value)
         return (value, grad) if want_grad else value

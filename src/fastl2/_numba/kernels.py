@@ -29,7 +29,7 @@ from .. import _halves
 from .._plan import BLOCK_SIZE
 from .block_template import _make_block, _with_globals
 from .cache import _jit, _slp_dispatcher
-from .combine import _combine_lane_groups, _combine_outputs, _combine_partials
+from .combine import _combine_lane_groups, _combine_outputs, _combine_partials, _rounded_dd
 from .config import (_MODE_NAMES, _NOPS, _STREAMING_STORES, GRAD_HALF, GRAD_QUOTIENT, LANE_GROUP,
                      LANES, STACK_BLOCKS, STREAM_MIN_BYTES, _wants)
 from .memory import (_block_gathered, _block_place, _copy_run, _element_at, _flag_set,
@@ -82,13 +82,14 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, strided
     """The kernel of one specialisation; every argument is a compile-time constant in it.
 
     ``kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param) -> (loss,
-    weights)`` where the arrays not used are None and ``param`` is the loss's parameter.
+    weights, loss lo, weights lo)`` (combine._combine_partials) where the arrays not used are None and ``param`` is the loss's parameter.
     Numba prunes the branches on these constants, so none is left in the loops.
 
     With ``strided`` (csrc/strided.c fl2_run_strided) the arrays only give the operands' dtypes
     (see run_strided) and ``repeat`` is the layout instead (an argument of its own, even one
     with a default, would slow every call of the 1-d kernels): ``(addresses, shape, strides,
-    itemsizes, nkept, loss_sums, weight_sums, all_partials, first, end, finish, cancel)``, where
+    itemsizes, nkept, loss_sums, weight_sums, loss_lo, weight_lo, all_partials, first, end,
+    finish, cancel)``, where
     the operands are (byte address of element (0, ...), byte strides and item size per
     operand, 0 for those not used); the call runs work items [first, end) (item w is block
     w % nblocks of output w // nblocks), writing the block partials of outputs of several
@@ -96,8 +97,9 @@ def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, strided
     they go; ``finish`` then combines every output's partials (pool.py runs the ranges, then
     an empty range with ``finish``); ``cancel``, a one-element uint8 array, stops the work
     (between groups of blocks) once it is nonzero (pool.py: Ctrl-C).  It returns (0.0, 0.0)
-    and fills loss_sums[o] (but with weights_only) and weight_sums[o] (with weights) per
-    output.  Both kinds run each block
+    and fills loss_sums[o] and loss_lo[o] (but with weights_only) and weight_sums[o] and
+    weight_lo[o] (with weights) per output: the rounded sum and the exact rest of its
+    double-double (combine._rounded_dd).  Both kinds run each block
     through ``block`` (block_template._make_block).
     """
     grad64 = int(grad64) if _wants(mode)[1] else GRAD_QUOTIENT  # (no gradient: one code)
@@ -170,7 +172,7 @@ def _make_run_kernel(mode, grad64):
 
         if want_sums:
             return _combine_partials(partials)
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0
 
     return kernel
 
@@ -194,8 +196,8 @@ def _make_strided_kernel(mode, has_true, has_weights, grad64):
         # lies when it is one contiguous, aligned piece of every operand), run through
         # ``block`` and its gradient and element losses scattered back.  The lanes of
         # LANE_GROUP items at a time are combined together (_combine_lane_groups).
-        (addresses, shape, strides, itemsizes, nkept, loss_sums, weight_sums, all_partials,
-         first_item, end_item, finish, cancel) = repeat
+        (addresses, shape, strides, itemsizes, nkept, loss_sums, weight_sums, loss_lo,
+         weight_lo, all_partials, first_item, end_item, finish, cancel) = repeat
         ndim = shape.shape[0]
         last = ndim - 1
         outputs = 1
@@ -325,15 +327,18 @@ def _make_strided_kernel(mode, has_true, has_weights, grad64):
                         for h in range(4):
                             all_partials[w, h] = group_sums[h, j]
                     else:
-                        # (csrc/strided.c finish_output of one partial: hi + lo)
+                        # (csrc/strided.c finish_output of one partial: hi + lo, and
+                        # the rest)
                         if not weights_only:
-                            loss_sums[w] = group_sums[0, j] + group_sums[1, j]
+                            loss_sums[w], loss_lo[w] = _rounded_dd(group_sums[0, j],
+                                                                   group_sums[1, j])
                         if has_weights:
-                            weight_sums[w] = group_sums[2, j] + group_sums[3, j]
+                            weight_sums[w], weight_lo[w] = _rounded_dd(group_sums[2, j],
+                                                                       group_sums[3, j])
             group_first += group
         if want_sums and many and finish and not _flag_set(cancel):
-            _combine_outputs(all_partials, nblocks, outputs, loss_sums, weight_sums,
-                             not weights_only, has_weights)
+            _combine_outputs(all_partials, nblocks, outputs, loss_sums, weight_sums, loss_lo,
+                             weight_lo, not weights_only, has_weights)
         return 0.0, 0.0
 
     return kernel

@@ -31,8 +31,11 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     """One pass over a ``fastl2._plan.Strided``; writes its grad and elementwise operands.
 
     As fastl2._core.run_strided (csrc/strided.c fl2_run_strided), bit for bit: returns float64
-    arrays (loss sums, weight sums) of one element per output when ``want_sums``; (None,
-    weight sums) with ``weights_only`` (nothing else is computed); otherwise None.
+    arrays (loss sums, weight sums, loss lo, weight lo) of one element per output when
+    ``want_sums``; (None, weight sums, None, weight lo) with ``weights_only`` (nothing else is
+    computed); otherwise None.  Each sum is the rounded value of its double-double (as C's)
+    and each lo the exact rest; without weights the weight sums are the element counts and
+    their lo zeros.
 
     The arrays are read and written where they lie, never copied whole: the kernels get each
     operand's address of element (0, ..., 0) and its byte strides (any sign, zero, even not a
@@ -79,12 +82,18 @@ def _run_strided(s, want_sums, grad_scale, grad_divisor, weights_only, form):
         weight_sums = np.zeros(outputs)
     elif want_sums or weights_only:  # every output's weight sum is its element count (as C)
         weight_sums = np.broadcast_to(np.float64(reduced), (outputs,))
+    loss_lo = np.zeros(outputs) if want_sums else None
+    weight_lo = None
+    if (want_sums or weights_only) and weights is not None:
+        weight_lo = np.zeros(outputs)
+    elif want_sums or weights_only:
+        weight_lo = np.broadcast_to(np.float64(0.0), (outputs,))
 
     def result():
         if want_sums:
-            return loss_sums, weight_sums
+            return loss_sums, weight_sums, loss_lo, weight_lo
         if weights_only:
-            return None, weight_sums
+            return None, weight_sums, None, weight_lo
         return None
 
     pred_dtype = _operand_dtype(y_pred, "y_pred")
@@ -127,8 +136,11 @@ def _run_strided(s, want_sums, grad_scale, grad_divisor, weights_only, form):
     witnesses = _witnesses(operands, not single, form)
     # (float32 operands of a float64 result are converted per block: not the columns kernel's)
     converting = not single and any(a is not None and a.dtype == _FLOAT32 for a in operands)
+    weighted = weight_sums is not None and weights is not None
     sums = (loss_sums if loss_sums is not None else np.empty(0),
-            weight_sums if weight_sums is not None and weights is not None else np.empty(0))
+            weight_sums if weighted else np.empty(0),
+            loss_lo if loss_lo is not None else np.empty(0),
+            weight_lo if weighted else np.empty(0))
     n = outputs * reduced
     loss, has_true, has_weights = s.loss.code, y_true is not None, weights is not None
     if mode == _WEIGHTS:

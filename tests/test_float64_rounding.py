@@ -1,0 +1,232 @@
+"""float64 results are correctly rounded: the exact value of the inputs rounded once (to nearest,
+ties to even), bit for bit, on every backend, function, reduction, axis and path; weights of
+one sign always, weights of mixed sign up to the stated condition number (1024).
+
+What can break: a finishing place that rounds the sums' double-double before dividing (a
+mean within 1.5 ulp, not 0.5); a path that drops the double-double's rest (the 1-d fast
+path, the strided walk, the axis outputs finished in C, the numba fast path, the NumPy
+backend, the L2 penalty); a certificate whose margin is too small (the quotient's, the
+root's, the weights' share) or that certifies a zero sum whose elements underflowed; the
+exact slow path for float64 (its dtype, its integer shortcut).
+
+The reference is tests/reference.py's exact rationals rounded by tests/ulp.py (independent of
+fastl2._exact); the certificate's own logic is checked against Fractions too.  The near-tie
+cases of both dtypes are tests/test_correct_rounding.py's adversarial ones.
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastl2
+import reference as ref
+
+F64 = np.float64
+KINDS = ("mse", "mae", "huber", "rmse", "l2_penalty")
+PATHS = ("contiguous", "reversed", "column", "and_grad")
+
+
+def _data(rng, family: str, n: int):
+    """(y_true, y_pred) of one family of float64 (or int64) inputs."""
+    if family == "wide":  # exponents over 2**-400 .. 2**400: terms of every size in one sum
+        e = rng.integers(-400, 400, n)
+        return np.ldexp(rng.standard_normal(n), e), np.ldexp(rng.standard_normal(n), e + rng.integers(-2, 3, n))
+    if family == "cancel":  # differences of a few ulp: exact differences, squares not
+        t = rng.standard_normal(n)
+        return t, t * (1.0 + rng.integers(-9, 9, n) * 2.0 ** -52)
+    if family == "int64":  # past 2**53: the difference's rounding error carried
+        t = rng.integers(-2 ** 62, 2 ** 62, n)
+        return t, t + rng.integers(-2 ** 40, 2 ** 40, n)
+    if family == "grid":  # few bits: exact sums, results on or near ties
+        t = rng.integers(-2 ** 20, 2 ** 20, n) * 2.0 ** 33
+        return t, t + rng.integers(-2 ** 26, 2 ** 26, n).astype(F64)
+    t = rng.standard_normal(n) * 2.0 ** float(rng.integers(-30, 30))
+    return t, t + rng.standard_normal(n) * 2.0 ** float(rng.integers(-30, 0))
+
+
+def _call(kind, y_true, y_pred, weights, reduction, path, delta=0.75):
+    if kind == "l2_penalty":
+        params = {"reversed": y_pred[::-1], "column": np.stack([y_pred, y_pred], 1)[:, 1]}.get(path, y_pred)
+        return fastl2.l2_penalty(params, 0.3)
+    extra = {"delta": delta} if kind == "huber" else {}
+    if path == "and_grad" and kind != "rmse":
+        return getattr(fastl2, kind + "_and_grad")(y_true, y_pred, weights, reduction=reduction, **extra)[0]
+    if path == "reversed":
+        y_true, y_pred = y_true[::-1].copy()[::-1], y_pred[::-1].copy()[::-1]
+        weights = None if weights is None else weights[::-1].copy()[::-1]
+    if path == "column":  # output 1 of axis=0 (the other output: the reversal)
+        stack = lambda a: None if a is None else np.ascontiguousarray(np.stack([a[::-1], a], 1))  # noqa: E731
+        return getattr(fastl2, kind)(stack(y_true), stack(y_pred), stack(weights), axis=0,
+                                     reduction=reduction, **extra)[1]
+    return getattr(fastl2, kind)(y_true, y_pred, weights, reduction=reduction, **extra)
+
+
+def _expected(kind, y_true, y_pred, weights, reduction, delta=0.75):
+    if kind == "l2_penalty":
+        return ref.l2_penalty(np.asarray(y_pred, F64) if y_pred.dtype.kind != "i" else y_pred, 0.3)
+    extra = {"delta": delta} if kind == "huber" else {}
+    return ref.loss(kind, y_true, y_pred, weights, reduction, **extra)
+
+
+def test_random_float64_results_are_correctly_rounded(backend):
+    """Random inputs of five families (plain, wide exponents, cancellation, integers past
+    2**53, a coarse grid), every function and reduction, weights none or non-negative, four
+    paths; FASTL2_ROUNDING_CASES sets the count (10**5 per backend was run for the README)."""
+    rng = np.random.default_rng(64)
+    cases = int(os.environ.get("FASTL2_ROUNDING_CASES", "1500"))
+    for case in range(cases):
+        n = int(rng.integers(1, 40))
+        family = ("plain", "wide", "cancel", "int64", "grid")[case % 5]
+        y_true, y_pred = _data(rng, family, n)
+        weights = rng.uniform(0, 4, n) if case % 3 else None
+        kind = KINDS[case // 5 % 5]
+        reduction = ("sum", "mean", "weighted_mean")[case // 25 % 3]
+        if kind == "rmse" and reduction == "sum":
+            reduction = "mean"
+        if reduction == "weighted_mean" and weights is None:
+            weights = np.ones(n)
+        path = PATHS[case // 75 % 4]
+        with np.errstate(all="ignore"):
+            result = _call(kind, y_true, y_pred, weights, reduction, path)
+        assert np.asarray(result).dtype == F64
+        expected = _expected(kind, y_true, y_pred, weights, reduction)
+        try:
+            ref.assert_ulp(result, expected, 0)
+        except AssertionError as error:
+            raise AssertionError(f"case {case}: {kind} {reduction} {family} {path}: {error}") from None
+
+
+def test_axis_reductions_of_many_outputs_are_correctly_rounded(backend):
+    """Every output of axis reductions (the C finish of each output, the rows and columns
+    kernels; numba's and NumPy's finish of the sums), each against its exact value."""
+    rng = np.random.default_rng(8)
+    y_true = rng.standard_normal((37, 129)) * 2.0 ** rng.integers(-40, 40, (37, 1))
+    y_pred = y_true + rng.standard_normal((37, 129)) * 2.0 ** -20
+    weights = rng.random((37, 129))
+    for axis in (0, 1):
+        for kind, reduction, w in (("mse", "mean", None), ("mae", "sum", None), ("rmse", "mean", None),
+                                   ("mse", "weighted_mean", weights), ("huber", "mean", weights)):
+            extra = {"delta": 2.0 ** -21} if kind == "huber" else {}
+            result = getattr(fastl2, kind)(y_true, y_pred, w, axis=axis, reduction=reduction, **extra)
+            ref.assert_ulp(result, ref.loss_axis(kind, y_true, y_pred, w, reduction, axis=axis, **extra), 0)
+
+
+def test_mixed_sign_weights_are_correctly_rounded_up_to_the_stated_condition_number(backend):
+    """The issue's 513-ulp example and random mixed-sign weights whose condition number
+    sum(|w l|) / |sum(w l)| is at most 1024 (fastl2._exact.CONDITION): exact, bit for bit."""
+    from fastl2 import _exact
+
+    assert _exact.CONDITION == 1024.0
+    y_true, y_pred, w = np.zeros(3), np.array([1.0, 1 + 2 ** -30, 0.1]), np.array([1.0, -1.0, 1e-3])
+    for reduction in ("sum", "mean", "weighted_mean"):
+        ref.assert_ulp(fastl2.mse(y_true, y_pred, w, reduction=reduction), ref.loss("mse", y_true, y_pred, w, reduction), 0)
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(300):
+        n = int(rng.integers(2, 30))
+        y_true, y_pred = rng.standard_normal(n), rng.standard_normal(n)
+        w = rng.standard_normal(n)
+        terms = [Fraction(float(wi)) * (Fraction(float(p)) - Fraction(float(t))) ** 2 for t, p, wi in zip(y_true, y_pred, w)]
+        total = sum(terms, Fraction(0))
+        weight_sum = sum((Fraction(float(wi)) for wi in w), Fraction(0))
+        if total == 0 or weight_sum == 0:
+            continue
+        condition = sum(abs(x) for x in terms) / abs(total)
+        if condition > 1024 or sum(abs(Fraction(float(wi))) for wi in w) / abs(weight_sum) > 1024:
+            continue
+        checked += 1
+        for reduction in ("sum", "weighted_mean"):
+            ref.assert_ulp(fastl2.mse(y_true, y_pred, w, reduction=reduction),
+                           ref.loss("mse", y_true, y_pred, w, reduction), 0)
+    assert checked > 200
+
+
+def test_zero_and_underflowing_sums_are_exact_on_every_path(backend):
+    """A zero sum is certified only where its exact value must round to zero (an unweighted
+    mean: every term below 2**-1075); elsewhere the exact path decides: squares that underflow
+    add up to a subnormal sum, and their mean's root is far from zero."""
+    x = np.random.default_rng(3).standard_normal(1000)
+    for reduction in ("sum", "mean"):
+        assert fastl2.mse(x, x, reduction=reduction) == 0.0
+        assert fastl2.mse(x.reshape(10, 100), x.reshape(10, 100), axis=1, reduction=reduction).tolist() == [0.0] * 10
+    assert fastl2.rmse(x, x) == 0.0 and fastl2.mse(x, x, np.ones(1000), reduction="weighted_mean") == 0.0
+    tiny = np.full(4, 2.0 ** -538)  # each square 2**-1076: 0 in float64; four of them 2**-1074
+    assert fastl2.mse(np.zeros(4), tiny, reduction="sum") == 2.0 ** -1074
+    assert fastl2.mse(np.zeros(4), tiny, reduction="mean") == 0.0
+    assert fastl2.rmse(np.zeros(4), tiny) == 2.0 ** -538
+    assert fastl2.rmse(np.zeros((2, 4)), np.stack([tiny, tiny]), axis=1).tolist() == [2.0 ** -538] * 2
+    assert fastl2.l2_penalty(tiny, 1.0) == 2.0 ** -1074
+
+
+def test_a_float64_loss_beside_a_gradient_written_over_y_pred_is_the_plain_quotient(backend):
+    # The documented exception (docs/api.md): out=y_pred leaves no y_pred to compute again;
+    # there an uncertain value is the sums' double-double rounded plainly.  Squares 1, 2**-54,
+    # 2**-54, 2**-112: the exact sum lies 2**-112 above the tie between 1 and 1 + 2**-52
+    # (beyond a double-double's 106 bits), so it rounds up; the double-double is the tie.
+    y = np.array([1.0, 2.0 ** -27, 2.0 ** -27, 2.0 ** -56])
+    expected = 1.0 + 2.0 ** -52
+    assert fastl2.mse(np.zeros(4), y, reduction="sum") == expected
+    assert fastl2.mse_and_grad(np.zeros(4), y.copy(), reduction="sum", out=np.empty(4))[0] == expected
+    loss, grad = fastl2.mse_and_grad(np.zeros(4), y, reduction="sum", out=y)
+    assert grad is y and y[0] == 2.0
+    assert loss == 1.0  # (the tie 1 + 2**-53, rounded to even)
+
+
+def test_the_c_and_python_certificates_certify_only_the_exact_value_rounded_once():
+    """fastl2._exact.finish_float64 and csrc/finish.c on random double-double sums (taken as
+    exact: within any bound of themselves): a certain value is the exact quotient (or its
+    root) rounded once, and where both are certain they give the same bits."""
+    from fastl2 import _exact
+
+    core = pytest.importorskip("fastl2._core", reason="the compiled module is not built here")
+    rng = np.random.default_rng(21)
+    both = 0
+    for case in range(4000):
+        hi = float(rng.standard_normal() * 2.0 ** int(rng.integers(-60, 60)))
+        lo = float(np.spacing(hi)) * float(rng.uniform(-0.5, 0.5)) if case % 3 else 0.0
+        if case % 7 == 0:  # near a tie: the rest half an ulp, a hair off
+            lo = float(np.spacing(hi)) * (0.5 - 2.0 ** -float(rng.integers(20, 60)))
+        hi, lo = hi + lo, lo - ((hi + lo) - hi)  # (normalised)
+        count = int(rng.integers(1, 10 ** 6))
+        weighted = bool(case % 2)
+        by_weights = weighted and case % 4 == 1
+        whi = float(rng.uniform(0.5, 2.0) * count) if weighted else float(count)
+        wlo = float(np.spacing(whi) * rng.uniform(-0.5, 0.5)) if by_weights else 0.0
+        whi, wlo = whi + wlo, wlo - ((whi + wlo) - whi)
+        divisor = 1.0 if case % 5 == 0 else float(count)
+        root = case % 3 == 0 and hi > 0
+        args = (hi, whi, lo, wlo, count, weighted, by_weights, divisor, root)
+        c_value, c_certain = core.finish_float64(*args)
+        py_value, py_certain = _exact.finish_float64(*args)
+        exact = (Fraction(hi) + Fraction(lo)) / ((Fraction(whi) + Fraction(wlo)) if by_weights else Fraction(divisor))
+        want = ref.round_exact(ref.sqrt_fraction(exact) if root else exact, F64)
+        for value, certain in ((c_value, c_certain), (float(py_value), bool(py_certain))):
+            if certain:
+                assert value == want, (case, args, value, want)
+        assert c_certain == bool(py_certain), (case, args)  # (the same operations: the same decisions)
+        if c_certain:
+            both += 1
+            assert c_value == float(py_value)
+    assert both > 3000  # (nearly all are certain: only the near-ties are not)
+
+
+@settings(max_examples=int(os.environ.get("FASTL2_FLOAT64_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(KINDS),
+       reduction=st.sampled_from(("sum", "mean", "weighted_mean")),
+       family=st.sampled_from(("plain", "wide", "cancel", "int64", "grid")), path=st.sampled_from(PATHS))
+def test_float64_results_of_hypothesis_inputs_are_correctly_rounded(backend, seed, kind, reduction, family, path):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    y_true, y_pred = _data(rng, family, n)
+    weights = rng.uniform(0, 4, n) if reduction == "weighted_mean" or seed % 2 else None
+    if kind == "rmse" and reduction == "sum":
+        reduction = "mean"
+    with np.errstate(all="ignore"):
+        result = _call(kind, y_true, y_pred, weights, reduction, path)
+    ref.assert_ulp(result, _expected(kind, y_true, y_pred, weights, reduction), 0)
