@@ -118,6 +118,15 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             fl2_vd d[NV], wv[NV], de[NV];
             for (int h = 0; h < NV; h++) de[h] = fl2_vsplat(0.0);
 
+            if (!ahead && step == 1) { /* the chunk FL2_PREFETCH_AHEAD bytes on (internal.h) */
+                fl2_prefetch(y_pred + i, FL2_PREFETCH_AHEAD, LANES * (int64_t)sizeof(pred_t));
+#if HAS_TRUE
+                fl2_prefetch(y_true + i, FL2_PREFETCH_AHEAD, LANES * (int64_t)sizeof(T_TRUE));
+#endif
+#if HAS_WEIGHTS
+                if (repeat == 1) fl2_prefetch(w + i, FL2_PREFETCH_AHEAD, LANES * (int64_t)sizeof(T_WEIGHTS));
+#endif
+            }
             if (ahead) { /* the chunk's place in a later row (rows kernel) */
                 if (!weights_only) {
                     fl2_prefetch(y_pred + i, ahead[FL2_OP_PRED], LANES * (int64_t)sizeof(pred_t));

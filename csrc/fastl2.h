@@ -138,9 +138,10 @@ typedef struct {
  * even): every real within the sums' error bound (src/fastl2/_exact.py, float64_bound, and
  * what the quotient and the root add) rounds to it; non-finite values count as certain (inf
  * or nan inputs, or a sum past the float64 range).  Returns 0 otherwise (within about
- * 2**-80 of a rounding boundary; a value or sum below 2**-900 or above 2**900 in magnitude; a
- * zero sum, but for an unweighted mean), with *value the quotient rounded plainly: the caller
- * computes the exact result (fastl2._exact). */
+ * 2**-80 of a rounding boundary; a value in the subnormals or within a few ulps of overflow, a
+ * weight sum outside [2**-900, 2**900] (a loss sum outside [2**-500, 2**500] is scaled by a
+ * power of two first, exactly); a zero sum, but for an unweighted mean), with *value the
+ * quotient rounded plainly: the caller computes the exact result (fastl2._exact). */
 int fl2_finish_f64(const fl2_sums *s, const fl2_finish *f, double *value);
 
 /* The relative error of a float32 result's float64 value, reduced from `count` elements, when

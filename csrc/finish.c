@@ -14,6 +14,12 @@
 #define FL2_TINY 0x1p-900
 #define FL2_HUGE 0x1p900
 #define FL2_SUBNORMAL_STEP 0x1p-1072                     /* src/fastl2/_exact.py, float64_bound */
+/* Loss sums outside [2**-500, 2**500] are scaled by 2**600 or 2**-600 before the quotient; the
+ * absolute part of the bound, at most 2**1088 * 2**-1072 * 2**-600, is then below this. */
+#define FL2_SCALE_BELOW 0x1p-500
+#define FL2_SCALE_ABOVE 0x1p500
+#define FL2_SCALE_BY 600
+#define FL2_SCALED_ABS 0x1p-580
 
 /* The relative part of the sums' bound over `count` elements (_exact.float64_bound). */
 static double sums_bound(int64_t count)
@@ -59,16 +65,22 @@ int fl2_finish_f64(const fl2_sums *s, const fl2_finish *f, double *value)
     const double rel = sums_bound(f->count) * condition * FL2_SLACK;
     if (sh == 0.0)  /* every term's exact value is below 2**-1075, and so is their mean */
         return !f->weighted && !f->by_weights && !f->root && f->divisor == (double)f->count;
-    if (!in_range(sh) || !in_range(dh) || !in_range(q)) return 0;
     /* The sums' bound (sum(|w|) <= condition * |W| where weighted, the count otherwise). */
     const double magnitude = f->weighted ? condition * fabs(s->weights) * FL2_SLACK : (double)f->count;
-    const double e_sum = rel * fabs(sh) + (magnitude + (double)f->count) * FL2_SUBNORMAL_STEP;
+    const double e_abs = (magnitude + (double)f->count) * FL2_SUBNORMAL_STEP;
+    /* A loss sum far from 1 is scaled by 2**k first (exactly: a power of two, even for the
+     * root), the result scaled back at the end (exactly where it is normal). */
+    const int k = fabs(sh) < FL2_SCALE_BELOW ? FL2_SCALE_BY : fabs(sh) > FL2_SCALE_ABOVE ? -FL2_SCALE_BY : 0;
+    const double hs = ldexp(sh, k), ls = ldexp(sl, k);
+    const double e_sum = rel * fabs(hs) + (k < 0 ? FL2_SCALED_ABS : ldexp(e_abs, k));
     const double e_div = f->by_weights ? rel * fabs(dh) : 0.0;
+    const double qs = hs / dh;
+    if (!in_range(hs) || !in_range(dh) || !in_range(qs)) return 0;
     /* The quotient in double-double: q + (r + sl - q dl) / dh, r = sh - q dh exactly. */
-    const double r = fma(-q, dh, sh);
+    const double r = fma(-qs, dh, hs);
     double h, l;
-    normalise(q, ((r + sl) - q * dl) / dh, &h, &l);
-    double e = (e_sum + fabs(q) * e_div) / (fabs(dh) * (1.0 - 0x1p-50)) * FL2_SLACK + FL2_DD_ERR * fabs(q);
+    normalise(qs, ((r + ls) - qs * dl) / dh, &h, &l);
+    double e = (e_sum + fabs(qs) * e_div) / (fabs(dh) * (1.0 - 0x1p-50)) * FL2_SLACK + FL2_DD_ERR * fabs(qs);
     if (f->root) {
         if (h < 0.0) {  /* a negative quotient (weights of mixed sign): nan, if certainly */
             *value = NAN;
@@ -82,6 +94,8 @@ int fl2_finish_f64(const fl2_sums *s, const fl2_finish *f, double *value)
     }
     if (!in_range(h)) return 0;
     if (!rounds_to(h, l, e)) return 0;
-    *value = h;
+    const double x = ldexp(h, f->root ? -k / 2 : -k);
+    if (!(fabs(x) >= 0x1p-1022 && fabs(x) <= 0x1.fffffffffffffp+1023)) return 0; /* (subnormal or past the range) */
+    *value = x;
     return 1;
 }

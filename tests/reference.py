@@ -216,6 +216,47 @@ def _element_pieces(kind, y_true, y_pred, weights, delta=HUBER_DELTA, exact=True
     if not exact and not all(dt in _FLOAT32_CLASS for dt in dtypes):
         e = np.zeros_like(d)
     w = None if weights is None else broadcast_weights(weights, d.shape)
+    if exact:  # (elements whose product pieces could reach the subnormals or overflow: Fractions)
+        corrections, keep = _extreme_elements(kind, d, e, w, delta)
+        if corrections is not None:
+            pieces, w_kept = _element_pieces_of(kind, d * keep, e * keep, None if w is None else w * keep, delta)
+            return pieces, w, corrections
+    pieces, _ = _element_pieces_of(kind, d, e, w, delta)
+    return pieces, w, None
+
+
+#: Elements with a nonzero |d|, |e|, |w| or delta outside [2**-400, 2**400] take the reference's
+#: Fraction road: their TwoProduct pieces could fall below 2**-1022, where they are not exact.
+_SAFE_LOW, _SAFE_HIGH = 2.0 ** -400, 2.0 ** 400
+
+
+def _extreme_elements(kind, d, e, w, delta):
+    """(corrections, keep): an object array of the exact element losses of the extreme elements
+    (0 elsewhere) and a float mask of the others, or (None, None) where there are none."""
+    def outside(x):
+        a = np.abs(x)
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(a) & (a != 0) & ((a < _SAFE_LOW) | (a > _SAFE_HIGH))
+
+    extreme = outside(d) | outside(e)
+    if w is not None:
+        extreme |= outside(w)
+    if kind == "huber" and outside(np.float64(delta)):
+        extreme |= np.isfinite(d)
+    with np.errstate(invalid="ignore"):
+        extreme &= np.isfinite(d) & (np.isfinite(w) if w is not None else True)
+    if not extreme.any():
+        return None, None
+    corrections = np.zeros(d.shape, dtype=object)
+    for index in zip(*np.nonzero(extreme)):
+        a = abs(Fraction(float(d[index])) + Fraction(float(e[index])))
+        value = fraction_loss(kind, a, delta)
+        corrections[index] = value * Fraction(float(w[index])) if w is not None else value
+    return corrections, (~extreme).astype(np.float64)
+
+
+def _element_pieces_of(kind, d, e, w, delta):
+    """_element_pieces from the exact difference d + e."""
     # |d + e| = a + s * e (|e| <= ulp(d) / 2: the sign of d + e is that of d, or e's if d is 0)
     with np.errstate(invalid="ignore"):
         sign = np.where(d < 0, -1.0, 1.0)
@@ -269,11 +310,13 @@ def loss(kind, y_true, y_pred, weights=None, reduction="mean", delta=HUBER_DELTA
     if kind == "rmse":
         value = loss("mse", y_true, y_pred, weights, reduction)
         return sqrt_exact(value)
-    pieces, w = _element_pieces(kind, y_true, y_pred, weights, delta, exact=reduction != "none")
+    pieces, w, corrections = _element_pieces(kind, y_true, y_pred, weights, delta, exact=reduction != "none")
     if reduction == "none":
         return _sum_pieces_elementwise(pieces)
     n = pieces[0].size
     total = exact_sum(*pieces)
+    if corrections is not None and not isinstance(total, float):
+        total += sum(corrections.ravel().tolist(), Fraction(0))
     divisor = _divisor(reduction, n, w)
     if isinstance(total, float) or isinstance(divisor, float):
         return float(total) / float(divisor) if float(divisor) != 0 else math.nan
@@ -562,12 +605,15 @@ def loss_axis(kind, y_true, y_pred, weights=None, reduction="mean", axis=None,
             result[index] = sqrt_fraction(squared[index])
         return result
     assert reduction in ("mean", "weighted_mean", "sum"), reduction
-    pieces, w = _element_pieces(kind, y_true, y_pred, weights, delta)
+    pieces, w, corrections = _element_pieces(kind, y_true, y_pred, weights, delta)
     shape = pieces[0].shape
     axes = normalise_axes(axis, len(shape))
     out_shape = reduced_shape(shape, axes)
     count = math.prod(shape[a] for a in axes)
     totals = exact_row_sums(np.concatenate([_rows(p, axes) for p in pieces], axis=1))
+    if corrections is not None:
+        extra = _rows(corrections, axes)
+        totals = [t if isinstance(t, float) else t + sum(extra[i].tolist(), Fraction(0)) for i, t in enumerate(totals)]
     if reduction == "sum":
         divisors = [Fraction(1)] * len(totals)
     elif reduction == "weighted_mean" and w is not None:

@@ -139,7 +139,9 @@ CONDITION = 1024.0
 _U2 = 2.0 ** -106
 _DD_ERR = 2.0 ** -100  # (a double-double operation's relative error, generously)
 _SLACK = 1.0 + 2.0 ** -40
-_TINY, _HUGE = 2.0 ** -900, 2.0 ** 900
+_RANGE_LOW, _RANGE_HIGH = 2.0 ** -900, 2.0 ** 900  # (where the double-double steps are exact)
+#: csrc/finish.c: loss sums outside [2**-500, 2**500] are scaled by 2**600 or 2**-600 first.
+_SCALE_BELOW, _SCALE_ABOVE, _SCALE_BY, _SCALED_ABS = 2.0 ** -500, 2.0 ** 500, 600, 2.0 ** -580
 
 
 def finish_float64(loss, weights, loss_lo, weights_lo, count: int, weighted: bool, by_weights: bool,
@@ -161,11 +163,14 @@ def finish_float64(loss, weights, loss_lo, weights_lo, count: int, weighted: boo
     order: ``(e_S + |Q| e_W) / |W|``, times 1 + 2**-40 for what is dropped), halved by the
     root, plus the double-double's own error.  The value is certain when every real within
     that margin rounds to the same float64 (it is then the double-double's rounding), or when
-    it is inf or nan (csrc/finish.c says why).  It is not certain where a sum, the weight sum or
-    the value lies outside [2**-900, 2**900] in magnitude (the products' error terms would
-    reach the subnormals), or a loss sum is 0 (each term below 2**-1075 and the sum of many
-    perhaps not: certain only for an unweighted mean, whose mean is below it too); there the
-    value is the plain quotient (``loss / D``, rooted), for the caller's exact path.
+    it is inf or nan (csrc/finish.c says why).  A loss sum outside [2**-500, 2**500] is scaled
+    by 2**600 or 2**-600 first (exactly; the absolute part of the margin with it), and the value
+    scaled back at the end.  It is not certain where the scaled sum, the weight sum or the
+    quotient lies outside [2**-900, 2**900] in magnitude (the products' error terms would reach
+    the subnormals), where the value is subnormal or past the range, or where a loss sum is 0
+    (each term below 2**-1075 and the sum of many perhaps not: certain only for an unweighted
+    mean, whose mean is below it too); there the value is the plain quotient (``loss / D``,
+    rooted), for the caller's exact path.
 
     csrc/finish.c (``fl2_finish_f64``) is the same in C; the two may differ only in which values
     they leave uncertain, never in a certain value's bits."""
@@ -182,13 +187,18 @@ def finish_float64(loss, weights, loss_lo, weights_lo, count: int, weighted: boo
         condition = CONDITION if weighted else 1.0
         rel = float64_bound(count)[0] * condition * _SLACK
         magnitude = condition * np.abs(wh) * _SLACK if weighted else float(count)
-        e_sum = rel * np.abs(sh) + (magnitude + float(count)) * 2.0 ** -1072
+        e_abs = (magnitude + float(count)) * 2.0 ** -1072
+        # a loss sum far from 1 scaled by 2**k (exactly; even, for the root), the result back
+        k = np.where(np.abs(sh) < _SCALE_BELOW, _SCALE_BY, np.where(np.abs(sh) > _SCALE_ABOVE, -_SCALE_BY, 0))
+        hs, ls = np.ldexp(sh, k), np.ldexp(sl, k)
+        e_sum = rel * np.abs(hs) + np.where(k < 0, _SCALED_ABS, np.ldexp(e_abs, k))
         e_div = rel * np.abs(dh) if by_weights else 0.0
-        ok = finite & _in_range(sh) & _in_range(dh) & _in_range(q)
-        p, pe = _two_product(q, dh)
-        r = (sh - p) - pe  # (exact: the remainder of a rounded quotient)
-        h, l = _fast_two_sum(q, ((r + sl) - q * dl) / dh)
-        e = (e_sum + np.abs(q) * e_div) / (np.abs(dh) * (1.0 - 2.0 ** -50)) * _SLACK + _DD_ERR * np.abs(q)
+        qs = hs / dh
+        ok = finite & _in_range(hs) & _in_range(dh) & _in_range(qs)
+        p, pe = _two_product(qs, dh)
+        r = (hs - p) - pe  # (exact: the remainder of a rounded quotient)
+        h, l = _fast_two_sum(qs, ((r + ls) - qs * dl) / dh)
+        e = (e_sum + np.abs(qs) * e_div) / (np.abs(dh) * (1.0 - 2.0 ** -50)) * _SLACK + _DD_ERR * np.abs(qs)
         if divide_by != 1.0:  # (h + l) / divide_by, as the quotient above with W_lo = 0
             q2 = h / divide_by
             p, pe = _two_product(q2, np.full_like(q2, divide_by))
@@ -210,6 +220,8 @@ def finish_float64(loss, weights, loss_lo, weights_lo, count: int, weighted: boo
             h, l = _fast_two_sum(rh, (((h - p) - pe) + l) / (2.0 * rh))
             e = e / (2.0 * rh) * (1.0 + 2.0 ** -38) + _DD_ERR * rh
         ok &= _in_range(h) & _rounds_to(h, l, e)
+        h = np.ldexp(h, -k // 2 if root else -k)
+        ok &= (np.abs(h) >= 2.0 ** -1022) & np.isfinite(h)  # (subnormal or past the range: rounded)
         values = np.where(ok, h, plain)
         certain = ok | ~finite
         if root:
@@ -239,7 +251,7 @@ def finish_float64_scalar(loss: float, weights: float, loss_lo: float, weights_l
 
 def _in_range(x):
     a = np.abs(x)
-    return (a >= _TINY) & (a <= _HUGE)
+    return (a >= _RANGE_LOW) & (a <= _RANGE_HIGH)
 
 
 def _fast_two_sum(a, b):
@@ -916,6 +928,24 @@ def exact_result(plan, value: float, root: bool = False, divide_by: float = 1.0)
     once to the plan's result dtype, as a NumPy scalar (divided by ``divide_by`` first,
     reduce_exact); ``value`` (the float64 one, rounded) where there is no exact one."""
     y_true, y_pred, weights = plan.arrays
+    if _all_zero_terms(y_true, y_pred) and (plan.reduction != "weighted_mean" or weights is None or (
+            bool(np.all(weights >= 0)) and bool(np.any(weights > 0)))):
+        # (every difference 0, y_pred equal to y_true: the exact value is 0, without the
+        # exact weight sum; a weighted mean where the weights' exact sum is not 0)
+        return plan.result_dtype.type(0.0)
     loss, weight, count = exact_sums(plan.loss.code, plan.param, y_true, y_pred, weights)
     exact = reduce_exact(loss, weight, count, plan.reduction, root, plan.result_dtype, divide_by)
     return plan.result_dtype.type(value if exact is None else exact)
+
+
+def _all_zero_terms(y_true, y_pred) -> bool:
+    """Whether every difference ``y_pred - y_true`` (or ``y_pred``) is exactly 0: one comparison
+    of arrays of one dtype; in chunks of ``_plain`` operands otherwise (an int64 past 2**53 is
+    not its float64 rounding)."""
+    p = np.asarray(y_pred)
+    if y_true is None:
+        return not np.any(p)
+    t = np.asarray(y_true)
+    if t.dtype == p.dtype:
+        return bool(np.array_equal(t, p))
+    return all(_zero_terms(_plain(t[index]), _plain(p[index])) for index in _chunks(p.shape))

@@ -111,7 +111,7 @@ def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
         if plan.reduction == "weighted_mean":
             _check_weight_sums(weight_sums, out_shape)
         values, certain = _exact.finish_float64(
-            loss_sums, weight_sums, loss_lo, weight_lo, count, plan.weights is not None,
+            loss_sums, weight_sums, loss_lo, weight_lo, count, plan.arrays[2] is not None,
             plan.reduction == "weighted_mean", float(count) if plan.reduction == "mean" else 1.0, root)
         uncertain = np.flatnonzero(~certain)
         if uncertain.size:
@@ -174,12 +174,26 @@ def _exact_outputs(plan: Plan, axes: tuple[int, ...], result: np.ndarray, output
             result[flat] = value
 
     group = max(1, _exact.GROUP // max(count, 1)) if count <= _exact.GROUP else 0
+    if any(a is not None and a.dtype.kind in "iu" and _exact._wide(a).any() for a in plan.arrays):
+        group = 0  # (integers past 2**53: the groups' float64 copies would round them)
     for start in range(0, outputs.size, group or outputs.size):
         chosen = outputs[start:start + group] if group else outputs
         index = np.unravel_index(chosen, out_shape) if out_shape else ()
         if group:  # (a group of whole outputs, copied: at most GROUP elements)
             rows = [None if a is None else np.asarray(a[index], np.float64).reshape(chosen.size, count)
                     for a in moved]
+            # Outputs whose differences are all 0 (y_pred equal to y_true there, or no params)
+            # are 0, exactly (a weighted mean: where its weights are >= 0, not all 0)
+            zero = (~np.any(rows[1], axis=1) if rows[0] is None else np.all(rows[0] == rows[1], axis=1))
+            if reduction == "weighted_mean" and rows[2] is not None:
+                zero &= np.all(rows[2] >= 0, axis=1) & np.any(rows[2] > 0, axis=1)
+            if zero.any():
+                result[chosen[zero]] = 0.0
+                chosen = chosen[~zero]
+                rows = [None if a is None else a[~zero] for a in rows]
+                if not chosen.size:
+                    continue
+                index = np.unravel_index(chosen, out_shape) if out_shape else ()
             sums = _exact.dyadic_sums(code, *rows, axis=1)
             if sums is not None:
                 loss_sums, loss_exponent, weight_sums, weight_exponent = sums
@@ -199,9 +213,13 @@ def _exact_outputs(plan: Plan, axes: tuple[int, ...], result: np.ndarray, output
                     # ... or exact: a quotient whose product with the divisor is the
                     # numerator exactly (TwoProduct, numerator and divisor exact in float64)
                     # is the exact value, rounded once by the cast (the ties of such data)
-                    exact_parts = np.abs(loss_sums) < 2 ** 53
+                    # (the sums exact in float64: below 2**53, and not rounded into the
+                    # subnormals by their exponent; a quotient that is normal, or 0)
+                    exact_parts = (np.abs(loss_sums) < 2 ** 53) & (np.ldexp(numerators, -loss_exponent) == loss_sums)
+                    exact_parts &= (np.abs(quotients) >= 2.0 ** -1022) | (loss_sums == 0)
                     if reduction == "weighted_mean":
-                        exact_parts &= np.abs(weight_sums) < 2 ** 53
+                        exact_parts &= (np.abs(weight_sums) < 2 ** 53) & (
+                            np.ldexp(divisors, -weight_exponent) == weight_sums)
                     product, error = _exact._two_product(quotients, divisors)
                     with np.errstate(invalid="ignore"):
                         decided |= exact_parts & (product == numerators) & (error == 0) & np.isfinite(quotients)
@@ -291,7 +309,7 @@ def _reduce(plan: Plan, sums, root: bool = False, readable: bool = True, divide_
     divisor = _divisor(plan, weight_sum)
     if plan.result_dtype == np.float64:
         value, certain = _exact.finish_float64_scalar(
-            loss_sum, weight_sum, loss_lo, weight_lo, plan.n, plan.weights is not None,
+            loss_sum, weight_sum, loss_lo, weight_lo, plan.n, plan.arrays[2] is not None,
             plan.reduction == "weighted_mean", divisor, root, divide_by)
     else:
         value = loss_sum / divisor

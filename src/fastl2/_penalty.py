@@ -70,8 +70,8 @@ def _l2_penalty(params, lam: float):
     count = sum(plan.n for plan in plans)
     if not single and math.isfinite(total) and lam != 0.0:
         # lam * the sum of squares, certified (fastl2._exact.finish_float64: the parts' exact
-        # sum as a double-double, its rest rounded once: within 2**-106 of it, inside the
-        # margin's slack), else exact (every param is finite: the sum is)
+        # sum as a double-double, its rest rounded once: within 2**-106 of it, which the
+        # bound's spare 1024 u**2 holds), else exact (every param is finite: the sum is)
         rest = float(sum((Fraction(x) for part in parts for x in part), Fraction(0)) - Fraction(total))
         value, certain = _exact.finish_float64(total, 0.0, rest, 0.0, count, False, False, scale=lam)
         if certain:
