@@ -56,12 +56,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--calls", default=",".join(CALLS), help="default: all of %(default)s")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="threads of both builds (default %(default)s)")
+    parser.add_argument("--simd", help="the SIMD level of both builds (default: each its best)")
     args = parser.parse_args(argv)
     other = load_other(args.other)
     this = sys.modules["fastl2._core"]
     fastl2.set_backend("cython")
     other.set_num_threads(args.threads)
     this.set_num_threads(args.threads)
+    if args.simd:
+        other.set_simd_level(args.simd)
+        this.set_simd_level(args.simd)
     rng = np.random.default_rng(0)
     print(f"{'dtype':8s} {'n':>10s} {'call':26s} {'other':>12s} {'this':>12s}  this/other [quartiles]")
     for dtype in args.dtypes.split(","):

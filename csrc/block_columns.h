@@ -55,12 +55,16 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
                     const fl2_vd d = FL2_VLOAD(y_pred + r * ld[FL2_OP_PRED]);
 #endif
                     if (COMPENSATED) { /* (exact element terms: block_run.h) */
+#if HAS_WEIGHTS
                         fl2_vd le;
                         fl2_vd l = fl2_loss_vvalue_err(loss, d, de, vparam, &le);
-#if HAS_WEIGHTS
                         l = fl2_vweigh_err(wk, l, le, &le);
-#endif
                         VACCUMULATE_E(vs[k], ve[k], l, le);
+#else
+                        fl2_vd x, y, a, b;
+                        fl2_loss_vparts(loss, d, de, vparam, &x, &y, &a, &b);
+                        VACCUMULATE_P(vs[k], ve[k], x, y, a, b);
+#endif
                     } else {
                         fl2_vd l = fl2_loss_vvalue(loss, d, vparam);
 #if HAS_WEIGHTS
@@ -107,12 +111,16 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
                 const double d = FL2_GET(T_PRED, yp + c);
 #endif
                 if (COMPENSATED) {
+#if HAS_WEIGHTS
                     double le;
                     double wl = fl2_loss_value_err(loss, d, de, param, &le);
-#if HAS_WEIGHTS
                     wl = fl2_weigh_err(wk, wl, le, &le);
-#endif
                     ACCUMULATE_E(s, e, c, wl, le);
+#else
+                    double x, y, a, b;
+                    fl2_loss_parts(loss, d, de, param, &x, &y, &a, &b);
+                    ACCUMULATE_P(s, e, c, x, y, a, b);
+#endif
                 } else {
                     const double l = fl2_loss_value(loss, d, param);
 #if HAS_WEIGHTS

@@ -69,7 +69,13 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
     do {                                                                             \
         if (!weights_only) {                                                         \
             double l_, wl_, le_ = 0.0;                                               \
-            if (EXACT) {                                                             \
+            if (EXACT && !HAS_WEIGHTS) {                                             \
+                double x_, y_, a_, b_;                                               \
+                fl2_loss_parts(loss, d, de, param, &x_, &y_, &a_, &b_);              \
+                wl_ = x_ * y_;                                                       \
+                ACCUMULATE_P(loss_sum, loss_err, k, x_, y_, a_, b_);                 \
+                (void)l_; (void)le_;                                                 \
+            } else if (EXACT) {                                                      \
                 l_ = fl2_loss_value_err(loss, d, de, param, &le_);                   \
                 wl_ = HAS_WEIGHTS ? fl2_weigh_err((wk), l_, le_, &le_) : l_;         \
                 ACCUMULATE_E(loss_sum, loss_err, k, wl_, le_);                       \
@@ -113,6 +119,57 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
         for (int h = 0; h < NV; h++) v_loss[h] = v_loss_err[h] = v_w[h] = v_w_err[h] = fl2_vsplat(0.0);
         pred_t chunk_grad[LANES]; /* a chunk's gradient, when it is streamed */
         memset(chunk_grad, 0, sizeof chunk_grad); /* (once a block: what compilers can follow) */
+#if !HAS_WEIGHTS
+        if (EXACT && !want_grad && !want_elem && !ahead) {
+            /* The unweighted float64 sums, STRETCH chunks at a time by VACCUMULATE_P_FAST
+             * (block_template.h), three operations an element fewer: exact where each lane's
+             * sum is at least each of its terms, or 0.  A term l > s > 0 makes the lane's sum
+             * at least 2 s (it only grows), so a stretch whose lanes all end below twice
+             * where they began, or at 0, was exact throughout: the bits of VACCUMULATE_P.
+             * The other stretches (one that doubles a sum, one with a nan or an infinity)
+             * are done again from their start by VACCUMULATE_P; a run's first two, where the
+             * sums double, by VACCUMULATE_P alone. */
+            enum { STRETCH = 16 };
+            while (i + STRETCH * LANES + (step == 2) <= end) {
+                fl2_vd s0[NV], e0[NV];
+                for (int h = 0; h < NV; h++) { s0[h] = v_loss[h]; e0[h] = v_loss_err[h]; }
+#if HAS_TRUE
+#define FL2_STRETCH_TRUE(at) fl2_prefetch(y_true + (at), FL2_PREFETCH_AHEAD, LANES * (int64_t)sizeof(T_TRUE))
+#else
+#define FL2_STRETCH_TRUE(at) ((void)0)
+#endif
+#define FL2_STRETCH(ACC)                                                                   \
+    for (int64_t c_ = 0; c_ < STRETCH; c_++) {                                             \
+        const int64_t at_ = i + c_ * LANES;                                                \
+        if (step == 1) {                                                                   \
+            fl2_prefetch(y_pred + at_, FL2_PREFETCH_AHEAD, LANES * (int64_t)sizeof(pred_t)); \
+            FL2_STRETCH_TRUE(at_);                                                         \
+        }                                                                                  \
+        for (int h = 0; h < NV; h++) {                                                     \
+            fl2_vd de_ = fl2_vsplat(0.0), x_, y_, a_, b_;                                  \
+            const fl2_vd d_ = VDIFF(at_ + h * FL2_VWIDTH, &de_);                           \
+            fl2_loss_vparts(loss, d_, de_, vparam, &x_, &y_, &a_, &b_);                     \
+            ACC(v_loss[h], v_loss_err[h], x_, y_, a_, b_);                                 \
+        }                                                                                  \
+    }
+                int redo = 1;
+                if (i - start >= 2 * STRETCH * LANES) { /* (a run's first two: VACCUMULATE_P) */
+                    FL2_STRETCH(VACCUMULATE_P_FAST)
+                    fl2_vbits fine = (v_loss[0] < 2.0 * s0[0]) | (v_loss[0] == 0.0);
+                    for (int h = 1; h < NV; h++)
+                        fine &= (v_loss[h] < 2.0 * s0[h]) | (v_loss[h] == 0.0);
+                    redo = fl2_vany(~fine);
+                }
+                if (redo) {
+                    for (int h = 0; h < NV; h++) { v_loss[h] = s0[h]; v_loss_err[h] = e0[h]; }
+                    FL2_STRETCH(VACCUMULATE_P)
+                }
+#undef FL2_STRETCH
+#undef FL2_STRETCH_TRUE
+                i += STRETCH * LANES;
+            }
+        }
+#endif
         /* (the step-2 loads read one element past their last: never past the block's) */
         for (; i + LANES + (step == 2) <= end; i += LANES) {
             fl2_vd d[NV], wv[NV], de[NV];
@@ -173,13 +230,16 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
                 if (!weights_only) {
                     fl2_vd l;
                     if (EXACT) {
+#if HAS_WEIGHTS
                         fl2_vd le;
                         l = fl2_loss_vvalue_err(loss, d[h], de[h], vparam, &le);
-#if HAS_WEIGHTS
                         l = fl2_vweigh_err(wv[h], l, le, &le);
                         VACCUMULATE_E(v_loss[h], v_loss_err[h], l, le);
 #else
-                        VACCUMULATE_E_POS(v_loss[h], v_loss_err[h], l, le);
+                        fl2_vd x, y, a, b;
+                        fl2_loss_vparts(loss, d[h], de[h], vparam, &x, &y, &a, &b);
+                        l = x * y;
+                        VACCUMULATE_P(v_loss[h], v_loss_err[h], x, y, a, b);
 #endif
                     } else {
                         l = fl2_loss_vvalue(loss, d[h], vparam);
@@ -231,10 +291,16 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
                     const fl2_vd d = FL2_VLOADN(y_pred + at, count);
 #endif
                     if (EXACT) {
-                        fl2_vd le, s_ = v_loss[h], e_ = v_loss_err[h];
-                        fl2_vd l = fl2_loss_vvalue_err(loss, d, de, vparam, &le);
-                        if (HAS_WEIGHTS) l = fl2_vweigh_err(wv, l, le, &le);
+                        fl2_vd s_ = v_loss[h], e_ = v_loss_err[h];
+#if HAS_WEIGHTS
+                        fl2_vd le, l = fl2_loss_vvalue_err(loss, d, de, vparam, &le);
+                        l = fl2_vweigh_err(wv, l, le, &le);
                         VACCUMULATE_E(s_, e_, l, le);
+#else
+                        fl2_vd x, y, a, b;
+                        fl2_loss_vparts(loss, d, de, vparam, &x, &y, &a, &b);
+                        VACCUMULATE_P(s_, e_, x, y, a, b);
+#endif
                         v_loss[h] = fl2_vselect(keep, s_, v_loss[h]);
                         v_loss_err[h] = fl2_vselect(keep, e_, v_loss_err[h]);
                     } else {

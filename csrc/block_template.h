@@ -102,6 +102,38 @@
         sum = t_;                                              \
     } while (0)
 
+/* ACCUMULATE_E of an unweighted float64 term given in parts (losses.h, fl2_loss_parts): the
+ * term is X*Y + A*B, l = X*Y rounded goes to the lane's sum, and its error takes
+ * fma(A, B, e + fma(X, Y, -l)), e the addition's exact error (TwoSum's).  Every sum and
+ * error lane of the unweighted float64 kernels is this sequence of roundings, in every
+ * form below (and in the numba and NumPy backends). */
+#define ACCUMULATE_P(sum, err, k, X, Y, A, B)                                          \
+    do {                                                                               \
+        const double pl_ = (X) * (Y), pt_ = sum[k] + pl_, pz_ = pt_ - sum[k];               \
+        const double pe_ = (sum[k] - (pt_ - pz_)) + (pl_ - pz_);                            \
+        err[k] += fl2_fma((A), (B), pe_ + fl2_fma((X), (Y), -pl_));                      \
+        sum[k] = pt_;                                                                   \
+    } while (0)
+/* ACCUMULATE_P for a whole vector of lanes (sums and terms >= 0: the error by Dekker's
+ * Fast2Sum of the larger and the smaller, exact as TwoSum's is). */
+#define VACCUMULATE_P(sum, err, X, Y, A, B)                                            \
+    do {                                                                               \
+        const fl2_vd pl_ = (X) * (Y), pt_ = sum + pl_;                                    \
+        const fl2_vd pe_ = fl2_vmin(sum, pl_) - (pt_ - fl2_vmax(sum, pl_));                \
+        err += fl2_vfma((A), (B), pe_ + fl2_vfma((X), (Y), -pl_));                       \
+        sum = pt_;                                                                      \
+    } while (0)
+/* VACCUMULATE_P where each lane's sum is at least its term or 0: Fast2Sum with the sum as
+ * the larger, t - sum exact, so that fma(X, Y, -(t - sum)) is e + fma(X, Y, -l) rounded
+ * once: the same bits, three operations fewer.  Used only where that is checked
+ * (block_run.h, the checked stretches). */
+#define VACCUMULATE_P_FAST(sum, err, X, Y, A, B)                                       \
+    do {                                                                               \
+        const fl2_vd pt_ = sum + (X) * (Y);                                             \
+        err += fl2_vfma((A), (B), fl2_vfma((X), (Y), -(pt_ - sum)));                    \
+        sum = pt_;                                                                      \
+    } while (0)
+
 /* VACCUMULATE in the lanes of `keep` only; the other lanes keep their sums and errors. */
 #define VACCUMULATE_KEPT(sum, err, x, keep)                    \
     do {                                                       \
@@ -172,6 +204,9 @@ FL2_INLINE fl2_dd FL2_CAT(BLOCK_FN, _lanes)(const double *sum, const double *err
 #undef ACCUMULATE_E
 #undef VACCUMULATE_E
 #undef VACCUMULATE_E_POS
+#undef ACCUMULATE_P
+#undef VACCUMULATE_P
+#undef VACCUMULATE_P_FAST
 #undef BLOCK_FN
 #undef T_PRED
 #ifdef T_TRUE

@@ -183,15 +183,19 @@ int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthr
     return run(p, o, mode, elem ? NULL : sums, nthreads);
 }
 
-int fl2_weight_sum(const fl2_problem *p, double *weight_sum, int nthreads)
+int fl2_weight_sum(const fl2_problem *p, double *weight_sum, double *weight_lo, int nthreads)
 {
     fl2_pool_call_begins();
     fl2_sums sums;
     if (!p->weights) {
         *weight_sum = (double)p->n;
+        if (weight_lo) *weight_lo = 0.0;
         return 0;
     }
     const int status = run(p, NULL, FL2_MODE_WEIGHTS, &sums, nthreads);
-    if (status == 0) *weight_sum = sums.weights;
+    if (status == 0) {
+        *weight_sum = sums.weights;
+        if (weight_lo) *weight_lo = sums.weights_lo;
+    }
     return status;
 }

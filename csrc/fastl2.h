@@ -78,8 +78,9 @@ typedef struct {
 int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthreads);
 
 /* Sum of the weights over all n elements (each weight counted weights_repeat times),
- * bit-identical to fl2_run's sums->weights; reads the weights only. */
-int fl2_weight_sum(const fl2_problem *p, double *weight_sum, int nthreads);
+ * bit-identical to fl2_run's sums->weights (and *weight_lo, where not NULL, to its
+ * sums->weights_lo); reads the weights only. */
+int fl2_weight_sum(const fl2_problem *p, double *weight_sum, double *weight_lo, int nthreads);
 
 /* ---- N-d arrays in any layout ------------------------------------------------------------
  * The iteration runs over shape[0..ndim); its first nkept dims index the outputs in C order,
@@ -130,10 +131,11 @@ typedef struct {
     int by_weights;  /* divide by the weight sum ("weighted_mean"), else by `divisor` */
     double divisor;  /* an exact divisor: the count ("mean") or 1 ("sum") */
     int root;        /* the square root of the quotient */
+    double scale;    /* a factor >= 0 of the quotient (the L2 penalty's lam), before the root; 1: none */
 } fl2_finish;
 
 /* The float64 result of sums s (their double-doubles): the quotient sum / divisor (or
- * sum / weight sum), rooted with `root`, formed in double-double, written to *value.  Returns
+ * sum / weight sum), times `scale`, rooted with `root`, formed in double-double, written to *value.  Returns
  * 1 when *value is certainly the exact value of the inputs rounded once (to nearest, ties to
  * even): every real within the sums' error bound (src/fastl2/_exact.py, float64_bound, and
  * what the quotient and the root add) rounds to it; non-finite values count as certain (inf

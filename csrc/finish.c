@@ -25,7 +25,7 @@
 static double sums_bound(int64_t count)
 {
     const double m = (double)(count < 1 ? 1 : count < FL2_BLOCK_SIZE ? count : FL2_BLOCK_SIZE);
-    return (m * (m + 16.0) + 1024.0) * FL2_U2;
+    return (m * (m + 17.0) + 1024.0) * FL2_U2;
 }
 
 static int in_range(double x)
@@ -54,17 +54,17 @@ int fl2_finish_f64(const fl2_sums *s, const fl2_finish *f, double *value)
     const double sh = s->loss, sl = s->loss_lo;
     const double dh = f->by_weights ? s->weights : f->divisor;
     const double dl = f->by_weights ? s->weights_lo : 0.0;
-    const double q = sh / dh;
+    const double q = sh / dh, scale = f->scale, plain = scale != 1.0 ? q * scale : q;
     if (!(q - q == 0.0)) {  /* (inf or nan: -inf rooted is nan) */
-        *value = f->root ? sqrt(q) : q;
+        *value = f->root ? sqrt(plain) : plain;
         return 1;
     }
     /* the plain value: the answer where the certificate declines */
-    *value = !f->root ? q : q >= 0.0 ? sqrt(q) : NAN;
+    *value = !f->root ? plain : plain >= 0.0 ? sqrt(plain) : NAN;
     const double condition = f->weighted ? FL2_CONDITION : 1.0;
     const double rel = sums_bound(f->count) * condition * FL2_SLACK;
     if (sh == 0.0)  /* every term's exact value is below 2**-1075, and so is their mean */
-        return !f->weighted && !f->by_weights && !f->root && f->divisor == (double)f->count;
+        return !f->weighted && !f->by_weights && !f->root && f->divisor == (double)f->count && scale == 1.0;
     /* The sums' bound (sum(|w|) <= condition * |W| where weighted, the count otherwise). */
     const double magnitude = f->weighted ? condition * fabs(s->weights) * FL2_SLACK : (double)f->count;
     const double e_abs = (magnitude + (double)f->count) * FL2_SUBNORMAL_STEP;
@@ -81,6 +81,12 @@ int fl2_finish_f64(const fl2_sums *s, const fl2_finish *f, double *value)
     double h, l;
     normalise(qs, ((r + ls) - qs * dl) / dh, &h, &l);
     double e = (e_sum + fabs(qs) * e_div) / (fabs(dh) * (1.0 - 0x1p-50)) * FL2_SLACK + FL2_DD_ERR * fabs(qs);
+    if (scale != 1.0) { /* scale * (h + l), the product by TwoProduct */
+        const double p = h * scale, pe = fma(h, scale, -p);
+        normalise(p, pe + l * scale, &h, &l);
+        e = e * scale * FL2_SLACK + FL2_DD_ERR * fabs(h);
+        if (!in_range(h)) return 0;
+    }
     if (f->root) {
         if (h < 0.0) {  /* a negative quotient (weights of mixed sign): nan, if certainly */
             *value = NAN;

@@ -1,8 +1,8 @@
 /*
  * The losses: the C side of the declaration in src/fastl2/_losses.py (tests/test_losses.py
- * checks that the two lists agree).  Adding a loss here is one line in FL2_LOSSES and its six
- * element functions below (value, value with its error, derivative; scalar and vector); the
- * block kernels (block_template.h) specialise on each entry.
+ * checks that the two lists agree).  Adding a loss here is one line in FL2_LOSSES and its eight
+ * element functions below (value, value with its error, value in parts, derivative; scalar and
+ * vector); the block kernels (block_template.h) specialise on each entry.
  *
  * This file is included twice on purpose: by fastl2.h for the list and the enum alone, and by
  * kernels.h after vectors.h, which adds the element functions (they need the vector types of
@@ -156,6 +156,79 @@ FL2_INLINE fl2_vd fl2_vweigh_err(fl2_vd w, fl2_vd l, fl2_vd le, fl2_vd *xe)
     *xe = fl2_vfma(w, le, fl2_vfma(w, l, -x));
     return x;
 }
+#endif
+/* ---- the exact element term in parts (the unweighted float64 sums) ----
+ * l(d + de) = X*Y + A*B, within value_err's 16 u**2: X*Y rounded is value's l, and value_err's
+ * *e is fma(A, B, fma(X, Y, -l)).  The unweighted sums (block_template.h, ACCUMULATE_P) take
+ * the term in this form: fma(X, Y, -z) there is the product's error and the lane addition's in
+ * one rounding. */
+FL2_INLINE void fl2_squared_parts(double d, double de, double p, double *x, double *y, double *a,
+                                  double *b)
+{
+    (void)p;
+    *x = *y = d;
+    *a = d + d;
+    *b = de;
+}
+FL2_INLINE void fl2_absolute_parts(double d, double de, double p, double *x, double *y, double *a,
+                                   double *b)
+{
+    (void)p;
+    *x = fabs(d);
+    *y = *a = 1.0;
+    *b = signbit(d) ? -de : de;
+}
+FL2_INLINE void fl2_huber_parts(double d, double de, double p, double *x, double *y, double *a,
+                                double *b)
+{
+    const double ab = fabs(d), ae = signbit(d) ? -de : de, m = ab < p ? ab : p;
+    const double h = 0.5 * m, s = ab - h, se = (ab - s) - h;
+    *x = *a = m;
+    *y = s;
+    *b = se + ae;
+}
+#if FL2_VECTORS
+FL2_INLINE void fl2_squared_vparts(fl2_vd d, fl2_vd de, fl2_vd p, fl2_vd *x, fl2_vd *y, fl2_vd *a,
+                                   fl2_vd *b)
+{
+    (void)p;
+    *x = *y = d;
+    *a = d + d;
+    *b = de;
+}
+FL2_INLINE void fl2_absolute_vparts(fl2_vd d, fl2_vd de, fl2_vd p, fl2_vd *x, fl2_vd *y,
+                                    fl2_vd *a, fl2_vd *b)
+{
+    (void)p;
+    *x = fl2_vabs(d);
+    *y = *a = fl2_vsplat(1.0);
+    *b = fl2_vsign_of(d, de);
+}
+FL2_INLINE void fl2_huber_vparts(fl2_vd d, fl2_vd de, fl2_vd p, fl2_vd *x, fl2_vd *y, fl2_vd *a,
+                                 fl2_vd *b)
+{
+    const fl2_vd ab = fl2_vabs(d), ae = fl2_vsign_of(d, de), m = fl2_vmin(ab, p);
+    const fl2_vd h = 0.5 * m, s = ab - h, se = (ab - s) - h;
+    *x = *a = m;
+    *y = s;
+    *b = se + ae;
+}
+#endif
+#define FL2_LOSS_PARTS_(NAME, name) case FL2_##NAME: fl2_##name##_parts(d, de, p, x, y, a, b); return;
+FL2_INLINE void fl2_loss_parts(fl2_loss loss, double d, double de, double p, double *x, double *y,
+                               double *a, double *b)
+{
+    switch (loss) { FL2_LOSSES(FL2_LOSS_PARTS_) default: *x = *y = *a = *b = 0.0; return; }
+}
+#undef FL2_LOSS_PARTS_
+#if FL2_VECTORS
+#define FL2_LOSS_VPARTS_(NAME, name) case FL2_##NAME: fl2_##name##_vparts(d, de, p, x, y, a, b); return;
+FL2_INLINE void fl2_loss_vparts(fl2_loss loss, fl2_vd d, fl2_vd de, fl2_vd p, fl2_vd *x, fl2_vd *y,
+                                fl2_vd *a, fl2_vd *b)
+{
+    switch (loss) { FL2_LOSSES(FL2_LOSS_VPARTS_) default: *x = *y = *a = *b = d; return; }
+}
+#undef FL2_LOSS_VPARTS_
 #endif
 #define FL2_LOSS_VALUE_ERR_(NAME, name) case FL2_##NAME: return fl2_##name##_value_err(d, de, p, e);
 FL2_INLINE double fl2_loss_value_err(fl2_loss loss, double d, double de, double p, double *e)

@@ -200,7 +200,7 @@ static void check_output(const sink *s, int64_t o, double x, const fl2_sums *sum
         if (v->uncertain && !fl2_certain_f32(x, v->bound)) v->uncertain[o] = 1;
         return;
     }
-    const fl2_finish f = {v->count, s->weighted, 0, v->divisor, v->root};
+    const fl2_finish f = {v->count, s->weighted, 0, v->divisor, v->root, 1.0};
     const int certain = fl2_finish_f64(sums, &f, &x);
     ((double *)v->values)[o] = x;
     if (!certain && v->uncertain) v->uncertain[o] = 1;

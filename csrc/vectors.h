@@ -338,6 +338,21 @@ FL2_INLINE fl2_vd fl2_vfma(fl2_vd a, fl2_vd b, fl2_vd c)
 #define FL2_VADD_M(a, b) ((a) + (b))
 #define FL2_VSUB_M(a, b) ((a) - (b))
 #endif
+/* Whether any lane of m (a comparison's result: 0 or all ones) is set. */
+FL2_INLINE int fl2_vany(fl2_vbits m)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512F__)
+    return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) != 0;
+#elif FL2_VWIDTH == 4 && defined(__AVX__)
+    return _mm256_movemask_pd((__m256d)m) != 0;
+#elif FL2_VWIDTH == 2 && defined(__SSE2__)
+    return _mm_movemask_pd((__m128d)m) != 0;
+#else
+    int any = 0;
+    for (int k = 0; k < FL2_VWIDTH; k++) any |= m[k] != 0;
+    return any;
+#endif
+}
 /* The larger and the smaller of a and b lane by lane (b where either is nan: what
  * the scalar a > b ? a : b gives; the kernels use them on non-negative terms only). */
 FL2_INLINE fl2_vd fl2_vmax(fl2_vd a, fl2_vd b)

@@ -276,7 +276,8 @@ def test_a_float64_loss_beside_a_gradient_written_over_y_pred_is_the_plain_quoti
 def test_the_c_and_python_certificates_certify_only_the_exact_value_rounded_once():
     """fastl2._exact.finish_float64 and csrc/finish.c on random double-double sums (taken as
     exact: within any bound of themselves): a certain value is the exact quotient (or its
-    root) rounded once, and where both are certain they give the same bits."""
+    root, or its product by the L2 penalty's lam) rounded once, and where both are certain
+    they give the same bits."""
     from fastl2 import _exact
 
     core = pytest.importorskip("fastl2._core", reason="the compiled module is not built here")
@@ -298,10 +299,12 @@ def test_the_c_and_python_certificates_certify_only_the_exact_value_rounded_once
         whi, wlo = whi + wlo, wlo - ((whi + wlo) - whi)
         divisor = 1.0 if case % 5 == 0 else float(count)
         root = case % 3 == 0 and hi > 0
+        scale = float(rng.uniform(0.0, 8.0) * 2.0 ** int(rng.integers(-40, 40))) if case % 5 == 2 and not root else 1.0
         args = (hi, whi, lo, wlo, count, weighted, by_weights, divisor, root)
-        c_value, c_certain = core.finish_float64(*args)
-        py_value, py_certain = _exact.finish_float64(*args)
+        c_value, c_certain = core.finish_float64(*args, scale)
+        py_value, py_certain = _exact.finish_float64(*args, scale=scale)
         exact = (Fraction(hi) + Fraction(lo)) / ((Fraction(whi) + Fraction(wlo)) if by_weights else Fraction(divisor))
+        exact *= Fraction(scale)
         want = ref.round_exact(ref.sqrt_fraction(exact) if root else exact, F64)
         for value, certain in ((c_value, c_certain), (float(py_value), bool(py_certain))):
             if certain:
@@ -311,6 +314,33 @@ def test_the_c_and_python_certificates_certify_only_the_exact_value_rounded_once
             both += 1
             assert c_value == float(py_value)
     assert both > 2500  # (most are certain: not the near-ties, nor the values past the range)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "reversed", "2-d", "and_grad"])
+def test_a_weighted_mean_gradient_divides_by_the_exact_weight_sum_rounded_once(backend, layout):
+    """The gradient of a "weighted_mean" divides by the weight sum: the exact one rounded once,
+    also where the kernels' double-double of it lies within their bound of a tie (here the
+    exact sum 1 + 2**-53 + 2**-110 rounds up; a double-double of it can hold the tie itself,
+    which rounds to even: 1), on the fast paths and the planned one."""
+    rng = np.random.default_rng(8)
+    for n, tail in ((3, 2.0 ** -110), (3, -(2.0 ** -110)), (1000, 2.0 ** -120)):
+        weights = np.zeros(n)
+        weights[:3] = [1.0, 2.0 ** -53, tail]
+        weights = weights[rng.permutation(n)]
+        y_true = rng.standard_normal(n)
+        y_pred = y_true + rng.standard_normal(n)
+        exact = sum((Fraction(float(w)) for w in weights), Fraction(0))
+        divisor = ref.round_exact(exact, F64)
+        expected = (2.0 * (weights * (y_pred - y_true))) / divisor  # (the kernels' operations)
+        if layout == "reversed":
+            y_true, y_pred, weights = (a[::-1].copy()[::-1] for a in (y_true, y_pred, weights))
+        if layout == "2-d":
+            y_true, y_pred, weights = (a.reshape(1, n) for a in (y_true, y_pred, weights))
+        if layout == "and_grad":
+            _, grad = fastl2.mse_and_grad(y_true, y_pred, weights, reduction="weighted_mean")
+        else:
+            grad = fastl2.mse_grad(y_true, y_pred, weights, reduction="weighted_mean")
+        assert np.asarray(grad).reshape(-1).tobytes() == expected.tobytes(), (n, tail, layout)
 
 
 @settings(max_examples=int(os.environ.get("FASTL2_FLOAT64_EXAMPLES", "150")), deadline=None,

@@ -34,11 +34,11 @@ FUNCTIONS = {"mse": "squared", "mae": "absolute", "huber": "huber"}
 def bound(count: int, magnitude: Fraction, weights: Fraction | None = None) -> Fraction:
     """The documented error of a float64 kernel sum over ``count`` elements whose terms' sum of
     magnitudes is ``magnitude`` and weights' ``weights`` (None: unweighted, count):
-    (m (m + 16) + 1024) u**2 of it plus (sum(|w|) + count) * 2**-1072."""
+    (m (m + 17) + 1024) u**2 of it plus (sum(|w|) + count) * 2**-1072."""
     m = min(max(count, 1), 8192)
     count = max(count, 1)
     weights = Fraction(count) if weights is None else weights
-    return Fraction(m * (m + 16) + 1024, 2 ** 106) * magnitude + (weights + count) / 2 ** 1072
+    return Fraction(m * (m + 17) + 1024, 2 ** 106) * magnitude + (weights + count) / 2 ** 1072
 
 
 def exact_terms(kind, y_true, y_pred, weights, delta):
@@ -249,3 +249,94 @@ def test_the_numpy_backends_fma_is_ieee_fma_for_every_kind_of_input():
         expected = _fraction_fma(float(x), float(y), float(z))
         assert (r == expected and math.copysign(1, r) == math.copysign(1, expected)) or (
             math.isnan(r) and math.isnan(expected)), (x, y, z, r, expected)
+
+
+# ---- the unweighted kernels' checked stretches -----------------------------------------------
+# csrc/block_run.h adds the unweighted float64 terms STRETCH (16) chunks of 16 elements at a time
+# with a Fast2Sum that is exact only while each lane's sum is at least its term (or 0), and
+# redoes a stretch from its start with the general form when a lane's sum at least doubled in
+# it.  Data that outgrows its lanes' sums anywhere in a block (a spike, a growing sequence,
+# values after a run of zeros, inf and nan) must leave the lanes' double-doubles with the bits
+# of the general form, which the numba and NumPy backends compute term by term.
+
+_STRETCH_SIZE = 2 * 8192 + 16 * 16 * 3 + 37  # (two whole blocks, then stretches and a tail)
+
+
+def _stretch_family(kind: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y_true = rng.standard_normal(n)
+    y_pred = y_true + rng.standard_normal(n) * np.exp2(rng.integers(-20, 20, n))
+    if kind == "spikes":  # terms 2**40 to 2**200 times the rest, past each block's first 512
+        at = rng.choice(np.arange(n)[np.arange(n) % 8192 >= 512], 40, replace=False)
+        y_pred[at] = y_true[at] + np.exp2(rng.integers(20, 100, at.size))
+    elif kind == "growing":  # every term larger than its lane's sum: every stretch is redone
+        y_pred = y_true + np.exp2(np.arange(n) / 16.0 % 900.0 - 450.0)
+    elif kind == "zeros first":  # lanes at 0, then terms that grow within one stretch
+        start = 8192 + 700
+        y_pred[:start] = y_true[:start]
+        y_pred[start:start + 64] = y_true[start:start + 64] + np.exp2(np.arange(64.0))
+    elif kind == "inf":
+        y_pred[[600, 9000, 9100]] = np.inf
+    elif kind == "nan":
+        y_pred[[1000, 8192 + 3000]] = np.nan
+    return y_true, y_pred
+
+
+def _same_bits(a, b) -> bool:
+    a, b = (np.atleast_1d(np.asarray(x, dtype=np.float64)) for x in (a, b))
+    return a.shape == b.shape and bool(np.all((a.view(np.int64) == b.view(np.int64))
+                                              | (np.isnan(a) & np.isnan(b))))
+
+
+STRETCH_FAMILIES = ["random", "spikes", "growing", "zeros first", "inf", "nan"]
+
+
+@pytest.mark.parametrize("family", STRETCH_FAMILIES)
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
+def test_the_checked_stretches_give_the_general_forms_bits(family, kind):
+    """The lanes' double-doubles (the backends' ``run``: sum and rest) of every backend and
+    every SIMD level are the same bits, for contiguous data and every other element (a[::2]):
+    a stretch left to the fast Fast2Sum where a term outgrew its lane's sum gives other bits
+    (its rest loses the addition's error)."""
+    from fastl2 import _backends
+    from fastl2._losses import LOSSES
+    from fastl2._passes import first_sums
+    from fastl2._plan import loss_plan, strided_pass
+
+    def sums(module, plan):  # (a[::2] is a strided plan: the walk's step-2 blocks)
+        return module.run(plan, True) if plan.flat else first_sums(module.run_strided(strided_pass(plan), True))
+
+    loss = next(entry for entry in LOSSES if entry.name == FUNCTIONS[kind])
+    y_true, y_pred = _stretch_family(family, _STRETCH_SIZE, 11)
+    names = [name for name in ("numpy", "numba", "cython") if name in fastl2.available_backends()]
+    core = _backends.compiled_module()
+    for view in (slice(None), slice(None, None, 2)):
+        plan = loss_plan(loss, y_true[view], y_pred[view], None, "sum", 1.0 if kind == "huber" else 0.0)
+        expected = sums(_backends._load("numpy"), plan)
+        runs = [(name, _backends._load(name)) for name in names]
+        if core is not None:
+            level = core.simd_level()
+            try:
+                for simd in core.simd_levels_available():
+                    core.set_simd_level(simd)
+                    got = sums(core, plan)
+                    for part in (0, 2):
+                        assert _same_bits(got[part], expected[part]), (family, kind, view, simd, part)
+            finally:
+                core.set_simd_level(level)
+        for name, module in runs:
+            got = sums(module, plan)
+            for part in (0, 2):
+                assert _same_bits(got[part], expected[part]), (family, kind, view, name, part)
+
+
+@pytest.mark.parametrize("family", STRETCH_FAMILIES[:4])
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
+def test_the_checked_stretches_sums_are_the_exact_sums_rounded_once(backend, family, kind):
+    """The same data's ``reduction="sum"`` and ``"mean"`` results against exact rationals."""
+    y_true, y_pred = _stretch_family(family, _STRETCH_SIZE, 12)
+    total, magnitudes = exact_terms(FUNCTIONS[kind], y_true, y_pred, None, 1.0)
+    function = getattr(fastl2, kind)
+    extra = {"delta": 1.0} if kind == "huber" else {}
+    assert check(function(y_true, y_pred, reduction="sum", **extra), total, magnitudes, y_pred.size)
+    assert float(function(y_true, y_pred, **extra)) == float(total / y_pred.size)

@@ -82,6 +82,28 @@ def test_numpy_and_scalar_forms_give_the_same_bits(loss):
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
+def test_the_parts_form_is_the_value_with_its_error(loss):
+    """``value_parts`` (the unweighted float64 sums' form, csrc/losses.h fl2_loss_parts) is the
+    same exact term as ``value_err``: x * y rounded is the value's bits and fma(a, b,
+    fma(x, y, -l)) its error's; its NumPy and scalar forms give the same bits."""
+    rng = np.random.default_rng(3)
+    d = np.concatenate([_SPECIAL[np.isfinite(_SPECIAL)], rng.standard_normal(200) * np.exp2(rng.integers(-60, 60, 200))])
+    de = np.where(d == 0.0, 0.0, d * 2.0 ** -54 * rng.uniform(-1, 1, d.size))
+    fma = _losses._fma  # (exact rationals, rounded once)
+    for p in _params(loss):
+        with np.errstate(all="ignore"):
+            arrays = loss.value_parts(d.copy(), de.copy(), p)
+        for i in range(d.size):
+            x, y, a, b = loss.scalar_value_parts(float(d[i]), float(de[i]), p)
+            l, e = loss.scalar_value_err(float(d[i]), float(de[i]), p)
+            assert np.float64(x * y).tobytes() == np.float64(l).tobytes(), (loss.name, d[i], p)
+            error = fma(a, b, fma(x, y, -(x * y)))
+            assert error == e or (math.isnan(error) and math.isnan(e)), (loss.name, d[i], de[i], p)
+            for scalar, array in zip((x, y, a, b), arrays):
+                assert np.float64(scalar).tobytes() == np.float64(array[i]).tobytes(), (loss.name, d[i], p)
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
 def test_element_values_are_not_negative_and_derivative_signs_follow_d(loss):
     for p in _params(loss):
         with np.errstate(all="ignore"):

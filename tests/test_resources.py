@@ -52,7 +52,9 @@ def test_mse_allocates_no_temporaries_proportional_to_n(backend, kind):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 1 * MB, f"fastl2.mse on 10**7 elements ({kind}) peaked at {peak / MB:.1f} MB of traced memory"
+    # (80 MB of operands: an O(n) temporary is 40 MB or more; a float64 block's temporaries on
+    # the NumPy backend, its exact terms' parts among them, some 1 MB)
+    assert peak < 1.5 * MB, f"fastl2.mse on 10**7 elements ({kind}) peaked at {peak / MB:.1f} MB of traced memory"
 
 
 # --------------------------------------------------------------------------- GIL

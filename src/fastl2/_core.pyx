@@ -288,15 +288,16 @@ def run(plan, bint want_sums, cnp.ndarray grad=None, double grad_scale=0.0,
 
 
 def weight_sum(plan):
-    """The sum of the weights over all elements, exactly as ``run`` computes it."""
+    """The sum of the weights over all elements, exactly as ``run`` computes it: its
+    double-double (the sum rounded once, the rest)."""
     cdef fl2_problem p
-    cdef double total = 0.0
+    cdef double total = 0.0, rest = 0.0
     cdef int status
     fill_problem(&p, plan)
     with nogil:
-        status = fl2_weight_sum(&p, &total, 0)
+        status = fl2_weight_sum(&p, &total, &rest, 0)
     _check_status(status, "fastl2: no memory for the block partials")
-    return total
+    return total, rest
 
 
 cdef inline const void *operand_base(cnp.ndarray operand):
@@ -361,7 +362,7 @@ def float32_bound(int64_t count):
 
 
 def finish_float64(double loss, double weights, double loss_lo, double weights_lo, int64_t count,
-                   bint weighted, bint by_weights, double divisor, bint root):
+                   bint weighted, bint by_weights, double divisor, bint root, double scale=1.0):
     """fl2_finish_f64: (value, certain), the C side of fastl2._exact.finish_float64 (tests
     check that they agree)."""
     cdef fl2_sums s
@@ -369,6 +370,7 @@ def finish_float64(double loss, double weights, double loss_lo, double weights_l
     cdef double value
     s.loss, s.weights, s.loss_lo, s.weights_lo = loss, weights, loss_lo, weights_lo
     f.count, f.weighted, f.by_weights, f.divisor, f.root = count, weighted, by_weights, divisor, root
+    f.scale = scale
     certain = fl2_finish_f64(&s, &f, &value)
     return value, bool(certain)
 

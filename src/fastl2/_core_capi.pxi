@@ -59,13 +59,14 @@ cdef extern from "fastl2.h" nogil:
         int by_weights
         double divisor
         int root
+        double scale
     bint fl2_certain_f32(double x, double bound)
     double fl2_float32_bound(int64_t count)
     int fl2_finish_f64(const fl2_sums *s, const fl2_finish *f, double *value)
     int fl2_run_strided(const fl2_problem *p, const fl2_layout *layout, const fl2_outputs *o,
                         double *loss_sums, double *weight_sums, double *loss_lo, double *weight_lo,
                         const fl2_values *values, int nthreads)
-    int fl2_weight_sum(const fl2_problem *p, double *weight_sum, int nthreads)
+    int fl2_weight_sum(const fl2_problem *p, double *weight_sum, double *weight_lo, int nthreads)
     void fl2_init()
     void fl2_set_num_threads(int nthreads)
     int fl2_get_num_threads()

@@ -82,6 +82,11 @@ cdef object exact_value(fl2_loss loss, double param, object y_true, object y_pre
     return exact_loss(<int>loss, param, y_true, y_pred, weights, reduction, value)
 
 
+cdef double exact_weight_sum(object weights) except? -1.0:
+    from fastl2._exact import exact_weight_sum as exact_sum
+    return exact_sum(weights)
+
+
 cdef object scalar_of(double value, bint single):
     cdef float value32
     if single:
@@ -137,6 +142,18 @@ cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred,
                     want_grad and cnp.PyArray_DATA(grad) == cnp.PyArray_DATA(b))
 
 
+cdef bint certain_weight_sum(double hi, double lo, int64_t count) noexcept nogil:
+    """Whether the weight sum's double-double rounded (hi) is certainly the exact weight sum
+    rounded once: fl2_finish_f64's certificate of a "sum" with weights' margins
+    (fastl2._exact.certified_weight_sum is the same test)."""
+    cdef fl2_sums s
+    cdef fl2_finish f
+    cdef double v
+    s.loss, s.loss_lo, s.weights, s.weights_lo = hi, lo, 0.0, 0.0
+    f.count, f.weighted, f.by_weights, f.divisor, f.root, f.scale = count, 1, 0, 1.0, 0, 1.0
+    return fl2_finish_f64(&s, &f, &v) == 1 and v == hi
+
+
 cdef object fast_run(fl2_problem *p, int red, bint single, cnp.ndarray grad, bint want_loss,
                      bint want_grad, object operands, object reduction, bint grad_over_pred):
     """fast_call's run of the kernel on the problem it set up, and its result; ``operands``:
@@ -145,19 +162,24 @@ cdef object fast_run(fl2_problem *p, int red, bint single, cnp.ndarray grad, bin
     cdef fl2_outputs o
     cdef fl2_sums sums
     cdef int status
-    cdef double divisor, weight_sum
+    cdef double divisor, weight_sum, weight_lo
     # The gradient's divisor must be known before its first element is written.
     divisor = 1.0 if red == RED_SUM else <double>p.n
     if want_grad and red == RED_WEIGHTED_MEAN and p.weights != NULL:
         if p.n >= GIL_RELEASE_MIN:
             with nogil:
-                status = fl2_weight_sum(p, &weight_sum, 0)
+                status = fl2_weight_sum(p, &weight_sum, &weight_lo, 0)
         else:
-            status = fl2_weight_sum(p, &weight_sum, 0)
+            status = fl2_weight_sum(p, &weight_sum, &weight_lo, 0)
         _check_status(status, "fastl2: no memory for the block partials")
         if weight_sum == 0.0:
             return NOT_FAST  # the planned path raises the right error
         divisor = weight_sum
+        if not single and not certain_weight_sum(weight_sum, weight_lo, p.n):
+            # near a tie: the exact weight sum rounded once (_passes.gradient_weight_sum)
+            if not isinstance(operands, tuple):
+                operands = operands()
+            divisor = exact_weight_sum(operands[2])
     o.grad = cnp.PyArray_DATA(grad) if want_grad else NULL
     o.grad_scale = grad_scales[<int>p.loss]
     o.grad_divisor = divisor
@@ -183,7 +205,7 @@ cdef object fast_run(fl2_problem *p, int red, bint single, cnp.ndarray grad, bin
         certain = fl2_certain_f32(v, fl2_float32_bound(p.n))
     else:
         finish.count, finish.weighted, finish.root = p.n, p.weights != NULL, False
-        finish.by_weights, finish.divisor = red == RED_WEIGHTED_MEAN, divisor
+        finish.by_weights, finish.divisor, finish.scale = red == RED_WEIGHTED_MEAN, divisor, 1.0
         certain = fl2_finish_f64(&sums, &finish, &v)
     if not certain:
         # Near a rounding boundary (within 2**-38 of a float32 one, 2**-80 of a float64 one):

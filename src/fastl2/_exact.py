@@ -87,23 +87,24 @@ def float64_bound(count: int, weight_magnitude: float | None = None) -> tuple[fl
       exact term (the dropped second-order pieces and the roundings of the error terms);
     - a lane adds at most m terms by TwoSum, whose errors (each below u times the lane's
       running sum, at most u * sum(|x|) of the lane) are added with the terms' own errors in
-      plain float64: at most m additions, (m - 1) u of the sum of their magnitudes,
-      below (m + 16) m u**2 of sum(|w * l|) (Ogita, Rump and Oishi, "Accurate sum and dot
-      product", SIAM J. Sci. Comput. 26 (2005), Sum2's proof);
+      plain float64: at most m additions, (m - 1) u of the sum of their magnitudes, and two
+      roundings per term where an addition's error meets the term's error terms (unweighted:
+      block_template.h ACCUMULATE_P), below (m + 17) m u**2 of sum(|w * l|) (Ogita, Rump and
+      Oishi, "Accurate sum and dot product", SIAM J. Sci. Comput. 26 (2005), Sum2's proof);
     - the lanes and the blocks are combined in double-double (fewer than 64 levels, each
       within 4 u**2 of its sum's magnitude): under 1024 u**2;
     - an error term that falls below 2**-1022 is rounded to the subnormals' grid (2**-1074)
       before the weight multiplies it: an absolute (|w| + 1) 2**-1072 per element at the most
       (its fmas' roundings there, each at most 2**-1075, times the weight).
 
-    So relative = (m (m + 16) + 1024) u**2 (1.002 * 2**-80 at the most) and absolute =
+    So relative = (m (m + 17) + 1024) u**2 (1.003 * 2**-80 at the most) and absolute =
     (sum(|w|) + count) * 2**-1072.  int64/uint64 operands reach the kernels as their exact
     difference's rounded value and its rounding error (fastl2._operands.exact_difference,
     against zeros before), which the exact terms carry as they carry TwoSum's."""
     m = min(max(int(count), 1), BLOCK_SIZE)
     count = max(int(count), 1)
     weights = float(count) if weight_magnitude is None else float(weight_magnitude)
-    return (m * (m + 16) + 1024) * 2.0 ** -106, (weights + count) * 2.0 ** -1072
+    return (m * (m + 17) + 1024) * 2.0 ** -106, (weights + count) * 2.0 ** -1072
 
 
 def certain(value: float, count: int) -> bool:
@@ -136,7 +137,6 @@ def certain_many(values: np.ndarray, count: int, bound: float | None = None) -> 
 #: csrc/fastl2.h FL2_CONDITION: the condition number up to which weighted float64 results
 #: are certified (weights of one sign: always; their condition number is 1).
 CONDITION = 1024.0
-_U2 = 2.0 ** -106
 _DD_ERR = 2.0 ** -100  # (a double-double operation's relative error, generously)
 _SLACK = 1.0 + 2.0 ** -40
 _RANGE_LOW, _RANGE_HIGH = 2.0 ** -900, 2.0 ** 900  # (where the double-double steps are exact)
@@ -172,8 +172,9 @@ def finish_float64(loss, weights, loss_lo, weights_lo, count: int, weighted: boo
     mean, whose mean is below it too); there the value is the plain quotient (``loss / D``,
     rooted), for the caller's exact path.
 
-    csrc/finish.c (``fl2_finish_f64``) is the same in C; the two may differ only in which values
-    they leave uncertain, never in a certain value's bits."""
+    csrc/finish.c (``fl2_finish_f64``, without ``divide_by``) is the same in C: the same
+    operations, so the same values and the same decisions (tests/test_float64_rounding.py
+    checks both against each other and against exact rationals)."""
     sh, sl, wh, wl = (np.asarray(a, dtype=np.float64) for a in (loss, loss_lo, weights, weights_lo))
     dh = wh if by_weights else np.float64(divisor)
     dl = wl if by_weights else np.float64(0.0)
@@ -210,7 +211,6 @@ def finish_float64(loss, weights, loss_lo, weights_lo, count: int, weighted: boo
             h, l = _fast_two_sum(p, pe + l * scale)
             e = e * scale * _SLACK + _DD_ERR * np.abs(h)
             ok &= _in_range(h)
-        negative = None
         if root:
             negative = ok & (h < 0.0)
             sure_negative = negative & (-h - np.abs(l) > e)
@@ -235,7 +235,7 @@ def finish_float64(loss, weights, loss_lo, weights_lo, count: int, weighted: boo
 
 def finish_float64_scalar(loss: float, weights: float, loss_lo: float, weights_lo: float, count: int,
                           weighted: bool, by_weights: bool, divisor: float = 1.0, root: bool = False,
-                          divide_by: float = 1.0) -> tuple[float, bool]:
+                          divide_by: float = 1.0, scale: float = 1.0) -> tuple[float, bool]:
     """``finish_float64`` of one output, as Python ``(float, bool)``: csrc/finish.c's where
     the compiled module is built (0.1 us against some 15 us of NumPy scalars) and there is no
     ``divide_by``, else ``finish_float64``'s (the same decisions: the same bits)."""
@@ -243,10 +243,39 @@ def finish_float64_scalar(loss: float, weights: float, loss_lo: float, weights_l
         core = _compiled()
         if core is not None:
             return core.finish_float64(loss, weights, loss_lo, weights_lo, count, weighted, by_weights,
-                                       divisor, root)
+                                       divisor, root, scale)
     value, certain = finish_float64(loss, weights, loss_lo, weights_lo, count, weighted, by_weights, divisor,
-                                    root, divide_by)
+                                    root, divide_by, scale)
     return float(value), bool(certain)
+
+
+def certain_weight_sum(hi: float, lo: float, count: int) -> bool:
+    """Whether ``hi``, a float64 kernel's weight sum (``hi + lo`` its double-double), is
+    certainly the exact weight sum rounded once: ``finish_float64``'s certificate of a "sum",
+    with the weights' margins (a condition number Σ|w| / |Σw| up to ``CONDITION``); the
+    gradient of a "weighted_mean" divides by it (csrc: _core_fast_paths.pxi
+    certain_weight_sum, the same test)."""
+    value, certain = finish_float64_scalar(hi, 0.0, lo, 0.0, count, True, False, 1.0)
+    return certain and value == hi
+
+
+def exact_weight_sum(weights) -> float:
+    """The exact sum of ``weights`` (any shape and real dtype; a broadcast view is summed as it
+    reads) rounded once to float64, to nearest: ``math.fsum`` of the float64 values (exact for
+    every float dtype; correctly rounded, Shewchuk's algorithm as CPython implements it), Python
+    integers for integer dtypes (exact past 2**53), in chunks of _CHUNK elements."""
+    w = np.asarray(weights)
+    pieces = (np.asarray(w[index]).reshape(-1) for index in _chunks(w.shape))
+    if w.dtype.kind in "iu":
+        total = sum(sum(piece.tolist()) for piece in pieces)
+        try:
+            return float(total)  # (rounded to nearest, ties to even)
+        except OverflowError:
+            return math.inf if total > 0 else -math.inf
+    try:
+        return math.fsum(x for piece in pieces for x in piece.astype(np.float64).tolist())
+    except OverflowError:  # (past float64's range in the middle: the sum is then too)
+        return math.inf if float(np.sum(w, dtype=np.float64)) > 0 else -math.inf
 
 
 def _in_range(x):

@@ -97,6 +97,12 @@ class Loss:
     #: rounding error); NumPy and scalar forms
     value_err: Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray]]
     scalar_value_err: Callable[[float, float, float], tuple[float, float]]
+    #: the same exact term in parts, for the unweighted float64 sums (csrc/losses.h,
+    #: fl2_loss_parts): ``value_parts(d, de, p)`` gives ``(x, y, a, b)``, the term is
+    #: ``x * y + a * b`` (``x * y`` rounded is ``value``'s l, and value_err's e is
+    #: ``fma(a, b, fma(x, y, -l))``); NumPy and scalar forms
+    value_parts: Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, ...]]
+    scalar_value_parts: Callable[[float, float, float], tuple[float, float, float, float]]
     accuracy: str  #: one of ACCURACY
     parameter: Parameter | None = None
     source: str = ""  #: where the loss and its name come from
@@ -235,6 +241,40 @@ def _huber_err_array(d, de, p):
     return l, _fma_arrays(m, se + ae, _fma_arrays(m, s, -l))
 
 
+def _squared_parts(d, de, p):
+    return d, d, d + d, de
+
+
+def _squared_parts_array(d, de, p):
+    return d, d, d + d, de
+
+
+def _absolute_parts(d, de, p):
+    return abs(d), 1.0, 1.0, _signed(d, de)
+
+
+def _absolute_parts_array(d, de, p):
+    return np.abs(d), np.ones_like(d), np.ones_like(d), np.where(np.signbit(d), -de, de)
+
+
+def _huber_parts(d, de, p):
+    a = abs(d)
+    ae = _signed(d, de)
+    m = a if a < p else p
+    h = 0.5 * m
+    s = a - h
+    return m, s, m, ((a - s) - h) + ae
+
+
+def _huber_parts_array(d, de, p):
+    a = np.abs(d)
+    ae = np.where(np.signbit(d), -de, de)
+    m = np.where(a < p, a, p)
+    h = 0.5 * m
+    s = a - h
+    return m, s, m, ((a - s) - h) + ae
+
+
 def weigh_err(w, l, le):
     """``(x, xe)``: x = w * l rounded, x + xe = w * (l + le) to u**2 of it (scalar)."""
     x = w * l
@@ -262,6 +302,8 @@ SQUARED = Loss(
     scalar_derivative=_squared_derivative,
     value_err=_squared_err_array,
     scalar_value_err=_squared_err,
+    value_parts=_squared_parts_array,
+    scalar_value_parts=_squared_parts,
     accuracy="exact",
     source="the L2 loss; torch.nn.functional.mse_loss, sklearn.metrics.mean_squared_error",
 )
@@ -279,6 +321,8 @@ ABSOLUTE = Loss(
     scalar_derivative=_absolute_derivative_scalar,
     value_err=_absolute_err_array,
     scalar_value_err=_absolute_err,
+    value_parts=_absolute_parts_array,
+    scalar_value_parts=_absolute_parts,
     accuracy="exact",
     source="the L1 loss; torch.nn.functional.l1_loss, sklearn.metrics.mean_absolute_error",
 )
@@ -296,6 +340,8 @@ HUBER = Loss(
     scalar_derivative=_huber_derivative_scalar,
     value_err=_huber_err_array,
     scalar_value_err=_huber_err,
+    value_parts=_huber_parts_array,
+    scalar_value_parts=_huber_parts,
     accuracy="exact",
     parameter=Parameter("delta", 1.0, "where the loss turns from quadratic to linear"),
     source="P. J. Huber, Robust Estimation of a Location Parameter, Ann. Math. Statist. 35(1), "

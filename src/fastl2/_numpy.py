@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from ._backends import forked_mid_call_error
-from ._halves import half_gradient, round_half
+from ._halves import fma_array, half_gradient, round_half
 from ._losses import diff_err, weigh_err_array
 from ._plan import BLOCK_SIZE, Plan
 
@@ -99,16 +99,24 @@ def _difference(t, p, exact: bool):
 
 def _losses(loss, param, d, de, w, exact: bool):
     """A chunk's terms w * l(d) and, with ``exact``, their own rounding errors (the float64
-    kernels' exact element terms: csrc/block_run.h EXACT), else None."""
+    kernels' exact element terms: csrc/block_run.h EXACT), else None: for weighted terms an
+    array (xe, ACCUMULATE_E's), for unweighted ones ``(fma(x, y, -l), a, b)`` of the term's
+    parts (fastl2._losses value_parts; ACCUMULATE_P)."""
     if not exact:
         losses = loss.value(d, param)
         if w is not None:
             losses *= w
         return losses, None
+    de = np.zeros_like(d) if de is None else de
     with np.errstate(invalid="ignore", over="ignore"):
-        losses, errors = loss.value_err(d, np.zeros_like(d) if de is None else de, param)
-        if w is not None:
-            losses, errors = weigh_err_array(w, losses, errors)
+        if w is None:  # the term in parts (csrc/block_template.h ACCUMULATE_P)
+            x, y, a, b = loss.value_parts(d, de, param)
+            losses = x * y
+            rest = np.negative(losses)
+            rest = fma_array(x, y, rest)
+            return losses, (rest, a, b)
+        losses, errors = loss.value_err(d, de, param)
+        losses, errors = weigh_err_array(w, losses, errors)
     return losses, errors
 
 
@@ -130,18 +138,20 @@ def _gradient(loss, param, d, w, dtype, grad_scale, grad_divisor):
     return g
 
 
-def weight_sum(plan: Plan) -> float:
-    """Sum of the weights over all elements, blocked and combined as ``run`` does."""
+def weight_sum(plan: Plan) -> tuple[float, float]:
+    """Sum of the weights over all elements, blocked and combined as ``run`` does: its
+    double-double (the sum rounded once, the rest)."""
     n = plan.n
     if plan.weights is None:
-        return float(n)
+        return float(n), 0.0
     hi, lo = np.zeros((2, -(-n // BLOCK_SIZE)))
     for start in _unless_forked(range(0, n, CHUNK)):
         stop = min(n, start + CHUNK)
         blocks = slice(start // BLOCK_SIZE, -(-stop // BLOCK_SIZE))
         hi[blocks], lo[blocks] = _block_sums(_chunk_weights(plan, start, stop),
                                               _compensated(plan.y_true, plan.y_pred, plan.weights))
-    return _combine(hi, lo)[0]
+    total, rest = _combine(hi, lo)
+    return float(total), float(rest)
 
 
 def _chunk_weights(plan: Plan, start: int, stop: int):
@@ -295,8 +305,10 @@ def _segment_sums(values: np.ndarray, offsets: np.ndarray, compensated: bool,
     (ACCUMULATE of csrc/block_template.h: TwoSum with the errors summed beside when
     ``compensated``, else a plain sum); a lane that gets no element of a row is left as it
     is.  The LANES (sum, error) pairs are then combined by the double-double tree.
-    ``terms_errors`` (the float64 kernels' exact element terms, ACCUMULATE_E): each value's
-    own rounding error, added to its lane's error with the addition's.
+    ``terms_errors`` (the float64 kernels' exact element terms): each value's own rounding
+    error, added to its lane's error with the addition's (an array: ACCUMULATE_E's xe), or
+    ``(r, a, b)`` of an unweighted term's parts (ACCUMULATE_P: the lane's error takes
+    fma(a, b, e + r), e the addition's error).
     """
     nseg = offsets.size
     if nseg == 0:
@@ -309,17 +321,18 @@ def _segment_sums(values: np.ndarray, offsets: np.ndarray, compensated: bool,
     # A row of zeros first: every lane starts at +0.0 and adds its first element to it, as in
     # the kernels (a lane is never -0.0); after a run's last element, zeros change no lane.
     padded = np.zeros((nseg, rows + 1, LANES))
-    extra = None if terms_errors is None else np.zeros((nseg, rows, LANES))
+    parts = () if terms_errors is None else (
+        tuple(terms_errors) if isinstance(terms_errors, tuple) else (terms_errors,))
     if np.all(counts == width) and np.array_equal(offsets, np.arange(nseg, dtype=np.int64) * width):
         padded[:, 1:] = values[: nseg * width].reshape(nseg, rows, LANES)  # whole blocks
-        if extra is not None:
-            extra[:] = terms_errors[: nseg * width].reshape(nseg, rows, LANES)
+        extra = [part[: nseg * width].reshape(nseg, rows, LANES) for part in parts]  # (views)
     else:
+        extra = [np.zeros((nseg, rows, LANES)) for _ in parts]  # (zeros past a run's end)
         segment = np.repeat(np.arange(nseg), counts)
         position = np.arange(values.size - int(offsets[0]), dtype=np.int64) - np.repeat(offsets - offsets[0], counts)
         padded.reshape(nseg, width + LANES)[segment, position + LANES] = values[int(offsets[0]):]
-        if extra is not None:
-            extra.reshape(nseg, width)[segment, position] = terms_errors[int(offsets[0]):]
+        for into, part in zip(extra, parts):
+            into.reshape(nseg, width)[segment, position] = part[int(offsets[0]):]
     with np.errstate(over="ignore", invalid="ignore"):
         # Each lane's running sums in order: add.accumulate is sequential (running[r] =
         # running[r-1] + x[r]), the kernels' additions exactly.
@@ -333,10 +346,13 @@ def _segment_sums(values: np.ndarray, offsets: np.ndarray, compensated: bool,
         np.subtract(before, errors, out=errors)
         np.subtract(padded[:, 1:], z, out=z)
         errors += z
-        if extra is not None:
-            errors += extra  # ((...) + (x - z)) + xe: ACCUMULATE_E's order
         sums = running[:, -1, :].copy()
         del z, before, running, padded
+        if len(extra) == 1:
+            errors += extra[0]  # ((...) + (x - z)) + xe: ACCUMULATE_E's order
+        elif extra:
+            errors += extra[0]  # fma(a, b, e + fma(x, y, -l)): ACCUMULATE_P's
+            errors = fma_array(extra[1], extra[2], errors)
         errors[:, 0] += 0.0  # (the kernels' error lanes start at +0.0 too)
         np.add.accumulate(errors, axis=1, out=errors)  # added in order, as the kernels do
         errors = errors[:, -1, :]

@@ -281,6 +281,24 @@ def half_elements(name: str, param: float, y_true, y_pred, weights, values32, ha
                                 values32, half, divide_by, scale)
 
 
+def gradient_weight_sum(plan: Plan, backend, strided: bool) -> float:
+    """The weight sum a "weighted_mean" gradient divides by: with a float64 result, the exact
+    weight sum rounded once (the kernels' double-double where ``_exact.certain_weight_sum``
+    says so, else the exact sum); with a float32 result, the float64 kernels' sum (within
+    2**-38 of it: the float32 gradient's elements, within an ulp, are rounded from it)."""
+    if plan.arrays[2] is None:
+        return float(plan.n)
+    if strided:
+        _, hi, _, lo = backend.run_strided(strided_pass(plan), False, weights_only=True)
+        hi, lo = float(hi[0]), float(lo[0])
+    else:
+        hi, lo = backend.weight_sum(plan)
+    if (plan.result_dtype != np.float64 or hi == 0.0 or not math.isfinite(hi)
+            or _exact.certain_weight_sum(hi, lo, plan.n)):
+        return hi
+    return _exact.exact_weight_sum(plan.arrays[2])
+
+
 def _divisor(plan: Plan, weight_sum: float) -> float:
     """What the sum of element losses is divided by (the reduction's D)."""
     if plan.reduction == "mean":
@@ -335,10 +353,7 @@ def planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, 
     # The divisor must be known before the first gradient element is written: with
     # "weighted_mean" that takes a pass over the weights alone.
     if reduction == "weighted_mean" and plan.n:
-        if strided:
-            weight_sum = float(backend.run_strided(strided_pass(plan), False, weights_only=True)[1][0])
-        else:
-            weight_sum = backend.weight_sum(plan)
+        weight_sum = gradient_weight_sum(plan, backend, strided)
     else:
         weight_sum = float(plan.n)
     divisor = _divisor(plan, weight_sum) if plan.n else 1.0

@@ -71,9 +71,13 @@ def _l2_penalty(params, lam: float):
     if not single and math.isfinite(total) and lam != 0.0:
         # lam * the sum of squares, certified (fastl2._exact.finish_float64: the parts' exact
         # sum as a double-double, its rest rounded once: within 2**-106 of it, which the
-        # bound's spare 1024 u**2 holds), else exact (every param is finite: the sum is)
-        rest = float(sum((Fraction(x) for part in parts for x in part), Fraction(0)) - Fraction(total))
-        value, certain = _exact.finish_float64(total, 0.0, rest, 0.0, count, False, False, scale=lam)
+        # bound's spare 1024 u**2 holds), else exact (every param is finite: the sum is).
+        # One part is the kernels' double-double already (its value rounded once, the rest).
+        if len(parts) == 1 and total == parts[0][0]:
+            rest = parts[0][1]
+        else:
+            rest = float(sum((Fraction(x) for part in parts for x in part), Fraction(0)) - Fraction(total))
+        value, certain = _exact.finish_float64_scalar(total, 0.0, rest, 0.0, count, False, False, scale=lam)
         if certain:
             return np.float64(value)
         exact = sum((_exact.exact_sums(0, 0.0, None, plan.arrays[1], None)[0] for plan in plans), Fraction(0))

@@ -561,7 +561,7 @@ static double divisor_1d(const case1d *c, int nthreads)
         if (c->wdt >= 0) {
             fl2_problem p = problem_1d(c);
             double w = 0.0;
-            if (fl2_weight_sum(&p, &w, nthreads) != 0) fail("fl2_weight_sum failed");
+            if (fl2_weight_sum(&p, &w, NULL, nthreads) != 0) fail("fl2_weight_sum failed");
             return w;
         }
         return c->n > 0 ? (double)c->n : 1.0;
@@ -585,7 +585,7 @@ static void call_1d(case1d *c, int mode, int alias, int nthreads, result1d *r)
     fl2_problem p = problem_1d(c);
     fl2_set_stream_threshold(c->stream ? 0 : ((int64_t)16 << 20));
     if (mode == M_WEIGHTS) {
-        if (fl2_weight_sum(&p, &r->wsum, nthreads) != 0) fail("fl2_weight_sum failed");
+        if (fl2_weight_sum(&p, &r->wsum, NULL, nthreads) != 0) fail("fl2_weight_sum failed");
         return;
     }
     const int pitem = item_of(c->pdt), rdt = result_dt(c->tdt, c->pdt, c->wdt);
@@ -1009,7 +1009,7 @@ static void case_nd_check(void *ctx)
             if (mode & M_ELEM) out.elementwise = eref;
             fl2_set_stream_threshold((int64_t)16 << 20);
             if (mode == M_WEIGHTS) {
-                if (fl2_weight_sum(&p, &ref.wsum, 1) != 0) fail("fl2_weight_sum failed");
+                if (fl2_weight_sum(&p, &ref.wsum, NULL, 1) != 0) fail("fl2_weight_sum failed");
             } else if (fl2_run(&p, &out, (mode & M_SUMS) ? &ref.sums : NULL, 1) != 0) {
                 fail("fl2_run failed");
             }
@@ -1029,7 +1029,7 @@ static void case_nd_check(void *ctx)
             double x = ref.sums.loss / c->divisor;
             if (c->root) x = sqrt(x);
             if (!c->single) { /* (a double: fl2_finish_f64's) */
-                const fl2_finish f = {red, c->wdt >= 0, 0, c->divisor, c->root};
+                const fl2_finish f = {red, c->wdt >= 0, 0, c->divisor, c->root, 1.0};
                 fl2_finish_f64(&ref.sums, &f, &x);
             }
             snprintf(what, sizeof what, "output %lld: value vs fl2_run's sum / divisor%s", (long long)o,

@@ -13,9 +13,10 @@ from .._losses import LOSSES
 from .._plan import BLOCK_SIZE
 from .block_template import _diff_err, _element_globals, _weigh_err, _with_globals
 # (stand for the loss's: see _element_globals)
-from .block_template import _loss_value, _loss_value_err
+from .block_template import _loss_value, _loss_value_err, _loss_value_parts
 from .cache import _jit, _slp_dispatcher
-from .combine import _combine_lanes, _combine_partials, _rounded_dd, _two_sum, _two_sum_e
+from .combine import (_combine_lanes, _combine_partials, _rounded_dd, _two_sum, _two_sum_e,
+                      _two_sum_parts)
 from .config import LANES
 from .memory import _flag_set, _pointer
 
@@ -115,12 +116,12 @@ def _make_columns_kernel(loss, has_true, has_weights, weights_only, compensated)
                             d = np.float64(yp[c]) - np.float64(yt[c])
                         else:
                             d = np.float64(yp[c])
-                        if compensated:  # (exact element terms: block_template.py)
+                        if compensated and not has_weights:  # (exact element terms:
+                            tx, ty, ta, tb = _loss_value_parts(d, de, param)  # block_template.py)
+                            _two_sum_parts(loss_sum, loss_err, c, tx, ty, ta, tb)
+                        elif compensated:
                             l, le = _loss_value_err(d, de, param)
-                            if has_weights:
-                                wl, le = _weigh_err(wk, l, le)
-                            else:
-                                wl = l
+                            wl, le = _weigh_err(wk, l, le)
                             _two_sum_e(loss_sum, loss_err, c, wl, le)
                         else:
                             l = _loss_value(d, param)

@@ -19,14 +19,15 @@ from numba import njit
 from .. import _losses
 from .._losses import LOSSES
 from .cache import _jit_block
-from .combine import _combine_lanes, _two_sum, _two_sum_e
+from .combine import _combine_lanes, _two_sum, _two_sum_e, _two_sum_parts
 from .config import GRAD_DIVIDE, GRAD_HALF, LANES, _wants
 from .memory import _fma, _stack_buffer, _store_fence, _stream_store_16
 
 #: The loss's scalar element functions, ``_loss_value(d, param)``, ``_loss_derivative(d,
-#: param)`` and ``_loss_value_err(d, de, param)``: each kernel function has its own in its
-#: globals (_element_globals); these names only stand for them here.
-_loss_value = _loss_derivative = _loss_value_err = None
+#: param)``, ``_loss_value_err(d, de, param)`` and ``_loss_value_parts(d, de, param)``: each
+#: kernel function has its own in its globals (_element_globals); these names only stand for
+#: them here.
+_loss_value = _loss_derivative = _loss_value_err = _loss_value_parts = None
 
 
 def _element_globals(loss, namespace):
@@ -43,9 +44,10 @@ def _element_globals(loss, namespace):
             njit(inline="always")(declared.scalar_value),
             njit(inline="always")(declared.scalar_derivative),
             _exact_form(declared.scalar_value_err),
+            _exact_form(declared.scalar_value_parts),
         )
     return dict(namespace, _loss_value=functions[0], _loss_derivative=functions[1],
-                _loss_value_err=functions[2])
+                _loss_value_err=functions[2], _loss_value_parts=functions[3])
 
 
 def _exact_form(function):
@@ -133,12 +135,13 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
             # rounding to grad's dtype).
             gk = 0.0
             if not weights_only:
-                if exact:
+                if exact and not has_weights:
+                    tx, ty, ta, tb = _loss_value_parts(dk, dek, param)
+                    wl = tx * ty
+                    _two_sum_parts(acc0, acc1, k, tx, ty, ta, tb)
+                elif exact:
                     l, le = _loss_value_err(dk, dek, param)
-                    if has_weights:
-                        wl, le = _weigh_err(wi, l, le)
-                    else:
-                        wl = l
+                    wl, le = _weigh_err(wi, l, le)
                     _two_sum_e(acc0, acc1, k, wl, le)
                 else:
                     l = _loss_value(dk, param)

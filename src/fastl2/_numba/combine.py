@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from .config import _GROUP_LANES, LANE_GROUP, LANES
-from .memory import _stack_buffer
+from .memory import _fma, _stack_buffer
 
 
 def _dd_add(a_hi, a_lo, b_hi, b_lo):
@@ -147,6 +147,21 @@ def _two_sum_e(sums, errors, k, x, xe):
 
 
 _two_sum_e = njit(inline="always")(_two_sum_e)
+
+
+def _two_sum_parts(sums, errors, k, x, y, a, b):
+    """_two_sum of an unweighted float64 term given in parts (fastl2._losses value_parts:
+    x * y + a * b; csrc/block_template.h ACCUMULATE_P): x * y rounded goes to sums[k], and
+    fma(a, b, e + fma(x, y, -l)) to errors[k], e the addition's exact error."""
+    l = x * y
+    t = sums[k] + l
+    z = t - sums[k]
+    e = (sums[k] - (t - z)) + (l - z)
+    errors[k] += _fma(a, b, e + _fma(x, y, -l))
+    sums[k] = t
+
+
+_two_sum_parts = njit(inline="always")(_two_sum_parts)
 
 
 def _combine_outputs(all_partials, nblocks, outputs, loss_sums, weight_sums, loss_lo,

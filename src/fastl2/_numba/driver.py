@@ -316,13 +316,15 @@ def _operand_sizes(operands):
     return tuple(sizes)
 
 
-def weight_sum(plan: Plan) -> float:
-    """Sum of the weights over all elements, bit-identical to ``run``'s weight sum."""
+def weight_sum(plan: Plan) -> tuple[float, float]:
+    """Sum of the weights over all elements, bit-identical to ``run``'s weight sum and its
+    rest (its double-double)."""
     plan = without_half(plan)
     n = plan.n
     if plan.weights is None or n == 0:
-        return float(n)
+        return float(n), 0.0
     args = (None, plan.y_pred, plan.weights, int(plan.weights_repeat), None, 0.0, 1.0, None, 0.0)
     sizes = _operand_sizes(args[:3] + (None, None))
-    return _launch(_WEIGHTS_LOSS, False, True, _WEIGHTS, plan.result_dtype == _FLOAT64, False,
-                   sizes, n, args)[1]
+    sums = _launch(_WEIGHTS_LOSS, False, True, _WEIGHTS, plan.result_dtype == _FLOAT64, False,
+                   sizes, n, args)
+    return sums[1], sums[3]

@@ -84,10 +84,13 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
     if want_grad and weights is not None and reduction == "weighted_mean":
         # The gradient's divisor must be known before its first element is written.
         args = (None, y_pred, weights, 1, None, 0.0, 1.0, None, 0.0)
-        divisor = _launch(_WEIGHTS_LOSS, False, True, _WEIGHTS, not single, False,
-                          (None, pred_size, weights_size, None, None), n, args)[1]
+        sums = _launch(_WEIGHTS_LOSS, False, True, _WEIGHTS, not single, False,
+                       (None, pred_size, weights_size, None, None), n, args)
+        divisor = sums[1]
         if divisor == 0.0:
             return None  # the planned path raises the right error
+        if not single and not _exact.certain_weight_sum(divisor, sums[3], n):
+            divisor = _exact.exact_weight_sum(weights)  # (near a tie: _passes.gradient_weight_sum)
     grad = flat_grad = None
     if want_grad:
         grad = _new_gradient(shape, y_pred.dtype)
