@@ -287,19 +287,24 @@ def test_axis_zero_weighted_mean_agrees_with_sklearn_itself(backend, kind):
 # --------------------------------------------------------------------------- empty reductions
 
 
-EMPTY_CASES = [((0, 3), 0), ((3, 0), -1), ((0, 3), (0, 1)), ((2, 0, 4), 1), ((0, 2, 3), (0, 2))]
+EMPTY_CASES = [((0, 3), 0), ((3, 0), -1), ((0, 3), (0, 1)), ((2, 0, 4), 1), ((0, 2, 3), (0, 2)),
+               ((0, 0), 0)]
+# (an operand dtype and the result's: float32 stays float32, the others give float64)
+EMPTY_DTYPES = [(np.float32, np.float32), (np.float64, np.float64), (np.int64, np.float64)]
 
 
+@pytest.mark.parametrize("dtype,result_dtype", EMPTY_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("kind,reduction", [kr for kr in KIND_REDUCTIONS if kr[1] != "sum"])
 @pytest.mark.parametrize("shape,axis", EMPTY_CASES, ids=[f"{s}-axis{a}" for s, a in EMPTY_CASES])
-def test_mean_over_empty_axes_is_nan_per_output_with_runtime_warning(backend, shape, axis, kind, reduction, weighted):
-    y = np.empty(shape, np.float32)
-    weights = np.empty(shape[:1], np.float32) if weighted else None
+def test_mean_over_empty_axes_is_nan_per_output_with_runtime_warning(backend, shape, axis, kind, reduction, weighted,
+                                                                       dtype, result_dtype):
+    y = np.zeros(shape, dtype)
+    weights = np.zeros(shape[:1], dtype) if weighted else None
     with pytest.warns(RuntimeWarning, match="Mean of empty slice") as caught:
         result = LOSSES[kind](y, y, weights, axis=axis, reduction=reduction)
     assert [w.filename for w in caught] == [__file__], "the warning does not point at the caller's line"
-    assert type(result) is np.ndarray and result.dtype == np.float32
+    assert type(result) is np.ndarray and result.dtype == result_dtype
     assert result.shape == ref.reduced_shape(shape, axis)
     assert np.isnan(result).all()
 
@@ -314,12 +319,13 @@ def test_sum_over_empty_axes_is_zero_per_output(backend, shape, axis, kind):
     assert (result == 0).all()
 
 
+@pytest.mark.parametrize("dtype,result_dtype", EMPTY_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("kind,reduction", KIND_REDUCTIONS)
-def test_no_outputs_gives_an_empty_array_without_warning(backend, kind, reduction):
+def test_no_outputs_gives_an_empty_array_without_warning(backend, kind, reduction, dtype, result_dtype):
     """(0, 3) reduced along axis 1: no outputs, so nothing is an empty mean."""
-    y = np.empty((0, 3), np.float32)
-    result = quiet(LOSSES[kind], y, y, np.empty(0, np.float32), axis=1, reduction=reduction)
-    assert type(result) is np.ndarray and result.shape == (0,) and result.dtype == np.float32
+    y = np.empty((0, 3), dtype)
+    result = quiet(LOSSES[kind], y, y, np.empty(0, dtype), axis=1, reduction=reduction)
+    assert type(result) is np.ndarray and result.shape == (0,) and result.dtype == result_dtype
 
 
 # --------------------------------------------------------------------------- threads

@@ -129,6 +129,8 @@ def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
     if root:
         with np.errstate(invalid="ignore"):
             np.sqrt(values, out=values)
+    if plan.result_dtype == np.float64:  # (a mean over no elements: nan, in the result's dtype)
+        return values.reshape(out_shape)
     return _round_outputs(plan, axes, values, root).reshape(out_shape)
 
 
