@@ -289,6 +289,19 @@ def test_messages_name_what_was_given(backend):
 # --------------------------------------------------------------------------- the L2 penalty
 
 
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_penalty_of_a_list_whose_total_of_squares_overflows(backend, split):
+    """Arrays whose squares are finite but whose total is past float64's range: the same value
+    however the params are split into a list (math.fsum of the parts raised OverflowError)."""
+    x = 1.3e154
+    params = np.full(4, x)  # (their squares total 6.8e308; lam brings it back to 1.7e308)
+    whole = fastl2.l2_penalty(params, 0.25)
+    assert np.isfinite(whole)
+    assert whole == float(Fraction(0.25) * 4 * Fraction(x) ** 2)  # (within range: rounded once)
+    parts = np.array_split(params, split)
+    assert fastl2.l2_penalty(parts, 0.25) == whole
+
+
 def test_field_input_penalty_gradient_without_intermediate_overflow(backend):
     grad = fastl2.l2_penalty_grad([0.0, 0.25, -1e-300], 1e308)
     np.testing.assert_array_equal(grad, [0.0, 5e307, -2e8])

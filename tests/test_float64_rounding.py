@@ -15,6 +15,7 @@ cases of both dtypes are tests/test_correct_rounding.py's adversarial ones.
 """
 from __future__ import annotations
 
+import math
 import os
 from fractions import Fraction
 
@@ -314,6 +315,39 @@ def test_the_c_and_python_certificates_certify_only_the_exact_value_rounded_once
             both += 1
             assert c_value == float(py_value)
     assert both > 2500  # (most are certain: not the near-ties, nor the values past the range)
+
+
+@pytest.mark.parametrize("dtype,tiny", [(np.float64, 2.0 ** -600), (np.float32, 2.0 ** -140)])
+def test_weights_that_cancel_beyond_the_double_double_are_not_a_zero_sum(backend, dtype, tiny):
+    """Weights whose sum is 2**-600 beside pairs that cancel (κ past 2**500): the kernels'
+    double-double of the weight sum is 0, the exact sum is not. A "weighted_mean" is then the
+    exact value rounded once (one result, every output along an axis) and the gradient divides
+    by the exact sum; weights that sum to 0 exactly still raise."""
+    w = np.array([tiny, 0.1, 0.2, 0.3, -0.1, -0.2, -0.3], dtype)
+    y_true, y_pred = np.zeros(7, dtype), np.arange(1.0, 8.0).astype(dtype)
+    weight_sum = sum((Fraction(float(x)) for x in w), Fraction(0))
+    assert weight_sum == Fraction(tiny)
+    exact = sum((Fraction(float(x)) * Fraction(float(p)) ** 2 for x, p in zip(w, y_pred)), Fraction(0)) / weight_sum
+    want = ref.round_exact(exact, F64)
+    if dtype == np.float32:
+        with np.errstate(over="ignore"):
+            want = np.float32(ref.round_exact(exact, np.float32) if abs(exact) < 2 ** 128 else math.copysign(math.inf, exact))
+    assert fastl2.mse(y_true, y_pred, w, reduction="weighted_mean") == want
+    stack = (lambda a: np.stack([a, a[::-1]]))
+    along = fastl2.mse(stack(y_true), stack(y_pred), stack(w), reduction="weighted_mean", axis=1)
+    assert along.dtype == dtype and list(along) == [want, want] or np.all(np.isinf(along) & np.isinf(want))
+    columns = fastl2.mse(stack(y_true).T, stack(y_pred).T, stack(w).T, reduction="weighted_mean", axis=0)
+    assert list(columns) == list(along)
+    if dtype == np.float64:
+        grad = fastl2.mse_grad(y_true, y_pred, w, reduction="weighted_mean")
+        assert grad.tobytes() == ((2.0 * (w * (y_pred - y_true))) / tiny).tobytes()
+    zero = np.array([0.1, 0.2, 0.3, -0.1, -0.2, -0.3, 0.0], dtype)
+    with pytest.raises(ValueError, match="the weights sum to 0"):
+        fastl2.mse(y_true, y_pred, zero, reduction="weighted_mean")
+    with pytest.raises(ValueError, match=r"the weights sum to 0 at output index \(1,\)"):
+        fastl2.mse(stack(y_true), stack(y_pred), np.stack([w, zero]), reduction="weighted_mean", axis=1)
+    with pytest.raises(ValueError, match="the weights sum to 0"):
+        fastl2.mse_grad(y_true, y_pred, zero, reduction="weighted_mean")
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "reversed", "2-d", "and_grad"])

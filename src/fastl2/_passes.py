@@ -108,49 +108,71 @@ def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
     else:
         loss_sums, weight_sums, loss_lo, weight_lo = (np.zeros(outputs) for _ in range(4))
     if plan.result_dtype == np.float64 and not (plan.reduction != "sum" and count == 0):
-        if plan.reduction == "weighted_mean":
-            _check_weight_sums(weight_sums, out_shape)
-        values, certain = _exact.finish_float64(
-            loss_sums, weight_sums, loss_lo, weight_lo, count, plan.arrays[2] is not None,
-            plan.reduction == "weighted_mean", float(count) if plan.reduction == "mean" else 1.0, root)
+        cancelled = (_check_weight_sums(plan, axes, weight_sums, out_shape)
+                     if plan.reduction == "weighted_mean" else _NONE)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values, certain = _exact.finish_float64(
+                loss_sums, weight_sums, loss_lo, weight_lo, count, plan.arrays[2] is not None,
+                plan.reduction == "weighted_mean", float(count) if plan.reduction == "mean" else 1.0, root)
+        certain[cancelled] = False
         uncertain = np.flatnonzero(~certain)
         if uncertain.size:
             _exact_outputs(plan, axes, values, uncertain, root)
         return values.reshape(out_shape)
     values = loss_sums  # divided in place: no temporary beyond the sums and the result
+    cancelled = _NONE
     if plan.reduction != "sum" and count == 0:
         warn_empty_mean()
         values[...] = np.nan
     elif plan.reduction == "mean":
         values /= count
     elif plan.reduction == "weighted_mean":
-        _check_weight_sums(weight_sums, out_shape)
-        values /= weight_sums
+        cancelled = _check_weight_sums(plan, axes, weight_sums, out_shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values /= weight_sums
     if root:
         with np.errstate(invalid="ignore"):
             np.sqrt(values, out=values)
     if plan.result_dtype == np.float64:  # (a mean over no elements: nan, in the result's dtype)
         return values.reshape(out_shape)
-    return _round_outputs(plan, axes, values, root).reshape(out_shape)
+    return _round_outputs(plan, axes, values, root, cancelled).reshape(out_shape)
 
 
-def _check_weight_sums(weight_sums: np.ndarray, out_shape: tuple[int, ...]) -> None:
-    """The error of a "weighted_mean" along axes whose weights sum to 0 at some output."""
-    if not weight_sums.all():
-        zero = np.unravel_index(int(np.argmin(weight_sums != 0)), out_shape)
-        raise ValueError(
-            "reduction='weighted_mean' needs weights with a non-zero sum along the reduced "
-            f"axes; the weights sum to 0 at output index {tuple(int(i) for i in zero)}"
-        )
+_NONE = np.zeros(0, np.intp)  # (no outputs: an index array, where () would index them all)
 
 
-def _round_outputs(plan: Plan, axes: tuple[int, ...], values: np.ndarray, root: bool) -> np.ndarray:
+def _check_weight_sums(plan: Plan, axes: tuple[int, ...], weight_sums: np.ndarray,
+                       out_shape: tuple[int, ...]) -> np.ndarray:
+    """The error of a "weighted_mean" along axes whose weights sum to 0 at some output; the
+    outputs whose kernels' weight sum is 0 where the exact one is not (weights that cancel
+    beyond the double-double: a condition number past 2**100), for the exact path."""
+    zero = np.flatnonzero(weight_sums == 0)
+    kept = [a for a in range(len(plan.shape)) if a not in axes]
+    for o in zero:
+        at = np.unravel_index(int(o), out_shape)
+        index = [slice(None)] * len(plan.shape)
+        for a, i in zip(kept, at):
+            index[a] = int(i)
+        if plan.arrays[2] is None or _exact.exact_weight_sum(plan.arrays[2][tuple(index)]) == 0.0:
+            raise ValueError(
+                "reduction='weighted_mean' needs weights with a non-zero sum along the reduced "
+                f"axes; the weights sum to 0 at output index {tuple(int(i) for i in at)}"
+            )
+    return zero
+
+
+def _round_outputs(plan: Plan, axes: tuple[int, ...], values: np.ndarray, root: bool,
+                   cancelled=None) -> np.ndarray:
     """The float64 values of a float32 result's outputs (C order of the kept axes) in float32,
-    correctly rounded: a value the certificate cannot decide (fastl2._exact) is computed
-    exactly from its output's elements."""
+    correctly rounded: a value the certificate cannot decide (fastl2._exact), and the
+    ``cancelled`` outputs (_check_weight_sums), is computed exactly from its output's
+    elements."""
     result = values.astype(np.float32)
     count = math.prod(plan.shape[a] for a in axes)
-    uncertain = np.flatnonzero(~_exact.certain_many(values, count))
+    certain = _exact.certain_many(values, count)
+    if cancelled is not None:
+        certain[cancelled] = False
+    uncertain = np.flatnonzero(~certain)
     if uncertain.size:
         _exact_outputs(plan, axes, result, uncertain, root)
     return result
@@ -307,10 +329,15 @@ def _divisor(plan: Plan, weight_sum: float) -> float:
         return float(plan.n)
     if plan.reduction == "weighted_mean":
         if weight_sum == 0.0 and plan.n:
-            raise ValueError(
-                "reduction='weighted_mean' needs weights with a non-zero sum; "
-                "the weights sum to 0"
-            )
+            # 0 from the kernels' double-double: weights that sum to 0, or that cancel beyond
+            # it (a condition number past 2**100): the exact sum decides
+            if plan.arrays[2] is not None:
+                weight_sum = _exact.exact_weight_sum(plan.arrays[2])
+            if weight_sum == 0.0:
+                raise ValueError(
+                    "reduction='weighted_mean' needs weights with a non-zero sum; "
+                    "the weights sum to 0"
+                )
         return weight_sum
     return 1.0
 
@@ -327,6 +354,10 @@ def _reduce(plan: Plan, sums, root: bool = False, readable: bool = True, divide_
         warn_empty_mean()
         return plan.result_dtype.type(np.nan)
     divisor = _divisor(plan, weight_sum)
+    if plan.reduction == "weighted_mean" and weight_sum == 0.0:
+        # weights that cancel beyond the double-double (_divisor): exact, from the arrays
+        value = loss_sum / divisor
+        return _exact.exact_result(plan, value, root, divide_by) if readable else plan.result_dtype.type(value)
     if plan.result_dtype == np.float64:
         value, certain = _exact.finish_float64_scalar(
             loss_sum, weight_sum, loss_lo, weight_lo, plan.n, plan.arrays[2] is not None,

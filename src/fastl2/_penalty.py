@@ -66,7 +66,10 @@ def _l2_penalty(params, lam: float):
     single = bool(plans) and all(plan.result_dtype == np.float32 for plan in plans)
     backend = _backends.active()
     parts = [part for plan in plans for part in _square_sums(plan, backend, single)]
-    total = math.fsum(x for part in parts for x in part)  # (the parts' exact sum, rounded once)
+    try:
+        total = math.fsum(x for part in parts for x in part)  # (the parts' exact sum, rounded once)
+    except OverflowError:  # (finite parts whose total is past float64's range: inf, below)
+        total = math.inf
     count = sum(plan.n for plan in plans)
     if not single and math.isfinite(total) and lam != 0.0:
         # lam * the sum of squares, certified (fastl2._exact.finish_float64: the parts' exact
