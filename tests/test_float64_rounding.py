@@ -350,6 +350,23 @@ def test_weights_that_cancel_beyond_the_double_double_are_not_a_zero_sum(backend
         fastl2.mse_grad(y_true, y_pred, zero, reduction="weighted_mean")
 
 
+def test_the_exact_weight_sum_is_the_exact_sum_rounded_once_for_every_dtype_and_range():
+    """fastl2._exact.exact_weight_sum, the gradient divisor's fallback: ties, integers past
+    2**53, partial sums past float64's range whose total is not, totals past it."""
+    from fastl2._exact import exact_weight_sum
+
+    big = np.finfo(np.float64).max
+    cases = [np.array([1.0, 2.0 ** -53, 2.0 ** -110]), np.array([1.0, 2.0 ** -53, -(2.0 ** -110)]),
+             np.array([2 ** 60 + 1, 2 ** 60 + 1, 1], np.int64), np.array([big, big, -big]),
+             np.array([big, big]), np.array([-big, -big, 1.0]), np.array([0.1, 0.2], np.float32),
+             np.broadcast_to(np.array([0.1, 0.3]), (3, 2)), np.zeros((0, 4))]
+    for weights in cases:
+        exact = sum((Fraction(int(x)) if weights.dtype.kind == "i" else Fraction(float(x))
+                     for x in np.asarray(weights).reshape(-1)), Fraction(0))
+        want = (math.inf if exact > 0 else -math.inf) if abs(exact) > Fraction(big) else ref.round_exact(exact, F64)
+        assert exact_weight_sum(weights) == want, weights
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "reversed", "2-d", "and_grad"])
 def test_a_weighted_mean_gradient_divides_by_the_exact_weight_sum_rounded_once(backend, layout):
     """The gradient of a "weighted_mean" divides by the weight sum: the exact one rounded once,

@@ -145,7 +145,7 @@ cdef object fast_call(fl2_loss loss, double param, object y_true, object y_pred,
 cdef bint certain_weight_sum(double hi, double lo, int64_t count) noexcept nogil:
     """Whether the weight sum's double-double rounded (hi) is certainly the exact weight sum
     rounded once: fl2_finish_f64's certificate of a "sum" with weights' margins
-    (fastl2._exact.certified_weight_sum is the same test)."""
+    (fastl2._exact.certain_weight_sum is the same test)."""
     cdef fl2_sums s
     cdef fl2_finish f
     cdef double v

@@ -274,8 +274,13 @@ def exact_weight_sum(weights) -> float:
             return math.inf if total > 0 else -math.inf
     try:
         return math.fsum(x for piece in pieces for x in piece.astype(np.float64).tolist())
-    except OverflowError:  # (past float64's range in the middle: the sum is then too)
-        return math.inf if float(np.sum(w, dtype=np.float64)) > 0 else -math.inf
+    except OverflowError:  # (a partial sum past float64's range: the total may not be)
+        total = sum((Fraction(x) for index in _chunks(w.shape)
+                     for x in np.asarray(w[index], dtype=np.float64).reshape(-1).tolist()), Fraction(0))
+        try:
+            return float(total)
+        except OverflowError:
+            return math.inf if total > 0 else -math.inf
 
 
 def _in_range(x):
