@@ -95,6 +95,10 @@ CALLS = {
     "mae": lambda m, a, b, w: m.mae(a, b),
     "huber": lambda m, a, b, w: m.huber(a, b),
     "mse_and_grad": lambda m, a, b, w: m.mse_and_grad(a, b),
+    "mse_grad": lambda m, a, b, w: m.mse_grad(a, b),
+    "mse_grad_weighted": lambda m, a, b, w: m.mse_grad(a, b, w, reduction="weighted_mean"),
+    "mae_grad": lambda m, a, b, w: m.mae_grad(a, b),
+    "huber_and_grad": lambda m, a, b, w: m.huber_and_grad(a, b),
     "mse_axis0": lambda m, a, b, w: m.mse(a.reshape(-1, 8), b.reshape(-1, 8), axis=0),
     "mse_axis-1": lambda m, a, b, w: m.mse(a.reshape(-1, 100), b.reshape(-1, 100), axis=-1),
 }

@@ -36,18 +36,28 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
      * float16 or bfloat16 array (fastl2.c, strided.c: the blocks of a converted call): the
      * quotient in two parts, and a float32 one rounded to odd (vectors.h), so that its
      * rounding to the half is the only one. */
-    const int half_bound = want_grad && half_c; /* (BLOCK_FN: sizeof(pred_t) == 2 || o->grad_half) */
+    const int half_bound = want_grad && half_c == 1; /* (BLOCK_FN: sizeof(pred_t) == 2 || o->grad_half) */
     const int odd = sizeof(pred_t) == sizeof(float) && half_bound;
     double tail_q = quotient, tail_lo = 0.0;
     const int tail = half_bound && fl2_quotient_tail(scale, divisor, quotient, &tail_q, &tail_lo);
     (void)tail;
     /* Streaming stores write large gradients without first reading their lines in (float32
-     * and float64 ones: a half-precision gradient is stored as it is converted).  half_c and
-     * stream_c are constants where BLOCK_FN calls (it tells the cases apart, so that each is a
-     * loop of its own, without a branch per vector on them). */
+     * and float64 ones: a half-precision gradient is stored as it is converted).  half_c (1: a
+     * half-precision gradient; 2: a float64 one bound for float32, o->grad_plain) and stream_c
+     * are constants where BLOCK_FN calls (it tells the cases apart, so that each is a loop of
+     * its own, without a branch per vector on them). */
     const int stream = want_grad && !weights_only && !half_bound && stream_c;
     const double param = p->loss_param;
-    (void)quotient; (void)divisor; (void)param;
+    /* A float64 gradient is the exact one within an ulp (losses.h fl2_grad_exact), from the
+     * difference's rounding error (exact_grad, a constant of each specialisation); but one on
+     * its way to a float32 array (fastl2.c, strided.c: grad_plain, half_c 2) is
+     * (scale * g) / divisor, as the float32 kernels' quotient * g. */
+    const int exact_grad = COMPENSATED && want_grad && !weights_only && sizeof(pred_t) == sizeof(double) && !half_c;
+    const double divisor_lo = exact_grad ? o->grad_divisor_lo : 0.0;
+    const double inverse = exact_grad ? fl2_grad_inverse(divisor) : 0.0;
+    const int simple_grad = exact_grad && divisor_lo == 0.0 && (scale == 1.0 || scale == 2.0);
+    (void)simple_grad;
+    (void)quotient; (void)divisor; (void)param; (void)exact_grad; (void)divisor_lo; (void)inverse;
 
 #if FL2_VECTORS
     double loss_sum[LANES], loss_err[LANES]; /* (the vector lanes are copied in) */
@@ -62,8 +72,10 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
      * terms"); EXACT is a constant of each specialisation. */
     const int EXACT = COMPENSATED && want_sums && !weights_only;
     (void)EXACT;
+    const int DIFF_EXACT = EXACT || exact_grad; /* (the difference's error: for either) */
+    (void)DIFF_EXACT;
 
-    /* One element: its difference d (de: its rounding error, where EXACT), weight wk, going
+    /* One element: its difference d (de: its rounding error, where DIFF_EXACT), weight wk, going
      * to lane k; its gradient to gout. */
 #define ELEMENT(i, k, d, de, wk, gout)                                               \
     do {                                                                             \
@@ -87,7 +99,11 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             if (want_elem) FL2_PUT(T_RESULT, elem + (i), wl_);                       \
             if (want_grad) {                                                         \
                 double g_ = fl2_loss_derivative(loss, d, param);                     \
-                if (odd)                                                             \
+                if (exact_grad) {                                                    \
+                    double x_ = g_, xe_ = fl2_loss_derivative_err(loss, d, de, param); \
+                    if (HAS_WEIGHTS) x_ = fl2_weigh_err((wk), g_, xe_, &xe_);         \
+                    FL2_PUT(T_PRED, gout, fl2_grad_exact(x_, xe_, scale, divisor, divisor_lo, inverse)); \
+                } else if (odd)                                                      \
                     fl2_put_float_odd(gout, GRAD_VALUE(HAS_WEIGHTS ? (wk) * g_ : g_)); \
                 else                                                                 \
                     FL2_PUT(T_PRED, gout, GRAD_VALUE(HAS_WEIGHTS ? (wk) * g_ : g_)); \
@@ -98,9 +114,9 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
 
     /* Inputs are read `step` (1, or 2 for a[::2] views: a constant) elements apart; the
      * outputs are contiguous. */
-    /* (a - b, and where EXACT its error in *de; de is left alone elsewhere) */
-#define SUB_E(a, b, de) (EXACT ? fl2_diff_err((a), (b), (de)) : (a) - (b))
-#define VSUB_E(a, b, de) (EXACT ? fl2_vdiff_err((a), (b), (de)) : (a) - (b))
+    /* (a - b, and where DIFF_EXACT its error in *de; de is left alone elsewhere) */
+#define SUB_E(a, b, de) (DIFF_EXACT ? fl2_diff_err((a), (b), (de)) : (a) - (b))
+#define VSUB_E(a, b, de) (DIFF_EXACT ? fl2_vdiff_err((a), (b), (de)) : (a) - (b))
 #if HAS_TRUE
 #define DIFF(i, de) SUB_E(FL2_GET(T_PRED, y_pred + step * (i)), FL2_GET(T_TRUE, y_true + step * (i)), (de))
 #define VDIFF(i, de) VSUB_E(FL2_VLOAD_STEP(y_pred + step * (i), step), FL2_VLOAD_STEP(y_true + step * (i), step), (de))
@@ -115,6 +131,9 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
         /* The same per-lane operations as ELEMENT, a chunk of LANES (NV vectors) at a time. */
         enum { NV = LANES / FL2_VWIDTH };
         const fl2_vd vparam = fl2_vsplat(param);
+        const fl2_vd vscale = fl2_vsplat(scale), vdivisor = fl2_vsplat(divisor);
+        const fl2_vd vdivisor_lo = fl2_vsplat(divisor_lo), vinverse = fl2_vsplat(inverse);
+        (void)vscale; (void)vdivisor; (void)vdivisor_lo; (void)vinverse;
         fl2_vd v_loss[NV], v_loss_err[NV], v_w[NV], v_w_err[NV];
         for (int h = 0; h < NV; h++) v_loss[h] = v_loss_err[h] = v_w[h] = v_w_err[h] = fl2_vsplat(0.0);
         pred_t chunk_grad[LANES]; /* a chunk's gradient, when it is streamed */
@@ -176,10 +195,12 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
             for (int h = 0; h < NV; h++) de[h] = fl2_vsplat(0.0);
 
             if (!ahead && step == 1) { /* the chunk FL2_PREFETCH_AHEAD bytes on (internal.h) */
-                fl2_prefetch(y_pred + i, FL2_PREFETCH_AHEAD, LANES * (int64_t)sizeof(pred_t));
+                if (!weights_only) { /* (a weight sum reads the weights alone) */
+                    fl2_prefetch(y_pred + i, FL2_PREFETCH_AHEAD, LANES * (int64_t)sizeof(pred_t));
 #if HAS_TRUE
-                fl2_prefetch(y_true + i, FL2_PREFETCH_AHEAD, LANES * (int64_t)sizeof(T_TRUE));
+                    fl2_prefetch(y_true + i, FL2_PREFETCH_AHEAD, LANES * (int64_t)sizeof(T_TRUE));
 #endif
+                }
 #if HAS_WEIGHTS
                 if (repeat == 1) fl2_prefetch(w + i, FL2_PREFETCH_AHEAD, LANES * (int64_t)sizeof(T_WEIGHTS));
 #endif
@@ -249,10 +270,17 @@ FL2_INLINE void BODY_FN(const fl2_problem *p, const fl2_outputs *o, int64_t star
                     if (want_elem) FL2_VSTORE(elem + at, l);
                     if (want_grad) {
                         fl2_vd g = fl2_loss_vderivative(loss, d[h], vparam);
-                        if (HAS_WEIGHTS) g = wv[h] * g;
-                        g = tail ? fl2_vmul_tail(g, tail_q, tail_lo)
-                            : sizeof(pred_t) == sizeof(double) && !half_bound ? (scale * g) / divisor
-                                                                              : quotient * g;
+                        if (exact_grad) {
+                            fl2_vd ge = fl2_loss_vderivative_err(loss, d[h], de[h], vparam);
+                            if (HAS_WEIGHTS) g = fl2_vweigh_err(wv[h], g, ge, &ge);
+                            g = fl2_vgrad_exact(g, ge, vscale, vdivisor, vdivisor_lo, vinverse,
+                                                scale, divisor, divisor_lo, inverse, simple_grad);
+                        } else {
+                            if (HAS_WEIGHTS) g = wv[h] * g;
+                            g = tail ? fl2_vmul_tail(g, tail_q, tail_lo)
+                                : sizeof(pred_t) == sizeof(double) && !half_bound ? (scale * g) / divisor
+                                                                                  : quotient * g;
+                        }
                         if (odd)
                             fl2_vstore_f32_odd((float *)(void *)(grad + at), g);
                         else
@@ -399,6 +427,8 @@ static void BLOCK_FN(const fl2_problem *p, const fl2_outputs *o, fl2_mode mode, 
             BODY(loss, sums, 0, elem, wonly, step, 0, 0);                                  \
         else if (sizeof(T_PRED) == 2 || o->grad_half)                                      \
             BODY(loss, sums, 1, elem, wonly, step, 1, 0);                                  \
+        else if (sizeof(T_PRED) == sizeof(double) && o->grad_plain)                        \
+            BODY(loss, sums, 1, elem, wonly, step, 2, 0);                                  \
         else if (!(wonly) && o->stream && fl2_stream_aligned(o->grad))                     \
             BODY(loss, sums, 1, elem, wonly, step, 0, 1);                                  \
         else                                                                               \

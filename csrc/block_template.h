@@ -34,10 +34,11 @@
 #endif
 
 #define BODY_FN FL2_CAT(BLOCK_FN, _body)
-/* A float64 gradient divides (one rounding less than by a reciprocal, within an ulp of exact);
- * a float32 one multiplies by the quotient; a float16 or bfloat16 one (and a float32 or float64
- * one bound for a half: `half_bound`, block_run.h) multiplies by the quotient in two parts where
- * it is not exact (internal.h), and is rounded once, by the store. */
+/* The gradient element of x = w * l'(d) but a float64 gradient's (losses.h fl2_grad_exact,
+ * block_run.h exact_grad): a float64 one bound for float32 (grad_plain) divides; a float32 one
+ * multiplies by the quotient; a float16 or bfloat16 one (and a float32 or float64 one bound for
+ * a half: `half_bound`, block_run.h) multiplies by the quotient in two parts where it is not
+ * exact (internal.h), and is rounded once, by the store. */
 #define GRAD_VALUE(x) (tail ? fl2_mul_tail((x), tail_q, tail_lo)                               \
                        : sizeof(T_PRED) == sizeof(double) && !half_bound ? (scale * (x)) / divisor \
                                                                          : quotient * (x))

@@ -102,6 +102,7 @@ static int run_blocks_converting(void *ctx, int64_t first, int64_t last)
                 /* (scale / divisor) * g: see fl2_run_strided */
                 o.grad_scale = job->o->grad_scale / job->o->grad_divisor;
                 o.grad_divisor = 1.0;
+                o.grad_plain = 1;
             }
             o.grad_half = grad_converted && fl2_item_size(p->pred_dtype) == 2; /* (block_run.h) */
         }
@@ -167,6 +168,7 @@ int fl2_run(const fl2_problem *p, const fl2_outputs *o, fl2_sums *sums, int nthr
         outputs = *o;
         outputs.stream = grad && (int64_t)(p->n * item) >= fl2_stream_threshold();
         outputs.grad_half = 0;
+        outputs.grad_plain = 0;
         o = &outputs;
     }
     fl2_mode mode;

@@ -41,18 +41,26 @@ typedef struct {
 
 /* What is written, besides the sums.  Any pointer may be NULL. */
 typedef struct {
-    void *grad;          /* (grad_scale * (w * l'(d))) / grad_divisor, dtype pred_dtype;
-                            may alias y_pred.  float32 gradients multiply by the float64
-                            quotient grad_scale / grad_divisor instead (one division less,
-                            and the float32 rounding hides the difference); float16 and
-                            bfloat16 gradients are the float64 gradient rounded once */
+    void *grad;          /* grad_scale * w * l'(d) / (grad_divisor + grad_divisor_lo), dtype
+                            pred_dtype; may alias y_pred.  float64 gradients: of the exact
+                            difference, within an ulp (correctly rounded but near
+                            midpoints: losses.h fl2_grad_exact); float32 ones multiply by
+                            the float64 quotient grad_scale / grad_divisor instead (the
+                            float32 rounding hides the difference); float16 and bfloat16
+                            ones are the float64 gradient rounded once */
     double grad_scale;   /* the loss's (_losses.py: 2 for squared, 1 for absolute; 2 * lam for
                             the L2 penalty) */
     double grad_divisor; /* the reduction's D: n, the weight sum, or 1 */
+    double grad_divisor_lo; /* D's rest (float64 gradients): the exact divisor is
+                            grad_divisor + grad_divisor_lo (the weight sum's double-double;
+                            0 where D is exact) */
     void *elementwise;   /* w * l(d), float64 if any input is float64, else float32 */
     int stream;          /* set by fl2_run: streaming stores for gradients past the caches */
     int grad_half;       /* set by fl2_run and fl2_run_strided (internal): a float32 or float64
                             gradient bound for a float16 or bfloat16 array (block_run.h) */
+    int grad_plain;      /* set by fl2_run and fl2_run_strided (internal): a float64 gradient
+                            bound for a float32 array, (grad_scale * g) / grad_divisor plainly
+                            (the converted blocks: the float32 kernels' bits) */
 } fl2_outputs;
 
 typedef struct {

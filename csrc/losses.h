@@ -1,8 +1,8 @@
 /*
  * The losses: the C side of the declaration in src/fastl2/_losses.py (tests/test_losses.py
- * checks that the two lists agree).  Adding a loss here is one line in FL2_LOSSES and its eight
- * element functions below (value, value with its error, value in parts, derivative; scalar and
- * vector); the block kernels (block_template.h) specialise on each entry.
+ * checks that the two lists agree).  Adding a loss here is one line in FL2_LOSSES and its ten
+ * element functions below (value, value with its error, value in parts, derivative, the
+ * derivative's error; scalar and vector); the block kernels (block_template.h) specialise on each entry.
  *
  * This file is included twice on purpose: by fastl2.h for the list and the enum alone, and by
  * kernels.h after vectors.h, which adds the element functions (they need the vector types of
@@ -65,7 +65,9 @@ FL2_INLINE fl2_vd fl2_huber_vvalue(fl2_vd d, fl2_vd p)
 }
 FL2_INLINE fl2_vd fl2_huber_vderivative(fl2_vd d, fl2_vd p)
 {
-    return fl2_vselect(d < -p, -p, fl2_vselect(d > p, p, d));
+    /* (fl2_vmin(p, d) is p < d ? p : d, fl2_vmax likewise: the scalar form's bits, nan and
+     * zeros' signs included, in two operations) */
+    return fl2_vmax(-p, fl2_vmin(p, d));
 }
 #endif
 
@@ -214,6 +216,136 @@ FL2_INLINE void fl2_huber_vparts(fl2_vd d, fl2_vd de, fl2_vd p, fl2_vd *x, fl2_v
     *b = se + ae;
 }
 #endif
+/* ---- the exact derivative (float64 gradients: fl2_grad_exact, below) ----
+ * derivative_err returns the rest ge of the derivative: l'(d + de) = l'(d) + ge exactly (d + de
+ * the exact difference, as above).  Squared: de.  Absolute: 0 (d and d + de have one sign:
+ * a difference rounds to 0 only where it is 0).  Huber: de where d + de lies inside
+ * (-delta, delta), |d| + ae < delta (ae: de signed as d), 0 where it is clipped: that is
+ * |d| < delta, or |d| = delta and de points inward (the only place where d and d + de lie on
+ * either side), and (|d| - delta) + ae < 0 says it in two roundings that cannot change the
+ * sign: |d| - delta is exact from delta / 2 to 2 delta (Sterbenz) and |ae| <= ulp(d) / 2,
+ * below |d| - delta unless that is 0; elsewhere |d| - delta is at least delta / 2 either
+ * way. */
+FL2_INLINE double fl2_squared_derivative_err(double d, double de, double p)
+{
+    (void)d; (void)p;
+    return de;
+}
+FL2_INLINE double fl2_absolute_derivative_err(double d, double de, double p)
+{
+    (void)d; (void)de; (void)p;
+    return 0.0;
+}
+FL2_INLINE double fl2_huber_derivative_err(double d, double de, double p)
+{
+    const double a = fabs(d), ae = signbit(d) ? -de : de;
+    return (a - p) + ae < 0.0 ? de : 0.0;
+}
+#if FL2_VECTORS
+FL2_INLINE fl2_vd fl2_squared_vderivative_err(fl2_vd d, fl2_vd de, fl2_vd p)
+{
+    (void)d; (void)p;
+    return de;
+}
+FL2_INLINE fl2_vd fl2_absolute_vderivative_err(fl2_vd d, fl2_vd de, fl2_vd p)
+{
+    (void)d; (void)de; (void)p;
+    return fl2_vsplat(0.0);
+}
+FL2_INLINE fl2_vd fl2_huber_vderivative_err(fl2_vd d, fl2_vd de, fl2_vd p)
+{
+    const fl2_vd a = fl2_vabs(d), ae = fl2_vsign_of(d, de), zero = fl2_vsplat(0.0);
+    return fl2_vselect((a - p) + ae < zero, de, zero);
+}
+#endif
+#define FL2_LOSS_DERIVATIVE_ERR_(NAME, name) case FL2_##NAME: return fl2_##name##_derivative_err(d, de, p);
+FL2_INLINE double fl2_loss_derivative_err(fl2_loss loss, double d, double de, double p)
+{
+    switch (loss) { FL2_LOSSES(FL2_LOSS_DERIVATIVE_ERR_) default: return 0.0; }
+}
+#undef FL2_LOSS_DERIVATIVE_ERR_
+#if FL2_VECTORS
+#define FL2_LOSS_VDERIVATIVE_ERR_(NAME, name) case FL2_##NAME: return fl2_##name##_vderivative_err(d, de, p);
+FL2_INLINE fl2_vd fl2_loss_vderivative_err(fl2_loss loss, fl2_vd d, fl2_vd de, fl2_vd p)
+{
+    switch (loss) { FL2_LOSSES(FL2_LOSS_VDERIVATIVE_ERR_) default: (void)d; return fl2_vsplat(0.0); }
+}
+#undef FL2_LOSS_VDERIVATIVE_ERR_
+#endif
+
+/* A float64 gradient element (block_run.h, `exact_grad`): scale * (x + xe) / (divisor +
+ * divisor_lo), x + xe the exact w * l'(y_pred - y_true) (xe: the derivative's rest,
+ * derivative_err, and the weight's product error), within an ulp of its exact value, and
+ * correctly rounded unless it lies within about 2**-100 of a midpoint (relative); where
+ * w * l' or the remainder below falls under 2**-1022 (subnormal weights), to those
+ * roundings; for "weighted_mean", within the bound of the weight sum's rest (below).  s + se
+ * is scale * (x + xe) (TwoProduct, se rounded once); q = s * inverse, inverse = 1 / divisor
+ * rounded (fl2_grad_inverse), within an ulp or two of s / divisor; its remainder
+ * s - q * divisor by fma (exact where q is within an ulp of s / divisor: the remainder of
+ * such a quotient is a float64, barring underflow, Muller et al., Handbook of Floating-Point
+ * Arithmetic, 2nd ed., 2018, section 4.4; else rounded once, about 2**-52 of an ulp of the
+ * result); the correction (remainder + se - q * divisor_lo) * inverse added in one last
+ * rounding, with q's sign (a zero keeps the sign the quotient alone gives it; a result that
+ * is not 0 has it anyway: q + c lies within an ulp or two of s / divisor).  divisor_lo, the
+ * weight sum's rest, is the kernels' (within their bound, about 2**-80 of the weights'
+ * magnitudes: _exact.float64_bound) where their sum is certified, else exact.
+ * Where the divisor lies outside [2**-1000, 2**1000] (inverse 0: its reciprocal would lose
+ * bits or overflow) q is the quotient s / divisor and the correction divides too; where
+ * s * inverse is not finite (past the range, or s infinite or nan) q is the quotient; where
+ * that, or the divisor, is not finite it stands (IEEE's overflow and nan); where s alone
+ * overflows (|divisor| > 1) the element is computed from x / 2**64.  The vector form does the same operations lane
+ * by lane (the rare lanes above by this function); every backend does them (numba, NumPy:
+ * fastl2._losses exact_gradient). */
+FL2_INLINE double fl2_grad_inverse(double divisor)
+{
+    const double a = fabs(divisor);
+    return a >= 0x1p-1000 && a <= 0x1p1000 ? 1.0 / divisor : 0.0;
+}
+FL2_INLINE double fl2_grad_exact(double x, double xe, double scale, double divisor,
+                                 double divisor_lo, double inverse)
+{
+    double s = scale * x, factor = 1.0;
+    if (fabs(s) == INFINITY && fabs(x) < INFINITY && fabs(divisor) > 1.0 && fabs(divisor) < INFINITY) {
+        /* (scale * x past the range, the quotient perhaps not: x / 2**64 and xe / 2**64,
+         * exact at such sizes, and the result times 2**64, exact or past the range) */
+        x *= 0x1p-64;
+        xe *= 0x1p-64;
+        s = scale * x;
+        factor = 0x1p64;
+    }
+    const double se = fl2_fma(scale, xe, fl2_fma(scale, x, -s));
+    double q = inverse != 0.0 ? s * inverse : s / divisor;
+    if (!(fabs(q) < INFINITY)) q = s / divisor; /* (s * inverse past the range) */
+    if (!(fabs(q) < INFINITY) || !(fabs(divisor) < INFINITY)) return factor * q;
+    const double r = fl2_fma(-q, divisor_lo, fl2_fma(-q, divisor, s) + se);
+    const double c = inverse != 0.0 ? r * inverse : r / divisor;
+    return factor * copysign(q + c, q);
+}
+#if FL2_VECTORS
+/* (the lanes where q is not finite, and every lane where inverse is 0, rare: done again by
+ * fl2_grad_exact, lane by lane) */
+FL2_INLINE fl2_vd fl2_vgrad_exact(fl2_vd x, fl2_vd xe, fl2_vd scale, fl2_vd divisor,
+                                  fl2_vd divisor_lo, fl2_vd inverse, double scale1,
+                                  double divisor1, double divisor_lo1, double inverse1,
+                                  const int simple)
+{
+    const fl2_vd s = scale * x, q = s * inverse;
+    fl2_vd r;
+    if (simple) /* (scale 1 or 2 and divisor_lo 0, block_run.h: scale * x and scale * xe are
+                 * exact and fma(-q, 0, r) is r, so the same bits, but for zeros' signs, which
+                 * the result does not take from r) */
+        r = fl2_vfma(-q, divisor, s) + scale * xe;
+    else
+        r = fl2_vfma(-q, divisor_lo, fl2_vfma(-q, divisor, s) + fl2_vfma(scale, xe, fl2_vfma(scale, x, -s)));
+    const fl2_vd c = r * inverse, sign = fl2_vsplat(-0.0);
+    fl2_vd g = (fl2_vd)(((fl2_vbits)(q + c) & ~(fl2_vbits)sign) | ((fl2_vbits)q & (fl2_vbits)sign));
+    if (__builtin_expect(inverse1 == 0.0 || fl2_vany_nonfinite(q), 0))
+        for (int k = 0; k < FL2_VWIDTH; k++)
+            g[k] = fl2_grad_exact(x[k], xe[k], scale1, divisor1, divisor_lo1, inverse1);
+    return g;
+}
+#endif
+
 #define FL2_LOSS_PARTS_(NAME, name) case FL2_##NAME: fl2_##name##_parts(d, de, p, x, y, a, b); return;
 FL2_INLINE void fl2_loss_parts(fl2_loss loss, double d, double de, double p, double *x, double *y,
                                double *a, double *b)

@@ -512,6 +512,9 @@ int fl2_run_strided(const fl2_problem *p, const fl2_layout *l, const fl2_outputs
         if (grad && p->pred_dtype == FL2_FLOAT32 && c.compute == FL2_FLOAT64) {
             converted_outputs.grad_scale = o->grad_scale / o->grad_divisor;
             converted_outputs.grad_divisor = 1.0;
+            converted_outputs.grad_plain = 1; /* (block_run.h) */
+        } else {
+            converted_outputs.grad_plain = 0;
         }
         /* A float16 or bfloat16 gradient from a float32 or float64 kernel: its kernel told
          * (block_run.h). */

@@ -353,8 +353,18 @@ FL2_INLINE int fl2_vany(fl2_vbits m)
     return any;
 #endif
 }
-/* The larger and the smaller of a and b lane by lane (b where either is nan: what
- * the scalar a > b ? a : b gives; the kernels use them on non-negative terms only). */
+/* Whether any lane of x is infinite or nan (AVX-512 DQ: one classification). */
+FL2_INLINE int fl2_vany_nonfinite(fl2_vd x)
+{
+#if FL2_VWIDTH == 8 && defined(__AVX512DQ__)
+    return _mm512_fpclass_pd_mask((__m512d)x, 0x99) != 0; /* (nan, +inf, -inf) */
+#else
+    const fl2_vbits finite = fl2_vabs(x) < fl2_vsplat(INFINITY);
+    return fl2_vany(~finite);
+#endif
+}
+/* The larger and the smaller of a and b lane by lane (b where either is nan, and b where
+ * both are zeros: what the scalar a > b ? a : b gives, bit for bit). */
 FL2_INLINE fl2_vd fl2_vmax(fl2_vd a, fl2_vd b)
 {
 #if FL2_VWIDTH == 8 && defined(__AVX512F__)

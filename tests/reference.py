@@ -43,7 +43,7 @@ REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
 
 # Largest distance, in units in the last place of the result dtype, from the exact value.
 _LOSS_ULP = {np.dtype(np.float32): 0, np.dtype(np.float64): 2}  # (float32: correctly rounded)
-_GRAD_ULP = {np.dtype(np.float16): 1, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+_GRAD_ULP = {np.dtype(np.float16): 1, np.dtype(np.float32): 1, np.dtype(np.float64): 1}
 
 _FLOAT32_CLASS = (np.dtype(np.float16), np.dtype(np.float32))
 _GRAD_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -356,23 +356,33 @@ def _divide_elementwise(num_hi, num_lo, divisor):
 
 
 def grad(kind, y_true, y_pred, weights=None, reduction="mean", delta=HUBER_DELTA):
-    """The gradient w.r.t. y_pred as a float64 array (nearly correctly rounded), y_pred's shape."""
-    d = _differences(y_true, y_pred)
+    """The gradient w.r.t. y_pred as a float64 array, y_pred's shape: of the exact difference
+    (``_exact_differences``: d + e), times the weight (TwoProduct), over the exact divisor,
+    nearly correctly rounded (to about 2**-100 of each element: within an ulp of the
+    correctly rounded value, and it where that is not within 2**-100 of a midpoint)."""
+    d, e = _exact_differences(y_true, y_pred)
     w = None if weights is None else broadcast_weights(weights, d.shape)
     if kind == "mse":
-        if w is None:
-            hi, lo = 2.0 * d, np.zeros_like(d)
-        else:
-            hi, lo = two_product(w, d)
-            hi, lo = 2.0 * hi, 2.0 * lo
+        g, ge = d, e
+        scale = 2.0
     elif kind == "mae":
-        hi = _sign(d) if w is None else w * _sign(d)  # exact
-        lo = np.zeros_like(d)
+        g, ge = _sign(d), np.zeros_like(d)  # (d and d + e have one sign)
+        scale = 1.0
     elif kind == "huber":
-        g = np.clip(d, -delta, delta)
-        hi, lo = (g, np.zeros_like(d)) if w is None else two_product(w, g)
+        # clip(d + e): d + e where it lies inside (-delta, delta), exactly decided
+        signed = np.where(np.signbit(d), -e, e)
+        inside = (np.abs(d) < delta) | ((np.abs(d) == delta) & (signed < 0))
+        g = np.where(inside, d, np.clip(d, -delta, delta))
+        ge = np.where(inside, e, 0.0)
+        scale = 1.0
     else:
         raise ValueError(kind)
+    if w is None:
+        hi, lo = g, ge
+    else:
+        hi, lo = two_product(w, g)
+        lo = lo + w * ge  # (w * ge: u**2 of the product)
+    hi, lo = scale * hi, scale * lo  # (exact: 1 or 2)
     if reduction == "none":
         return hi + lo
     divisor = _divisor(reduction, d.size, w)

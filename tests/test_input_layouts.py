@@ -56,7 +56,7 @@ def test_read_only_params_work_for_l2(backend):
     params = np.linspace(-1, 1, 20_001)
     params.flags.writeable = False
     ref.assert_ulp(fastl2.l2_penalty(params, 0.5), ref.l2_penalty(params, 0.5), 2)
-    ref.assert_ulp(fastl2.l2_penalty_grad(params, 0.5), ref.l2_penalty_grad(params, 0.5), 2)
+    ref.assert_ulp(fastl2.l2_penalty_grad(params, 0.5), ref.l2_penalty_grad(params, 0.5), 0)
 
 
 # Every function with each reduction it has (rmse: only the means), with out= where it takes one.
@@ -149,7 +149,7 @@ def test_non_contiguous_inputs_give_correct_results(backend, name, layout, dtype
 def test_non_contiguous_params_give_correct_l2(backend, layout):
     params = _layout(layout, np.float64, seed=9)[0]
     ref.assert_ulp(fastl2.l2_penalty(params, 0.5), ref.l2_penalty(params, 0.5), 2)
-    ref.assert_ulp(fastl2.l2_penalty_grad(params, 0.5), ref.l2_penalty_grad(params, 0.5), 2)
+    ref.assert_ulp(fastl2.l2_penalty_grad(params, 0.5), ref.l2_penalty_grad(params, 0.5), 0)
 
 
 @pytest.mark.parametrize("name", [*LOSS_FUNCTIONS, *GRAD_FUNCTIONS, *AND_GRAD_FUNCTIONS])

@@ -81,9 +81,10 @@ def test_reference_grad_is_correctly_rounded(kind, reduction):
     fw = [Fraction(float(x)) for x in w]
     divisor = {"mean": Fraction(200), "weighted_mean": sum(fw), "sum": Fraction(1), "none": Fraction(1)}[reduction]
     got = ref.grad(kind, t, p, w, reduction)
-    for i, di in enumerate((p - t).tolist()):
+    for i, (ti, pi) in enumerate(zip(t.tolist(), p.tolist())):
+        di = Fraction(pi) - Fraction(ti)  # (the exact difference: docs/api.md)
         sign = (di > 0) - (di < 0)
-        exact = fw[i] * (2 * Fraction(di) if kind == "mse" else sign) / divisor
+        exact = fw[i] * (2 * di if kind == "mse" else sign) / divisor
         assert got[i] == float(exact)  # float(Fraction) rounds correctly
 
 

@@ -1,10 +1,12 @@
 """Which backend runs, and with how many threads.
 
 A backend is a module with two functions over plans (fastl2._plan.Plan):
-``run(plan, want_sums, grad=None, grad_scale=0.0, grad_divisor=1.0, elementwise=None)
--> (loss_sum, weight_sum, loss_rest, weight_rest)`` (each sum a double-double: its value
-rounded once and the exact rest, which the float64 certificate needs, fastl2._exact.finish_float64)
-and ``weight_sum(plan) -> float``, and ``run_strided(strided, want_sums, ...)`` over a
+``run(plan, want_sums, grad=None, grad_scale=0.0, grad_divisor=1.0, elementwise=None,
+grad_divisor_lo=0.0) -> (loss_sum, weight_sum, loss_rest, weight_rest)`` (each sum a
+double-double: its value rounded once and the exact rest, which the float64 certificate needs,
+fastl2._exact.finish_float64; a float64 gradient divides by ``grad_divisor + grad_divisor_lo``,
+csrc/fastl2.h) and ``weight_sum(plan) -> (sum, rest)``, and ``run_strided(strided, want_sums,
+..., grad_divisor_lo=0.0)`` over a
 fastl2._plan.Strided pass (the same four, as arrays of one element per output); optionally
 ``reduce_outputs(strided, values, divisor, root)``, which writes each output's loss sum
 divided by ``divisor`` (rooted with ``root``) into ``values`` and returns the indices of the

@@ -260,13 +260,14 @@ cdef void fill_problem(fl2_problem *p, plan) except *:
 
 
 def run(plan, bint want_sums, cnp.ndarray grad=None, double grad_scale=0.0,
-        double grad_divisor=1.0, cnp.ndarray elementwise=None):
+        double grad_divisor=1.0, cnp.ndarray elementwise=None, double grad_divisor_lo=0.0):
     """One pass over ``plan``: returns (loss sum, weight sum, loss sum's rest, weight sum's
     rest) (each sum a double-double: its value rounded once and the exact rest, fl2_sums) and
     fills the given outputs.
 
-    ``grad`` (``grad_scale * w * l'(d) / grad_divisor``) and ``elementwise`` are C-contiguous
-    arrays of ``plan.n`` elements, of ``plan.y_pred``'s dtype and the result dtype.
+    ``grad`` (``grad_scale * w * l'(d) / (grad_divisor + grad_divisor_lo)``: csrc/fastl2.h) and
+    ``elementwise`` are C-contiguous arrays of ``plan.n`` elements, of ``plan.y_pred``'s dtype
+    and the result dtype.
     """
     cdef fl2_problem p
     cdef fl2_outputs o
@@ -276,6 +277,7 @@ def run(plan, bint want_sums, cnp.ndarray grad=None, double grad_scale=0.0,
     o.grad = cnp.PyArray_DATA(grad) if grad is not None else NULL
     o.grad_scale = grad_scale
     o.grad_divisor = grad_divisor
+    o.grad_divisor_lo = grad_divisor_lo
     o.elementwise = cnp.PyArray_DATA(elementwise) if elementwise is not None else NULL
     sums.loss = sums.weights = sums.loss_lo = sums.weights_lo = 0.0
     if p.n >= GIL_RELEASE_MIN:
@@ -305,14 +307,15 @@ cdef inline const void *operand_base(cnp.ndarray operand):
 
 
 def run_strided(s, bint want_sums, double grad_scale=0.0, double grad_divisor=1.0,
-                bint weights_only=False):
+                bint weights_only=False, double grad_divisor_lo=0.0):
     """One pass over a ``fastl2._plan.Strided``; writes its grad and elementwise operands.
 
     Returns float64 arrays (loss sums, weight sums, loss sums' rests, weight sums' rests) of
     one element per output when ``want_sums`` (double-doubles, as ``run``'s); (None, weight
     sums, None, their rests) with ``weights_only`` (nothing else is computed); otherwise None.
     """
-    return run_pass(s, want_sums, grad_scale, grad_divisor, weights_only, None, 1.0, False, None)
+    return run_pass(s, want_sums, grad_scale, grad_divisor, weights_only, None, 1.0, False, None,
+                    grad_divisor_lo)
 
 
 EXACT_LOW = FL2_EXACT_LOW  #: the exponent of exact_sums' bin 0 (csrc/exact.h)
@@ -396,7 +399,8 @@ def reduce_outputs(s, cnp.ndarray values, double divisor, bint root):
 
 
 cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint weights_only,
-              cnp.ndarray values, double divisor, bint root, cnp.ndarray uncertain):
+              cnp.ndarray values, double divisor, bint root, cnp.ndarray uncertain,
+              double grad_divisor_lo=0.0):
     cdef fl2_problem p
     cdef fl2_outputs o
     cdef fl2_layout layout
@@ -436,6 +440,7 @@ cdef run_pass(s, bint want_sums, double grad_scale, double grad_divisor, bint we
     o.elementwise = <void *>operand_base(s.elementwise) if s.elementwise is not None else NULL
     o.grad_scale = grad_scale
     o.grad_divisor = grad_divisor
+    o.grad_divisor_lo = grad_divisor_lo
     if values is not None:
         finish.values = cnp.PyArray_DATA(values)
         finish.single = cnp.PyArray_TYPE(values) == cnp.NPY_FLOAT

@@ -157,7 +157,7 @@ cdef object axis_fast_call(fl2_loss loss, double param, object y_true, object y_
     p.true_dtype, p.pred_dtype = <fl2_dtype>t_true, <fl2_dtype>t_pred
     p.weights, p.weights_dtype, p.weights_repeat = NULL, FL2_FLOAT64, 1
     o.grad = o.elementwise = NULL
-    o.grad_scale, o.grad_divisor = 0.0, 1.0
+    o.grad_scale, o.grad_divisor, o.grad_divisor_lo = 0.0, 1.0, 0.0
     cdef cnp.npy_intp outputs = s.outputs
     values = cnp.PyArray_EMPTY(1, &outputs, cnp.NPY_FLOAT if single else cnp.NPY_DOUBLE, 0)
     # (a value that is not certainly the exact one rounded: the planned path's exact one; one

@@ -31,6 +31,7 @@ cdef extern from "fastl2.h" nogil:
         void *grad
         double grad_scale
         double grad_divisor
+        double grad_divisor_lo
         void *elementwise
     ctypedef struct fl2_sums:
         double loss

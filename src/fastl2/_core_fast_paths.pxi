@@ -82,9 +82,10 @@ cdef object exact_value(fl2_loss loss, double param, object y_true, object y_pre
     return exact_loss(<int>loss, param, y_true, y_pred, weights, reduction, value)
 
 
-cdef double exact_weight_sum(object weights) except? -1.0:
+cdef tuple exact_weight_sum(object weights):
+    """(the exact weight sum rounded once, its rest rounded once): _exact.exact_weight_sum."""
     from fastl2._exact import exact_weight_sum as exact_sum
-    return exact_sum(weights)
+    return exact_sum(weights, rest=True)
 
 
 cdef object scalar_of(double value, bint single):
@@ -162,8 +163,9 @@ cdef object fast_run(fl2_problem *p, int red, bint single, cnp.ndarray grad, bin
     cdef fl2_outputs o
     cdef fl2_sums sums
     cdef int status
-    cdef double divisor, weight_sum, weight_lo
-    # The gradient's divisor must be known before its first element is written.
+    cdef double divisor, divisor_lo = 0.0, weight_sum, weight_lo
+    # The gradient's divisor must be known before its first element is written (and, for a
+    # float64 gradient, its rest: csrc/losses.h fl2_grad_exact).
     divisor = 1.0 if red == RED_SUM else <double>p.n
     if want_grad and red == RED_WEIGHTED_MEAN and p.weights != NULL:
         if p.n >= GIL_RELEASE_MIN:
@@ -175,14 +177,17 @@ cdef object fast_run(fl2_problem *p, int red, bint single, cnp.ndarray grad, bin
         if weight_sum == 0.0:
             return NOT_FAST  # the planned path raises the right error
         divisor = weight_sum
+        if not single:
+            divisor_lo = weight_lo
         if not single and not certain_weight_sum(weight_sum, weight_lo, p.n):
             # near a tie: the exact weight sum rounded once (_passes.gradient_weight_sum)
             if not isinstance(operands, tuple):
                 operands = operands()
-            divisor = exact_weight_sum(operands[2])
+            divisor, divisor_lo = exact_weight_sum(operands[2])
     o.grad = cnp.PyArray_DATA(grad) if want_grad else NULL
     o.grad_scale = grad_scales[<int>p.loss]
     o.grad_divisor = divisor
+    o.grad_divisor_lo = divisor_lo
     o.elementwise = NULL
     sums.loss = sums.weights = sums.loss_lo = sums.weights_lo = 0.0
     if p.n >= GIL_RELEASE_MIN:

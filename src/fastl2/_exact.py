@@ -41,6 +41,7 @@ IEEE 754-2019, 4.3.1 (roundTiesToEven).
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -259,28 +260,43 @@ def certain_weight_sum(hi: float, lo: float, count: int) -> bool:
     return certain and value == hi
 
 
-def exact_weight_sum(weights) -> float:
+def exact_weight_sum(weights, rest: bool = False):
     """The exact sum of ``weights`` (any shape and real dtype; a broadcast view is summed as it
     reads) rounded once to float64, to nearest: ``math.fsum`` of the float64 values (exact for
     every float dtype; correctly rounded, Shewchuk's algorithm as CPython implements it), Python
-    integers for integer dtypes (exact past 2**53), in chunks of _CHUNK elements."""
+    integers for integer dtypes (exact past 2**53), in chunks of _CHUNK elements.  With
+    ``rest``: ``(sum, rest)``, the rest the exact sum's remainder ``W - sum`` rounded once (0
+    where the sum is infinite): the double-double a float64 gradient divides by
+    (csrc/losses.h fl2_grad_exact)."""
     w = np.asarray(weights)
-    pieces = (np.asarray(w[index]).reshape(-1) for index in _chunks(w.shape))
+
+    def pieces():
+        return (np.asarray(w[index]).reshape(-1) for index in _chunks(w.shape))
+
+    def rounded(total):  # an exact int or Fraction: (rounded, its remainder rounded)
+        try:
+            hi = float(total)
+        except OverflowError:
+            return (math.inf if total > 0 else -math.inf), 0.0
+        return hi, (float(total - Fraction(hi)) if math.isfinite(hi) else 0.0)
+
     if w.dtype.kind in "iu":
-        total = sum(sum(piece.tolist()) for piece in pieces)
-        try:
-            return float(total)  # (rounded to nearest, ties to even)
-        except OverflowError:
-            return math.inf if total > 0 else -math.inf
+        hi, lo = rounded(sum(sum(piece.tolist()) for piece in pieces()))  # (ties to even)
+        return (hi, lo) if rest else hi
     try:
-        return math.fsum(x for piece in pieces for x in piece.astype(np.float64).tolist())
+        hi = math.fsum(x for piece in pieces() for x in piece.astype(np.float64).tolist())
+        if not rest:
+            return hi
+        lo = 0.0
+        if math.isfinite(hi):
+            lo = math.fsum(itertools.chain((x for piece in pieces() for x in piece.astype(np.float64).tolist()),
+                                           (-hi,)))
+        return hi, lo
     except OverflowError:  # (a partial sum past float64's range: the total may not be)
-        total = sum((Fraction(x) for index in _chunks(w.shape)
-                     for x in np.asarray(w[index], dtype=np.float64).reshape(-1).tolist()), Fraction(0))
-        try:
-            return float(total)
-        except OverflowError:
-            return math.inf if total > 0 else -math.inf
+        total = sum((Fraction(x) for piece in pieces() for x in piece.astype(np.float64).tolist()),
+                    Fraction(0))
+        hi, lo = rounded(total)
+        return (hi, lo) if rest else hi
 
 
 def _in_range(x):

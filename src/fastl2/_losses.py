@@ -103,6 +103,11 @@ class Loss:
     #: ``fma(a, b, fma(x, y, -l))``); NumPy and scalar forms
     value_parts: Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, ...]]
     scalar_value_parts: Callable[[float, float, float], tuple[float, float, float, float]]
+    #: the derivative's rest, for the float64 gradients (csrc/losses.h derivative_err):
+    #: ``derivative_err(d, de, p)`` gives ``ge`` with ``derivative(d) + ge`` exactly
+    #: ``l'(d + de)``; NumPy and scalar forms
+    derivative_err: Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+    scalar_derivative_err: Callable[[float, float, float], float]
     accuracy: str  #: one of ACCURACY
     parameter: Parameter | None = None
     source: str = ""  #: where the loss and its name come from
@@ -275,6 +280,93 @@ def _huber_parts_array(d, de, p):
     return m, s, m, ((a - s) - h) + ae
 
 
+# ---- the exact derivative and the float64 gradient (csrc/losses.h, the same operations) ----
+
+def _squared_derivative_err(d, de, p):
+    return de
+
+
+def _squared_derivative_err_array(d, de, p):
+    return de
+
+
+def _absolute_derivative_err(d, de, p):
+    return 0.0
+
+
+def _absolute_derivative_err_array(d, de, p):
+    return np.zeros_like(d)
+
+
+def _huber_derivative_err(d, de, p):
+    a = abs(d)
+    ae = _signed(d, de)
+    return de if (a - p) + ae < 0.0 else 0.0
+
+
+def _huber_derivative_err_array(d, de, p):
+    a = np.abs(d)
+    ae = np.where(np.signbit(d), -de, de)
+    return np.where((a - p) + ae < 0.0, de, 0.0)
+
+
+def gradient_inverse(divisor):
+    """1 / divisor rounded where ``divisor`` lies in [2**-1000, 2**1000], else 0 (the float64
+    gradient then divides: exact_gradient; csrc/losses.h fl2_grad_inverse)."""
+    return 1.0 / divisor if 2.0 ** -1000 <= abs(divisor) <= 2.0 ** 1000 else 0.0
+
+
+def exact_gradient(x, xe, scale, divisor, divisor_lo, inverse):
+    """A float64 gradient element ``scale * (x + xe) / (divisor + divisor_lo)`` within an ulp
+    of its exact value, correctly rounded but within about 2**-100 of a midpoint (csrc/losses.h
+    fl2_grad_exact, the same operations: ``s * inverse`` corrected by the remainder, exact by
+    fma, times ``inverse`` in one last rounding; the quotients where ``inverse`` is 0; Muller
+    et al., Handbook of Floating-Point Arithmetic, 2nd ed., 2018, section 4.4); scalar."""
+    s = scale * x
+    factor = 1.0
+    if abs(s) == math.inf and abs(x) < math.inf and 1.0 < abs(divisor) < math.inf:
+        # (scale * x past the range, the quotient perhaps not: x / 2**64, exact here)
+        x = 2.0 ** -64 * x
+        xe = 2.0 ** -64 * xe
+        s = scale * x
+        factor = 2.0 ** 64
+    se = _fma(scale, xe, _fma(scale, x, -s))
+    q = s * inverse if inverse != 0.0 else s / divisor
+    if not abs(q) < math.inf:
+        q = s / divisor
+    if not abs(q) < math.inf or not abs(divisor) < math.inf:
+        return factor * q
+    r = _fma(-q, divisor_lo, _fma(-q, divisor, s) + se)
+    c = r * inverse if inverse != 0.0 else r / divisor
+    return factor * math.copysign(q + c, q)
+
+
+def exact_gradient_array(x, xe, scale, divisor, divisor_lo):
+    """exact_gradient over arrays (x, xe; the rest scalars; its inverse computed here), the
+    same operations."""
+    inverse = gradient_inverse(divisor)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
+        s = scale * x
+        se = _fma_arrays(scale, xe, _fma_arrays(scale, x, -s))
+        if inverse != 0.0:
+            q = s * inverse
+            past = ~(np.abs(q) < math.inf)
+            if past.any():
+                q[past] = s[past] / divisor
+        else:
+            q = s / divisor
+        r = _fma_arrays(-q, divisor_lo, _fma_arrays(-q, divisor, s) + se)
+        c = r * inverse if inverse != 0.0 else r / divisor
+        g = np.where(np.abs(q) < math.inf, np.copysign(q + c, q), q)
+        if not abs(divisor) < math.inf:
+            return q
+        rare = (np.abs(s) == math.inf) & (np.abs(x) < math.inf)
+        if rare.any() and abs(divisor) > 1.0:  # (the scalar form's rescaled road)
+            g[rare] = [exact_gradient(a, b, scale, divisor, divisor_lo, inverse)
+                       for a, b in zip(x[rare].tolist(), xe[rare].tolist())]
+        return g
+
+
 def weigh_err(w, l, le):
     """``(x, xe)``: x = w * l rounded, x + xe = w * (l + le) to u**2 of it (scalar)."""
     x = w * l
@@ -304,6 +396,8 @@ SQUARED = Loss(
     scalar_value_err=_squared_err,
     value_parts=_squared_parts_array,
     scalar_value_parts=_squared_parts,
+    derivative_err=_squared_derivative_err_array,
+    scalar_derivative_err=_squared_derivative_err,
     accuracy="exact",
     source="the L2 loss; torch.nn.functional.mse_loss, sklearn.metrics.mean_squared_error",
 )
@@ -323,6 +417,8 @@ ABSOLUTE = Loss(
     scalar_value_err=_absolute_err,
     value_parts=_absolute_parts_array,
     scalar_value_parts=_absolute_parts,
+    derivative_err=_absolute_derivative_err_array,
+    scalar_derivative_err=_absolute_derivative_err,
     accuracy="exact",
     source="the L1 loss; torch.nn.functional.l1_loss, sklearn.metrics.mean_absolute_error",
 )
@@ -342,6 +438,8 @@ HUBER = Loss(
     scalar_value_err=_huber_err,
     value_parts=_huber_parts_array,
     scalar_value_parts=_huber_parts,
+    derivative_err=_huber_derivative_err_array,
+    scalar_derivative_err=_huber_derivative_err,
     accuracy="exact",
     parameter=Parameter("delta", 1.0, "where the loss turns from quadratic to linear"),
     source="P. J. Huber, Robust Estimation of a Location Parameter, Ann. Math. Statist. 35(1), "

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._backends import forked_mid_call_error
 from ._halves import fma_array, half_gradient, round_half
-from ._losses import diff_err, weigh_err_array
+from ._losses import diff_err, exact_gradient_array, weigh_err_array
 from ._plan import BLOCK_SIZE, Plan
 
 # Elements per chunk: two blocks keep every float64 temporary at 128 KiB.
@@ -44,12 +44,13 @@ def _unless_forked(chunks):
 
 
 def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_divisor: float = 1.0,
-        elementwise=None):
+        elementwise=None, grad_divisor_lo: float = 0.0):
     """One pass: (loss sum, weight sum, loss sum's rest, weight sum's rest) (double-doubles, as
     ``fastl2._core.run``'s), filling ``grad`` and ``elementwise`` if given.
 
-    The gradient is ``(grad_scale * (w * l'(d))) / grad_divisor`` for float64 gradients and
-    ``(grad_scale / grad_divisor) * (w * l'(d))`` for float32 ones, as in csrc/fastl2.h.
+    The gradient is ``grad_scale * w * l'(d) / (grad_divisor + grad_divisor_lo)`` within an ulp
+    for float64 gradients (fastl2._losses.exact_gradient) and ``(grad_scale / grad_divisor) *
+    (w * l'(d))`` for float32 ones, as in csrc/fastl2.h.
     """
     n = plan.n
     want_sums = want_sums and elementwise is None
@@ -59,11 +60,12 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
         loss_hi, loss_lo, weight_hi, weight_lo = np.zeros((4, nblocks))
     loss, param = plan.loss, plan.param
     exact = want_sums and compensated
-    step = _chunk(exact)
+    exact_grad = grad is not None and grad.dtype == np.float64
+    step = _chunk(exact or exact_grad)
     for start in _unless_forked(range(0, n, step)):
         stop = min(n, start + step)
         y_true = None if plan.y_true is None else plan.y_true[start:stop]
-        d, de = _difference(y_true, plan.y_pred[start:stop], exact)
+        d, de = _difference(y_true, plan.y_pred[start:stop], exact or exact_grad)
         w = _chunk_weights(plan, start, stop)
         if want_sums or elementwise is not None:
             losses, errors = _losses(loss, param, d, de, w, exact)
@@ -75,7 +77,8 @@ def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_di
                 if w is not None:
                     weight_hi[blocks], weight_lo[blocks] = _block_sums(w, compensated)
         if grad is not None:
-            grad[start:stop] = _gradient(loss, param, d, w, grad.dtype, grad_scale, grad_divisor)
+            grad[start:stop] = _gradient(loss, param, d, de, w, grad.dtype, grad_scale, grad_divisor,
+                                         grad_divisor_lo)
     if not want_sums:
         return 0.0, 0.0, 0.0, 0.0
     weights = _combine(weight_hi, weight_lo) if plan.weights is not None else (float(n), 0.0)
@@ -120,18 +123,22 @@ def _losses(loss, param, d, de, w, exact: bool):
     return losses, errors
 
 
-def _gradient(loss, param, d, w, dtype, grad_scale, grad_divisor):
-    """One chunk's gradient ``grad_scale * w * l'(d) / grad_divisor``, with the C kernels'
-    operations: a float64 gradient multiplies and divides per element, a float32 one
-    multiplies by the quotient (GRAD_VALUE in csrc/block_template.h); a float16 or bfloat16
-    one is the exact gradient rounded once (fastl2._halves)."""
+def _gradient(loss, param, d, de, w, dtype, grad_scale, grad_divisor, grad_divisor_lo=0.0):
+    """One chunk's gradient ``grad_scale * w * l'(d + de) / (grad_divisor + grad_divisor_lo)``
+    (de: the difference's rounding error, or None), with the C kernels' operations: a float64
+    gradient the exact one within an ulp (fastl2._losses.exact_gradient, csrc/losses.h
+    fl2_grad_exact), a float32 one multiplies by the quotient (GRAD_VALUE in
+    csrc/block_template.h); a float16 or bfloat16 one is the exact gradient rounded once
+    (fastl2._halves)."""
     g = loss.derivative(d, param)
+    if dtype == np.float64:
+        ge = loss.derivative_err(d, np.zeros_like(d) if de is None else de, param)
+        if w is not None:
+            g, ge = weigh_err_array(w, g, ge)
+        return exact_gradient_array(g, ge, grad_scale, grad_divisor, grad_divisor_lo)
     if w is not None:
         g = g * w
-    if dtype == np.float64:
-        g = g * grad_scale
-        g /= grad_divisor
-    elif dtype.itemsize == 2:
+    if dtype.itemsize == 2:
         g = round_half(half_gradient(g, grad_scale, grad_divisor), dtype)
     else:
         g *= grad_scale / grad_divisor
@@ -188,7 +195,7 @@ def _combine(hi: np.ndarray, lo: np.ndarray) -> tuple[float, float]:
 # ---- N-d arrays in any layout ---------------------------------------------------------------
 
 def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float = 1.0,
-                weights_only: bool = False):
+                weights_only: bool = False, grad_divisor_lo: float = 0.0):
     """One pass over a ``fastl2._plan.Strided``, as ``fastl2._core.run_strided``.
 
     The arrays are read where they lie, a chunk of whole blocks at a time: basic slices of one
@@ -207,7 +214,8 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     loss, param = s.loss, s.param
     compensated = _compensated(s.y_true, s.y_pred, s.weights)
     exact = want_sums and compensated
-    for first, last in _unless_forked(_chunks(outputs, reduced, nblocks, _chunk(exact))):
+    exact_grad = grad is not None and grad.dtype == np.float64
+    for first, last in _unless_forked(_chunks(outputs, reduced, nblocks, _chunk(exact or exact_grad))):
         start, stop = _item_start(first, reduced, nblocks), _item_start(last, reduced, nblocks)
         w = None if s.weights is None else _take(s.weights, start, stop).astype(np.float64)
         if weights_only:
@@ -216,7 +224,7 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
                     w, _segments(first, last, start, reduced, nblocks), compensated)
             continue
         y_true = None if s.y_true is None else _take(s.y_true, start, stop)
-        d, de = _difference(y_true, _take(s.y_pred, start, stop), exact)
+        d, de = _difference(y_true, _take(s.y_pred, start, stop), exact or exact_grad)
         if want_sums or elementwise is not None:
             losses, errors = _losses(loss, param, d, de, w, exact)
             if elementwise is not None:
@@ -228,7 +236,8 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
                 if w is not None:
                     sums[2, first:last], sums[3, first:last] = _segment_sums(w, segments, compensated)
         if grad is not None:
-            _put(grad, start, stop, _gradient(loss, param, d, w, grad.dtype, grad_scale, grad_divisor))
+            _put(grad, start, stop, _gradient(loss, param, d, de, w, grad.dtype, grad_scale, grad_divisor,
+                                              grad_divisor_lo))
     if not (want_sums or weights_only):
         return None
     sums = sums.reshape(4, outputs, nblocks)

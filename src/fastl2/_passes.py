@@ -305,22 +305,26 @@ def half_elements(name: str, param: float, y_true, y_pred, weights, values32, ha
                                 values32, half, divide_by, scale)
 
 
-def gradient_weight_sum(plan: Plan, backend, strided: bool) -> float:
-    """The weight sum a "weighted_mean" gradient divides by: with a float64 result, the exact
-    weight sum rounded once (the kernels' double-double where ``_exact.certain_weight_sum``
-    says so, else the exact sum); with a float32 result, the float64 kernels' sum (within
-    2**-38 of it: the float32 gradient's elements, within an ulp, are rounded from it)."""
+def gradient_weight_sum(plan: Plan, backend, strided: bool) -> tuple[float, float]:
+    """The weight sum a "weighted_mean" gradient divides by, as ``(sum, rest)``: with a float64
+    result, the exact weight sum rounded once and its rest (the kernels' double-double where
+    ``_exact.certain_weight_sum`` says so, else the exact sum's: the float64 gradient divides
+    by both, csrc/losses.h fl2_grad_exact); with a float32 result, the float64 kernels' sum
+    (within 2**-38 of it: the float32 gradient's elements, within an ulp, are rounded from it)
+    and 0."""
     if plan.arrays[2] is None:
-        return float(plan.n)
+        return float(plan.n), 0.0
     if strided:
         _, hi, _, lo = backend.run_strided(strided_pass(plan), False, weights_only=True)
         hi, lo = float(hi[0]), float(lo[0])
     else:
         hi, lo = backend.weight_sum(plan)
-    if (plan.result_dtype != np.float64 or hi == 0.0 or not math.isfinite(hi)
-            or _exact.certain_weight_sum(hi, lo, plan.n)):
-        return hi
-    return _exact.exact_weight_sum(plan.arrays[2])
+    if plan.result_dtype != np.float64 or not math.isfinite(hi):
+        return hi, 0.0
+    if hi != 0.0 and _exact.certain_weight_sum(hi, lo, plan.n):
+        return hi, lo
+    # (0: weights that sum to 0, or cancel beyond the double-double; _divisor decides)
+    return _exact.exact_weight_sum(plan.arrays[2], rest=True)
 
 
 def _divisor(plan: Plan, weight_sum: float) -> float:
@@ -386,25 +390,44 @@ def planned_grad_pass(loss, y_true, y_pred, weights, reduction, out, want_loss, 
     # The divisor must be known before the first gradient element is written: with
     # "weighted_mean" that takes a pass over the weights alone.
     if reduction == "weighted_mean" and plan.n:
-        weight_sum = gradient_weight_sum(plan, backend, strided)
+        weight_sum, rest = gradient_weight_sum(plan, backend, strided)
     else:
-        weight_sum = float(plan.n)
+        weight_sum, rest = float(plan.n), 0.0
     divisor = _divisor(plan, weight_sum) if plan.n else 1.0
-    scale = loss.grad_scale if divide_by == 1.0 else loss.grad_scale / divide_by
+    if divisor != weight_sum:
+        rest = 0.0  # (n, or 1 for a sum)
+    scale, divisor, rest = _gradient_factors(loss.grad_scale, divisor, rest, divide_by,
+                                             plan.grad_dtype == np.float64)
     if strided:
-        return _strided_grad_pass(plan, out, backend, scale, divisor, weight_sum, want_loss, divide_by)
+        return _strided_grad_pass(plan, out, backend, scale, divisor, rest, weight_sum, want_loss,
+                                  divide_by)
     target, result, copy_back = grad_buffers(plan, out)
     if reduction == "none":
         losses = np.empty(plan.n, plan.result_dtype) if want_loss else None
-        backend.run(plan, False, target, scale, divisor, losses)
+        backend.run(plan, False, target, scale, divisor, losses, grad_divisor_lo=rest)
         value = losses.reshape(plan.shape) if want_loss else None
     else:
-        sums = backend.run(plan, want_loss, target, scale, divisor)
+        sums = backend.run(plan, want_loss, target, scale, divisor, grad_divisor_lo=rest)
         value = (_reduce(plan, sums, readable=_spared(plan, out), divide_by=divide_by)
                  if want_loss else None)
     if copy_back:
         np.copyto(result, target.reshape(plan.shape), casting="unsafe")
     return (value, result) if want_loss else result
+
+
+def _gradient_factors(scale: float, divisor: float, rest: float, divide_by: float, wide: bool):
+    """``(scale, divisor, rest)`` of a gradient ``scale * w * l'(d) / ((divisor + rest) *
+    divide_by)``: ``divide_by`` (a loss divided by a constant: fastl2.torch's smooth L1, by
+    beta) joins the divisor exactly for a float64 result (``wide``), as the product's
+    double-double (float64 gradients divide by both parts), where it stays in float64's
+    normal range; else it divides the scale."""
+    if divide_by == 1.0 or not wide:
+        return (scale if divide_by == 1.0 else scale / divide_by), divisor, rest
+    product = divisor * divide_by
+    if 2.0 ** -1000 < abs(product) < 2.0 ** 1000:
+        exact = Fraction(divisor) * Fraction(divide_by) - Fraction(product)
+        return scale, product, float(exact) + rest * divide_by
+    return scale / divide_by, divisor, rest
 
 
 def _spared(plan: Plan, out) -> bool:
@@ -419,8 +442,10 @@ def flat_output(plan: Plan, out) -> bool:
     return plan.flat and (out is None or (out.flags.c_contiguous and out.flags.aligned))
 
 
-def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, want_loss, divide_by=1.0):
-    """The gradient pass over arrays in any layout; a fresh gradient takes y_pred's layout."""
+def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, rest, weight_sum, want_loss,
+                       divide_by=1.0):
+    """The gradient pass over arrays in any layout; a fresh gradient takes y_pred's layout.
+    The gradient divides by ``divisor + rest`` (its double-double)."""
     pred = plan.arrays[1]
     result = np.empty_like(pred, dtype=plan.grad_dtype) if out is None else out
     # (the kernels write a gradient of y_pred's dtype, float16 included: an ``out`` of
@@ -433,7 +458,7 @@ def _strided_grad_pass(plan: Plan, out, backend, scale, divisor, weight_sum, wan
     if plan.n:
         sums = backend.run_strided(
             strided_pass(plan, grad=target, elementwise=losses),
-            want_loss and losses is None, scale, divisor,
+            want_loss and losses is None, scale, divisor, grad_divisor_lo=rest,
         )
         if sums is not None:
             value = _reduce(plan, first_sums(sums), readable=_spared(plan, out), divide_by=divide_by)

@@ -20,14 +20,14 @@ from .. import _losses
 from .._losses import LOSSES
 from .cache import _jit_block
 from .combine import _combine_lanes, _two_sum, _two_sum_e, _two_sum_parts
-from .config import GRAD_DIVIDE, GRAD_HALF, LANES, _wants
+from .config import GRAD_DIVIDE, GRAD_EXACT, GRAD_HALF, LANES, _wants
 from .memory import _fma, _stack_buffer, _store_fence, _stream_store_16
 
 #: The loss's scalar element functions, ``_loss_value(d, param)``, ``_loss_derivative(d,
-#: param)``, ``_loss_value_err(d, de, param)`` and ``_loss_value_parts(d, de, param)``: each
-#: kernel function has its own in its globals (_element_globals); these names only stand for
-#: them here.
-_loss_value = _loss_derivative = _loss_value_err = _loss_value_parts = None
+#: param)``, ``_loss_value_err(d, de, param)``, ``_loss_value_parts(d, de, param)`` and
+#: ``_loss_derivative_err(d, de, param)``: each kernel function has its own in its globals
+#: (_element_globals); these names only stand for them here.
+_loss_value = _loss_derivative = _loss_value_err = _loss_value_parts = _loss_derivative_err = None
 
 
 def _element_globals(loss, namespace):
@@ -45,9 +45,11 @@ def _element_globals(loss, namespace):
             njit(inline="always")(declared.scalar_derivative),
             _exact_form(declared.scalar_value_err),
             _exact_form(declared.scalar_value_parts),
+            _exact_form(declared.scalar_derivative_err),
         )
     return dict(namespace, _loss_value=functions[0], _loss_derivative=functions[1],
-                _loss_value_err=functions[2], _loss_value_parts=functions[3])
+                _loss_value_err=functions[2], _loss_value_parts=functions[3],
+                _loss_derivative_err=functions[4])
 
 
 def _exact_form(function):
@@ -71,6 +73,7 @@ def _with_globals(function, namespace):
 
 _diff_err = njit(inline="always")(_losses.diff_err)
 _weigh_err = _exact_form(_losses.weigh_err)
+_exact_gradient = _exact_form(_losses.exact_gradient)
 
 
 def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
@@ -79,20 +82,22 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
     constant in it.
 
     ``block(t_arr, p_arr, w_arr, w_repeat, g_arr, e_arr, start, end, stream, partials, b,
-    keep_lanes, lanes_out, scale, divisor, quotient, param)``: elements start..end-1 of the
+    keep_lanes, lanes_out, scale, divisor, divisor_lo, quotient, param)``: elements start..end-1 of the
     arrays (weight ``row`` for elements row * w_repeat.. when ``w_repeat`` is not 1), with
     streaming stores of the gradient when ``stream``.
     """
     want_sums, want_grad, want_elem, weights_only = _wants(mode)
     # A float64 kernel's sums take each term's exact error too (csrc/block_run.h EXACT)
     exact = compensated and want_sums and not weights_only
+    # ... and a float64 gradient the difference's error (csrc/block_run.h DIFF_EXACT)
+    diff_exact = exact or (want_grad and grad64 == GRAD_EXACT and not weights_only)
     lanes = LANES
     # Chunk offsets are unsigned, so indexing needs no negative-index wraparound and the 16
     # loads of a chunk are seen as consecutive.
     u_lanes = np.uint64(LANES)
 
     def block(t_arr, p_arr, w_arr, w_repeat, g_arr, e_arr, start, end, stream, partials, b,
-              keep_lanes, lanes_out, scale, divisor, quotient, param):
+              keep_lanes, lanes_out, scale, divisor, divisor_lo, quotient, param):
         # csrc/block_run.h: elements start..end-1 of the arrays, one block; its
         # partial (loss hi, lo, weights hi, lo) goes to partials[b], or with keep_lanes (a
         # run-time flag: one code for the 1-d and strided kernels) its uncombined lanes to
@@ -155,15 +160,21 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
                     e_arr[i] = wl
                 if want_grad:
                     gk = _loss_derivative(dk, param)
-                    if has_weights:
-                        gk = wi * gk
-                    if grad64 == GRAD_DIVIDE:
-                        gk = (scale * gk) / divisor
-                    elif grad64 == GRAD_HALF and divisor != 0.0:
-                        # (a half's: quotient and divisor are the tail's q and lo, kernels.py)
-                        gk = _fma(gk, quotient, gk * divisor)
+                    if grad64 == GRAD_EXACT:
+                        ge = _loss_derivative_err(dk, dek, param)
+                        if has_weights:
+                            gk, ge = _weigh_err(wi, gk, ge)
+                        gk = _exact_gradient(gk, ge, scale, divisor, divisor_lo, quotient)  # (the inverse: kernels._quotients)
                     else:
-                        gk = quotient * gk
+                        if has_weights:
+                            gk = wi * gk
+                        if grad64 == GRAD_DIVIDE:
+                            gk = (scale * gk) / divisor
+                        elif grad64 == GRAD_HALF and divisor != 0.0:
+                            # (a half's: quotient and divisor are the tail's q and lo, kernels.py)
+                            gk = _fma(gk, quotient, gk * divisor)
+                        else:
+                            gk = quotient * gk
             if has_weights and want_sums:
                 add(acc2, acc3, k, wi)
             return gk
@@ -178,7 +189,7 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
                 # All reads of a chunk come before its writes: grad may be y_pred itself.
                 if not weights_only:
                     for k in range(lanes):
-                        if has_true and exact:
+                        if has_true and diff_exact:
                             d[k], de[k] = _diff_err(np.float64(p_arr[i + np.uint64(k)]),
                                                     np.float64(t_arr[i + np.uint64(k)]))
                         elif has_true:
@@ -225,7 +236,7 @@ def _make_block(name, loss, has_true, has_weights, mode, compensated, grad64):
             dj = 0.0
             dej = 0.0
             if not weights_only:
-                if has_true and exact:
+                if has_true and diff_exact:
                     dj, dej = _diff_err(np.float64(p_arr[j]), np.float64(t_arr[j]))
                 elif has_true:
                     dj = np.float64(p_arr[j]) - np.float64(t_arr[j])

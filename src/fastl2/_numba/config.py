@@ -56,10 +56,13 @@ _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 _SUMS, _SUMS_GRAD, _GRAD, _ELEM, _ELEM_GRAD, _WEIGHTS = range(6)
 _MODE_NAMES = ("sums", "sums_grad", "grad", "elem", "elem_grad", "weights")
 #: How a kernel computes its gradient (its ``grad64`` constant): the float32 gradient's
-#: ``quotient * g``, the float64 one's ``(scale * g) / divisor``, and a float16 or bfloat16
-#: one's float64 value, ``fma(g, q, g * lo)`` with the quotient's two parts (fastl2._halves),
-#: written to a float64 buffer and rounded once to the half by the driver.
-GRAD_QUOTIENT, GRAD_DIVIDE, GRAD_HALF = 0, 1, 2
+#: ``quotient * g``; ``(scale * g) / divisor``, the float64 code of a float32 gradient of a
+#: call with a float64 result (driver._converted_gradient: the float32 one's bits); a float16
+#: or bfloat16 one's float64 value, ``fma(g, q, g * lo)`` with the quotient's two parts
+#: (fastl2._halves), written to a float64 buffer and rounded once to the half by the driver;
+#: and the float64 gradient, the exact one within an ulp (fastl2._losses.exact_gradient,
+#: csrc/losses.h fl2_grad_exact).
+GRAD_QUOTIENT, GRAD_DIVIDE, GRAD_HALF, GRAD_EXACT = 0, 1, 2, 3
 #: The loss code of the weight-sum kernels, which read no loss: one kernel for every loss.
 _WEIGHTS_LOSS = SQUARED.code
 

@@ -23,7 +23,7 @@ from .._plan import BLOCK_SIZE, Plan, without_half
 from . import config, pool
 from .block_columns import _make_columns_kernel
 from .cache import _compile_lock, _slp_vectorized
-from .config import (_FLOAT32, _FLOAT64, _NOPS, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS, GRAD_DIVIDE, GRAD_HALF,
+from .config import (_FLOAT32, _FLOAT64, _NOPS, _POOL_SIZE, _WEIGHTS, _WEIGHTS_LOSS, GRAD_EXACT, GRAD_HALF,
                      GRAD_QUOTIENT, _mode, _wants)
 from .kernels import _make_kernel
 
@@ -79,8 +79,8 @@ def _entry_point(key, sizes):
     entry = _entry_points.get((key, sizes))
     if entry is None:
         t = [_OPERAND_TYPES[size] for size in sizes]
-        signature = (t[0], t[1], t[2], types.int64, t[3], types.float64, types.float64, t[4],
-                     types.float64)
+        signature = (t[0], t[1], t[2], types.int64, t[3], types.float64, types.float64,
+                     types.float64, t[4], types.float64)
         kernel = _kernel(key)
 
         def compile_():
@@ -146,7 +146,7 @@ def _run_ranges(call, count, item_elements, n, cancel):
 
 
 def _launch_strided(loss, has_true, has_weights, mode, compensated, grad64, n, witnesses, head,
-                    scale, divisor, param, count, item_elements):
+                    scale, divisor, divisor_lo, param, count, item_elements):
     """The strided kernel of this specialisation on the layout ``head`` (strided.py: addresses,
     shape, strides, item sizes, kept dims, loss sums, weight sums, loss lo, weight lo, block
     partials), its
@@ -157,7 +157,7 @@ def _launch_strided(loss, has_true, has_weights, mode, compensated, grad64, n, w
 
     def call(first, end, finish):
         kernel(w_true, w_pred, w_weights, head + (first, end, finish, cancel), w_grad, scale,
-               divisor, w_elem, param)
+               divisor, divisor_lo, w_elem, param)
 
     if not kernel.signatures:  # (its first call compiles it: see pool.compile_aside)
         pool.compile_aside(lambda: call(0, 0, False))
@@ -185,7 +185,7 @@ def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64
     operands in ``args``: the same blocks, the same summation tree, the same bits.  Weights
     repeated ``repeat`` times each (one per sample of rows of ``repeat`` elements) are a
     second dim of stride 0: (n / repeat, repeat)."""
-    y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param = args
+    y_true, y_pred, weights, repeat, grad, scale, divisor, divisor_lo, elem, param = args
     want_sums = _wants(mode)[0]
     if mode == _WEIGHTS:
         y_true = y_pred = None  # (as run_strided: only the weights are read)
@@ -215,7 +215,7 @@ def _launch_1d_as_strided(loss, has_true, has_weights, mode, compensated, grad64
                     _witnesses(operands, compensated, grad64),
                     (addresses, shape, strides, itemsizes, 0, loss_sums, weight_sums, loss_lo,
                      weight_lo, partials),
-                    scale, divisor, param, nblocks, min(n, BLOCK_SIZE))
+                    scale, divisor, divisor_lo, param, nblocks, min(n, BLOCK_SIZE))
     if not want_sums:
         return 0.0, 0.0, 0.0, 0.0
     if weights is None:
@@ -248,31 +248,31 @@ def _converted_gradient(grad, compensated, scale, divisor, grad64):
 
 
 def run(plan: Plan, want_sums: bool, grad=None, grad_scale: float = 0.0, grad_divisor: float = 1.0,
-        elementwise=None):
+        elementwise=None, grad_divisor_lo: float = 0.0):
     """One pass: (loss sum, weight sum, loss lo, weight lo), filling ``grad`` and
     ``elementwise`` if given.  Each sum is the rounded value of its double-double (hi, as
     csrc/ returns it) and each lo the exact rest: hi + lo is the double-double, normalised.
     Without weights the weight sum is n and its lo 0.0.
 
-    The gradient is ``(grad_scale * (w * l'(d))) / grad_divisor`` for float64 gradients and
-    ``(grad_scale / grad_divisor) * (w * l'(d))`` for float32 ones, as in csrc/fastl2.h.
-    With ``elementwise`` nothing is summed and (0.0, 0.0, 0.0, 0.0) is returned.
+    The gradient is ``grad_scale * w * l'(d) / (grad_divisor + grad_divisor_lo)`` within an ulp
+    for float64 gradients (GRAD_EXACT) and ``(grad_scale / grad_divisor) * (w * l'(d))`` for
+    float32 ones, as in csrc/fastl2.h.  With ``elementwise`` nothing is summed and (0.0, 0.0, 0.0, 0.0) is returned.
 
     Numba has no float16 or bfloat16 on the CPU: such operands are converted to float32 first
     (fastl2._plan.without_half), and such a gradient is computed in float64 (GRAD_HALF) and
     rounded once (fastl2._halves: the compiled backend's bits).
     """
     plan = without_half(plan)
-    form = GRAD_DIVIDE if grad is not None and grad.dtype == _FLOAT64 else GRAD_QUOTIENT
+    form = GRAD_EXACT if grad is not None and grad.dtype == _FLOAT64 else GRAD_QUOTIENT
     if grad is not None and grad.dtype.itemsize == 2:
         half, grad, form = grad, np.empty(grad.shape, _FLOAT64), GRAD_HALF
-        sums = _run(plan, want_sums, grad, grad_scale, grad_divisor, elementwise, form)
+        sums = _run(plan, want_sums, grad, grad_scale, grad_divisor, elementwise, form, 0.0)
         half[...] = round_half(grad, half.dtype)
         return sums
-    return _run(plan, want_sums, grad, grad_scale, grad_divisor, elementwise, form)
+    return _run(plan, want_sums, grad, grad_scale, grad_divisor, elementwise, form, grad_divisor_lo)
 
 
-def _run(plan, want_sums, grad, grad_scale, grad_divisor, elementwise, form):
+def _run(plan, want_sums, grad, grad_scale, grad_divisor, elementwise, form, grad_divisor_lo):
     """run, the half dtypes settled: the gradient computed as ``form`` says (GRAD_*)."""
     mode = _mode(want_sums, grad, elementwise)
     if mode == _WEIGHTS:  # (nothing asked)
@@ -291,7 +291,7 @@ def _run(plan, want_sums, grad, grad_scale, grad_divisor, elementwise, form):
         _operand_sizes((y_true, y_pred, weights, grad, elementwise)),
         n,
         (y_true, y_pred, weights, int(plan.weights_repeat), grad, float(grad_scale),
-         float(grad_divisor), elementwise, float(plan.param)),
+         float(grad_divisor), float(grad_divisor_lo), elementwise, float(plan.param)),
     )
 
 
@@ -323,7 +323,7 @@ def weight_sum(plan: Plan) -> tuple[float, float]:
     n = plan.n
     if plan.weights is None or n == 0:
         return float(n), 0.0
-    args = (None, plan.y_pred, plan.weights, int(plan.weights_repeat), None, 0.0, 1.0, None, 0.0)
+    args = (None, plan.y_pred, plan.weights, int(plan.weights_repeat), None, 0.0, 1.0, 0.0, None, 0.0)
     sizes = _operand_sizes(args[:3] + (None, None))
     sums = _launch(_WEIGHTS_LOSS, False, True, _WEIGHTS, plan.result_dtype == _FLOAT64, False,
                    sizes, n, args)

@@ -12,7 +12,8 @@ import numpy as np
 from .. import _exact
 from .._backends import new_gradient as _new_gradient
 from .._losses import LOSSES
-from .config import _FLOAT32, _FLOAT64, _GRAD, _SUMS, _SUMS_GRAD, _WEIGHTS, _WEIGHTS_LOSS
+from .config import (_FLOAT32, _FLOAT64, _GRAD, _SUMS, _SUMS_GRAD, _WEIGHTS, _WEIGHTS_LOSS, GRAD_EXACT,
+                     GRAD_QUOTIENT)
 from .driver import INTERRUPTIBLE_MIN, _entry_point, _launch, _launch_1d_as_strided, threads_for
 
 _FLOAT32_TYPE, _FLOAT64_TYPE = np.float32, np.float64
@@ -39,7 +40,7 @@ def _fast_entry(loss, mode, true_size, pred_size, weights_size, compensated):
     _fast_call looks up first, in _fast_entries; ``compensated`` follows from the sizes)."""
     want_grad = mode != _SUMS
     key = (loss, True, weights_size is not None, mode, compensated,
-           want_grad and pred_size == 8, "1d")
+           GRAD_EXACT if want_grad and pred_size == 8 else GRAD_QUOTIENT, "1d")
     entry = _entry_point(key, (true_size, pred_size, weights_size,
                                pred_size if want_grad else None, None))
     _fast_entries[loss, mode, true_size, pred_size, weights_size] = entry
@@ -67,6 +68,7 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
             return None
     if not isinstance(reduction, str):  # (an array's == would compare element-wise)
         return None
+    divisor_lo = 0.0  # (the weight sum's rest: a float64 gradient's divisor is exact)
     if reduction == "sum":
         divisor = 1.0
     elif reduction == "mean" or reduction == "weighted_mean":
@@ -83,14 +85,15 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
             weights = weights.reshape(-1)
     if want_grad and weights is not None and reduction == "weighted_mean":
         # The gradient's divisor must be known before its first element is written.
-        args = (None, y_pred, weights, 1, None, 0.0, 1.0, None, 0.0)
+        args = (None, y_pred, weights, 1, None, 0.0, 1.0, 0.0, None, 0.0)
         sums = _launch(_WEIGHTS_LOSS, False, True, _WEIGHTS, not single, False,
                        (None, pred_size, weights_size, None, None), n, args)
-        divisor = sums[1]
+        divisor, divisor_lo = sums[1], sums[3]
         if divisor == 0.0:
             return None  # the planned path raises the right error
-        if not single and not _exact.certain_weight_sum(divisor, sums[3], n):
-            divisor = _exact.exact_weight_sum(weights)  # (near a tie: _passes.gradient_weight_sum)
+        if not single and not _exact.certain_weight_sum(divisor, divisor_lo, n):
+            # (near a tie: _passes.gradient_weight_sum)
+            divisor, divisor_lo = _exact.exact_weight_sum(weights, rest=True)
     grad = flat_grad = None
     if want_grad:
         grad = _new_gradient(shape, y_pred.dtype)
@@ -98,11 +101,12 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
         mode = _SUMS_GRAD if want_loss else _GRAD
     else:
         mode = _SUMS
-    args = (y_true, y_pred, weights, 1, flat_grad, _GRAD_SCALES[loss], divisor, None, param)
+    args = (y_true, y_pred, weights, 1, flat_grad, _GRAD_SCALES[loss], divisor,
+            divisor_lo if pred_size == 8 else 0.0, None, param)
     if threads_for(n) > 1:  # (on the pool: the strided kernel, as driver._launch sends it)
         loss_sum, weight_sum, loss_lo, weight_lo = _launch_1d_as_strided(
-            loss, True, weights_size is not None, mode, not single, want_grad and pred_size == 8,
-            n, args)
+            loss, True, weights_size is not None, mode, not single,
+            GRAD_EXACT if want_grad and pred_size == 8 else GRAD_QUOTIENT, n, args)
     else:
         entry = _fast_entries.get((loss, mode, true_size, pred_size, weights_size))
         if entry is None:

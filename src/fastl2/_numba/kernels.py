@@ -25,12 +25,12 @@ import numpy as np
 from numba import njit
 
 from .._losses import LOSSES
-from .. import _halves
+from .. import _halves, _losses
 from .._plan import BLOCK_SIZE
 from .block_template import _make_block, _with_globals
 from .cache import _jit, _slp_dispatcher
 from .combine import _combine_lane_groups, _combine_outputs, _combine_partials, _rounded_dd
-from .config import (_MODE_NAMES, _NOPS, _STREAMING_STORES, GRAD_HALF, GRAD_QUOTIENT, LANE_GROUP,
+from .config import (_MODE_NAMES, _NOPS, _STREAMING_STORES, GRAD_EXACT, GRAD_HALF, GRAD_QUOTIENT, LANE_GROUP,
                      LANES, STACK_BLOCKS, STREAM_MIN_BYTES, _wants)
 from .memory import (_block_gathered, _block_place, _copy_run, _element_at, _flag_set,
                      _stack_buffer)
@@ -72,7 +72,7 @@ def _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, strided
             "weighted" if has_weights else "unweighted",
             _MODE_NAMES[mode],
             "compensated" if compensated else "plain",
-            ("grad32", "grad64", "gradhalf")[grad64] if want_grad else "nograd",
+            ("grad32", "grad64", "gradhalf", "gradexact")[grad64] if want_grad else "nograd",
         )
         + (("strided",) if strided else ())
     )
@@ -81,7 +81,7 @@ def _kernel_name(loss, has_true, has_weights, mode, compensated, grad64, strided
 def _make_kernel(loss, has_true, has_weights, mode, compensated, grad64, strided=False):
     """The kernel of one specialisation; every argument is a compile-time constant in it.
 
-    ``kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param) -> (loss,
+    ``kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, divisor_lo, elem, param) -> (loss,
     weights, loss lo, weights lo)`` (combine._combine_partials) where the arrays not used are None and ``param`` is the loss's parameter.
     Numba prunes the branches on these constants, so none is left in the loops.
 
@@ -125,12 +125,19 @@ _quotient_tail = njit(inline="always")(_with_globals(
     _halves.quotient_tail, dict(vars(_halves), _remainder=_remainder)))
 
 
+_gradient_inverse = njit(inline="always")(_losses.gradient_inverse)
+
+
 @njit(inline="always")
 def _quotients(scale, divisor, grad64):
     """(quotient, divisor) as the block function takes them: a half's gradient (GRAD_HALF)
-    gets the quotient's two parts in their place (fastl2._halves.quotient_tail)."""
+    gets the quotient's two parts in their place (fastl2._halves.quotient_tail), a float64
+    one (GRAD_EXACT) the divisor's reciprocal as its quotient (fastl2._losses.exact_gradient's
+    ``inverse``)."""
     if grad64 == GRAD_HALF:
         return _quotient_tail(scale, divisor)
+    if grad64 == GRAD_EXACT:
+        return _gradient_inverse(divisor), divisor
     return scale / divisor, divisor
 
 
@@ -146,7 +153,7 @@ def _make_run_kernel(mode, grad64):
     streaming = _STREAMING_STORES
     stream_min_bytes = STREAM_MIN_BYTES
 
-    def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param):
+    def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, divisor_lo, elem, param):
         quotient, divisor = _quotients(scale, divisor, grad_form)
         n = y_pred.shape[0]
         nblocks = (n + block_size - 1) // block_size
@@ -168,7 +175,7 @@ def _make_run_kernel(mode, grad64):
             # both kernels; see _shared_block)
             _block(y_true, y_pred, weights, np.int64(repeat), grad, elem, np.int64(start),
                    np.int64(end), np.bool_(stream), partials, np.int64(b), np.bool_(False),
-                   no_lanes, scale, divisor, quotient, param)
+                   no_lanes, scale, divisor, divisor_lo, quotient, param)
 
         if want_sums:
             return _combine_partials(partials)
@@ -189,7 +196,7 @@ def _make_strided_kernel(mode, has_true, has_weights, grad64):
     streaming = _STREAMING_STORES
     stream_min_bytes = STREAM_MIN_BYTES
 
-    def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, elem, param):
+    def kernel(y_true, y_pred, weights, repeat, grad, scale, divisor, divisor_lo, elem, param):
         quotient, divisor = _quotients(scale, divisor, grad_form)
         # csrc/strided.c fl2_run_strided: work item w is block w % nblocks of output
         # w // nblocks; each block is gathered into the call's buffers (or read where it
@@ -305,7 +312,7 @@ def _make_strided_kernel(mode, has_true, has_weights, grad64):
                 # (typed as the 1-d kernel's call: one block code for both)
                 _block(t_arr, p_arr, w_arr, np.int64(1), g_arr, e_arr, np.int64(0),
                        np.int64(count), np.bool_(stream), all_partials, np.int64(j),
-                       np.bool_(True), group_lanes, scale, divisor, quotient, param)
+                       np.bool_(True), group_lanes, scale, divisor, divisor_lo, quotient, param)
                 if not direct:
                     if want_grad:
                         _copy_run(grad_buffer, bases[3], shape, strides[3], nkept, start,

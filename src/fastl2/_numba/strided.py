@@ -13,7 +13,7 @@ import numpy as np
 from .._halves import round_half
 from .._plan import BLOCK_SIZE, strided_without_half
 from .config import (_FLOAT32, _FLOAT64, _MAX_COLUMNS, _MAX_DIMS, _NOPS, _SUMS, _WEIGHTS,
-                     _WEIGHTS_LOSS, GRAD_DIVIDE, GRAD_HALF, GRAD_QUOTIENT, _mode, _wants)
+                     _WEIGHTS_LOSS, GRAD_EXACT, GRAD_HALF, GRAD_QUOTIENT, _mode, _wants)
 from .driver import _converted_gradient, _launch_columns, _launch_strided, _witnesses
 
 
@@ -27,7 +27,7 @@ def _operand_dtype(array, name):
 
 
 def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float = 1.0,
-                weights_only: bool = False):
+                weights_only: bool = False, grad_divisor_lo: float = 0.0):
     """One pass over a ``fastl2._plan.Strided``; writes its grad and elementwise operands.
 
     As fastl2._core.run_strided (csrc/strided.c fl2_run_strided), bit for bit: returns float64
@@ -54,13 +54,13 @@ def run_strided(s, want_sums: bool, grad_scale: float = 0.0, grad_divisor: float
     if s.grad is not None and s.grad.dtype.itemsize == 2:
         wide = np.empty(s.grad.shape, _FLOAT64)
         sums = _run_strided(replace(s, grad=wide), want_sums, grad_scale, grad_divisor,
-                            weights_only, GRAD_HALF)
+                            weights_only, GRAD_HALF, 0.0)
         s.grad[...] = round_half(wide, s.grad.dtype)
         return sums
-    return _run_strided(s, want_sums, grad_scale, grad_divisor, weights_only, None)
+    return _run_strided(s, want_sums, grad_scale, grad_divisor, weights_only, None, grad_divisor_lo)
 
 
-def _run_strided(s, want_sums, grad_scale, grad_divisor, weights_only, form):
+def _run_strided(s, want_sums, grad_scale, grad_divisor, weights_only, form, grad_divisor_lo):
     """run_strided, the half dtypes settled; ``form`` GRAD_HALF: ``s.grad`` is the float64
     buffer of a half gradient (else the gradient's form follows its dtype)."""
     shape = tuple(int(size) for size in s.shape)
@@ -165,11 +165,11 @@ def _run_strided(s, want_sums, grad_scale, grad_divisor, weights_only, form):
     partials = np.empty((items if keep_partials else 0, 4))
     head = (addresses, np.array(shape, np.int64), strides, itemsizes, nkept) + sums + (partials,)
     if form is None:
-        form = GRAD_DIVIDE if grad is not None and pred_dtype == _FLOAT64 else GRAD_QUOTIENT
+        form = GRAD_EXACT if grad is not None and pred_dtype == _FLOAT64 else GRAD_QUOTIENT
     scale, divisor, grad64 = _converted_gradient(grad, not single, float(grad_scale),
                                                  float(grad_divisor), form)
     _launch_strided(loss, has_true, has_weights, mode, not single, grad64, n, witnesses, head,
-                    scale, divisor, float(s.param), items, min(reduced, BLOCK_SIZE))
+                    scale, divisor, float(grad_divisor_lo), float(s.param), items, min(reduced, BLOCK_SIZE))
     return result()
 
 
