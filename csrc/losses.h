@@ -277,7 +277,8 @@ FL2_INLINE fl2_vd fl2_loss_vderivative_err(fl2_loss loss, fl2_vd d, fl2_vd de, f
  * divisor_lo), x + xe the exact w * l'(y_pred - y_true) (xe: the derivative's rest,
  * derivative_err, and the weight's product error), within an ulp of its exact value, and
  * correctly rounded unless it lies within about 2**-100 of a midpoint (relative); where
- * w * l' or the remainder below falls under 2**-1022 (subnormal weights), to those
+ * w * l' falls under 2**-969 (its product's error, 2**-53 of it, under 2**-1022: subnormal
+ * weights) or the remainder below under 2**-1022, to those
  * roundings; for "weighted_mean", within the bound of the weight sum's rest (below).  s + se
  * is scale * (x + xe) (TwoProduct, se rounded once); q = s * inverse, inverse = 1 / divisor
  * rounded (fl2_grad_inverse), within an ulp or two of s / divisor; its remainder
