@@ -419,3 +419,21 @@ def test_per_column_mse_of_5e7_float32_rows_is_exact_to_1_ulp(backend, big_colum
     result = fastl2.mse(y_true, y_pred, axis=0)
     assert type(result) is np.ndarray and result.shape == (2,) and result.dtype == np.float32
     ref.assert_ulp(result, expected, 1)
+
+
+# An output whose exact loss sum is 0 and whose weights sum below 0 is +0.0 (the exact value
+# rounded once), as the pooled call gives it; the per-output path of bounded-granularity data
+# once divided its exact 0 by the negative weight sum: -0.0 (found through fastl2.metrics).
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", ["mse", "mae", "huber", "rmse"])
+def test_an_exact_zero_over_a_negative_weight_sum_is_positive_zero_on_every_path(backend, kind, dtype):
+    function = getattr(fastl2, kind)
+    y = np.array([[0.5, -2.0, 3.0], [1.0, 4.0, 0.0]], dtype)
+    for weights in (np.array([-1.0, -2.0]), np.array([-3.0, 1.0]), np.array([[-1.0, -2.0, -1.0], [-1.0, 0.5, -2.0]])):
+        pooled = function(y, y.copy(), weights, reduction="weighted_mean")
+        assert np.asarray(pooled).tobytes() == np.zeros((), pooled.dtype).tobytes()
+        for axis in (0, 1, -1, (0, 1)):
+            if weights.ndim == 1 and axis != 0 and axis != (0, 1):
+                continue  # (one weight per sample reduces along the samples' axis here)
+            values = function(y, y.copy(), weights, axis=axis, reduction="weighted_mean")
+            assert np.asarray(values).tobytes() == np.zeros_like(values).tobytes(), (weights, axis, values)

@@ -5,8 +5,10 @@ import doctest
 import pytest
 
 import fastl2
+import fastl2.metrics
 
 PUBLIC = [getattr(fastl2, name) for name in fastl2.__all__ if callable(getattr(fastl2, name))]
+PUBLIC += [getattr(fastl2.metrics, name) for name in fastl2.metrics.__all__ if name != "InvalidParameterError"]
 
 
 @pytest.mark.parametrize("function", PUBLIC + [fastl2], ids=lambda f: getattr(f, "__name__", "fastl2"))

@@ -21,6 +21,7 @@ from ._backends import (
 from ._api import huber, huber_and_grad, huber_grad, mae, mae_and_grad, mae_grad, mse, mse_and_grad, mse_grad, rmse
 from ._penalty import l2_penalty, l2_penalty_grad
 from ._config import show_config
+from ._streaming import HuberLoss, MeanAbsoluteError, MeanSquaredError, RootMeanSquaredError, StreamingMetric
 
 
 def _compiled_entry_points() -> None:
@@ -48,4 +49,5 @@ __all__ = [
     "get_backend", "set_backend", "available_backends", "get_num_threads", "set_num_threads",
     "empty_cache", "get_gradient_cache_limit", "set_gradient_cache_limit",
     "show_config", "__version__",
+    "MeanSquaredError", "MeanAbsoluteError", "RootMeanSquaredError", "HuberLoss", "StreamingMetric",
 ]

@@ -720,6 +720,7 @@ def _dyadic_totals(code: int, param: float, y_true, y_pred, weights):
     count = int(y_pred.size)
     loss, weight = (0, 0), (0, 0)
     core = _compiled()
+    try_dyadic = True
     if core is not None:
         loss_bins, weight_bins = np.zeros((1, core.EXACT_BINS), np.int64), np.zeros((1, core.EXACT_BINS), np.int64)
     for index in _chunks(y_pred.shape):
@@ -731,7 +732,10 @@ def _dyadic_totals(code: int, param: float, y_true, y_pred, weights):
                 weight = _add(weight, exact_sum([np.asarray(w, dtype=np.float64)]))
             continue
         if not any(a is not None and a.dtype.kind in "iu" for a in (t, p, w)):
-            dyadic = dyadic_sums(code, t, p, w)
+            # (the int64 sums where the data's granularity allows them; after one chunk that
+            # does not, the compiled sums for the rest: both exact, so the same total)
+            dyadic = dyadic_sums(code, t, p, w) if try_dyadic or core is None else None
+            try_dyadic = dyadic is not None
             if dyadic is not None:
                 loss = _add(loss, (int(dyadic[0]), dyadic[1]))
                 if w is not None:

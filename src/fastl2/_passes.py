@@ -232,6 +232,7 @@ def _exact_outputs(plan: Plan, axes: tuple[int, ...], result: np.ndarray, output
                         else:
                             divisors = float(count if reduction == "mean" else 1)
                         quotients = numerators / divisors
+                    quotients[loss_sums == 0] = 0.0  # (an exact 0 is +0.0, as reduce_exact rounds it: not 0 / -W)
                     decided = (_exact.certain_many(quotients, count, bound=2.0 ** -51) if dtype == np.float32
                                else np.zeros(chosen.size, bool))
                     # ... or exact: a quotient whose product with the divisor is the
