@@ -157,3 +157,24 @@ def test_nothing_is_written_to_the_batches():
     copies = [a.copy() for a in (y_true, y_pred, weights)]
     fastl2.HuberLoss(axis=0, reduction="weighted_mean").update(y_true, y_pred, weights).result()
     assert all(a.tobytes() == b.tobytes() for a, b in zip(copies, (y_true, y_pred, weights)))
+
+
+def test_result_types_follow_one_call_and_from_arrays_checks_the_outputs():
+    y_true, y_pred = np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0])
+    metric = fastl2.MeanSquaredError(axis=0).update(y_true[:2], y_pred[:2]).update(y_true[2:], y_pred[2:])
+    one_call = fastl2.mse(y_true, y_pred, axis=0)
+    assert type(metric.result()) is type(one_call) and metric.result().shape == one_call.shape == ()
+    assert metric.result().tobytes() == one_call.tobytes()
+    assert type(fastl2.MeanSquaredError().update(y_true, y_pred).result()) is type(fastl2.mse(y_true, y_pred))
+    per_output = fastl2.MeanSquaredError(axis=0).update(np.ones((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"outputs of shape \(3,\)"):
+        fastl2.MeanSquaredError().from_arrays(per_output.to_arrays())
+
+
+def test_where_one_call_overflows_the_metric_is_the_exact_value_rounded_once():
+    # (README: the metric's promise is the exact value; one call overflows inside its sum)
+    args = ([0.0, 0.0], [1e200, 1.0], [1e-100, 1.0])
+    assert fastl2.mse(*args, reduction="sum") == np.inf
+    from fractions import Fraction
+    exact = Fraction(1e-100) * Fraction(1e200) ** 2 + 1
+    assert fastl2.MeanSquaredError(reduction="sum").update(*args).result() == float(exact)

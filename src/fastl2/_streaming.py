@@ -111,16 +111,22 @@ class StreamingMetric:
 
     def result(self):
         """The loss of every batch so far, the exact value rounded once to the result dtype
-        (float32 where every operand was float32 or narrower, else float64): a NumPy scalar
-        (axis None) or an array of the outputs' shape (axis 0), with the bits of one fastl2
-        call on all the batches.  Before any update, as fastl2's loss of empty arrays: nan
+        (float32 where every batch's operands were float32 or narrower, else float64: a batch
+        of integers beside float32 ones makes it float64): a NumPy scalar (axis None) or an
+        array of the outputs' shape (axis 0).  These are the bits of one fastl2 call on all
+        the batches wherever that call is correctly rounded; where it is not (README,
+        "Correctly rounded results": a sum that overflows inside the call, weights of mixed
+        sign beyond the condition number 1024, integer weights past 2**53, which the call
+        rounds to float64 first), this is the exact value, rounded once.  NaN's sign bit is
+        not part of the promise.  Before any update, as fastl2's loss of empty arrays: nan
         (0.0 for "sum") with NumPy's ``RuntimeWarning: Mean of empty slice``.  A weighted
         mean whose weights sum to exactly 0 raises ValueError."""
         with self._lock:
             state = self._state
         if state is None:
             state = ExactState.of(self._loss, np.zeros(0), np.zeros(0), delta=self.delta)
-        return state.result(self.reduction, root=self._root)
+        value = state.result(self.reduction, root=self._root)
+        return value if self.axis is None else np.asarray(value)  # (axis=0: an array, 0-d for 1-D batches)
 
     compute = result  # (torchmetrics' name)
 
@@ -143,6 +149,9 @@ class StreamingMetric:
             if (state.code, state.param) != (probe.code, probe.param):
                 raise ValueError(f"the arrays are the state of another loss or parameter than this "
                                  f"{type(self).__name__}'s")
+            if self.axis is None and state.shape != ():
+                raise ValueError(f"the arrays are the state of outputs of shape {state.shape}; this "
+                                 f"{type(self).__name__} pools every element (axis=None)")
         with self._lock:
             self._state = state
         return self
