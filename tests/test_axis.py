@@ -422,16 +422,26 @@ def test_per_column_mse_of_5e7_float32_rows_is_exact_to_1_ulp(backend, big_colum
 
 
 # An output whose exact loss sum is 0 and whose weights sum below 0 is +0.0 (the exact value
-# rounded once), as the pooled call gives it; the per-output path of bounded-granularity data
-# once divided its exact 0 by the negative weight sum: -0.0 (found through fastl2.metrics).
+# rounded once), as the pooled float64 call gives it; the per-output path of bounded-granularity
+# data, and every float32 path (fast paths, planned, per output), divided the exact 0 by the
+# negative weight sum: -0.0 (found through fastl2.metrics and the streaming metrics).
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", ["mse", "mae", "huber", "rmse"])
 def test_an_exact_zero_over_a_negative_weight_sum_is_positive_zero_on_every_path(backend, kind, dtype):
     function = getattr(fastl2, kind)
     y = np.array([[0.5, -2.0, 3.0], [1.0, 4.0, 0.0]], dtype)
     for weights in (np.array([-1.0, -2.0]), np.array([-3.0, 1.0]), np.array([[-1.0, -2.0, -1.0], [-1.0, 0.5, -2.0]])):
+        weights = weights.astype(dtype)  # (float32 weights: the float32 fast paths)
         pooled = function(y, y.copy(), weights, reduction="weighted_mean")
         assert np.asarray(pooled).tobytes() == np.zeros((), pooled.dtype).tobytes()
+        if weights.ndim == 2:
+            for flat in (function(y.ravel(), y.ravel().copy(), weights.ravel(), reduction="weighted_mean"),
+                         function(y[:, ::-1], y[:, ::-1].copy(), weights[:, ::-1], reduction="weighted_mean")):
+                assert np.asarray(flat).tobytes() == np.zeros((), flat.dtype).tobytes()
+            if kind in ("mse", "mae", "huber"):
+                loss, _ = getattr(fastl2, kind + "_and_grad")(y.ravel(), y.ravel().copy(), weights.ravel(),
+                                                             reduction="weighted_mean")
+                assert np.asarray(loss).tobytes() == np.zeros((), loss.dtype).tobytes()
         for axis in (0, 1, -1, (0, 1)):
             if weights.ndim == 1 and axis != 0 and axis != (0, 1):
                 continue  # (one weight per sample reduces along the samples' axis here)

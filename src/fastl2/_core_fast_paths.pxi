@@ -206,7 +206,7 @@ cdef object fast_run(fl2_problem *p, int red, bint single, cnp.ndarray grad, bin
     cdef bint certain
     cdef fl2_finish finish
     if single:
-        v = sums.loss / divisor
+        v = sums.loss / divisor + 0.0  # (+ 0.0: an exact 0 over a negative weight sum is +0.0)
         certain = fl2_certain_f32(v, fl2_float32_bound(p.n))
     else:
         finish.count, finish.weighted, finish.root = p.n, p.weights != NULL, False

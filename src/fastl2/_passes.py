@@ -130,6 +130,7 @@ def _reduce_axes(plan: Plan, axes: tuple[int, ...], backend, root: bool):
         cancelled = _check_weight_sums(plan, axes, weight_sums, out_shape)
         with np.errstate(divide="ignore", invalid="ignore"):
             values /= weight_sums
+        values += 0.0  # (an exact 0 over a negative weight sum: +0.0, not -0.0)
     if root:
         with np.errstate(invalid="ignore"):
             np.sqrt(values, out=values)
@@ -361,14 +362,16 @@ def _reduce(plan: Plan, sums, root: bool = False, readable: bool = True, divide_
     divisor = _divisor(plan, weight_sum)
     if plan.reduction == "weighted_mean" and weight_sum == 0.0:
         # weights that cancel beyond the double-double (_divisor): exact, from the arrays
-        value = loss_sum / divisor
+        value = loss_sum / divisor + 0.0
         return _exact.exact_result(plan, value, root, divide_by) if readable else plan.result_dtype.type(value)
     if plan.result_dtype == np.float64:
         value, certain = _exact.finish_float64_scalar(
             loss_sum, weight_sum, loss_lo, weight_lo, plan.n, plan.arrays[2] is not None,
             plan.reduction == "weighted_mean", divisor, root, divide_by)
     else:
-        value = loss_sum / divisor
+        # (+ 0.0: an exact 0 over a negative weight sum is +0.0, the exact value rounded, as
+        # float64 results give it; 0 / -W alone is -0.0)
+        value = loss_sum / divisor + 0.0
         if divide_by != 1.0:  # (after: divisor * divide_by could overflow)
             value /= divide_by
         if root:

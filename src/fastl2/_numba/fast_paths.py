@@ -119,7 +119,7 @@ def fast_call(loss, param, y_true, y_pred, weights, reduction, want_loss, want_g
             return None  # the planned path raises the right error
         divisor = weight_sum
     if single:
-        value = loss_sum / divisor
+        value = loss_sum / divisor + 0.0  # (+ 0.0: an exact 0 over a negative weight sum is +0.0)
         certain = _exact.certain(value, n)
     else:
         value, certain = _exact.finish_float64_scalar(loss_sum, weight_sum, loss_lo, weight_lo, n,
