@@ -230,6 +230,15 @@ def test_pool_offers_no_call_to_a_helper_busy_with_a_long_one():
         running.append(i)
         release.wait(30)
 
+    # Every helper free first: a helper still busy with an earlier test's call (offered it,
+    # not yet run by a loaded machine's scheduler) is not offered the long call, and no new
+    # helper starts while as many run as it asks for, so its second chunk would wait for the
+    # first (.ci/run once: "no helper took the long call's second chunk").
+    for _ in range(3000):
+        with pool._lock:
+            if pool._free == pool._helpers:
+                break
+        release.wait(0.01)
     long_call = threading.Thread(target=pool.run_chunks, args=(blocking, 2, 2, np.zeros(1, np.uint8)))
     long_call.start()
     try:
