@@ -5,10 +5,12 @@ import doctest
 import pytest
 
 import fastl2
+import fastl2.dask
 import fastl2.metrics
 
 PUBLIC = [getattr(fastl2, name) for name in fastl2.__all__ if callable(getattr(fastl2, name))]
 PUBLIC += [getattr(fastl2.metrics, name) for name in fastl2.metrics.__all__ if name != "InvalidParameterError"]
+PUBLIC += [getattr(fastl2.dask, name) for name in fastl2.dask.__all__]  # (the test extra installs dask)
 
 
 @pytest.mark.parametrize("function", PUBLIC + [fastl2], ids=lambda f: getattr(f, "__name__", "fastl2"))

@@ -232,6 +232,9 @@ class ExactState:
             loss = _exact._fraction(*self._loss[o])
             weight = _exact._fraction(*self._weight[o]) if self.weighted else Fraction(self.count)
             if reduction == "weighted_mean" and weight == 0 and special_weight == 0.0:
+                if not self.shape:  # (fastl2.mse's messages: pooled, and per output)
+                    raise ValueError("reduction='weighted_mean' needs weights with a non-zero sum; "
+                                     "the weights sum to 0")
                 raise ValueError(
                     "reduction='weighted_mean' needs weights with a non-zero sum along the reduced "
                     f"axes; the weights sum to 0 at output index {tuple(int(i) for i in np.unravel_index(o, self.shape))}")

@@ -276,25 +276,28 @@ def _loss(kind: str, y_true, y_pred, sample_weight, axis, checked):
         raise
 
 
-def _metric(kind: str, checked, y_true, y_pred, sample_weight, multioutput):
+def _metric(kind: str, checked, y_true, y_pred, sample_weight, multioutput, loss=_loss,
+            check_all_finite=_check_all_finite):
     """The metric of checked inputs: per-output errors (of the inputs' dtype) combined as
     ``multioutput`` says.  ``checked``: the (y_true, y_pred, sample_weight) whose finiteness
-    scikit-learn requires, checked where the errors are not all finite."""
+    scikit-learn requires, checked where the errors are not all finite (by
+    ``check_all_finite``); ``loss`` computes the errors (fastl2.dask passes its own two, for
+    Dask arrays)."""
     dtype = y_true.dtype if sample_weight is None else np.result_type(y_true.dtype, sample_weight.dtype)
     outputs = y_true.shape[1]
     if kind != "root" and isinstance(multioutput, str) and (
             multioutput == "uniform_average" or outputs == 1):
         # The mean over outputs of the per-output means is the pooled mean (every output has
         # the same samples and weights): one exact call.
-        errors = _loss(kind, y_true[:, 0] if outputs == 1 else y_true,
-                       y_pred[:, 0] if outputs == 1 else y_pred, sample_weight, None, checked)
+        errors = loss(kind, y_true[:, 0] if outputs == 1 else y_true,
+                      y_pred[:, 0] if outputs == 1 else y_pred, sample_weight, None, checked)
     elif outputs == 1:
-        errors = _loss(kind, y_true[:, 0], y_pred[:, 0], sample_weight, None, checked)
+        errors = loss(kind, y_true[:, 0], y_pred[:, 0], sample_weight, None, checked)
     else:
-        errors = _loss(kind, y_true, y_pred, sample_weight, 0, checked)
+        errors = loss(kind, y_true, y_pred, sample_weight, 0, checked)
     errors = np.asarray(errors).astype(dtype, copy=False).reshape(-1)
     if not np.isfinite(errors).all():
-        _check_all_finite(checked)
+        check_all_finite(checked)
     if isinstance(multioutput, str):
         if multioutput == "raw_values":
             return errors
