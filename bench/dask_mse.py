@@ -10,7 +10,7 @@ read back as memory maps (``dask.array.from_npy_stack``).  A LocalCluster of ``-
 processes (one thread each) computes both, alternately, ``--repeat`` times; the medians and
 their ratio are printed.  ``--in-memory`` first loads the arrays into the workers' memory
 (``persist``), so that only the computations are timed, not the disk or the page cache.
-Needs ``pip install "fastl2[dask]"``.
+Needs Dask: ``pip install ".[dask]"`` in fastl2's checkout.
 """
 
 import argparse

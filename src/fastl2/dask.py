@@ -4,8 +4,8 @@
 whole arrays, to the last bit, for every chunking, on any scheduler (threads, processes, a
 ``distributed`` cluster): the exact value of the inputs reduced once, rounded once.  The
 functions compute (they return NumPy values, as ``dask_ml.metrics`` does by default, not
-lazy arrays; see "Why eager" below) and need ``dask[array]`` (``pip install
-"fastl2[dask]"``); ``import fastl2`` never imports Dask.
+lazy arrays; see "Why eager" below) and need ``dask[array]`` (``pip install 'dask[array]'``, or
+``pip install '.[dask]'`` from fastl2's checkout); ``import fastl2`` never imports Dask.
 
 How (one ``dask.array.reduction``):
 
@@ -15,7 +15,7 @@ How (one ``dask.array.reduction``):
   ``float32_bound`` for float32 ones, relative to the sum of the terms' magnitudes, measured
   by a second pass over ``|weights|`` in a block whose weights are not all >= 0);
 - **combine step**: two blocks' sums are added in double-double (Knuth's TwoSum), their bounds
-  added, plus the addition's own error (below 2**-100 of its operands);
+  added, plus the addition's own error (``_MERGE_HI``: about 2**-104 of the sums);
 - **aggregate** (on the client): every real within the bound of the merged sums, divided by the
   count or the weight sum (and rooted for ``rmse``), is rounded to the result dtype
   (``fractions.Fraction`` arithmetic, exact); if all round to the same value, that value is
@@ -60,14 +60,18 @@ __all__ = ["mse", "mae", "rmse", "huber", "mean_squared_error", "root_mean_squar
 SUMMARY = np.dtype([("loss", "f8"), ("loss_lo", "f8"), ("loss_err", "f8"), ("weight", "f8"),
                     ("weight_lo", "f8"), ("weight_err", "f8"), ("count", "i8")])
 _SLACK = 1.0 + 2.0 ** -30  # (the bounds' first-order terms, and sum(|terms|) <= |sum| (1 + 2 rel))
-_MERGE_REL, _MERGE_ABS = 2.0 ** -100, 2.0 ** -1070  # (a double-double addition's error)
+#: A double-double addition's error (_add): the sum of the rests and TwoSum's error, rounded
+#: twice, at most 2.01 u (|l1| + |l2|) + 1.02 u**2 (|h1| + |h2|) with u = 2**-53 (no
+#: assumption on the rests' size), and 2**-1075 per rounding among the subnormals.
+_MERGE_HI, _MERGE_LO, _MERGE_ABS = 2.0 ** -100, 2.0 ** -51, 2.0 ** -1070
 
 
 def _dask():
     try:
         import dask.array as da
     except ImportError as error:  # pragma: no cover (the test extra installs dask)
-        raise ImportError('fastl2.dask needs dask[array]: pip install "fastl2[dask]"') from error
+        raise ImportError("fastl2.dask needs Dask, which is not installed here: pip install 'dask[array]' "
+                          "distributed (or, from fastl2's source checkout, pip install '.[dask]')") from error
     return da
 
 
@@ -136,7 +140,8 @@ def _add(x, y):
             h, l = _two_sum(s, (l1 + l2) + e)
             out[name], out[name + "_lo"] = h, l
             out[name + "_err"] = (x[name + "_err"] + y[name + "_err"]
-                                  + _MERGE_REL * (np.abs(h1) + np.abs(h2) + np.abs(l1) + np.abs(l2)) + _MERGE_ABS)
+                                  + _MERGE_HI * (np.abs(h1) + np.abs(h2)) + _MERGE_LO * (np.abs(l1) + np.abs(l2))
+                                  + _MERGE_ABS)
     out["count"] = x["count"] + y["count"]
     return out
 
