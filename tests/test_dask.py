@@ -224,12 +224,37 @@ def test_weights_of_mixed_sign_beyond_any_condition_number_give_the_exact_value(
             assert got.dtype == dtype and float(got) == exact, (reduction, chunks, got, exact)
 
 
+def test_found_by_review(client):
+    """A fresh reviewer's finds, each a kind: outputs of zero columns; a zero weight sum in a
+    later block of columns named by its index among all outputs; a length-1 dimension in
+    several chunks (one empty), which blockwise would broadcast; in-memory weights of zeros
+    named before a bad multioutput, as fastl2.metrics orders its checks."""
+    y = np.zeros((5, 0))
+    assert _same(fd.mse(da.from_array(y), da.from_array(y), axis=0), fastl2.mse(y, y, axis=0))
+    rng = np.random.default_rng(0)
+    y_true = rng.standard_normal((4, 40))
+    weights = np.ones((4, 40))
+    weights[:, 32] = [1, -1, 2, -2]
+    with pytest.raises(ValueError) as expected:
+        fastl2.mse(y_true, y_true + 1, weights, axis=0, reduction="weighted_mean")
+    for chunks in ((4, 30), (2, 7), (4, 40)):
+        with pytest.raises(ValueError) as got:
+            fd.mse(*(da.from_array(a, chunks=chunks) for a in (y_true, y_true + 1, weights)), axis=0,
+                   reduction="weighted_mean")
+        assert str(got.value) == str(expected.value)
+    one = da.from_array(np.array([1.0]), chunks=((0, 1),))
+    assert _same(fd.mse(one, da.from_array(np.array([3.0]), chunks=1)), fastl2.mse([1.0], [3.0]))
+    with pytest.raises(ValueError, match="non-zero number"):
+        fd.mean_squared_error([1.0, 2.0], [1.0, 3.0], sample_weight=[0.0, 0.0], multioutput=[1.0, 2.0])
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda y: fd.mse(y, y, reduction="none"), ValueError, "reduction"),
     (lambda y: fd.rmse(y, y, reduction="sum"), ValueError, "reduction"),
     (lambda y: fd.mse(y, y[:5]), ValueError, "same shape"),
     (lambda y: fd.mse(y, y, axis=1), ValueError, "axis"),
-    (lambda y: fd.mse(y, y, axis=True), ValueError, "axis"),
+    (lambda y: fd.mse(y, y, axis=True), (TypeError, ValueError), "axis"),
+    (lambda y: fd.mse(y, y, axis=0.0), TypeError, "axis"),
     (lambda y: fd.huber(y, y, delta=0.0), ValueError, "delta"),
     (lambda y: fd.huber(y, y, delta="1"), TypeError, "delta"),
     (lambda y: fd.mse(y, y, da.ones(7, chunks=3)), ValueError, "weights"),

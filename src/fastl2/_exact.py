@@ -293,8 +293,12 @@ def exact_weight_sum(weights, rest: bool = False):
                                            (-hi,)))
         return hi, lo
     except OverflowError:  # (a partial sum past float64's range: the total may not be)
-        total = sum((Fraction(x) for piece in pieces() for x in piece.astype(np.float64).tolist()),
-                    Fraction(0))
+        values = [x for piece in pieces() for x in piece.astype(np.float64).tolist()]
+        special = [x for x in values if not math.isfinite(x)]
+        if special:  # (nan or inf: IEEE's sum, which no finite weight changes, in any order)
+            total = float(np.sum(special))
+            return (total, 0.0) if rest else total
+        total = sum((Fraction(x) for x in values), Fraction(0))
         hi, lo = rounded(total)
         return (hi, lo) if rest else hi
 

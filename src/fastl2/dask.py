@@ -37,8 +37,8 @@ Why eager: which of the two reductions runs is decided by the first one's result
 lazy Dask graph cannot express.
 
 Values: as ``fastl2.mse`` of the same arrays, computed on one machine (a NumPy scalar of the
-result dtype for ``axis=None``, an ndarray for ``axis=0``), except that half-precision inputs
-give their float32 result (as the streaming metrics do).  Errors: those of ``fastl2.mse``, raised
+result dtype for ``axis=None``, an ndarray for ``axis=0``), wherever that call is correctly
+rounded; elsewhere the exact value rounded once (README, "Dask").  Errors: those of ``fastl2.mse``, raised
 before anything is computed where they depend on shapes, dtypes and arguments only.
 """
 
@@ -51,7 +51,7 @@ import numpy as np
 
 from . import _backends, _exact
 from ._losses import LOSSES
-from ._plan import check_reduction, loss_plan, strided_pass
+from ._plan import check_axis, check_reduction, loss_plan, strided_pass
 
 __all__ = ["mse", "mae", "rmse", "huber", "mean_squared_error", "root_mean_squared_error",
            "mean_absolute_error"]
@@ -150,7 +150,7 @@ def _merge(x, axis=None, keepdims=False, **_):
     """Dask's combine and aggregate: the summaries of ``x`` added along ``axis``."""
     axis = tuple(range(x.ndim)) if axis is None else ((axis,) if isinstance(axis, int) else tuple(axis))
     kept = tuple(a for a in range(x.ndim) if a not in axis)
-    moved = x.transpose(axis + kept).reshape((-1,) + tuple(x.shape[a] for a in kept))
+    moved = x.transpose(axis + kept).reshape((math.prod(x.shape[a] for a in axis),) + tuple(x.shape[a] for a in kept))
     total = moved[0].copy()
     for part in moved[1:]:
         total = _add(total, part)
@@ -222,6 +222,7 @@ def _check(entry, y_true, y_pred, weights, reduction: str, axis, param: float):
         raise ValueError(f"y_true and y_pred must have the same shape; got {y_true.shape} and {y_pred.shape}")
     if y_pred.ndim not in (1, 2):
         raise ValueError(f"fastl2.dask takes 1-d or 2-d arrays (samples, outputs); got {y_pred.ndim}-d")
+    check_axis(axis, y_pred.ndim, reduction)  # (fastl2.mse's errors for what it refuses too)
     if axis not in (None, 0) or isinstance(axis, bool):
         raise ValueError(f"axis must be None (every element) or 0 (one result per output); got {axis!r}")
     if weights is not None and weights.shape not in (y_pred.shape, y_pred.shape[:1]):
@@ -251,6 +252,10 @@ def _reduce(loss: str, y_true, y_pred, weights, reduction: str, axis, param: flo
     param = entry.check_param(param)
     y_true, y_pred, weights = (_as_dask(a, n) for a, n in ((y_true, "y_true"), (y_pred, "y_pred"),
                                                             (weights, "weights")))
+    # (a dimension of length 1 in several chunks, some empty: blockwise would broadcast it)
+    y_true, y_pred, weights = (None if a is None else a.rechunk(
+        {i: -1 for i, size in enumerate(a.shape) if size == 1 and len(a.chunks[i]) > 1})
+        for a in (y_true, y_pred, weights))
     per_output, dtype = _check(entry, y_true, y_pred, weights, reduction, axis, param)
     if reduction == "weighted_mean" and weights is None:
         reduction = "mean"  # (fastl2.mse: weighted_mean without weights is the mean)
@@ -283,7 +288,7 @@ def _state(y_true, y_pred, weights, *, loss: str, param: float, per_output: bool
 def _merge_states(x, axis=None, keepdims=False, **_):
     axis = tuple(range(x.ndim)) if axis is None else ((axis,) if isinstance(axis, int) else tuple(axis))
     kept = tuple(a for a in range(x.ndim) if a not in axis)
-    moved = x.transpose(axis + kept).reshape((-1,) + tuple(x.shape[a] for a in kept))
+    moved = x.transpose(axis + kept).reshape((math.prod(x.shape[a] for a in axis),) + tuple(x.shape[a] for a in kept))
     total = moved[0, ...].copy()  # (a 0-d array where no axis is kept)
     for j in range(1, moved.shape[0]):
         for index in np.ndindex(total.shape):
@@ -304,7 +309,18 @@ def _exact_reduce(entry, y_true, y_pred, weights, reduction, per_output, param, 
                           dtype=object, split_every=split_every, concatenate=True,
                           meta=np.empty((0,) * (y_pred.ndim - len(axes)), object)).compute()
     merged = np.asarray(merged, object).reshape(-1)
-    return np.concatenate([np.asarray(state.result(reduction, root=root)).reshape(-1) for state in merged])
+    values, first = [], 0
+    for state in merged:
+        try:
+            values.append(np.asarray(state.result(reduction, root=root)).reshape(-1))
+        except ValueError:  # (a zero weight sum: named by its index among all outputs)
+            if not state.shape:
+                raise
+            zero = [o for o, (m, _) in enumerate(state._weight) if m == 0 and state._special[o][1] == 0.0]
+            raise ValueError("reduction='weighted_mean' needs weights with a non-zero sum along the reduced "
+                             f"axes; the weights sum to 0 at output index ({first + zero[0]},)") from None
+        first += int(np.prod(state.shape))
+    return np.concatenate(values) if values else np.zeros(0)
 
 
 # ------------------------------------------------------------------------------ public losses
@@ -419,12 +435,16 @@ def _metric_targets(function: str, y_true, y_pred, sample_weight, multioutput, c
         np.result_type(*floating) if floating else metrics._floating_dtype(*others))
     y_true, y_pred = _metric_array(y_true, dtype, "y_true"), _metric_array(y_pred, dtype, "y_pred")
     if sample_weight is not None:
+        in_memory = not isinstance(sample_weight, da.Array)
         sample_weight = _metric_array(sample_weight, dtype if dtype in (np.float32, np.float64) else np.float64,
                                       "sample_weight")
+        in_memory_weights = sample_weight.compute() if in_memory else None  # (one chunk, in memory)
         if sample_weight.ndim != 1:
             raise ValueError(
                 f"Sample weights must be 1D array or scalar, got {sample_weight.ndim}D array. "
                 f"Expected either a scalar value or a 1D array of length {y_true.shape[0]}.")
+        if in_memory and not in_memory_weights.any():  # (given in memory: now, in fastl2.metrics' order)
+            raise ValueError("Sample weights must contain at least one non-zero number.")
     y_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true
     y_pred = y_pred.reshape(-1, 1) if y_pred.ndim == 1 else y_pred
     if y_true.shape[1] != y_pred.shape[1]:
