@@ -445,20 +445,7 @@ def _metric_targets(function: str, y_true, y_pred, sample_weight, multioutput, c
                 f"Expected either a scalar value or a 1D array of length {y_true.shape[0]}.")
         if in_memory and not in_memory_weights.any():  # (given in memory: now, in fastl2.metrics' order)
             raise ValueError("Sample weights must contain at least one non-zero number.")
-    y_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true
-    y_pred = y_pred.reshape(-1, 1) if y_pred.ndim == 1 else y_pred
-    if y_true.shape[1] != y_pred.shape[1]:
-        raise ValueError("y_true and y_pred have different number of output "
-                         f"({y_true.shape[1]}!={y_pred.shape[1]})")
-    if not isinstance(multioutput, str) and check_multioutput:
-        multioutput = metrics._check_array(multioutput, None, numeric=True)
-        if y_true.shape[1] == 1:
-            raise ValueError("Custom weights are useful only in multi-output cases.")
-        if y_true.shape[1] != multioutput.shape[0]:
-            raise ValueError(f"There must be equally many custom weights ({multioutput.shape[0]}) "
-                             f"as outputs ({y_true.shape[1]}).")
-        if multioutput.ndim != 1:
-            raise TypeError("Axis must be specified when shapes of a and weights differ.")
+    y_true, y_pred, multioutput = metrics._check_outputs(y_true, y_pred, multioutput, check_multioutput)
     return y_true, y_pred, sample_weight, multioutput
 
 

@@ -196,6 +196,28 @@ def _check_finite(array: np.ndarray, input_name: str = "") -> None:
         raise ValueError(f"{where} infinity or a value too large for {array.dtype!r}.")
 
 
+def _check_outputs(y_true, y_pred, multioutput, check_multioutput: bool):
+    """(y_true, y_pred) as (n_samples, n_outputs), their output counts compared, and an
+    array-like ``multioutput`` checked against them (NumPy or Dask arrays: fastl2.dask's
+    metrics share it)."""
+    y_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true
+    y_pred = y_pred.reshape(-1, 1) if y_pred.ndim == 1 else y_pred
+    if y_true.shape[1] != y_pred.shape[1]:
+        raise ValueError("y_true and y_pred have different number of output "
+                         f"({y_true.shape[1]}!={y_pred.shape[1]})")
+    outputs = y_true.shape[1]
+    if not isinstance(multioutput, str) and check_multioutput:
+        multioutput = _check_array(multioutput, None, numeric=True)
+        if outputs == 1:
+            raise ValueError("Custom weights are useful only in multi-output cases.")
+        if outputs != multioutput.shape[0]:
+            raise ValueError(f"There must be equally many custom weights ({multioutput.shape[0]}) "
+                             f"as outputs ({outputs}).")
+        if multioutput.ndim != 1:
+            raise TypeError("Axis must be specified when shapes of a and weights differ.")
+    return y_true, y_pred, multioutput
+
+
 def _check_targets(function: str, y_true, y_pred, sample_weight, multioutput,
                    check_multioutput: bool = True):
     """scikit-learn's _check_reg_targets_with_floating_dtype: (y_true, y_pred) of shape
@@ -221,21 +243,7 @@ def _check_targets(function: str, y_true, y_pred, sample_weight, multioutput,
                              f"{(y_true.shape[0],)}!")
         if not sample_weight.any():
             raise ValueError("Sample weights must contain at least one non-zero number.")
-    y_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true
-    y_pred = y_pred.reshape(-1, 1) if y_pred.ndim == 1 else y_pred
-    if y_true.shape[1] != y_pred.shape[1]:
-        raise ValueError("y_true and y_pred have different number of output "
-                         f"({y_true.shape[1]}!={y_pred.shape[1]})")
-    outputs = y_true.shape[1]
-    if not isinstance(multioutput, str) and check_multioutput:
-        multioutput = _check_array(multioutput, None, numeric=True)
-        if outputs == 1:
-            raise ValueError("Custom weights are useful only in multi-output cases.")
-        if outputs != multioutput.shape[0]:
-            raise ValueError(f"There must be equally many custom weights ({multioutput.shape[0]}) "
-                             f"as outputs ({outputs}).")
-        if multioutput.ndim != 1:
-            raise TypeError("Axis must be specified when shapes of a and weights differ.")
+    y_true, y_pred, multioutput = _check_outputs(y_true, y_pred, multioutput, check_multioutput)
     return y_true, y_pred, sample_weight, multioutput
 
 
