@@ -146,17 +146,23 @@ def _add(x, y):
     return out
 
 
-def _merge(x, axis=None, keepdims=False, **_):
-    """Dask's combine and aggregate: the summaries of ``x`` added along ``axis``."""
+def _fold(x, axis, keepdims, add):
+    """``x`` (a Dask reduction's block of partial results) added along ``axis`` by ``add`` (of
+    two arrays of one shape): Dask's combine and aggregate steps, for both roads."""
     axis = tuple(range(x.ndim)) if axis is None else ((axis,) if isinstance(axis, int) else tuple(axis))
     kept = tuple(a for a in range(x.ndim) if a not in axis)
     moved = x.transpose(axis + kept).reshape((math.prod(x.shape[a] for a in axis),) + tuple(x.shape[a] for a in kept))
-    total = moved[0].copy()
-    for part in moved[1:]:
-        total = _add(total, part)
+    total = moved[0, ...].copy()  # (a 0-d array where no axis is kept)
+    for j in range(1, moved.shape[0]):
+        total = add(total, moved[j, ...])
     if keepdims:
         total = total.reshape(tuple(1 if a in axis else x.shape[a] for a in range(x.ndim)))
     return total
+
+
+def _merge(x, axis=None, keepdims=False, **_):
+    """The summaries of ``x`` added along ``axis``."""
+    return _fold(x, axis, keepdims, _add)
 
 
 def _identity(x, axis=None, keepdims=True, **_):
@@ -202,7 +208,7 @@ def _certified(summary, reduction: str, root: bool, dtype):
 # ------------------------------------------------------------------------------------ the calls
 
 
-def _as_dask(value, name: str):
+def _as_dask(value):
     da = _dask()
     if value is None:
         return None
@@ -250,8 +256,7 @@ def _reduce(loss: str, y_true, y_pred, weights, reduction: str, axis, param: flo
     da = _dask()
     entry = next(e for e in LOSSES if e.name == loss)
     param = entry.check_param(param)
-    y_true, y_pred, weights = (_as_dask(a, n) for a, n in ((y_true, "y_true"), (y_pred, "y_pred"),
-                                                            (weights, "weights")))
+    y_true, y_pred, weights = (_as_dask(a) for a in (y_true, y_pred, weights))
     # (a dimension of length 1 in several chunks, some empty: blockwise would broadcast it)
     y_true, y_pred, weights = (None if a is None else a.rechunk(
         {i: -1 for i, size in enumerate(a.shape) if size == 1 and len(a.chunks[i]) > 1})
@@ -285,17 +290,12 @@ def _state(y_true, y_pred, weights, *, loss: str, param: float, per_output: bool
     return out
 
 
+_merge_pair = np.frompyfunc(lambda a, b: a.merge(b), 2, 1)  # (ExactStates, element by element)
+
+
 def _merge_states(x, axis=None, keepdims=False, **_):
-    axis = tuple(range(x.ndim)) if axis is None else ((axis,) if isinstance(axis, int) else tuple(axis))
-    kept = tuple(a for a in range(x.ndim) if a not in axis)
-    moved = x.transpose(axis + kept).reshape((math.prod(x.shape[a] for a in axis),) + tuple(x.shape[a] for a in kept))
-    total = moved[0, ...].copy()  # (a 0-d array where no axis is kept)
-    for j in range(1, moved.shape[0]):
-        for index in np.ndindex(total.shape):
-            total[index] = total[index].merge(moved[(j,) + index])
-    if keepdims:
-        total = total.reshape(tuple(1 if a in axis else x.shape[a] for a in range(x.ndim)))
-    return total
+    """The exact states of ``x`` (an object array) merged along ``axis``."""
+    return _fold(x, axis, keepdims, lambda a, b: np.asarray(_merge_pair(a, b), object))
 
 
 def _exact_reduce(entry, y_true, y_pred, weights, reduction, per_output, param, root, split_every):
