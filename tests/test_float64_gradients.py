@@ -342,13 +342,16 @@ def test_float64_gradients_of_hypothesis_inputs_are_correctly_rounded(backend, d
 
 @pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("name", ["mse_grad", "mae_grad", "huber_grad", "mse_and_grad"])
-def test_a_non_finite_weight_beside_weights_whose_sum_overflows(backend, name, special):
+@pytest.mark.parametrize("strided", [False, True])  # (the fast path; the planned, strided one)
+def test_a_non_finite_weight_beside_weights_whose_sum_overflows(backend, name, special, strided):
     """A weighted_mean gradient divides by the exact weight sum; where its partial sums pass
     float64's range and a weight is nan or inf, that sum is IEEE's (nan, or the inf), as the
     NumPy backend's, and not an error from the exact sum's Fractions (.ci/run: 'cannot
     convert NaN to integer ratio' on the compiled and numba backends)."""
     weights = np.array([special, 1e308, 1e308, -1e308])
     y_true, y_pred = np.zeros(4), np.array([0.0, 1.0, -1.0, 2.0])
+    if strided:
+        weights, y_true, y_pred = (np.repeat(a, 2)[::2] for a in (weights, y_true, y_pred))
     result = getattr(fastl2, name)(y_true, y_pred, weights, reduction="weighted_mean")
     grad = result[1] if isinstance(result, tuple) else result
     fastl2.set_backend("numpy")
