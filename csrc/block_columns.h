@@ -50,7 +50,7 @@ FL2_INLINE void FL2_CAT(BLOCK_FN, _columns_body)(const fl2_problem *p, int64_t n
 #if HAS_TRUE
                     const fl2_vd yp = FL2_VLOAD(y_pred + r * ld[FL2_OP_PRED]);
                     const fl2_vd yt = FL2_VLOAD(y_true + r * ld[FL2_OP_TRUE]);
-                    const fl2_vd d = COMPENSATED ? fl2_vdiff_err(yp, yt, &de) : yp - yt;
+                    const fl2_vd d = COMPENSATED ? fl2_vdiff_err(yp, yt, &de) : FL2_VSUB_M(yp, yt);
 #else
                     const fl2_vd d = FL2_VLOAD(y_pred + r * ld[FL2_OP_PRED]);
 #endif

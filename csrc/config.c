@@ -89,22 +89,58 @@ static int has_avx512bf16(void)
     unsigned int eax, ebx, ecx, edx;
     return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 5)) != 0;
 }
+#endif
 
-/* The AVX-512 level's tables with kernels_avx512bf16.c's two bfloat16 kernels in them, filled
- * once (fl2_set_simd_level runs at import, under the GIL, and when a test forces a level). */
-static fl2_block_fn avx512bf16_kernels[FL2_NKERNELS];
-static fl2_columns_fn avx512bf16_columns[FL2_NKERNELS];
-static fl2_rows_fn avx512bf16_rows[FL2_NKERNELS];
-
-static void fill_avx512bf16_tables(void)
+#if defined(FL2_HAVE_X86_DISPATCH)
+/* Whether the CPU runs a 512-bit operation as two 256-bit halves: AMD's Zen 4 (family 19h,
+ * the family's only CPUs with AVX-512; asked only where the AVX-512 level is).  There a
+ * float32 operand's conversion to float64 (vcvtps2pd, two per element: y_pred and y_true)
+ * bounds the float32 1-d kernels in cache, and the AVX2 level's 256-bit conversions go
+ * faster than the 512-bit ones: the AVX2 kernels of float32 operands took 0.84-0.90x the
+ * AVX-512 ones' time at 10^4-10^6 elements (mse, mae, huber, mse_and_grad, l2_penalty; one
+ * thread, 2026-12-04), where the weighted float32 kernels, every float64 kernel and the
+ * columns and rows kernels took 1.03-2.2x (bench/in_cache.py, README "In cache"). */
+static int splits_512bit_operations(void)
 {
-    memcpy(avx512bf16_kernels, fl2_kernels_avx512, sizeof avx512bf16_kernels);
-    memcpy(avx512bf16_columns, fl2_kernels_avx512_columns, sizeof avx512bf16_columns);
-    memcpy(avx512bf16_rows, fl2_kernels_avx512_rows, sizeof avx512bf16_rows);
-    for (int k = 0; k < 2; k++) {
-        avx512bf16_kernels[8 + k] = fl2_kernels_avx512bf16[k];
-        avx512bf16_columns[8 + k] = fl2_kernels_avx512bf16_columns[k];
-        avx512bf16_rows[8 + k] = fl2_kernels_avx512bf16_rows[k];
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return 0;
+    const int amd = ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u; /* "AuthenticAMD" */
+    if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+    unsigned int family = (eax >> 8) & 0xfu;
+    if (family == 0xfu) family += (eax >> 20) & 0xffu;
+    return family == 0x19u;
+}
+
+/* The AVX-512 level's tables as this CPU runs them fastest, filled when the level is made
+ * the one in use (fl2_set_simd_level runs at import, under the GIL, and when a test forces a
+ * level): kernels_avx512bf16.c's two bfloat16 kernels where the CPU has the BF16 extension,
+ * and the AVX2 level's 1-d kernels of float32 operands where it splits 512-bit operations
+ * (or where fl2_set_float32_runs says so).  Every level's kernels give the same bits, so the
+ * choice is one of speed alone. */
+static fl2_block_fn avx512_kernels[FL2_NKERNELS];
+static fl2_columns_fn avx512_columns[FL2_NKERNELS];
+static fl2_rows_fn avx512_rows[FL2_NKERNELS];
+static const char *float32_runs = "avx512"; /* the level of the float32 1-d kernels */
+static int float32_runs_choice = -1;        /* fl2_set_float32_runs: -1 this CPU's, 0, 1 */
+
+static void fill_avx512_tables(void)
+{
+    memcpy(avx512_kernels, fl2_kernels_avx512, sizeof avx512_kernels);
+    memcpy(avx512_columns, fl2_kernels_avx512_columns, sizeof avx512_columns);
+    memcpy(avx512_rows, fl2_kernels_avx512_rows, sizeof avx512_rows);
+#if defined(FL2_HAVE_AVX512BF16)
+    if (has_avx512bf16())
+        for (int k = 0; k < 2; k++) {
+            avx512_kernels[8 + k] = fl2_kernels_avx512bf16[k];
+            avx512_columns[8 + k] = fl2_kernels_avx512bf16_columns[k];
+            avx512_rows[8 + k] = fl2_kernels_avx512bf16_rows[k];
+        }
+#endif
+    float32_runs = "avx512";
+    if (float32_runs_choice < 0 ? splits_512bit_operations() : float32_runs_choice) {
+        avx512_kernels[0] = fl2_kernels_avx2[0]; /* float32 operands (fl2_kernel_index) */
+        avx512_kernels[4] = fl2_kernels_avx2[4]; /* the L2 penalty of float32 */
+        float32_runs = "avx2";
     }
 }
 #endif
@@ -112,6 +148,16 @@ static void fill_avx512bf16_tables(void)
 static const char *bfloat16_rounding = "integer code";
 
 const char *fl2_bfloat16_rounding(void) { return bfloat16_rounding; }
+
+/* The instruction-set level of the float32 1-d kernels in use (the active level's but for
+ * CPUs that split 512-bit operations: above). */
+const char *fl2_float32_run_level(void)
+{
+#if defined(FL2_HAVE_X86_DISPATCH)
+    if (fl2_active_kernels == avx512_kernels) return float32_runs;
+#endif
+    return active_level;
+}
 
 /* float16 conversions by F16C at the levels above the baseline, where the CPU has it
  * (convert.c: the same bits as the portable code). */
@@ -143,13 +189,15 @@ static void activate(int i)
     fl2_active_rows = levels[i].rows;
     active_level = levels[i].name;
     bfloat16_rounding = "integer code";
+#if defined(FL2_HAVE_X86_DISPATCH)
+    if (levels[i].kernels == fl2_kernels_avx512) {
+        fill_avx512_tables();
+        fl2_active_kernels = avx512_kernels;
+        fl2_active_columns = avx512_columns;
+        fl2_active_rows = avx512_rows;
 #if defined(FL2_HAVE_AVX512BF16)
-    if (levels[i].kernels == fl2_kernels_avx512 && has_avx512bf16()) {
-        fill_avx512bf16_tables();
-        fl2_active_kernels = avx512bf16_kernels;
-        fl2_active_columns = avx512bf16_columns;
-        fl2_active_rows = avx512bf16_rows;
-        bfloat16_rounding = "avx512_bf16";
+        if (has_avx512bf16()) bfloat16_rounding = "avx512_bf16";
+#endif
     }
 #endif
     choose_conversions(i);
@@ -169,6 +217,18 @@ const char *fl2_simd_levels_available(void)
         strcat(names, levels[i].name);
     }
     return names;
+}
+
+/* Which kernels the AVX-512 level runs for float32 operands' 1-d passes: -1 this CPU's
+ * choice (the default), 0 its own, 1 the AVX2 level's; applies from the next
+ * fl2_set_simd_level.  For tests and measurements: the bits are the same. */
+void fl2_set_float32_runs(int choice)
+{
+#if defined(FL2_HAVE_X86_DISPATCH)
+    float32_runs_choice = choice < 0 ? -1 : choice != 0;
+#else
+    (void)choice;
+#endif
 }
 
 int fl2_set_simd_level(const char *name)

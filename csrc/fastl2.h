@@ -206,6 +206,12 @@ int fl2_set_simd_level(const char *name);      /* 0 ok, -1 unknown or unsupporte
 /* How the level in use rounds a bfloat16 gradient: "avx512_bf16" (the AVX-512 level on a CPU
  * with that extension) or "integer code"; the same bits either way. */
 const char *fl2_bfloat16_rounding(void);
+/* The level of the float32 1-d kernels in use: the level's own, but "avx2" at the AVX-512
+ * level on a CPU that runs 512-bit operations in two halves (config.c); the same bits. */
+const char *fl2_float32_run_level(void);
+/* Which kernels the AVX-512 level runs for float32 1-d passes from the next
+ * fl2_set_simd_level: -1 this CPU's choice (the default), 0 its own, 1 the AVX2 level's. */
+void fl2_set_float32_runs(int choice);
 /* What the "baseline" level's kernels are compiled for: "sse2" (x86-64), "neon" (arm64),
  * "scalar" (-DFL2_NO_VECTORS, or a compiler without vector extensions), or "vector
  * extensions" (GCC/clang's generic vectors on other targets). */

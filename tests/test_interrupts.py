@@ -246,7 +246,7 @@ def test_fork_during_another_threads_first_call(backend, delay):
 # thread it does not have, and its own import of it waited for ever; fork() now waits for the
 # import (fastl2._backends.import_on_first_use).
 FORK_DURING_FIRST_USE = textwrap.dedent("""
-    import os, sys, threading, time
+    import os, signal, sys, threading, time
     import numpy as np
     import fastl2
     case, delay = sys.argv[1], float(sys.argv[2])
@@ -273,6 +273,9 @@ FORK_DURING_FIRST_USE = textwrap.dedent("""
             break
         time.sleep(0.1)
     else:
+        # (its Python stacks to stderr first: faulthandler on SIGUSR1, registered before the fork)
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(2)
         os.kill(pid, 9)
         print("child hung", flush=True)
 """)

@@ -30,17 +30,50 @@ every_dtype_mix = pytest.mark.parametrize(
 )
 
 
+def level_variants():
+    """(name, level, float32 runs choice) of every SIMD level this CPU has; the AVX-512 level
+    twice, with its own float32 1-d kernels and with the AVX2 level's (which it runs on CPUs
+    that split 512-bit operations: csrc/config.c), so that both are tested on every CPU."""
+    variants = []
+    for level in core.simd_levels_available():
+        if level == "avx512":
+            variants += [("avx512", level, 0), ("avx512 with avx2 float32 runs", level, 1)]
+        else:
+            variants.append((level, level, -1))
+    return variants
+
+
+@pytest.fixture
+def restore_level(restore_level):
+    """(and the AVX-512 level's float32 1-d kernels: this CPU's choice again)"""
+    yield
+    core.set_float32_runs(-1)  # (before the previous level is set again: its tables are refilled)
+
+
 def assert_same_bits_on_every_level(compute):
     """compute() (a list of result bytes) on the compiled backend at every SIMD level this
-    CPU has: every level must give the first level's bits."""
+    CPU has (level_variants): every one must give the first one's bits."""
     fastl2.set_backend("cython")
-    levels = core.simd_levels_available()
     results = {}
-    for level in levels:
+    variants = level_variants()
+    for name, level, choice in variants:
+        core.set_float32_runs(choice)
         core.set_simd_level(level)
-        results[level] = compute()
-    for level in levels[1:]:
-        assert results[level] == results[levels[0]], f"{level} differs from {levels[0]}"
+        assert core.float32_run_level() == {-1: level, 0: level, 1: "avx2"}[choice]
+        results[name] = compute()
+    for name, _, _ in variants[1:]:
+        assert results[name] == results[variants[0][0]], f"{name} differs from {variants[0][0]}"
+
+
+def test_the_float32_runs_of_the_level_in_use_are_one_of_its_levels(restore_level):
+    # the default: the AVX-512 level's own or, on CPUs that split 512-bit operations, AVX2's
+    core.set_float32_runs(-1)
+    for level in core.simd_levels_available():
+        core.set_simd_level(level)
+        expected = {"avx2", "avx512"} if level == "avx512" else {level}
+        assert core.float32_run_level() in expected
+    if core.float32_run_level() != core.simd_level():  # (show_config says so)
+        assert "avx2 for float32 1-d passes" in fastl2._config.config()["simd level"]
 
 
 def _everything(y_true, y_pred, weights):

@@ -185,6 +185,14 @@ def simd_level():
 def bfloat16_rounding():
     return fl2_bfloat16_rounding().decode()
 
+def float32_run_level():
+    return fl2_float32_run_level().decode()
+
+def set_float32_runs(int choice):
+    """Tests and benchmarks: the kernels of float32 1-d passes at the AVX-512 level from the
+    next set_simd_level (-1: this CPU's choice, 0: the level's own, 1: the AVX2 level's)."""
+    fl2_set_float32_runs(choice)
+
 
 def simd_levels_available():
     return fl2_simd_levels_available().decode().split(",")

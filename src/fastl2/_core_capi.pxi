@@ -81,6 +81,8 @@ cdef extern from "fastl2.h" nogil:
     const char *fl2_simd_levels_available()
     int fl2_set_simd_level(const char *name)
     const char *fl2_bfloat16_rounding()
+    const char *fl2_float32_run_level()
+    void fl2_set_float32_runs(int choice)
     const char *fl2_compiler()
     const char *fl2_baseline_isa()
     const char *fl2_loss_name(int code)
