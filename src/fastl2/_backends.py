@@ -86,6 +86,14 @@ _wait_at_fork()
 _waits_before_logging = False
 
 
+def fork_waits():
+    """The lock fork() waits for (_import_lock), for code that must not be half done in a child:
+    a PyTorch tensor read through DLPack.  Forked while another thread was inside such a read,
+    a child once waited for ever in its own first read of a bfloat16 tensor (torch's code held
+    by a thread the child does not have: tests/test_interrupts.py, 2 of 50 runs under load)."""
+    return _import_lock
+
+
 def import_on_first_use(name: str):
     """``importlib.import_module(name)`` under _import_lock, which fork() waits for: a module
     fastl2 imports on first use (a backend, ml_dtypes) is never half-imported in a child.

@@ -48,6 +48,23 @@ def bfloat16_dtype() -> np.dtype:
     return np.dtype(ml_dtypes.bfloat16)
 
 
+def _dlpack(value, name: str) -> np.ndarray:
+    """A DLPack producer's array, read in place, while fork() waits (fastl2._backends.fork_waits:
+    a child forked during another thread's read of a PyTorch tensor once waited for ever in its
+    own first read)."""
+    from ._backends import fork_waits  # (imported by now: no cycle at import time)
+
+    with fork_waits():
+        if getattr(value, "requires_grad", False) is True and callable(getattr(value, "detach", None)):
+            value = value.detach()  # read its values; autograd needs an autograd op
+        is_neg = getattr(value, "is_neg", None)
+        if callable(is_neg) and is_neg():  # a PyTorch view whose values are negated lazily:
+            value = value.resolve_neg()  # DLPack would hand over the data without the sign
+        if str(getattr(value, "dtype", "")) == "torch.bfloat16" and "torch" in sys.modules:
+            return _bfloat16_tensor(value, name)
+        return np.from_dlpack(value)
+
+
 def _bfloat16_tensor(value, name: str) -> np.ndarray:
     """A PyTorch bfloat16 CPU tensor as an ml_dtypes.bfloat16 array over the same memory (its
     bits read as int16 through DLPack: NumPy has no bfloat16 DLPack type)."""
@@ -77,15 +94,8 @@ def read(value, name: str) -> np.ndarray:
         refuse_masked(value, name)
         return value.view(np.ndarray)
     if hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
-        if getattr(value, "requires_grad", False) is True and callable(getattr(value, "detach", None)):
-            value = value.detach()  # read its values; autograd needs an autograd op
-        is_neg = getattr(value, "is_neg", None)
-        if callable(is_neg) and is_neg():  # a PyTorch view whose values are negated lazily:
-            value = value.resolve_neg()  # DLPack would hand over the data without the sign
         try:
-            if str(getattr(value, "dtype", "")) == "torch.bfloat16" and "torch" in sys.modules:
-                return _bfloat16_tensor(value, name)
-            return np.from_dlpack(value)
+            return _dlpack(value, name)
         except (BufferError, RuntimeError, ValueError) as exc:
             dlpack_error = exc  # e.g. a device NumPy cannot read: try __array__
         except TypeError as exc:
