@@ -37,119 +37,73 @@ static double now(void)
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-static double exact_512(const float *a, const float *b, long n)
-{
-    double r = 0;
-    for (long s = 0; s < n; s += BLOCK) {
-        const long e = s + BLOCK < n ? s + BLOCK : n;
-        __m512d s0 = _mm512_setzero_pd(), s1 = s0;
-        for (long i = s; i + 16 <= e; i += 16) {
-            __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(a + i)), _mm512_cvtps_pd(_mm256_loadu_ps(b + i)));
-            __m512d d1 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(a + i + 8)), _mm512_cvtps_pd(_mm256_loadu_ps(b + i + 8)));
-            s0 = _mm512_add_pd(s0, _mm512_mul_pd(d0, d0));
-            s1 = _mm512_add_pd(s1, _mm512_mul_pd(d1, d1));
-        }
-        r += _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+/* A 512-bit pass: 16 float64 lanes in two vectors s0 and s1; CHUNK adds elements i..i+15. */
+#define PASS_512(name, CHUNK)                                                               \
+    static double name(const float *a, const float *b, long n)                              \
+    {                                                                                       \
+        double r = 0;                                                                       \
+        for (long s = 0; s < n; s += BLOCK) {                                               \
+            const long e = s + BLOCK < n ? s + BLOCK : n;                                   \
+            __m512d s0 = _mm512_setzero_pd(), s1 = s0;                                      \
+            for (long i = s; i + 16 <= e; i += 16) {                                        \
+                CHUNK                                                                       \
+            }                                                                               \
+            r += _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));                               \
+        }                                                                                   \
+        return r;                                                                           \
     }
-    return r;
-}
+#define CVT8(p) _mm512_cvtps_pd(_mm256_loadu_ps(p))
+PASS_512(exact_512, {
+    const __m512d d0 = _mm512_sub_pd(CVT8(a + i), CVT8(b + i));
+    const __m512d d1 = _mm512_sub_pd(CVT8(a + i + 8), CVT8(b + i + 8));
+    s0 = _mm512_add_pd(s0, _mm512_mul_pd(d0, d0));
+    s1 = _mm512_add_pd(s1, _mm512_mul_pd(d1, d1));
+})
+/* (the difference rounded to float32, then one conversion per element) */
+PASS_512(rounded_difference, {
+    const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
+    const __m512d x0 = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
+    const __m512d x1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1)));
+    s0 = _mm512_fmadd_pd(x0, x0, s0);
+    s1 = _mm512_fmadd_pd(x1, x1, s1);
+})
 
-#define YDIFF(k) _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 4 * (k))), _mm256_cvtps_pd(_mm_loadu_ps(b + i + 4 * (k))))
-static double ysum(__m256d s0, __m256d s1, __m256d s2, __m256d s3)
+static double ysum(const __m256d *s)
 {
     double q[4];
-    _mm256_storeu_pd(q, _mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3)));
+    _mm256_storeu_pd(q, _mm256_add_pd(_mm256_add_pd(s[0], s[1]), _mm256_add_pd(s[2], s[3])));
     return q[0] + q[1] + q[2] + q[3];
 }
 
-static double exact_256(const float *a, const float *b, long n)
-{
-    double r = 0;
-    for (long s = 0; s < n; s += BLOCK) {
-        const long e = s + BLOCK < n ? s + BLOCK : n;
-        __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
-        for (long i = s; i + 16 <= e; i += 16) {
-            __m256d d0 = YDIFF(0), d1 = YDIFF(1), d2 = YDIFF(2), d3 = YDIFF(3);
-            s0 = _mm256_add_pd(s0, _mm256_mul_pd(d0, d0));
-            s1 = _mm256_add_pd(s1, _mm256_mul_pd(d1, d1));
-            s2 = _mm256_add_pd(s2, _mm256_mul_pd(d2, d2));
-            s3 = _mm256_add_pd(s3, _mm256_mul_pd(d3, d3));
-        }
-        r += ysum(s0, s1, s2, s3);
+/* A 256-bit pass: 16 float64 lanes in four vectors; DIFF(x, y) the difference of the converted
+ * operands, STEP(s, d) a lane's accumulation of it. */
+#define PASS_256(name, DIFF, STEP)                                                          \
+    static double name(const float *a, const float *b, long n)                              \
+    {                                                                                       \
+        double r = 0;                                                                       \
+        for (long s = 0; s < n; s += BLOCK) {                                               \
+            const long e = s + BLOCK < n ? s + BLOCK : n;                                   \
+            __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), \
+                              _mm256_setzero_pd()};                                         \
+            for (long i = s; i + 16 <= e; i += 16)                                          \
+                for (int k = 0; k < 4; k++) {                                               \
+                    const __m256d d = DIFF(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 4 * k)),    \
+                                           _mm256_cvtps_pd(_mm_loadu_ps(b + i + 4 * k)));   \
+                    acc[k] = STEP(acc[k], d);                                               \
+                }                                                                           \
+            r += ysum(acc);                                                                 \
+        }                                                                                   \
+        return r;                                                                           \
     }
-    return r;
-}
-
-static double exact_256_sub_on_fma(const float *a, const float *b, long n)
-{
-    const __m256d one = _mm256_set1_pd(1.0);
-    double r = 0;
-    for (long s = 0; s < n; s += BLOCK) {
-        const long e = s + BLOCK < n ? s + BLOCK : n;
-        __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
-        for (long i = s; i + 16 <= e; i += 16)
-            for (int k = 0; k < 4; k++) {
-                const __m256d d = _mm256_fmsub_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 4 * k)), one,
-                                                  _mm256_cvtps_pd(_mm_loadu_ps(b + i + 4 * k)));
-                acc[k] = _mm256_add_pd(acc[k], _mm256_mul_pd(d, d));
-            }
-        r += ysum(acc[0], acc[1], acc[2], acc[3]);
-    }
-    return r;
-}
-
-static double exact_fma(const float *a, const float *b, long n)
-{
-    double r = 0;
-    for (long s = 0; s < n; s += BLOCK) {
-        const long e = s + BLOCK < n ? s + BLOCK : n;
-        __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
-        for (long i = s; i + 16 <= e; i += 16) {
-            __m256d d0 = YDIFF(0), d1 = YDIFF(1), d2 = YDIFF(2), d3 = YDIFF(3);
-            s0 = _mm256_fmadd_pd(d0, d0, s0);
-            s1 = _mm256_fmadd_pd(d1, d1, s1);
-            s2 = _mm256_fmadd_pd(d2, d2, s2);
-            s3 = _mm256_fmadd_pd(d3, d3, s3);
-        }
-        r += ysum(s0, s1, s2, s3);
-    }
-    return r;
-}
-
-static double conversions_only(const float *a, const float *b, long n)
-{
-    double r = 0;
-    for (long s = 0; s < n; s += BLOCK) {
-        const long e = s + BLOCK < n ? s + BLOCK : n;
-        __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
-        for (long i = s; i + 16 <= e; i += 16) {
-            s0 = _mm256_add_pd(s0, YDIFF(0));
-            s1 = _mm256_add_pd(s1, YDIFF(1));
-            s2 = _mm256_add_pd(s2, YDIFF(2));
-            s3 = _mm256_add_pd(s3, YDIFF(3));
-        }
-        r += ysum(s0, s1, s2, s3);
-    }
-    return r;
-}
-
-static double rounded_difference(const float *a, const float *b, long n)
-{
-    double r = 0;
-    for (long s = 0; s < n; s += BLOCK) {
-        const long e = s + BLOCK < n ? s + BLOCK : n;
-        __m512d s0 = _mm512_setzero_pd(), s1 = s0;
-        for (long i = s; i + 16 <= e; i += 16) {
-            const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i));
-            const __m512d x0 = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
-            const __m512d x1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1)));
-            s0 = _mm512_fmadd_pd(x0, x0, s0);
-            s1 = _mm512_fmadd_pd(x1, x1, s1);
-        }
-        r += _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-    }
-    return r;
-}
+#define SUB(x, y) _mm256_sub_pd((x), (y))
+#define SUB_ON_FMA(x, y) _mm256_fmsub_pd((x), _mm256_set1_pd(1.0), (y)) /* (x * 1 - y: x - y) */
+#define ADD_SQUARE(s, d) _mm256_add_pd((s), _mm256_mul_pd((d), (d)))
+#define FMA_SQUARE(s, d) _mm256_fmadd_pd((d), (d), (s))
+#define ADD(s, d) _mm256_add_pd((s), (d))
+PASS_256(exact_256, SUB, ADD_SQUARE)
+PASS_256(exact_256_sub_on_fma, SUB_ON_FMA, ADD_SQUARE)
+PASS_256(exact_fma, SUB, FMA_SQUARE)
+PASS_256(conversions_only, SUB, ADD)
 
 static int by_value(const void *x, const void *y)
 {
