@@ -8,12 +8,12 @@ in interleaved phases, and prints throughput ratios fastl2 / reference (1.0: as 
 
 The reference kernel is not part of fastl2: give the path of its source, a C file that defines
 ``double mse(const float *a, const float *b, long n)`` and ``double mse_grad(const float *a,
-const float *b, float *g, long n, int nt)`` (the workplace's ``limit_probe.c``).  It is compiled
+const float *b, float *g, long n, int nt)``.  It is compiled
 here with ``gcc -O3 -march=native -fopenmp`` beside a small timing loop, so that each of its
 calls is timed in C, without Python's call overhead::
 
     uptime; env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        python bench/in_cache.py --reference path/to/limit_probe.c
+        python bench/in_cache.py --reference path/to/reference.c
 
 Each phase makes ``--calls`` calls of one method back to back after a pause of ``--pause``
 seconds (the time a training step spends elsewhere) and keeps their median; the ratio of a
@@ -108,7 +108,7 @@ def main() -> None:
         parser.error(f"--reference: no such file: {args.reference}")
     with tempfile.TemporaryDirectory() as tmp:
         lib = build_reference(args.reference, pathlib.Path(tmp))
-        load = os.getloadavg()
+        load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
         print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; fastl2 {fastl2.__version__}, "
               f"SIMD level {fastl2._core.simd_level()}; {os.cpu_count()} CPUs")
         print("throughput ratio fastl2 / reference (median of rounds; min-max), fastl2 and reference median us")

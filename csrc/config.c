@@ -92,15 +92,17 @@ static int has_avx512bf16(void)
 #endif
 
 #if defined(FL2_HAVE_X86_DISPATCH)
-/* Whether the CPU runs a 512-bit operation as two 256-bit halves: AMD's Zen 4 (family 19h,
- * the family's only CPUs with AVX-512; asked only where the AVX-512 level is).  There a
- * float32 operand's conversion to float64 (vcvtps2pd, two per element: y_pred and y_true)
- * bounds the float32 1-d kernels in cache, and the AVX2 level's 256-bit conversions go
- * faster than the 512-bit ones: the AVX2 kernels of float32 operands took 0.84-0.90x the
- * AVX-512 ones' time at 10^4-10^6 elements (mse, mae, huber, mse_and_grad, l2_penalty; one
- * thread, 2026-12-04), where the weighted float32 kernels, every float64 kernel and the
- * columns and rows kernels took 1.03-2.2x (bench/in_cache.py, README "In cache"). */
-static int splits_512bit_operations(void)
+/* Whether the CPU is one where the AVX2 level's float32 1-d kernels beat the AVX-512 level's:
+ * AMD's Zen 4 (family 19h: the family's only CPUs with AVX-512), which runs a 512-bit
+ * operation as two 256-bit halves.  There a float32 operand's conversion to float64
+ * (vcvtps2pd, two per element: y_pred and y_true) bounds the float32 1-d kernels in cache, and
+ * the 256-bit conversions go faster than the 512-bit ones: the AVX2 kernels of float32
+ * operands took 0.84-0.90x the AVX-512 ones' time at 10^4-10^6 elements (mse, mae, huber,
+ * mse_and_grad, l2_penalty; one thread, 2026-12-04), where the weighted float32 kernels,
+ * every float64 kernel and the columns and rows kernels took 1.03-2.2x (README "In cache").
+ * The only CPU measured; others that split 512-bit operations (some of family 1Ah) are not
+ * told apart here and keep the AVX-512 kernels. */
+static int prefers_avx2_float32_runs(void)
 {
     unsigned int eax, ebx, ecx, edx;
     if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return 0;
@@ -111,20 +113,23 @@ static int splits_512bit_operations(void)
     return family == 0x19u;
 }
 
-/* The AVX-512 level's tables as this CPU runs them fastest, filled when the level is made
- * the one in use (fl2_set_simd_level runs at import, under the GIL, and when a test forces a
- * level): kernels_avx512bf16.c's two bfloat16 kernels where the CPU has the BF16 extension,
- * and the AVX2 level's 1-d kernels of float32 operands where it splits 512-bit operations
- * (or where fl2_set_float32_runs says so).  Every level's kernels give the same bits, so the
- * choice is one of speed alone. */
+/* The AVX-512 level's tables: its own kernels with kernels_avx512bf16.c's two bfloat16 ones
+ * where the CPU has the BF16 extension, and a second table of block kernels with the AVX2
+ * level's 1-d kernels of float32 operands (for CPUs where they are faster: above, or where
+ * fl2_set_float32_runs says so).  Filled once, when the level is first made the one in use
+ * (fl2_set_simd_level runs at import, under the GIL), and never written again: a later
+ * choice only switches pointers, while other threads may run kernels.  Every level's
+ * kernels give the same bits, so the choice is one of speed alone. */
 static fl2_block_fn avx512_kernels[FL2_NKERNELS];
+static fl2_block_fn avx512_kernels_avx2_float32[FL2_NKERNELS];
 static fl2_columns_fn avx512_columns[FL2_NKERNELS];
 static fl2_rows_fn avx512_rows[FL2_NKERNELS];
-static const char *float32_runs = "avx512"; /* the level of the float32 1-d kernels */
-static int float32_runs_choice = -1;        /* fl2_set_float32_runs: -1 this CPU's, 0, 1 */
+static int float32_runs_choice = -1; /* fl2_set_float32_runs: -1 this CPU's, 0, 1 */
 
 static void fill_avx512_tables(void)
 {
+    static int filled = 0;
+    if (filled) return;
     memcpy(avx512_kernels, fl2_kernels_avx512, sizeof avx512_kernels);
     memcpy(avx512_columns, fl2_kernels_avx512_columns, sizeof avx512_columns);
     memcpy(avx512_rows, fl2_kernels_avx512_rows, sizeof avx512_rows);
@@ -136,12 +141,10 @@ static void fill_avx512_tables(void)
             avx512_rows[8 + k] = fl2_kernels_avx512bf16_rows[k];
         }
 #endif
-    float32_runs = "avx512";
-    if (float32_runs_choice < 0 ? splits_512bit_operations() : float32_runs_choice) {
-        avx512_kernels[0] = fl2_kernels_avx2[0]; /* float32 operands (fl2_kernel_index) */
-        avx512_kernels[4] = fl2_kernels_avx2[4]; /* the L2 penalty of float32 */
-        float32_runs = "avx2";
-    }
+    memcpy(avx512_kernels_avx2_float32, avx512_kernels, sizeof avx512_kernels);
+    avx512_kernels_avx2_float32[0] = fl2_kernels_avx2[0]; /* float32 operands (fl2_kernel_index) */
+    avx512_kernels_avx2_float32[4] = fl2_kernels_avx2[4]; /* the L2 penalty of float32 */
+    filled = 1;
 }
 #endif
 
@@ -149,12 +152,12 @@ static const char *bfloat16_rounding = "integer code";
 
 const char *fl2_bfloat16_rounding(void) { return bfloat16_rounding; }
 
-/* The instruction-set level of the float32 1-d kernels in use (the active level's but for
- * CPUs that split 512-bit operations: above). */
+/* The instruction-set level of the float32 1-d kernels in use (the active level's but where
+ * the AVX-512 level runs the AVX2 ones: above). */
 const char *fl2_float32_run_level(void)
 {
 #if defined(FL2_HAVE_X86_DISPATCH)
-    if (fl2_active_kernels == avx512_kernels) return float32_runs;
+    if (fl2_active_kernels == avx512_kernels_avx2_float32) return "avx2";
 #endif
     return active_level;
 }
@@ -180,26 +183,31 @@ static const fl2_level levels[] = {
 };
 #define FL2_NLEVELS ((int)(sizeof(levels) / sizeof(levels[0])))
 
-/* Makes levels[i] the one in use: its tables (the AVX-512 level's with the BF16 extension's
- * bfloat16 kernels where the CPU has it) and its conversions. */
+/* Makes levels[i] the one in use: its tables (the AVX-512 level's as above) and its
+ * conversions; each table pointer is written once. */
 static void activate(int i)
 {
-    fl2_active_kernels = levels[i].kernels;
-    fl2_active_columns = levels[i].columns;
-    fl2_active_rows = levels[i].rows;
-    active_level = levels[i].name;
-    bfloat16_rounding = "integer code";
+    const fl2_block_fn *kernels = levels[i].kernels;
+    const fl2_columns_fn *columns = levels[i].columns;
+    const fl2_rows_fn *rows = levels[i].rows;
+    const char *rounding = "integer code";
 #if defined(FL2_HAVE_X86_DISPATCH)
     if (levels[i].kernels == fl2_kernels_avx512) {
         fill_avx512_tables();
-        fl2_active_kernels = avx512_kernels;
-        fl2_active_columns = avx512_columns;
-        fl2_active_rows = avx512_rows;
+        const int avx2_float32 = float32_runs_choice < 0 ? prefers_avx2_float32_runs() : float32_runs_choice;
+        kernels = avx2_float32 ? avx512_kernels_avx2_float32 : avx512_kernels;
+        columns = avx512_columns;
+        rows = avx512_rows;
 #if defined(FL2_HAVE_AVX512BF16)
-        if (has_avx512bf16()) bfloat16_rounding = "avx512_bf16";
+        if (has_avx512bf16()) rounding = "avx512_bf16";
 #endif
     }
 #endif
+    fl2_active_kernels = kernels;
+    fl2_active_columns = columns;
+    fl2_active_rows = rows;
+    active_level = levels[i].name;
+    bfloat16_rounding = rounding;
     choose_conversions(i);
 }
 

@@ -20,6 +20,7 @@ N = 3 * 8192 + 77  # (three blocks and a tail: the vector loops and the scalar o
 
 # (payload bits of the two operands' NaNs; quiet and signalling, either sign)
 NANS = {
+    np.float16: (np.uint16, [0x7E01, 0xFE02, 0x7C03, 0xFD04]),
     np.float32: (np.uint32, [0x7FC00001, 0xFFC00002, 0x7F800003, 0xFFA00004]),
     np.float64: (np.uint64, [0x7FF8000000000001, 0xFFF8000000000002, 0x7FF0000000000003,
                              0xFFF4000000000004]),
@@ -41,7 +42,7 @@ def _inputs(dtype):
         p[2 * 8192 + 500 + k] = payloads[k % 4]
     t[N - 20:N - 10] = payloads[1]
     p[N - 15:N - 5] = payloads[2]
-    weights = rng.random(N) + 0.5
+    weights = (rng.random(N) + 0.5).astype(dtype)
     return y_true, y_pred, weights
 
 
@@ -78,7 +79,7 @@ def _runs():
     return runs
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_nan_inputs_give_nan_in_the_same_places_and_other_bits_alike_everywhere(dtype, restore_level):
     inputs = _inputs(dtype)
     previous = fastl2.get_backend()

@@ -66,14 +66,28 @@ def assert_same_bits_on_every_level(compute):
 
 
 def test_the_float32_runs_of_the_level_in_use_are_one_of_its_levels(restore_level):
-    # the default: the AVX-512 level's own or, on CPUs that split 512-bit operations, AVX2's
+    # the default: the AVX-512 level's own or, on CPUs where the AVX2 ones are faster, AVX2's
     core.set_float32_runs(-1)
     for level in core.simd_levels_available():
         core.set_simd_level(level)
         expected = {"avx2", "avx512"} if level == "avx512" else {level}
         assert core.float32_run_level() in expected
-    if core.float32_run_level() != core.simd_level():  # (show_config says so)
-        assert "avx2 for float32 1-d passes" in fastl2._config.config()["simd level"]
+        assert ("kernels for float32 1-d passes" in fastl2._config.config()["simd level"]) == (
+            core.float32_run_level() != level)
+
+
+@pytest.mark.skipif("avx512" not in (core.simd_levels_available() if core else []),
+                    reason="this CPU has no AVX-512 level, the only one with a choice of float32 kernels")
+def test_forced_float32_runs_are_used_and_shown(restore_level):
+    for choice, expected in ((1, "avx2"), (0, "avx512")):
+        core.set_float32_runs(choice)
+        core.set_simd_level("avx512")
+        assert core.float32_run_level() == expected
+        shown = fastl2._config.config()["simd level"]
+        assert shown.startswith("avx512") and ("avx2 kernels for float32 1-d passes" in shown) == (choice == 1)
+    core.set_float32_runs(1)
+    core.set_simd_level("avx2")  # (a level without the choice: its own kernels)
+    assert core.float32_run_level() == "avx2" and core.simd_level() == "avx2"
 
 
 def _everything(y_true, y_pred, weights):

@@ -48,8 +48,8 @@ def config() -> dict[str, object]:
                            else "no (the default thread count is the CPUs')")
         facts["simd level"] = core.simd_level()
         if core.float32_run_level() != core.simd_level():
-            facts["simd level"] += (f" ({core.float32_run_level()} for float32 1-d passes: this CPU runs "
-                                    "512-bit operations in two halves)")
+            facts["simd level"] += (f" ({core.float32_run_level()} kernels for float32 1-d passes: faster "
+                                    "where 512-bit operations run in two halves, as on AMD Zen 4)")
         facts["bfloat16 gradients"] = f"rounded by {core.bfloat16_rounding()}"
         facts["baseline level"] = core.baseline_isa()
         facts["simd levels on this cpu"] = ", ".join(core.simd_levels_available())

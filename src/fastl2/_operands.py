@@ -49,20 +49,28 @@ def bfloat16_dtype() -> np.dtype:
 
 
 def _dlpack(value, name: str) -> np.ndarray:
-    """A DLPack producer's array, read in place, while fork() waits (fastl2._backends.fork_waits:
-    a child forked during another thread's read of a PyTorch tensor once waited for ever in its
-    own first read)."""
-    from ._backends import fork_waits  # (imported by now: no cycle at import time)
+    """A DLPack producer's array, read in place; a PyTorch tensor's while fork() waits
+    (fastl2._backends.fork_waits: a child forked during another thread's read of a bfloat16
+    tensor once waited for ever in its own first read).  Other producers' code runs without
+    the lock: fastl2 does not hold it across code it does not know."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        from ._backends import fork_waits  # (imported by now: no cycle at import time)
 
-    with fork_waits():
-        if getattr(value, "requires_grad", False) is True and callable(getattr(value, "detach", None)):
-            value = value.detach()  # read its values; autograd needs an autograd op
-        is_neg = getattr(value, "is_neg", None)
-        if callable(is_neg) and is_neg():  # a PyTorch view whose values are negated lazily:
-            value = value.resolve_neg()  # DLPack would hand over the data without the sign
-        if str(getattr(value, "dtype", "")) == "torch.bfloat16" and "torch" in sys.modules:
-            return _bfloat16_tensor(value, name)
-        return np.from_dlpack(value)
+        with fork_waits():
+            return _dlpack_read(value, name)
+    return _dlpack_read(value, name)
+
+
+def _dlpack_read(value, name: str) -> np.ndarray:
+    if getattr(value, "requires_grad", False) is True and callable(getattr(value, "detach", None)):
+        value = value.detach()  # read its values; autograd needs an autograd op
+    is_neg = getattr(value, "is_neg", None)
+    if callable(is_neg) and is_neg():  # a PyTorch view whose values are negated lazily:
+        value = value.resolve_neg()  # DLPack would hand over the data without the sign
+    if str(getattr(value, "dtype", "")) == "torch.bfloat16" and "torch" in sys.modules:
+        return _bfloat16_tensor(value, name)
+    return np.from_dlpack(value)
 
 
 def _bfloat16_tensor(value, name: str) -> np.ndarray:
