@@ -109,8 +109,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lib = build_reference(args.reference, pathlib.Path(tmp))
         load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+        core = fastl2._backends.compiled_module()
+        kernels = f"SIMD level {core.simd_level()}" if core is not None else "no compiled kernels"
         print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; fastl2 {fastl2.__version__}, "
-              f"SIMD level {fastl2._core.simd_level()}; {os.cpu_count()} CPUs")
+              f"backend {fastl2.get_backend()}, {kernels}; {os.cpu_count()} CPUs")
         print("throughput ratio fastl2 / reference (median of rounds; min-max), fastl2 and reference median us")
         rng = np.random.default_rng(0)
         for threads in args.threads:
