@@ -54,23 +54,14 @@ def _dlpack(value, name: str) -> np.ndarray:
     tensor once waited for ever in its own first read).  Other producers' code runs without
     the lock: fastl2 does not hold it across code it does not know."""
     torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
-        from ._backends import fork_waits  # (imported by now: no cycle at import time)
+    if torch is None or not isinstance(value, torch.Tensor):
+        return np.from_dlpack(value)
+    from ._backends import fork_waits  # (imported by now: no cycle at import time)
 
-        with fork_waits():
-            return _dlpack_read(value, name)
-    return _dlpack_read(value, name)
-
-
-def _dlpack_read(value, name: str) -> np.ndarray:
-    if getattr(value, "requires_grad", False) is True and callable(getattr(value, "detach", None)):
-        value = value.detach()  # read its values; autograd needs an autograd op
-    is_neg = getattr(value, "is_neg", None)
-    if callable(is_neg) and is_neg():  # a PyTorch view whose values are negated lazily:
-        value = value.resolve_neg()  # DLPack would hand over the data without the sign
-    if str(getattr(value, "dtype", "")) == "torch.bfloat16" and "torch" in sys.modules:
-        return _bfloat16_tensor(value, name)
-    return np.from_dlpack(value)
+    with fork_waits():
+        if value.dtype == torch.bfloat16:
+            return _bfloat16_tensor(value, name)
+        return np.from_dlpack(value)
 
 
 def _bfloat16_tensor(value, name: str) -> np.ndarray:
@@ -102,6 +93,11 @@ def read(value, name: str) -> np.ndarray:
         refuse_masked(value, name)
         return value.view(np.ndarray)
     if hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
+        if getattr(value, "requires_grad", False) is True and callable(getattr(value, "detach", None)):
+            value = value.detach()  # read its values; autograd needs an autograd op
+        is_neg = getattr(value, "is_neg", None)
+        if callable(is_neg) and is_neg():  # a PyTorch view whose values are negated lazily:
+            value = value.resolve_neg()  # DLPack would hand over the data without the sign
         try:
             return _dlpack(value, name)
         except (BufferError, RuntimeError, ValueError) as exc:
